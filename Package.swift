@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "vipfarm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lbnode", targets: ["lbnode"]),
+        .executable(name: "lbbench", targets: ["lbbench"]),
+        .library(name: "Hashing", targets: ["Hashing"]),
+        .library(name: "TapEngine", targets: ["TapEngine"]),
+        .library(name: "RouteSetup", targets: ["RouteSetup"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        // C libraries, found by pkg-config; each is a module map plus a shim header.
+        .systemLibrary(
+            name: "CPcap",
+            path: "Sources/CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .systemLibrary(
+            name: "CNetlink",
+            path: "Sources/CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+
+        // Pure Swift: flow keys, hashing, bucket tables, flow table. No C, no syscalls.
+        .target(name: "Hashing"),
+        // The fast path and every packet syscall.
+        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap"]),
+        // Netlink through libnl-route-3.
+        .target(name: "RouteSetup", dependencies: ["CNetlink"]),
+
+        .executableTarget(
+            name: "lbnode",
+            dependencies: [
+                "Hashing", "TapEngine", "RouteSetup",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "lbbench",
+            dependencies: [
+                "Hashing", "TapEngine", "RouteSetup",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "TapEngineTests", dependencies: ["TapEngine"]),
+        .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
+        .testTarget(name: "lbnodeTests", dependencies: ["lbnode"]),
+        .testTarget(name: "lbbenchTests", dependencies: ["lbbench"]),
+    ]
+)

@@ -1,0 +1,19 @@
+import ArgumentParser
+import RouteSetup
+import TapEngine
+
+/// `lbbench`: the vipfarm benchmark suite.
+@main
+struct LBBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lbbench",
+        abstract: "Measures vipfarm: hashing, packets per second, failover time.",
+        discussion: """
+            Every subcommand prints a table, or JSON with --json. Figures are medians of repeated runs; compare them \
+            with references measured in the same run, since shared machines are noisy. docs/benchmarks.md explains \
+            the method.
+            """,
+        version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
+        subcommands: [HashCommand.self]
+    )
+}
