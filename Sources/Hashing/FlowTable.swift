@@ -25,17 +25,23 @@ public struct FlowTableCounters: Equatable, Sendable {
 /// The flows a node has accepted: fixed capacity, no allocation after `init`, O(1) lookup and insert.
 ///
 /// Invariants: the table is set-associative, `ways` (8) slots per set, and a flow may live in either of two sets chosen
-/// by its hash (it goes into the emptier one: the "power of two choices" keeps sets even, so evictions start only when
-/// the table is nearly full). A slot is free when its tag is 0; no key is ever in two slots. A flow expires after
-/// `idleTimeout` ms without a packet (after `closingTimeout` once it is closing); an expired slot counts as free and is
-/// reclaimed by the next insert into its sets or by `expire`. When an insert finds both sets full of live flows it
-/// evicts their least recently seen flow (an LRU over 16 slots: global LRU at O(1) cost, without a linked list). Times are a caller's monotonic millisecond clock in a `UInt32`; ages use
-/// wrapping subtraction, so they are correct for timeouts up to 24 days.
+/// by its hash. It goes into the emptier one (the "power of two choices" keeps sets even), and when both are full one
+/// of their flows moves to its own other set (one cuckoo step), so evictions start only when the table is nearly
+/// full. A slot holds no key, only two independent hashes of it: a 32-bit tag (0 = free slot) and
+/// a 63-bit fingerprint. A false match needs both to collide (one chance in 2^95 per comparison), which is as good as
+/// exact, and it keeps a set in two adjacent cache lines. No flow is ever in two slots.
 ///
-/// Memory: 32 bytes per slot (4-byte tag, 24-byte key, 4-byte timestamp), slots = capacity rounded up to a power of
-/// two: 32 MiB for 1M flows.
+/// A flow expires after `idleTimeout` ms without a packet (after `closingTimeout` once it is closing); an expired slot
+/// counts as free and is reclaimed by the next insert into its sets or by `expire`. When an insert finds both sets
+/// full of live flows it evicts their least recently seen flow (an LRU over 16 slots: global LRU at O(1) cost, without
+/// a linked list). Times are the caller's monotonic millisecond clock in a `UInt32`; ages use wrapping subtraction,
+/// so they are right for timeouts up to 24 days.
 ///
-/// The hash is VH1 with a seed of the table's own (pass a random one): the table is local to a node, and an unknown
+/// Memory: 16 bytes per slot (tag 4, last-seen time 4, fingerprint and closing flag 8); the slots are the smallest power
+/// of two that holds the capacity at most 90% full, so 18 to 36 bytes per flow of capacity (32 MiB for 1M flows). A
+/// set is one 128-byte block: 8 tags, 8 times, 8 fingerprints.
+///
+/// The hashes are VH1 with seeds of the table's own (pass a random one): the table is local to a node, and an unknown
 /// seed stops a client from aiming many flows at one set.
 ///
 /// - Warning: not thread-safe; the engine's thread owns it.
@@ -43,18 +49,14 @@ public struct FlowTable: ~Copyable {
     /// Slots per set.
     public static let ways = 8
     /// Bytes of memory per slot.
-    public static let bytesPerSlot = MemoryLayout<UInt32>.stride * 2 + MemoryLayout<SlotKey>.stride
+    public static let bytesPerSlot = 16
+    static let bytesPerSet = ways * bytesPerSlot
+    static let seenOffset = 4 * ways
+    static let fingerprintOffset = 8 * ways
+    /// Bit 0 of a stored fingerprint: the flow is closing (TCP FIN seen).
+    static let closingFlag: UInt64 = 1
 
-    /// A flow as stored: the address words and the ports word with the closing flag in its top byte.
-    struct SlotKey {
-        var high: UInt64
-        var low: UInt64
-        var portsAndState: UInt64
-    }
-
-    static let closingFlag: UInt64 = 1 << 56
-
-    /// The number of slots (capacity rounded up to a power of two).
+    /// The number of slots: `slots(forCapacity:)`.
     public let slotCount: Int
     /// Milliseconds without a packet after which a flow expires.
     public let idleTimeout: UInt32
@@ -67,55 +69,55 @@ public struct FlowTable: ~Copyable {
 
     private let seed: UInt64
     private let setMask: UInt64
-    private let tags: UnsafeMutablePointer<UInt32>
-    private let keys: UnsafeMutablePointer<SlotKey>
-    private let lastSeen: UnsafeMutablePointer<UInt32>
+    private let storage: UnsafeMutableRawPointer
     private var sweepCursor = 0
 
     /// Allocates every slot up front.
     ///
     /// - Parameters:
-    ///   - capacity: flows to hold (rounded up to a power of two, at least `ways`).
+    ///   - capacity: flows to hold; see `slots(forCapacity:)`.
     ///   - idleTimeout: milliseconds without a packet after which a flow expires.
     ///   - closingTimeout: milliseconds a flow stays after its TCP FIN, for the last ACKs.
     ///   - seed: the hash seed; pass a random one.
     public init(capacity: Int, idleTimeout: UInt32, closingTimeout: UInt32, seed: UInt64) {
         precondition(capacity > 0 && capacity <= 1 << 30, "flow table capacity must be 1...2^30")
-        slotCount = max(Self.ways, 1 << (Int.bitWidth - (capacity - 1).leadingZeroBitCount))
+        slotCount = Self.slots(forCapacity: capacity)
         self.idleTimeout = idleTimeout
         self.closingTimeout = closingTimeout
         self.seed = seed
         setMask = UInt64(slotCount / Self.ways - 1)
-        tags = .allocate(capacity: slotCount)
-        tags.initialize(repeating: 0, count: slotCount)
-        keys = .allocate(capacity: slotCount)
-        keys.initialize(repeating: SlotKey(high: 0, low: 0, portsAndState: 0), count: slotCount)
-        lastSeen = .allocate(capacity: slotCount)
-        lastSeen.initialize(repeating: 0, count: slotCount)
+        storage = .allocate(byteCount: slotCount * Self.bytesPerSlot, alignment: 128)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: slotCount * Self.bytesPerSlot)
     }
 
     deinit {
-        tags.deallocate()
-        keys.deallocate()
-        lastSeen.deallocate()
+        storage.deallocate()
+    }
+
+    /// The smallest power of two (at least `ways`) that holds `capacity` flows at most 90% full, where evictions are
+    /// still zero in practice (`lbbench hash` measures them).
+    public static func slots(forCapacity capacity: Int) -> Int {
+        var slots = ways
+        while capacity * 10 > slots * 9 { slots <<= 1 }
+        return slots
     }
 
     /// Whether `key` is a live flow; if so its idle time starts again at `now`.
     public mutating func lookup(_ key: FlowKey, now: UInt32) -> Bool {
-        let hash = hash(of: key)
-        guard let slot = find(key, hash: hash) else { return false }
+        let hashes = hashes(of: key)
+        guard let slot = find(hashes) else { return false }
         if isExpired(slot, now: now) {
             release(slot)
             counters.expired += 1
             return false
         }
-        lastSeen[slot] = now
+        setLastSeen(slot, now)
         return true
     }
 
     /// Whether `key` is a live flow at `now`, without touching it.
     public func contains(_ key: FlowKey, now: UInt32) -> Bool {
-        guard let slot = find(key, hash: hash(of: key)) else { return false }
+        guard let slot = find(hashes(of: key)) else { return false }
         return !isExpired(slot, now: now)
     }
 
@@ -123,34 +125,37 @@ public struct FlowTable: ~Copyable {
     /// recently seen of their flows gives up its slot.
     @discardableResult
     public mutating func insert(_ key: FlowKey, now: UInt32) -> FlowInsertOutcome {
-        let hash = hash(of: key)
-        if let slot = find(key, hash: hash) {
+        let hashes = hashes(of: key)
+        if let slot = find(hashes) {
             if !isExpired(slot, now: now) {
-                lastSeen[slot] = now
+                setLastSeen(slot, now)
                 return .alreadyPresent
             }
             // Reclaim the stale copy here, so that no second slot ever holds this key.
             release(slot)
             counters.expired += 1
         }
-        let (first, second) = sets(of: hash)
-        let freeFirst = reclaimExpired(inSetAt: first, now: now)
-        let freeSecond = second == first ? freeFirst : reclaimExpired(inSetAt: second, now: now)
+        let (first, second) = sets(of: hashes.primary)
+        let freeFirst = reclaimExpired(inSet: first, now: now)
+        let freeSecond = second == first ? freeFirst : reclaimExpired(inSet: second, now: now)
         let victim: Int
         let outcome: FlowInsertOutcome
         if freeFirst.count > 0 || freeSecond.count > 0 {
             // The emptier set, so that both sets of every flow fill evenly (the power of two choices).
             victim = freeFirst.count >= freeSecond.count ? freeFirst.slot : freeSecond.slot
             outcome = .inserted
+        } else if let freed = relocateOne(fromSets: first, second, now: now) {
+            victim = freed
+            outcome = .inserted
         } else {
-            victim = oldestSlot(inSetsAt: first, second, now: now)
+            victim = oldestSlot(inSets: first, second, now: now)
             release(victim)
             counters.evicted += 1
             outcome = .insertedEvictingOldest
         }
-        tags[victim] = Self.tag(of: hash)
-        keys[victim] = SlotKey(high: key.client.high, low: key.client.low, portsAndState: key.portsWord)
-        lastSeen[victim] = now
+        setTag(victim, Self.tag(of: hashes.primary))
+        setFingerprint(victim, hashes.fingerprint)
+        setLastSeen(victim, now)
         count += 1
         counters.inserted += 1
         return outcome
@@ -159,7 +164,7 @@ public struct FlowTable: ~Copyable {
     /// Removes `key` at once (TCP RST, handover); `false` when it was not there.
     @discardableResult
     public mutating func remove(_ key: FlowKey) -> Bool {
-        guard let slot = find(key, hash: hash(of: key)) else { return false }
+        guard let slot = find(hashes(of: key)) else { return false }
         release(slot)
         counters.removed += 1
         return true
@@ -169,9 +174,9 @@ public struct FlowTable: ~Copyable {
     /// ACKs of the close still find it. `false` when it was not there.
     @discardableResult
     public mutating func markClosing(_ key: FlowKey, now: UInt32) -> Bool {
-        guard let slot = find(key, hash: hash(of: key)) else { return false }
-        keys[slot].portsAndState |= Self.closingFlag
-        lastSeen[slot] = now
+        guard let slot = find(hashes(of: key)) else { return false }
+        setFingerprint(slot, fingerprint(slot) | Self.closingFlag)
+        setLastSeen(slot, now)
         return true
     }
 
@@ -181,87 +186,152 @@ public struct FlowTable: ~Copyable {
     public mutating func expire(now: UInt32, sets: Int) -> Int {
         let before = counters.expired
         for _ in 0..<min(sets, slotCount / Self.ways) {
-            _ = reclaimExpired(inSetAt: sweepCursor * Self.ways, now: now)
+            _ = reclaimExpired(inSet: sweepCursor, now: now)
             sweepCursor = (sweepCursor + 1) & Int(setMask)
         }
         return Int(counters.expired - before)
     }
 
-    // MARK: - Slots
+    // MARK: - Hashes and sets
 
+    /// Two independent VH1 hashes of a flow: `primary` picks the sets and the tag, `fingerprint` (bit 0 clear)
+    /// confirms a match.
     @inline(__always)
-    private func hash(of key: FlowKey) -> UInt64 {
-        FlowHash.hash(seed: seed, key.client.high, key.client.low, key.portsWord)
+    private func hashes(of key: FlowKey) -> (primary: UInt64, fingerprint: UInt64) {
+        let primary = FlowHash.hash(seed: seed, key.client.high, key.client.low, key.portsWord)
+        let fingerprint = FlowHash.hash(seed: ~seed, key.client.high, key.client.low, key.portsWord)
+        return (primary, fingerprint & ~Self.closingFlag)
     }
 
     /// A nonzero tag from the hash bits that choose neither set.
     @inline(__always)
     private static func tag(of hash: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: hash >> 32) | 1 }
 
-    /// The first slots of the flow's two candidate sets: one from the hash's low bits, one from a remix of it.
+    /// The flow's two candidate sets: one from the hash's low bits, the other that one xor a hash of the tag, so that
+    /// either set of a stored flow gives the other from the tag alone (partial-key cuckoo hashing).
     @inline(__always)
     private func sets(of hash: UInt64) -> (Int, Int) {
-        let first = Int(truncatingIfNeeded: hash & setMask) * Self.ways
-        let second = Int(truncatingIfNeeded: FlowHash.fmix64(hash ^ FlowHash.stepConstant) & setMask) * Self.ways
-        return (first, second)
+        let first = Int(truncatingIfNeeded: hash & setMask)
+        return (first, alternateSet(of: first, tag: Self.tag(of: hash)))
     }
 
     @inline(__always)
-    private func find(_ key: FlowKey, hash: UInt64) -> Int? {
-        let (first, second) = sets(of: hash)
-        if let slot = find(key, tag: Self.tag(of: hash), inSetAt: first) { return slot }
-        return second == first ? nil : find(key, tag: Self.tag(of: hash), inSetAt: second)
+    private func alternateSet(of set: Int, tag: UInt32) -> Int {
+        set ^ Int(truncatingIfNeeded: FlowHash.fmix64(UInt64(tag)) & setMask)
+    }
+
+    /// Moves one flow of two full sets to a free slot of its own other set; returns the slot it freed. One cuckoo step
+    /// lets the table fill to about 95% before anything is evicted (instead of 75% without it).
+    private mutating func relocateOne(fromSets first: Int, _ second: Int, now: UInt32) -> Int? {
+        for index in 0..<(2 * Self.ways) {
+            let slot = index < Self.ways ? first * Self.ways + index : second * Self.ways + index - Self.ways
+            let set = slot / Self.ways
+            let other = alternateSet(of: set, tag: tag(slot))
+            guard other != first && other != second else { continue }
+            let free = reclaimExpired(inSet: other, now: now)
+            guard free.count > 0 else { continue }
+            setTag(free.slot, tag(slot))
+            setFingerprint(free.slot, fingerprint(slot))
+            setLastSeen(free.slot, lastSeen(slot))
+            setTag(slot, 0)
+            return slot
+        }
+        return nil
     }
 
     @inline(__always)
-    private func find(_ key: FlowKey, tag: UInt32, inSetAt base: Int) -> Int? {
-        let ports = key.portsWord
-        for slot in base..<(base + Self.ways) where tags[slot] == tag {
-            let stored = keys[slot]
-            if stored.high == key.client.high && stored.low == key.client.low
-                && stored.portsAndState & ~Self.closingFlag == ports
-            {
-                return slot
-            }
+    private func find(_ hashes: (primary: UInt64, fingerprint: UInt64)) -> Int? {
+        let (first, second) = sets(of: hashes.primary)
+        let tag = Self.tag(of: hashes.primary)
+        if let slot = find(tag: tag, fingerprint: hashes.fingerprint, inSet: first) { return slot }
+        return second == first ? nil : find(tag: tag, fingerprint: hashes.fingerprint, inSet: second)
+    }
+
+    @inline(__always)
+    private func find(tag: UInt32, fingerprint: UInt64, inSet set: Int) -> Int? {
+        let base = set * Self.ways
+        for slot in base..<(base + Self.ways)
+        where self.tag(slot) == tag && self.fingerprint(slot) & ~Self.closingFlag == fingerprint {
+            return slot
         }
         return nil
     }
 
     /// Frees the expired slots of one set; returns how many slots are free and one of them (-1 if none).
     @inline(__always)
-    private mutating func reclaimExpired(inSetAt base: Int, now: UInt32) -> (count: Int, slot: Int) {
+    private mutating func reclaimExpired(inSet set: Int, now: UInt32) -> (count: Int, slot: Int) {
         var free = (count: 0, slot: -1)
+        let base = set * Self.ways
         for slot in base..<(base + Self.ways) {
-            if tags[slot] != 0 && isExpired(slot, now: now) {
+            if tag(slot) != 0 && isExpired(slot, now: now) {
                 release(slot)
                 counters.expired += 1
             }
-            if tags[slot] == 0 { free = (free.count + 1, slot) }
+            if tag(slot) == 0 { free = (free.count + 1, slot) }
         }
         return free
     }
 
     /// The least recently seen slot of two full sets.
     @inline(__always)
-    private func oldestSlot(inSetsAt first: Int, _ second: Int, now: UInt32) -> Int {
-        var oldest = first
+    private func oldestSlot(inSets first: Int, _ second: Int, now: UInt32) -> Int {
+        var oldest = first * Self.ways
         var oldestAge: UInt32 = 0
         for index in 0..<(2 * Self.ways) {
-            let slot = index < Self.ways ? first + index : second + index - Self.ways
-            if now &- lastSeen[slot] >= oldestAge { (oldest, oldestAge) = (slot, now &- lastSeen[slot]) }
+            let slot = index < Self.ways ? first * Self.ways + index : second * Self.ways + index - Self.ways
+            let age = now &- lastSeen(slot)
+            if age >= oldestAge { (oldest, oldestAge) = (slot, age) }
         }
         return oldest
     }
 
     @inline(__always)
     private func isExpired(_ slot: Int, now: UInt32) -> Bool {
-        let timeout = keys[slot].portsAndState & Self.closingFlag != 0 ? closingTimeout : idleTimeout
-        return now &- lastSeen[slot] > timeout
+        let timeout = fingerprint(slot) & Self.closingFlag != 0 ? closingTimeout : idleTimeout
+        return now &- lastSeen(slot) > timeout
     }
 
     @inline(__always)
     private mutating func release(_ slot: Int) {
-        tags[slot] = 0
+        setTag(slot, 0)
         count -= 1
+    }
+
+    // MARK: - Slot fields in a set's 128-byte block
+
+    @inline(__always)
+    private func offset(_ slot: Int, field: Int, width: Int) -> Int {
+        (slot &>> 3) &* Self.bytesPerSet &+ field &+ (slot & 7) &* width
+    }
+
+    @inline(__always)
+    private func tag(_ slot: Int) -> UInt32 {
+        storage.load(fromByteOffset: offset(slot, field: 0, width: 4), as: UInt32.self)
+    }
+
+    @inline(__always)
+    private func setTag(_ slot: Int, _ value: UInt32) {
+        storage.storeBytes(of: value, toByteOffset: offset(slot, field: 0, width: 4), as: UInt32.self)
+    }
+
+    @inline(__always)
+    private func lastSeen(_ slot: Int) -> UInt32 {
+        storage.load(fromByteOffset: offset(slot, field: Self.seenOffset, width: 4), as: UInt32.self)
+    }
+
+    @inline(__always)
+    private func setLastSeen(_ slot: Int, _ value: UInt32) {
+        storage.storeBytes(of: value, toByteOffset: offset(slot, field: Self.seenOffset, width: 4), as: UInt32.self)
+    }
+
+    @inline(__always)
+    private func fingerprint(_ slot: Int) -> UInt64 {
+        storage.load(fromByteOffset: offset(slot, field: Self.fingerprintOffset, width: 8), as: UInt64.self)
+    }
+
+    @inline(__always)
+    private func setFingerprint(_ slot: Int, _ value: UInt64) {
+        storage.storeBytes(
+            of: value, toByteOffset: offset(slot, field: Self.fingerprintOffset, width: 8), as: UInt64.self)
     }
 }

@@ -28,7 +28,7 @@ struct HashBenchmark {
 
     /// Client flows from 198.18.0.0/15 with random ports, to port 80 or 443.
     static func clientKeys(count: Int, generator seed: UInt64) -> [FlowKey] {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
             let bits = random.next()
             return FlowKey(
@@ -74,63 +74,67 @@ struct HashBenchmark {
         return .init(keys: keys.count, nanosecondsPerLookup: ns, millionsPerSecond: 1e3 / ns)
     }
 
+    /// Slot fill levels at which evictions are read, to show where they start.
+    static let fillPercents = [50, 75, 90, 95, 100]
+
     func measureFlowTable(keys: [FlowKey]) -> HashReport.FlowTableFigures {
         let absent = Self.clientKeys(count: keys.count, generator: 2).map {
             FlowKey(client: $0.client, clientPort: $0.clientPort, serverPort: 8080, proto: .udp)
         }
         var hits = 0
-        var insertNs = 0.0
-        var hitNs = 0.0
-        var missNs = 0.0
-        var evictions: [HashReport.Eviction] = []
-        // Each repetition measures a fresh table so that inserts always start from empty.
+        var inserts: [Double] = []
+        var hitTimes: [Double] = []
+        var missTimes: [Double] = []
         let clock = ContinuousClock()
-        var samples: [(insert: Double, hit: Double, miss: Double)] = []
-        for repetition in 0..<repetitions {
+        let perKey = { (duration: Duration) -> Double in
+            let (seconds, attoseconds) = duration.components
+            return (Double(seconds) * 1e9 + Double(attoseconds) / 1e9) / Double(keys.count)
+        }
+        // A fresh table per repetition, so that inserts always start from empty.
+        for _ in 0..<repetitions {
             var table = FlowTable(capacity: keys.count, idleTimeout: 60_000, closingTimeout: 5_000, seed: 42)
-            let perKey = { (duration: Duration) -> Double in
-                let (seconds, attoseconds) = duration.components
-                return (Double(seconds) * 1e9 + Double(attoseconds) / 1e9) / Double(keys.count)
-            }
-            var evictedAtPercent: [Int: UInt64] = [:]
-            let insert = clock.measure {
-                for (index, key) in keys.enumerated() {
-                    table.insert(key, now: 1)
-                    if (index + 1) % (keys.count / 20) == 0 {
-                        evictedAtPercent[(index + 1) * 100 / keys.count] = table.counters.evicted
-                    }
-                }
-            }
-            let hit = clock.measure {
-                for key in keys where table.lookup(key, now: 2) { hits += 1 }
-            }
-            let miss = clock.measure {
-                for key in absent where table.lookup(key, now: 2) { hits += 1 }
-            }
-            samples.append((perKey(insert), perKey(hit), perKey(miss)))
-            if repetition == 0 {
-                evictions = [50, 75, 90, 95, 100].map { percent in
-                    let inserted = Double(keys.count) * Double(percent) / 100
-                    let evicted = Double(evictedAtPercent[percent] ?? 0)
-                    return .init(fillPercent: percent, evictedPercentOfInserts: 100 * evicted / inserted)
-                }
-            }
+            inserts.append(perKey(clock.measure { for key in keys { table.insert(key, now: 1) } }))
+            hitTimes.append(perKey(clock.measure { for key in keys where table.lookup(key, now: 2) { hits += 1 } }))
+            missTimes.append(perKey(clock.measure { for key in absent where table.lookup(key, now: 2) { hits += 1 } }))
         }
         blackHole(UInt64(hits))
-        insertNs = samples.map(\.insert).sorted()[samples.count / 2]
-        hitNs = samples.map(\.hit).sorted()[samples.count / 2]
-        missNs = samples.map(\.miss).sorted()[samples.count / 2]
-        let slots = FlowTable(capacity: keys.count, idleTimeout: 1, closingTimeout: 1, seed: 0).slotCount
+        let median = { (samples: [Double]) in samples.sorted()[samples.count / 2] }
+        let slots = FlowTable.slots(forCapacity: keys.count)
         return .init(
             capacity: keys.count,
             slots: slots,
-            bytesPerFlow: FlowTable.bytesPerSlot,
+            bytesPerSlot: FlowTable.bytesPerSlot,
             memoryMiB: Double(slots * FlowTable.bytesPerSlot) / 1_048_576,
-            nanosecondsPerInsert: insertNs,
-            nanosecondsPerHit: hitNs,
-            nanosecondsPerMiss: missNs,
-            evictions: evictions
+            nanosecondsPerInsert: median(inserts),
+            nanosecondsPerHit: median(hitTimes),
+            nanosecondsPerMiss: median(missTimes),
+            evictions: measureEvictions(capacity: keys.count)
         )
+    }
+
+    /// Fills a table's slots to 100% with distinct flows, reading the evictions so far at each of `fillPercents`.
+    func measureEvictions(capacity: Int) -> [HashReport.Eviction] {
+        var table = FlowTable(capacity: capacity, idleTimeout: 60_000, closingTimeout: 5_000, seed: 7)
+        let keys = Self.distinctKeys(count: table.slotCount)
+        var result: [HashReport.Eviction] = []
+        var inserted = 0
+        for percent in Self.fillPercents {
+            while inserted < table.slotCount * percent / 100 {
+                table.insert(keys[inserted], now: 1)
+                inserted += 1
+            }
+            let evicted = 100 * Double(table.counters.evicted) / Double(inserted)
+            result.append(.init(slotFillPercent: percent, evictedPercentOfInserts: evicted))
+        }
+        return result
+    }
+
+    /// Flows that are all different: IPv6 clients numbered 0, 1, 2, ...
+    static func distinctKeys(count: Int) -> [FlowKey] {
+        (0..<count).map {
+            FlowKey(client: IPAddress(high: 0x2001_0DB8_0000_0000, low: UInt64($0)), clientPort: 40000, serverPort: 443,
+                proto: .tcp)
+        }
     }
 
     func measureTable(algorithm: TableAlgorithm, view: MembershipView) -> HashReport.TableFigures {

@@ -9,14 +9,14 @@ struct HashReport: Codable {
     }
 
     struct Eviction: Codable {
-        var fillPercent: Int
+        var slotFillPercent: Int
         var evictedPercentOfInserts: Double
     }
 
     struct FlowTableFigures: Codable {
         var capacity: Int
         var slots: Int
-        var bytesPerFlow: Int
+        var bytesPerSlot: Int
         var memoryMiB: Double
         var nanosecondsPerInsert: Double
         var nanosecondsPerHit: Double
@@ -47,17 +47,18 @@ struct HashReport: Codable {
         lookup.add(["\(keyLookup.keys)", f(keyLookup.nanosecondsPerLookup, 2), f(keyLookup.millionsPerSecond, 1)])
 
         var flows = TextTable(
-            title: "Flow table (\(flowTable.capacity) flows, \(flowTable.slots) slots, "
-                + "\(flowTable.bytesPerFlow) B/slot, \(f(flowTable.memoryMiB, 1)) MiB)",
+            title: "Flow table (capacity \(flowTable.capacity) flows, \(flowTable.slots) slots of "
+                + "\(flowTable.bytesPerSlot) B, \(f(flowTable.memoryMiB, 1)) MiB; timed with the table at capacity)",
             header: ["operation", "ns/op"]
         )
         flows.add(["insert", f(flowTable.nanosecondsPerInsert, 1)])
         flows.add(["lookup, hit", f(flowTable.nanosecondsPerHit, 1)])
         flows.add(["lookup, miss", f(flowTable.nanosecondsPerMiss, 1)])
 
-        var evictions = TextTable(title: "Flow table evictions while filling", header: ["fill", "evicted % of inserts"])
+        var evictions = TextTable(
+            title: "Flow table evictions while its slots fill", header: ["slots filled", "evicted % of inserts"])
         for eviction in flowTable.evictions {
-            evictions.add(["\(eviction.fillPercent)%", f(eviction.evictedPercentOfInserts, 3)])
+            evictions.add(["\(eviction.slotFillPercent)%", f(eviction.evictedPercentOfInserts, 3)])
         }
 
         var builds = TextTable(

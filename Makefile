@@ -1,0 +1,43 @@
+# vipfarm: two commands do everything on a fresh Debian machine with only the Swift toolchain.
+#   make test   installs what the project needs, builds, and runs the whole test suite
+#   make demo   installs, builds (release) and runs the main job
+# Privileged tests (network namespaces, TAP devices) need root, as CI has.
+
+SWIFT ?= swift
+# Debian packages: the C libraries (found by pkg-config) and the tools the testbed and benchmarks use.
+DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev iproute2 nftables
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup build release test demo bench-hash clean
+
+## setup: install the missing Debian packages (apt-get update, then apt-get install -y)
+setup:
+	@missing=""; \
+	for package in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: setup
+	$(SWIFT) build
+
+release: setup
+	$(SWIFT) build -c release
+
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+## demo: the main job. Until `lbbench demo` exists, the hashing benchmark.
+demo: release
+	.build/release/lbbench hash
+
+bench-hash: release
+	.build/release/lbbench hash --json
+
+clean:
+	rm -rf .build
