@@ -1,7 +1,46 @@
 #ifndef VIPFARM_CNETLINK_SHIM_H
 #define VIPFARM_CNETLINK_SHIM_H
-// libnl-3 and libnl-route-3 for RouteSetup. Only RouteSetup imports this module.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // unshare, setns and CLONE_NEWNET
+#endif
+// libnl-3 and libnl-route-3 for RouteSetup, plus the few kernel interfaces RouteSetup needs that Swift cannot call.
+// Only RouteSetup imports this module.
 #include <netlink/netlink.h>
 #include <netlink/version.h>
+#include <netlink/errno.h>
+#include <netlink/addr.h>
+#include <netlink/cache.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/route.h>
+#include <netlink/route/nexthop.h>
+#include <netlink/route/rule.h>
+#include <netlink/route/neighbour.h>
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <string.h>
+#include <sched.h>
+
+// TUNSETIFF and TUNSETPERSIST are function-like macros and ioctl is variadic: Swift can call neither.
+// Attaches (or creates) the TAP device `name` on a /dev/net/tun descriptor; returns ioctl's result.
+static inline int vipfarm_tun_set_tap(int fd, const char *name) {
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    request.ifr_flags = IFF_TAP | IFF_NO_PI;
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    return ioctl(fd, TUNSETIFF, &request);
+}
+
+// Makes the attached TAP device outlive its descriptor (persistent = 1) or not (0).
+static inline int vipfarm_tun_set_persist(int fd, int persistent) {
+    return ioctl(fd, TUNSETPERSIST, (unsigned long)persistent);
+}
+// unshare and setns need _GNU_SOURCE, which Swift's Glibc module is not built with.
+static inline int vipfarm_unshare_network(void) { return unshare(CLONE_NEWNET); }
+static inline int vipfarm_enter_network(int fd) { return setns(fd, CLONE_NEWNET); }
 #endif

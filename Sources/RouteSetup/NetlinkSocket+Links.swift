@@ -1,0 +1,105 @@
+import CNetlink
+import Glibc
+
+extension NetlinkSocket {
+    /// The interface called `name`, or `nil` when there is none. The corresponding C function is
+    /// `rtnl_link_get_kernel`.
+    public func link(named name: String) throws(NetlinkError) -> Link? {
+        var result: OpaquePointer?
+        let status = rtnl_link_get_kernel(handle, 0, name, &result)
+        if status == -NLE_OBJ_NOTFOUND || status == -NLE_NODEV { return nil }
+        try check("read interface \(name)", status)
+        guard let result else { return nil }
+        defer { rtnl_link_put(result) }
+        return Link(result)
+    }
+
+    /// The interface called `name`, or an error that names it.
+    public func requireLink(named name: String) throws(NetlinkError) -> Link {
+        guard let link = try link(named: name) else {
+            throw NetlinkError(operation: "find interface \(name)", errno: ENODEV)
+        }
+        return link
+    }
+
+    /// Every interface of the socket's namespace. The corresponding C function is `rtnl_link_alloc_cache`.
+    public func links() throws(NetlinkError) -> [Link] {
+        var cache: OpaquePointer?
+        try check("list interfaces", rtnl_link_alloc_cache(handle, AF_UNSPEC, &cache))
+        defer { nl_cache_free(cache) }
+        var result: [Link] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            result.append(Link(current))
+            object = nl_cache_get_next(current)
+        }
+        return result
+    }
+
+    /// Applies `change` to the interface `name`. The corresponding C function is `rtnl_link_change`.
+    public func changeLink(named name: String, _ change: LinkChange) throws(NetlinkError) {
+        var original: OpaquePointer?
+        try check("read interface \(name)", rtnl_link_get_kernel(handle, 0, name, &original))
+        defer { rtnl_link_put(original) }
+        let request = rtnl_link_alloc()
+        defer { rtnl_link_put(request) }
+        if let up = change.up {
+            up ? rtnl_link_set_flags(request, Link.upFlag) : rtnl_link_unset_flags(request, Link.upFlag)
+        }
+        if let noARP = change.noARP {
+            noARP ? rtnl_link_set_flags(request, Link.noARPFlag) : rtnl_link_unset_flags(request, Link.noARPFlag)
+        }
+        var mac: NetlinkAddress?
+        if let address = change.mac {
+            mac = NetlinkAddress(address)
+            rtnl_link_set_addr(request, mac!.handle)
+        }
+        if let mtu = change.mtu { rtnl_link_set_mtu(request, mtu) }
+        if let master = change.masterIndex { rtnl_link_set_master(request, master) }
+        try check("change interface \(name)", rtnl_link_change(handle, original, request, 0))
+        withExtendedLifetime(mac) {}
+    }
+
+    /// Deletes the interface `name` (a veth takes its peer with it). The corresponding C function is
+    /// `rtnl_link_delete`.
+    public func deleteLink(named name: String) throws(NetlinkError) {
+        let request = rtnl_link_alloc()
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_name(request, name)
+        try check("delete interface \(name)", rtnl_link_delete(handle, request))
+    }
+
+    /// Creates a veth pair `name` ⇄ `peer` in the socket's namespace.
+    public func addVethPair(_ name: String, peer: String) throws(NetlinkError) {
+        guard let request = rtnl_link_veth_alloc() else {
+            throw NetlinkError(operation: "allocate veth \(name)", libnlCode: -NLE_NOMEM)
+        }
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_name(request, name)
+        rtnl_link_set_name(rtnl_link_veth_get_peer(request), peer)
+        try check("create veth pair \(name)/\(peer)", rtnl_link_add(handle, request, NLM_F_CREATE | NLM_F_EXCL))
+    }
+
+    /// Creates a Linux bridge `name` (MAC learning on, STP off, as the kernel defaults).
+    public func addBridge(_ name: String) throws(NetlinkError) {
+        let request = rtnl_link_alloc()
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_name(request, name)
+        try check("set type of \(name)", rtnl_link_set_type(request, "bridge"))
+        try check("create bridge \(name)", rtnl_link_add(handle, request, NLM_F_CREATE | NLM_F_EXCL))
+    }
+
+    /// Moves the interface `name` into the namespace open at `namespaceFD`, renaming it to `newName` if given.
+    public func moveLink(named name: String, toNamespace namespaceFD: Int32, newName: String? = nil)
+        throws(NetlinkError)
+    {
+        var original: OpaquePointer?
+        try check("read interface \(name)", rtnl_link_get_kernel(handle, 0, name, &original))
+        defer { rtnl_link_put(original) }
+        let request = rtnl_link_alloc()
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_ns_fd(request, namespaceFD)
+        if let newName { rtnl_link_set_name(request, newName) }
+        try check("move interface \(name) to another namespace", rtnl_link_change(handle, original, request, 0))
+    }
+}
