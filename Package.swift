@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "TapEngineTests", dependencies: ["TapEngine"]),
         .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
-        .testTarget(name: "lbnodeTests", dependencies: ["lbnode"]),
-        .testTarget(name: "lbbenchTests", dependencies: ["lbbench"]),
+        .testTarget(name: "lbnodeTests", dependencies: ["lbnode", "RouteSetup"]),
+        .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),
     ]
 )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import RouteSetup
 import TapEngine
 
@@ -13,11 +14,30 @@ struct LBNode: ParsableCommand {
             into a TAP device that holds the VIP, and heartbeats its peers so that the survivors take over the \
             buckets of a server that dies. See docs/ for the operator's guide.
             """,
-        version: versionText
+        version: versionText,
+        subcommands: [SetupCommand.self, TeardownCommand.self]
     )
+
+    /// Runs the command, printing a `CommandFailure` as one line on stderr with exit status 1.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as CommandFailure {
+            printError("lbnode: \(failure)")
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
 
     /// The version line, with the C libraries the binary runs with (the first thing to ask for in a bug report).
     static var versionText: String {
         "lbnode 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))"
     }
+}
+
+/// Writes a line to standard error.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }

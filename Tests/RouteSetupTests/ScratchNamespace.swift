@@ -14,7 +14,7 @@ struct ScratchNamespace {
     /// Runs `body` with a new namespace, then deletes it and the state directory.
     static func with(_ body: (ScratchNamespace) throws -> Void) throws {
         let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let namespace = try NetworkNamespace.create(named: "vftest-\(suffix)")
+        let namespace = try NetworkNamespace.create(named: "vf-test-\(suffix)")
         let stateDirectory = NSTemporaryDirectory() + "vipfarm-state-\(suffix)"
         defer {
             try? namespace.delete()

@@ -1,0 +1,69 @@
+import Glibc
+import Hashing
+
+/// A blocking UDP socket (IPv4 or IPv6): the applications and probes of the testbed. It belongs to the network
+/// namespace of the thread that creates it.
+public final class DatagramSocket {
+    private let fd: Int32
+    private let isIPv4: Bool
+
+    /// Opens a socket bound to `address:port`.
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C functions are `socket` and `bind`.
+    public init(bindTo address: IPAddress, port: UInt16) throws(SystemCallError) {
+        isIPv4 = address.isIPv4
+        fd = socket(isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemCallError("socket", "open a UDP socket") }
+        let result = Self.withSocketAddress(address, port: port) { bind(fd, $0, $1) }
+        guard result == 0 else {
+            let error = SystemCallError("bind", "bind a UDP socket to \(address) port \(port)")
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        close(fd)
+    }
+
+    /// Sends one datagram. The corresponding C function is `sendto`.
+    public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemCallError) {
+        let sent = Self.withSocketAddress(address, port: port) { sendto(fd, bytes, bytes.count, 0, $0, $1) }
+        guard sent == bytes.count else { throw SystemCallError("sendto", "send to \(address) port \(port)") }
+    }
+
+    /// The next datagram, or `nil` after `timeoutMilliseconds` without one. The corresponding C functions are
+    /// `poll` and `recv`.
+    public func receive(timeoutMilliseconds: Int32) throws(SystemCallError) -> [UInt8]? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&poller, 1, timeoutMilliseconds)
+        guard ready >= 0 || errno == EINTR else { throw SystemCallError("poll", "wait for a datagram") }
+        guard ready > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = recv(fd, &buffer, buffer.count, 0)
+        guard count >= 0 else { throw SystemCallError("recv", "receive a datagram") }
+        return Array(buffer[0..<count])
+    }
+
+    /// Lends a `sockaddr` for `address:port` to `body`.
+    private static func withSocketAddress<T>(
+        _ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T
+    ) -> T {
+        if let v4 = address.ipv4Value {
+            var socketAddress = sockaddr_in()
+            socketAddress.sin_family = sa_family_t(AF_INET)
+            socketAddress.sin_port = port.bigEndian
+            socketAddress.sin_addr.s_addr = v4.bigEndian
+            return withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        var socketAddress = sockaddr_in6()
+        socketAddress.sin6_family = sa_family_t(AF_INET6)
+        socketAddress.sin6_port = port.bigEndian
+        withUnsafeMutableBytes(of: &socketAddress.sin6_addr) { $0.copyBytes(from: address.bytes) }
+        return withUnsafePointer(to: &socketAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+    }
+}

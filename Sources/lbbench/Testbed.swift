@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import RouteSetup
+
+/// A virtual network on one machine: a Linux bridge in a namespace of its own is the switch (MAC learning on, as a
+/// real switch), and every server and client is a namespace with one veth "cable" (`eth0`) to it.
+///
+/// Addresses come from 198.18.0.0/15 (reserved for benchmarking) and no namespace has a route out. Every name
+/// carries the testbed's random ID (`vf-<id>-...`), so parallel or crashed runs never collide, and `down` (or
+/// `deinit`) removes everything; `Testbed.removeAll()` removes what crashed runs left.
+final class Testbed {
+    /// What to build.
+    struct Description: Codable, Sendable {
+        var servers: Int
+        var clients: Int
+
+        /// At most 200 of each, so addresses stay in one /24 per role.
+        func validate() throws {
+            guard (1...200).contains(servers) else { throw ValidationError("--servers must be from 1 to 200") }
+            guard (0...200).contains(clients) else { throw ValidationError("--clients must be from 0 to 200") }
+        }
+    }
+
+    /// One namespace on the switch.
+    struct Host: Sendable {
+        enum Role: String, Codable, Sendable { case server, client }
+        let role: Role
+        /// 1-based, per role.
+        let number: Int
+        let namespace: NetworkNamespace
+        /// The bridge port on the switch side.
+        let switchPort: String
+        let address: IPPrefix
+        let mac: HardwareAddress?
+
+        /// Servers are 198.18.0.11, .12, ...; clients 198.18.1.1, .2, ...; all in 198.18.0.0/15.
+        static func address(role: Role, number: Int) -> IPPrefix {
+            switch role {
+            case .server: IPPrefix("198.18.0.\(10 + number)/15")!
+            case .client: IPPrefix("198.18.1.\(number)/15")!
+            }
+        }
+    }
+
+    /// Every testbed namespace starts with this.
+    static let namePrefix = "vf-"
+    /// The interface of every host.
+    static let hostInterface = "eth0"
+    /// The bridge in the switch namespace.
+    static let bridgeName = "br0"
+
+    let id: String
+    let description: Description
+    let switchNamespace: NetworkNamespace
+    private(set) var hosts: [Host] = []
+    /// The namespaces this object created, removed by `down`.
+    private var created: [NetworkNamespace] = []
+
+    var servers: [Host] { hosts.filter { $0.role == .server } }
+    var clients: [Host] { hosts.filter { $0.role == .client } }
+
+    /// Builds the testbed; if any step fails, what was built is removed before the error is thrown.
+    init(_ description: Description, id: String = Testbed.randomID()) throws {
+        try description.validate()
+        self.id = id
+        self.description = description
+        switchNamespace = NetworkNamespace(named: "\(Self.namePrefix)\(id)-sw")
+        do {
+            created.append(try NetworkNamespace.create(named: switchNamespace.name))
+            try switchNamespace.run { () throws(NetlinkError) in
+                let socket = try NetlinkSocket()
+                try socket.addBridge(Self.bridgeName)
+                try socket.changeLink(named: Self.bridgeName, LinkChange(up: true))
+            }
+            for number in 1...description.servers { hosts.append(try addHost(.server, number)) }
+            for number in stride(from: 1, through: description.clients, by: 1) {
+                hosts.append(try addHost(.client, number))
+            }
+        } catch {
+            down()
+            throw error
+        }
+    }
+
+    deinit {
+        down()
+    }
+
+    /// The namespace names of this testbed.
+    var namespaceNames: [String] { [switchNamespace.name] + hosts.map(\.namespace.name) }
+
+    /// Removes every namespace the testbed created (their veths and the bridge go with them). Safe to call twice.
+    func down() {
+        for namespace in created.reversed() { try? namespace.delete() }
+        created = []
+    }
+
+    /// Leaves the testbed running after this object is gone (`lbbench testbed up`).
+    func detach() {
+        created = []
+    }
+
+    /// Removes the namespaces of the testbed `id`; returns their names.
+    @discardableResult
+    static func remove(id: String) -> [String] {
+        let names = NetworkNamespace.all().filter { $0.hasPrefix("\(namePrefix)\(id)-") }
+        for name in names { try? NetworkNamespace(named: name).delete() }
+        return names
+    }
+
+    /// Removes every testbed namespace on the machine (`vf-*`), including those of crashed runs; returns their names.
+    @discardableResult
+    static func removeAll() -> [String] {
+        let names = NetworkNamespace.all().filter { $0.hasPrefix(namePrefix) }
+        for name in names { try? NetworkNamespace(named: name).delete() }
+        return names
+    }
+
+    /// Eight hex digits.
+    static func randomID() -> String {
+        let value = UInt32.random(in: 0...UInt32.max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// Creates a host namespace, a veth from the switch to it, and its address.
+    private func addHost(_ role: Host.Role, _ number: Int) throws -> Host {
+        let short = role == .server ? "s\(number)" : "c\(number)"
+        let namespace = try NetworkNamespace.create(named: "\(Self.namePrefix)\(id)-\(short)")
+        created.append(namespace)
+        let address = Host.address(role: role, number: number)
+        let hostSide = "\(short)h"
+        try switchNamespace.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            try socket.addVethPair(short, peer: hostSide)
+            let bridge = try socket.requireLink(named: Self.bridgeName)
+            try socket.changeLink(named: short, LinkChange(up: true, masterIndex: bridge.index))
+            try namespace.withDescriptor { (fd) throws(NetlinkError) in
+                try socket.moveLink(named: hostSide, toNamespace: fd, newName: Self.hostInterface)
+            }
+        }
+        let mac = try namespace.run { () throws(NetlinkError) -> HardwareAddress? in
+            let socket = try NetlinkSocket()
+            try socket.changeLink(named: Self.hostInterface, LinkChange(up: true))
+            let link = try socket.requireLink(named: Self.hostInterface)
+            try socket.addAddress(address, toLink: link.index)
+            return link.mac
+        }
+        return Host(role: role, number: number, namespace: namespace, switchPort: short, address: address, mac: mac)
+    }
+}
