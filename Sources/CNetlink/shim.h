@@ -1,8 +1,5 @@
 #ifndef VIPFARM_CNETLINK_SHIM_H
 #define VIPFARM_CNETLINK_SHIM_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE  // unshare, setns and CLONE_NEWNET
-#endif
 // libnl-3 and libnl-route-3 for RouteSetup, plus the few kernel interfaces RouteSetup needs that Swift cannot call.
 // Only RouteSetup imports this module.
 #include <netlink/netlink.h>
@@ -24,7 +21,7 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <string.h>
-#include <sched.h>
+#include <linux/sched.h>
 
 // TUNSETIFF and TUNSETPERSIST are function-like macros and ioctl is variadic: Swift can call neither.
 // Attaches (or creates) the TAP device `name` on a /dev/net/tun descriptor; returns ioctl's result.
@@ -40,7 +37,11 @@ static inline int vipfarm_tun_set_tap(int fd, const char *name) {
 static inline int vipfarm_tun_set_persist(int fd, int persistent) {
     return ioctl(fd, TUNSETPERSIST, (unsigned long)persistent);
 }
-// unshare and setns need _GNU_SOURCE, which Swift's Glibc module is not built with.
+// <sched.h> declares unshare and setns only under _GNU_SOURCE, which would also change glibc types that Swift's
+// Glibc module sees (fd_set) and break the build; so they are declared here, and CLONE_NEWNET comes from the kernel
+// header.
+extern int unshare(int flags);
+extern int setns(int fd, int nstype);
 static inline int vipfarm_unshare_network(void) { return unshare(CLONE_NEWNET); }
 static inline int vipfarm_enter_network(int fd) { return setns(fd, CLONE_NEWNET); }
 #endif
