@@ -1,5 +1,5 @@
 /// An Ethernet (MAC) address.
-public struct HardwareAddress: Hashable, Sendable, CustomStringConvertible, Codable {
+public struct HardwareAddress: Hashable, Sendable, TextCodable {
     /// The six bytes, in transmission order.
     public let bytes: [UInt8]
 
@@ -28,18 +28,5 @@ public struct HardwareAddress: Hashable, Sendable, CustomStringConvertible, Coda
 
     public var description: String {
         bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
-    }
-
-    public init(from decoder: Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let address = HardwareAddress(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad MAC \(text)"))
-        }
-        self = address
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
     }
 }

@@ -1,7 +1,7 @@
 import Glibc
 
 /// An IPv4 or IPv6 address with a prefix length, as the kernel stores interface addresses and routes.
-public struct IPPrefix: Hashable, Sendable, CustomStringConvertible, Codable {
+public struct IPPrefix: Hashable, Sendable, TextCodable {
     /// `AF_INET` or `AF_INET6`.
     public let family: Int32
     /// 4 or 16 bytes in network order.
@@ -56,17 +56,4 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible, Codable {
 
     /// `address/prefixLength`.
     public var description: String { "\(address)/\(prefixLength)" }
-
-    public init(from decoder: Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        guard let prefix = IPPrefix(text) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad address"))
-        }
-        self = prefix
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }

@@ -4,20 +4,11 @@ import Glibc
 ///
 /// Network settings belong to the network namespace of the thread that opens them, so reading one inside
 /// `NetworkNamespace.run` reads that namespace's.
-public struct Sysctl: Hashable, Sendable, Codable, CustomStringConvertible, Comparable {
+public struct Sysctl: Hashable, Sendable, TextCodable, Comparable {
     public let name: String
 
     public init(_ name: String) {
         self.name = name
-    }
-
-    public init(from decoder: Decoder) throws {
-        name = try decoder.singleValueContainer().decode(String.self)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(name)
     }
 
     /// `net.ipv4.conf.<interface>.<key>`.
