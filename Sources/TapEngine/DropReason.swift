@@ -1,0 +1,61 @@
+/// Why the engine did not deliver a frame: an index into a fixed counter array (katran's verdict-and-counter).
+/// Malformed frames are counted here and dropped; they never stop the engine.
+public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
+    case truncatedEthernet
+    case truncatedVLAN
+    case unsupportedEtherType
+    case truncatedARP
+    case unsupportedARP
+    case truncatedIPv4
+    case badIPv4Header
+    case truncatedIPv6
+    case badIPv6ExtensionHeader
+    case truncatedTransport
+    case badTransportHeader
+    /// An IP packet that is not addressed to the VIP.
+    case notForVIP
+    /// An ARP or neighbour request for another address, or a reply.
+    case otherARP
+    /// ARP for the VIP while another node is the ARP leader.
+    case notARPLeader
+    /// A port rule says drop.
+    case ruleDrop
+    /// The bucket (or the single rule) belongs to another node.
+    case notOwner
+    /// A TCP frame of an established flow in a bucket this node is taking over: the old owner still serves it.
+    case handoverEstablished
+    /// No table yet (the view is empty).
+    case noOwner
+    /// The TAP write failed (counted; the frame is lost).
+    case tapWriteFailed
+    /// Forwarding to the owner (directed mode) failed.
+    case forwardFailed
+
+    public var description: String {
+        switch self {
+        case .truncatedEthernet: "truncated_ethernet"
+        case .truncatedVLAN: "truncated_vlan"
+        case .unsupportedEtherType: "unsupported_ethertype"
+        case .truncatedARP: "truncated_arp"
+        case .unsupportedARP: "unsupported_arp"
+        case .truncatedIPv4: "truncated_ipv4"
+        case .badIPv4Header: "bad_ipv4_header"
+        case .truncatedIPv6: "truncated_ipv6"
+        case .badIPv6ExtensionHeader: "bad_ipv6_extension_header"
+        case .truncatedTransport: "truncated_transport"
+        case .badTransportHeader: "bad_transport_header"
+        case .notForVIP: "not_for_vip"
+        case .otherARP: "other_arp"
+        case .notARPLeader: "not_arp_leader"
+        case .ruleDrop: "rule_drop"
+        case .notOwner: "not_owner"
+        case .handoverEstablished: "handover_established"
+        case .noOwner: "no_owner"
+        case .tapWriteFailed: "tap_write_failed"
+        case .forwardFailed: "forward_failed"
+        }
+    }
+
+    /// Whether the frame itself was malformed (as opposed to well-formed but not this node's).
+    public var isMalformed: Bool { rawValue <= DropReason.badTransportHeader.rawValue }
+}

@@ -1,0 +1,173 @@
+import Hashing
+
+/// Parses Ethernet frames in place: Ethernet, 802.1Q/802.1ad tags, ARP, IPv4 (options, fragments), IPv6 (the common
+/// extension headers, fragments), TCP, UDP, ICMP and ICMPv6.
+///
+/// Safe on any bytes: every read is bounds-checked first, and a frame that is cut short or malformed comes back as a
+/// `DropReason`. No allocation, no throwing: the engine calls it for every frame.
+public enum FrameParser {
+    static let etherTypeIPv4: UInt16 = 0x0800
+    static let etherTypeARP: UInt16 = 0x0806
+    static let etherTypeIPv6: UInt16 = 0x86DD
+    static let etherTypeVLAN: UInt16 = 0x8100
+    static let etherTypeQinQ: UInt16 = 0x88A8
+    /// Extension headers followed before giving up (real traffic has one or two).
+    static let maximumExtensionHeaders = 8
+
+    /// Parses one frame.
+    ///
+    /// - Parameter bytes: the frame, from the destination MAC on.
+    /// - Warning: `bytes` is only read during the call; nothing in the result points into it.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome {
+        var frame = Frame()
+        guard bytes.count >= 14 else { return .drop(.truncatedEthernet) }
+        frame.destinationMAC = mac(bytes, at: 0)
+        frame.sourceMAC = mac(bytes, at: 6)
+        var offset = 12
+        var etherType = be16(bytes, offset)
+        var tags = 0
+        while etherType == etherTypeVLAN || etherType == etherTypeQinQ {
+            tags += 1
+            guard tags <= 2, bytes.count >= offset + 6 else { return .drop(.truncatedVLAN) }
+            offset += 4
+            etherType = be16(bytes, offset)
+        }
+        offset += 2
+        frame.networkOffset = offset
+        switch etherType {
+        case etherTypeIPv4: return parseIPv4(bytes, offset, &frame)
+        case etherTypeIPv6: return parseIPv6(bytes, offset, &frame)
+        case etherTypeARP: return parseARP(bytes, offset, &frame)
+        default: return .drop(.unsupportedEtherType)
+        }
+    }
+
+    static func parseARP(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ frame: inout Frame)
+        -> ParseOutcome
+    {
+        guard bytes.count >= offset + 28 else { return .drop(.truncatedARP) }
+        // Ethernet (1) / IPv4 (0x0800), 6-byte MACs and 4-byte addresses: the only ARP that carries IPv4.
+        guard be16(bytes, offset) == 1, be16(bytes, offset + 2) == etherTypeIPv4, bytes[offset + 4] == 6,
+            bytes[offset + 5] == 4
+        else { return .drop(.unsupportedARP) }
+        frame.kind = be16(bytes, offset + 6) == 1 ? .arpRequest : .otherARP
+        frame.key.client = IPAddress(ipv4: be32(bytes, offset + 14))
+        frame.destination = IPAddress(ipv4: be32(bytes, offset + 24))
+        return .frame(frame)
+    }
+
+    static func parseIPv4(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ frame: inout Frame)
+        -> ParseOutcome
+    {
+        guard bytes.count >= offset + 20 else { return .drop(.truncatedIPv4) }
+        let versionAndLength = bytes[offset]
+        let headerLength = Int(versionAndLength & 0x0F) * 4
+        let totalLength = Int(be16(bytes, offset + 2))
+        guard versionAndLength >> 4 == 4, headerLength >= 20, totalLength >= headerLength else {
+            return .drop(.badIPv4Header)
+        }
+        // Ethernet pads short frames, so the frame may be longer than the packet, never shorter.
+        guard bytes.count >= offset + totalLength else { return .drop(.truncatedIPv4) }
+        let fragment = be16(bytes, offset + 6)
+        frame.isFragment = fragment & 0x3FFF != 0  // MF or a nonzero offset
+        frame.key.proto = IPProtocol(rawValue: bytes[offset + 9])
+        frame.key.client = IPAddress(ipv4: be32(bytes, offset + 12))
+        frame.destination = IPAddress(ipv4: be32(bytes, offset + 16))
+        // Only the first fragment (offset 0) carries the transport header.
+        guard fragment & 0x1FFF == 0 else { return .frame(frame) }
+        return parseTransport(bytes, offset + headerLength, end: offset + totalLength, &frame)
+    }
+
+    static func parseIPv6(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ frame: inout Frame)
+        -> ParseOutcome
+    {
+        guard bytes.count >= offset + 40 else { return .drop(.truncatedIPv6) }
+        guard bytes[offset] >> 4 == 6 else { return .drop(.badIPv6ExtensionHeader) }
+        let end = offset + 40 + Int(be16(bytes, offset + 4))
+        guard bytes.count >= end else { return .drop(.truncatedIPv6) }
+        frame.key.client = IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16))
+        frame.destination = IPAddress(high: be64(bytes, offset + 24), low: be64(bytes, offset + 32))
+        var next = bytes[offset + 6]
+        var position = offset + 40
+        for _ in 0..<maximumExtensionHeaders {
+            switch next {
+            case 0, 43, 60:  // hop-by-hop, routing, destination options: (length + 1) * 8 bytes
+                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
+                next = bytes[position]
+                position += (Int(bytes[position + 1]) + 1) * 8
+            case 51:  // authentication header: (length + 2) * 4 bytes
+                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
+                next = bytes[position]
+                position += (Int(bytes[position + 1]) + 2) * 4
+            case 44:  // fragment header, 8 bytes; later fragments carry no transport header
+                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
+                frame.isFragment = true
+                let fragmentOffset = be16(bytes, position + 2) & 0xFFF8
+                next = bytes[position]
+                position += 8
+                if fragmentOffset != 0 {
+                    frame.key.proto = IPProtocol(rawValue: next)
+                    return .frame(frame)
+                }
+            default:
+                guard position <= end else { return .drop(.badIPv6ExtensionHeader) }
+                frame.key.proto = IPProtocol(rawValue: next)
+                return parseTransport(bytes, position, end: end, &frame)
+            }
+        }
+        return .drop(.badIPv6ExtensionHeader)
+    }
+
+    static func parseTransport(_ bytes: UnsafeRawBufferPointer, _ offset: Int, end: Int, _ frame: inout Frame)
+        -> ParseOutcome
+    {
+        switch frame.key.proto {
+        case .tcp:
+            guard end >= offset + 20 else { return .drop(.truncatedTransport) }
+            guard bytes[offset + 12] >> 4 >= 5, end >= offset + Int(bytes[offset + 12] >> 4) * 4 else {
+                return .drop(.badTransportHeader)
+            }
+            frame.key.clientPort = be16(bytes, offset)
+            frame.key.serverPort = be16(bytes, offset + 2)
+            frame.tcpFlags = bytes[offset + 13]
+        case .udp:
+            guard end >= offset + 8 else { return .drop(.truncatedTransport) }
+            frame.key.clientPort = be16(bytes, offset)
+            frame.key.serverPort = be16(bytes, offset + 2)
+        case .icmp:
+            guard end >= offset + 4 else { return .drop(.truncatedTransport) }
+        case .icmpv6:
+            guard end >= offset + 4 else { return .drop(.truncatedTransport) }
+            if bytes[offset] == 135 {  // neighbour solicitation: 4-byte reserved, then the 16-byte target
+                guard end >= offset + 24 else { return .drop(.truncatedTransport) }
+                frame.kind = .neighbourSolicitation
+                frame.destination = IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16))
+            }
+        default:
+            break  // other protocols are balanced by address alone
+        }
+        return .frame(frame)
+    }
+
+    // MARK: - Big-endian reads (callers check the bounds)
+
+    @inline(__always)
+    static func be16(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
+        UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+    }
+
+    @inline(__always)
+    static func be32(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
+        UInt32(be16(bytes, offset)) << 16 | UInt32(be16(bytes, offset + 2))
+    }
+
+    @inline(__always)
+    static func be64(_ bytes: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
+        UInt64(be32(bytes, offset)) << 32 | UInt64(be32(bytes, offset + 4))
+    }
+
+    @inline(__always)
+    static func mac(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> UInt64 {
+        UInt64(be16(bytes, offset)) << 32 | UInt64(be32(bytes, offset + 2))
+    }
+}
