@@ -52,7 +52,7 @@ let package = Package(
         ),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "TapEngineTests", dependencies: ["TapEngine"]),
+        .testTarget(name: "TapEngineTests", dependencies: ["TapEngine", "Hashing", "RouteSetup", "lbbench"]),
         .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
         .testTarget(name: "lbnodeTests", dependencies: ["lbnode", "RouteSetup"]),
         .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),

@@ -21,6 +21,9 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <linux/sched.h>
 
 // TUNSETIFF and TUNSETPERSIST are function-like macros and ioctl is variadic: Swift can call neither.
@@ -44,4 +47,22 @@ extern int unshare(int flags);
 extern int setns(int fd, int nstype);
 static inline int vipfarm_unshare_network(void) { return unshare(CLONE_NEWNET); }
 static inline int vipfarm_enter_network(int fd) { return setns(fd, CLONE_NEWNET); }
+// Turns transmit checksum offload on or off (ethtool -K IF tx on|off): SIOCETHTOOL is an ioctl with a struct.
+// Returns 0, or -1 with errno set.
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+static inline int vipfarm_set_tx_checksum(const char *name, int enabled) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ethtool_value value = { .cmd = ETHTOOL_STXCSUM, .data = enabled ? 1 : 0 };
+    struct ifreq request;
+    memset(&request, 0, sizeof(request));
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    request.ifr_data = (char *)&value;
+    int result = ioctl(fd, SIOCETHTOOL, &request);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result;
+}
 #endif

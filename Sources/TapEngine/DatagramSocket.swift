@@ -9,11 +9,20 @@ public final class DatagramSocket {
 
     /// Opens a socket bound to `address:port`.
     ///
-    /// - Throws: `SystemCallError`. The corresponding C functions are `socket` and `bind`.
-    public init(bindTo address: IPAddress, port: UInt16) throws(SystemCallError) {
+    /// - Parameter receiveBufferBytes: a receive buffer above the system limit (`SO_RCVBUFFORCE`, root), for sinks
+    ///   that take bursts.
+    /// - Throws: `SystemCallError`. The corresponding C functions are `socket`, `setsockopt` and `bind`.
+    public init(bindTo address: IPAddress, port: UInt16, receiveBufferBytes: Int32? = nil) throws(SystemCallError) {
         isIPv4 = address.isIPv4
         fd = socket(isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemCallError("socket", "open a UDP socket") }
+        if var size = receiveBufferBytes,
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0
+        {
+            let error = SystemCallError("setsockopt(SO_RCVBUFFORCE)", "set a \(size)-byte receive buffer")
+            close(fd)
+            throw error
+        }
         let result = Self.withSocketAddress(address, port: port) { bind(fd, $0, $1) }
         guard result == 0 else {
             let error = SystemCallError("bind", "bind a UDP socket to \(address) port \(port)")

@@ -18,6 +18,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case otherARP
     /// ARP for the VIP while another node is the ARP leader.
     case notARPLeader
+    /// Directed mode: only the director handles frames for the virtual MAC.
+    case notDirector
     /// A port rule says drop.
     case ruleDrop
     /// The bucket (or the single rule) belongs to another node.
@@ -47,6 +49,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .notForVIP: "not_for_vip"
         case .otherARP: "other_arp"
         case .notARPLeader: "not_arp_leader"
+        case .notDirector: "not_director"
         case .ruleDrop: "rule_drop"
         case .notOwner: "not_owner"
         case .handoverEstablished: "handover_established"

@@ -71,6 +71,12 @@ final class Testbed {
                 let socket = try NetlinkSocket()
                 try socket.addBridge(Self.bridgeName)
                 try socket.changeLink(named: Self.bridgeName, LinkChange(up: true))
+                // A switch forwards frames as they are: no netfilter on bridged traffic (br_netfilter would check
+                // and drop malformed IP headers that a real switch passes on). The files exist only with it loaded.
+                for family in ["iptables", "ip6tables", "arptables"] {
+                    let sysctl = Sysctl("net.bridge.bridge-nf-call-\(family)")
+                    if (try? sysctl.read()) != nil { try sysctl.write("0") }
+                }
             }
             for number in 1...description.servers { hosts.append(try addHost(.server, number)) }
             for number in stride(from: 1, through: description.clients, by: 1) {
@@ -142,6 +148,7 @@ final class Testbed {
         let mac = try namespace.run { () throws(NetlinkError) -> HardwareAddress? in
             let socket = try NetlinkSocket()
             try socket.changeLink(named: Self.hostInterface, LinkChange(up: true))
+            try LinkOffloads.setTransmitChecksum(Self.hostInterface, enabled: false)
             let link = try socket.requireLink(named: Self.hostInterface)
             try socket.addAddress(address, toLink: link.index)
             return link.mac

@@ -1,0 +1,95 @@
+import Hashing
+
+/// How client frames reach the servers (DESIGN.md).
+public enum Delivery: String, Sendable, CaseIterable {
+    /// The virtual MAC is never a source MAC, so switches flood its frames to every server; each keeps its own.
+    case flood
+    /// The director receives every frame, keeps its own and forwards the others to their owner's real MAC.
+    case directed
+}
+
+/// A port rule: which traffic it covers and how it is shared. The first rule that matches a frame wins.
+public struct PortRule: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        /// Balanced over the bucket table with this affinity.
+        case balanced(Affinity)
+        /// Served by one node (chosen by the control plane by priority, with failover); `nil` = nobody now.
+        case single(owner: NodeID?)
+        /// Dropped.
+        case drop
+    }
+
+    /// `nil` matches every protocol.
+    public var proto: IPProtocol?
+    /// Server port ranges; empty matches every port.
+    public var ports: [ClosedRange<UInt16>]
+    public var mode: Mode
+
+    public init(proto: IPProtocol?, ports: [ClosedRange<UInt16>], mode: Mode) {
+        self.proto = proto
+        self.ports = ports
+        self.mode = mode
+    }
+
+    func matches(_ proto: IPProtocol, port: UInt16) -> Bool {
+        (self.proto == nil || self.proto == proto) && (ports.isEmpty || ports.contains { $0.contains(port) })
+    }
+}
+
+/// Everything the engine needs to decide a frame, built by the control plane and swapped in between batches: the
+/// engine never reads configuration per packet. Immutable once built.
+public struct EngineState: Sendable {
+    /// Increases with every new state.
+    public var generation: UInt64
+    /// This node.
+    public var node: NodeID
+    public var seed: FarmSeed
+    public var vip: IPAddress
+    /// The farm's virtual MAC (48 bits).
+    public var virtualMAC: UInt64
+    public var table: BucketTable
+    /// Rules in order; a frame no rule matches is balanced with `defaultAffinity`.
+    public var rules: [PortRule]
+    public var defaultAffinity: Affinity
+    public var delivery: Delivery
+    /// This node answers ARP (and IPv6 neighbour solicitations) for the VIP.
+    public var isARPLeader: Bool
+    /// In `directed` mode, this node receives the VIP's frames and forwards what it does not own.
+    public var isDirector: Bool
+    /// Per bucket: this node is taking it over in a planned handover, so it takes only new TCP connections there
+    /// while the old owner finishes its established ones.
+    public var handoverBuckets: [Bool]
+    /// Each node's real MAC by raw ID, for directed forwarding.
+    public var nodeMACs: [UInt16: UInt64]
+    /// Per bucket: its owner's real MAC (from `nodeMACs`), so forwarding needs no dictionary per packet.
+    public private(set) var bucketMACs: [UInt64]
+
+    public init(
+        generation: UInt64, node: NodeID, seed: FarmSeed, vip: IPAddress, virtualMAC: UInt64, table: BucketTable,
+        rules: [PortRule] = [], defaultAffinity: Affinity = .none, delivery: Delivery = .flood,
+        isARPLeader: Bool = false, isDirector: Bool = false, handoverBuckets: [Bool]? = nil,
+        nodeMACs: [UInt16: UInt64] = [:]
+    ) {
+        self.generation = generation
+        self.node = node
+        self.seed = seed
+        self.vip = vip
+        self.virtualMAC = virtualMAC
+        self.table = table
+        self.rules = rules
+        self.defaultAffinity = defaultAffinity
+        self.delivery = delivery
+        self.isARPLeader = isARPLeader
+        self.isDirector = isDirector
+        self.handoverBuckets = handoverBuckets ?? Array(repeating: false, count: table.count)
+        self.nodeMACs = nodeMACs
+        bucketMACs = (0..<table.count).map { nodeMACs[table.owner(ofBucket: $0)?.rawValue ?? 0] ?? 0 }
+    }
+
+    /// The mode of the first rule that matches, or the default.
+    @inline(__always)
+    func mode(for proto: IPProtocol, port: UInt16) -> PortRule.Mode {
+        for rule in rules where rule.matches(proto, port: port) { return rule.mode }
+        return .balanced(defaultAffinity)
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Hashing
+import RouteSetup
+import Testing
+
+@testable import TapEngine
+@testable import lbbench
+
+/// Privileged tests need root; under CI (`CI` set) they always run, so a missing privilege fails there.
+let privileged = Testing.ConditionTrait.enabled(
+    if: geteuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+    "needs root (network namespaces, TAP devices, packet sockets)")
+
+/// Two servers running the real engine on a testbed (a bridge, real TAP devices, real UDP sockets), a static
+/// two-node table, and a client that sends from many addresses and ports.
+@Suite(privileged, .serialized)
+struct EngineEndToEndTests {
+    static let vip = IPAddress("198.18.0.100")!
+    static let seed = FarmSeed(farmName: "e2e")
+    static let port: UInt16 = 9000
+
+    /// The farm: testbed, setup on each server, an engine and a UDP sink per server; all removed by `stop`.
+    final class Farm {
+        let testbed: Testbed
+        let engines: [Engine]
+        let sinks: [DatagramSocket]
+        let table: BucketTable
+        let vmac: UInt64
+        let stateDirectory = NSTemporaryDirectory() + "vipfarm-e2e-\(UInt32.random(in: 0...UInt32.max))"
+
+        init(delivery: Delivery, flood: Bool = true) throws {
+            testbed = try Testbed(.init(servers: 2, clients: 1))
+            let vipPrefix = IPPrefix("198.18.0.100")!
+            let mac = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
+            vmac = macValue(mac.bytes)
+            table = try TableBuilder(seed: EngineEndToEndTests.seed).build(
+                MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
+            var engines: [Engine] = []
+            var sinks: [DatagramSocket] = []
+            for (index, server) in testbed.servers.enumerated() {
+                let node = NodeID(index + 1)!
+                let setup = ServerSetup(interface: "eth0", vip: vipPrefix, virtualMAC: mac)
+                let state = EngineState(generation: 1, node: node, seed: EngineEndToEndTests.seed,
+                    vip: EngineEndToEndTests.vip, virtualMAC: vmac, table: table, delivery: delivery,
+                    isARPLeader: index == 0, isDirector: index == 0,
+                    nodeMACs: Dictionary(uniqueKeysWithValues: testbed.servers.enumerated().map {
+                        (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
+                    }))
+                let configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                    tapName: "lb0")
+                let directory = stateDirectory + "-\(index)"
+                let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
+                    () throws(NetlinkError) in
+                    Result {
+                        try setup.applySetup(stateDirectory: directory)
+                        let engine = try Engine(configuration: configuration, state: state)
+                        let sink = try DatagramSocket(bindTo: EngineEndToEndTests.vip, port: EngineEndToEndTests.port,
+                            receiveBufferBytes: 16 << 20)
+                        return (engine, sink)
+                    }
+                }
+                let (engine, sink) = try made.get()
+                engines.append(engine)
+                sinks.append(sink)
+            }
+            self.engines = engines
+            self.sinks = sinks
+            for engine in engines { engine.start() }
+        }
+
+        func stop() {
+            for engine in engines { engine.stop() }
+            testbed.down()
+            for index in 0..<2 { try? FileManager.default.removeItem(atPath: stateDirectory + "-\(index)") }
+        }
+
+        /// The datagram ids each sink received, until none came for `quietMilliseconds`.
+        func drain(quietMilliseconds: Int32 = 500) throws -> [[UInt32]] {
+            try sinks.map { sink in
+                var ids: [UInt32] = []
+                while let datagram = try sink.receive(timeoutMilliseconds: quietMilliseconds) {
+                    ids.append(datagram.prefix(4).reduce(0) { $0 << 8 | UInt32($1) })
+                }
+                return ids
+            }
+        }
+
+        /// Runs `body` in the client's namespace with a packet socket on its eth0.
+        func fromClient(_ body: (FrameSender, Testbed.Host) throws -> Void) throws {
+            let client = testbed.clients[0]
+            let result: Result<Void, Error> = try client.namespace.run { () throws(NetlinkError) in
+                Result { try body(try FrameSender(interface: "eth0"), client) }
+            }
+            try result.get()
+        }
+    }
+
+    /// A client at 198.18.2-3.x with port 10000+i: datagram `i`.
+    static func datagram(_ index: Int, to vmac: UInt64, from clientMAC: UInt64) -> (FlowKey, [UInt8]) {
+        let client = IPAddress(ipv4: 0xC612_0200 + UInt32(index % 500))
+        let key = FlowKey(client: client, clientPort: UInt16(10000 + index), serverPort: port, proto: .udp)
+        let id = UInt32(index)
+        let payload = [UInt8(id >> 24), UInt8((id >> 16) & 0xFF), UInt8((id >> 8) & 0xFF), UInt8(id & 0xFF)]
+        return (key, PacketBuilder.udp(destinationMAC: vmac, sourceMAC: clientMAC, source: client, destination: vip,
+            sourcePort: key.clientPort, destinationPort: port, payload: payload + Array(repeating: 0, count: 18)))
+    }
+
+    @Test func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp() throws {
+        let farm = try Farm(delivery: .flood)
+        defer { farm.stop() }
+        let count = 3000
+        var expected: [[UInt32]] = [[], []]
+        try farm.fromClient { sender, client in
+            // The client's own stack asks for the VIP by ARP and sends one datagram, as any client would.
+            try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 5000)
+                .send([0xFF, 0xFF, 0xFF, 0xFF], to: Self.vip, port: Self.port)
+            let clientMAC = macValue(client.mac!.bytes)
+            for index in 0..<count {
+                let (key, frame) = Self.datagram(index, to: farm.vmac, from: clientMAC)
+                let owner = farm.table.owner(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
+                expected[Int(owner.rawValue) - 1].append(UInt32(index))
+                try sender.send(frame)
+                // Garbage to the VIP every 100 frames: an IPv4 header with version 5.
+                if index % 100 == 0 {
+                    var bad = frame
+                    bad[14] = 0x55
+                    try sender.send(bad)
+                }
+            }
+        }
+        var received = try farm.drain()
+        // The first datagram came from the client's own stack (id 0xFFFFFFFF): exactly one node got it.
+        #expect(received.map { $0.filter { $0 == .max }.count }.reduce(0, +) == 1)
+        received = received.map { $0.filter { $0 != .max } }
+        #expect(received[0].sorted() == expected[0])
+        #expect(received[1].sorted() == expected[1])
+        #expect(received[0].count + received[1].count == count)
+        #expect(min(received[0].count, received[1].count) > count / 3)  // both nodes took a share
+
+        let counters = farm.engines.map(\.counters)
+        #expect(counters[0].answered >= 1)
+        #expect(counters[1].answered == 0)
+        #expect(counters[1].dropped(.notARPLeader) >= 1)
+        #expect(counters.allSatisfy { $0.dropped(.badIPv4Header) == UInt64(count / 100) })
+        #expect(counters.allSatisfy { $0.dropped(.tapWriteFailed) == 0 })
+        #expect(counters[0].delivered + counters[1].delivered == UInt64(count + 1))
+    }
+}
