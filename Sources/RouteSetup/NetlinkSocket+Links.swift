@@ -103,3 +103,24 @@ extension NetlinkSocket {
         try check("move interface \(name) to another namespace", rtnl_link_change(handle, original, request, 0))
     }
 }
+
+extension NetlinkSocket {
+    /// Turns unknown-unicast flooding on or off on the bridge port `name` (`bridge link set dev NAME flood on|off`).
+    /// With it off the port receives a unicast frame only when the bridge has learnt its destination there, as on a
+    /// switch that never floods. The corresponding C functions are `rtnl_link_bridge_set_flags` and
+    /// `rtnl_link_change` on an AF_BRIDGE link.
+    public func setBridgePortFlooding(_ name: String, enabled: Bool) throws(NetlinkError) {
+        // libnl asserts that the original and the change have one family, so the original is an AF_BRIDGE stub.
+        let original = rtnl_link_alloc()
+        defer { rtnl_link_put(original) }
+        rtnl_link_set_ifindex(original, try requireLink(named: name).index)
+        rtnl_link_set_family(original, AF_BRIDGE)
+        let request = rtnl_link_alloc()
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_family(request, AF_BRIDGE)
+        let flag = UInt32(RTNL_BRIDGE_UNICAST_FLOOD.rawValue)
+        try check("set flooding on bridge port \(name)",
+            enabled ? rtnl_link_bridge_set_flags(request, flag) : rtnl_link_bridge_unset_flags(request, flag))
+        try check("set flooding on bridge port \(name)", rtnl_link_change(handle, original, request, 0))
+    }
+}

@@ -13,6 +13,9 @@ final class Testbed {
     struct Description: Codable, Sendable {
         var servers: Int
         var clients: Int
+        /// Whether the switch floods unicast frames for unknown MACs to every port, as physical switches do. Off, it
+        /// is a switch where `flood` delivery cannot work and `directed` must.
+        var unknownUnicastFlooding = true
 
         /// At most 200 of each, so addresses stay in one /24 per role.
         func validate() throws {
@@ -141,6 +144,7 @@ final class Testbed {
             try socket.addVethPair(short, peer: hostSide)
             let bridge = try socket.requireLink(named: Self.bridgeName)
             try socket.changeLink(named: short, LinkChange(up: true, masterIndex: bridge.index))
+            if !description.unknownUnicastFlooding { try socket.setBridgePortFlooding(short, enabled: false) }
             try namespace.withDescriptor { (fd) throws(NetlinkError) in
                 try socket.moveLink(named: hostSide, toNamespace: fd, newName: Self.hostInterface)
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import RouteSetup
@@ -93,5 +94,30 @@ struct NetlinkSocketTests {
     @Test func vlanInterfaceNamesKeepTheirDots() {
         #expect(Sysctl.ipv4("eth0.100", "rp_filter").path == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter")
         #expect(Sysctl("net.core.somaxconn").path == "/proc/sys/net/core/somaxconn")
+    }
+}
+
+extension NetlinkSocketTests {
+    @Test func bridgePortFloodingCanBeTurnedOff() throws {
+        try ScratchNamespace.with { scratch in
+            try scratch.run { (socket) throws(NetlinkError) in
+                try socket.addBridge("br8")
+                try socket.changeLink(named: "peer0", LinkChange(masterIndex: try socket.requireLink(named: "br8").index))
+                try socket.setBridgePortFlooding("peer0", enabled: false)
+            }
+            let shown = try scratch.namespace.run { () throws(NetlinkError) in
+                Result { () throws -> String in
+                    let process = Process()
+                    let pipe = Pipe()
+                    process.executableURL = URL(fileURLWithPath: "/sbin/bridge")
+                    process.arguments = ["-d", "link", "show", "dev", "peer0"]
+                    process.standardOutput = pipe
+                    try process.run()
+                    process.waitUntilExit()
+                    return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                }
+            }.get()
+            #expect(shown.contains("flood off"))
+        }
     }
 }

@@ -28,8 +28,8 @@ struct EngineEndToEndTests {
         let vmac: UInt64
         let stateDirectory = NSTemporaryDirectory() + "vipfarm-e2e-\(UInt32.random(in: 0...UInt32.max))"
 
-        init(delivery: Delivery, flood: Bool = true) throws {
-            testbed = try Testbed(.init(servers: 2, clients: 1))
+        init(delivery: Delivery, switchFloods: Bool = true) throws {
+            testbed = try Testbed(.init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods))
             let vipPrefix = IPPrefix("198.18.0.100")!
             let mac = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
             vmac = macValue(mac.bytes)
@@ -66,6 +66,9 @@ struct EngineEndToEndTests {
             self.engines = engines
             self.sinks = sinks
             for engine in engines { engine.start() }
+            // Taking the ARP leader (and, directed, the director) role: announce, so switches learn the virtual MAC.
+            engines[0].announce()
+            Thread.sleep(forTimeInterval: 0.05)
         }
 
         func stop() {
@@ -105,10 +108,9 @@ struct EngineEndToEndTests {
             sourcePort: key.clientPort, destinationPort: port, payload: payload + Array(repeating: 0, count: 18)))
     }
 
-    @Test func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp() throws {
-        let farm = try Farm(delivery: .flood)
-        defer { farm.stop() }
-        let count = 3000
+    /// Sends `count` crafted datagrams (and a garbage frame every 100) from the client, plus one from the client's
+    /// own stack after ARP; returns the ids each server's socket received and the ids each should have.
+    static func exchange(_ farm: Farm, count: Int) throws -> (received: [[UInt32]], expected: [[UInt32]]) {
         var expected: [[UInt32]] = [[], []]
         try farm.fromClient { sender, client in
             // The client's own stack asks for the VIP by ARP and sends one datagram, as any client would.
@@ -128,14 +130,25 @@ struct EngineEndToEndTests {
                 }
             }
         }
-        var received = try farm.drain()
-        // The first datagram came from the client's own stack (id 0xFFFFFFFF): exactly one node got it.
+        return (try farm.drain(), expected)
+    }
+
+    /// Every crafted datagram reached its owner's socket exactly once, and the client's own one reached one socket.
+    static func expectExactlyOnce(_ received: [[UInt32]], _ expected: [[UInt32]], count: Int) {
         #expect(received.map { $0.filter { $0 == .max }.count }.reduce(0, +) == 1)
-        received = received.map { $0.filter { $0 != .max } }
-        #expect(received[0].sorted() == expected[0])
-        #expect(received[1].sorted() == expected[1])
-        #expect(received[0].count + received[1].count == count)
-        #expect(min(received[0].count, received[1].count) > count / 3)  // both nodes took a share
+        let crafted = received.map { $0.filter { $0 != .max } }
+        #expect(crafted[0].sorted() == expected[0])
+        #expect(crafted[1].sorted() == expected[1])
+        #expect(crafted[0].count + crafted[1].count == count)
+        #expect(min(crafted[0].count, crafted[1].count) > count / 3)  // both nodes took a share
+    }
+
+    @Test func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp() throws {
+        let farm = try Farm(delivery: .flood)
+        defer { farm.stop() }
+        let count = 3000
+        let (received, expected) = try Self.exchange(farm, count: count)
+        Self.expectExactlyOnce(received, expected, count: count)
 
         let counters = farm.engines.map(\.counters)
         #expect(counters[0].answered >= 1)
@@ -144,5 +157,30 @@ struct EngineEndToEndTests {
         #expect(counters.allSatisfy { $0.dropped(.badIPv4Header) == UInt64(count / 100) })
         #expect(counters.allSatisfy { $0.dropped(.tapWriteFailed) == 0 })
         #expect(counters[0].delivered + counters[1].delivered == UInt64(count + 1))
+    }
+
+    @Test func directedWorksOnASwitchThatNeverFloods() throws {
+        let farm = try Farm(delivery: .directed, switchFloods: false)
+        defer { farm.stop() }
+        let count = 3000
+        let (received, expected) = try Self.exchange(farm, count: count)
+        Self.expectExactlyOnce(received, expected, count: count)
+
+        let counters = farm.engines.map(\.counters)
+        // The director read every client frame, delivered its own and forwarded the rest to node 2's MAC, whose
+        // kernel delivered them directly: node 2's engine saw no client frame for the virtual MAC.
+        #expect(counters[0].delivered + counters[0].forwarded == UInt64(count + 1))
+        #expect(counters[0].forwarded == UInt64(expected[1].count) + (received[1].contains(.max) ? 1 : 0))
+        #expect(counters[1].delivered == 0)
+        #expect(counters[0].dropped(.badIPv4Header) == UInt64(count / 100))
+    }
+
+    @Test func floodCannotWorkOnASwitchThatNeverFloods() throws {
+        let farm = try Farm(delivery: .flood, switchFloods: false)
+        defer { farm.stop() }
+        let (received, _) = try Self.exchange(farm, count: 200)
+        // Nothing ever sends from the virtual MAC in flood mode, so the switch never learns it and drops its frames.
+        #expect(received.allSatisfy { $0.isEmpty })
+        #expect(farm.engines.allSatisfy { $0.counters.delivered == 0 })
     }
 }
