@@ -1,0 +1,162 @@
+import Hashing
+import Testing
+
+@testable import TapEngine
+
+/// The per-frame decision, on frames from the packet builder and a real flow table (no port needed: the decision is
+/// pure but for the flow table).
+struct DeciderTests {
+    static let vip = IPAddress("198.18.0.100")!
+    static let vmac: UInt64 = 0x0242_C612_0064
+    static let seed = FarmSeed(farmName: "decider")
+    static let view = try! MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!])
+    static let table = try! TableBuilder(seed: seed, bucketCount: 64).build(view, generation: 1)
+    static let macs: [UInt16: UInt64] = [1: 0x0200_0000_0001, 2: 0x0200_0000_0002]
+
+    static func state(node: UInt16, delivery: Delivery = .flood, rules: [PortRule] = [], handover: [Int] = [],
+        table: BucketTable = table) -> EngineState
+    {
+        var buckets = Array(repeating: false, count: table.count)
+        for bucket in handover { buckets[bucket] = true }
+        return EngineState(generation: 1, node: NodeID(rawValue: node)!, seed: seed, vip: vip, virtualMAC: vmac,
+            table: table, rules: rules, delivery: delivery, isARPLeader: node == 1, isDirector: node == 1,
+            handoverBuckets: buckets, nodeMACs: macs)
+    }
+
+    static func frame(_ bytes: [UInt8]) -> Frame {
+        guard case .frame(let frame) = bytes.withUnsafeBytes({ FrameParser.parse($0) }) else {
+            preconditionFailure("golden frame did not parse")
+        }
+        return frame
+    }
+
+    static func tcp(port: UInt16, flags: UInt8, serverPort: UInt16 = 80) -> Frame {
+        frame(PacketBuilder.tcp(destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
+            destination: vip, sourcePort: port, destinationPort: serverPort, flags: flags))
+    }
+
+    static func udp(port: UInt16, to destination: IPAddress = vip, serverPort: UInt16 = 53) -> Frame {
+        frame(PacketBuilder.udp(destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
+            destination: destination, sourcePort: port, destinationPort: serverPort, payload: []))
+    }
+
+    static func owner(of frame: Frame, table: BucketTable = table) -> UInt16 {
+        table.owner(ofHash: Affinity.none.bucketHash(of: frame.key, isFragment: false, seed: seed))!.rawValue
+    }
+
+    static func bucket(of frame: Frame) -> Int {
+        table.bucket(ofHash: Affinity.none.bucketHash(of: frame.key, isFragment: false, seed: seed))
+    }
+
+    /// A client port whose flow lands on `node`.
+    static func port(ownedBy node: UInt16, tcp: Bool = true) -> UInt16 {
+        (1000...).first { owner(of: tcp ? Self.tcp(port: UInt16($0), flags: 2) : udp(port: UInt16($0))) == node }
+            .map(UInt16.init)!
+    }
+
+    static func flows() -> FlowTable { FlowTable(capacity: 1024, idleTimeout: 60_000, closingTimeout: 1000, seed: 1) }
+
+    @Test func ownerDeliversOthersDropInFloodMode() {
+        var flows = Self.flows()
+        let mine = Self.udp(port: Self.port(ownedBy: 1, tcp: false))
+        let theirs = Self.udp(port: Self.port(ownedBy: 2, tcp: false))
+        #expect(Decider.decide(mine, state: Self.state(node: 1), flows: &flows, now: 0) == .deliver)
+        #expect(Decider.decide(theirs, state: Self.state(node: 1), flows: &flows, now: 0) == .drop(.notOwner))
+        #expect(Decider.decide(theirs, state: Self.state(node: 2), flows: &flows, now: 0) == .deliver)
+        #expect(flows.count == 0)  // datagrams are not tracked
+    }
+
+    @Test func directorForwardsToTheOwnersMacAndOthersIgnoreTheVirtualMac() {
+        var flows = Self.flows()
+        let theirs = Self.udp(port: Self.port(ownedBy: 2, tcp: false))
+        #expect(Decider.decide(theirs, state: Self.state(node: 1, delivery: .directed), flows: &flows, now: 0)
+            == .forward(Self.macs[2]!))
+        #expect(Decider.decide(theirs, state: Self.state(node: 2, delivery: .directed), flows: &flows, now: 0)
+            == .drop(.notDirector))
+    }
+
+    @Test func onlyTheArpLeaderAnswersForTheVip() {
+        var flows = Self.flows()
+        let request = Self.frame(PacketBuilder.arp(operation: 1, ethernetSource: 0x0200_0000_0107,
+            ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
+            targetIP: Self.vip.ipv4Value!))
+        let other = Self.frame(PacketBuilder.arp(operation: 1, ethernetSource: 0x0200_0000_0107,
+            ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
+            targetIP: 0xC612_0001))
+        #expect(Decider.decide(request, state: Self.state(node: 1), flows: &flows, now: 0) == .answer)
+        #expect(Decider.decide(request, state: Self.state(node: 2), flows: &flows, now: 0) == .drop(.notARPLeader))
+        #expect(Decider.decide(other, state: Self.state(node: 1), flows: &flows, now: 0) == .drop(.otherARP))
+    }
+
+    @Test func framesForOtherAddressesAreDropped() {
+        var flows = Self.flows()
+        let stray = Self.udp(port: 1000, to: IPAddress("198.18.0.99")!)
+        #expect(Decider.decide(stray, state: Self.state(node: 1), flows: &flows, now: 0) == .drop(.notForVIP))
+    }
+
+    @Test func rulesFirstMatchWins() {
+        var flows = Self.flows()
+        let rules = [
+            PortRule(proto: .udp, ports: [53...53], mode: .drop),
+            PortRule(proto: .tcp, ports: [22...22], mode: .single(owner: NodeID(2)!)),
+            PortRule(proto: nil, ports: [], mode: .single(owner: NodeID(1)!)),
+        ]
+        let dns = Self.udp(port: 1000)
+        let ssh = Self.tcp(port: 1000, flags: 2, serverPort: 22)
+        let web = Self.tcp(port: 1000, flags: 2, serverPort: 80)
+        #expect(Decider.decide(dns, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.ruleDrop))
+        #expect(Decider.decide(ssh, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.notOwner))
+        #expect(Decider.decide(ssh, state: Self.state(node: 2, rules: rules), flows: &flows, now: 0) == .deliver)
+        #expect(Decider.decide(web, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .deliver)
+    }
+
+    @Test func newOwnerInAHandoverTakesOnlyNewConnections() {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 1)
+        let syn = Self.tcp(port: port, flags: 0x02)
+        let ack = Self.tcp(port: port, flags: 0x10)
+        let state = Self.state(node: 1, handover: [Self.bucket(of: syn)])
+        // A segment of a connection this node never saw is the old owner's: not ours.
+        #expect(Decider.decide(ack, state: state, flows: &flows, now: 0) == .drop(.handoverEstablished))
+        // A new connection: ours from its SYN on.
+        #expect(Decider.decide(syn, state: state, flows: &flows, now: 1) == .deliver)
+        #expect(Decider.decide(ack, state: state, flows: &flows, now: 2) == .deliver)
+        #expect(flows.count == 1)
+    }
+
+    @Test func oldOwnerKeepsItsEstablishedConnectionsAfterTheBucketMoves() throws {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 1)
+        let syn = Self.tcp(port: port, flags: 0x02)
+        #expect(Decider.decide(syn, state: Self.state(node: 1), flows: &flows, now: 0) == .deliver)
+        // Node 2 alone in the view now: every bucket moved to it.
+        let moved = try TableBuilder(seed: Self.seed, bucketCount: 64).build(
+            MembershipView(equalWeights: [NodeID(2)!]), generation: 2)
+        let after = Self.state(node: 1, table: moved)
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 5) == .deliver)
+        #expect(Decider.decide(Self.tcp(port: port &+ 1, flags: 0x02), state: after, flows: &flows, now: 5)
+            == .drop(.notOwner))
+        // FIN: kept for the last ACKs, then gone after the closing timeout.
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x11), state: after, flows: &flows, now: 10) == .deliver)
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 500) == .deliver)
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 2000)
+            == .drop(.notOwner))
+    }
+
+    @Test func resetEndsAConnectionAtOnce() {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 1)
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x02), state: Self.state(node: 1), flows: &flows, now: 0)
+            == .deliver)
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x04), state: Self.state(node: 1), flows: &flows, now: 1)
+            == .deliver)
+        #expect(flows.count == 0)
+    }
+
+    @Test func anEmptyViewOwnsNothing() throws {
+        var flows = Self.flows()
+        let empty = try BucketTable.unowned(count: 64)
+        #expect(Decider.decide(Self.udp(port: 1), state: Self.state(node: 1, table: empty), flows: &flows, now: 0)
+            == .drop(.noOwner))
+    }
+}
