@@ -54,6 +54,22 @@ public final class DatagramSocket {
         return Array(buffer[0..<count])
     }
 
+    /// Counts datagrams (without keeping them) until none arrives for `quietMilliseconds` after `deadline`: the sink
+    /// of a benchmark. One buffer is reused for every datagram. The corresponding C functions are `poll` and `recv`.
+    public func count(untilQuietAfter deadline: ContinuousClock.Instant, quietMilliseconds: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        var total = 0
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&poller, 1, quietMilliseconds)
+            if ready <= 0 {
+                if ContinuousClock.now >= deadline { return total }
+                continue
+            }
+            while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) >= 0 { total += 1 }
+        }
+    }
+
     /// Lends a `sockaddr` for `address:port` to `body`.
     private static func withSocketAddress<T>(
         _ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T

@@ -1,0 +1,148 @@
+import Foundation
+import Synchronization
+import Hashing
+import RouteSetup
+import TapEngine
+
+/// `lbbench engine`: one client, a switch, two servers with a UDP sink each; a generator (`sendmmsg` on AF_PACKET)
+/// sends 64-byte UDP frames from many client addresses and ports to the VIP's MAC. Three paths on fresh testbeds in
+/// one run: the baseline (nothing accepts the frames: the generator's and the switch's cost), vipfarm's engine, and
+/// the in-kernel alternative (nftables `jhash ip saddr mod 2` in a netdev ingress chain, the CLUSTERIP successor).
+struct EngineBenchmark {
+    enum Path: String, CaseIterable, Codable {
+        case baseline
+        case engine
+        case nftables
+    }
+
+    var seconds: Double
+    /// Offered frames per second for the equal-load trial (0 = as fast as the generator goes).
+    var rates: [Int]
+    var flows: Int
+    var progress: (String) -> Void = { _ in }
+
+    static let vip = IPAddress("198.18.0.100")!
+    static let vipPrefix = IPPrefix("198.18.0.100")!
+    static let port: UInt16 = 9000
+    static let seed = FarmSeed(farmName: "lbbench")
+    static let virtualMAC = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
+
+    func run() throws -> EngineReport {
+        var trials: [EngineReport.Trial] = []
+        for rate in rates {
+            for path in Path.allCases {
+                progress("\(path.rawValue) at \(rate == 0 ? "full speed" : "\(rate) pps") for \(seconds) s")
+                trials.append(try trial(path, rate: rate))
+            }
+        }
+        return EngineReport(seconds: seconds, flows: flows, trials: trials)
+    }
+
+    /// Client frames: UDP, 64 bytes on the wire (60 + FCS), from `flows` addresses in 198.18.128.0/17 and ports.
+    func clientFrames(clientMAC: UInt64) -> [[UInt8]] {
+        (0..<flows).map { index in
+            PacketBuilder.udp(destinationMAC: macValue(Self.virtualMAC.bytes), sourceMAC: clientMAC,
+                source: IPAddress(ipv4: 0xC612_8000 + UInt32(index % 32768)), destination: Self.vip,
+                sourcePort: UInt16(10000 + (index * 7919) % 50000), destinationPort: Self.port,
+                payload: Array(repeating: 0, count: 18))
+        }
+    }
+
+    func trial(_ path: Path, rate: Int) throws -> EngineReport.Trial {
+        let testbed = try Testbed(.init(servers: 2, clients: 1))
+        defer { testbed.down() }
+        let stateDirectory = NSTemporaryDirectory() + "lbbench-engine-\(testbed.id)"
+        defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
+        var engines: [Engine] = []
+        defer { for engine in engines { engine.stop() } }
+        var sinks: [DatagramSocket] = []
+        let table = try TableBuilder(seed: Self.seed).build(
+            MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
+        for (index, server) in testbed.servers.enumerated() {
+            let made: Result<(Engine?, DatagramSocket?), Error> = try server.namespace.run { () throws(NetlinkError) in
+                Result {
+                    switch path {
+                    case .baseline:
+                        return (nil, nil)
+                    case .engine:
+                        try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
+                            .applySetup(stateDirectory: stateDirectory + "-\(index)")
+                        let state = EngineState(generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
+                            virtualMAC: macValue(Self.virtualMAC.bytes), table: table, isARPLeader: index == 0)
+                        let engine = try Engine(configuration: EngineConfiguration(interface: "eth0",
+                            interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0"), state: state)
+                        return (engine, try Self.sink())
+                    case .nftables:
+                        let socket = try NetlinkSocket()
+                        try socket.addAddress(Self.vipPrefix, toLink: try socket.requireLink(named: "eth0").index)
+                        try NFTables.apply(Self.nftRuleset(keep: index))
+                        return (nil, try Self.sink())
+                    }
+                }
+            }
+            let (engine, sink) = try made.get()
+            if let engine { engines.append(engine) }
+            if let sink { sinks.append(sink) }
+        }
+        for engine in engines { engine.start() }
+
+        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run { () throws(NetlinkError) in
+            Result { try FrameBlaster(interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes))) }
+        }
+        let blaster = try blasterResult.get()
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000) + 200)
+        let counts = Mutex([Int](repeating: 0, count: sinks.count))
+        let group = DispatchGroup()
+        for (index, sink) in sinks.enumerated() {
+            let box = UncheckedBox(sink)
+            DispatchQueue.global().async(group: group) {
+                let received = box.value.count(untilQuietAfter: deadline, quietMilliseconds: 300)
+                counts.withLock { $0[index] = received }
+            }
+        }
+        let before = CPUSample.now()
+        let start = ContinuousClock.now
+        let sent = blaster.run(seconds: seconds, rate: rate)
+        let elapsed = ContinuousClock.now - start
+        let after = CPUSample.now()
+        group.wait()
+        let perServer = counts.withLock { $0 }
+        let engineCounters = engines.map(\.counters)
+        let duration = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return EngineReport.Trial(
+            path: path, offeredRate: rate, sent: sent, seconds: duration,
+            deliveredPerServer: perServer,
+            cpuBusySeconds: CPUSample.busySeconds(from: before, to: after),
+            engineReceived: engineCounters.map(\.received),
+            engineRingDrops: engineCounters.map(\.ringDrops),
+            engineDrops: engineCounters.map { counters in
+                Dictionary(uniqueKeysWithValues: DropReason.allCases.compactMap { reason in
+                    counters.dropped(reason) > 0 ? (reason.description, counters.dropped(reason)) : nil
+                })
+            })
+    }
+
+    static func sink() throws -> DatagramSocket {
+        try DatagramSocket(bindTo: vip, port: port, receiveBufferBytes: 32 << 20)
+    }
+
+    /// Server `keep` (0 or 1) accepts the frames whose `jhash ip saddr mod 2` is `keep`: each frame for the cluster MAC
+    /// is marked as for this host (`pkttype set host`) and dropped unless it is this server's share.
+    static func nftRuleset(keep: Int) -> String {
+        let mac = HardwareAddress(bytes: virtualMAC.bytes)!.description
+        return """
+            table netdev lbbench {
+                chain ingress {
+                    type filter hook ingress device "eth0" priority 0; policy accept;
+                    ether daddr \(mac) meta pkttype set host jhash ip saddr mod 2 seed 0xdeadbeef vmap { \(keep) : accept, \(1 - keep) : drop }
+                }
+            }
+            """
+    }
+}
+
+/// Hands a non-Sendable value to another thread whose use the caller orders (the sink thread owns it until joined).
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// The figures of `lbbench engine`.
+struct EngineReport: Codable {
+    struct Trial: Codable {
+        var path: EngineBenchmark.Path
+        /// Frames per second asked of the generator; 0 = as fast as it goes.
+        var offeredRate: Int
+        var sent: Int
+        var seconds: Double
+        /// Datagrams each server's socket received.
+        var deliveredPerServer: [Int]
+        /// Machine-wide busy CPU seconds during the trial (generator, switch, servers, engines, sinks).
+        var cpuBusySeconds: Double
+        /// Engine path only: frames each engine read, ring drops, drops by reason.
+        var engineReceived: [UInt64]
+        var engineRingDrops: [UInt64]
+        var engineDrops: [[String: UInt64]]
+
+        var delivered: Int { deliveredPerServer.reduce(0, +) }
+        var offeredPerSecond: Double { Double(sent) / seconds }
+        var deliveredPerSecond: Double { Double(delivered) / seconds }
+    }
+
+    var seconds: Double
+    var flows: Int
+    var trials: [Trial]
+
+    /// Extra CPU microseconds per delivered packet over the baseline at the same offered rate.
+    func extraMicrosecondsPerDelivered(_ trial: Trial) -> Double? {
+        guard trial.path != .baseline, trial.delivered > 0,
+            let baseline = trials.first(where: { $0.path == .baseline && $0.offeredRate == trial.offeredRate })
+        else { return nil }
+        // Scale the baseline to the trial's frames sent, since paths can differ slightly in what the generator managed.
+        let baselineCPU = baseline.cpuBusySeconds * Double(trial.sent) / Double(max(baseline.sent, 1))
+        return (trial.cpuBusySeconds - baselineCPU) / Double(trial.delivered) * 1e6
+    }
+
+    var table: String {
+        let f = { (value: Double, decimals: Int) in String(format: "%.\(decimals)f", value) }
+        var result: [String] = []
+        for rate in Set(trials.map(\.offeredRate)).sorted(by: { $0 == 0 ? false : ($1 == 0 ? true : $0 < $1) }) {
+            var table = TextTable(
+                title: "Offered \(rate == 0 ? "at full generator speed" : "\(rate) frames/s"), \(flows) client flows, "
+                    + "64-byte UDP, \(f(seconds, 1)) s per path",
+                header: ["path", "offered pps", "delivered pps", "per server", "loss %", "CPU busy %",
+                    "extra µs/delivered", "engine drops"])
+            let rows = trials.filter { $0.offeredRate == rate }
+            for trial in rows {
+                let loss = trial.path == .baseline ? "-" : f(100 * (1 - Double(trial.delivered) / Double(max(trial.sent, 1))), 3)
+                let drops = trial.engineDrops.isEmpty ? "-" : trial.engineDrops.enumerated().map { index, drops in
+                    "s\(index + 1): " + drops.filter { $0.key != "not_owner" }.sorted { $0.key < $1.key }
+                        .map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                        + " ring=\(trial.engineRingDrops[index])"
+                }.joined(separator: "; ")
+                table.add([
+                    trial.path.rawValue, f(trial.offeredPerSecond, 0), f(trial.deliveredPerSecond, 0),
+                    trial.deliveredPerServer.map(String.init).joined(separator: "/"), loss,
+                    f(100 * trial.cpuBusySeconds / trial.seconds / 2, 1),
+                    extraMicrosecondsPerDelivered(trial).map { f($0, 2) } ?? "-", drops,
+                ])
+            }
+            result.append(table.rendered)
+            if let engine = rows.first(where: { $0.path == .engine }), let kernel = rows.first(where: { $0.path == .nftables }),
+                kernel.delivered > 0
+            {
+                var line = "engine/nftables: delivered \(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"
+                if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel), k > 0 {
+                    line += ", CPU per delivered packet \(f(e / k, 2))x"
+                }
+                result.append(line)
+            }
+        }
+        return result.joined(separator: "\n\n")
+    }
+}
