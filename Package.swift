@@ -12,7 +12,8 @@ let package = Package(
         .library(name: "RouteSetup", targets: ["RouteSetup"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
     ],
     targets: [
         // C libraries, found by pkg-config; each is a module map plus a shim header.
@@ -48,6 +49,8 @@ let package = Package(
             dependencies: [
                 "Hashing", "TapEngine", "RouteSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // Counts mallocs for `lbbench frames` (loaded with LD_PRELOAD, which lbbench arranges itself).
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ]
         ),
 

@@ -11,12 +11,14 @@ public enum Verdict: Sendable, Equatable {
     case drop(DropReason)
 }
 
-/// The per-frame decision (DESIGN.md "Ownership"): flow table hit → deliver; bucket owned and the frame may start a
-/// flow → deliver and record; otherwise drop or (director) forward. Pure but for the flow table it updates.
+/// The per-frame decision (DESIGN.md "Ownership"): a connection this node has → deliver; bucket owned and the frame
+/// may start a flow → deliver and record; otherwise drop or (director) forward. Pure but for the flow table it
+/// updates.
 ///
 /// The flow table holds TCP connections only. They are what a planned handover must not break: the old owner keeps
-/// delivering a connection it has, and the new owner takes only SYNs in a bucket it is taking over. Other protocols
-/// follow the table at once, so that no datagram is ever delivered by two nodes.
+/// delivering a connection it has in a bucket it released, and the new owner takes only SYNs (and connections it
+/// already took) in a bucket it is taking over. Other protocols follow the table at once, so that no datagram is
+/// ever delivered by two nodes. The table is consulted for other nodes' buckets only when they are released ones.
 public enum Decider {
     public static func decide(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
         switch frame.kind {
@@ -47,23 +49,45 @@ public enum Decider {
         _ frame: Frame, affinity: Affinity, state: EngineState, flows: inout FlowTable, now: UInt32
     ) -> Verdict {
         let tracked = frame.key.proto == .tcp && !frame.isFragment
-        if tracked && flows.lookup(frame.key, now: now) {
-            if frame.isTCPReset {
-                flows.remove(frame.key)
-            } else if frame.isTCPFin {
-                flows.markClosing(frame.key, now: now)
-            }
-            return .deliver
-        }
         let bucket = state.table.bucket(ofHash: affinity.bucketHash(of: frame.key, isFragment: frame.isFragment,
             seed: state.seed))
         guard let owner = state.table.owner(ofBucket: bucket) else { return .drop(.noOwner) }
-        guard owner == state.node else { return forwardOrDrop(state.bucketMACs[bucket], state: state) }
-        if tracked {
-            if state.handoverBuckets[bucket] && !frame.isTCPSyn { return .drop(.handoverEstablished) }
-            if !frame.isTCPReset { flows.insert(frame.key, now: now) }
+        guard owner == state.node else {
+            // A bucket this node gave up: it still serves the connections it has there.
+            if tracked && state.releasedBuckets[bucket] && flows.lookup(frame.key, now: now) {
+                endIfClosing(frame, flows: &flows, now: now)
+                return .deliver
+            }
+            return forwardOrDrop(state.bucketMACs[bucket], state: state)
+        }
+        guard tracked else { return .deliver }
+        if state.handoverBuckets[bucket] {
+            // Taking the bucket over: new connections only, and those this node already took.
+            if flows.lookup(frame.key, now: now) {
+                endIfClosing(frame, flows: &flows, now: now)
+                return .deliver
+            }
+            guard frame.isTCPSyn else { return .drop(.handoverEstablished) }
+            flows.insert(frame.key, now: now)
+            return .deliver
+        }
+        if frame.isTCPReset {
+            flows.remove(frame.key)
+        } else {
+            flows.insert(frame.key, now: now)  // records a new connection or refreshes a known one
+            if frame.isTCPFin { flows.markClosing(frame.key, now: now) }
         }
         return .deliver
+    }
+
+    /// FIN keeps a connection for the last ACKs; RST ends it at once.
+    @inline(__always)
+    static func endIfClosing(_ frame: Frame, flows: inout FlowTable, now: UInt32) {
+        if frame.isTCPReset {
+            flows.remove(frame.key)
+        } else if frame.isTCPFin {
+            flows.markClosing(frame.key, now: now)
+        }
     }
 
     @inline(__always)

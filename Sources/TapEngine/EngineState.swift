@@ -59,6 +59,10 @@ public struct EngineState: Sendable {
     /// Per bucket: this node is taking it over in a planned handover, so it takes only new TCP connections there
     /// while the old owner finishes its established ones.
     public var handoverBuckets: [Bool]
+    /// Per bucket: this node gave it up in a handover (or it moved between live nodes after a failure) and keeps
+    /// serving the TCP connections it has there. Only these buckets make the engine look up flows it does not own,
+    /// so a steady farm never touches the flow table for other nodes' traffic.
+    public var releasedBuckets: [Bool]
     /// Each node's real MAC by raw ID, for directed forwarding.
     public var nodeMACs: [UInt16: UInt64]
     /// Per bucket: its owner's real MAC (from `nodeMACs`), so forwarding needs no dictionary per packet.
@@ -68,7 +72,7 @@ public struct EngineState: Sendable {
         generation: UInt64, node: NodeID, seed: FarmSeed, vip: IPAddress, virtualMAC: UInt64, table: BucketTable,
         rules: [PortRule] = [], defaultAffinity: Affinity = .none, delivery: Delivery = .flood,
         isARPLeader: Bool = false, isDirector: Bool = false, handoverBuckets: [Bool]? = nil,
-        nodeMACs: [UInt16: UInt64] = [:]
+        releasedBuckets: [Bool]? = nil, nodeMACs: [UInt16: UInt64] = [:]
     ) {
         self.generation = generation
         self.node = node
@@ -82,6 +86,7 @@ public struct EngineState: Sendable {
         self.isARPLeader = isARPLeader
         self.isDirector = isDirector
         self.handoverBuckets = handoverBuckets ?? Array(repeating: false, count: table.count)
+        self.releasedBuckets = releasedBuckets ?? Array(repeating: false, count: table.count)
         self.nodeMACs = nodeMACs
         bucketMACs = (0..<table.count).map { nodeMACs[table.owner(ofBucket: $0)?.rawValue ?? 0] ?? 0 }
     }

@@ -14,6 +14,6 @@ struct LBBench: ParsableCommand {
             the method.
             """,
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
-        subcommands: [HashCommand.self, EngineCommand.self, TestbedCommand.self]
+        subcommands: [HashCommand.self, FramesCommand.self, EngineCommand.self, TestbedCommand.self]
     )
 }

@@ -14,13 +14,15 @@ struct DeciderTests {
     static let macs: [UInt16: UInt64] = [1: 0x0200_0000_0001, 2: 0x0200_0000_0002]
 
     static func state(node: UInt16, delivery: Delivery = .flood, rules: [PortRule] = [], handover: [Int] = [],
-        table: BucketTable = table) -> EngineState
+        released: [Int] = [], table: BucketTable = table) -> EngineState
     {
-        var buckets = Array(repeating: false, count: table.count)
-        for bucket in handover { buckets[bucket] = true }
+        var taking = Array(repeating: false, count: table.count)
+        for bucket in handover { taking[bucket] = true }
+        var giving = Array(repeating: false, count: table.count)
+        for bucket in released { giving[bucket] = true }
         return EngineState(generation: 1, node: NodeID(rawValue: node)!, seed: seed, vip: vip, virtualMAC: vmac,
             table: table, rules: rules, delivery: delivery, isARPLeader: node == 1, isDirector: node == 1,
-            handoverBuckets: buckets, nodeMACs: macs)
+            handoverBuckets: taking, releasedBuckets: giving, nodeMACs: macs)
     }
 
     static func frame(_ bytes: [UInt8]) -> Frame {
@@ -132,8 +134,11 @@ struct DeciderTests {
         // Node 2 alone in the view now: every bucket moved to it.
         let moved = try TableBuilder(seed: Self.seed, bucketCount: 64).build(
             MembershipView(equalWeights: [NodeID(2)!]), generation: 2)
-        let after = Self.state(node: 1, table: moved)
+        let after = Self.state(node: 1, released: Array(0..<64), table: moved)
         #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 5) == .deliver)
+        // Once the handover is over (not released any more), the connection is no longer this node's.
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: Self.state(node: 1, table: moved),
+            flows: &flows, now: 6) == .drop(.notOwner))
         #expect(Decider.decide(Self.tcp(port: port &+ 1, flags: 0x02), state: after, flows: &flows, now: 5)
             == .drop(.notOwner))
         // FIN: kept for the last ACKs, then gone after the closing timeout.
