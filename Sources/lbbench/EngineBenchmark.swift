@@ -35,7 +35,55 @@ struct EngineBenchmark {
                 trials.append(try trial(path, rate: rate))
             }
         }
-        return EngineReport(seconds: seconds, flows: flows, trials: trials)
+        progress("drain: filling a stopped engine's ring for \(seconds) s, then timing how fast it empties")
+        return EngineReport(seconds: seconds, flows: flows, trials: trials, drain: try drain())
+    }
+
+    /// The engine's ceiling on one core: the ring is filled while the engine is stopped, then the engine empties
+    /// it as fast as it can (half the frames are its own and go into the TAP; no socket listens, so the kernel
+    /// drops them after IP, as in the research's "no listener" ceiling).
+    func drain() throws -> EngineReport.Drain {
+        let testbed = try Testbed(.init(servers: 1, clients: 1))
+        defer { testbed.down() }
+        let stateDirectory = NSTemporaryDirectory() + "lbbench-drain-\(testbed.id)"
+        defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
+        let server = testbed.servers[0]
+        let table = try TableBuilder(seed: Self.seed).build(
+            MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
+        let made: Result<Engine, Error> = try server.namespace.run { () throws(NetlinkError) in
+            Result {
+                try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
+                    .applySetup(stateDirectory: stateDirectory)
+                var configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                    tapName: "lb0")
+                configuration.ringBytes = 256 << 20
+                let state = EngineState(generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
+                    virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
+                return try Engine(configuration: configuration, state: state)
+            }
+        }
+        let engine = try made.get()
+        defer { engine.stop() }
+        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run { () throws(NetlinkError) in
+            Result { try FrameBlaster(interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes))) }
+        }
+        let sent = try blasterResult.get().run(seconds: seconds, rate: 0)
+        let clock = ContinuousClock()
+        let start = clock.now
+        engine.start()
+        var last = (received: UInt64(0), at: start)
+        // Counters are published per batch, and a batch can be a large part of the ring: wait for the first, then
+        // until nothing new arrives for 100 ms.
+        while clock.now - last.at < .milliseconds(100) || (last.received == 0 && clock.now - start < .seconds(10)) {
+            Thread.sleep(forTimeInterval: 0.002)
+            let received = engine.counters.received
+            if received != last.received { last = (received, clock.now) }
+        }
+        let counters = engine.counters
+        let elapsed = (last.at - start).components
+        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        return EngineReport.Drain(sent: sent, inspected: counters.received, injected: counters.delivered,
+            ringDrops: counters.ringDrops, seconds: seconds)
     }
 
     /// Client frames: UDP, 64 bytes on the wire (60 + FCS), from `flows` addresses in 198.18.128.0/17 and ports.

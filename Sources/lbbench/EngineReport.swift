@@ -22,9 +22,21 @@ struct EngineReport: Codable {
         var deliveredPerSecond: Double { Double(delivered) / seconds }
     }
 
+    /// The drain-mode ceiling of one engine on one core.
+    struct Drain: Codable {
+        var sent: Int
+        var inspected: UInt64
+        var injected: UInt64
+        var ringDrops: UInt64
+        var seconds: Double
+        var inspectedPerSecond: Double { Double(inspected) / seconds }
+        var injectedPerSecond: Double { Double(injected) / seconds }
+    }
+
     var seconds: Double
     var flows: Int
     var trials: [Trial]
+    var drain: Drain?
 
     /// Extra CPU microseconds per delivered packet over the baseline at the same offered rate.
     func extraMicrosecondsPerDelivered(_ trial: Trial) -> Double? {
@@ -70,6 +82,13 @@ struct EngineReport: Codable {
                 }
                 result.append(line)
             }
+        }
+        if let drain {
+            var table = TextTable(title: "Drain: a full ring emptied by one engine (the ceiling of one core)",
+                header: ["frames in ring", "inspected/s", "injected into TAP/s", "seconds", "ring drops"])
+            table.add(["\(drain.inspected)", f(drain.inspectedPerSecond, 0), f(drain.injectedPerSecond, 0),
+                f(drain.seconds, 3), "\(drain.ringDrops)"])
+            result.append(table.rendered)
         }
         return result.joined(separator: "\n\n")
     }
