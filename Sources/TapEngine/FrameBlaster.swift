@@ -4,7 +4,7 @@ import Glibc
 /// A traffic generator: sends prebuilt frames on an interface with `sendmmsg` in batches of 64, optionally paced to
 /// a rate. Used by `lbbench`; it belongs to the namespace of the thread that creates it.
 public final class FrameBlaster {
-    private let fd: Int32
+    private let sender: FrameSender
     /// Every frame back to back, so a batch is one contiguous run with its lengths.
     private let data: [UInt8]
     private let lengths: [UInt16]
@@ -12,35 +12,18 @@ public final class FrameBlaster {
     static let batch = 64
 
     /// - Parameter frames: the frames to cycle through (e.g. one per client flow); padded to a multiple of 64.
-    /// - Throws: `SystemCallError`. The corresponding C functions are `socket(AF_PACKET, SOCK_RAW)` and `bind`.
+    /// - Throws: `SystemCallError` when the packet socket cannot be opened (see `FrameSender`).
     public init(interface: String, frames: [[UInt8]]) throws(SystemCallError) {
         precondition(!frames.isEmpty, "nothing to send")
         let padded = (0..<((frames.count + Self.batch - 1) / Self.batch * Self.batch)).map { frames[$0 % frames.count] }
         data = padded.flatMap { $0 }
         lengths = padded.map { UInt16($0.count) }
         offsets = padded.reduce(into: [0]) { $0.append($0.last! + $1.count) }
-        fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemCallError("socket", "open a packet socket on \(interface)") }
-        var address = sockaddr_ll()
-        address.sll_family = UInt16(AF_PACKET)
-        address.sll_ifindex = Int32(if_nametoindex(interface))
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
-            }
-        }
-        guard address.sll_ifindex != 0, result == 0 else {
-            let error = SystemCallError("bind", "bind a packet socket to \(interface)")
-            close(fd)
-            throw error
-        }
-    }
-
-    deinit {
-        close(fd)
+        sender = try FrameSender(interface: interface)
     }
 
     /// Sends frames for `seconds`, at `rate` frames per second (0 = as fast as possible); returns the frames sent.
+    /// The corresponding C function is `sendmmsg`.
     public func run(seconds: Double, rate: Int) -> Int {
         let clock = ContinuousClock()
         let start = clock.now
@@ -60,7 +43,7 @@ public final class FrameBlaster {
                         }
                     }
                     let first = batchIndex * Self.batch
-                    let count = vipfarm_send_frames(fd, bytes.baseAddress! + offsets[first], sizes.baseAddress! + first,
+                    let count = vipfarm_send_frames(sender.fd, bytes.baseAddress! + offsets[first], sizes.baseAddress! + first,
                         UInt32(Self.batch))
                     if count > 0 { sent += Int(count) }
                     batchIndex = (batchIndex + 1) % batches

@@ -4,7 +4,8 @@ import Glibc
 /// Sends raw Ethernet frames on an interface through an AF_PACKET socket: the testbed's traffic generator and
 /// garbage maker. It belongs to the namespace of the thread that creates it.
 public final class FrameSender {
-    private let fd: Int32
+    /// The bound packet socket (FrameBlaster sends batches on it).
+    let fd: Int32
 
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket(AF_PACKET, SOCK_RAW)` and `bind`.
     public init(interface: String) throws(SystemCallError) {

@@ -42,9 +42,7 @@ struct EngineCommand: ParsableCommand {
         }
         let report = try benchmark.run()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(report.table)
         }

@@ -32,9 +32,7 @@ struct FramesCommand: ParsableCommand {
         if !FrameWorkBenchmark.interposerIsLoaded, try restartWithInterposer() { return }
         let report = try FrameWorkBenchmark(frames: frames, repetitions: repetitions).run()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         var table = TextTable(title: "Engine work per frame (\(report.frames) frames, no system calls)",

@@ -44,9 +44,7 @@ struct HashCommand: ParsableCommand {
         let benchmark = HashBenchmark(flows: flows, buckets: buckets, repetitions: repetitions)
         let report = benchmark.run()
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(report.table)
         }

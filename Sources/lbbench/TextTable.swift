@@ -1,3 +1,5 @@
+import Foundation
+
 /// A plain-text table with aligned columns, for every lbbench report.
 struct TextTable {
     let title: String
@@ -28,4 +30,11 @@ struct TextTable {
         let rule = String(repeating: "-", count: widths.reduce(0, +) + 2 * (widths.count - 1))
         return ([title, line(header), rule] + rows.map(line)).joined(separator: "\n")
     }
+}
+
+/// Prints `value` as sorted, indented JSON: the `--json` output of every subcommand.
+func printJSON<Value: Encodable>(_ value: Value) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
