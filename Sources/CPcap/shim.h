@@ -23,13 +23,14 @@ static inline int vipfarm_tap_attach(int fd, const char *name) {
     return ioctl(fd, TUNSETIFF, &request);
 }
 
-// Asks the NIC to accept frames for one more unicast MAC (PACKET_MR_UNICAST), so the virtual MAC is received without
-// promiscuous mode. `fd` is a packet socket bound to interface `ifindex`.
-static inline int vipfarm_add_unicast_membership(int fd, int ifindex, const unsigned char mac[6]) {
+// Asks the NIC to accept frames for one more MAC, unicast (PACKET_MR_UNICAST: the virtual MAC, without promiscuous
+// mode) or multicast (PACKET_MR_MULTICAST: the VIP's IPv6 solicited-node group). `fd` is a packet socket bound to
+// interface `ifindex`.
+static inline int vipfarm_add_membership(int fd, int ifindex, int multicast, const unsigned char mac[6]) {
     struct packet_mreq request;
     memset(&request, 0, sizeof(request));
     request.mr_ifindex = ifindex;
-    request.mr_type = PACKET_MR_UNICAST;
+    request.mr_type = multicast ? PACKET_MR_MULTICAST : PACKET_MR_UNICAST;
     request.mr_alen = 6;
     memcpy(request.mr_address, mac, 6);
     return setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &request, sizeof(request));

@@ -65,9 +65,7 @@ public final class Engine: @unchecked Sendable {
         self.configuration = configuration
         self.state = state
         port = try PacketPort(
-            interface: configuration.interface,
-            filter: PacketPort.filter(vip: state.vip, virtualMAC: state.virtualMAC),
-            virtualMAC: state.virtualMAC, bufferBytes: configuration.ringBytes,
+            interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC, bufferBytes: configuration.ringBytes,
             blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
         tap = try TapWriter(name: configuration.tapName)
         flows = FlowTable(capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
@@ -182,7 +180,9 @@ public final class Engine: @unchecked Sendable {
                     batch.drops[DropReason.forwardFailed.rawValue] += 1
                 }
             case .answer:
-                let reply = responder.arp(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
+                let reply = frame.kind == .neighbourSolicitation
+                    ? responder.neighbourAdvertisement(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
+                    : responder.arp(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
                 if reply.count > 0 && port.inject(reply) {
                     batch.answered += 1
                     batch.transmitted += 1

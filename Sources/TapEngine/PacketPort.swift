@@ -20,17 +20,18 @@ public struct PacketPortError: Error, CustomStringConvertible {
 final class PacketPort {
     private let handle: OpaquePointer
 
-    /// Opens `interface`, attaches the filter, and adds `virtualMAC` to the NIC's unicast list so its frames arrive
-    /// without promiscuous mode.
+    /// Opens `interface`, attaches the filter for `vip`, and adds `virtualMAC` to the NIC's unicast list (and, for an
+    /// IPv6 VIP, its solicited-node group to the multicast list) so its frames arrive without promiscuous mode.
     ///
     /// - Parameters:
     ///   - bufferBytes: the ring size.
     ///   - blockTimeoutMilliseconds: the TPACKET_V3 block retire timeout, the longest a frame waits in a block that
     ///     is not full (short, so that failover and latency are not measured in ring blocks).
     /// The corresponding C functions are `pcap_create`, `pcap_activate`, `pcap_compile` and `pcap_setfilter`.
-    init(interface: String, filter: String, virtualMAC: UInt64, bufferBytes: Int32, blockTimeoutMilliseconds: Int32)
-        throws(PacketPortError)
-    {
+    init(
+        interface: String, vip: IPAddress, virtualMAC: UInt64, bufferBytes: Int32, blockTimeoutMilliseconds: Int32
+    ) throws(PacketPortError) {
+        let filter = Self.filter(vip: vip, virtualMAC: virtualMAC)
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_create(interface, &errorBuffer) else {
             throw PacketPortError(operation: "open \(interface)", message: String(cString: errorBuffer))
@@ -52,11 +53,19 @@ final class PacketPort {
             try check(pcap_compile(handle, &program, filter, 1, PCAP_NETMASK_UNKNOWN), "compile filter '\(filter)'")
             defer { pcap_freecode(&program) }
             try check(pcap_setfilter(handle, &program), "attach filter to \(interface)")
-            var mac = PacketBuilder.macBytes(virtualMAC)
             let fd = pcap_get_selectable_fd(handle)
-            guard vipfarm_add_unicast_membership(fd, Int32(if_nametoindex(interface)), &mac) == 0 else {
-                throw PacketPortError(operation: "add \(macText(virtualMAC)) to \(interface)",
-                    message: String(cString: strerror(errno)))
+            let index = Int32(if_nametoindex(interface))
+            var memberships: [(mac: UInt64, multicast: Bool)] = [(virtualMAC, false)]
+            if !vip.isIPv4 {
+                // Neighbour solicitations for the VIP go to its solicited-node group, 33:33:ff + its last 3 bytes.
+                memberships.append((0x3333_FF00_0000 | vip.low & 0xFF_FFFF, true))
+            }
+            for membership in memberships {
+                var mac = PacketBuilder.macBytes(membership.mac)
+                guard vipfarm_add_membership(fd, index, membership.multicast ? 1 : 0, &mac) == 0 else {
+                    throw PacketPortError(operation: "receive \(macText(membership.mac)) on \(interface)",
+                        message: String(cString: strerror(errno)))
+                }
             }
         } catch {
             pcap_close(handle)

@@ -2,13 +2,13 @@ import Hashing
 
 /// Builds the frames the engine itself sends, in one buffer allocated at start-up: ARP replies for the VIP (sender
 /// hardware address = the virtual MAC, Ethernet source = the interface's own MAC, so the virtual MAC is never a
-/// source MAC and switches keep flooding it) and gratuitous ARP announcements.
+/// source MAC and switches keep flooding it), gratuitous ARP announcements, and IPv6 neighbour advertisements.
 struct Responder {
-    /// 64 bytes: an ARP frame padded to the Ethernet minimum.
+    /// 128 bytes: room for an ARP frame padded to the Ethernet minimum or a neighbour advertisement (86 bytes).
     private let buffer: UnsafeMutableRawBufferPointer
 
     init() {
-        buffer = .allocate(byteCount: 64, alignment: 8)
+        buffer = .allocate(byteCount: 128, alignment: 8)
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
@@ -42,7 +42,57 @@ struct Responder {
         put(UInt64(vip), bytes: 4)
         put(request == nil ? 0 : targetMAC, bytes: 6)
         put(UInt64(targetIP), bytes: 4)
+        put(0, bytes: 60 - offset)  // padding to the Ethernet minimum
         return UnsafeRawBufferPointer(start: buffer.baseAddress, count: 60)
+    }
+
+    /// A neighbour advertisement answering `solicitation` for the IPv6 VIP: solicited and override set, target = the
+    /// VIP, target link-layer address option = the virtual MAC.
+    ///
+    /// - Warning: the returned bytes are valid until the next call.
+    func neighbourAdvertisement(to solicitation: Frame, state: EngineState, ethernetSource: UInt64)
+        -> UnsafeRawBufferPointer
+    {
+        // A solicitation from the unspecified address is duplicate address detection: someone else wants the VIP.
+        guard !state.vip.isIPv4, solicitation.key.client != IPAddress(high: 0, low: 0) else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        var offset = 0
+        func put(_ value: UInt64, bytes: Int) {
+            for index in 0..<bytes {
+                buffer[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * (bytes - 1 - index)))
+            }
+            offset += bytes
+        }
+        put(solicitation.sourceMAC, bytes: 6)
+        put(ethernetSource, bytes: 6)
+        put(0x86DD, bytes: 2)
+        put(0x6000_0000, bytes: 4)  // version 6, no traffic class or flow label
+        put(32, bytes: 2)  // payload: the 32-byte advertisement
+        put(58, bytes: 1)  // ICMPv6
+        put(255, bytes: 1)  // hop limit 255, as neighbour discovery requires
+        put(state.vip.high, bytes: 8)
+        put(state.vip.low, bytes: 8)
+        put(solicitation.key.client.high, bytes: 8)
+        put(solicitation.key.client.low, bytes: 8)
+        let icmp = offset
+        put(0x8800_0000, bytes: 4)  // type 136, code 0, checksum filled below
+        put(0x6000_0000, bytes: 4)  // solicited, override
+        put(state.vip.high, bytes: 8)
+        put(state.vip.low, bytes: 8)
+        put(0x0201, bytes: 2)  // option: target link-layer address, 8 bytes
+        put(state.virtualMAC, bytes: 6)
+        // Checksum over the pseudo-header (addresses, length 32, next header 58) and the message.
+        var sum: UInt32 = 32 + 58
+        for index in stride(from: 22, to: 54, by: 2) { sum += UInt32(buffer[index]) << 8 | UInt32(buffer[index + 1]) }
+        for index in stride(from: icmp, to: offset, by: 2) {
+            sum += UInt32(buffer[index]) << 8 | UInt32(buffer[index + 1])
+        }
+        while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+        let checksum = ~UInt16(sum)
+        buffer[icmp + 2] = UInt8(checksum >> 8)
+        buffer[icmp + 3] = UInt8(checksum & 0xFF)
+        return UnsafeRawBufferPointer(start: buffer.baseAddress, count: offset)
     }
 
     /// The frame `original` with its destination MAC replaced by `mac` (directed forwarding), copied into a buffer

@@ -16,6 +16,8 @@ final class Testbed {
         /// Whether the switch floods unicast frames for unknown MACs to every port, as physical switches do. Off, it
         /// is a switch where `flood` delivery cannot work and `directed` must.
         var unknownUnicastFlooding = true
+        /// Whether hosts also get IPv6 addresses, from 2001:2::/48 (reserved for benchmarking, RFC 5180).
+        var ipv6 = false
 
         /// At most 200 of each, so addresses stay in one /24 per role.
         func validate() throws {
@@ -34,6 +36,8 @@ final class Testbed {
         /// The bridge port on the switch side.
         let switchPort: String
         let address: IPPrefix
+        /// 2001:2::11, ... for servers, 2001:2::1:1, ... for clients, when the testbed has IPv6.
+        let address6: IPPrefix?
         let mac: HardwareAddress?
 
         /// Servers are 198.18.0.11, .12, ...; clients 198.18.1.1, .2, ...; all in 198.18.0.0/15.
@@ -41,6 +45,13 @@ final class Testbed {
             switch role {
             case .server: IPPrefix("198.18.0.\(10 + number)/15")!
             case .client: IPPrefix("198.18.1.\(number)/15")!
+            }
+        }
+
+        static func address6(role: Role, number: Int) -> IPPrefix {
+            switch role {
+            case .server: IPPrefix("2001:2::\(10 + number)/64")!
+            case .client: IPPrefix("2001:2::1:\(number)/64")!
             }
         }
     }
@@ -138,6 +149,7 @@ final class Testbed {
         let namespace = try NetworkNamespace.create(named: "\(Self.namePrefix)\(id)-\(short)")
         created.append(namespace)
         let address = Host.address(role: role, number: number)
+        let address6 = description.ipv6 ? Host.address6(role: role, number: number) : nil
         let hostSide = "\(short)h"
         try switchNamespace.run { () throws(NetlinkError) in
             let socket = try NetlinkSocket()
@@ -155,8 +167,10 @@ final class Testbed {
             try LinkOffloads.setTransmitChecksum(Self.hostInterface, enabled: false)
             let link = try socket.requireLink(named: Self.hostInterface)
             try socket.addAddress(address, toLink: link.index)
+            if let address6 { try socket.addAddress(address6, toLink: link.index) }
             return link.mac
         }
-        return Host(role: role, number: number, namespace: namespace, switchPort: short, address: address, mac: mac)
+        return Host(role: role, number: number, namespace: namespace, switchPort: short, address: address,
+            address6: address6, mac: mac)
     }
 }

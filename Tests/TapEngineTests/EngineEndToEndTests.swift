@@ -28,9 +28,12 @@ struct EngineEndToEndTests {
         let vmac: UInt64
         let stateDirectory = NSTemporaryDirectory() + "vipfarm-e2e-\(UInt32.random(in: 0...UInt32.max))"
 
-        init(delivery: Delivery, switchFloods: Bool = true) throws {
-            testbed = try Testbed(.init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods))
-            let vipPrefix = IPPrefix("198.18.0.100")!
+        let vip: IPAddress
+
+        init(delivery: Delivery, switchFloods: Bool = true, vip: IPAddress = EngineEndToEndTests.vip) throws {
+            self.vip = vip
+            testbed = try Testbed(.init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods, ipv6: !vip.isIPv4))
+            let vipPrefix = IPPrefix(bytes: vip.bytes, prefixLength: vip.bytes.count * 8)!
             let mac = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
             vmac = macValue(mac.bytes)
             table = try TableBuilder(seed: EngineEndToEndTests.seed).build(
@@ -41,7 +44,7 @@ struct EngineEndToEndTests {
                 let node = NodeID(index + 1)!
                 let setup = ServerSetup(interface: "eth0", vip: vipPrefix, virtualMAC: mac)
                 let state = EngineState(generation: 1, node: node, seed: EngineEndToEndTests.seed,
-                    vip: EngineEndToEndTests.vip, virtualMAC: vmac, table: table, delivery: delivery,
+                    vip: vip, virtualMAC: vmac, table: table, delivery: delivery,
                     isARPLeader: index == 0, isDirector: index == 0,
                     nodeMACs: Dictionary(uniqueKeysWithValues: testbed.servers.enumerated().map {
                         (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
@@ -54,7 +57,7 @@ struct EngineEndToEndTests {
                     Result {
                         try setup.applySetup(stateDirectory: directory)
                         let engine = try Engine(configuration: configuration, state: state)
-                        let sink = try DatagramSocket(bindTo: EngineEndToEndTests.vip, port: EngineEndToEndTests.port,
+                        let sink = try DatagramSocket(bindTo: vip, port: EngineEndToEndTests.port,
                             receiveBufferBytes: 16 << 20)
                         return (engine, sink)
                     }
@@ -182,5 +185,32 @@ struct EngineEndToEndTests {
         // Nothing ever sends from the virtual MAC in flood mode, so the switch never learns it and drops its frames.
         #expect(received.allSatisfy { $0.isEmpty })
         #expect(farm.engines.allSatisfy { $0.counters.delivered == 0 })
+    }
+
+    @Test func ipv6VipIsFoundByNeighbourDiscoveryAndServed() throws {
+        let vip6 = IPAddress("2001:2::100")!
+        let farm = try Farm(delivery: .flood, vip: vip6)
+        defer { farm.stop() }
+        // The client's own stack: a neighbour solicitation for the VIP, answered by the leader with the virtual MAC,
+        // then datagrams from 40 ports, each to be delivered once, by its owner.
+        var expected: [[UInt32]] = [[], []]
+        try farm.fromClient { _, client in
+            let source = IPAddress(bytes: client.address6!.bytes)!
+            for index in 0..<40 {
+                let port = UInt16(20000 + index)
+                let key = FlowKey(client: source, clientPort: port, serverPort: Self.port, proto: .udp)
+                let owner = farm.table.owner(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
+                expected[Int(owner.rawValue) - 1].append(UInt32(index))
+                let id = UInt32(index)
+                try DatagramSocket(bindTo: source, port: port).send(
+                    [UInt8(id >> 24), UInt8((id >> 16) & 0xFF), UInt8((id >> 8) & 0xFF), UInt8(id & 0xFF)], to: vip6,
+                    port: Self.port)
+            }
+        }
+        let received = try farm.drain()
+        #expect(received[0].sorted() == expected[0])
+        #expect(received[1].sorted() == expected[1])
+        #expect(farm.engines[0].counters.answered >= 1)
+        #expect(farm.engines[1].counters.answered == 0)
     }
 }
