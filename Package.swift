@@ -24,6 +24,12 @@ let package = Package(
             providers: [.apt(["libpcap-dev"])]
         ),
         .systemLibrary(
+            name: "CURing",
+            path: "Sources/CURing",
+            pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]
+        ),
+        .systemLibrary(
             name: "CNetlink",
             path: "Sources/CNetlink",
             pkgConfig: "libnl-route-3.0",
@@ -33,7 +39,7 @@ let package = Package(
         // Pure Swift: flow keys, hashing, bucket tables, flow table. No C, no syscalls.
         .target(name: "Hashing"),
         // The fast path and every packet syscall.
-        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap"]),
+        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap", "CURing"]),
         // Netlink through libnl-route-3.
         .target(name: "RouteSetup", dependencies: ["CNetlink"]),
 

@@ -20,6 +20,14 @@ public struct EngineConfiguration: Sendable {
     public var ringBytes: Int32 = 32 << 20
     /// TPACKET_V3 block retire timeout in ms.
     public var blockTimeoutMilliseconds: Int32 = 1
+    /// How frames are read: libpcap's ring, or the TPACKET_V3 ring walked directly.
+    public var receiver: Receiver = .ring
+    /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (needs `.ring`, which
+    /// keeps a block until its writes completed).
+    public var injection: Injection = .ioUring
+
+    public enum Receiver: String, Sendable, CaseIterable { case libpcap, ring }
+    public enum Injection: String, Sendable, CaseIterable { case write, ioUring = "io_uring" }
 
     public init(interface: String, interfaceMAC: UInt64, tapName: String) {
         self.interface = interface
@@ -36,8 +44,9 @@ public struct EngineConfiguration: Sendable {
 /// batch boundaries, through a mutex taken once per batch, never per frame.
 public final class Engine: @unchecked Sendable {
     public let configuration: EngineConfiguration
-    private let port: PacketPort
+    private let port: FrameReceiver
     private let tap: TapWriter
+    private let batchWriter: TapRingWriter?
     private var flows: FlowTable
     private var state: EngineState
     private var batch = EngineCounters()
@@ -64,10 +73,26 @@ public final class Engine: @unchecked Sendable {
     public init(configuration: EngineConfiguration, state: EngineState) throws {
         self.configuration = configuration
         self.state = state
-        port = try PacketPort(
-            interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC, bufferBytes: configuration.ringBytes,
-            blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
+        switch configuration.receiver {
+        case .libpcap:
+            port = try PacketPort(
+                interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
+                bufferBytes: configuration.ringBytes, blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
+        case .ring:
+            port = try RingPort(
+                interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
+                ringBytes: configuration.ringBytes, blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
+        }
         tap = try TapWriter(name: configuration.tapName)
+        switch (configuration.injection, configuration.receiver) {
+        case (.write, _):
+            batchWriter = nil
+        case (.ioUring, .ring):
+            batchWriter = try TapRingWriter(tapDescriptor: tap.fd)
+        case (.ioUring, .libpcap):
+            throw SystemCallError("io_uring", "batched TAP writes need the direct ring (receiver .ring): libpcap "
+                + "returns ring blocks to the kernel before the writes complete", errno: EINVAL)
+        }
         flows = FlowTable(capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
             closingTimeout: configuration.flowClosingTimeout, seed: UInt64.random(in: 0...UInt64.max))
     }
@@ -171,7 +196,13 @@ public final class Engine: @unchecked Sendable {
         case .frame(let frame):
             switch Decider.decide(frame, state: state, flows: &flows, now: now) {
             case .deliver:
-                if tap.write(bytes) { batch.delivered += 1 } else { batch.drops[DropReason.tapWriteFailed.rawValue] += 1 }
+                if let batchWriter {
+                    count(batchWriter.queue(bytes))
+                } else if tap.write(bytes) {
+                    batch.delivered += 1
+                } else {
+                    batch.drops[DropReason.tapWriteFailed.rawValue] += 1
+                }
             case .forward(let mac):
                 if port.inject(Responder.readdressed(bytes, to: mac, into: scratch)) {
                     batch.forwarded += 1
@@ -191,6 +222,18 @@ public final class Engine: @unchecked Sendable {
                 batch.drops[reason.rawValue] += 1
             }
         }
+    }
+
+    /// Called by the ring port after the last frame of a block, before the block goes back to the kernel: the
+    /// batched writes from it complete here.
+    func endOfBlock() {
+        if let batchWriter { count(batchWriter.flush()) }
+    }
+
+    @inline(__always)
+    private func count(_ flushed: (written: UInt32, failed: UInt32)) {
+        batch.delivered += UInt64(flushed.written)
+        batch.drops[DropReason.tapWriteFailed.rawValue] += UInt64(flushed.failed)
     }
 
     /// Gratuitous ARP for the VIP; in directed mode the director sends it from the virtual MAC, so that the switch

@@ -5,7 +5,8 @@ import Glibc
 /// the kernel delivers them to the application.
 public final class TapWriter {
     public let name: String
-    private let fd: Int32
+    /// The TAP descriptor (batched writers submit on it).
+    let fd: Int32
 
     /// Attaches to the TAP device `name` (created by `lbnode setup`; attaching creates it if it does not exist).
     ///

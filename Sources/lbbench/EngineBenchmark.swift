@@ -11,8 +11,20 @@ import TapEngine
 struct EngineBenchmark {
     enum Path: String, CaseIterable, Codable {
         case baseline
-        case engine
+        /// The default engine: the TPACKET_V3 ring read directly, TAP writes batched through io_uring.
+        case engine = "engine ring+io_uring"
+        case engineRingWrite = "engine ring+write"
+        case engineLibpcapWrite = "engine libpcap+write"
         case nftables
+
+        var engineVariant: (EngineConfiguration.Receiver, EngineConfiguration.Injection)? {
+            switch self {
+            case .engine: (.ring, .ioUring)
+            case .engineRingWrite: (.ring, .write)
+            case .engineLibpcapWrite: (.libpcap, .write)
+            case .baseline, .nftables: nil
+            }
+        }
     }
 
     var seconds: Double
@@ -112,14 +124,15 @@ struct EngineBenchmark {
                     switch path {
                     case .baseline:
                         return (nil, nil)
-                    case .engine:
+                    case .engine, .engineRingWrite, .engineLibpcapWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "-\(index)")
                         let state = EngineState(generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
                             virtualMAC: macValue(Self.virtualMAC.bytes), table: table, isARPLeader: index == 0)
-                        let engine = try Engine(configuration: EngineConfiguration(interface: "eth0",
-                            interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0"), state: state)
-                        return (engine, try Self.sink())
+                        var configuration = EngineConfiguration(interface: "eth0",
+                            interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
+                        (configuration.receiver, configuration.injection) = path.engineVariant!
+                        return (try Engine(configuration: configuration, state: state), try Self.sink())
                     case .nftables:
                         let socket = try NetlinkSocket()
                         try socket.addAddress(Self.vipPrefix, toLink: try socket.requireLink(named: "eth0").index)

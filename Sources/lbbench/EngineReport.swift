@@ -73,14 +73,15 @@ struct EngineReport: Codable {
                 ])
             }
             result.append(table.rendered)
-            if let engine = rows.first(where: { $0.path == .engine }), let kernel = rows.first(where: { $0.path == .nftables }),
-                kernel.delivered > 0
-            {
-                var line = "engine/nftables: delivered \(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"
-                if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel), k > 0 {
-                    line += ", CPU per delivered packet \(f(e / k, 2))x"
+            if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
+                for engine in rows where engine.path.engineVariant != nil {
+                    var line = "\(engine.path.rawValue) / nftables: delivered "
+                        + "\(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"
+                    if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel), k > 0 {
+                        line += ", CPU per delivered packet \(f(e / k, 2))x"
+                    }
+                    result.append(line)
                 }
-                result.append(line)
             }
         }
         if let drain {

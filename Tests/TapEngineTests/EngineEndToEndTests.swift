@@ -30,7 +30,10 @@ struct EngineEndToEndTests {
 
         let vip: IPAddress
 
-        init(delivery: Delivery, switchFloods: Bool = true, vip: IPAddress = EngineEndToEndTests.vip) throws {
+        init(
+            delivery: Delivery, switchFloods: Bool = true, vip: IPAddress = EngineEndToEndTests.vip,
+            receiver: EngineConfiguration.Receiver = .ring, injection: EngineConfiguration.Injection = .ioUring
+        ) throws {
             self.vip = vip
             testbed = try Testbed(.init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods, ipv6: !vip.isIPv4))
             let vipPrefix = IPPrefix(bytes: vip.bytes, prefixLength: vip.bytes.count * 8)!
@@ -40,31 +43,38 @@ struct EngineEndToEndTests {
                 MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
             var engines: [Engine] = []
             var sinks: [DatagramSocket] = []
-            for (index, server) in testbed.servers.enumerated() {
-                let node = NodeID(index + 1)!
-                let setup = ServerSetup(interface: "eth0", vip: vipPrefix, virtualMAC: mac)
-                let state = EngineState(generation: 1, node: node, seed: EngineEndToEndTests.seed,
-                    vip: vip, virtualMAC: vmac, table: table, delivery: delivery,
-                    isARPLeader: index == 0, isDirector: index == 0,
-                    nodeMACs: Dictionary(uniqueKeysWithValues: testbed.servers.enumerated().map {
-                        (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
-                    }))
-                let configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
-                    tapName: "lb0")
-                let directory = stateDirectory + "-\(index)"
-                let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
-                    () throws(NetlinkError) in
-                    Result {
-                        try setup.applySetup(stateDirectory: directory)
-                        let engine = try Engine(configuration: configuration, state: state)
-                        let sink = try DatagramSocket(bindTo: vip, port: EngineEndToEndTests.port,
-                            receiveBufferBytes: 16 << 20)
-                        return (engine, sink)
+            do {
+                for (index, server) in testbed.servers.enumerated() {
+                    let node = NodeID(index + 1)!
+                    let setup = ServerSetup(interface: "eth0", vip: vipPrefix, virtualMAC: mac)
+                    let state = EngineState(generation: 1, node: node, seed: EngineEndToEndTests.seed,
+                        vip: vip, virtualMAC: vmac, table: table, delivery: delivery,
+                        isARPLeader: index == 0, isDirector: index == 0,
+                        nodeMACs: Dictionary(uniqueKeysWithValues: testbed.servers.enumerated().map {
+                            (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
+                        }))
+                    var configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                        tapName: "lb0")
+                    configuration.receiver = receiver
+                    configuration.injection = injection
+                    let directory = stateDirectory + "-\(index)"
+                    let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
+                        () throws(NetlinkError) in
+                        Result {
+                            try setup.applySetup(stateDirectory: directory)
+                            let engine = try Engine(configuration: configuration, state: state)
+                            let sink = try DatagramSocket(bindTo: vip, port: EngineEndToEndTests.port,
+                                receiveBufferBytes: 16 << 20)
+                            return (engine, sink)
+                        }
                     }
+                    let (engine, sink) = try made.get()
+                    engines.append(engine)
+                    sinks.append(sink)
                 }
-                let (engine, sink) = try made.get()
-                engines.append(engine)
-                sinks.append(sink)
+            } catch {
+                for index in 0..<2 { try? FileManager.default.removeItem(atPath: stateDirectory + "-\(index)") }
+                throw error
             }
             self.engines = engines
             self.sinks = sinks
@@ -146,8 +156,16 @@ struct EngineEndToEndTests {
         #expect(min(crafted[0].count, crafted[1].count) > count / 3)  // both nodes took a share
     }
 
-    @Test func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp() throws {
-        let farm = try Farm(delivery: .flood)
+    /// Every receive path with every injection it supports.
+    static let variants: [(EngineConfiguration.Receiver, EngineConfiguration.Injection)] = [
+        (.ring, .ioUring), (.ring, .write), (.libpcap, .write),
+    ]
+
+    @Test(arguments: variants)
+    func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp(
+        receiver: EngineConfiguration.Receiver, injection: EngineConfiguration.Injection
+    ) throws {
+        let farm = try Farm(delivery: .flood, receiver: receiver, injection: injection)
         defer { farm.stop() }
         let count = 3000
         let (received, expected) = try Self.exchange(farm, count: count)
@@ -160,6 +178,12 @@ struct EngineEndToEndTests {
         #expect(counters.allSatisfy { $0.dropped(.badIPv4Header) == UInt64(count / 100) })
         #expect(counters.allSatisfy { $0.dropped(.tapWriteFailed) == 0 })
         #expect(counters[0].delivered + counters[1].delivered == UInt64(count + 1))
+    }
+
+    @Test func batchedWritesNeedTheDirectRing() throws {
+        #expect(throws: SystemCallError.self) {
+            try Farm(delivery: .flood, receiver: .libpcap, injection: .ioUring).stop()
+        }
     }
 
     @Test func directedWorksOnASwitchThatNeverFloods() throws {
