@@ -52,7 +52,7 @@ public final class Engine: @unchecked Sendable {
     private var batch = EngineCounters()
     private var now: UInt32 = 0
     private let responder = Responder()
-    private let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 8)
+    private let forwards = ForwardBatch()
     private let clockStart = ContinuousClock.now
 
     private struct Shared {
@@ -99,7 +99,6 @@ public final class Engine: @unchecked Sendable {
 
     deinit {
         responder.deallocate()
-        scratch.deallocate()
     }
 
     /// Starts the engine thread.
@@ -168,6 +167,7 @@ public final class Engine: @unchecked Sendable {
                 lastAnnouncement = now
             }
             let count = port.dispatch(to: self)
+            endOfBlock()  // libpcap has no block boundary to tell: flush after each dispatch (forwards are copies)
             if count > 0 { batch.batches = 1 }
             batches &+= 1
             if batches % 64 == 0 {
@@ -204,12 +204,7 @@ public final class Engine: @unchecked Sendable {
                     batch.drops[DropReason.tapWriteFailed.rawValue] += 1
                 }
             case .forward(let mac):
-                if port.inject(Responder.readdressed(bytes, to: mac, into: scratch)) {
-                    batch.forwarded += 1
-                    batch.transmitted += 1
-                } else {
-                    batch.drops[DropReason.forwardFailed.rawValue] += 1
-                }
+                countForwarded(forwards.add(bytes, to: mac, fd: port.socketDescriptor))
             case .answer:
                 let reply = frame.kind == .neighbourSolicitation
                     ? responder.neighbourAdvertisement(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
@@ -228,6 +223,14 @@ public final class Engine: @unchecked Sendable {
     /// batched writes from it complete here.
     func endOfBlock() {
         if let batchWriter { count(batchWriter.flush()) }
+        countForwarded(forwards.flush(fd: port.socketDescriptor))
+    }
+
+    @inline(__always)
+    private func countForwarded(_ flushed: (sent: Int, failed: Int)) {
+        batch.forwarded += UInt64(flushed.sent)
+        batch.transmitted += UInt64(flushed.sent)
+        batch.drops[DropReason.forwardFailed.rawValue] += UInt64(flushed.failed)
     }
 
     @inline(__always)

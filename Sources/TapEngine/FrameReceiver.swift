@@ -10,6 +10,8 @@ protocol FrameReceiver: AnyObject {
     func kernelDrops() -> UInt64
     /// Makes a `dispatch` in progress return soon.
     func breakLoop()
+    /// The packet socket, for batched sends.
+    var socketDescriptor: Int32 { get }
 }
 
 extension PacketPort: FrameReceiver {}

@@ -109,6 +109,9 @@ final class PacketPort {
         return UInt64(stats.ps_drop)
     }
 
+    /// The packet socket under libpcap. The corresponding C function is `pcap_get_selectable_fd`.
+    var socketDescriptor: Int32 { pcap_get_selectable_fd(handle) }
+
     /// Makes a `dispatch` in progress return. The corresponding C function is `pcap_breakloop`.
     func breakLoop() {
         pcap_breakloop(handle)

@@ -94,15 +94,4 @@ struct Responder {
         buffer[icmp + 3] = UInt8(checksum & 0xFF)
         return UnsafeRawBufferPointer(start: buffer.baseAddress, count: offset)
     }
-
-    /// The frame `original` with its destination MAC replaced by `mac` (directed forwarding), copied into a buffer
-    /// of `capacity` bytes.
-    static func readdressed(_ original: UnsafeRawBufferPointer, to mac: UInt64, into scratch: UnsafeMutableRawBufferPointer)
-        -> UnsafeRawBufferPointer
-    {
-        let count = min(original.count, scratch.count)
-        scratch.baseAddress!.copyMemory(from: original.baseAddress!, byteCount: count)
-        for index in 0..<6 { scratch[index] = UInt8(truncatingIfNeeded: mac >> (40 - 8 * index)) }
-        return UnsafeRawBufferPointer(start: scratch.baseAddress, count: count)
-    }
 }

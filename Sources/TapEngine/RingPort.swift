@@ -9,6 +9,7 @@ import Hashing
 /// - Warning: only the engine thread uses it.
 final class RingPort: FrameReceiver {
     private let fd: Int32
+    var socketDescriptor: Int32 { fd }
     private let ring: UnsafeMutableRawPointer
     private let blockSize: Int
     private let blockCount: Int

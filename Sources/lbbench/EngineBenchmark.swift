@@ -69,6 +69,7 @@ struct EngineBenchmark {
                 var configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
+                configuration.blockTimeoutMilliseconds = 200  // full blocks, so the ring holds many frames
                 let state = EngineState(generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
                     virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
                 return try Engine(configuration: configuration, state: state)

@@ -55,7 +55,7 @@ struct EngineReport: Codable {
             var table = TextTable(
                 title: "Offered \(rate == 0 ? "at full generator speed" : "\(rate) frames/s"), \(flows) client flows, "
                     + "64-byte UDP, \(f(seconds, 1)) s per path",
-                header: ["path", "offered pps", "delivered pps", "per server", "loss %", "CPU busy %",
+                header: ["path", "offered pps", "delivered pps", "per server (total)", "loss %", "CPU busy %",
                     "extra µs/delivered", "engine drops"])
             let rows = trials.filter { $0.offeredRate == rate }
             for trial in rows {

@@ -237,4 +237,29 @@ struct EngineEndToEndTests {
         #expect(farm.engines[0].counters.answered >= 1)
         #expect(farm.engines[1].counters.answered == 0)
     }
+
+    @Test func aSwappedTableTakesEffectAtTheNextBatch() throws {
+        let farm = try Farm(delivery: .flood)
+        defer { farm.stop() }
+        // Node 1 leaves the view: node 2 owns every bucket from generation 2 on.
+        let table = try TableBuilder(seed: Self.seed).build(MembershipView(equalWeights: [NodeID(2)!]), generation: 2)
+        for (index, engine) in farm.engines.enumerated() {
+            engine.swap(EngineState(generation: 2, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
+                virtualMAC: farm.vmac, table: table, isARPLeader: index == 1))
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        while farm.engines.contains(where: { $0.stateGeneration != 2 }) && clock.now - start < .seconds(2) {
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        #expect(farm.engines.allSatisfy { $0.stateGeneration == 2 })
+        try farm.fromClient { sender, client in
+            for index in 0..<500 {
+                try sender.send(Self.datagram(index, to: farm.vmac, from: macValue(client.mac!.bytes)).1)
+            }
+        }
+        let received = try farm.drain()
+        #expect(received[0].isEmpty)
+        #expect(received[1].sorted() == (0..<500).map(UInt32.init))
+    }
 }

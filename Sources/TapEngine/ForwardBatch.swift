@@ -1,0 +1,45 @@
+import CPcap
+import Glibc
+
+/// The director's forwarded frames (directed mode), re-addressed to their owner's MAC and sent in batches with one
+/// `sendmmsg`: up to 64 frames or 256 KiB, and always before the receive block they came from goes back.
+final class ForwardBatch {
+    static let maximumFrames = 64
+    static let capacity = 256 << 10
+    private let data = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
+    private let lengths = UnsafeMutablePointer<UInt16>.allocate(capacity: maximumFrames)
+    private var used = 0
+    private var count = 0
+
+    deinit {
+        data.deallocate()
+        lengths.deallocate()
+    }
+
+    /// Copies `frame` with its destination MAC replaced by `mac`; flushes first when it would not fit. Returns what a
+    /// flush sent and failed, if one ran.
+    @inline(__always)
+    func add(_ frame: UnsafeRawBufferPointer, to mac: UInt64, fd: Int32) -> (sent: Int, failed: Int) {
+        guard frame.count >= 14, frame.count <= Int(UInt16.max) else { return (0, 1) }
+        var flushed = (sent: 0, failed: 0)
+        if count == Self.maximumFrames || used + frame.count > Self.capacity { flushed = flush(fd: fd) }
+        let start = data.baseAddress! + used
+        start.copyMemory(from: frame.baseAddress!, byteCount: frame.count)
+        for index in 0..<6 { start.storeBytes(of: UInt8(truncatingIfNeeded: mac >> (40 - 8 * index)), toByteOffset: index, as: UInt8.self) }
+        lengths[count] = UInt16(frame.count)
+        used += frame.count
+        count += 1
+        return flushed
+    }
+
+    /// Sends what is queued on the packet socket `fd`. The corresponding C function is `sendmmsg`.
+    func flush(fd: Int32) -> (sent: Int, failed: Int) {
+        guard count > 0 else { return (0, 0) }
+        let sent = Int(vipfarm_send_frames(fd, data.baseAddress!.assumingMemoryBound(to: UInt8.self), lengths,
+            UInt32(count)))
+        let result = sent < 0 ? (0, count) : (sent, count - sent)
+        used = 0
+        count = 0
+        return result
+    }
+}
