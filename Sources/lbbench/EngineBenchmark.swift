@@ -127,7 +127,7 @@ struct EngineBenchmark {
                         return (nil, nil)
                     case .engine, .engineRingWrite, .engineLibpcapWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
-                            .applySetup(stateDirectory: stateDirectory + "-\(index)")
+                            .applySetup(stateDirectory: stateDirectory + "/\(index)")
                         let state = EngineState(generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
                             virtualMAC: macValue(Self.virtualMAC.bytes), table: table, isARPLeader: index == 0)
                         var configuration = EngineConfiguration(interface: "eth0",

@@ -57,7 +57,7 @@ struct EngineEndToEndTests {
                         tapName: "lb0")
                     configuration.receiver = receiver
                     configuration.injection = injection
-                    let directory = stateDirectory + "-\(index)"
+                    let directory = stateDirectory + "/\(index)"
                     let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
                         () throws(NetlinkError) in
                         Result {
@@ -73,7 +73,7 @@ struct EngineEndToEndTests {
                     sinks.append(sink)
                 }
             } catch {
-                for index in 0..<2 { try? FileManager.default.removeItem(atPath: stateDirectory + "-\(index)") }
+                try? FileManager.default.removeItem(atPath: stateDirectory)
                 throw error
             }
             self.engines = engines
@@ -87,7 +87,7 @@ struct EngineEndToEndTests {
         func stop() {
             for engine in engines { engine.stop() }
             testbed.down()
-            for index in 0..<2 { try? FileManager.default.removeItem(atPath: stateDirectory + "-\(index)") }
+            try? FileManager.default.removeItem(atPath: stateDirectory)
         }
 
         /// The datagram ids each sink received, until none came for `quietMilliseconds`.
