@@ -16,4 +16,15 @@ struct LBBench: ParsableCommand {
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
         subcommands: [HashCommand.self, FramesCommand.self, EngineCommand.self, TestbedCommand.self]
     )
+
+    /// Testbeds come down on Ctrl-C too; then the chosen subcommand runs.
+    static func main() {
+        TestbedRegistry.removeOnInterrupt()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

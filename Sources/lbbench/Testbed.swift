@@ -79,6 +79,7 @@ final class Testbed {
         self.id = id
         self.description = description
         switchNamespace = NetworkNamespace(named: "\(Self.namePrefix)\(id)-sw")
+        TestbedRegistry.register(id)
         do {
             created.append(try NetworkNamespace.create(named: switchNamespace.name))
             try switchNamespace.run { () throws(NetlinkError) in
@@ -113,11 +114,13 @@ final class Testbed {
     func down() {
         for namespace in created.reversed() { try? namespace.delete() }
         created = []
+        TestbedRegistry.unregister(id)
     }
 
     /// Leaves the testbed running after this object is gone (`lbbench testbed up`).
     func detach() {
         created = []
+        TestbedRegistry.unregister(id)
     }
 
     /// Removes the namespaces of the testbed `id`; returns their names.

@@ -1,0 +1,30 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// The testbeds this process has up, so that an interrupt (Ctrl-C, SIGTERM) removes them before the process exits:
+/// `deinit` does not run when a signal ends a process.
+enum TestbedRegistry {
+    private static let live = Mutex<Set<String>>([])
+    private nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+
+    static func register(_ id: String) { live.withLock { _ = $0.insert(id) } }
+    static func unregister(_ id: String) { live.withLock { _ = $0.remove(id) } }
+
+    /// On SIGINT, SIGTERM or SIGHUP: remove every registered testbed, say so, and exit with 128 + the signal.
+    static func removeOnInterrupt() {
+        for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                let ids = live.withLock { $0 }
+                let removed = ids.flatMap { Testbed.remove(id: $0) }
+                FileHandle.standardError.write(Data(
+                    "lbbench: interrupted; removed \(removed.count) testbed namespaces\n".utf8))
+                exit(128 + signalNumber)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
