@@ -112,6 +112,7 @@ struct EngineBenchmark {
     func trial(_ path: Path, rate: Int) throws -> EngineReport.Trial {
         let testbed = try Testbed(.init(servers: 2, clients: 1))
         defer { testbed.down() }
+        progress("testbed \(testbed.id) is up")
         let stateDirectory = NSTemporaryDirectory() + "lbbench-engine-\(testbed.id)"
         defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
         var engines: [Engine] = []
