@@ -23,12 +23,8 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
-        .systemLibrary(
-            name: "CURing",
-            path: "Sources/CURing",
-            pkgConfig: "liburing",
-            providers: [.apt(["liburing-dev"])]
-        ),
+        // liburing behind plain C functions (see Sources/CURing/include/CURing.h for why it is not a module map).
+        .target(name: "CURing", path: "Sources/CURing", linkerSettings: [.linkedLibrary("uring")]),
         .systemLibrary(
             name: "CNetlink",
             path: "Sources/CNetlink",

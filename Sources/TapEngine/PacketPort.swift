@@ -34,7 +34,7 @@ final class PacketPort {
         let filter = Self.filter(vip: vip, virtualMAC: virtualMAC)
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_create(interface, &errorBuffer) else {
-            throw PacketPortError(operation: "open \(interface)", message: String(cString: errorBuffer))
+            throw PacketPortError(operation: "open \(interface)", message: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         self.handle = handle
         pcap_set_snaplen(handle, 65535)

@@ -6,7 +6,7 @@ import Glibc
 ///
 /// - Warning: a queued frame's bytes must stay valid until `flush` returns; `RingPort` keeps its block until then.
 final class TapRingWriter {
-    private let ring: UnsafeMutablePointer<io_uring>
+    private let ring: OpaquePointer
     private let fd: Int32
     private var queued: UInt32 = 0
     /// Submission queue depth: a flush happens at the latest every this many frames.
