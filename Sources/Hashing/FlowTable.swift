@@ -37,9 +37,9 @@ public struct FlowTableCounters: Equatable, Sendable {
 /// a linked list). Times are the caller's monotonic millisecond clock in a `UInt32`; ages use wrapping subtraction,
 /// so they are right for timeouts up to 24 days.
 ///
-/// Memory: 16 bytes per slot (tag 4, last-seen time 4, fingerprint and closing flag 8); the slots are the smallest power
-/// of two that holds the capacity at most 90% full, so 18 to 36 bytes per flow of capacity (32 MiB for 1M flows). A
-/// set is one 128-byte block: 8 tags, 8 times, 8 fingerprints.
+/// Memory: 16 bytes per slot (tag 4, last-seen time 4, fingerprint and closing flag 8); the slots are the smallest
+/// power of two that holds the capacity at most 90% full, so 18 to 36 bytes per flow of capacity (32 MiB for 1M
+/// flows). A set is one 128-byte block: 8 tags, 8 times, 8 fingerprints.
 ///
 /// The hashes are VH1 with seeds of the table's own (pass a random one): the table is local to a node, and an unknown
 /// seed stops a client from aiming many flows at one set.

@@ -76,7 +76,9 @@ public struct TableBuilder: Sendable {
         var quotas = members.map { buckets * UInt64($0.weight) / total }
         let remainders = members.map { buckets * UInt64($0.weight) % total }
         let missing = Int(buckets - quotas.reduce(0, +))
-        let order = members.indices.sorted { remainders[$0] != remainders[$1] ? remainders[$0] > remainders[$1] : $0 < $1 }
+        let order = members.indices.sorted {
+            remainders[$0] != remainders[$1] ? remainders[$0] > remainders[$1] : $0 < $1
+        }
         for index in order.prefix(missing) { quotas[index] += 1 }
         return quotas
     }

@@ -46,9 +46,10 @@ public struct LinkChange: Sendable {
     public var mtu: UInt32?
     public var masterIndex: Int32?
 
-    public init(up: Bool? = nil, noARP: Bool? = nil, mac: HardwareAddress? = nil, mtu: UInt32? = nil,
-        masterIndex: Int32? = nil)
-    {
+    public init(
+        up: Bool? = nil, noARP: Bool? = nil, mac: HardwareAddress? = nil, mtu: UInt32? = nil,
+        masterIndex: Int32? = nil
+    ) {
         self.up = up
         self.noARP = noARP
         self.mac = mac

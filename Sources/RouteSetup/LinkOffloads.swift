@@ -11,7 +11,8 @@ public enum LinkOffloads {
     /// The corresponding C call is `ioctl(SIOCETHTOOL, ETHTOOL_STXCSUM)`.
     public static func setTransmitChecksum(_ name: String, enabled: Bool) throws(NetlinkError) {
         guard vipfarm_set_tx_checksum(name, enabled ? 1 : 0) == 0 else {
-            throw NetlinkError(operation: "turn transmit checksum offload \(enabled ? "on" : "off") on \(name)",
+            throw NetlinkError(
+                operation: "turn transmit checksum offload \(enabled ? "on" : "off") on \(name)",
                 errno: errno)
         }
     }

@@ -119,7 +119,8 @@ extension NetlinkSocket {
         defer { rtnl_link_put(request) }
         rtnl_link_set_family(request, AF_BRIDGE)
         let flag = UInt32(RTNL_BRIDGE_UNICAST_FLOOD.rawValue)
-        try check("set flooding on bridge port \(name)",
+        try check(
+            "set flooding on bridge port \(name)",
             enabled ? rtnl_link_bridge_set_flags(request, flag) : rtnl_link_bridge_unset_flags(request, flag))
         try check("set flooding on bridge port \(name)", rtnl_link_change(handle, original, request, 0))
     }

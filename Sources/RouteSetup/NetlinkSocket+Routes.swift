@@ -34,7 +34,8 @@ extension NetlinkSocket {
     /// Adds `route`. The corresponding C function is `rtnl_route_add`.
     public func addRoute(_ route: Route) throws(NetlinkError) {
         try withRouteRequest(route) { (request) throws(NetlinkError) in
-            try check("add route \(route.destination) table \(route.table)", rtnl_route_add(handle, request, NLM_F_EXCL))
+            try check(
+                "add route \(route.destination) table \(route.table)", rtnl_route_add(handle, request, NLM_F_EXCL))
         }
     }
 

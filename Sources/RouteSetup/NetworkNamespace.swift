@@ -37,7 +37,9 @@ public struct NetworkNamespace: Hashable, Sendable {
         guard fd >= 0 else { throw NetlinkError(operation: operation, errno: errno) }
         close(fd)
         let bound: Result<Void, NetlinkError> = onOwnThread {
-            guard vipfarm_unshare_network() == 0 else { return .failure(NetlinkError(operation: operation, errno: errno)) }
+            guard vipfarm_unshare_network() == 0 else {
+                return .failure(NetlinkError(operation: operation, errno: errno))
+            }
             guard mount("/proc/thread-self/ns/net", namespace.path, "none", UInt(MS_BIND), nil) == 0 else {
                 return .failure(NetlinkError(operation: operation, errno: errno))
             }

@@ -24,9 +24,11 @@ public struct Plan: Codable, Equatable, Sendable {
         public var description: String {
             var text = "\(error)"
             if rollbackErrors.isEmpty {
-                text += rolledBack.isEmpty ? "; nothing was changed" : "; the \(rolledBack.count) earlier steps were undone"
+                text +=
+                    rolledBack.isEmpty ? "; nothing was changed" : "; the \(rolledBack.count) earlier steps were undone"
             } else {
-                text += "; undoing the earlier steps failed too: "
+                text +=
+                    "; undoing the earlier steps failed too: "
                     + rollbackErrors.map(\.description).joined(separator: "; ")
             }
             return text

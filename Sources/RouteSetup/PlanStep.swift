@@ -12,7 +12,8 @@ public struct LinkSettings: Codable, Equatable, Sendable {
 
     /// The settings of `link` for the fields set in `self`.
     func current(of link: Link) -> LinkSettings {
-        LinkSettings(mac: mac == nil ? nil : link.mac, noARP: noARP == nil ? nil : link.isNoARP,
+        LinkSettings(
+            mac: mac == nil ? nil : link.mac, noARP: noARP == nil ? nil : link.isNoARP,
             up: up == nil ? nil : link.isUp)
     }
 

@@ -70,15 +70,23 @@ public struct ServerSetup: Codable, Equatable, Sendable {
             }
         } else {
             steps.append(.createTap(name: tapName))
-            steps.append(.changeLink(name: tapName, to: wantedTapSettings, from: LinkSettings(mac: nil, noARP: false,
-                up: false)))
+            steps.append(
+                .changeLink(
+                    name: tapName, to: wantedTapSettings,
+                    from: LinkSettings(
+                        mac: nil, noARP: false,
+                        up: false)))
         }
         for (sysctl, value) in wantedSysctls {
             let current = try currentValue(of: sysctl, tapExists: tap != nil)
             if current != value { steps.append(.setSysctl(sysctl, to: value, from: current)) }
         }
-        let onTap = try tap.map { link throws(SetupError) in try kernel { () throws(NetlinkError) in
-            try socket.addresses(onLink: link.index) } } ?? []
+        let onTap =
+            try tap.map { link throws(SetupError) in
+                try kernel { () throws(NetlinkError) in
+                    try socket.addresses(onLink: link.index)
+                }
+            } ?? []
         // The TAP is vipfarm's alone: an address other than the VIP is left from an earlier VIP.
         for stale in onTap where stale != vip && !stale.isLinkLocal {
             steps.append(.removeAddress(link: tapName, prefix: stale))
@@ -148,7 +156,8 @@ public struct ServerSetup: Codable, Equatable, Sendable {
     /// A sysctl's value; for a TAP that does not exist yet, the value a new device gets (`conf.default`).
     private func currentValue(of sysctl: Sysctl, tapExists: Bool) throws(SetupError) -> String {
         let prefix = "net.ipv4.conf.\(tapName)."
-        let source = !tapExists && sysctl.name.hasPrefix(prefix)
+        let source =
+            !tapExists && sysctl.name.hasPrefix(prefix)
             ? Sysctl("net.ipv4.conf.default." + sysctl.name.dropFirst(prefix.count)) : sysctl
         return try kernel { () throws(NetlinkError) in try source.read() }
     }

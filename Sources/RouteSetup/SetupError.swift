@@ -21,7 +21,8 @@ public enum SetupError: Error, CustomStringConvertible {
         case .vipNotAHost(let prefix):
             "VIP \(prefix) is not a single unicast address: give one address, e.g. 198.18.0.100 or 2001:db8::100"
         case .vipIsInterfaceAddress(let vip, let interface):
-            "VIP \(vip.address) is \(interface)'s own address: the VIP must be an address that no server uses as its own"
+            "VIP \(vip.address) is \(interface)'s own address: "
+                + "the VIP must be an address that no server uses as its own"
         case .vipOnAnotherInterface(let vip, let interface):
             "VIP \(vip.address) is already on \(interface): remove it there first "
                 + "(ip addr del \(vip) dev \(interface)) or use that interface"

@@ -12,9 +12,10 @@ public struct SetupState: Codable, Equatable, Sendable {
     /// The TAP's settings before setup changed them, when the TAP existed already.
     public var originalTapSettings: LinkSettings?
 
-    public init(setup: ServerSetup, createdTap: Bool = false, originalSysctls: [Sysctl: String] = [:],
-        originalTapSettings: LinkSettings? = nil)
-    {
+    public init(
+        setup: ServerSetup, createdTap: Bool = false, originalSysctls: [Sysctl: String] = [:],
+        originalTapSettings: LinkSettings? = nil
+    ) {
         self.setup = setup
         self.createdTap = createdTap
         self.originalSysctls = originalSysctls
@@ -58,7 +59,8 @@ public struct SetupState: Codable, Equatable, Sendable {
     public func save(directory: String) throws(SetupError) {
         let path = Self.path(directory: directory, tapName: setup.tapName)
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true,
                 attributes: [.posixPermissions: 0o755])
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

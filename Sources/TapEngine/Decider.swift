@@ -49,8 +49,10 @@ public enum Decider {
         _ frame: Frame, affinity: Affinity, state: EngineState, flows: inout FlowTable, now: UInt32
     ) -> Verdict {
         let tracked = frame.key.proto == .tcp && !frame.isFragment
-        let bucket = state.table.bucket(ofHash: affinity.bucketHash(of: frame.key, isFragment: frame.isFragment,
-            seed: state.seed))
+        let bucket = state.table.bucket(
+            ofHash: affinity.bucketHash(
+                of: frame.key, isFragment: frame.isFragment,
+                seed: state.seed))
         guard let owner = state.table.owner(ofBucket: bucket) else { return .drop(.noOwner) }
         guard owner == state.node else {
             // A bucket this node gave up: it still serves the connections it has there.

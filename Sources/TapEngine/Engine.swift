@@ -90,10 +90,13 @@ public final class Engine: @unchecked Sendable {
         case (.ioUring, .ring):
             batchWriter = try TapRingWriter(tapDescriptor: tap.fd)
         case (.ioUring, .libpcap):
-            throw SystemCallError("io_uring", "batched TAP writes need the direct ring (receiver .ring): libpcap "
-                + "returns ring blocks to the kernel before the writes complete", errno: EINVAL)
+            throw SystemCallError(
+                "io_uring",
+                "batched TAP writes need the direct ring (receiver .ring): libpcap "
+                    + "returns ring blocks to the kernel before the writes complete", errno: EINVAL)
         }
-        flows = FlowTable(capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
+        flows = FlowTable(
+            capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
             closingTimeout: configuration.flowClosingTimeout, seed: UInt64.random(in: 0...UInt64.max))
     }
 
@@ -206,8 +209,10 @@ public final class Engine: @unchecked Sendable {
             case .forward(let mac):
                 countForwarded(forwards.add(bytes, to: mac, fd: port.socketDescriptor))
             case .answer:
-                let reply = frame.kind == .neighbourSolicitation
-                    ? responder.neighbourAdvertisement(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
+                let reply =
+                    frame.kind == .neighbourSolicitation
+                    ? responder.neighbourAdvertisement(
+                        to: frame, state: state, ethernetSource: configuration.interfaceMAC)
                     : responder.arp(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
                 if reply.count > 0 && port.inject(reply) {
                     batch.answered += 1

@@ -25,7 +25,10 @@ final class ForwardBatch {
         if count == Self.maximumFrames || used + frame.count > Self.capacity { flushed = flush(fd: fd) }
         let start = data.baseAddress! + used
         start.copyMemory(from: frame.baseAddress!, byteCount: frame.count)
-        for index in 0..<6 { start.storeBytes(of: UInt8(truncatingIfNeeded: mac >> (40 - 8 * index)), toByteOffset: index, as: UInt8.self) }
+        for index in 0..<6 {
+            start.storeBytes(
+                of: UInt8(truncatingIfNeeded: mac >> (40 - 8 * index)), toByteOffset: index, as: UInt8.self)
+        }
         lengths[count] = UInt16(frame.count)
         used += frame.count
         count += 1
@@ -35,8 +38,10 @@ final class ForwardBatch {
     /// Sends what is queued on the packet socket `fd`. The corresponding C function is `sendmmsg`.
     func flush(fd: Int32) -> (sent: Int, failed: Int) {
         guard count > 0 else { return (0, 0) }
-        let sent = Int(vipfarm_send_frames(fd, data.baseAddress!.assumingMemoryBound(to: UInt8.self), lengths,
-            UInt32(count)))
+        let sent = Int(
+            vipfarm_send_frames(
+                fd, data.baseAddress!.assumingMemoryBound(to: UInt8.self), lengths,
+                UInt32(count)))
         let result = sent < 0 ? (0, count) : (sent, count - sent)
         used = 0
         count = 0

@@ -43,7 +43,8 @@ public final class FrameBlaster {
                         }
                     }
                     let first = batchIndex * Self.batch
-                    let count = vipfarm_send_frames(sender.fd, bytes.baseAddress! + offsets[first], sizes.baseAddress! + first,
+                    let count = vipfarm_send_frames(
+                        sender.fd, bytes.baseAddress! + offsets[first], sizes.baseAddress! + first,
                         UInt32(Self.batch))
                     if count > 0 { sent += Int(count) }
                     batchIndex = (batchIndex + 1) % batches

@@ -15,7 +15,9 @@ public final class FrameSender {
         address.sll_family = UInt16(AF_PACKET)
         address.sll_ifindex = Int32(if_nametoindex(interface))
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+            }
         }
         guard address.sll_ifindex != 0, result == 0 else {
             let error = SystemCallError("bind", "bind a packet socket to \(interface)")

@@ -5,7 +5,8 @@ import Hashing
 /// TCP checksums are left 0, so built TCP frames are for the parser and decision tests, not for a real stack.
 public enum PacketBuilder {
     /// The Ethernet header, with an optional 802.1Q tag.
-    public static func ethernet(destination: UInt64, source: UInt64, etherType: UInt16, vlan: UInt16? = nil) -> [UInt8] {
+    public static func ethernet(destination: UInt64, source: UInt64, etherType: UInt16, vlan: UInt16? = nil) -> [UInt8]
+    {
         var bytes = macBytes(destination) + macBytes(source)
         if let vlan { bytes += be16(0x8100) + be16(vlan & 0x0FFF) }
         return bytes + be16(etherType)
@@ -27,7 +28,8 @@ public enum PacketBuilder {
         sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8], vlan: UInt16? = nil
     ) -> [UInt8] {
         let segment = be16(sourcePort) + be16(destinationPort) + be16(UInt16(8 + payload.count)) + be16(0) + payload
-        return ip(destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: source, destination: destination,
+        return ip(
+            destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: source, destination: destination,
             protocol: 17, payload: segment, vlan: vlan)
     }
 
@@ -36,9 +38,11 @@ public enum PacketBuilder {
         destinationMAC: UInt64, sourceMAC: UInt64, source: IPAddress, destination: IPAddress,
         sourcePort: UInt16, destinationPort: UInt16, flags: UInt8, sequence: UInt32 = 1, payload: [UInt8] = []
     ) -> [UInt8] {
-        let header = be16(sourcePort) + be16(destinationPort) + be32(sequence) + be32(0) + [0x50, flags]
+        let header =
+            be16(sourcePort) + be16(destinationPort) + be32(sequence) + be32(0) + [0x50, flags]
             + be16(65535) + be16(0) + be16(0)
-        return ip(destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: source, destination: destination,
+        return ip(
+            destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: source, destination: destination,
             protocol: 6, payload: header + payload)
     }
 
@@ -49,7 +53,8 @@ public enum PacketBuilder {
     ) -> [UInt8] {
         if let from = source.ipv4Value, let to = destination.ipv4Value {
             precondition(options.count % 4 == 0, "IPv4 options come in 4-byte words")
-            var header = [0x45 + UInt8(options.count / 4), 0] + be16(UInt16(20 + options.count + payload.count))
+            var header =
+                [0x45 + UInt8(options.count / 4), 0] + be16(UInt16(20 + options.count + payload.count))
                 + be16(0x1234) + be16(fragment) + [64, number] + be16(0) + be32(from) + be32(to) + options
             let checksum = internetChecksum(header)
             header[10] = UInt8(checksum >> 8)

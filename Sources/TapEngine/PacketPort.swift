@@ -34,7 +34,9 @@ final class PacketPort {
         let filter = Self.filter(vip: vip, virtualMAC: virtualMAC)
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_create(interface, &errorBuffer) else {
-            throw PacketPortError(operation: "open \(interface)", message: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw PacketPortError(
+                operation: "open \(interface)",
+                message: String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         self.handle = handle
         pcap_set_snaplen(handle, 65535)
@@ -63,7 +65,8 @@ final class PacketPort {
             for membership in memberships {
                 var mac = PacketBuilder.macBytes(membership.mac)
                 guard vipfarm_add_membership(fd, index, membership.multicast ? 1 : 0, &mac) == 0 else {
-                    throw PacketPortError(operation: "receive \(macText(membership.mac)) on \(interface)",
+                    throw PacketPortError(
+                        operation: "receive \(macText(membership.mac)) on \(interface)",
                         message: String(cString: strerror(errno)))
                 }
             }
@@ -88,11 +91,13 @@ final class PacketPort {
     /// function is `pcap_dispatch`.
     func dispatch(to engine: Engine) -> Int32 {
         let context = Unmanaged.passUnretained(engine).toOpaque()
-        return pcap_dispatch(handle, -1, { user, header, bytes in
-            guard let user, let header, let bytes else { return }
-            let engine = Unmanaged<Engine>.fromOpaque(user).takeUnretainedValue()
-            engine.handle(frame: UnsafeRawBufferPointer(start: bytes, count: Int(header.pointee.caplen)))
-        }, context.assumingMemoryBound(to: UInt8.self))
+        return pcap_dispatch(
+            handle, -1,
+            { user, header, bytes in
+                guard let user, let header, let bytes else { return }
+                let engine = Unmanaged<Engine>.fromOpaque(user).takeUnretainedValue()
+                engine.handle(frame: UnsafeRawBufferPointer(start: bytes, count: Int(header.pointee.caplen)))
+            }, context.assumingMemoryBound(to: UInt8.self))
     }
 
     /// Sends one frame on the interface; `false` if the kernel refused it. The corresponding C function is

@@ -42,10 +42,12 @@ final class RingPort: FrameReceiver {
         timeoutMilliseconds = blockTimeoutMilliseconds
         let index = Int32(if_nametoindex(interface))
         var mapped: UnsafeMutableRawPointer?
-        fd = vipfarm_ring_open(index, &program, UInt32(blockSize), UInt32(blockCount),
+        fd = vipfarm_ring_open(
+            index, &program, UInt32(blockSize), UInt32(blockCount),
             UInt32(blockTimeoutMilliseconds), &mapped)
         guard fd >= 0, index != 0, let mapped else {
-            throw PacketPortError(operation: "open a TPACKET_V3 ring on \(interface)",
+            throw PacketPortError(
+                operation: "open a TPACKET_V3 ring on \(interface)",
                 message: String(cString: strerror(index == 0 ? ENODEV : errno)))
         }
         ring = mapped

@@ -11,7 +11,8 @@ struct CPUSample {
 
     static func now() -> CPUSample {
         let text = (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) ?? ""
-        let fields = text.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { UInt64($0) } ?? []
+        let fields =
+            text.split(separator: "\n").first?.split(separator: " ").dropFirst().compactMap { UInt64($0) } ?? []
         let total = fields.prefix(8).reduce(0, +)
         let idle = fields.count > 4 ? fields[3] + fields[4] : 0  // idle + iowait
         return CPUSample(busy: total - idle, total: total)

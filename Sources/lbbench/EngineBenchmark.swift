@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
 import Hashing
 import RouteSetup
+import Synchronization
 import TapEngine
 
 /// `lbbench engine`: one client, a switch, two servers with a UDP sink each; a generator (`sendmmsg` on AF_PACKET)
@@ -66,19 +66,25 @@ struct EngineBenchmark {
             Result {
                 try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                     .applySetup(stateDirectory: stateDirectory)
-                var configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                var configuration = EngineConfiguration(
+                    interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
                 configuration.blockTimeoutMilliseconds = 200  // full blocks, so the ring holds many frames
-                let state = EngineState(generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
+                let state = EngineState(
+                    generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
                     virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
                 return try Engine(configuration: configuration, state: state)
             }
         }
         let engine = try made.get()
         defer { engine.stop() }
-        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { try FrameBlaster(interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes))) }
+        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run {
+            () throws(NetlinkError) in
+            Result {
+                try FrameBlaster(
+                    interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes)))
+            }
         }
         let sent = try blasterResult.get().run(seconds: seconds, rate: 0)
         let clock = ContinuousClock()
@@ -95,14 +101,16 @@ struct EngineBenchmark {
         let counters = engine.counters
         let elapsed = (last.at - start).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-        return EngineReport.Drain(sent: sent, inspected: counters.received, injected: counters.delivered,
+        return EngineReport.Drain(
+            sent: sent, inspected: counters.received, injected: counters.delivered,
             ringDrops: counters.ringDrops, seconds: seconds)
     }
 
     /// Client frames: UDP, 64 bytes on the wire (60 + FCS), from `flows` addresses in 198.18.128.0/17 and ports.
     func clientFrames(clientMAC: UInt64) -> [[UInt8]] {
         (0..<flows).map { index in
-            PacketBuilder.udp(destinationMAC: macValue(Self.virtualMAC.bytes), sourceMAC: clientMAC,
+            PacketBuilder.udp(
+                destinationMAC: macValue(Self.virtualMAC.bytes), sourceMAC: clientMAC,
                 source: IPAddress(ipv4: 0xC612_8000 + UInt32(index % 32768)), destination: Self.vip,
                 sourcePort: UInt16(10000 + (index * 7919) % 50000), destinationPort: Self.port,
                 payload: Array(repeating: 0, count: 18))
@@ -129,9 +137,11 @@ struct EngineBenchmark {
                     case .engine, .engineRingWrite, .engineLibpcapWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
-                        let state = EngineState(generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
+                        let state = EngineState(
+                            generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
                             virtualMAC: macValue(Self.virtualMAC.bytes), table: table, isARPLeader: index == 0)
-                        var configuration = EngineConfiguration(interface: "eth0",
+                        var configuration = EngineConfiguration(
+                            interface: "eth0",
                             interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
                         (configuration.receiver, configuration.injection) = path.engineVariant!
                         return (try Engine(configuration: configuration, state: state), try Self.sink())
@@ -149,8 +159,12 @@ struct EngineBenchmark {
         }
         for engine in engines { engine.start() }
 
-        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { try FrameBlaster(interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes))) }
+        let blasterResult: Result<FrameBlaster, Error> = try testbed.clients[0].namespace.run {
+            () throws(NetlinkError) in
+            Result {
+                try FrameBlaster(
+                    interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes)))
+            }
         }
         let blaster = try blasterResult.get()
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000) + 200)
@@ -179,9 +193,10 @@ struct EngineBenchmark {
             engineReceived: engineCounters.map(\.received),
             engineRingDrops: engineCounters.map(\.ringDrops),
             engineDrops: engineCounters.map { counters in
-                Dictionary(uniqueKeysWithValues: DropReason.allCases.compactMap { reason in
-                    counters.dropped(reason) > 0 ? (reason.description, counters.dropped(reason)) : nil
-                })
+                Dictionary(
+                    uniqueKeysWithValues: DropReason.allCases.compactMap { reason in
+                        counters.dropped(reason) > 0 ? (reason.description, counters.dropped(reason)) : nil
+                    })
             })
     }
 

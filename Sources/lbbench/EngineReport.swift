@@ -55,16 +55,24 @@ struct EngineReport: Codable {
             var table = TextTable(
                 title: "Offered \(rate == 0 ? "at full generator speed" : "\(rate) frames/s"), \(flows) client flows, "
                     + "64-byte UDP, \(f(seconds, 1)) s per path",
-                header: ["path", "offered pps", "delivered pps", "per server (total)", "loss %", "CPU busy %",
-                    "extra µs/delivered", "engine drops"])
+                header: [
+                    "path", "offered pps", "delivered pps", "per server (total)", "loss %", "CPU busy %",
+                    "extra µs/delivered", "engine drops",
+                ])
             let rows = trials.filter { $0.offeredRate == rate }
             for trial in rows {
-                let loss = trial.path == .baseline ? "-" : f(100 * (1 - Double(trial.delivered) / Double(max(trial.sent, 1))), 3)
-                let drops = trial.engineDrops.isEmpty ? "-" : trial.engineDrops.enumerated().map { index, drops in
-                    "s\(index + 1): " + drops.filter { $0.key != "not_owner" }.sorted { $0.key < $1.key }
-                        .map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-                        + " ring=\(trial.engineRingDrops[index])"
-                }.joined(separator: "; ")
+                let loss =
+                    trial.path == .baseline
+                    ? "-" : f(100 * (1 - Double(trial.delivered) / Double(max(trial.sent, 1))), 3)
+                let drops =
+                    trial.engineDrops.isEmpty
+                    ? "-"
+                    : trial.engineDrops.enumerated().map { index, drops in
+                        "s\(index + 1): "
+                            + drops.filter { $0.key != "not_owner" }.sorted { $0.key < $1.key }
+                            .map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+                            + " ring=\(trial.engineRingDrops[index])"
+                    }.joined(separator: "; ")
                 table.add([
                     trial.path.rawValue, f(trial.offeredPerSecond, 0), f(trial.deliveredPerSecond, 0),
                     trial.deliveredPerServer.map(String.init).joined(separator: "/"), loss,
@@ -75,9 +83,12 @@ struct EngineReport: Codable {
             result.append(table.rendered)
             if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
                 for engine in rows where engine.path.engineVariant != nil {
-                    var line = "\(engine.path.rawValue) / nftables: delivered "
+                    var line =
+                        "\(engine.path.rawValue) / nftables: delivered "
                         + "\(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"
-                    if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel), k > 0 {
+                    if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel),
+                        k > 0
+                    {
                         line += ", CPU per delivered packet \(f(e / k, 2))x"
                     }
                     result.append(line)
@@ -85,10 +96,13 @@ struct EngineReport: Codable {
             }
         }
         if let drain {
-            var table = TextTable(title: "Drain: a full ring emptied by one engine (the ceiling of one core)",
+            var table = TextTable(
+                title: "Drain: a full ring emptied by one engine (the ceiling of one core)",
                 header: ["frames in ring", "inspected/s", "injected into TAP/s", "seconds", "ring drops"])
-            table.add(["\(drain.inspected)", f(drain.inspectedPerSecond, 0), f(drain.injectedPerSecond, 0),
-                f(drain.seconds, 3), "\(drain.ringDrops)"])
+            table.add([
+                "\(drain.inspected)", f(drain.inspectedPerSecond, 0), f(drain.injectedPerSecond, 0),
+                f(drain.seconds, 3), "\(drain.ringDrops)",
+            ])
             result.append(table.rendered)
         }
         return result.joined(separator: "\n\n")

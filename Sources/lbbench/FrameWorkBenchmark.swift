@@ -32,17 +32,21 @@ struct FrameWorkBenchmark {
             var frame: [UInt8]
             switch index % 20 {
             case 0:
-                frame = PacketBuilder.arp(operation: 1, ethernetSource: 0x0200_0000_0001, ethernetDestination: 0xFFFF_FFFF_FFFF,
+                frame = PacketBuilder.arp(
+                    operation: 1, ethernetSource: 0x0200_0000_0001, ethernetDestination: 0xFFFF_FFFF_FFFF,
                     senderMAC: 0x0200_0000_0001, senderIP: client.ipv4Value!, targetMAC: 0, targetIP: vip.ipv4Value!)
             case 1:
-                frame = PacketBuilder.udp(destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
+                frame = PacketBuilder.udp(
+                    destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
                     sourcePort: port, destinationPort: 53, payload: [])
                 frame[14] = 0x55  // malformed
             case 2...10:
-                frame = PacketBuilder.udp(destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
+                frame = PacketBuilder.udp(
+                    destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
                     sourcePort: port, destinationPort: 53, payload: Array(repeating: 0, count: 18))
             default:
-                frame = PacketBuilder.tcp(destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
+                frame = PacketBuilder.tcp(
+                    destinationMAC: vmac, sourceMAC: 1, source: client, destination: vip,
                     sourcePort: port, destinationPort: 443, flags: index % 3 == 0 ? 0x02 : 0x10)
             }
             data += frame
@@ -55,7 +59,8 @@ struct FrameWorkBenchmark {
         let (data, offsets) = buildFrames()
         let table = try TableBuilder(seed: EngineBenchmark.seed).build(
             MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
-        let state = EngineState(generation: 1, node: NodeID(1)!, seed: EngineBenchmark.seed, vip: EngineBenchmark.vip,
+        let state = EngineState(
+            generation: 1, node: NodeID(1)!, seed: EngineBenchmark.seed, vip: EngineBenchmark.vip,
             virtualMAC: macValue(EngineBenchmark.virtualMAC.bytes), table: table, isARPLeader: true)
         var flows = FlowTable(capacity: 1 << 20, idleTimeout: 300_000, closingTimeout: 10_000, seed: 3)
         var verdictCounts = [Int](repeating: 0, count: DropReason.allCases.count + 3)
@@ -117,7 +122,8 @@ struct FrameWorkBenchmark {
         for (offset, name) in ["deliver", "forward", "answer"].enumerated() {
             verdicts[name] = verdictCounts[DropReason.allCases.count + offset] / (repetitions + 2)
         }
-        return Report(frames: frames, nanosecondsPerFrameParse: median(parseTimes),
+        return Report(
+            frames: frames, nanosecondsPerFrameParse: median(parseTimes),
             nanosecondsPerFrameParseAndDecide: median(decideTimes), allocations: Int64(allocations),
             allocationsCounted: Self.interposerIsLoaded, verdicts: verdicts)
     }

@@ -24,7 +24,9 @@ struct FramesCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (1000...10_000_000).contains(frames) else { throw ValidationError("--frames must be from 1000 to 10000000") }
+        guard (1000...10_000_000).contains(frames) else {
+            throw ValidationError("--frames must be from 1000 to 10000000")
+        }
         guard (1...50).contains(repetitions) else { throw ValidationError("--repetitions must be from 1 to 50") }
     }
 
@@ -35,15 +37,20 @@ struct FramesCommand: ParsableCommand {
             try printJSON(report)
             return
         }
-        var table = TextTable(title: "Engine work per frame (\(report.frames) frames, no system calls)",
+        var table = TextTable(
+            title: "Engine work per frame (\(report.frames) frames, no system calls)",
             header: ["measure", "value"])
         table.add(["parse, ns/frame", String(format: "%.1f", report.nanosecondsPerFrameParse)])
         table.add(["parse + decide, ns/frame", String(format: "%.1f", report.nanosecondsPerFrameParseAndDecide)])
-        table.add(["heap allocations in one pass",
-            report.allocationsCounted ? "\(report.allocations)" : "not counted (interposer not loaded)"])
+        table.add([
+            "heap allocations in one pass",
+            report.allocationsCounted ? "\(report.allocations)" : "not counted (interposer not loaded)",
+        ])
         print(table.rendered)
-        print("verdicts per pass: " + report.verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-            .joined(separator: " "))
+        print(
+            "verdicts per pass: "
+                + report.verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                .joined(separator: " "))
     }
 
     /// Runs this command again with the interposer preloaded; `false` when its library is not beside lbbench.

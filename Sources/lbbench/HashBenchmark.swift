@@ -44,9 +44,10 @@ struct HashBenchmark {
         try! MembershipView(equalWeights: (1...count).map { NodeID($0)! })
     }
 
-    static let weightedView = try! MembershipView([100, 200, 300, 400].enumerated().map {
-        Member(id: NodeID($0.offset + 1)!, weight: $0.element)
-    })
+    static let weightedView = try! MembershipView(
+        [100, 200, 300, 400].enumerated().map {
+            Member(id: NodeID($0.offset + 1)!, weight: $0.element)
+        })
 
     // MARK: - Measurements
 
@@ -132,7 +133,8 @@ struct HashBenchmark {
     /// Flows that are all different: IPv6 clients numbered 0, 1, 2, ...
     static func distinctKeys(count: Int) -> [FlowKey] {
         (0..<count).map {
-            FlowKey(client: IPAddress(high: 0x2001_0DB8_0000_0000, low: UInt64($0)), clientPort: 40000, serverPort: 443,
+            FlowKey(
+                client: IPAddress(high: 0x2001_0DB8_0000_0000, low: UInt64($0)), clientPort: 40000, serverPort: 443,
                 proto: .tcp)
         }
     }
@@ -144,10 +146,11 @@ struct HashBenchmark {
 
         let shares = table.shares
         let total = Double(view.totalWeight)
-        let worstDeviation = view.members.map { member in
-            let ideal = Double(buckets) * Double(member.weight) / total
-            return abs(Double(shares[member.id] ?? 0) - ideal) / ideal
-        }.max() ?? 0
+        let worstDeviation =
+            view.members.map { member in
+                let ideal = Double(buckets) * Double(member.weight) / total
+                return abs(Double(shares[member.id] ?? 0) - ideal) / ideal
+            }.max() ?? 0
 
         // A node in the middle of the ID range leaves; a new node with the median weight joins.
         let leaving = view.members[view.members.count / 2].id

@@ -43,7 +43,8 @@ struct HashReport: Codable {
 
     var table: String {
         let f = { (value: Double, decimals: Int) in String(format: "%.\(decimals)f", value) }
-        var lookup = TextTable(title: "Key lookup (VH1 bucket hash + bucket + owner)", header: ["keys", "ns/lookup", "M/s"])
+        var lookup = TextTable(
+            title: "Key lookup (VH1 bucket hash + bucket + owner)", header: ["keys", "ns/lookup", "M/s"])
         lookup.add(["\(keyLookup.keys)", f(keyLookup.nanosecondsPerLookup, 2), f(keyLookup.millionsPerSecond, 1)])
 
         var flows = TextTable(
@@ -63,8 +64,10 @@ struct HashReport: Codable {
 
         var builds = TextTable(
             title: "Bucket tables (\(buckets) buckets): build time, worst share vs ideal, buckets moved",
-            header: ["algorithm", "view", "build ms", "worst share ±%", "leave moved %", "  of others %",
-                "join moved %", "  of others %"]
+            header: [
+                "algorithm", "view", "build ms", "worst share ±%", "leave moved %", "  of others %",
+                "join moved %", "  of others %",
+            ]
         )
         for row in tables {
             let view = row.nodes > 4 ? "\(row.nodes) equal" : row.view

@@ -173,7 +173,8 @@ final class Testbed {
             if let address6 { try socket.addAddress(address6, toLink: link.index) }
             return link.mac
         }
-        return Host(role: role, number: number, namespace: namespace, switchPort: short, address: address,
+        return Host(
+            role: role, number: number, namespace: namespace, switchPort: short, address: address,
             address6: address6, mac: mac)
     }
 }

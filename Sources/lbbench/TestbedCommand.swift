@@ -38,17 +38,21 @@ struct TestbedCommand: ParsableCommand {
             try requireRoot()
             let testbed = try Testbed(.init(servers: servers, clients: clients))
             do {
-                try FileManager.default.createDirectory(atPath: TestbedCommand.registryDirectory,
+                try FileManager.default.createDirectory(
+                    atPath: TestbedCommand.registryDirectory,
                     withIntermediateDirectories: true)
                 try Data(testbed.id.utf8).write(to: URL(fileURLWithPath: "\(registryDirectory)/\(testbed.id)"))
             } catch {
                 throw ValidationError("cannot record testbed \(testbed.id) in \(registryDirectory): \(error)")
             }
-            var table = TextTable(title: "testbed \(testbed.id) (switch: namespace \(testbed.switchNamespace.name), "
-                + "bridge \(Testbed.bridgeName))", header: ["host", "namespace", "interface", "address", "mac"])
+            var table = TextTable(
+                title: "testbed \(testbed.id) (switch: namespace \(testbed.switchNamespace.name), "
+                    + "bridge \(Testbed.bridgeName))", header: ["host", "namespace", "interface", "address", "mac"])
             for host in testbed.hosts {
-                table.add(["\(host.role.rawValue) \(host.number)", host.namespace.name, Testbed.hostInterface,
-                    host.address.description, host.mac?.description ?? "-"])
+                table.add([
+                    "\(host.role.rawValue) \(host.number)", host.namespace.name, Testbed.hostInterface,
+                    host.address.description, host.mac?.description ?? "-",
+                ])
             }
             print(table.rendered)
             print("\nremove it with: lbbench testbed down --id \(testbed.id)")
@@ -79,13 +83,17 @@ struct TestbedCommand: ParsableCommand {
                 removed = Testbed.removeAll()
                 try? FileManager.default.removeItem(atPath: registryDirectory)
             } else {
-                let ids = id.map { [$0] }
+                let ids =
+                    id.map { [$0] }
                     ?? ((try? FileManager.default.contentsOfDirectory(atPath: registryDirectory)) ?? [])
                 removed = ids.flatMap { Testbed.remove(id: $0) }
                 for id in ids { try? FileManager.default.removeItem(atPath: "\(registryDirectory)/\(id)") }
             }
-            print(removed.isEmpty ? "nothing to remove" : "removed \(removed.count) namespaces: "
-                + removed.joined(separator: " "))
+            print(
+                removed.isEmpty
+                    ? "nothing to remove"
+                    : "removed \(removed.count) namespaces: "
+                        + removed.joined(separator: " "))
         }
     }
 }

@@ -19,8 +19,9 @@ enum TestbedRegistry {
             source.setEventHandler {
                 let ids = live.withLock { $0 }
                 let removed = ids.flatMap { Testbed.remove(id: $0) }
-                FileHandle.standardError.write(Data(
-                    "lbbench: interrupted; removed \(removed.count) testbed namespaces\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "lbbench: interrupted; removed \(removed.count) testbed namespaces\n".utf8))
                 exit(128 + signalNumber)
             }
             source.resume()

@@ -35,8 +35,9 @@ struct SetupCommand: ParsableCommand {
             print("would do (--dry-run, nothing changed):")
             for step in plan.steps { print("  \(step)") }
         } else {
-            print("ready: \(setup.tapName) holds \(setup.vip.address) with MAC \(setup.virtualMAC); "
-                + "\(setup.interface) does not answer ARP for it")
+            print(
+                "ready: \(setup.tapName) holds \(setup.vip.address) with MAC \(setup.virtualMAC); "
+                    + "\(setup.interface) does not answer ARP for it")
         }
     }
 }

@@ -31,15 +31,17 @@ struct SetupOptions: ParsableArguments {
     /// The setup these options describe (valid after `validate`).
     var serverSetup: ServerSetup {
         let prefix = IPPrefix(vip)!
-        return ServerSetup(interface: interface, vip: prefix, tapName: tap,
+        return ServerSetup(
+            interface: interface, vip: prefix, tapName: tap,
             virtualMAC: FarmIdentity.virtualMAC(farm: farm, vip: prefix))
     }
 
     /// Refuses to start a change without CAP_NET_ADMIN (a dry run only reads).
     func requirePrivileges(for command: String) throws {
         guard dryRun || Privileges.hasNetAdmin else {
-            throw CommandFailure("\(command) needs CAP_NET_ADMIN: run it as root (or add --dry-run to see the plan); "
-                + "nothing was changed")
+            throw CommandFailure(
+                "\(command) needs CAP_NET_ADMIN: run it as root (or add --dry-run to see the plan); "
+                    + "nothing was changed")
         }
     }
 }

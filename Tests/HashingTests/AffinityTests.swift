@@ -10,17 +10,26 @@ struct AffinityTests {
     }
 
     @Test func noneSeparatesPortsOfOneClient() {
-        let hashes = Set((1000..<1100).map { Affinity.none.bucketHash(of: key("198.18.5.5", $0), isFragment: false,
-            seed: seed) })
+        let hashes = Set(
+            (1000..<1100).map {
+                Affinity.none.bucketHash(
+                    of: key("198.18.5.5", $0), isFragment: false,
+                    seed: seed)
+            })
         #expect(hashes.count == 100)
     }
 
     @Test func singleKeepsAllPortsOfOneClientTogether() {
-        let hashes = Set((1000..<1100).map { Affinity.single.bucketHash(of: key("198.18.5.5", $0),
-            isFragment: false, seed: seed) })
+        let hashes = Set(
+            (1000..<1100).map {
+                Affinity.single.bucketHash(
+                    of: key("198.18.5.5", $0),
+                    isFragment: false, seed: seed)
+            })
         #expect(hashes.count == 1)
-        #expect(Affinity.single.bucketHash(of: key("198.18.5.6", 1000), isFragment: false, seed: seed)
-            != hashes.first)
+        #expect(
+            Affinity.single.bucketHash(of: key("198.18.5.6", 1000), isFragment: false, seed: seed)
+                != hashes.first)
     }
 
     @Test func networkGroupsIPv4By24AndIPv6By64() {
@@ -54,7 +63,8 @@ struct AffinityTests {
     @Test func protocolAndServerPortAreNotInTheBucketKey() {
         let tcp = FlowKey(client: IPAddress("198.18.1.1")!, clientPort: 999, serverPort: 80, proto: .tcp)
         let udp = FlowKey(client: IPAddress("198.18.1.1")!, clientPort: 999, serverPort: 53, proto: .udp)
-        #expect(Affinity.none.bucketHash(of: tcp, isFragment: false, seed: seed)
-            == Affinity.none.bucketHash(of: udp, isFragment: false, seed: seed))
+        #expect(
+            Affinity.none.bucketHash(of: tcp, isFragment: false, seed: seed)
+                == Affinity.none.bucketHash(of: udp, isFragment: false, seed: seed))
     }
 }

@@ -46,7 +46,8 @@ struct FlowHashTests {
         let seed = FarmSeed(farmName: "uniformity")
         var counts = [Int](repeating: 0, count: 4096)
         for client in 0..<65536 {
-            let key = FlowKey(client: IPAddress(ipv4: 0xC612_0000 | UInt32(client)), clientPort: 0, serverPort: 0,
+            let key = FlowKey(
+                client: IPAddress(ipv4: 0xC612_0000 | UInt32(client)), clientPort: 0, serverPort: 0,
                 proto: .udp)
             counts[Int(Affinity.single.bucketHash(of: key, isFragment: false, seed: seed) & 4095)] += 1
         }

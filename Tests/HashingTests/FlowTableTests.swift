@@ -7,7 +7,8 @@ func evaluated<T>(_ value: T) -> T { value }
 
 struct FlowTableTests {
     static func flow(_ index: Int, port: UInt16 = 80) -> FlowKey {
-        FlowKey(client: IPAddress(ipv4: 0xC612_0000 | UInt32(index)), clientPort: UInt16(truncatingIfNeeded: index),
+        FlowKey(
+            client: IPAddress(ipv4: 0xC612_0000 | UInt32(index)), clientPort: UInt16(truncatingIfNeeded: index),
             serverPort: port, proto: .tcp)
     }
 
@@ -91,7 +92,8 @@ struct FlowTableTests {
         var random = SeededGenerator(seed: 8)
         let keys = (0..<100_000).map { _ in
             let bits = random.next()
-            return FlowKey(client: IPAddress(high: 0x2001_0DB8_0000_0000, low: bits), clientPort: UInt16(bits >> 48),
+            return FlowKey(
+                client: IPAddress(high: 0x2001_0DB8_0000_0000, low: bits), clientPort: UInt16(bits >> 48),
                 serverPort: 443, proto: .tcp)
         }
         for key in keys { table.insert(key, now: 1) }

@@ -48,7 +48,8 @@ struct IPAddressTests {
     @Test func masksWithinItsOwnFamily() throws {
         #expect(try #require(IPAddress("198.18.5.77")).masked(toPrefixLength: 24) == IPAddress("198.18.5.0"))
         #expect(try #require(IPAddress("198.18.5.77")).masked(toPrefixLength: 15) == IPAddress("198.18.0.0"))
-        #expect(try #require(IPAddress("2001:db8:1:2:3:4:5:6")).masked(toPrefixLength: 64) == IPAddress("2001:db8:1:2::"))
+        #expect(
+            try #require(IPAddress("2001:db8:1:2:3:4:5:6")).masked(toPrefixLength: 64) == IPAddress("2001:db8:1:2::"))
         #expect(try #require(IPAddress("2001:db8:1:2:3:4:5:6")).masked(toPrefixLength: 0) == IPAddress("::"))
         #expect(try #require(IPAddress("2001:db8::6")).masked(toPrefixLength: 128) == IPAddress("2001:db8::6"))
     }

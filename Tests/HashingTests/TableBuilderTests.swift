@@ -17,9 +17,11 @@ struct TableBuilderTests {
             let size = Int.random(in: 1...maxNodes, using: &random)
             var ids = Set<UInt16>()
             while ids.count < size { ids.insert(UInt16.random(in: 1...UInt16.max, using: &random)) }
-            return try! MembershipView(ids.map {
-                Member(id: NodeID(rawValue: $0)!, weight: weighted ? UInt32.random(in: 1...1000, using: &random) : 100)
-            })
+            return try! MembershipView(
+                ids.map {
+                    Member(
+                        id: NodeID(rawValue: $0)!, weight: weighted ? UInt32.random(in: 1...1000, using: &random) : 100)
+                })
         }
     }
 
@@ -66,8 +68,9 @@ struct TableBuilderTests {
     func theSameViewAlwaysGivesTheSameTable(algorithm: TableAlgorithm) throws {
         for view in Self.randomViews(count: 20, maxNodes: 16, weighted: true, seed: 2) {
             let reordered = try MembershipView(view.members.reversed())
-            #expect(Self.builder(algorithm).build(view, generation: 1)
-                == Self.builder(algorithm).build(reordered, generation: 1))
+            #expect(
+                Self.builder(algorithm).build(view, generation: 1)
+                    == Self.builder(algorithm).build(reordered, generation: 1))
         }
     }
 

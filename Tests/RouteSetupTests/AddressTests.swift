@@ -30,15 +30,18 @@ struct AddressTests {
     }
 
     @Test func savedStateKeepsTheFirstOriginals() throws {
-        let setup = ServerSetup(interface: "eth0", vip: IPPrefix("198.18.0.100")!,
+        let setup = ServerSetup(
+            interface: "eth0", vip: IPPrefix("198.18.0.100")!,
             virtualMAC: HardwareAddress("02:00:00:00:00:01")!)
-        let first = SetupState(setup: setup).recording(Plan([
-            .createTap(name: "lb0"), .setSysctl(.ipv4("eth0", "arp_ignore"), to: "1", from: "0"),
-        ]))
+        let first = SetupState(setup: setup).recording(
+            Plan([
+                .createTap(name: "lb0"), .setSysctl(.ipv4("eth0", "arp_ignore"), to: "1", from: "0"),
+            ]))
         let second = first.recording(Plan([.setSysctl(.ipv4("eth0", "arp_ignore"), to: "1", from: "1")]))
         #expect(second.createdTap)
         #expect(second.originalSysctls[.ipv4("eth0", "arp_ignore")] == "0")
-        #expect(Plan([.addAddress(link: "lb0", prefix: setup.vip)]).inverse
-            == Plan([.removeAddress(link: "lb0", prefix: setup.vip)]))
+        #expect(
+            Plan([.addAddress(link: "lb0", prefix: setup.vip)]).inverse
+                == Plan([.removeAddress(link: "lb0", prefix: setup.vip)]))
     }
 }

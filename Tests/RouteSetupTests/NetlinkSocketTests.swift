@@ -44,7 +44,9 @@ struct NetlinkSocketTests {
                 let alias = IPPrefix("198.18.7.7/32")!
                 try socket.addAddress(alias, toLink: index)
                 #expect(try socket.addresses(onLink: index).contains(alias))
-                #expect { try socket.addAddress(alias, toLink: index) } throws: { ($0 as? NetlinkError)?.isAlreadyExists == true }
+                #expect { try socket.addAddress(alias, toLink: index) } throws: {
+                    ($0 as? NetlinkError)?.isAlreadyExists == true
+                }
                 try socket.removeAddress(alias, fromLink: index)
                 #expect(try !socket.addresses(onLink: index).contains(alias))
             }
@@ -55,7 +57,8 @@ struct NetlinkSocketTests {
         try ScratchNamespace.with { scratch in
             try scratch.run { (socket) throws(NetlinkError) in
                 let index = try socket.requireLink(named: ScratchNamespace.interface).index
-                let route = Route(destination: IPPrefix("198.19.0.0/24")!, linkIndex: index,
+                let route = Route(
+                    destination: IPPrefix("198.19.0.0/24")!, linkIndex: index,
                     gateway: IPPrefix("198.18.0.1")!, table: 100)
                 try socket.addRoute(route)
                 #expect { try socket.addRoute(route) } throws: { ($0 as? NetlinkError)?.isAlreadyExists == true }
@@ -102,7 +105,8 @@ extension NetlinkSocketTests {
         try ScratchNamespace.with { scratch in
             try scratch.run { (socket) throws(NetlinkError) in
                 try socket.addBridge("br8")
-                try socket.changeLink(named: "peer0", LinkChange(masterIndex: try socket.requireLink(named: "br8").index))
+                try socket.changeLink(
+                    named: "peer0", LinkChange(masterIndex: try socket.requireLink(named: "br8").index))
                 try socket.setBridgePortFlooding("peer0", enabled: false)
             }
             let shown = try scratch.namespace.run { () throws(NetlinkError) in

@@ -7,7 +7,8 @@ import Testing
 @Suite(privileged)
 struct ServerSetupTests {
     static let vmac = HardwareAddress("02:76:c6:12:00:64")!
-    static let setup = ServerSetup(interface: ScratchNamespace.interface, vip: IPPrefix("198.18.0.100")!,
+    static let setup = ServerSetup(
+        interface: ScratchNamespace.interface, vip: IPPrefix("198.18.0.100")!,
         virtualMAC: vmac)
 
     @Test func setupCreatesTheTapWithTheVipAndSuppressesArp() throws {
@@ -69,8 +70,9 @@ struct ServerSetupTests {
                 #expect(try Sysctl.ipv4("eth0", "arp_announce").read() == "1")
                 #expect(try socket.link(named: "lb0") == nil)
             }
-            #expect(!FileManager.default.fileExists(
-                atPath: SetupState.path(directory: scratch.stateDirectory, tapName: "lb0")))
+            #expect(
+                !FileManager.default.fileExists(
+                    atPath: SetupState.path(directory: scratch.stateDirectory, tapName: "lb0")))
         }
     }
 
@@ -90,7 +92,8 @@ struct ServerSetupTests {
     @Test func refusesAVipThatIsOnAnotherInterfaceAndChangesNothing() throws {
         try ScratchNamespace.with { scratch in
             try scratch.run { (socket) throws(NetlinkError) in
-                try socket.addAddress(IPPrefix("198.18.0.100/32")!, toLink: try socket.requireLink(named: "peer0").index)
+                try socket.addAddress(
+                    IPPrefix("198.18.0.100/32")!, toLink: try socket.requireLink(named: "peer0").index)
             }
             #expect {
                 try scratch.runSetup { () throws(SetupError) in
@@ -119,10 +122,11 @@ struct ServerSetupTests {
             badTap.tapName = "a-name-longer-than-15"
             var takenTap = Self.setup
             takenTap.tapName = "peer0"
-            for (setup, expected) in [(unknown, "does not exist"), (ownAddress, "own address"),
+            for (setup, expected) in [
+                (unknown, "does not exist"), (ownAddress, "own address"),
                 (network, "not a single unicast address"), (badTap, "not a valid interface name"),
-                (takenTap, "veth device")]
-            {
+                (takenTap, "veth device"),
+            ] {
                 #expect {
                     try scratch.runSetup { () throws(SetupError) in
                         try setup.applySetup(stateDirectory: scratch.stateDirectory)
@@ -170,7 +174,8 @@ struct ServerSetupTests {
         try ScratchNamespace.with { scratch in
             var setup = Self.setup
             setup.vip = IPPrefix("2001:db8::100")!
-            try scratch.runSetup { () throws(SetupError) in try setup.applySetup(stateDirectory: scratch.stateDirectory) }
+            try scratch.runSetup { () throws(SetupError) in try setup.applySetup(stateDirectory: scratch.stateDirectory)
+            }
             try scratch.run { (socket) throws(NetlinkError) in
                 let tap = try socket.requireLink(named: "lb0")
                 #expect(try socket.addresses(onLink: tap.index).contains(IPPrefix("2001:db8::100/128")!))

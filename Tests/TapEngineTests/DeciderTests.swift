@@ -13,14 +13,16 @@ struct DeciderTests {
     static let table = try! TableBuilder(seed: seed, bucketCount: 64).build(view, generation: 1)
     static let macs: [UInt16: UInt64] = [1: 0x0200_0000_0001, 2: 0x0200_0000_0002]
 
-    static func state(node: UInt16, delivery: Delivery = .flood, rules: [PortRule] = [], handover: [Int] = [],
-        released: [Int] = [], table: BucketTable = table) -> EngineState
-    {
+    static func state(
+        node: UInt16, delivery: Delivery = .flood, rules: [PortRule] = [], handover: [Int] = [],
+        released: [Int] = [], table: BucketTable = table
+    ) -> EngineState {
         var taking = Array(repeating: false, count: table.count)
         for bucket in handover { taking[bucket] = true }
         var giving = Array(repeating: false, count: table.count)
         for bucket in released { giving[bucket] = true }
-        return EngineState(generation: 1, node: NodeID(rawValue: node)!, seed: seed, vip: vip, virtualMAC: vmac,
+        return EngineState(
+            generation: 1, node: NodeID(rawValue: node)!, seed: seed, vip: vip, virtualMAC: vmac,
             table: table, rules: rules, delivery: delivery, isARPLeader: node == 1, isDirector: node == 1,
             handoverBuckets: taking, releasedBuckets: giving, nodeMACs: macs)
     }
@@ -33,13 +35,17 @@ struct DeciderTests {
     }
 
     static func tcp(port: UInt16, flags: UInt8, serverPort: UInt16 = 80) -> Frame {
-        frame(PacketBuilder.tcp(destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
-            destination: vip, sourcePort: port, destinationPort: serverPort, flags: flags))
+        frame(
+            PacketBuilder.tcp(
+                destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
+                destination: vip, sourcePort: port, destinationPort: serverPort, flags: flags))
     }
 
     static func udp(port: UInt16, to destination: IPAddress = vip, serverPort: UInt16 = 53) -> Frame {
-        frame(PacketBuilder.udp(destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
-            destination: destination, sourcePort: port, destinationPort: serverPort, payload: []))
+        frame(
+            PacketBuilder.udp(
+                destinationMAC: vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
+                destination: destination, sourcePort: port, destinationPort: serverPort, payload: []))
     }
 
     static func owner(of frame: Frame, table: BucketTable = table) -> UInt16 {
@@ -71,20 +77,26 @@ struct DeciderTests {
     @Test func directorForwardsToTheOwnersMacAndOthersIgnoreTheVirtualMac() {
         var flows = Self.flows()
         let theirs = Self.udp(port: Self.port(ownedBy: 2, tcp: false))
-        #expect(Decider.decide(theirs, state: Self.state(node: 1, delivery: .directed), flows: &flows, now: 0)
-            == .forward(Self.macs[2]!))
-        #expect(Decider.decide(theirs, state: Self.state(node: 2, delivery: .directed), flows: &flows, now: 0)
-            == .drop(.notDirector))
+        #expect(
+            Decider.decide(theirs, state: Self.state(node: 1, delivery: .directed), flows: &flows, now: 0)
+                == .forward(Self.macs[2]!))
+        #expect(
+            Decider.decide(theirs, state: Self.state(node: 2, delivery: .directed), flows: &flows, now: 0)
+                == .drop(.notDirector))
     }
 
     @Test func onlyTheArpLeaderAnswersForTheVip() {
         var flows = Self.flows()
-        let request = Self.frame(PacketBuilder.arp(operation: 1, ethernetSource: 0x0200_0000_0107,
-            ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
-            targetIP: Self.vip.ipv4Value!))
-        let other = Self.frame(PacketBuilder.arp(operation: 1, ethernetSource: 0x0200_0000_0107,
-            ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
-            targetIP: 0xC612_0001))
+        let request = Self.frame(
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: 0x0200_0000_0107,
+                ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
+                targetIP: Self.vip.ipv4Value!))
+        let other = Self.frame(
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: 0x0200_0000_0107,
+                ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: 0x0200_0000_0107, senderIP: 0xC612_0107, targetMAC: 0,
+                targetIP: 0xC612_0001))
         #expect(Decider.decide(request, state: Self.state(node: 1), flows: &flows, now: 0) == .answer)
         #expect(Decider.decide(request, state: Self.state(node: 2), flows: &flows, now: 0) == .drop(.notARPLeader))
         #expect(Decider.decide(other, state: Self.state(node: 1), flows: &flows, now: 0) == .drop(.otherARP))
@@ -106,8 +118,10 @@ struct DeciderTests {
         let dns = Self.udp(port: 1000)
         let ssh = Self.tcp(port: 1000, flags: 2, serverPort: 22)
         let web = Self.tcp(port: 1000, flags: 2, serverPort: 80)
-        #expect(Decider.decide(dns, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.ruleDrop))
-        #expect(Decider.decide(ssh, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.notOwner))
+        #expect(
+            Decider.decide(dns, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.ruleDrop))
+        #expect(
+            Decider.decide(ssh, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .drop(.notOwner))
         #expect(Decider.decide(ssh, state: Self.state(node: 2, rules: rules), flows: &flows, now: 0) == .deliver)
         #expect(Decider.decide(web, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .deliver)
     }
@@ -137,31 +151,38 @@ struct DeciderTests {
         let after = Self.state(node: 1, released: Array(0..<64), table: moved)
         #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 5) == .deliver)
         // Once the handover is over (not released any more), the connection is no longer this node's.
-        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: Self.state(node: 1, table: moved),
-            flows: &flows, now: 6) == .drop(.notOwner))
-        #expect(Decider.decide(Self.tcp(port: port &+ 1, flags: 0x02), state: after, flows: &flows, now: 5)
-            == .drop(.notOwner))
+        #expect(
+            Decider.decide(
+                Self.tcp(port: port, flags: 0x10), state: Self.state(node: 1, table: moved),
+                flows: &flows, now: 6) == .drop(.notOwner))
+        #expect(
+            Decider.decide(Self.tcp(port: port &+ 1, flags: 0x02), state: after, flows: &flows, now: 5)
+                == .drop(.notOwner))
         // FIN: kept for the last ACKs, then gone after the closing timeout.
         #expect(Decider.decide(Self.tcp(port: port, flags: 0x11), state: after, flows: &flows, now: 10) == .deliver)
         #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 500) == .deliver)
-        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 2000)
-            == .drop(.notOwner))
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x10), state: after, flows: &flows, now: 2000)
+                == .drop(.notOwner))
     }
 
     @Test func resetEndsAConnectionAtOnce() {
         var flows = Self.flows()
         let port = Self.port(ownedBy: 1)
-        #expect(Decider.decide(Self.tcp(port: port, flags: 0x02), state: Self.state(node: 1), flows: &flows, now: 0)
-            == .deliver)
-        #expect(Decider.decide(Self.tcp(port: port, flags: 0x04), state: Self.state(node: 1), flows: &flows, now: 1)
-            == .deliver)
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x02), state: Self.state(node: 1), flows: &flows, now: 0)
+                == .deliver)
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x04), state: Self.state(node: 1), flows: &flows, now: 1)
+                == .deliver)
         #expect(flows.count == 0)
     }
 
     @Test func anEmptyViewOwnsNothing() throws {
         var flows = Self.flows()
         let empty = try BucketTable.unowned(count: 64)
-        #expect(Decider.decide(Self.udp(port: 1), state: Self.state(node: 1, table: empty), flows: &flows, now: 0)
-            == .drop(.noOwner))
+        #expect(
+            Decider.decide(Self.udp(port: 1), state: Self.state(node: 1, table: empty), flows: &flows, now: 0)
+                == .drop(.noOwner))
     }
 }

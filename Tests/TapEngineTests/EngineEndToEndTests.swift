@@ -35,7 +35,8 @@ struct EngineEndToEndTests {
             receiver: EngineConfiguration.Receiver = .ring, injection: EngineConfiguration.Injection = .ioUring
         ) throws {
             self.vip = vip
-            testbed = try Testbed(.init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods, ipv6: !vip.isIPv4))
+            testbed = try Testbed(
+                .init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods, ipv6: !vip.isIPv4))
             let vipPrefix = IPPrefix(bytes: vip.bytes, prefixLength: vip.bytes.count * 8)!
             let mac = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
             vmac = macValue(mac.bytes)
@@ -47,13 +48,16 @@ struct EngineEndToEndTests {
                 for (index, server) in testbed.servers.enumerated() {
                     let node = NodeID(index + 1)!
                     let setup = ServerSetup(interface: "eth0", vip: vipPrefix, virtualMAC: mac)
-                    let state = EngineState(generation: 1, node: node, seed: EngineEndToEndTests.seed,
+                    let state = EngineState(
+                        generation: 1, node: node, seed: EngineEndToEndTests.seed,
                         vip: vip, virtualMAC: vmac, table: table, delivery: delivery,
                         isARPLeader: index == 0, isDirector: index == 0,
-                        nodeMACs: Dictionary(uniqueKeysWithValues: testbed.servers.enumerated().map {
-                            (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
-                        }))
-                    var configuration = EngineConfiguration(interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                        nodeMACs: Dictionary(
+                            uniqueKeysWithValues: testbed.servers.enumerated().map {
+                                (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
+                            }))
+                    var configuration = EngineConfiguration(
+                        interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                         tapName: "lb0")
                     configuration.receiver = receiver
                     configuration.injection = injection
@@ -63,7 +67,8 @@ struct EngineEndToEndTests {
                         Result {
                             try setup.applySetup(stateDirectory: directory)
                             let engine = try Engine(configuration: configuration, state: state)
-                            let sink = try DatagramSocket(bindTo: vip, port: EngineEndToEndTests.port,
+                            let sink = try DatagramSocket(
+                                bindTo: vip, port: EngineEndToEndTests.port,
                                 receiveBufferBytes: 16 << 20)
                             return (engine, sink)
                         }
@@ -117,8 +122,12 @@ struct EngineEndToEndTests {
         let key = FlowKey(client: client, clientPort: UInt16(10000 + index), serverPort: port, proto: .udp)
         let id = UInt32(index)
         let payload = [UInt8(id >> 24), UInt8((id >> 16) & 0xFF), UInt8((id >> 8) & 0xFF), UInt8(id & 0xFF)]
-        return (key, PacketBuilder.udp(destinationMAC: vmac, sourceMAC: clientMAC, source: client, destination: vip,
-            sourcePort: key.clientPort, destinationPort: port, payload: payload + Array(repeating: 0, count: 18)))
+        return (
+            key,
+            PacketBuilder.udp(
+                destinationMAC: vmac, sourceMAC: clientMAC, source: client, destination: vip,
+                sourcePort: key.clientPort, destinationPort: port, payload: payload + Array(repeating: 0, count: 18))
+        )
     }
 
     /// Sends `count` crafted datagrams (and a garbage frame every 100) from the client, plus one from the client's
@@ -132,7 +141,8 @@ struct EngineEndToEndTests {
             let clientMAC = macValue(client.mac!.bytes)
             for index in 0..<count {
                 let (key, frame) = Self.datagram(index, to: farm.vmac, from: clientMAC)
-                let owner = farm.table.owner(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
+                let owner = farm.table.owner(
+                    ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
                 expected[Int(owner.rawValue) - 1].append(UInt32(index))
                 try sender.send(frame)
                 // Garbage to the VIP every 100 frames: an IPv4 header with version 5.
@@ -223,7 +233,8 @@ struct EngineEndToEndTests {
             for index in 0..<40 {
                 let port = UInt16(20000 + index)
                 let key = FlowKey(client: source, clientPort: port, serverPort: Self.port, proto: .udp)
-                let owner = farm.table.owner(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
+                let owner = farm.table.owner(
+                    ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))!
                 expected[Int(owner.rawValue) - 1].append(UInt32(index))
                 let id = UInt32(index)
                 try DatagramSocket(bindTo: source, port: port).send(
@@ -244,8 +255,10 @@ struct EngineEndToEndTests {
         // Node 1 leaves the view: node 2 owns every bucket from generation 2 on.
         let table = try TableBuilder(seed: Self.seed).build(MembershipView(equalWeights: [NodeID(2)!]), generation: 2)
         for (index, engine) in farm.engines.enumerated() {
-            engine.swap(EngineState(generation: 2, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
-                virtualMAC: farm.vmac, table: table, isARPLeader: index == 1))
+            engine.swap(
+                EngineState(
+                    generation: 2, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
+                    virtualMAC: farm.vmac, table: table, isARPLeader: index == 1))
         }
         let clock = ContinuousClock()
         let start = clock.now

@@ -24,17 +24,20 @@ struct FrameParserTests {
     struct ParseFailure: Error { let outcome: ParseOutcome }
 
     static var udp4: [UInt8] {
-        PacketBuilder.udp(destinationMAC: vmac, sourceMAC: clientMAC, source: client, destination: vip,
+        PacketBuilder.udp(
+            destinationMAC: vmac, sourceMAC: clientMAC, source: client, destination: vip,
             sourcePort: 40000, destinationPort: 53, payload: Array(repeating: 7, count: 10))
     }
 
     static var tcp6: [UInt8] {
-        PacketBuilder.tcp(destinationMAC: vmac, sourceMAC: clientMAC, source: client6, destination: vip6,
+        PacketBuilder.tcp(
+            destinationMAC: vmac, sourceMAC: clientMAC, source: client6, destination: vip6,
             sourcePort: 50000, destinationPort: 443, flags: 0x02)
     }
 
     static var arpRequest: [UInt8] {
-        PacketBuilder.arp(operation: 1, ethernetSource: clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
+        PacketBuilder.arp(
+            operation: 1, ethernetSource: clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
             senderMAC: clientMAC, senderIP: client.ipv4Value!, targetMAC: 0, targetIP: vip.ipv4Value!)
     }
 
@@ -57,7 +60,8 @@ struct FrameParserTests {
     }
 
     @Test func vlanTaggedFrame() throws {
-        let bytes = PacketBuilder.udp(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client,
+        let bytes = PacketBuilder.udp(
+            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client,
             destination: Self.vip, sourcePort: 1, destinationPort: 2, payload: [], vlan: 100)
         let frame = try Self.parsed(bytes)
         #expect(frame.networkOffset == 18)
@@ -66,7 +70,8 @@ struct FrameParserTests {
 
     @Test func ipv4OptionsAreSkipped() throws {
         let udp: [UInt8] = [0x9C, 0x40, 0x00, 0x35, 0, 8, 0, 0]
-        let bytes = PacketBuilder.ip(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client,
+        let bytes = PacketBuilder.ip(
+            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client,
             destination: Self.vip, protocol: 17, payload: udp, options: [1, 1, 1, 0])  // NOPs and end of options
         let frame = try Self.parsed(bytes)
         #expect(frame.key.clientPort == 40000)
@@ -75,11 +80,15 @@ struct FrameParserTests {
 
     @Test func ipv4FragmentsAreMarkedAndLaterOnesHaveNoPorts() throws {
         let udp: [UInt8] = [0x9C, 0x40, 0x00, 0x35, 0, 100, 0, 0]
-        let first = try Self.parsed(PacketBuilder.ip(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
-            source: Self.client, destination: Self.vip, protocol: 17, payload: udp, fragment: 0x2000))
+        let first = try Self.parsed(
+            PacketBuilder.ip(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
+                source: Self.client, destination: Self.vip, protocol: 17, payload: udp, fragment: 0x2000))
         #expect(first.isFragment)
-        let later = try Self.parsed(PacketBuilder.ip(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
-            source: Self.client, destination: Self.vip, protocol: 17, payload: [1, 2, 3, 4], fragment: 0x0003))
+        let later = try Self.parsed(
+            PacketBuilder.ip(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
+                source: Self.client, destination: Self.vip, protocol: 17, payload: [1, 2, 3, 4], fragment: 0x0003))
         #expect(later.isFragment)
         #expect(later.key.clientPort == 0)
         #expect(later.key.proto == .udp)
@@ -90,13 +99,15 @@ struct FrameParserTests {
         // Hop-by-hop (8 bytes: next = fragment), fragment header (next = UDP, offset 0, M set), UDP.
         let hopByHop: [UInt8] = [44, 0, 1, 4, 0, 0, 0, 0]
         let fragmentHeader: [UInt8] = [17, 0, 0x00, 0x01, 0, 0, 0, 9]
-        let bytes = PacketBuilder.ip(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
+        let bytes = PacketBuilder.ip(
+            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
             destination: Self.vip6, protocol: 0, payload: hopByHop + fragmentHeader + udp)
         let frame = try Self.parsed(bytes)
         #expect(frame.isFragment)
         #expect(frame.key.proto == .udp)
         #expect(frame.key.clientPort == 40000)
-        let later = PacketBuilder.ip(destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
+        let later = PacketBuilder.ip(
+            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
             destination: Self.vip6, protocol: 44, payload: [17, 0, 0x05, 0x00, 0, 0, 0, 9, 1, 2, 3, 4])
         let laterFrame = try Self.parsed(later)
         #expect(laterFrame.isFragment)
@@ -112,8 +123,10 @@ struct FrameParserTests {
 
     @Test func neighbourSolicitation() throws {
         let icmp: [UInt8] = [135, 0, 0, 0, 0, 0, 0, 0] + Self.vip6.bytes
-        let frame = try Self.parsed(PacketBuilder.ip(destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
-            source: Self.client6, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58, payload: icmp))
+        let frame = try Self.parsed(
+            PacketBuilder.ip(
+                destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
+                source: Self.client6, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58, payload: icmp))
         #expect(frame.kind == .neighbourSolicitation)
         #expect(frame.destination == Self.vip6)
     }

@@ -8,7 +8,8 @@ struct ResponderTests {
     static let clientMAC: UInt64 = 0x0200_0000_0107
 
     static func state(vip: IPAddress) throws -> EngineState {
-        EngineState(generation: 1, node: NodeID(1)!, seed: FarmSeed(value: 1), vip: vip, virtualMAC: 0x0242_C612_0064,
+        EngineState(
+            generation: 1, node: NodeID(1)!, seed: FarmSeed(value: 1), vip: vip, virtualMAC: 0x0242_C612_0064,
             table: try BucketTable.unowned(count: 16), isARPLeader: true)
     }
 
@@ -21,13 +22,17 @@ struct ResponderTests {
 
     @Test func arpReplyCarriesTheVirtualMacButNotAsEthernetSource() throws {
         let vip = IPAddress("198.18.0.100")!
-        let request = Self.frame(PacketBuilder.arp(operation: 1, ethernetSource: Self.clientMAC,
-            ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: Self.clientMAC, senderIP: 0xC612_0107, targetMAC: 0,
-            targetIP: vip.ipv4Value!))
+        let request = Self.frame(
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: Self.clientMAC,
+                ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: Self.clientMAC, senderIP: 0xC612_0107, targetMAC: 0,
+                targetIP: vip.ipv4Value!))
         let responder = Responder()
         defer { responder.deallocate() }
-        let reply = Array(responder.arp(to: request, state: try Self.state(vip: vip), ethernetSource: Self.interfaceMAC))
-        let expected = PacketBuilder.arp(operation: 2, ethernetSource: Self.interfaceMAC,
+        let reply = Array(
+            responder.arp(to: request, state: try Self.state(vip: vip), ethernetSource: Self.interfaceMAC))
+        let expected = PacketBuilder.arp(
+            operation: 2, ethernetSource: Self.interfaceMAC,
             ethernetDestination: Self.clientMAC, senderMAC: 0x0242_C612_0064, senderIP: vip.ipv4Value!,
             targetMAC: Self.clientMAC, targetIP: 0xC612_0107)
         #expect(reply == expected + Array(repeating: 0, count: 60 - expected.count))
@@ -36,13 +41,17 @@ struct ResponderTests {
     @Test func neighbourAdvertisementIsValid() throws {
         let vip = IPAddress("2001:2::100")!
         let client = IPAddress("2001:2::1:1")!
-        let solicitation = Self.frame(PacketBuilder.ip(destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
-            source: client, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58,
-            payload: [135, 0, 0, 0, 0, 0, 0, 0] + vip.bytes + [1, 1] + PacketBuilder.macBytes(Self.clientMAC)))
+        let solicitation = Self.frame(
+            PacketBuilder.ip(
+                destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
+                source: client, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58,
+                payload: [135, 0, 0, 0, 0, 0, 0, 0] + vip.bytes + [1, 1] + PacketBuilder.macBytes(Self.clientMAC)))
         let responder = Responder()
         defer { responder.deallocate() }
-        let advert = Array(responder.neighbourAdvertisement(to: solicitation, state: try Self.state(vip: vip),
-            ethernetSource: Self.interfaceMAC))
+        let advert = Array(
+            responder.neighbourAdvertisement(
+                to: solicitation, state: try Self.state(vip: vip),
+                ethernetSource: Self.interfaceMAC))
         #expect(advert.count == 86)
         #expect(Array(advert[0..<6]) == PacketBuilder.macBytes(Self.clientMAC))
         #expect(Array(advert[6..<12]) == PacketBuilder.macBytes(Self.interfaceMAC))
@@ -59,12 +68,17 @@ struct ResponderTests {
 
     @Test func duplicateAddressDetectionIsNotAnswered() throws {
         let vip = IPAddress("2001:2::100")!
-        let probe = Self.frame(PacketBuilder.ip(destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
-            source: IPAddress("::")!, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58,
-            payload: [135, 0, 0, 0, 0, 0, 0, 0] + vip.bytes))
+        let probe = Self.frame(
+            PacketBuilder.ip(
+                destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC,
+                source: IPAddress("::")!, destination: IPAddress("ff02::1:ff00:100")!, protocol: 58,
+                payload: [135, 0, 0, 0, 0, 0, 0, 0] + vip.bytes))
         let responder = Responder()
         defer { responder.deallocate() }
-        #expect(responder.neighbourAdvertisement(to: probe, state: try Self.state(vip: vip),
-            ethernetSource: Self.interfaceMAC).count == 0)
+        #expect(
+            responder.neighbourAdvertisement(
+                to: probe, state: try Self.state(vip: vip),
+                ethernetSource: Self.interfaceMAC
+            ).count == 0)
     }
 }

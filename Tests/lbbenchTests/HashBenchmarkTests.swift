@@ -26,12 +26,13 @@ struct HashBenchmarkTests {
         var table = TextTable(title: "T", header: ["name", "value"])
         table.add(["a", "1.5"])
         table.add(["long name", "10"])
-        #expect(table.rendered == """
-            T
-            name       value
-            ----------------
-            a            1.5
-            long name     10
-            """)
+        #expect(
+            table.rendered == """
+                T
+                name       value
+                ----------------
+                a            1.5
+                long name     10
+                """)
     }
 }

@@ -23,8 +23,9 @@ struct InterruptTests {
         while !text.contains(" is up"), Date() < deadline {
             text += String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
         }
-        let id = try #require(text.split(separator: "\n").first { $0.contains(" is up") }?
-            .split(separator: " ").dropFirst(3).first.map(String.init))
+        let id = try #require(
+            text.split(separator: "\n").first { $0.contains(" is up") }?
+                .split(separator: " ").dropFirst(3).first.map(String.init))
         #expect(NetworkNamespace.all().contains { $0.hasPrefix("\(Testbed.namePrefix)\(id)-") })
         process.interrupt()  // SIGINT to this child, by its PID
         process.waitUntilExit()

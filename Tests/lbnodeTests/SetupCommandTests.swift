@@ -23,7 +23,8 @@ struct SetupCommandTests {
 
     /// Runs lbnode inside `namespace` (a process started from a thread inherits its namespace), optionally through
     /// `setpriv` as user nobody.
-    static func lbnode(_ arguments: [String], in namespace: NetworkNamespace, asNobody: Bool = false) throws -> Outcome {
+    static func lbnode(_ arguments: [String], in namespace: NetworkNamespace, asNobody: Bool = false) throws -> Outcome
+    {
         let result: Result<Outcome, Error> = try namespace.run { () throws(NetlinkError) in
             Result {
                 let process = Process()
@@ -109,8 +110,9 @@ struct SetupCommandTests {
                 ["setup", "--interface", "eth0", "--vip", "198.18.0.100", "--state-dir", state], in: namespace,
                 asNobody: true)
             #expect(outcome.status == 1)
-            #expect(outcome.errors == "lbnode: setup needs CAP_NET_ADMIN: run it as root (or add --dry-run to see "
-                + "the plan); nothing was changed\n")
+            #expect(
+                outcome.errors == "lbnode: setup needs CAP_NET_ADMIN: run it as root (or add --dry-run to see "
+                    + "the plan); nothing was changed\n")
             #expect(try !Self.tapExists(in: namespace))
         }
     }
