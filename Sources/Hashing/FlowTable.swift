@@ -28,7 +28,7 @@ public struct FlowTableCounters: Equatable, Sendable {
 /// by its hash. It goes into the emptier one (the "power of two choices" keeps sets even), and when both are full one
 /// of their flows moves to its own other set (one cuckoo step), so evictions start only when the table is nearly
 /// full. A slot holds no key, only two independent hashes of it: a 32-bit tag (0 = free slot) and
-/// a 63-bit fingerprint. A false match needs both to collide (one chance in 2^95 per comparison), which is as good as
+/// a 47-bit fingerprint. A false match needs both to collide (one chance in 2^79 per comparison), which is as good as
 /// exact, and it keeps a set in two adjacent cache lines. No flow is ever in two slots.
 ///
 /// A flow expires after `idleTimeout` ms without a packet (after `closingTimeout` once it is closing); an expired slot
@@ -37,9 +37,9 @@ public struct FlowTableCounters: Equatable, Sendable {
 /// a linked list). Times are the caller's monotonic millisecond clock in a `UInt32`; ages use wrapping subtraction,
 /// so they are right for timeouts up to 24 days.
 ///
-/// Memory: 16 bytes per slot (tag 4, last-seen time 4, fingerprint and closing flag 8); the slots are the smallest
-/// power of two that holds the capacity at most 90% full, so 18 to 36 bytes per flow of capacity (32 MiB for 1M
-/// flows). A set is one 128-byte block: 8 tags, 8 times, 8 fingerprints.
+/// Memory: 16 bytes per slot (tag 4, last-seen time 4, and 8 for the fingerprint, a 16-bit value and the closing
+/// flag); the slots are the smallest power of two that holds the capacity at most 90% full, so 18 to 36 bytes per
+/// flow of capacity (32 MiB for 1M flows). A set is one 128-byte block: 8 tags, 8 times, 8 words.
 ///
 /// The hashes are VH1 with seeds of the table's own (pass a random one): the table is local to a node, and an unknown
 /// seed stops a client from aiming many flows at one set.
@@ -53,8 +53,11 @@ public struct FlowTable: ~Copyable {
     static let bytesPerSet = ways * bytesPerSlot
     static let seenOffset = 4 * ways
     static let fingerprintOffset = 8 * ways
-    /// Bit 0 of a stored fingerprint: the flow is closing (TCP FIN seen).
+    /// The word stored per slot: bit 0 = closing (TCP FIN seen), bits 1-16 = the flow's value, bits 17-63 = the
+    /// fingerprint.
     static let closingFlag: UInt64 = 1
+    static let valueMask: UInt64 = 0xFFFF << 1
+    static let fingerprintMask: UInt64 = ~((1 << 17) - 1)
 
     /// The number of slots: `slots(forCapacity:)`.
     public let slotCount: Int
@@ -104,15 +107,20 @@ public struct FlowTable: ~Copyable {
 
     /// Whether `key` is a live flow; if so its idle time starts again at `now`.
     public mutating func lookup(_ key: FlowKey, now: UInt32) -> Bool {
+        value(of: key, now: now) != nil
+    }
+
+    /// The value stored with `key` (see `insert`) if it is a live flow, whose idle time then starts again at `now`.
+    public mutating func value(of key: FlowKey, now: UInt32) -> UInt16? {
         let hashes = hashes(of: key)
-        guard let slot = find(hashes) else { return false }
+        guard let slot = find(hashes) else { return nil }
         if isExpired(slot, now: now) {
             release(slot)
             counters.expired += 1
-            return false
+            return nil
         }
         setLastSeen(slot, now)
-        return true
+        return UInt16(truncatingIfNeeded: (word(slot) & Self.valueMask) >> 1)
     }
 
     /// Whether `key` is a live flow at `now`, without touching it.
@@ -121,14 +129,17 @@ public struct FlowTable: ~Copyable {
         return !isExpired(slot, now: now)
     }
 
-    /// Adds `key` (or refreshes it when present). Never fails: when both of its sets are full of live flows, the least
-    /// recently seen of their flows gives up its slot.
+    /// Adds `key` with a 16-bit `value` (the engine stores the node that serves the flow), or refreshes it and sets its
+    /// value when present. Never fails: when both of its sets are full of live flows, the least recently seen of
+    /// their flows gives up its slot.
     @discardableResult
-    public mutating func insert(_ key: FlowKey, now: UInt32) -> FlowInsertOutcome {
+    public mutating func insert(_ key: FlowKey, now: UInt32, value: UInt16 = 0) -> FlowInsertOutcome {
         let hashes = hashes(of: key)
+        let valueBits = UInt64(value) << 1
         if let slot = find(hashes) {
             if !isExpired(slot, now: now) {
                 setLastSeen(slot, now)
+                setWord(slot, word(slot) & ~Self.valueMask | valueBits)
                 return .alreadyPresent
             }
             // Reclaim the stale copy here, so that no second slot ever holds this key.
@@ -154,7 +165,7 @@ public struct FlowTable: ~Copyable {
             outcome = .insertedEvictingOldest
         }
         setTag(victim, Self.tag(of: hashes.primary))
-        setFingerprint(victim, hashes.fingerprint)
+        setWord(victim, hashes.fingerprint | valueBits)
         setLastSeen(victim, now)
         count += 1
         counters.inserted += 1
@@ -175,7 +186,7 @@ public struct FlowTable: ~Copyable {
     @discardableResult
     public mutating func markClosing(_ key: FlowKey, now: UInt32) -> Bool {
         guard let slot = find(hashes(of: key)) else { return false }
-        setFingerprint(slot, fingerprint(slot) | Self.closingFlag)
+        setWord(slot, word(slot) | Self.closingFlag)
         setLastSeen(slot, now)
         return true
     }
@@ -194,13 +205,13 @@ public struct FlowTable: ~Copyable {
 
     // MARK: - Hashes and sets
 
-    /// Two independent VH1 hashes of a flow: `primary` picks the sets and the tag, `fingerprint` (bit 0 clear)
+    /// Two independent VH1 hashes of a flow: `primary` picks the sets and the tag, `fingerprint` (its top 47 bits)
     /// confirms a match.
     @inline(__always)
     private func hashes(of key: FlowKey) -> (primary: UInt64, fingerprint: UInt64) {
         let primary = FlowHash.hash(seed: seed, key.client.high, key.client.low, key.portsWord)
         let fingerprint = FlowHash.hash(seed: ~seed, key.client.high, key.client.low, key.portsWord)
-        return (primary, fingerprint & ~Self.closingFlag)
+        return (primary, fingerprint & Self.fingerprintMask)
     }
 
     /// A nonzero tag from the hash bits that choose neither set.
@@ -231,7 +242,7 @@ public struct FlowTable: ~Copyable {
             let free = reclaimExpired(inSet: other, now: now)
             guard free.count > 0 else { continue }
             setTag(free.slot, tag(slot))
-            setFingerprint(free.slot, fingerprint(slot))
+            setWord(free.slot, word(slot))
             setLastSeen(free.slot, lastSeen(slot))
             setTag(slot, 0)
             return slot
@@ -251,7 +262,7 @@ public struct FlowTable: ~Copyable {
     private func find(tag: UInt32, fingerprint: UInt64, inSet set: Int) -> Int? {
         let base = set * Self.ways
         for slot in base..<(base + Self.ways)
-        where self.tag(slot) == tag && self.fingerprint(slot) & ~Self.closingFlag == fingerprint {
+        where self.tag(slot) == tag && word(slot) & Self.fingerprintMask == fingerprint {
             return slot
         }
         return nil
@@ -287,7 +298,7 @@ public struct FlowTable: ~Copyable {
 
     @inline(__always)
     private func isExpired(_ slot: Int, now: UInt32) -> Bool {
-        let timeout = fingerprint(slot) & Self.closingFlag != 0 ? closingTimeout : idleTimeout
+        let timeout = word(slot) & Self.closingFlag != 0 ? closingTimeout : idleTimeout
         return now &- lastSeen(slot) > timeout
     }
 
@@ -325,12 +336,12 @@ public struct FlowTable: ~Copyable {
     }
 
     @inline(__always)
-    private func fingerprint(_ slot: Int) -> UInt64 {
+    private func word(_ slot: Int) -> UInt64 {
         storage.load(fromByteOffset: offset(slot, field: Self.fingerprintOffset, width: 8), as: UInt64.self)
     }
 
     @inline(__always)
-    private func setFingerprint(_ slot: Int, _ value: UInt64) {
+    private func setWord(_ slot: Int, _ value: UInt64) {
         storage.storeBytes(
             of: value, toByteOffset: offset(slot, field: Self.fingerprintOffset, width: 8), as: UInt64.self)
     }

@@ -50,13 +50,17 @@ public enum Decider {
     ) -> Verdict {
         let tracked = frame.key.proto == .tcp && !frame.isFragment
         let bucket = state.table.bucket(
-            ofHash: affinity.bucketHash(
-                of: frame.key, isFragment: frame.isFragment,
-                seed: state.seed))
+            ofHash: affinity.bucketHash(of: frame.key, isFragment: frame.isFragment, seed: state.seed))
         guard let owner = state.table.owner(ofBucket: bucket) else { return .drop(.noOwner) }
+        let me = state.node.rawValue
+        if tracked && state.delivery == .directed && state.isDirector && state.previousOwners[bucket] != 0 {
+            return directDuringHandover(
+                frame, owner: owner.rawValue, previous: state.previousOwners[bucket],
+                state: state, flows: &flows, now: now)
+        }
         guard owner == state.node else {
             // A bucket this node gave up: it still serves the connections it has there.
-            if tracked && state.releasedBuckets[bucket] && flows.lookup(frame.key, now: now) {
+            if tracked && state.releasedBuckets[bucket] && flows.value(of: frame.key, now: now) == me {
                 endIfClosing(frame, flows: &flows, now: now)
                 return .deliver
             }
@@ -65,21 +69,40 @@ public enum Decider {
         guard tracked else { return .deliver }
         if state.handoverBuckets[bucket] {
             // Taking the bucket over: new connections only, and those this node already took.
-            if flows.lookup(frame.key, now: now) {
+            if flows.value(of: frame.key, now: now) == me {
                 endIfClosing(frame, flows: &flows, now: now)
                 return .deliver
             }
             guard frame.isTCPSyn else { return .drop(.handoverEstablished) }
-            flows.insert(frame.key, now: now)
+            flows.insert(frame.key, now: now, value: me)
             return .deliver
         }
         if frame.isTCPReset {
             flows.remove(frame.key)
         } else {
-            flows.insert(frame.key, now: now)  // records a new connection or refreshes a known one
+            flows.insert(frame.key, now: now, value: me)  // records a new connection or refreshes a known one
             if frame.isTCPFin { flows.markClosing(frame.key, now: now) }
         }
         return .deliver
+    }
+
+    /// The director during a planned handover of a bucket (directed mode): a connection goes to the node that took
+    /// its SYN, remembered in the flow table; new connections go to the new owner; segments of connections that
+    /// started before the handover go to the previous owner, which still serves them.
+    static func directDuringHandover(
+        _ frame: Frame, owner: UInt16, previous: UInt16, state: EngineState, flows: inout FlowTable, now: UInt32
+    ) -> Verdict {
+        let target: UInt16
+        if let known = flows.value(of: frame.key, now: now) {
+            target = known
+            endIfClosing(frame, flows: &flows, now: now)
+        } else if frame.isTCPSyn {
+            target = owner
+            flows.insert(frame.key, now: now, value: owner)
+        } else {
+            target = previous
+        }
+        return target == state.node.rawValue ? .deliver : forwardOrDrop(state.nodeMACs[target] ?? 0, state: state)
     }
 
     /// FIN keeps a connection for the last ACKs; RST ends it at once.

@@ -63,6 +63,9 @@ public struct EngineState: Sendable {
     /// serving the TCP connections it has there. Only these buckets make the engine look up flows it does not own,
     /// so a steady farm never touches the flow table for other nodes' traffic.
     public var releasedBuckets: [Bool]
+    /// Per bucket, for the director in `directed` mode: the node that owned it before a planned handover still in
+    /// progress (0 = none), so that the director keeps sending that node's established connections to it.
+    public var previousOwners: [UInt16]
     /// Each node's real MAC by raw ID, for directed forwarding.
     public var nodeMACs: [UInt16: UInt64]
     /// Per bucket: its owner's real MAC (from `nodeMACs`), so forwarding needs no dictionary per packet.
@@ -72,7 +75,7 @@ public struct EngineState: Sendable {
         generation: UInt64, node: NodeID, seed: FarmSeed, vip: IPAddress, virtualMAC: UInt64, table: BucketTable,
         rules: [PortRule] = [], defaultAffinity: Affinity = .none, delivery: Delivery = .flood,
         isARPLeader: Bool = false, isDirector: Bool = false, handoverBuckets: [Bool]? = nil,
-        releasedBuckets: [Bool]? = nil, nodeMACs: [UInt16: UInt64] = [:]
+        releasedBuckets: [Bool]? = nil, previousOwners: [UInt16]? = nil, nodeMACs: [UInt16: UInt64] = [:]
     ) {
         self.generation = generation
         self.node = node
@@ -87,6 +90,7 @@ public struct EngineState: Sendable {
         self.isDirector = isDirector
         self.handoverBuckets = handoverBuckets ?? Array(repeating: false, count: table.count)
         self.releasedBuckets = releasedBuckets ?? Array(repeating: false, count: table.count)
+        self.previousOwners = previousOwners ?? Array(repeating: 0, count: table.count)
         self.nodeMACs = nodeMACs
         bucketMACs = (0..<table.count).map { nodeMACs[table.owner(ofBucket: $0)?.rawValue ?? 0] ?? 0 }
     }

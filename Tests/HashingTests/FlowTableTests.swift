@@ -117,3 +117,17 @@ struct FlowTableTests {
         #expect(FlowTable.bytesPerSlot == 16)
     }
 }
+
+extension FlowTableTests {
+    @Test func keepsAValuePerFlow() {
+        var table = FlowTable(capacity: 64, idleTimeout: 1000, closingTimeout: 100, seed: 10)
+        table.insert(Self.flow(1), now: 0, value: 7)
+        table.insert(Self.flow(2), now: 0, value: 65535)
+        #expect(evaluated(table.value(of: Self.flow(1), now: 1)) == 7)
+        #expect(evaluated(table.value(of: Self.flow(2), now: 1)) == 65535)
+        #expect(evaluated(table.value(of: Self.flow(3), now: 1)) == nil)
+        table.insert(Self.flow(1), now: 2, value: 9)  // a refresh sets the value
+        table.markClosing(Self.flow(1), now: 3)  // closing keeps it
+        #expect(evaluated(table.value(of: Self.flow(1), now: 4)) == 9)
+    }
+}

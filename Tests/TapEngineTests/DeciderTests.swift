@@ -185,4 +185,31 @@ struct DeciderTests {
             Decider.decide(Self.udp(port: 1), state: Self.state(node: 1, table: empty), flows: &flows, now: 0)
                 == .drop(.noOwner))
     }
+
+    @Test func directorSendsEstablishedConnectionsToThePreviousOwnerDuringAHandover() throws {
+        var flows = Self.flows()
+        // Node 1 directs; the bucket of `port` now belongs to node 2 and is being handed over from node 3.
+        let port = Self.port(ownedBy: 2)
+        let bucket = Self.bucket(of: Self.tcp(port: port, flags: 0x02))
+        var previous = [UInt16](repeating: 0, count: 64)
+        previous[bucket] = 3
+        let macs = Self.macs.merging([3: 0x0200_0000_0003]) { $1 }
+        let state = EngineState(
+            generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip, virtualMAC: Self.vmac,
+            table: Self.table, delivery: .directed, isARPLeader: true, isDirector: true, previousOwners: previous,
+            nodeMACs: macs)
+        // A connection that started before the handover: its segments go to the previous owner.
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x10), state: state, flows: &flows, now: 0)
+                == .forward(0x0200_0000_0003))
+        // A new connection (here reusing the client port) goes to the new owner, and stays there.
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x02), state: state, flows: &flows, now: 2)
+                == .forward(Self.macs[2]!))
+        #expect(
+            Decider.decide(Self.tcp(port: port, flags: 0x10), state: state, flows: &flows, now: 3)
+                == .forward(Self.macs[2]!))
+        // Datagrams follow the table at once.
+        #expect(Decider.decide(Self.udp(port: port), state: state, flows: &flows, now: 4) == .forward(Self.macs[2]!))
+    }
 }
