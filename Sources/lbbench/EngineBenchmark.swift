@@ -191,6 +191,7 @@ struct EngineBenchmark {
             deliveredPerServer: perServer,
             cpuBusySeconds: CPUSample.busySeconds(from: before, to: after),
             engineReceived: engineCounters.map(\.received),
+            engineAccepted: engineCounters.map(\.delivered),
             engineRingDrops: engineCounters.map(\.ringDrops),
             engineDrops: engineCounters.map { counters in
                 Dictionary(

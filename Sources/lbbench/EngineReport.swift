@@ -14,6 +14,8 @@ struct EngineReport: Codable {
         var cpuBusySeconds: Double
         /// Engine path only: frames each engine read, ring drops, drops by reason.
         var engineReceived: [UInt64]
+        /// Engine path only: frames each engine accepted and wrote into its TAP.
+        var engineAccepted: [UInt64]
         var engineRingDrops: [UInt64]
         var engineDrops: [[String: UInt64]]
 
@@ -57,7 +59,7 @@ struct EngineReport: Codable {
                     + "64-byte UDP, \(f(seconds, 1)) s per path",
                 header: [
                     "path", "offered pps", "delivered pps", "per server (total)", "loss %", "CPU busy %",
-                    "extra µs/delivered", "engine drops",
+                    "extra µs/delivered", "engine received/accepted", "engine drops",
                 ])
             let rows = trials.filter { $0.offeredRate == rate }
             for trial in rows {
@@ -77,7 +79,11 @@ struct EngineReport: Codable {
                     trial.path.rawValue, f(trial.offeredPerSecond, 0), f(trial.deliveredPerSecond, 0),
                     trial.deliveredPerServer.map(String.init).joined(separator: "/"), loss,
                     f(100 * trial.cpuBusySeconds / trial.seconds / 2, 1),
-                    extraMicrosecondsPerDelivered(trial).map { f($0, 2) } ?? "-", drops,
+                    extraMicrosecondsPerDelivered(trial).map { f($0, 2) } ?? "-",
+                    trial.engineReceived.isEmpty
+                        ? "-"
+                        : zip(trial.engineReceived, trial.engineAccepted).map { "\($0)/\($1)" }.joined(separator: " "),
+                    drops,
                 ])
             }
             result.append(table.rendered)
