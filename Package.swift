@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // C libraries, found by pkg-config; each is a module map plus a shim header.
@@ -44,6 +45,7 @@ let package = Package(
             dependencies: [
                 "Hashing", "TapEngine", "RouteSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
         .executableTarget(
@@ -59,7 +61,7 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "TapEngineTests", dependencies: ["TapEngine", "Hashing", "RouteSetup", "lbbench"]),
         .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
-        .testTarget(name: "lbnodeTests", dependencies: ["lbnode", "RouteSetup"]),
+        .testTarget(name: "lbnodeTests", dependencies: ["lbnode", "RouteSetup", "Hashing", "TapEngine"]),
         .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),
     ]
 )

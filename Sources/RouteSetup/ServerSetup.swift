@@ -172,7 +172,7 @@ extension IPPrefix {
     var isLinkLocal: Bool { !isIPv4 && bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 }
 
     /// Not unspecified, loopback or multicast: an address clients can send to.
-    var isUsableUnicast: Bool {
+    public var isUsableUnicast: Bool {
         if isIPv4 { return bytes != [0, 0, 0, 0] && bytes[0] != 127 && bytes[0] < 224 }
         let loopback: [UInt8] = Array(repeating: 0, count: 15) + [1]
         return bytes != [UInt8](repeating: 0, count: 16) && bytes != loopback && bytes[0] != 0xFF

@@ -1,0 +1,231 @@
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+import Yams
+
+extension FarmConfig {
+    /// Reads and validates the file at `path`; the key file must exist and hold at least 16 bytes.
+    static func load(path: String) throws -> FarmConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: 0, key: "", message: "cannot read the file (does it exist?)")
+        }
+        let config = try parse(String(decoding: data, as: UTF8.self), file: path)
+        try config.checkKeyFile(configPath: path)
+        return config
+    }
+
+    /// Validates `text` (no file is touched): every error names the file, the line and the key.
+    static func parse(_ text: String, file: String) throws -> FarmConfig {
+        let reader = ConfigReader(file: file)
+        let root = try reader.document(text)
+        try reader.rejectUnknown(
+            root,
+            known: [
+                "farm", "node", "peers", "rules", "checkers", "control_socket",
+                "metrics_address",
+            ])
+        let farm = try readFarm(reader, try reader.subsection(root, "farm")!)
+        let node = try readNode(reader, try reader.subsection(root, "node")!, vip: farm.vip)
+        let peers = try readPeers(reader, root, node: node)
+        return FarmConfig(
+            farm: farm, node: node, peers: peers,
+            rules: try reader.list(root, "rules").map { try readRule(reader, $0.node, path: $0.path) },
+            checkers: try reader.list(root, "checkers").map { try readChecker(reader, $0.node, path: $0.path) },
+            controlSocket: try reader.string(root, "control_socket", default: "/run/vipfarm/\(farm.name).sock"),
+            metricsAddress: try readMetricsAddress(reader, root))
+    }
+
+    private static func readFarm(_ reader: ConfigReader, _ section: ConfigReader.Section) throws -> Farm {
+        try reader.rejectUnknown(
+            section,
+            known: [
+                "name", "vip", "delivery", "key_file", "heartbeat_port",
+                "heartbeat_interval_ms", "dead_after", "buckets", "table",
+            ])
+        let name = try reader.string(section, "name")
+        guard name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
+        else {
+            throw reader.error(
+                section.child("name"), section.line(of: "name"),
+                "'\(name)' must be 1 to 64 letters, digits, '.', '_' or '-'")
+        }
+        let vip = try address(reader, section, "vip")
+        guard vip.prefixLength == vip.bytes.count * 8, vip.isUsableUnicast else {
+            throw reader.error(section.child("vip"), section.line(of: "vip"), "must be one unicast address")
+        }
+        let buckets = try reader.integer(section, "buckets", in: 16...(1 << 20), default: BucketTable.defaultCount)
+        guard buckets & (buckets - 1) == 0 else {
+            throw reader.error(
+                section.child("buckets"), section.line(of: "buckets"), "\(buckets) is not a power of two")
+        }
+        return Farm(
+            name: name, vip: vip, delivery: try reader.choice(section, "delivery", default: Delivery.directed),
+            keyFile: try reader.string(section, "key_file"),
+            heartbeatPort: UInt16(
+                try reader.integer(
+                    section, "heartbeat_port", in: 1...65535,
+                    default: Int(defaultHeartbeatPort))),
+            heartbeatIntervalMilliseconds: try reader.integer(
+                section, "heartbeat_interval_ms", in: 1...10_000,
+                default: 10),
+            deadAfter: try reader.integer(section, "dead_after", in: 2...1000, default: 3),
+            buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced))
+    }
+
+    private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node
+    {
+        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap"])
+        let address = try address(reader, section, "address")
+        guard address.bytes != vip.bytes else {
+            throw reader.error(
+                section.child("address"), section.line(of: "address"),
+                "is the VIP: the node's own address must be its interface's address")
+        }
+        return Node(
+            id: NodeID(try reader.integer(section, "id", in: 1...65535))!,
+            interface: try reader.string(section, "interface"), address: address,
+            weight: UInt32(try reader.integer(section, "weight", in: 1...65535, default: 100)),
+            tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName))
+    }
+
+    private static func readPeers(_ reader: ConfigReader, _ root: ConfigReader.Section, node: Node) throws -> [Peer] {
+        var peers: [Peer] = []
+        for (item, path) in try reader.list(root, "peers") {
+            let section = try reader.section(item, path: path)
+            try reader.rejectUnknown(section, known: ["id", "address"])
+            let peer = Peer(
+                id: NodeID(try reader.integer(section, "id", in: 1...65535))!,
+                address: try address(reader, section, "address"))
+            if peer.id == node.id || peers.contains(where: { $0.id == peer.id }) {
+                throw reader.error(
+                    section.child("id"), section.line(of: "id"),
+                    "node \(peer.id) is already \(peer.id == node.id ? "this node" : "another peer"): IDs must be unique"
+                )
+            }
+            if peer.address.bytes == node.address.bytes
+                || peers.contains(where: { $0.address.bytes == peer.address.bytes })
+            {
+                throw reader.error(section.child("address"), section.line(of: "address"), "is already used")
+            }
+            guard peer.address.isIPv4 == node.address.isIPv4 else {
+                throw reader.error(
+                    section.child("address"), section.line(of: "address"),
+                    "must be of the same family as node.address (heartbeats use one socket)")
+            }
+            peers.append(peer)
+        }
+        return peers
+    }
+
+    private static func readRule(_ reader: ConfigReader, _ node: Yams.Node, path: String) throws -> Rule {
+        let section = try reader.section(node, path: path)
+        try reader.rejectUnknown(section, known: ["protocol", "ports", "mode", "affinity"])
+        let proto: IPProtocol?
+        switch try reader.string(section, "protocol", default: "any") {
+        case "tcp": proto = .tcp
+        case "udp": proto = .udp
+        case "any": proto = nil
+        case let other:
+            throw reader.error(
+                section.child("protocol"), section.line(of: "protocol"),
+                "'\(other)' is not one of tcp, udp, any")
+        }
+        let ports = try portRanges(reader, section)
+        let mode: Rule.Mode
+        switch try reader.string(section, "mode", default: "balanced") {
+        case "balanced": mode = .balanced(try reader.choice(section, "affinity", default: Affinity.none))
+        case "single", "drop":
+            if section.value("affinity") != nil {
+                throw reader.error(
+                    section.child("affinity"), section.line(of: "affinity"),
+                    "only balanced rules have an affinity")
+            }
+            mode = try reader.string(section, "mode") == "single" ? .single : .drop
+        case let other:
+            throw reader.error(
+                section.child("mode"), section.line(of: "mode"),
+                "'\(other)' is not one of balanced, single, drop")
+        }
+        return Rule(proto: proto, ports: ports, mode: mode)
+    }
+
+    /// `"80,443,8000-8100"`; absent or empty = every port.
+    private static func portRanges(_ reader: ConfigReader, _ section: ConfigReader.Section) throws
+        -> [ClosedRange<UInt16>]
+    {
+        guard section.value("ports") != nil else { return [] }
+        let text = section.value("ports")?.string ?? ""
+        var ranges: [ClosedRange<UInt16>] = []
+        for part in text.split(separator: ",") {
+            let bounds = part.trimmingCharacters(in: .whitespaces).split(
+                separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let low = bounds.first.flatMap({ UInt16($0) }), low > 0,
+                let high = bounds.count == 2 ? UInt16(bounds[1]) : low, high >= low
+            else {
+                throw reader.error(
+                    section.child("ports"), section.line(of: "ports"),
+                    "'\(text)' must be ports or ranges from 1 to 65535, e.g. \"80,443,8000-8100\"")
+            }
+            ranges.append(low...high)
+        }
+        return ranges
+    }
+
+    private static func readChecker(_ reader: ConfigReader, _ node: Yams.Node, path: String) throws -> Checker {
+        let section = try reader.section(node, path: path)
+        try reader.rejectUnknown(section, known: ["type", "port", "run", "interval_ms", "fails", "rises"])
+        let kind: Checker.Kind
+        switch try reader.string(section, "type") {
+        case "tcp": kind = .tcp(port: UInt16(try reader.integer(section, "port", in: 1...65535)))
+        case "command": kind = .command(try reader.string(section, "run"))
+        case let other:
+            throw reader.error(section.child("type"), section.line(of: "type"), "'\(other)' is not one of tcp, command")
+        }
+        return Checker(
+            kind: kind,
+            intervalMilliseconds: try reader.integer(section, "interval_ms", in: 10...3_600_000, default: 1000),
+            fails: try reader.integer(section, "fails", in: 1...100, default: 3),
+            rises: try reader.integer(section, "rises", in: 1...100, default: 2))
+    }
+
+    private static func readMetricsAddress(_ reader: ConfigReader, _ root: ConfigReader.Section) throws -> String {
+        let text = try reader.string(root, "metrics_address", default: defaultMetricsAddress)
+        guard let colon = text.lastIndex(of: ":"),
+            IPPrefix(
+                String(text[..<colon]).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "[]"))) != nil, let port = UInt16(text[text.index(after: colon)...]),
+            port > 0
+        else {
+            throw reader.error(
+                "metrics_address", root.line(of: "metrics_address"),
+                "'\(text)' must be address:port, e.g. 127.0.0.1:9946 or [::1]:9946")
+        }
+        return text
+    }
+
+    private static func address(_ reader: ConfigReader, _ section: ConfigReader.Section, _ key: String) throws
+        -> IPPrefix
+    {
+        let text = try reader.string(section, key)
+        guard let prefix = IPPrefix(text) else {
+            throw reader.error(section.child(key), section.line(of: key), "'\(text)' is not an IP address")
+        }
+        return prefix
+    }
+
+    /// The key file must be readable and hold a secret of at least 16 bytes.
+    func checkKeyFile(configPath: String) throws {
+        guard let key = FileManager.default.contents(atPath: farm.keyFile) else {
+            throw ConfigError(
+                file: configPath, line: 0, key: "farm.key_file",
+                message: "cannot read \(farm.keyFile): create it with e.g. `head -c 32 /dev/urandom > \(farm.keyFile)` "
+                    + "and copy it to every node")
+        }
+        guard key.count >= 16 else {
+            throw ConfigError(
+                file: configPath, line: 0, key: "farm.key_file",
+                message: "\(farm.keyFile) holds \(key.count) bytes; a farm key needs at least 16")
+        }
+    }
+}

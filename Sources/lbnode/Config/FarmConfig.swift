@@ -1,0 +1,76 @@
+import Hashing
+import RouteSetup
+import TapEngine
+
+/// The configuration of one node of a farm, as `lbnode run --config FILE` reads it (docs/configuration.md).
+struct FarmConfig: Equatable {
+    struct Farm: Equatable {
+        /// Seeds the hash and derives the virtual MAC: the same on every node.
+        var name: String
+        var vip: IPPrefix
+        var delivery: Delivery
+        /// The shared secret for heartbeat authentication.
+        var keyFile: String
+        var heartbeatPort: UInt16
+        var heartbeatIntervalMilliseconds: Int
+        /// Missed intervals after which a silent peer is dead.
+        var deadAfter: Int
+        var buckets: Int
+        var table: TableAlgorithm
+    }
+
+    struct Node: Equatable {
+        var id: NodeID
+        var interface: String
+        /// The source of this node's heartbeats.
+        var address: IPPrefix
+        var weight: UInt32
+        var tap: String
+    }
+
+    struct Peer: Equatable {
+        var id: NodeID
+        var address: IPPrefix
+    }
+
+    struct Rule: Equatable {
+        enum Mode: Equatable {
+            case balanced(Affinity)
+            case single
+            case drop
+        }
+        /// `nil` = every protocol.
+        var proto: IPProtocol?
+        /// Empty = every port.
+        var ports: [ClosedRange<UInt16>]
+        var mode: Mode
+    }
+
+    struct Checker: Equatable {
+        enum Kind: Equatable {
+            /// A TCP connect to this port on the VIP must succeed.
+            case tcp(port: UInt16)
+            /// This command must exit 0.
+            case command(String)
+        }
+        var kind: Kind
+        var intervalMilliseconds: Int
+        /// Consecutive failures that take the node out of the view.
+        var fails: Int
+        /// Consecutive successes that bring it back (hysteresis).
+        var rises: Int
+    }
+
+    var farm: Farm
+    var node: Node
+    var peers: [Peer]
+    var rules: [Rule]
+    var checkers: [Checker]
+    /// The control socket of `lbnode status` and `drain`.
+    var controlSocket: String
+    /// Where `/metrics` is served (host:port).
+    var metricsAddress: String
+
+    static let defaultHeartbeatPort: UInt16 = 7946
+    static let defaultMetricsAddress = "127.0.0.1:9946"
+}

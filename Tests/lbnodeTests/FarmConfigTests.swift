@@ -1,0 +1,138 @@
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+import Testing
+
+@testable import lbnode
+
+struct FarmConfigTests {
+    /// The example of the issue, as an operator writes it.
+    static let example = """
+        farm:
+          name: web                     # also seeds the hash and derives the virtual MAC
+          vip: 198.18.0.100             # IPv4 or IPv6
+          delivery: directed            # or flood (DESIGN.md)
+          key_file: /etc/vipfarm/web.key  # shared secret for heartbeat authentication
+          heartbeat_port: 7946
+          heartbeat_interval_ms: 10
+          dead_after: 3                 # missed intervals
+          buckets: 4096
+        node:
+          id: 1
+          interface: eth0
+          address: 198.18.0.11          # source of this node's heartbeats
+          weight: 100
+        peers:
+          - { id: 2, address: 198.18.0.12 }
+          - { id: 3, address: 198.18.0.13 }
+        rules:                          # first match wins; default: balanced, affinity none
+          - { protocol: tcp, ports: "80,443", mode: balanced, affinity: single }
+          - { protocol: tcp, ports: "22", mode: single }     # one node at a time, by priority, with failover
+        checkers:
+          - { type: tcp, port: 80, interval_ms: 500, fails: 3 }
+          - { type: command, run: "/usr/local/bin/check-app", interval_ms: 1000 }
+        """
+
+    @Test func theExampleParses() throws {
+        let config = try FarmConfig.parse(Self.example, file: "web.yaml")
+        #expect(config.farm.name == "web")
+        #expect(config.farm.vip == IPPrefix("198.18.0.100"))
+        #expect(config.farm.delivery == .directed)
+        #expect(config.farm.heartbeatIntervalMilliseconds == 10)
+        #expect(config.node.id == NodeID(1))
+        #expect(config.node.tap == "lb0")
+        #expect(config.peers.map(\.id) == [NodeID(2)!, NodeID(3)!])
+        #expect(
+            config.rules == [
+                .init(proto: .tcp, ports: [80...80, 443...443], mode: .balanced(.single)),
+                .init(proto: .tcp, ports: [22...22], mode: .single),
+            ])
+        #expect(config.checkers[0] == .init(kind: .tcp(port: 80), intervalMilliseconds: 500, fails: 3, rises: 2))
+        #expect(config.checkers[1].kind == .command("/usr/local/bin/check-app"))
+        #expect(config.controlSocket == "/run/vipfarm/web.sock")
+        #expect(config.metricsAddress == "127.0.0.1:9946")
+    }
+
+    @Test func defaultsFillWhatIsLeftOut() throws {
+        let config = try FarmConfig.parse(
+            """
+            farm: { name: db, vip: 2001:db8::100, key_file: /k }
+            node: { id: 7, interface: eth1, address: 2001:db8::7 }
+            """, file: "db.yaml")
+        #expect(config.farm.heartbeatPort == 7946)
+        #expect(config.farm.deadAfter == 3)
+        #expect(config.farm.buckets == 4096)
+        #expect(config.farm.table == .balanced)
+        #expect(config.node.weight == 100)
+        #expect(config.peers.isEmpty && config.rules.isEmpty && config.checkers.isEmpty)
+    }
+
+    /// Each bad value is refused with its line and key.
+    @Test(arguments: [
+        ("  vip: 198.18.0.1000", "web.yaml:3: farm.vip: '198.18.0.1000' is not an IP address"),
+        ("  vip: 198.18.0.0/24", "web.yaml:3: farm.vip: must be one unicast address"),
+        ("  delivery: broadcast", "web.yaml:4: farm.delivery: 'broadcast' is not one of flood, directed"),
+        ("  buckets: 4000", "web.yaml:9: farm.buckets: 4000 is not a power of two"),
+        ("  heartbeat_interval_ms: 0", "web.yaml:7: farm.heartbeat_interval_ms: '0' must be a whole number from 1"),
+        ("  colour: blue", "farm.colour: unknown key"),
+        ("  - { id: 2, address: 198.18.0.12 }\n  - { id: 2, address: 198.18.0.14 }", "peers[1].id: node 2 is already"),
+        ("  - { protocol: tcp, ports: \"80-\", mode: balanced }", "rules[0].ports: '80-' must be ports or ranges"),
+        ("  - { protocol: sctp }", "rules[0].protocol: 'sctp' is not one of tcp, udp, any"),
+        ("  - { mode: drop, affinity: single }", "rules[0].affinity: only balanced rules have an affinity"),
+        ("  - { type: http, port: 80 }", "checkers[0].type: 'http' is not one of tcp, command"),
+    ])
+    func badValuesNameTheirLineAndKey(replacement: String, expected: String) throws {
+        let config = Self.replacing(with: replacement)
+        #expect {
+            try FarmConfig.parse(config, file: "web.yaml")
+        } throws: { error in
+            "\(error)".contains(expected)
+        }
+    }
+
+    /// Replaces the line of the example that starts like `replacement` (or appends to its list).
+    static func replacing(with replacement: String) -> String {
+        var lines = example.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let key = replacement.split(separator: ":").first.map(String.init) ?? ""
+        if replacement.hasPrefix("  - { id") {
+            let start = lines.firstIndex { $0.hasPrefix("  - { id: 2") }!
+            lines[start] = replacement
+        } else if replacement.hasPrefix("  - { type") {
+            let start = lines.firstIndex { $0.hasPrefix("  - { type: tcp") }!
+            lines[start] = replacement
+        } else if replacement.hasPrefix("  - {") {
+            let start = lines.firstIndex { $0.hasPrefix("  - { protocol: tcp, ports: \"80,443\"") }!
+            lines[start] = replacement
+        } else if let index = lines.firstIndex(where: { $0.hasPrefix(key + ":") }) {
+            lines[index] = replacement
+        } else {
+            lines.insert(replacement, at: 1)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    @Test func missingSectionsAndKeysAreNamed() {
+        #expect(throws: ConfigError.self) { try FarmConfig.parse("node: { id: 1 }", file: "f") }
+        #expect {
+            try FarmConfig.parse("farm: { vip: 198.18.0.100, key_file: /k }\nnode: {}", file: "f")
+        } throws: { "\($0)".contains("farm.name: missing") }
+        #expect { try FarmConfig.parse("", file: "f") } throws: { "\($0)".contains("empty") }
+        #expect { try FarmConfig.parse("farm: [1, 2", file: "f") } throws: { "\($0)".contains("not valid YAML") }
+    }
+
+    @Test func theKeyFileMustHoldASecret() throws {
+        let directory = NSTemporaryDirectory() + "vipfarm-config-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let keyPath = directory + "/web.key"
+        let configPath = directory + "/web.yaml"
+        try Self.example.replacingOccurrences(of: "/etc/vipfarm/web.key", with: keyPath)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("cannot read \(keyPath)") }
+        try Data(repeating: 7, count: 8).write(to: URL(fileURLWithPath: keyPath))
+        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("holds 8 bytes") }
+        try Data(repeating: 7, count: 32).write(to: URL(fileURLWithPath: keyPath))
+        #expect(try FarmConfig.load(path: configPath).farm.keyFile == keyPath)
+    }
+}
