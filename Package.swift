@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/ordo-one/malloc-interposer", from: "1.6.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, found by pkg-config; each is a module map plus a shim header.
@@ -46,6 +47,7 @@ let package = Package(
                 "Hashing", "TapEngine", "RouteSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
@@ -61,7 +63,12 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "TapEngineTests", dependencies: ["TapEngine", "Hashing", "RouteSetup", "lbbench"]),
         .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
-        .testTarget(name: "lbnodeTests", dependencies: ["lbnode", "RouteSetup", "Hashing", "TapEngine"]),
+        .testTarget(
+            name: "lbnodeTests",
+            dependencies: [
+                "lbnode", "RouteSetup", "Hashing", "TapEngine", .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),
     ]
 )

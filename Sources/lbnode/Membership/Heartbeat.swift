@@ -1,0 +1,92 @@
+import Crypto
+import Foundation
+import Hashing
+
+/// A node's state in the farm (DESIGN.md "Membership and failover").
+enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// Announcing itself; takes no buckets yet.
+    case joining = 1
+    /// Serving its buckets.
+    case active = 2
+    /// Handing its buckets over; keeps its established connections until they end or the drain time runs out.
+    case draining = 3
+    /// Gone on purpose: the others take over at once, without waiting for the timeout.
+    case left = 4
+
+    var description: String {
+        switch self {
+        case .joining: "joining"
+        case .active: "active"
+        case .draining: "draining"
+        case .left: "left"
+        }
+    }
+}
+
+/// The datagram every node sends to every peer each interval, authenticated with HMAC-SHA256 over the farm key.
+///
+/// Wire format, version 1, 80 bytes, big-endian:
+///
+///     0  "VFHB"   4  version (1)   5  state   6  flags (bit 0: healthy)   7  reserved (0)
+///     8  sender node ID (2)   10 reserved (2)   12 weight (4)
+///     16 incarnation (8: the sender's boot time in µs, larger after every restart)
+///     24 sequence (8: +1 per heartbeat within an incarnation)
+///     32 view digest (8: `MembershipView.digest` of the sender's view)
+///     40 the sender's MAC on the farm interface (6)   46 reserved (2)
+///     48 HMAC-SHA256 of bytes 0..<48 with the farm key (32)
+struct Heartbeat: Equatable, Sendable {
+    static let version: UInt8 = 1
+    static let size = 80
+    static let magic: [UInt8] = Array("VFHB".utf8)
+
+    var sender: NodeID
+    var state: MemberState
+    var healthy: Bool
+    var weight: UInt32
+    var incarnation: UInt64
+    var sequence: UInt64
+    var viewDigest: UInt64
+    var mac: UInt64
+
+    /// Why a datagram was not accepted as a heartbeat.
+    enum Rejection: String, Error, CaseIterable, Sendable {
+        case malformed
+        case unsupportedVersion = "unsupported_version"
+        case forged
+        case unknownNode = "unknown_node"
+        case replayed
+    }
+
+    /// The signed datagram.
+    func encoded(key: SymmetricKey) -> [UInt8] {
+        var bytes = Self.magic + [Self.version, state.rawValue, healthy ? 1 : 0, 0]
+        bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + [0, 0] + Self.bigEndian(UInt64(weight), 4)
+        bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
+        bytes += Self.bigEndian(mac, 6) + [0, 0]
+        return bytes + Array(HMAC<SHA256>.authenticationCode(for: bytes, using: key))
+    }
+
+    /// Checks the signature and the format; replays and unknown senders are the tracker's to judge.
+    static func decode(_ bytes: [UInt8], key: SymmetricKey) -> Result<Heartbeat, Rejection> {
+        guard bytes.count == size, Array(bytes[0..<4]) == magic else { return .failure(.malformed) }
+        guard bytes[4] == version else { return .failure(.unsupportedVersion) }
+        guard HMAC<SHA256>.isValidAuthenticationCode(bytes[48..<80], authenticating: bytes[0..<48], using: key) else {
+            return .failure(.forged)
+        }
+        guard let state = MemberState(rawValue: bytes[5]), let sender = NodeID(rawValue: UInt16(read(bytes, 8, 2)))
+        else { return .failure(.malformed) }
+        return .success(
+            Heartbeat(
+                sender: sender, state: state, healthy: bytes[6] & 1 != 0, weight: UInt32(read(bytes, 12, 4)),
+                incarnation: read(bytes, 16, 8), sequence: read(bytes, 24, 8), viewDigest: read(bytes, 32, 8),
+                mac: read(bytes, 40, 6)))
+    }
+
+    private static func bigEndian(_ value: UInt64, _ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: value >> (8 * (count - 1 - $0))) }
+    }
+
+    private static func read(_ bytes: [UInt8], _ offset: Int, _ count: Int) -> UInt64 {
+        bytes[offset..<(offset + count)].reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
