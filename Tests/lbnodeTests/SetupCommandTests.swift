@@ -117,3 +117,25 @@ struct SetupCommandTests {
         }
     }
 }
+
+extension SetupCommandTests {
+    @Test func checkRefusesABadFileWithItsLineAndKey() throws {
+        let path = NSTemporaryDirectory() + "vipfarm-check-\(UInt32.random(in: 0...UInt32.max)).yaml"
+        try
+            "farm:\n  name: web\n  vip: 198.18.0.1000\n  key_file: /nonexistent\nnode: {id: 1, interface: eth0, address: 198.18.0.11}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = Process()
+        let errors = Pipe()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["check", "--config", path]
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        #expect(
+            String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                == "lbnode: \(path):3: farm.vip: '198.18.0.1000' is not an IP address\n")
+    }
+}
