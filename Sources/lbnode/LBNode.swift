@@ -15,7 +15,7 @@ struct LBNode: ParsableCommand {
             buckets of a server that dies. See docs/ for the operator's guide.
             """,
         version: versionText,
-        subcommands: [SetupCommand.self, TeardownCommand.self, CheckCommand.self]
+        subcommands: [SetupCommand.self, TeardownCommand.self, CheckCommand.self, RunCommand.self]
     )
 
     /// Runs the command, printing a `CommandFailure` as one line on stderr with exit status 1.
