@@ -66,7 +66,8 @@ let package = Package(
         .testTarget(
             name: "lbnodeTests",
             dependencies: [
-                "lbnode", "RouteSetup", "Hashing", "TapEngine", .product(name: "Crypto", package: "swift-crypto"),
+                "lbnode", "lbbench", "RouteSetup", "Hashing", "TapEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),

@@ -163,8 +163,9 @@ public final class Engine: @unchecked Sendable {
             let elapsed = (ContinuousClock.now - clockStart).components
             now = UInt32(truncatingIfNeeded: elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)
             batch.reset()
-            // The director re-announces from the virtual MAC every second, so switches keep it on its port.
-            let keepalive = state.delivery == .directed && state.isDirector && now &- lastAnnouncement >= 1000
+            // The director re-announces from the virtual MAC every 200 ms, so switches keep it on its port (and take it
+            // back quickly should another node have claimed it).
+            let keepalive = state.delivery == .directed && state.isDirector && now &- lastAnnouncement >= 200
             if announce || keepalive {
                 sendAnnouncement()
                 lastAnnouncement = now

@@ -41,33 +41,38 @@ final class Daemon {
     func run() throws {
         let key = SymmetricKey(data: FileManager.default.contents(atPath: config.farm.keyFile) ?? Data())
         let virtualMAC = FarmIdentity.virtualMAC(farm: config.farm.name, vip: config.farm.vip)
-        let setup = ServerSetup(interface: config.node.interface, vip: config.farm.vip, tapName: config.node.tap,
+        let setup = ServerSetup(
+            interface: config.node.interface, vip: config.farm.vip, tapName: config.node.tap,
             virtualMAC: virtualMAC)
         let plan = try setup.applySetup(stateDirectory: stateDirectory)
         log(plan.isEmpty ? "setup: \(config.node.tap) is ready" : "setup: \(plan.steps.count) steps applied")
-        let interfaceMAC = try NetlinkSocket().requireLink(named: config.node.interface).mac.map { macValue($0.bytes) }
+        let interfaceMAC =
+            try NetlinkSocket().requireLink(named: config.node.interface).mac.map { macValue($0.bytes) }
             ?? 0
         var states = try EngineStateBuilder(config: config, virtualMAC: macValue(virtualMAC.bytes))
         let engine = try Engine(
-            configuration: EngineConfiguration(interface: config.node.interface, interfaceMAC: interfaceMAC,
+            configuration: EngineConfiguration(
+                interface: config.node.interface, interfaceMAC: interfaceMAC,
                 tapName: config.node.tap),
             state: states.state(for: .empty, alive: [], macs: [:], handover: false))
         engine.start()
         defer { engine.stop() }
-        let socket = try DatagramSocket(bindTo: IPAddress(bytes: config.node.address.bytes)!,
+        let socket = try DatagramSocket(
+            bindTo: IPAddress(bytes: config.node.address.bytes)!,
             port: config.farm.heartbeatPort)
         installSignalHandlers()
 
-        var membership = Membership(me: config.node.id, weight: config.node.weight,
+        var membership = Membership(
+            me: config.node.id, weight: config.node.weight,
             intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds, deadAfter: config.farm.deadAfter,
             seed: FarmSeed(farmName: config.farm.name), now: now)
         var gate = HeartbeatGate(key: key, peers: Set(config.peers.map(\.id)))
-        var beat = Heartbeat(sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
+        var beat = Heartbeat(
+            sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
             incarnation: UInt64(Date().timeIntervalSince1970 * 1_000_000), sequence: 0, viewDigest: 0,
             mac: interfaceMAC)
         var nextBeat = now
         var handoverUntil: Int?
-        var wasLeader = false
         log("joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms")
 
         func send(_ state: MemberState) {
@@ -81,6 +86,11 @@ final class Daemon {
             }
         }
 
+        func macs() -> [UInt16: UInt64] {
+            Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
+                .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
+        }
+
         func apply(_ events: [MembershipEvent], handover: Bool = true) {
             var viewChanged = false
             for event in events {
@@ -89,18 +99,19 @@ final class Daemon {
             }
             guard viewChanged else { return }
             let started = clock.now
-            let macs = Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
-                .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
             let alive = Set(membership.peers.keys).union([config.node.id])
-            engine.swap(states.state(for: membership.view, alive: alive, macs: macs, handover: handover))
+            engine.swap(states.state(for: membership.view, alive: alive, macs: macs(), handover: handover))
+            // The leader announces on every change of view: another node may have claimed the role (and, directed,
+            // the switch port of the virtual MAC) for a moment while the views disagreed.
             let isLeader = membership.leader == config.node.id
-            if isLeader && !wasLeader { engine.announce() }
-            wasLeader = isLeader
+            if isLeader { engine.announce() }
             handoverUntil = handover ? now + handoverMilliseconds : nil
-            log("engine state \(states.generation): \(states.table.shares[config.node.id] ?? 0) of "
-                + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
-                + "\(isLeader && config.farm.delivery == .directed ? " and director" : ""), built in "
-                + "\((clock.now - started).formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))")
+            log(
+                "engine state \(states.generation): \(states.table.shares[config.node.id] ?? 0) of "
+                    + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
+                    + "\(isLeader && config.farm.delivery == .directed ? " and director" : ""), built in "
+                    + "\((clock.now - started).formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))"
+            )
         }
 
         while !stopRequested.withLock({ $0 }) {
@@ -110,17 +121,18 @@ final class Daemon {
                 nextBeat += config.farm.heartbeatIntervalMilliseconds
                 if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
             }
+            // Wait for heartbeats until the next one is due, then take all that queued meanwhile, and only then
+            // look for silent peers: a stall of this loop must not make live peers look dead.
+            var timeout = Int32(max(0, min(nextBeat - now, config.farm.heartbeatIntervalMilliseconds)))
+            while let bytes = try? socket.receive(timeoutMilliseconds: timeout) {
+                if let heartbeat = gate.admit(bytes) { apply(membership.receive(heartbeat, now: now)) }
+                timeout = 0
+            }
             apply(membership.tick(now: now))
             if let until = handoverUntil, now >= until {
                 handoverUntil = nil
-                let macs = Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
-                    .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
-                engine.swap(states.state(for: membership.view, alive: [], macs: macs, handover: false))
+                engine.swap(states.state(for: membership.view, alive: [], macs: macs(), handover: false))
                 log("handover window over: engine state \(states.generation)")
-            }
-            let wait = Int32(max(0, min(nextBeat - now, config.farm.heartbeatIntervalMilliseconds)))
-            if let bytes = try? socket.receive(timeoutMilliseconds: wait), let heartbeat = gate.admit(bytes) {
-                apply(membership.receive(heartbeat, now: now))
             }
         }
 

@@ -1,0 +1,168 @@
+import Crypto
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+import Testing
+
+@testable import lbbench
+@testable import lbnode
+
+/// Three servers running `lbnode run` (directed delivery) on a testbed, a client sending from many ports.
+@Suite(privileged, .serialized)
+struct FarmEndToEndTests {
+    static let vip = IPAddress("198.18.0.100")!
+    static let port: UInt16 = 9000
+
+    final class Farm {
+        let testbed: Testbed
+        let directory = NSTemporaryDirectory() + "vipfarm-farm-\(UInt32.random(in: 0...UInt32.max))"
+        var processes: [Process] = []
+        let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
+
+        init() throws {
+            testbed = try Testbed(.init(servers: 3, clients: 1))
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
+            for server in testbed.servers {
+                let peers = testbed.servers.filter { $0.number != server.number }
+                    .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
+                let config = """
+                    farm: { name: e2e, vip: 198.18.0.100, delivery: directed, key_file: \(directory)/key }
+                    node: { id: \(server.number), interface: eth0, address: \(server.address.address) }
+                    peers:
+                    \(peers)
+                    """
+                try config.write(toFile: "\(directory)/n\(server.number).yaml", atomically: true, encoding: .utf8)
+                processes.append(try start(server))
+            }
+        }
+
+        /// Starts lbnode in the server's namespace (a process started from a thread inherits its namespace).
+        func start(_ server: Testbed.Host) throws -> Process {
+            let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+                .appendingPathComponent("lbnode")
+            let log = "\(directory)/log\(server.number)"
+            FileManager.default.createFile(atPath: log, contents: nil)
+            let result: Result<Process, Error> = try server.namespace.run { () throws(NetlinkError) in
+                Result {
+                    let process = Process()
+                    process.executableURL = binary
+                    process.arguments = [
+                        "run", "--config", "\(directory)/n\(server.number).yaml", "--state-dir",
+                        "\(directory)/state\(server.number)",
+                    ]
+                    process.standardError = FileHandle(forWritingAtPath: log)
+                    process.standardOutput = FileHandle.nullDevice
+                    try process.run()
+                    return process
+                }
+            }
+            return try result.get()
+        }
+
+        func log(_ number: Int) -> String {
+            (try? String(contentsOfFile: "\(directory)/log\(number)", encoding: .utf8)) ?? ""
+        }
+
+        /// Waits until every log's last view line ends with `view`, then for the engines to take the new state (the
+        /// log line comes first; the engine swaps at its next batch, within milliseconds).
+        func waitForView(_ view: String, servers: [Int], seconds: Double = 10) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if servers.allSatisfy({
+                    log($0).split(separator: "\n").last(where: { $0.contains(" view ") })?
+                        .hasSuffix("-> \(view)") == true
+                }) {
+                    Thread.sleep(forTimeInterval: 0.05)
+                    return true
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            return false
+        }
+
+        func stop() {
+            for process in processes where process.isRunning {
+                process.terminate()  // SIGTERM, by PID
+                process.waitUntilExit()
+            }
+            testbed.down()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+
+        /// Sends datagram `i` from client port 20000 + i for `count` ports, and returns what each server's socket got.
+        func exchange(count: Int, servers: [Int]) throws -> [Int: [Int]] {
+            let sinks = try servers.map { number in
+                try testbed.servers[number - 1].namespace.run { () throws(NetlinkError) in
+                    Result { () throws(SystemCallError) in
+                        try DatagramSocket(bindTo: FarmEndToEndTests.vip, port: FarmEndToEndTests.port)
+                    }
+                }.get()
+            }
+            let client = testbed.clients[0]
+            try client.namespace.run { () throws(NetlinkError) in
+                Result { () throws(SystemCallError) in
+                    let source = IPAddress(bytes: client.address.bytes)!
+                    for index in 0..<count {
+                        try DatagramSocket(bindTo: source, port: UInt16(20000 + index)).send(
+                            Array(String(index).utf8), to: FarmEndToEndTests.vip, port: FarmEndToEndTests.port)
+                    }
+                }
+            }.get()
+            var received: [Int: [Int]] = [:]
+            for (number, sink) in zip(servers, sinks) {
+                var ids: [Int] = []
+                while let datagram = try sink.receive(timeoutMilliseconds: 400) {
+                    ids.append(Int(String(decoding: datagram, as: UTF8.self))!)
+                }
+                received[number] = ids
+            }
+            return received
+        }
+    }
+
+    static func expectExactlyOnce(_ received: [Int: [Int]], count: Int) {
+        let all = received.values.flatMap { $0 }
+        #expect(all.count == count, "\(received.mapValues(\.count))")
+        #expect(Set(all).count == count)
+    }
+
+    @Test func everyRequestOnceThenFailoverAfterSigkill() throws {
+        let farm = try Farm()
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
+        let before = try farm.exchange(count: 300, servers: [1, 2, 3])
+        Self.expectExactlyOnce(before, count: 300)
+        #expect(before.values.allSatisfy { $0.count > 50 }, "\(before.mapValues(\.count))")  // all three serve
+
+        // A forged heartbeat (another key) and a validly signed but stale one, both saying node 2 leaves: ignored.
+        let stale = Heartbeat(
+            sender: NodeID(2)!, state: .left, healthy: true, weight: 100, incarnation: 1,
+            sequence: 1, viewDigest: 0, mac: 0)
+        let client = farm.testbed.clients[0]
+        try client.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                let socket = try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 7000)
+                for (heartbeat, key) in [
+                    (stale, SymmetricKey(size: .bits256)), (stale, SymmetricKey(data: farm.keyBytes)),
+                ] {
+                    try socket.send(heartbeat.encoded(key: key), to: IPAddress("198.18.0.11")!, port: 7946)
+                }
+            }
+        }.get()
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(!farm.log(1).contains("node 2 left"))
+
+        // SIGKILL node 3: 100 ms later every flow, node 3's included, is answered by the survivors exactly once.
+        kill(farm.processes[2].processIdentifier, SIGKILL)
+        Thread.sleep(forTimeInterval: 0.1)
+        let after = try farm.exchange(count: 300, servers: [1, 2])
+        Self.expectExactlyOnce(after, count: 300)
+        #expect(farm.waitForView("{1:100, 2:100}", servers: [1, 2], seconds: 1))
+        // Detected after dead_after (3) intervals of 10 ms of silence, plus at most one interval.
+        let death = farm.log(1).split(separator: "\n").first { $0.contains("node 3 is dead: silent for") }
+        let silent = death.flatMap { Int($0.split(separator: " ").dropLast().last ?? "") }
+        #expect(silent.map { $0 <= 50 } == true, "\(death ?? "no death line")")
+    }
+}
