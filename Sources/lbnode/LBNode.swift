@@ -15,7 +15,10 @@ struct LBNode: ParsableCommand {
             buckets of a server that dies. See docs/ for the operator's guide.
             """,
         version: versionText,
-        subcommands: [SetupCommand.self, TeardownCommand.self, CheckCommand.self, RunCommand.self]
+        subcommands: [
+            RunCommand.self, StatusCommand.self, DrainCommand.self, CheckCommand.self, SetupCommand.self,
+            TeardownCommand.self,
+        ]
     )
 
     /// Runs the command, printing a `CommandFailure` as one line on stderr with exit status 1.

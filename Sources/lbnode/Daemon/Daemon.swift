@@ -9,14 +9,18 @@ import TapEngine
 /// engine state in on every view change.
 ///
 /// One thread runs the loop: every interval it sends a heartbeat to each peer, then reads heartbeats until the next
-/// one is due, feeds them to the membership, and acts on what changed. Signals only set a flag that the loop reads.
-final class Daemon {
+/// one is due, feeds them to the membership, and acts on what changed. Signals and the control socket's thread only
+/// touch the mutexes (`stopRequested`, `drainRequested`, `status`): that is why the class may be shared.
+final class Daemon: @unchecked Sendable {
     let config: FarmConfig
     let stateDirectory: String
     let teardownOnExit: Bool
     /// How long the moved buckets of a planned change keep their handover marks.
     let handoverMilliseconds = 30_000
     private let stopRequested = Mutex(false)
+    /// Seconds of drain asked for over the control socket (nil = none asked).
+    private let drainRequested = Mutex<Int?>(nil)
+    private let status = Mutex<NodeStatus?>(nil)
     private var signalSources: [DispatchSourceSignal] = []
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
@@ -61,6 +65,10 @@ final class Daemon {
             bindTo: IPAddress(bytes: config.node.address.bytes)!,
             port: config.farm.heartbeatPort)
         installSignalHandlers()
+        let control = try ControlServer(path: config.controlSocket) { [self] command in
+            answer(command)
+        }
+        defer { withExtendedLifetime(control) {} }
 
         var membership = Membership(
             me: config.node.id, weight: config.node.weight,
@@ -73,6 +81,9 @@ final class Daemon {
             mac: interfaceMAC)
         var nextBeat = now
         var handoverUntil: Int?
+        var drainUntil: Int?
+        var lastChange: String?
+        var lastFailover: String?
         log("joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms")
 
         func send(_ state: MemberState) {
@@ -95,7 +106,12 @@ final class Daemon {
             var viewChanged = false
             for event in events {
                 log(event.description)
-                if case .viewChanged = event { viewChanged = true }
+                switch event {
+                case .viewChanged: viewChanged = true
+                case .peerDied: lastFailover = "\(Date().formatted(.iso8601)) \(event)"
+                default: break
+                }
+                lastChange = "\(Date().formatted(.iso8601)) \(event)"
             }
             guard viewChanged else { return }
             let started = clock.now
@@ -129,11 +145,25 @@ final class Daemon {
                 timeout = 0
             }
             apply(membership.tick(now: now))
+            if let seconds = drainRequested.withLock({ value in
+                defer { value = nil }; return value
+            }) {
+                log("draining for up to \(seconds) s: new connections go to the others, established ones stay")
+                apply(membership.setLocal(state: .draining))
+                drainUntil = now + seconds * 1000
+            }
+            if let until = drainUntil, now >= until {
+                log("drain time is over")
+                stopRequested.withLock { $0 = true }
+            }
             if let until = handoverUntil, now >= until {
                 handoverUntil = nil
                 engine.swap(states.state(for: membership.view, alive: [], macs: macs(), handover: false))
                 log("handover window over: engine state \(states.generation)")
             }
+            publishStatus(
+                membership, states: states, engine: engine, gate: gate, lastChange: lastChange,
+                lastFailover: lastFailover)
         }
 
         log("leaving: announcing to the peers")
@@ -144,6 +174,57 @@ final class Daemon {
             log("teardown: \(teardown.steps.count) steps")
         }
         log("stopped")
+    }
+
+    /// Refreshes the snapshot that `lbnode status` reads.
+    private func publishStatus(
+        _ membership: Membership, states: EngineStateBuilder, engine: Engine, gate: HeartbeatGate,
+        lastChange: String?, lastFailover: String?
+    ) {
+        let shares = states.table.shares
+        var members = membership.peers.map { id, peer in
+            NodeStatus.Member(
+                id: id.rawValue, state: peer.state.description, healthy: peer.healthy,
+                weight: peer.weight, buckets: shares[id] ?? 0, inView: membership.view.ids.contains(id))
+        }
+        members.append(
+            NodeStatus.Member(
+                id: config.node.id.rawValue, state: membership.state.description,
+                healthy: membership.healthy, weight: membership.weight, buckets: shares[config.node.id] ?? 0,
+                inView: membership.view.ids.contains(config.node.id)))
+        let counters = engine.counters
+        var engineFigures: [String: UInt64] = [
+            "received": counters.received, "delivered": counters.delivered, "forwarded": counters.forwarded,
+            "answered": counters.answered, "transmitted": counters.transmitted, "batches": counters.batches,
+            "ring_drops": counters.ringDrops,
+        ]
+        for reason in DropReason.allCases where counters.dropped(reason) > 0 {
+            engineFigures["dropped_\(reason)"] = counters.dropped(reason)
+        }
+        let snapshot = NodeStatus(
+            farm: config.farm.name, node: config.node.id.rawValue, state: membership.state.description,
+            leader: membership.leader?.rawValue, delivery: config.farm.delivery.rawValue, agreed: membership.agreed,
+            generation: states.generation, members: members.sorted { $0.id < $1.id }, flows: engine.flowCount,
+            engine: engineFigures,
+            heartbeatsRejected: Dictionary(uniqueKeysWithValues: gate.rejected.map { ($0.key.rawValue, $0.value) }),
+            lastChange: lastChange, lastFailover: lastFailover)
+        status.withLock { $0 = snapshot }
+    }
+
+    /// Answers one control command: `status`, or `drain <seconds>`.
+    private func answer(_ command: String) -> Data {
+        let words = command.split(separator: " ")
+        switch words.first {
+        case "status":
+            let snapshot = status.withLock { $0 }
+            return (try? JSONEncoder().encode(snapshot)) ?? Data("{}".utf8)
+        case "drain":
+            let seconds = words.count > 1 ? Int(words[1]) ?? 60 : 60
+            drainRequested.withLock { $0 = seconds }
+            return Data("{\"draining\": \(seconds)}".utf8)
+        default:
+            return Data("{\"error\": \"unknown command '\(command)'\"}".utf8)
+        }
     }
 
     private func installSignalHandlers() {
