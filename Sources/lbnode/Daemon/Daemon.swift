@@ -69,6 +69,9 @@ final class Daemon: @unchecked Sendable {
             answer(command)
         }
         defer { withExtendedLifetime(control) {} }
+        let checkers = CheckerRunner(config: config) { [self] in log($0) }
+        checkers.start()
+        defer { checkers.stop() }
 
         var membership = Membership(
             me: config.node.id, weight: config.node.weight,
@@ -145,6 +148,9 @@ final class Daemon: @unchecked Sendable {
                 timeout = 0
             }
             apply(membership.tick(now: now))
+            if checkers.healthy != membership.healthy {
+                apply(membership.setLocal(healthy: checkers.healthy))
+            }
             if let seconds = drainRequested.withLock({ value in
                 defer { value = nil }; return value
             }) {
