@@ -28,7 +28,14 @@ struct FarmEndToEndTests {
                 let peers = testbed.servers.filter { $0.number != server.number }
                     .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
                 let config = """
-                    farm: { name: e2e, vip: 198.18.0.100, delivery: directed, key_file: \(directory)/key }
+                    farm:
+                      name: e2e
+                      vip: 198.18.0.100
+                      delivery: directed
+                      key_file: \(directory)/key
+                      # Tests share two cores with other tests, in debug builds: a wider margin than the defaults.
+                      heartbeat_interval_ms: 20
+                      dead_after: 5
                     node: { id: \(server.number), interface: eth0, address: \(server.address.address) }
                     control_socket: \(directory)/n\(server.number).sock
                     peers:
@@ -185,7 +192,7 @@ struct FarmEndToEndTests {
         farm.processes[1].waitUntilExit()
         #expect(farm.log(2).contains("drain time is over"))
 
-        // SIGKILL node 3: node 1 notices after dead_after (3) intervals of 10 ms and takes its buckets; then every
+        // SIGKILL node 3: node 1 notices after dead_after (5) intervals of 20 ms and takes its buckets; then every
         // flow is answered by node 1. (The p99 failover time is measured by the benchmark on a quiet machine; tests
         // run beside others, so here the bound is loose.)
         kill(farm.processes[2].processIdentifier, SIGKILL)
@@ -194,6 +201,6 @@ struct FarmEndToEndTests {
         Self.expectExactlyOnce(after, count: 300)
         let death = farm.log(1).split(separator: "\n").first { $0.contains("node 3 is dead: silent for") }
         let silent = death.flatMap { Int($0.split(separator: " ").dropLast().last ?? "") }
-        #expect(silent.map { $0 <= 200 } == true, "\(death ?? "no death line")")
+        #expect(silent.map { $0 <= 300 } == true, "\(death ?? "no death line")")
     }
 }
