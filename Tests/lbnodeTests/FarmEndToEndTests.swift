@@ -144,6 +144,32 @@ struct FarmEndToEndTests {
         }
     }
 
+    /// GET `path` from 127.0.0.1:9946 in the calling thread's namespace; the raw response.
+    static func httpGet(_ path: String) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(9946).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { return "connect failed: \(errno)" }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            response += buffer[0..<count]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+
     static func expectExactlyOnce(_ received: [Int: [Int]], count: Int) {
         let all = received.values.flatMap { $0 }
         #expect(all.count == count, "\(received.mapValues(\.count))")
@@ -184,6 +210,12 @@ struct FarmEndToEndTests {
         #expect(status.members.allSatisfy { $0.inView && abs($0.buckets - 4096 / 3) <= 1 })
         #expect(status.leader == 1)
         #expect(status.heartbeatsRejected == ["forged": 1, "replayed": 1])
+
+        // Prometheus metrics on node 1's loopback.
+        let metrics = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in Self.httpGet("/metrics") }
+        #expect(metrics.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(metrics.contains("vipfarm_member_in_view{farm=\"e2e\",node=\"1\",member=\"3\",state=\"active\"} 1"))
+        #expect(metrics.contains("vipfarm_heartbeats_rejected_total{farm=\"e2e\",node=\"1\",reason=\"forged\"} 1"))
 
         // Drain node 2: it leaves the view at once (its buckets go to the others) and stops when the time is over.
         _ = try farm.control(["drain", "--timeout", "1"], node: 2)

@@ -69,6 +69,8 @@ final class Daemon: @unchecked Sendable {
             answer(command)
         }
         defer { withExtendedLifetime(control) {} }
+        let metrics = try MetricsServer(address: config.metricsAddress) { [self] in status.withLock { $0 } }
+        defer { withExtendedLifetime(metrics) {} }
         let checkers = CheckerRunner(config: config) { [self] in log($0) }
         checkers.start()
         defer { checkers.stop() }
