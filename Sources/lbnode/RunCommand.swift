@@ -11,7 +11,8 @@ struct RunCommand: ParsableCommand {
             peers. A node joins (announces itself for dead_after intervals), then takes its buckets; when a peer \
             dies the survivors take its buckets at once, and buckets that move between live nodes are handed over \
             without breaking established TCP connections. SIGTERM or Ctrl-C leaves gracefully: the peers are told \
-            at once. The setup stays unless --teardown is given.
+            at once. The setup stays unless --teardown is given. SIGHUP reloads the weight, the rules and the \
+            checkers; other changes are refused with a log line (restart for those).
             """
     )
 
@@ -35,7 +36,7 @@ struct RunCommand: ParsableCommand {
             throw CommandFailure("run needs CAP_NET_ADMIN and CAP_NET_RAW: run it as root")
         }
         do {
-            try Daemon(config: farm, stateDirectory: stateDir, teardownOnExit: teardown).run()
+            try Daemon(config: farm, configPath: config, stateDirectory: stateDir, teardownOnExit: teardown).run()
         } catch {
             throw CommandFailure("run failed: \(error)")
         }

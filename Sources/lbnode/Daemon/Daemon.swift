@@ -13,11 +13,13 @@ import TapEngine
 /// touch the mutexes (`stopRequested`, `drainRequested`, `status`): that is why the class may be shared.
 final class Daemon: @unchecked Sendable {
     let config: FarmConfig
+    let configPath: String
     let stateDirectory: String
     let teardownOnExit: Bool
     /// How long the moved buckets of a planned change keep their handover marks.
     let handoverMilliseconds = 30_000
     private let stopRequested = Mutex(false)
+    private let reloadRequested = Mutex(false)
     /// Seconds of drain asked for over the control socket (nil = none asked).
     private let drainRequested = Mutex<Int?>(nil)
     private let status = Mutex<NodeStatus?>(nil)
@@ -25,8 +27,9 @@ final class Daemon: @unchecked Sendable {
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
-    init(config: FarmConfig, stateDirectory: String, teardownOnExit: Bool) {
+    init(config: FarmConfig, configPath: String, stateDirectory: String, teardownOnExit: Bool) {
         self.config = config
+        self.configPath = configPath
         self.stateDirectory = stateDirectory
         self.teardownOnExit = teardownOnExit
     }
@@ -71,7 +74,7 @@ final class Daemon: @unchecked Sendable {
         defer { withExtendedLifetime(control) {} }
         let metrics = try MetricsServer(address: config.metricsAddress) { [self] in status.withLock { $0 } }
         defer { withExtendedLifetime(metrics) {} }
-        let checkers = CheckerRunner(config: config) { [self] in log($0) }
+        var checkers = CheckerRunner(config: config) { [self] in log($0) }
         checkers.start()
         defer { checkers.stop() }
 
@@ -94,6 +97,7 @@ final class Daemon: @unchecked Sendable {
         func send(_ state: MemberState) {
             beat.state = state
             beat.healthy = membership.healthy
+            beat.weight = membership.weight
             beat.sequence += 1
             beat.viewDigest = membership.view.digest(seed: membership.seed)
             let bytes = beat.encoded(key: key)
@@ -123,7 +127,8 @@ final class Daemon: @unchecked Sendable {
             let alive = Set(membership.peers.keys).union([config.node.id])
             engine.swap(states.state(for: membership.view, alive: alive, macs: macs(), handover: handover))
             // The leader announces on every change of view: another node may have claimed the role (and, directed,
-            // the switch port of the virtual MAC) for a moment while the views disagreed.
+            // the switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces
+            // every 200 ms anyway.
             let isLeader = membership.leader == config.node.id
             if isLeader { engine.announce() }
             handoverUntil = handover ? now + handoverMilliseconds : nil
@@ -150,6 +155,31 @@ final class Daemon: @unchecked Sendable {
                 timeout = 0
             }
             apply(membership.tick(now: now))
+            if reloadRequested.withLock({ value in
+                defer { value = false }; return value
+            }) {
+                do {
+                    let next = try FarmConfig.load(path: configPath)
+                    if let refused = Self.fixedChanges(from: config, to: next) {
+                        log("reload refused: \(refused) cannot change while running; restart lbnode for that")
+                    } else {
+                        states.replaceRules(next.rules)
+                        checkers.stop()
+                        checkers = CheckerRunner(config: next) { [self] in log($0) }
+                        checkers.start()
+                        log(
+                            "reloaded: weight \(next.node.weight), \(next.rules.count) rules, "
+                                + "\(next.checkers.count) checkers")
+                        let events = membership.setLocal(weight: next.node.weight)
+                        if events.isEmpty {  // same view: the rules still need a new state
+                            engine.swap(states.state(for: membership.view, alive: [], macs: macs(), handover: false))
+                        }
+                        apply(events)
+                    }
+                } catch {
+                    log("reload refused: \(error)")
+                }
+            }
             if checkers.healthy != membership.healthy {
                 apply(membership.setLocal(healthy: checkers.healthy))
             }
@@ -236,12 +266,31 @@ final class Daemon: @unchecked Sendable {
     }
 
     private func installSignalHandlers() {
-        for signalNumber in [SIGTERM, SIGINT] {
+        for signalNumber in [SIGTERM, SIGINT, SIGHUP] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [self] in stopRequested.withLock { $0 = true } }
+            source.setEventHandler { [self] in
+                if signalNumber == SIGHUP {
+                    reloadRequested.withLock { $0 = true }
+                } else {
+                    stopRequested.withLock { $0 = true }
+                }
+            }
             source.resume()
             signalSources.append(source)
         }
+    }
+
+    /// The first key that differs between two configurations and cannot change while running (everything but the
+    /// weight, the rules and the checkers), or `nil`.
+    static func fixedChanges(from old: FarmConfig, to new: FarmConfig) -> String? {
+        if old.farm != new.farm { return "the farm section" }
+        var oldNode = old.node
+        oldNode.weight = new.node.weight
+        if oldNode != new.node { return "node (other than weight)" }
+        if old.peers != new.peers { return "peers" }
+        if old.controlSocket != new.controlSocket { return "control_socket" }
+        if old.metricsAddress != new.metricsAddress { return "metrics_address" }
+        return nil
     }
 }

@@ -11,7 +11,7 @@ struct EngineStateBuilder {
     let vip: IPAddress
     let virtualMAC: UInt64
     let delivery: Delivery
-    let rules: [PortRule]
+    private(set) var rules: [PortRule]
     let tables: TableBuilder
     private(set) var generation: UInt64 = 0
     private(set) var table: BucketTable
@@ -24,7 +24,16 @@ struct EngineStateBuilder {
         delivery = config.farm.delivery
         tables = try TableBuilder(seed: seed, bucketCount: config.farm.buckets, algorithm: config.farm.table)
         table = try BucketTable.unowned(count: config.farm.buckets)
-        rules = config.rules.map { rule in
+        rules = Self.portRules(config.rules)
+    }
+
+    /// New rules from a reloaded configuration; they take effect with the next state.
+    mutating func replaceRules(_ rules: [FarmConfig.Rule]) {
+        self.rules = Self.portRules(rules)
+    }
+
+    private static func portRules(_ rules: [FarmConfig.Rule]) -> [PortRule] {
+        rules.map { rule in
             let mode: PortRule.Mode =
                 switch rule.mode {
                 case .balanced(let affinity): .balanced(affinity)
