@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import RouteSetup
 
 /// `lbnode run`: the daemon.
@@ -32,6 +33,7 @@ struct RunCommand: ParsableCommand {
         } catch let error as ConfigError {
             throw CommandFailure(error.description)
         }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         guard Privileges.hasNetAdmin else {
             throw CommandFailure("run needs CAP_NET_ADMIN and CAP_NET_RAW: run it as root")
         }

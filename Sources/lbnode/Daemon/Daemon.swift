@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hashing
+import Logging
 import RouteSetup
 import Synchronization
 import TapEngine
@@ -30,6 +31,7 @@ final class Daemon: @unchecked Sendable {
     init(config: FarmConfig, configPath: String, stateDirectory: String, teardownOnExit: Bool) {
         self.config = config
         self.configPath = configPath
+        logger = Logger(label: "lbnode[\(config.farm.name)/\(config.node.id)]")
         self.stateDirectory = stateDirectory
         self.teardownOnExit = teardownOnExit
     }
@@ -40,9 +42,11 @@ final class Daemon: @unchecked Sendable {
         return Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000)
     }
 
+    /// swift-log, to standard error (one line per event, with a timestamp and the node).
+    private let logger: Logger
+
     func log(_ message: String) {
-        let line = "lbnode[\(config.farm.name)/\(config.node.id)] \(Date().formatted(.iso8601)) \(message)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        logger.info("\(message)")
     }
 
     func run() throws {
