@@ -20,7 +20,7 @@ struct FarmEndToEndTests {
         var processes: [Process] = []
         let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
 
-        init() throws {
+        init(delivery: String = "directed") throws {
             testbed = try Testbed(.init(servers: 3, clients: 1))
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
@@ -31,7 +31,7 @@ struct FarmEndToEndTests {
                     farm:
                       name: e2e
                       vip: 198.18.0.100
-                      delivery: directed
+                      delivery: \(delivery)
                       key_file: \(directory)/key
                       # Tests share two cores with other tests, in debug builds: a wider margin than the defaults.
                       heartbeat_interval_ms: 20
@@ -250,5 +250,30 @@ struct FarmEndToEndTests {
         let death = farm.log(1).split(separator: "\n").first { $0.contains("node 3 is dead: silent for") }
         let silent = death.flatMap { Int($0.split(separator: " ").dropLast().last ?? "") }
         #expect(silent.map { $0 <= 300 } == true, "\(death ?? "no death line")")
+    }
+
+    @Test func whenTheDirectorDiesTheNextOneTakesOver() throws {
+        let farm = try Farm()
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [1, 2, 3]), count: 300)
+        // Node 1 is the director (lowest ID). Killed, node 2 directs: it announces from the virtual MAC, the switch
+        // moves the MAC to its port, and clients keep their ARP entry.
+        kill(farm.processes[0].processIdentifier, SIGKILL)
+        #expect(farm.waitForView("{2:100, 3:100}", servers: [2, 3], seconds: 2))
+        #expect(farm.log(2).contains("ARP leader and director"))
+        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [2, 3]), count: 300)
+    }
+
+    @Test func floodDeliveryServesAndFailsOverToo() throws {
+        let farm = try Farm(delivery: "flood")
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
+        let before = try farm.exchange(count: 300, servers: [1, 2, 3])
+        Self.expectExactlyOnce(before, count: 300)
+        #expect(before.values.allSatisfy { $0.count > 50 }, "\(before.mapValues(\.count))")
+        kill(farm.processes[1].processIdentifier, SIGKILL)
+        #expect(farm.waitForView("{1:100, 3:100}", servers: [1, 3], seconds: 2))
+        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [1, 3]), count: 300)
     }
 }
