@@ -23,7 +23,7 @@ public final class DatagramSocket {
             close(fd)
             throw error
         }
-        let result = Self.withSocketAddress(address, port: port) { bind(fd, $0, $1) }
+        let result = SocketAddress.with(address, port: port) { bind(fd, $0, $1) }
         guard result == 0 else {
             let error = SystemCallError("bind", "bind a UDP socket to \(address) port \(port)")
             close(fd)
@@ -37,7 +37,7 @@ public final class DatagramSocket {
 
     /// Sends one datagram. The corresponding C function is `sendto`.
     public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemCallError) {
-        let sent = Self.withSocketAddress(address, port: port) { sendto(fd, bytes, bytes.count, 0, $0, $1) }
+        let sent = SocketAddress.with(address, port: port) { sendto(fd, bytes, bytes.count, 0, $0, $1) }
         guard sent == bytes.count else { throw SystemCallError("sendto", "send to \(address) port \(port)") }
     }
 
@@ -67,32 +67,6 @@ public final class DatagramSocket {
                 continue
             }
             while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) >= 0 { total += 1 }
-        }
-    }
-
-    /// Lends a `sockaddr` for `address:port` to `body`.
-    private static func withSocketAddress<T>(
-        _ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T
-    ) -> T {
-        if let v4 = address.ipv4Value {
-            var socketAddress = sockaddr_in()
-            socketAddress.sin_family = sa_family_t(AF_INET)
-            socketAddress.sin_port = port.bigEndian
-            socketAddress.sin_addr.s_addr = v4.bigEndian
-            return withUnsafePointer(to: &socketAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        }
-        var socketAddress = sockaddr_in6()
-        socketAddress.sin6_family = sa_family_t(AF_INET6)
-        socketAddress.sin6_port = port.bigEndian
-        withUnsafeMutableBytes(of: &socketAddress.sin6_addr) { $0.copyBytes(from: address.bytes) }
-        return withUnsafePointer(to: &socketAddress) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-            }
         }
     }
 }

@@ -52,7 +52,7 @@ public final class Engine: @unchecked Sendable {
     private var batch = EngineCounters()
     private var now: UInt32 = 0
     private let responder = Responder()
-    private let forwards = ForwardBatch()
+    private let forwards: ForwardBatch
     private let clockStart = ContinuousClock.now
 
     private struct Shared {
@@ -73,6 +73,7 @@ public final class Engine: @unchecked Sendable {
     public init(configuration: EngineConfiguration, state: EngineState) throws {
         self.configuration = configuration
         self.state = state
+        forwards = ForwardBatch(sourceMAC: configuration.interfaceMAC)
         switch configuration.receiver {
         case .libpcap:
             port = try PacketPort(

@@ -3,6 +3,9 @@ import Glibc
 
 /// The director's forwarded frames (directed mode), re-addressed to their owner's MAC and sent in batches with one
 /// `sendmmsg`: up to 64 frames or 256 KiB, and always before the receive block they came from goes back.
+///
+/// A forwarded frame leaves from the director's own MAC, as from a router: sent with the client's MAC as its source,
+/// it would teach the switch that the client sits on the director's port, and the servers' replies would go there.
 final class ForwardBatch {
     static let maximumFrames = 64
     static let capacity = 256 << 10
@@ -10,13 +13,19 @@ final class ForwardBatch {
     private let lengths = UnsafeMutablePointer<UInt16>.allocate(capacity: maximumFrames)
     private var used = 0
     private var count = 0
+    /// The director's interface MAC, the source of every forwarded frame.
+    private let sourceMAC: UInt64
+
+    init(sourceMAC: UInt64) {
+        self.sourceMAC = sourceMAC
+    }
 
     deinit {
         data.deallocate()
         lengths.deallocate()
     }
 
-    /// Copies `frame` with its destination MAC replaced by `mac`; flushes first when it would not fit. Returns what a
+    /// Copies `frame` with its destination MAC replaced by `mac` and its source by the director's; flushes first when it would not fit. Returns what a
     /// flush sent and failed, if one ran.
     @inline(__always)
     func add(_ frame: UnsafeRawBufferPointer, to mac: UInt64, fd: Int32) -> (sent: Int, failed: Int) {
@@ -26,8 +35,9 @@ final class ForwardBatch {
         let start = data.baseAddress! + used
         start.copyMemory(from: frame.baseAddress!, byteCount: frame.count)
         for index in 0..<6 {
-            start.storeBytes(
-                of: UInt8(truncatingIfNeeded: mac >> (40 - 8 * index)), toByteOffset: index, as: UInt8.self)
+            let shift = UInt64(40 - 8 * index)
+            start.storeBytes(of: UInt8(truncatingIfNeeded: mac >> shift), toByteOffset: index, as: UInt8.self)
+            start.storeBytes(of: UInt8(truncatingIfNeeded: sourceMAC >> shift), toByteOffset: 6 + index, as: UInt8.self)
         }
         lengths[count] = UInt16(frame.count)
         used += frame.count

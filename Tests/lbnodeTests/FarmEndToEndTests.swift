@@ -8,142 +8,31 @@ import Testing
 @testable import lbbench
 @testable import lbnode
 
-/// Three servers running `lbnode run` (directed delivery) on a testbed, a client sending from many ports.
+/// Three servers running `lbnode run` and the echo application on a testbed (lbbench's `VirtualFarm`), a client
+/// sending from many ports.
 @Suite(privileged, .serialized)
 struct FarmEndToEndTests {
-    static let vip = IPAddress("198.18.0.100")!
-    static let port: UInt16 = 9000
+    /// Tests share two cores with other tests, in debug builds: a wider heartbeat margin than the defaults (10 ms × 3),
+    /// which the failover benchmark measures.
+    static func farm(_ change: (inout VirtualFarm.Options) -> Void = { _ in }) throws -> VirtualFarm {
+        var options = VirtualFarm.Options()
+        options.heartbeatIntervalMilliseconds = 20
+        options.deadAfter = 5
+        change(&options)
+        return try VirtualFarm(options)
+    }
 
-    final class Farm {
-        let testbed: Testbed
-        let directory = NSTemporaryDirectory() + "vipfarm-farm-\(UInt32.random(in: 0...UInt32.max))"
-        var processes: [Process] = []
-        let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    /// Every request answered exactly once, and only by `servers`.
+    static func expectExactlyOnce(_ received: [Int: [Int]], count: Int, by servers: Set<Int>) {
+        let all = received.values.flatMap { $0 }
+        #expect(all.count == count, "\(received.mapValues(\.count))")
+        #expect(Set(all).count == count)
+        #expect(Set(received.keys).isSubset(of: servers), "\(received.mapValues(\.count))")
+    }
 
-        init(delivery: String = "directed") throws {
-            testbed = try Testbed(.init(servers: 3, clients: 1))
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
-            for server in testbed.servers {
-                let peers = testbed.servers.filter { $0.number != server.number }
-                    .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
-                let config = """
-                    farm:
-                      name: e2e
-                      vip: 198.18.0.100
-                      delivery: \(delivery)
-                      key_file: \(directory)/key
-                      # Tests share two cores with other tests, in debug builds: a wider margin than the defaults.
-                      heartbeat_interval_ms: 20
-                      dead_after: 5
-                    node: { id: \(server.number), interface: eth0, address: \(server.address.address) }
-                    control_socket: \(directory)/n\(server.number).sock
-                    peers:
-                    \(peers)
-                    """
-                try config.write(toFile: "\(directory)/n\(server.number).yaml", atomically: true, encoding: .utf8)
-                processes.append(try start(server))
-            }
-        }
-
-        /// Runs an lbnode client command (status, drain) against node `number`'s control socket.
-        func control(_ arguments: [String], node number: Int) throws -> String {
-            let process = Process()
-            let output = Pipe()
-            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-                .appendingPathComponent("lbnode")
-            process.arguments = arguments + ["--socket", "\(directory)/n\(number).sock"]
-            process.standardOutput = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return text
-        }
-
-        /// Starts lbnode in the server's namespace (a process started from a thread inherits its namespace).
-        func start(_ server: Testbed.Host) throws -> Process {
-            let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-                .appendingPathComponent("lbnode")
-            let log = "\(directory)/log\(server.number)"
-            FileManager.default.createFile(atPath: log, contents: nil)
-            let result: Result<Process, Error> = try server.namespace.run { () throws(NetlinkError) in
-                Result {
-                    let process = Process()
-                    process.executableURL = binary
-                    process.arguments = [
-                        "run", "--config", "\(directory)/n\(server.number).yaml", "--state-dir",
-                        "\(directory)/state\(server.number)",
-                    ]
-                    process.standardError = FileHandle(forWritingAtPath: log)
-                    process.standardOutput = FileHandle.nullDevice
-                    try process.run()
-                    return process
-                }
-            }
-            return try result.get()
-        }
-
-        func log(_ number: Int) -> String {
-            (try? String(contentsOfFile: "\(directory)/log\(number)", encoding: .utf8)) ?? ""
-        }
-
-        /// Waits until every log's last view line ends with `view`, then for the engines to take the new state (the
-        /// log line comes first; the engine swaps at its next batch) and for one director keepalive (200 ms): while
-        /// the nodes were starting, one of them may have been director for a moment and have drawn the switch's
-        /// virtual-MAC entry to its port.
-        func waitForView(_ view: String, servers: [Int], seconds: Double = 10) -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
-                if servers.allSatisfy({
-                    log($0).split(separator: "\n").last(where: { $0.contains(" view ") })?
-                        .hasSuffix("-> \(view)") == true
-                }) {
-                    Thread.sleep(forTimeInterval: 0.25)
-                    return true
-                }
-                Thread.sleep(forTimeInterval: 0.02)
-            }
-            return false
-        }
-
-        func stop() {
-            for process in processes where process.isRunning {
-                process.terminate()  // SIGTERM, by PID
-                process.waitUntilExit()
-            }
-            testbed.down()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-
-        /// Sends datagram `i` from client port 20000 + i for `count` ports, and returns what each server's socket got.
-        func exchange(count: Int, servers: [Int]) throws -> [Int: [Int]] {
-            let sinks = try servers.map { number in
-                try testbed.servers[number - 1].namespace.run { () throws(NetlinkError) in
-                    Result { () throws(SystemCallError) in
-                        try DatagramSocket(bindTo: FarmEndToEndTests.vip, port: FarmEndToEndTests.port)
-                    }
-                }.get()
-            }
-            let client = testbed.clients[0]
-            try client.namespace.run { () throws(NetlinkError) in
-                Result { () throws(SystemCallError) in
-                    let source = IPAddress(bytes: client.address.bytes)!
-                    for index in 0..<count {
-                        try DatagramSocket(bindTo: source, port: UInt16(20000 + index)).send(
-                            Array(String(index).utf8), to: FarmEndToEndTests.vip, port: FarmEndToEndTests.port)
-                    }
-                }
-            }.get()
-            var received: [Int: [Int]] = [:]
-            for (number, sink) in zip(servers, sinks) {
-                var ids: [Int] = []
-                while let datagram = try sink.receive(timeoutMilliseconds: 400) {
-                    ids.append(Int(String(decoding: datagram, as: UTF8.self))!)
-                }
-                received[number] = ids
-            }
-            return received
-        }
+    /// Sends one request on every connection; the server that answered each, or why none did.
+    static func requests(_ connections: [StreamConnection], _ text: String) -> [StreamConnection.Outcome] {
+        connections.map { $0.request(Array(text.utf8)) }
     }
 
     /// GET `path` from 127.0.0.1:9946 in the calling thread's namespace; the raw response.
@@ -172,18 +61,12 @@ struct FarmEndToEndTests {
         return String(decoding: response, as: UTF8.self)
     }
 
-    static func expectExactlyOnce(_ received: [Int: [Int]], count: Int) {
-        let all = received.values.flatMap { $0 }
-        #expect(all.count == count, "\(received.mapValues(\.count))")
-        #expect(Set(all).count == count)
-    }
-
     @Test func everyRequestOnceThroughStatusDrainAndSigkill() throws {
-        let farm = try Farm()
+        let farm = try Self.farm()
         defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
-        let before = try farm.exchange(count: 300, servers: [1, 2, 3])
-        Self.expectExactlyOnce(before, count: 300)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let before = try farm.exchange(count: 300)
+        Self.expectExactlyOnce(before, count: 300, by: [1, 2, 3])
         #expect(before.values.allSatisfy { $0.count > 50 }, "\(before.mapValues(\.count))")  // all three serve
 
         // A forged heartbeat (another key) and a validly signed but stale one, both saying node 2 leaves: ignored.
@@ -216,64 +99,134 @@ struct FarmEndToEndTests {
         // Prometheus metrics on node 1's loopback.
         let metrics = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in Self.httpGet("/metrics") }
         #expect(metrics.hasPrefix("HTTP/1.1 200 OK"))
-        #expect(metrics.contains("vipfarm_member_in_view{farm=\"e2e\",node=\"1\",member=\"3\",state=\"active\"} 1"))
-        #expect(metrics.contains("vipfarm_heartbeats_rejected_total{farm=\"e2e\",node=\"1\",reason=\"forged\"} 1"))
+        #expect(metrics.contains("vipfarm_member_in_view{farm=\"vfarm\",node=\"1\",member=\"3\",state=\"active\"} 1"))
+        #expect(metrics.contains("vipfarm_heartbeats_rejected_total{farm=\"vfarm\",node=\"1\",reason=\"forged\"} 1"))
 
         // SIGHUP reloads the weight live; a change of the farm section is refused and changes nothing.
         let configPath = "\(farm.directory)/n1.yaml"
         let original = try String(contentsOfFile: configPath, encoding: .utf8)
         try original.replacingOccurrences(of: "address: 198.18.0.11 }", with: "address: 198.18.0.11, weight: 200 }")
             .write(toFile: configPath, atomically: true, encoding: .utf8)
-        kill(farm.processes[0].processIdentifier, SIGHUP)
-        #expect(farm.waitForView("{1:200, 2:100, 3:100}", servers: [1, 2, 3], seconds: 2), "\(farm.log(1))")
+        farm.signal(1, SIGHUP)
+        #expect(farm.waitForView("{1:200, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 2), "\(farm.log(1))")
         try original.replacingOccurrences(of: "vip: 198.18.0.100", with: "vip: 198.18.0.101")
             .replacingOccurrences(of: "address: 198.18.0.11 }", with: "address: 198.18.0.11, weight: 200 }")
             .write(toFile: configPath, atomically: true, encoding: .utf8)
-        kill(farm.processes[0].processIdentifier, SIGHUP)
+        farm.signal(1, SIGHUP)
         Thread.sleep(forTimeInterval: 0.2)
         #expect(farm.log(1).contains("reload refused: the farm section cannot change while running"))
 
         // Drain node 2: it leaves the view at once (its buckets go to the others) and stops when the time is over.
         _ = try farm.control(["drain", "--timeout", "1"], node: 2)
-        #expect(farm.waitForView("{1:200, 3:100}", servers: [1, 3], seconds: 2))
-        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [1, 3]), count: 300)
-        farm.processes[1].waitUntilExit()
+        #expect(farm.waitForView("{1:200, 3:100}", nodes: [1, 3], seconds: 2))
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
+        farm.waitForExit(2)
         #expect(farm.log(2).contains("drain time is over"))
 
         // SIGKILL node 3: node 1 notices after dead_after (5) intervals of 20 ms and takes its buckets; then every
         // flow is answered by node 1. (The p99 failover time is measured by the benchmark on a quiet machine; tests
         // run beside others, so here the bound is loose.)
-        kill(farm.processes[2].processIdentifier, SIGKILL)
-        #expect(farm.waitForView("{1:200}", servers: [1], seconds: 2))
-        let after = try farm.exchange(count: 300, servers: [1])
-        Self.expectExactlyOnce(after, count: 300)
+        farm.signal(3, SIGKILL)
+        #expect(farm.waitForView("{1:200}", nodes: [1], seconds: 2))
+        let after = try farm.exchange(count: 300)
+        Self.expectExactlyOnce(after, count: 300, by: [1])
         let death = farm.log(1).split(separator: "\n").first { $0.contains("node 3 is dead: silent for") }
         let silent = death.flatMap { Int($0.split(separator: " ").dropLast().last ?? "") }
         #expect(silent.map { $0 <= 300 } == true, "\(death ?? "no death line")")
     }
 
-    @Test func whenTheDirectorDiesTheNextOneTakesOver() throws {
-        let farm = try Farm()
+    @Test func whenTheDirectorDiesTheNextOneTakesOverOnASwitchThatDoesNotFlood() throws {
+        let farm = try Self.farm { $0.testbed.unknownUnicastFlooding = false }
         defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
-        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [1, 2, 3]), count: 300)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
         // Node 1 is the director (lowest ID). Killed, node 2 directs: it announces from the virtual MAC, the switch
         // moves the MAC to its port, and clients keep their ARP entry.
-        kill(farm.processes[0].processIdentifier, SIGKILL)
-        #expect(farm.waitForView("{2:100, 3:100}", servers: [2, 3], seconds: 2))
+        farm.signal(1, SIGKILL)
+        #expect(farm.waitForView("{2:100, 3:100}", nodes: [2, 3], seconds: 2))
         #expect(farm.log(2).contains("ARP leader and director"))
-        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [2, 3]), count: 300)
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
     }
 
     @Test func floodDeliveryServesAndFailsOverToo() throws {
-        let farm = try Farm(delivery: "flood")
+        let farm = try Self.farm { $0.delivery = "flood" }
         defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", servers: [1, 2, 3]), "\(farm.log(1))")
-        let before = try farm.exchange(count: 300, servers: [1, 2, 3])
-        Self.expectExactlyOnce(before, count: 300)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let before = try farm.exchange(count: 300)
+        Self.expectExactlyOnce(before, count: 300, by: [1, 2, 3])
         #expect(before.values.allSatisfy { $0.count > 50 }, "\(before.mapValues(\.count))")
-        kill(farm.processes[1].processIdentifier, SIGKILL)
-        #expect(farm.waitForView("{1:100, 3:100}", servers: [1, 3], seconds: 2))
-        Self.expectExactlyOnce(try farm.exchange(count: 300, servers: [1, 3]), count: 300)
+        farm.signal(2, SIGKILL)
+        #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 3], seconds: 2))
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
+    }
+
+    @Test func openConnectionsSurviveAJoinAndADrain() throws {
+        let farm = try Self.farm { $0.startNodes = [1, 2] }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
+        let connections = try farm.connect(count: 60)
+        let owners = Self.requests(connections, "before")
+        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
+
+        // Node 3 joins: a third of the buckets move to it, but the connections stay where they are.
+        try farm.start(3)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
+        #expect(Self.requests(connections, "joined") == owners)
+        let newer = try farm.connect(count: 60)
+        let newOwners = Self.requests(newer, "new")
+        #expect(newOwners.contains(.answered(server: 3)), "\(newOwners)")
+
+        // Node 1 (the director) drains: it leaves the view at once, yet serves its connections until it stops.
+        _ = try farm.control(["drain", "--timeout", "3"], node: 1)
+        #expect(farm.waitForView("{2:100, 3:100}", nodes: [2, 3], seconds: 2))
+        #expect(Self.requests(connections, "draining") == owners)
+        #expect(Self.requests(newer, "draining") == newOwners)
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
+    }
+
+    @Test func aFrozenNodeAndACutLinkFailOverWithoutResettingOthers() throws {
+        let farm = try Self.farm()
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let connections = try farm.connect(count: 60)
+        let owners = Self.requests(connections, "before")
+        let survivors = owners.indices.filter { owners[$0] != .answered(server: 3) }
+
+        // SIGSTOP: node 3 falls silent; its buckets move to 1 and 2, and their connections are untouched.
+        farm.signal(3, SIGSTOP)
+        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
+        #expect(survivors.map { connections[$0].request(Array("frozen".utf8)) } == survivors.map { owners[$0] })
+        farm.signal(3, SIGCONT)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
+
+        // The cable of node 3 is cut: the same, and it comes back when the cable does.
+        try farm.setLink(3, up: false)
+        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
+        #expect(survivors.map { connections[$0].request(Array("cut".utf8)) } == survivors.map { owners[$0] })
+        try farm.setLink(3, up: true)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+    }
+
+    @Test func aFailingCheckerTakesTheNodeOutUntilItPasses() throws {
+        let flag = NSTemporaryDirectory() + "vipfarm-check-\(Testbed.randomID())"
+        defer { try? FileManager.default.removeItem(atPath: flag) }
+        let farm = try Self.farm {
+            $0.extraConfig[2] = """
+                checkers:
+                  - { type: command, run: "test ! -e \(flag)", interval_ms: 50, fails: 2, rises: 2 }
+
+                """
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(2))")
+        _ = FileManager.default.createFile(atPath: flag, contents: nil)
+        #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(2))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
+        try FileManager.default.removeItem(atPath: flag)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(2))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
     }
 }

@@ -58,14 +58,19 @@ struct MembershipTests {
         #expect(Self.ids(membership.view) == [1])
     }
 
-    @Test func theLeaderIsTheLowestActiveID() {
+    @Test func theLeaderIsTheLowestActiveOrDrainingID() {
         var membership = Self.membership()
         _ = membership.receive(Self.beat(5), now: 0)
         _ = membership.receive(Self.beat(4), now: 0)
         #expect(membership.leader == NodeID(4))  // this node is still joining
         _ = membership.setLocal(state: .active)
         #expect(membership.leader == NodeID(1))
+        // Draining, it is out of the view but keeps directing (its connections stay) until it leaves.
         _ = membership.setLocal(state: .draining)
+        #expect(Self.ids(membership.view) == [4, 5])
+        #expect(membership.leader == NodeID(1))
+        _ = membership.receive(Self.beat(4, .draining), now: 1)
+        _ = membership.setLocal(state: .left)
         #expect(membership.leader == NodeID(4))
     }
 

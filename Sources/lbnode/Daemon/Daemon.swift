@@ -65,7 +65,7 @@ final class Daemon: @unchecked Sendable {
             configuration: EngineConfiguration(
                 interface: config.node.interface, interfaceMAC: interfaceMAC,
                 tapName: config.node.tap),
-            state: states.state(for: .empty, alive: [], macs: [:], handover: false))
+            state: states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false))
         engine.start()
         defer { engine.stop() }
         let socket = try DatagramSocket(
@@ -115,6 +115,13 @@ final class Daemon: @unchecked Sendable {
                 .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
         }
 
+        /// The engine state for the current view; `handover`: keep and add the marks of planned moves.
+        func nextState(handover: Bool) -> EngineState {
+            states.state(
+                for: membership.view, alive: Set(membership.peers.keys).union([config.node.id]),
+                leader: membership.leader, macs: macs(), handover: handover)
+        }
+
         func apply(_ events: [MembershipEvent], handover: Bool = true) {
             var viewChanged = false
             for event in events {
@@ -128,8 +135,7 @@ final class Daemon: @unchecked Sendable {
             }
             guard viewChanged else { return }
             let started = clock.now
-            let alive = Set(membership.peers.keys).union([config.node.id])
-            engine.swap(states.state(for: membership.view, alive: alive, macs: macs(), handover: handover))
+            engine.swap(nextState(handover: handover))
             // The leader announces on every change of view: another node may have claimed the role (and, directed,
             // the switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces
             // every 200 ms anyway.
@@ -176,7 +182,7 @@ final class Daemon: @unchecked Sendable {
                                 + "\(next.checkers.count) checkers")
                         let events = membership.setLocal(weight: next.node.weight)
                         if events.isEmpty {  // same view: the rules still need a new state
-                            engine.swap(states.state(for: membership.view, alive: [], macs: macs(), handover: false))
+                            engine.swap(nextState(handover: handoverUntil != nil))
                         }
                         apply(events)
                     }
@@ -200,7 +206,7 @@ final class Daemon: @unchecked Sendable {
             }
             if let until = handoverUntil, now >= until {
                 handoverUntil = nil
-                engine.swap(states.state(for: membership.view, alive: [], macs: macs(), handover: false))
+                engine.swap(nextState(handover: false))
                 log("handover window over: engine state \(states.generation)")
             }
             publishStatus(

@@ -15,6 +15,25 @@ struct EngineStateBuilder {
     let tables: TableBuilder
     private(set) var generation: UInt64 = 0
     private(set) var table: BucketTable
+    /// The handover marks of the last state, carried into the next while the handover window is open.
+    private var handover = Handover(count: 0)
+
+    /// Per bucket: the node that served it before the first planned move of the window (0: no move, or that node
+    /// died), the node the director sends unknown connections to (the first owner, 0 when it owns the bucket again),
+    /// and this node's roles.
+    struct Handover {
+        var firstOwners: [UInt16]
+        var previousOwners: [UInt16]
+        var taking: [Bool]
+        var releasing: [Bool]
+
+        init(count: Int) {
+            firstOwners = [UInt16](repeating: 0, count: count)
+            previousOwners = [UInt16](repeating: 0, count: count)
+            taking = [Bool](repeating: false, count: count)
+            releasing = [Bool](repeating: false, count: count)
+        }
+    }
 
     init(config: FarmConfig, virtualMAC: UInt64) throws {
         me = config.node.id
@@ -46,40 +65,53 @@ struct EngineStateBuilder {
 
     /// The state for `view`.
     ///
+    /// Within a handover window the marks accumulate: a bucket that moved at a join and again at a drain a few
+    /// seconds later still sends the connections that predate both to the node that served it first, and a node that
+    /// released a bucket keeps serving its connections there until the window closes.
+    ///
     /// - Parameters:
     ///   - alive: every node still heard from (or this node), whatever its state: a bucket moving away from one of
     ///     them is a planned move, handed over; one moving away from a dead node is taken at once.
+    ///   - leader: the ARP leader and, directed, the director (`Membership.leader`).
     ///   - macs: the real MAC of each node, for directed forwarding.
-    ///   - handover: whether to mark the moved buckets (false when a handover window ends).
-    mutating func state(for view: MembershipView, alive: Set<NodeID>, macs: [UInt16: UInt64], handover: Bool)
-        -> EngineState
-    {
+    ///   - handover: whether to keep and add handover marks (false when the handover window ends).
+    mutating func state(
+        for view: MembershipView, alive: Set<NodeID>, leader: NodeID?, macs: [UInt16: UInt64], handover: Bool
+    ) -> EngineState {
         generation += 1
         let previous = table
         table = tables.build(view, generation: generation)
-        let leader = view.members.first?.id
-        var taking = [Bool](repeating: false, count: table.count)
-        var releasing = [Bool](repeating: false, count: table.count)
-        var previousOwners = [UInt16](repeating: 0, count: table.count)
+        let carried = self.handover
+        self.handover = Handover(count: table.count)
         if handover {
+            let aliveIDs = Set(alive.map(\.rawValue))
             for bucket in 0..<table.count {
-                guard let old = previous.owner(ofBucket: bucket), alive.contains(old),
-                    let new = table.owner(ofBucket: bucket), new != old
-                else { continue }
-                taking[bucket] = new == me
-                releasing[bucket] = old == me
-                previousOwners[bucket] = old.rawValue
+                guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
+                let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
+                // The connections that predate the window are on the first owner; if it died, they died with it.
+                var first = carried.firstOwners.indices.contains(bucket) ? carried.firstOwners[bucket] : 0
+                if !aliveIDs.contains(first) { first = 0 }
+                if first == 0 && old != new && aliveIDs.contains(old) { first = old }
+                guard first != 0 else { continue }
+                self.handover.firstOwners[bucket] = first
+                // The director sends connections it does not know to the first owner, unless that is the owner.
+                self.handover.previousOwners[bucket] = first == new ? 0 : first
+                self.handover.taking[bucket] = new == me.rawValue
+                let releasedBefore = carried.releasing.indices.contains(bucket) && carried.releasing[bucket]
+                self.handover.releasing[bucket] = new != me.rawValue && (releasedBefore || old == me.rawValue)
             }
         }
         // A `single` rule is served by the lowest ID in the view (priority by ID), with failover.
+        let singleOwner = view.members.first?.id
         let resolvedRules = rules.map { rule in
             guard case .single = rule.mode else { return rule }
-            return PortRule(proto: rule.proto, ports: rule.ports, mode: .single(owner: leader))
+            return PortRule(proto: rule.proto, ports: rule.ports, mode: .single(owner: singleOwner))
         }
         return EngineState(
             generation: generation, node: me, seed: seed, vip: vip, virtualMAC: virtualMAC, table: table,
             rules: resolvedRules, delivery: delivery, isARPLeader: leader == me,
-            isDirector: delivery == .directed && leader == me, handoverBuckets: taking, releasedBuckets: releasing,
-            previousOwners: leader == me ? previousOwners : nil, nodeMACs: macs)
+            isDirector: delivery == .directed && leader == me, handoverBuckets: self.handover.taking,
+            releasedBuckets: self.handover.releasing,
+            previousOwners: leader == me ? self.handover.previousOwners : nil, nodeMACs: macs)
     }
 }

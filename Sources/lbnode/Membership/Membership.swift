@@ -28,7 +28,8 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
 /// manual clock). Pure logic: no sockets, no timers.
 ///
 /// The view is the set of members that are alive (heard from within `deadAfter` intervals), `active` and healthy,
-/// this node included when it is; the lowest ID in it is the ARP leader and, in directed mode, the director.
+/// this node included when it is. The leader (ARP, and the director in directed mode) is the lowest ID in the view or
+/// draining: a draining director keeps directing until it leaves, so the connections it knows stay where they are.
 struct Membership {
     struct Peer: Equatable {
         var state: MemberState
@@ -63,8 +64,11 @@ struct Membership {
     /// Milliseconds of silence after which a peer is dead.
     var deadline: Int { intervalMilliseconds * deadAfter }
 
-    /// The lowest ID in the view: it answers ARP for the VIP and, in directed mode, directs.
-    var leader: NodeID? { view.members.first?.id }
+    /// The lowest ID in the view or draining: it answers ARP for the VIP and, in directed mode, directs.
+    var leader: NodeID? {
+        let draining = peers.filter { $0.value.state == .draining }.map(\.key) + (state == .draining ? [me] : [])
+        return (view.members.map(\.id) + draining).min()
+    }
 
     /// Whether every live peer reports the same view as this node.
     var agreed: Bool {

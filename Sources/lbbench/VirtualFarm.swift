@@ -1,0 +1,244 @@
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+
+/// A farm on a testbed: every server namespace runs `lbnode run` (a child process, started by PID and ended by PID)
+/// and the echo application; clients reach the VIP through the switch. The demo, the failover benchmark, the
+/// scenarios and the end-to-end tests all drive this one harness.
+final class VirtualFarm {
+    struct Options {
+        var testbed = Testbed.Description(servers: 3, clients: 1)
+        var delivery = "directed"
+        var vip = "198.18.0.100"
+        var heartbeatIntervalMilliseconds = 10
+        var deadAfter = 3
+        /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
+        var extraConfig: [Int: String] = [:]
+        /// The nodes that start with the farm; the others can be started later (a join).
+        var startNodes: Set<Int>? = nil
+    }
+
+    static let echoPort: UInt16 = 9000
+
+    let options: Options
+    let testbed: Testbed
+    let vip: IPAddress
+    let directory = NSTemporaryDirectory() + "vipfarm-farm-\(Testbed.randomID())"
+    let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    /// The running `lbnode` of each server, by node number.
+    private(set) var processes: [Int: Process] = [:]
+    private var echoServers: [EchoServer] = []
+
+    /// `lbnode`, next to the running executable (`.build/<configuration>/`).
+    static var lbnodePath: String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("lbnode").path
+    }
+
+    /// Builds the testbed, writes each node's configuration, starts the echo servers and the first nodes. On
+    /// failure everything started is stopped and removed again.
+    init(_ options: Options = Options()) throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.lbnodePath) else {
+            throw FarmError("lbnode not found at \(Self.lbnodePath): build both with `swift build` (or -c release)")
+        }
+        guard let vip = IPAddress(options.vip) else { throw FarmError("bad VIP \(options.vip)") }
+        self.options = options
+        self.vip = vip
+        testbed = try Testbed(options.testbed)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
+            for server in testbed.servers {
+                try configuration(for: server).write(
+                    toFile: configPath(server.number), atomically: true, encoding: .utf8)
+                echoServers.append(
+                    try server.namespace.run { () throws(NetlinkError) in
+                        Result { () throws(SystemCallError) in
+                            try EchoServer(id: UInt16(server.number), vip: vip, port: Self.echoPort)
+                        }
+                    }.get())
+                echoServers.last!.start()
+            }
+            for number in (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() {
+                try start(number)
+            }
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    deinit {
+        stop()
+    }
+
+    func configPath(_ number: Int) -> String { "\(directory)/n\(number).yaml" }
+    func socketPath(_ number: Int) -> String { "\(directory)/n\(number).sock" }
+    func logPath(_ number: Int) -> String { "\(directory)/log\(number)" }
+
+    private func configuration(for server: Testbed.Host) -> String {
+        let peers = testbed.servers.filter { $0.number != server.number }
+            .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
+        return """
+            farm:
+              name: vfarm
+              vip: \(options.vip)
+              delivery: \(options.delivery)
+              key_file: \(directory)/key
+              heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
+              dead_after: \(options.deadAfter)
+            node: { id: \(server.number), interface: \(Testbed.hostInterface), address: \(server.address.address) }
+            control_socket: \(socketPath(server.number))
+            peers:
+            \(peers)
+
+            """ + (options.extraConfig[server.number] ?? "")
+    }
+
+    /// Starts `lbnode run` in server `number`'s namespace (a process started from a thread inherits the thread's
+    /// namespace); its standard error goes to `logPath(number)`.
+    func start(_ number: Int) throws {
+        let server = testbed.servers[number - 1]
+        _ = FileManager.default.createFile(atPath: logPath(number), contents: nil)
+        let arguments = ["run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)"]
+        let result: Result<Process, Error> = try server.namespace.run { () throws(NetlinkError) in
+            Result {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
+                process.arguments = arguments
+                process.standardError = FileHandle(forWritingAtPath: logPath(number))
+                process.standardOutput = FileHandle.nullDevice
+                try process.run()
+                return process
+            }
+        }
+        processes[number] = try result.get()
+    }
+
+    /// Sends `signal` to node `number`'s lbnode, by its PID.
+    func signal(_ number: Int, _ signal: Int32) {
+        guard let process = processes[number], process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for node `number`'s lbnode to exit (after a drain or a signal).
+    func waitForExit(_ number: Int) {
+        processes[number]?.waitUntilExit()
+    }
+
+    /// Cuts (or restores) node `number`'s cable: its port on the switch goes down, and with it the carrier of the
+    /// server's interface.
+    func setLink(_ number: Int, up: Bool) throws {
+        let port = testbed.servers[number - 1].switchPort
+        try testbed.switchNamespace.run { () throws(NetlinkError) in
+            try NetlinkSocket().changeLink(named: port, LinkChange(up: up))
+        }
+    }
+
+    /// Ends every lbnode (SIGTERM, by PID; a frozen one is thawed first), the echo servers and the testbed, and
+    /// removes the farm's files. Safe to call twice.
+    func stop() {
+        for process in processes.values where process.isRunning {
+            kill(process.processIdentifier, SIGCONT)
+            process.terminate()
+            process.waitUntilExit()
+        }
+        processes = [:]
+        for server in echoServers { server.stop() }
+        echoServers = []
+        testbed.down()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func log(_ number: Int) -> String {
+        (try? String(contentsOfFile: logPath(number), encoding: .utf8)) ?? ""
+    }
+
+    /// The view in node `number`'s last view line, e.g. "{1:100, 2:100}".
+    func lastView(_ number: Int) -> String? {
+        guard let line = log(number).split(separator: "\n").last(where: { $0.contains(" view ") }),
+            let arrow = line.range(of: "-> ", options: .backwards)
+        else { return nil }
+        return String(line[arrow.upperBound...])
+    }
+
+    /// Waits until the last view line of every node in `nodes` shows `view`, then for the engines to take the new
+    /// state (the log line comes first; the engine swaps at its next batch) and for one director keepalive (200 ms).
+    func waitForView(_ view: String, nodes: [Int], seconds: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if nodes.allSatisfy({ lastView($0) == view }) {
+                Thread.sleep(forTimeInterval: 0.25)
+                return true
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    /// Runs an lbnode client command (status, drain) against node `number`'s control socket; its standard output.
+    func control(_ arguments: [String], node number: Int) throws -> String {
+        let process = Process()
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
+        process.arguments = arguments + ["--socket", socketPath(number)]
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return text
+    }
+
+    /// Sends datagram `i` (its decimal text) from client port `firstPort + i` for `count` ports, and returns the
+    /// request numbers each server answered, by server.
+    func exchange(count: Int, client number: Int = 1, firstPort: UInt16 = 20000) throws -> [Int: [Int]] {
+        let client = testbed.clients[number - 1]
+        let source = IPAddress(bytes: client.address.bytes)!
+        let sockets = try client.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                var sockets: [DatagramSocket] = []
+                for index in 0..<count {
+                    sockets.append(try DatagramSocket(bindTo: source, port: firstPort + UInt16(index)))
+                    try sockets[index].send(Array(String(index).utf8), to: vip, port: Self.echoPort)
+                }
+                return sockets
+            }
+        }.get()
+        // Collects until every request is answered (or a second has passed), then once more for late duplicates.
+        var answered: [Int: [Int]] = [:]
+        let deadline = Date().addingTimeInterval(1)
+        var total = 0
+        for pass in 0... {
+            for socket in sockets {
+                while let reply = try socket.receive(timeoutMilliseconds: 0),
+                    let (server, payload) = EchoServer.parseReply(reply),
+                    let index = Int(String(decoding: payload, as: UTF8.self))
+                {
+                    answered[server, default: []].append(index)
+                    total += 1
+                }
+            }
+            if pass > 0 && (total >= count || Date() >= deadline) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return answered
+    }
+
+    /// Opens `count` TCP connections from client `number` to the VIP's echo port.
+    func connect(count: Int, client number: Int = 1) throws -> [StreamConnection] {
+        try testbed.clients[number - 1].namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                var connections: [StreamConnection] = []
+                for _ in 0..<count { connections.append(try StreamConnection(to: vip, port: Self.echoPort)) }
+                return connections
+            }
+        }.get()
+    }
+}
+
+/// A farm that could not be built or driven.
+struct FarmError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

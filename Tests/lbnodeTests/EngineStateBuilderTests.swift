@@ -1,0 +1,69 @@
+import Hashing
+import TapEngine
+import Testing
+
+@testable import lbnode
+
+/// The handover marks that keep established connections through planned moves.
+struct EngineStateBuilderTests {
+    static func builder(node: UInt16) throws -> EngineStateBuilder {
+        let config = try FarmConfig.parse(
+            FarmConfigTests.example.replacingOccurrences(of: "  id: 1\n", with: "  id: \(node)\n")
+                .replacingOccurrences(of: "{ id: \(node),", with: "{ id: 1,"), file: "web.yaml")
+        return try EngineStateBuilder(config: config, virtualMAC: 0x02_00_00_00_00_01)
+    }
+
+    static func view(_ ids: [UInt16]) throws -> MembershipView {
+        try MembershipView(ids.map { Member(id: NodeID(rawValue: $0)!, weight: 100) })
+    }
+
+    static let all: Set<NodeID> = [NodeID(1)!, NodeID(2)!, NodeID(3)!]
+
+    @Test func aJoinThenADrainStillSendsOldConnectionsToTheirFirstOwner() throws {
+        var director = try Self.builder(node: 1)
+        let two = try director.state(
+            for: Self.view([1, 2]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+        let joined = try director.state(
+            for: Self.view([1, 2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+        // Node 1 drains and keeps directing: the buckets node 3 took at the join still point at their first owner.
+        let drained = try director.state(
+            for: Self.view([2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+        #expect(drained.isDirector)
+        for bucket in 0..<two.table.count {
+            let first = two.table.owner(ofBucket: bucket)!.rawValue
+            let owner = drained.table.owner(ofBucket: bucket)!.rawValue
+            #expect(drained.previousOwners[bucket] == (owner == first ? 0 : first))
+            #expect(
+                drained.releasedBuckets[bucket] == (first == 1 || joined.table.owner(ofBucket: bucket) == NodeID(1)))
+        }
+        // When the window closes the marks go.
+        let closed = try director.state(
+            for: Self.view([2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: false)
+        #expect(closed.previousOwners.allSatisfy { $0 == 0 } && !closed.releasedBuckets.contains(true))
+    }
+
+    @Test func bucketsOfADeadNodeAreTakenAtOnceEvenWithinAWindow() throws {
+        var builder = try Self.builder(node: 2)
+        let two = try builder.state(
+            for: Self.view([1, 2]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+        let joined = try builder.state(
+            for: Self.view([1, 2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+        // Node 1 dies: nothing points at it any more, and what node 2 takes from it is no handover.
+        let survivors: Set<NodeID> = [NodeID(2)!, NodeID(3)!]
+        let state = try builder.state(
+            for: Self.view([2, 3]), alive: survivors, leader: NodeID(2), macs: [:], handover: true)
+        #expect(!state.previousOwners.contains(1))
+        let fromOne = (0..<state.table.count).filter {
+            joined.table.owner(ofBucket: $0) == NodeID(1) && state.table.owner(ofBucket: $0) == NodeID(2)
+        }
+        #expect(fromOne.count > 500)
+        #expect(fromOne.allSatisfy { !state.handoverBuckets[$0] })
+        // What node 2 gave node 3 at the join is still handed over: node 2 serves its connections there.
+        let toThree = (0..<state.table.count).filter {
+            two.table.owner(ofBucket: $0) == NodeID(2) && joined.table.owner(ofBucket: $0) == NodeID(3)
+                && state.table.owner(ofBucket: $0) == NodeID(3)
+        }
+        #expect(toThree.count > 500)
+        #expect(toThree.allSatisfy { state.previousOwners[$0] == 2 && state.releasedBuckets[$0] })
+    }
+}
