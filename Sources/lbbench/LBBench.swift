@@ -14,7 +14,10 @@ struct LBBench: ParsableCommand {
             the method.
             """,
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
-        subcommands: [HashCommand.self, FramesCommand.self, EngineCommand.self, TestbedCommand.self]
+        subcommands: [
+            HashCommand.self, FramesCommand.self, EngineCommand.self, FailoverCommand.self, TestbedCommand.self,
+            ServeCommand.self,
+        ]
     )
 
     /// Testbeds come down on Ctrl-C too; then the chosen subcommand runs.

@@ -15,7 +15,7 @@ final class StreamConnection {
         case timedOut
     }
 
-    private let fd: Int32
+    private var fd: Int32
     /// The local port, which with the client address is the flow's key.
     let localPort: UInt16
 
@@ -49,7 +49,13 @@ final class StreamConnection {
     }
 
     deinit {
-        close(fd)
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Hands the (non-blocking) socket over to the caller, who closes it.
+    func detach() -> Int32 {
+        defer { fd = -1 }
+        return fd
     }
 
     /// Sends `payload` and waits up to `timeoutMilliseconds` for its echo.

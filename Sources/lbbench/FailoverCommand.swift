@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+
+/// `lbbench failover`: how long the clients of a failed server wait, on a testbed.
+struct FailoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "failover",
+        abstract: "Measure failover: a server fails while many flows talk to the farm (needs root).",
+        discussion: """
+            Per trial: a fresh testbed with three servers running `lbnode run` (heartbeat every 10 ms, dead after 3 \
+            missed: the defaults) and the echo application, and a client that sends a request on every UDP and TCP \
+            flow each interval. After 0.5 s of steady traffic the victim fails (kill: SIGKILL of its lbnode; link: \
+            its cable cut; stop: SIGSTOP; drain: `lbnode drain`), and the probe runs 1.5 s more. Per trial: the \
+            longest interruption of a flow the victim served, the time until each was answered again, requests \
+            lost, duplicates, and TCP connections reset, of the victim's and of the others. Per mode: p50, p99 and \
+            max over the trials.
+            """
+    )
+
+    @Option(parsing: .upToNextOption, help: "Failure modes: kill, link, stop, drain.")
+    var modes: [FailureMode] = FailureMode.allCases
+
+    @Option(help: "Trials per mode.")
+    var trials = 10
+
+    @Option(help: "directed or flood.")
+    var delivery = "directed"
+
+    @Option(help: "The server that fails (1 is the director).")
+    var victim = 2
+
+    @Option(help: "UDP client flows.")
+    var udpFlows = 48
+
+    @Option(help: "TCP connections.")
+    var tcpFlows = 24
+
+    @Option(help: "Milliseconds between two requests of a flow.")
+    var intervalMs = 2.0
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
+        guard ["directed", "flood"].contains(delivery) else {
+            throw ValidationError("--delivery must be directed or flood")
+        }
+        guard (1...3).contains(victim) else { throw ValidationError("--victim must be 1, 2 or 3") }
+        guard (1...1000).contains(udpFlows), (0...1000).contains(tcpFlows) else {
+            throw ValidationError("--udp-flows must be from 1 to 1000 and --tcp-flows from 0 to 1000")
+        }
+        guard (0.1...100).contains(intervalMs) else { throw ValidationError("--interval-ms must be from 0.1 to 100") }
+    }
+
+    func run() throws {
+        try requireRoot()
+        let benchmark = FailoverBenchmark(
+            modes: modes, trials: trials, delivery: delivery, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
+            intervalMilliseconds: intervalMs
+        ) { line in
+            FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8))
+        }
+        let report = try benchmark.run()
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.table)
+        }
+    }
+}
+
+extension FailureMode: ExpressibleByArgument {}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The figures of `lbbench failover`: every trial, and per failure mode the spread over trials.
+struct FailoverReport: Codable {
+    struct Summary: Codable {
+        var mode: FailureMode
+        var trials: Int
+        var interruptionP50: Double
+        var interruptionP99: Double
+        var interruptionMax: Double
+        /// Trials in which some affected flow was never answered again.
+        var unrecovered: Int
+        var lost: Int
+        var duplicates: Int
+        var tcpResetAffected: Int
+        var tcpResetUnaffected: Int
+    }
+
+    var delivery: String
+    var victim: Int
+    var udpFlows: Int
+    var tcpFlows: Int
+    var intervalMilliseconds: Double
+    var trials: [FailoverTrial]
+
+    var summaries: [Summary] {
+        FailureMode.allCases.compactMap { mode in
+            let of = trials.filter { $0.mode == mode }
+            guard !of.isEmpty else { return nil }
+            let interruptions = of.map(\.longestInterruptionMilliseconds)
+            return Summary(
+                mode: mode, trials: of.count, interruptionP50: Self.percentile(interruptions, 50),
+                interruptionP99: Self.percentile(interruptions, 99), interruptionMax: interruptions.max() ?? 0,
+                unrecovered: of.filter { $0.recoveryMilliseconds == nil }.count,
+                lost: of.map(\.requestsLost).reduce(0, +),
+                duplicates: of.map(\.duplicates).reduce(0, +),
+                tcpResetAffected: of.map(\.tcpResetAffected).reduce(0, +),
+                tcpResetUnaffected: of.map(\.tcpResetUnaffected).reduce(0, +))
+        }
+    }
+
+    /// Nearest-rank percentile: with 10 trials the p99 is the largest.
+    static func percentile(_ values: [Double], _ percent: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let rank = Int((percent / 100 * Double(sorted.count)).rounded(.up))
+        return sorted[max(0, min(sorted.count - 1, rank - 1))]
+    }
+
+    var table: String {
+        let f = { (value: Double) in String(format: "%.1f", value) }
+        var table = TextTable(
+            title: "Failover of server \(victim) of 3 (\(delivery) delivery), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
+                + "a request per flow every \(f(intervalMilliseconds)) ms; interruption = longest gap of an affected flow",
+            header: [
+                "mode", "trials", "p50 ms", "p99 ms", "max ms", "unrecovered", "lost", "dups", "TCP resets affected",
+                "TCP resets others",
+            ])
+        for summary in summaries {
+            table.add([
+                summary.mode.rawValue, "\(summary.trials)", f(summary.interruptionP50), f(summary.interruptionP99),
+                f(summary.interruptionMax), "\(summary.unrecovered)", "\(summary.lost)", "\(summary.duplicates)",
+                "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)",
+            ])
+        }
+        return table.rendered
+    }
+}

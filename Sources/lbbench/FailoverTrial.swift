@@ -1,0 +1,83 @@
+/// How one server is made to fail.
+enum FailureMode: String, CaseIterable, Codable, Sendable {
+    /// SIGKILL of its lbnode: silence, detected after `dead_after` intervals.
+    case kill
+    /// Its cable cut at the switch.
+    case link
+    /// SIGSTOP: the process is frozen, as by a stalled VM.
+    case stop
+    /// `lbnode drain`: planned, announced, connections kept.
+    case drain
+}
+
+/// The figures of one failover trial, from a `FlowProbe` record and the moment of the failure.
+struct FailoverTrial: Codable, Sendable {
+    var mode: FailureMode
+    /// The longest time an affected flow went without a reply, in ms.
+    var longestInterruptionMilliseconds: Double
+    /// From the failure until every affected flow was answered again (every bucket served), in ms; nil if some flow
+    /// never was.
+    var recoveryMilliseconds: Double?
+    /// The longest gap of a flow that the failed server did not serve (should stay near the send interval), in ms.
+    var unaffectedLongestGapMilliseconds: Double
+    var flows: Int
+    var affectedFlows: Int
+    var requestsSent: Int
+    var requestsLost: Int
+    var duplicates: Int
+    var tcpResetAffected: Int
+    var tcpResetUnaffected: Int
+
+    /// Reads a probe's record. `victim` is the failed server's ID, `failedAt` the failure in probe nanoseconds.
+    init(mode: FailureMode, records: [FlowProbe.Record], victim: UInt16, failedAt: Int64) {
+        self.mode = mode
+        flows = records.count
+        var affected = 0
+        var longest: Int64 = 0
+        var unaffectedLongest: Int64 = 0
+        var recovered: Int64? = 0
+        var sent = 0
+        var answered = 0
+        var duplicates = 0
+        var resetAffected = 0
+        var resetUnaffected = 0
+        for record in records {
+            let before = record.replies.last { $0.time < failedAt }
+            let isAffected = before?.server == victim
+            var gap: Int64 = 0
+            var last = record.replies.first?.time ?? 0
+            for reply in record.replies {
+                gap = max(gap, reply.time - last)
+                last = reply.time
+            }
+            var seen = Set<UInt32>()
+            for reply in record.replies where !seen.insert(reply.sequence).inserted { duplicates += 1 }
+            sent += record.sent
+            answered += seen.count
+            if isAffected {
+                affected += 1
+                longest = max(longest, gap)
+                let again = record.replies.first { $0.time > failedAt && $0.server != victim }
+                if let again, let done = recovered {
+                    recovered = max(done, again.time - failedAt)
+                } else {
+                    recovered = nil
+                }
+            } else {
+                unaffectedLongest = max(unaffectedLongest, gap)
+            }
+            if record.resetAt != nil {
+                if isAffected { resetAffected += 1 } else { resetUnaffected += 1 }
+            }
+        }
+        affectedFlows = affected
+        longestInterruptionMilliseconds = Double(longest) / 1e6
+        recoveryMilliseconds = recovered.map { Double($0) / 1e6 }
+        unaffectedLongestGapMilliseconds = Double(unaffectedLongest) / 1e6
+        requestsSent = sent
+        requestsLost = max(0, sent - answered)
+        self.duplicates = duplicates
+        tcpResetAffected = resetAffected
+        tcpResetUnaffected = resetUnaffected
+    }
+}

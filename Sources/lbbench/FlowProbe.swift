@@ -1,0 +1,177 @@
+import Foundation
+import Glibc
+import Hashing
+import Synchronization
+import TapEngine
+
+/// A steady stream of requests from many client flows to the echo application behind the VIP, UDP and TCP, that
+/// records every reply: which server answered which request when, and when a TCP connection was reset. The failover
+/// benchmark turns the record into interruptions, losses and resets.
+///
+/// A request is 6 bytes: the sequence number (4) and the flow index (2); the echo server puts its ID in front. A TCP
+/// connection has one request outstanding at a time (the echo server answers per read, so two requests in one
+/// segment would come back as one reply); a UDP flow sends every interval. The sockets belong to the network namespace of the thread that creates the probe; its two threads (sender and
+/// receiver) may run anywhere.
+final class FlowProbe: @unchecked Sendable {
+    /// What one flow saw. Written by the receiver thread only, read after `stop()`.
+    struct Record {
+        let isTCP: Bool
+        var sent = 0
+        /// (time in ns since the probe started, sequence number, server ID), in arrival order.
+        var replies: [(time: Int64, sequence: UInt32, server: UInt16)] = []
+        /// When the connection was reset or closed (TCP), in ns since the probe started.
+        var resetAt: Int64?
+    }
+
+    let intervalNanoseconds: Int64
+    private let descriptors: [Int32]
+    private(set) var records: [Record]
+    private let clock = ContinuousClock()
+    let started = ContinuousClock.now
+    private let stopRequested = Mutex(false)
+    private let done = DispatchSemaphore(value: 0)
+    private var running = false
+    /// Per flow: a TCP request waits for its reply.
+    private let outstanding: Mutex<[Bool]>
+
+    /// Opens `udp` UDP sockets (ports `firstPort`...) and `tcp` TCP connections to `vip`:`port`.
+    ///
+    /// - Throws: `SystemCallError` when a socket cannot be opened or a connection is not accepted within a second.
+    init(vip: IPAddress, port: UInt16, udp: Int, tcp: Int, firstPort: UInt16, intervalMilliseconds: Double)
+        throws(SystemCallError)
+    {
+        intervalNanoseconds = Int64(intervalMilliseconds * 1_000_000)
+        var descriptors: [Int32] = []
+        var records: [Record] = []
+        do throws(SystemCallError) {
+            for index in 0..<udp {
+                let fd = socket(
+                    vip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                guard fd >= 0 else { throw SystemCallError("socket", "open a UDP probe socket") }
+                descriptors.append(fd)
+                let local =
+                    vip.isIPv4 ? IPAddress(bytes: [0, 0, 0, 0])! : IPAddress(bytes: [UInt8](repeating: 0, count: 16))!
+                guard SocketAddress.with(local, port: firstPort + UInt16(index), { bind(fd, $0, $1) }) == 0,
+                    SocketAddress.with(vip, port: port, { connect(fd, $0, $1) }) == 0
+                else { throw SystemCallError("bind", "bind a UDP probe to port \(firstPort + UInt16(index))") }
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                records.append(Record(isTCP: false))
+            }
+            for _ in 0..<tcp {
+                let connection = try StreamConnection(to: vip, port: port)
+                descriptors.append(connection.detach())
+                records.append(Record(isTCP: true))
+            }
+        } catch {
+            for fd in descriptors { close(fd) }
+            throw error
+        }
+        self.descriptors = descriptors
+        self.records = records
+        outstanding = Mutex([Bool](repeating: false, count: descriptors.count))
+    }
+
+    deinit {
+        stop()
+        for fd in descriptors { close(fd) }
+    }
+
+    /// Nanoseconds since the probe was created (monotonic).
+    var now: Int64 { Self.nanoseconds(clock.now - started) }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+
+    /// Starts the sender and receiver threads.
+    func start() {
+        running = true
+        Thread.detachNewThread { [self] in
+            send()
+            done.signal()
+        }
+        Thread.detachNewThread { [self] in
+            receive()
+            done.signal()
+        }
+    }
+
+    /// Stops sending, waits `lingerMilliseconds` for the last replies, then stops receiving.
+    func stop(lingerMilliseconds: Int = 200) {
+        guard running else { return }
+        running = false
+        stopRequested.withLock { $0 = true }
+        done.wait()
+        Thread.sleep(forTimeInterval: Double(lingerMilliseconds) / 1000)
+        receiving.withLock { $0 = false }
+        done.wait()
+    }
+
+    private let receiving = Mutex(true)
+    /// The sender's counts, copied into `records` when it ends.
+    private func send() {
+        var sequence: UInt32 = 0
+        var sent = [Int](repeating: 0, count: descriptors.count)
+        var next = now
+        while !stopRequested.withLock({ $0 }) {
+            let waiting = outstanding.withLock { waiting in
+                defer { for index in waiting.indices where records[index].isTCP { waiting[index] = true } }
+                return waiting
+            }
+            for (index, fd) in descriptors.enumerated() where !waiting[index] {
+                var request = [UInt8](repeating: 0, count: 6)
+                withUnsafeBytes(of: sequence.bigEndian) { request.replaceSubrange(0..<4, with: $0) }
+                withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
+                if Glibc.send(fd, request, 6, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == 6 { sent[index] += 1 }
+            }
+            sequence += 1
+            next += intervalNanoseconds
+            let wait = next - now
+            if wait > 0 { usleep(UInt32(wait / 1000)) } else { next = now }
+        }
+        sentCounts = sent
+    }
+
+    private var sentCounts: [Int] = []
+
+    private func receive() {
+        var buffers = [[UInt8]](repeating: [], count: descriptors.count)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        var polled = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        while receiving.withLock({ $0 }) {
+            guard poll(&polled, nfds_t(polled.count), 10) > 0 else { continue }
+            for index in polled.indices where polled[index].revents != 0 {
+                let fd = polled[index].fd
+                while true {
+                    let count = recv(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
+                    if count < 0 && (errno == EAGAIN || errno == EINTR) { break }
+                    if count <= 0 {
+                        if records[index].isTCP, records[index].resetAt == nil { records[index].resetAt = now }
+                        polled[index].fd = -1  // poll ignores negative descriptors
+                        break
+                    }
+                    let time = now
+                    if records[index].isTCP {
+                        buffers[index] += chunk[0..<count]
+                        while buffers[index].count >= 8 {
+                            record(Array(buffers[index][0..<8]), flow: index, time: time)
+                            buffers[index].removeFirst(8)
+                            outstanding.withLock { $0[index] = false }
+                        }
+                    } else if count == 8 {
+                        record(Array(chunk[0..<8]), flow: index, time: time)
+                    }
+                }
+            }
+        }
+        for index in records.indices {
+            records[index].sent = sentCounts.indices.contains(index) ? sentCounts[index] : 0
+        }
+    }
+
+    private func record(_ reply: [UInt8], flow: Int, time: Int64) {
+        let server = UInt16(reply[0]) << 8 | UInt16(reply[1])
+        let sequence = reply[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        records[flow].replies.append((time, sequence, server))
+    }
+}
