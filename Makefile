@@ -32,9 +32,9 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
-## demo: the main job. Until `lbbench demo` exists, the hashing benchmark.
+## demo: the main job: a farm on a virtual network, balancing, a server failing and coming back (needs root).
 demo: release
-	.build/release/lbbench hash
+	$(SUDO) .build/release/lbbench demo
 
 bench-hash: release
 	.build/release/lbbench hash --json

@@ -5,6 +5,9 @@ struct FailoverReport: Codable {
     struct Summary: Codable {
         var mode: FailureMode
         var trials: Int
+        var recoveryP50: Double
+        var recoveryP99: Double
+        var recoveryMax: Double
         var interruptionP50: Double
         var interruptionP99: Double
         var interruptionMax: Double
@@ -28,8 +31,11 @@ struct FailoverReport: Codable {
             let of = trials.filter { $0.mode == mode }
             guard !of.isEmpty else { return nil }
             let interruptions = of.map(\.longestInterruptionMilliseconds)
+            let recoveries = of.compactMap(\.recoveryMilliseconds)
             return Summary(
-                mode: mode, trials: of.count, interruptionP50: Self.percentile(interruptions, 50),
+                mode: mode, trials: of.count, recoveryP50: Self.percentile(recoveries, 50),
+                recoveryP99: Self.percentile(recoveries, 99), recoveryMax: recoveries.max() ?? 0,
+                interruptionP50: Self.percentile(interruptions, 50),
                 interruptionP99: Self.percentile(interruptions, 99), interruptionMax: interruptions.max() ?? 0,
                 unrecovered: of.filter { $0.recoveryMilliseconds == nil }.count,
                 lost: of.map(\.requestsLost).reduce(0, +),
@@ -51,14 +57,17 @@ struct FailoverReport: Codable {
         let f = { (value: Double) in String(format: "%.1f", value) }
         var table = TextTable(
             title: "Failover of server \(victim) of 3 (\(delivery) delivery), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
-                + "a request per flow every \(f(intervalMilliseconds)) ms; interruption = longest gap of an affected flow",
+                + "a request per flow every \(f(intervalMilliseconds)) ms\n"
+                + "recovery: failure until every flow of the victim is answered by a survivor; "
+                + "gap: longest time a flow of the victim went unanswered",
             header: [
-                "mode", "trials", "p50 ms", "p99 ms", "max ms", "unrecovered", "lost", "dups", "TCP resets affected",
-                "TCP resets others",
+                "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered", "lost",
+                "dups", "TCP resets victim", "others",
             ])
         for summary in summaries {
             table.add([
-                summary.mode.rawValue, "\(summary.trials)", f(summary.interruptionP50), f(summary.interruptionP99),
+                summary.mode.rawValue, "\(summary.trials)", f(summary.recoveryP50), f(summary.recoveryP99),
+                f(summary.recoveryMax), f(summary.interruptionP50), f(summary.interruptionP99),
                 f(summary.interruptionMax), "\(summary.unrecovered)", "\(summary.lost)", "\(summary.duplicates)",
                 "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)",
             ])

@@ -15,8 +15,8 @@ struct FailoverTrial: Codable, Sendable {
     var mode: FailureMode
     /// The longest time an affected flow went without a reply, in ms.
     var longestInterruptionMilliseconds: Double
-    /// From the failure until every affected flow was answered again (every bucket served), in ms; nil if some flow
-    /// never was.
+    /// From the failure until every affected UDP flow was answered by a survivor (every bucket served), in ms; nil if
+    /// some flow never was. (Affected TCP connections are reset by the survivor that takes them, by design.)
     var recoveryMilliseconds: Double?
     /// The longest gap of a flow that the failed server did not serve (should stay near the send interval), in ms.
     var unaffectedLongestGapMilliseconds: Double
@@ -57,11 +57,13 @@ struct FailoverTrial: Codable, Sendable {
             if isAffected {
                 affected += 1
                 longest = max(longest, gap)
-                let again = record.replies.first { $0.time > failedAt && $0.server != victim }
-                if let again, let done = recovered {
-                    recovered = max(done, again.time - failedAt)
-                } else {
-                    recovered = nil
+                if !record.isTCP {
+                    let again = record.replies.first { $0.time > failedAt && $0.server != victim }
+                    if let again, let done = recovered {
+                        recovered = max(done, again.time - failedAt)
+                    } else {
+                        recovered = nil
+                    }
                 }
             } else {
                 unaffectedLongest = max(unaffectedLongest, gap)

@@ -34,6 +34,26 @@ final class FlowProbe: @unchecked Sendable {
     /// Per flow: a TCP request waits for its reply.
     private let outstanding: Mutex<[Bool]>
 
+    /// What a live display reads while the probe runs.
+    struct Live: Sendable {
+        /// Replies by server ID.
+        var answered: [UInt16: Int] = [:]
+        /// Per flow, the server of its last reply (0: none yet).
+        var lastServer: [UInt16]
+        /// Per flow, when its last reply came (ns since the probe started).
+        var lastTime: [Int64]
+        /// Per flow, whether it was reset (TCP).
+        var reset: [Bool]
+    }
+    private let live: Mutex<Live>
+
+    /// A copy of the live counts.
+    var snapshot: Live { live.withLock { $0 } }
+
+    /// Whether flow `index` is a TCP connection.
+    func isTCP(_ index: Int) -> Bool { index >= udpCount }
+    let udpCount: Int
+
     /// Opens `udp` UDP sockets (ports `firstPort`...) and `tcp` TCP connections to `vip`:`port`.
     ///
     /// - Throws: `SystemCallError` when a socket cannot be opened or a connection is not accepted within a second.
@@ -69,6 +89,12 @@ final class FlowProbe: @unchecked Sendable {
         self.descriptors = descriptors
         self.records = records
         outstanding = Mutex([Bool](repeating: false, count: descriptors.count))
+        live = Mutex(
+            Live(
+                lastServer: [UInt16](repeating: 0, count: descriptors.count),
+                lastTime: [Int64](repeating: 0, count: descriptors.count),
+                reset: [Bool](repeating: false, count: descriptors.count)))
+        udpCount = udp
     }
 
     deinit {
@@ -146,7 +172,10 @@ final class FlowProbe: @unchecked Sendable {
                     let count = recv(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
                     if count < 0 && (errno == EAGAIN || errno == EINTR) { break }
                     if count <= 0 {
-                        if records[index].isTCP, records[index].resetAt == nil { records[index].resetAt = now }
+                        if records[index].isTCP, records[index].resetAt == nil {
+                            records[index].resetAt = now
+                            live.withLock { $0.reset[index] = true }
+                        }
                         polled[index].fd = -1  // poll ignores negative descriptors
                         break
                     }
@@ -173,5 +202,10 @@ final class FlowProbe: @unchecked Sendable {
         let server = UInt16(reply[0]) << 8 | UInt16(reply[1])
         let sequence = reply[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         records[flow].replies.append((time, sequence, server))
+        live.withLock {
+            $0.answered[server, default: 0] += 1
+            $0.lastServer[flow] = server
+            $0.lastTime[flow] = time
+        }
     }
 }

@@ -99,6 +99,19 @@ struct TestbedCommand: ParsableCommand {
 }
 
 /// Namespaces and bridges need root.
+/// Tells the user about testbed namespaces on the machine (another run's, or a crashed one's) and how to remove them;
+/// it does not remove them itself, since another lbbench may be using them.
+func warnAboutLeftovers() {
+    let names = NetworkNamespace.all().filter { $0.hasPrefix(Testbed.namePrefix) }
+    guard !names.isEmpty else { return }
+    let ids = Set(names.map { $0.split(separator: "-").dropFirst().first.map(String.init) ?? "" }).sorted()
+    FileHandle.standardError.write(
+        Data(
+            ("lbbench: testbeds \(ids.joined(separator: ", ")) exist already (\(names.count) namespaces). If no other "
+                + "lbbench or test is running, they are left from a crash: remove them with "
+                + "`lbbench testbed down --all`.\n").utf8))
+}
+
 func requireRoot() throws {
     guard geteuid() == 0 else { throw ValidationError("this command builds network namespaces: run it as root") }
 }

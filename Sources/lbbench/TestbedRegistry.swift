@@ -8,8 +8,13 @@ enum TestbedRegistry {
     private static let live = Mutex<Set<String>>([])
     private nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
 
+    /// Child processes (lbnode) running in the testbeds, ended by PID before the testbeds go.
+    private static let children = Mutex<Set<pid_t>>([])
+
     static func register(_ id: String) { live.withLock { _ = $0.insert(id) } }
     static func unregister(_ id: String) { live.withLock { _ = $0.remove(id) } }
+    static func register(child: pid_t) { children.withLock { _ = $0.insert(child) } }
+    static func unregister(child: pid_t) { children.withLock { _ = $0.remove(child) } }
 
     /// On SIGINT, SIGTERM or SIGHUP: remove every registered testbed, say so, and exit with 128 + the signal.
     static func removeOnInterrupt() {
@@ -17,6 +22,7 @@ enum TestbedRegistry {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
+                for child in children.withLock({ $0 }) { kill(child, SIGKILL) }
                 let ids = live.withLock { $0 }
                 let removed = ids.flatMap { Testbed.remove(id: $0) }
                 FileHandle.standardError.write(

@@ -113,7 +113,9 @@ final class VirtualFarm {
                 return process
             }
         }
-        processes[number] = try result.get()
+        let process = try result.get()
+        TestbedRegistry.register(child: process.processIdentifier)
+        processes[number] = process
     }
 
     /// Sends `signal` to node `number`'s lbnode, by its PID.
@@ -144,6 +146,7 @@ final class VirtualFarm {
             process.terminate()
             process.waitUntilExit()
         }
+        for process in processes.values { TestbedRegistry.unregister(child: process.processIdentifier) }
         processes = [:]
         for server in echoServers { server.stop() }
         echoServers = []

@@ -150,18 +150,24 @@ final class Daemon: @unchecked Sendable {
             )
         }
 
+        /// Sends the heartbeat when it is due. Called again after every heartbeat taken in: a burst of view changes
+        /// (each builds a table) must not hold our own heartbeats back, or the peers would think this node dead.
+        func beatIfDue() {
+            guard now >= nextBeat else { return }
+            send(membership.state)
+            nextBeat += config.farm.heartbeatIntervalMilliseconds
+            if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
+        }
+
         while !stopRequested.withLock({ $0 }) {
-            if now >= nextBeat {
-                if membership.mayActivate(now: now) { apply(membership.setLocal(state: .active)) }
-                send(membership.state)
-                nextBeat += config.farm.heartbeatIntervalMilliseconds
-                if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
-            }
+            if now >= nextBeat && membership.mayActivate(now: now) { apply(membership.setLocal(state: .active)) }
+            beatIfDue()
             // Wait for heartbeats until the next one is due, then take all that queued meanwhile, and only then
             // look for silent peers: a stall of this loop must not make live peers look dead.
             var timeout = Int32(max(0, min(nextBeat - now, config.farm.heartbeatIntervalMilliseconds)))
             while let bytes = try? socket.receive(timeoutMilliseconds: timeout) {
                 if let heartbeat = gate.admit(bytes) { apply(membership.receive(heartbeat, now: now)) }
+                beatIfDue()
                 timeout = 0
             }
             apply(membership.tick(now: now))

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+
+/// `lbbench demo`: the whole product on one machine, in under a minute.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Show a vipfarm farm on a virtual network: balancing, a server failing, and coming back (root).",
+        discussion: """
+            Builds a virtual network on this machine (network namespaces, a bridge as the switch, addresses from \
+            198.18.0.0/15 with no route out): three servers running `lbnode run` and an echo service on UDP and TCP \
+            port 9000, and a client with 60 UDP flows and 30 TCP connections to the VIP 198.18.0.100. It shows, \
+            live, how the servers share the traffic; cuts server 2's cable and shows its clients moving to the \
+            others; brings it back and shows new connections going to it while established ones stay; then prints \
+            a summary. Everything it built is removed at the end, also on failure or Ctrl-C.
+            """
+    )
+
+    @Option(help: "directed or flood.")
+    var delivery = "directed"
+
+    @Option(help: "Seconds per phase.")
+    var phaseSeconds = 8.0
+
+    func validate() throws {
+        guard ["directed", "flood"].contains(delivery) else {
+            throw ValidationError("--delivery must be directed or flood")
+        }
+        guard (1...120).contains(phaseSeconds) else { throw ValidationError("--phase-seconds must be from 1 to 120") }
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        let summary = try Demo(delivery: delivery, phaseSeconds: phaseSeconds).run()
+        let total = max(1, summary.answered.values.reduce(0, +))
+        var table = TextTable(title: "Summary", header: ["", "value"])
+        table.add(["requests sent", "\(summary.requests)"])
+        table.add(["requests answered", "\(total)"])
+        for server in summary.answered.keys.sorted() {
+            let count = summary.answered[server] ?? 0
+            table.add([
+                "  by server \(server)", "\(count) (\(String(format: "%.0f", 100 * Double(count) / Double(total))) %)",
+            ])
+        }
+        table.add([
+            "failover time (server 2's clients answered again)",
+            summary.failoverMilliseconds.map { String(format: "%.0f ms", $0) } ?? "not recovered",
+        ])
+        table.add(["connections broken on the servers that stayed up", "\(summary.brokenElsewhere)"])
+        table.add(["connections that ended with server 2", "\(summary.endedWithServer)"])
+        table.add(["new connections served by server 2 after it came back", "\(summary.newOnReturned)"])
+        print(table.rendered)
+        print(
+            "\nThe network is gone again. `lbbench failover` measures failover over many trials (docs/benchmarks.md).")
+        if summary.brokenElsewhere > 0 || summary.failoverMilliseconds == nil {
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+
+/// `lbbench steady`: no false failover while the engines run flat out.
+struct SteadyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "steady",
+        abstract: "Check that a farm under full packet load never fails over by mistake (needs root).",
+        discussion: """
+            Builds a three-server farm with the default heartbeat settings (10 ms, dead after 3), then sends 64-byte \
+            UDP frames to the VIP from many client flows as fast as the generator goes for --seconds, and counts the \
+            membership changes the nodes logged meanwhile (there must be none) and the frames each engine read.
+            """
+    )
+
+    @Option(help: "Seconds of full load.")
+    var seconds = 60.0
+
+    @Option(help: "directed or flood.")
+    var delivery = "directed"
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
+        guard ["directed", "flood"].contains(delivery) else {
+            throw ValidationError("--delivery must be directed or flood")
+        }
+    }
+
+    struct Report: Codable {
+        var seconds: Double
+        var delivery: String
+        var framesSent: Int
+        var framesPerSecond: Double
+        /// Membership lines (a node dead, a view change) logged during the load, by node.
+        var falseFailovers: [Int: [String]]
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery))
+        defer { farm.stop() }
+        guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else {
+            throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
+        }
+        _ = try farm.exchange(count: 1)  // the client learns the VIP's (virtual) MAC by ARP
+        let client = farm.testbed.clients[0]
+        let blaster: Result<FrameBlaster, Error> = try client.namespace.run { () throws(NetlinkError) in
+            Result {
+                guard let virtualMAC = Self.neighbourMAC(of: farm.vip) else {
+                    throw FarmError("the client has no ARP entry for the VIP")
+                }
+                let frames = (0..<4096).map { index in
+                    PacketBuilder.udp(
+                        destinationMAC: virtualMAC, sourceMAC: macValue(client.mac!.bytes),
+                        source: IPAddress(bytes: client.address.bytes)!, destination: farm.vip,
+                        sourcePort: UInt16(10000 + index), destinationPort: 9, payload: Array(repeating: 0, count: 18))
+                }
+                return try FrameBlaster(interface: Testbed.hostInterface, frames: frames)
+            }
+        }
+        let before = (1...3).map { farm.log($0).split(separator: "\n").count }
+        FileHandle.standardError.write(Data("lbbench steady: \(seconds) s of full load...\n".utf8))
+        let sent = try blaster.get().run(seconds: seconds, rate: 0)
+        var changes: [Int: [String]] = [:]
+        for node in 1...3 {
+            let lines = farm.log(node).split(separator: "\n").dropFirst(before[node - 1])
+            changes[node] = lines.filter { $0.contains(" view ") || $0.contains(" is dead") }.map(String.init)
+        }
+        let report = Report(
+            seconds: seconds, delivery: delivery, framesSent: sent, framesPerSecond: Double(sent) / seconds,
+            falseFailovers: changes)
+        if json {
+            try printJSON(report)
+        } else {
+            var table = TextTable(
+                title: "\(String(format: "%.0f", seconds)) s at full load, \(delivery) delivery: "
+                    + "\(sent) frames (\(String(format: "%.0f", report.framesPerSecond)) per second)",
+                header: ["node", "membership changes"])
+            for node in 1...3 { table.add(["\(node)", "\(changes[node]?.count ?? 0)"]) }
+            print(table.rendered)
+        }
+        if changes.values.contains(where: { !$0.isEmpty }) { throw ExitCode(1) }
+    }
+
+    /// The MAC the calling thread's namespace has for `address` (`/proc/thread-self/net/arp`).
+    static func neighbourMAC(of address: IPAddress) -> UInt64? {
+        guard let table = try? String(contentsOfFile: "/proc/thread-self/net/arp", encoding: .utf8) else { return nil }
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 4, fields[0] == "\(address)" else { continue }
+            return UInt64(fields[3].replacingOccurrences(of: ":", with: ""), radix: 16)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,22 @@
+import Foundation
+import RouteSetup
+import Testing
+
+@testable import lbbench
+
+@Suite(privileged, .serialized)
+struct DemoTests {
+    @Test func theDemoBalancesFailsOverBringsTheServerBackAndLeavesNothing() throws {
+        let before = Set(NetworkNamespace.all())
+        var output = ""
+        let summary = try Demo(phaseSeconds: 2, write: { output += $0 }, live: false).run()
+        #expect(Set(summary.answered.keys) == [1, 2, 3], "\(output)")
+        #expect(summary.requests > 10000)
+        #expect(summary.answered.values.reduce(0, +) > summary.requests * 95 / 100)
+        #expect(summary.failoverMilliseconds.map { $0 < 1000 } == true, "\(output)")
+        #expect(summary.brokenElsewhere == 0)
+        #expect(summary.newOnReturned > 0, "\(output)")
+        #expect(output.contains("Server 2 down"))
+        #expect(Set(NetworkNamespace.all()) == before)
+    }
+}
