@@ -200,6 +200,11 @@ final class VirtualFarm {
         let source = IPAddress(bytes: client.address.bytes)!
         let sockets = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
+                // One request first, answered, so that the client has resolved the VIP by ARP: until it has, the
+                // kernel queues only ~256 datagrams for it and drops the rest of a burst.
+                let warmUp = try DatagramSocket(bindTo: source, port: 0)
+                try warmUp.send(Array("warm-up".utf8), to: vip, port: Self.echoPort)
+                _ = try warmUp.receive(timeoutMilliseconds: 1000)
                 var sockets: [DatagramSocket] = []
                 for index in 0..<count {
                     sockets.append(try DatagramSocket(bindTo: source, port: firstPort + UInt16(index)))

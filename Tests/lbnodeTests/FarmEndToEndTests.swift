@@ -65,9 +65,14 @@ struct FarmEndToEndTests {
         let farm = try Self.farm()
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
-        let before = try farm.exchange(count: 300)
-        Self.expectExactlyOnce(before, count: 300, by: [1, 2, 3])
-        #expect(before.values.allSatisfy { $0.count > 50 }, "\(before.mapValues(\.count))")  // all three serve
+        // Thousands of client flows (a socket each: raise the descriptor limit to what root may have).
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = max(limit.rlim_cur, min(limit.rlim_max, 8192))
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let before = try farm.exchange(count: 3000)
+        Self.expectExactlyOnce(before, count: 3000, by: [1, 2, 3])
+        #expect(before.values.allSatisfy { $0.count > 800 }, "\(before.mapValues(\.count))")  // all three serve
 
         // A forged heartbeat (another key) and a validly signed but stale one, both saying node 2 leaves: ignored.
         let stale = Heartbeat(
