@@ -23,6 +23,8 @@ struct Demo {
         var brokenElsewhere = 0
         var endedWithServer = 0
         var newOnReturned = 0
+        /// The testbed the demo built (and removed).
+        var testbedID = ""
     }
 
     func run() throws -> Summary {
@@ -36,6 +38,7 @@ struct Demo {
         let probe = try openProbe(farm, udp: Self.udpFlows, tcp: Self.tcpConnections, firstPort: 30000)
         probe.start()
         var summary = Summary()
+        summary.testbedID = farm.testbed.id
 
         say(
             "1. Balanced: \(Self.udpFlows) UDP flows and \(Self.tcpConnections) TCP connections, a request every 5 ms "

@@ -31,6 +31,10 @@ struct EngineBenchmark {
     /// Offered frames per second for the equal-load trial (0 = as fast as the generator goes).
     var rates: [Int]
     var flows: Int
+    /// Servers sharing the VIP.
+    var servers = 2
+    /// Frame size on the wire, with the 4-byte FCS (64 to 1518).
+    var frameBytes = 64
     var progress: (String) -> Void = { _ in }
 
     static let vip = IPAddress("198.18.0.100")!
@@ -106,19 +110,19 @@ struct EngineBenchmark {
             ringDrops: counters.ringDrops, seconds: seconds)
     }
 
-    /// Client frames: UDP, 64 bytes on the wire (60 + FCS), from `flows` addresses in 198.18.128.0/17 and ports.
+    /// Client frames: UDP, `frameBytes` on the wire (with the FCS), from `flows` addresses in 198.18.128.0/17 and ports.
     func clientFrames(clientMAC: UInt64) -> [[UInt8]] {
         (0..<flows).map { index in
             PacketBuilder.udp(
                 destinationMAC: macValue(Self.virtualMAC.bytes), sourceMAC: clientMAC,
                 source: IPAddress(ipv4: 0xC612_8000 + UInt32(index % 32768)), destination: Self.vip,
                 sourcePort: UInt16(10000 + (index * 7919) % 50000), destinationPort: Self.port,
-                payload: Array(repeating: 0, count: 18))
+                payload: Array(repeating: 0, count: frameBytes - 46))
         }
     }
 
     func trial(_ path: Path, rate: Int) throws -> EngineReport.Trial {
-        let testbed = try Testbed(.init(servers: 2, clients: 1))
+        let testbed = try Testbed(.init(servers: servers, clients: 1))
         defer { testbed.down() }
         progress("testbed \(testbed.id) is up")
         let stateDirectory = NSTemporaryDirectory() + "lbbench-engine-\(testbed.id)"
@@ -127,7 +131,7 @@ struct EngineBenchmark {
         defer { for engine in engines { engine.stop() } }
         var sinks: [DatagramSocket] = []
         let table = try TableBuilder(seed: Self.seed).build(
-            MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
+            MembershipView(equalWeights: (1...servers).map { NodeID($0)! }), generation: 1)
         for (index, server) in testbed.servers.enumerated() {
             let made: Result<(Engine?, DatagramSocket?), Error> = try server.namespace.run { () throws(NetlinkError) in
                 Result {
@@ -148,7 +152,7 @@ struct EngineBenchmark {
                     case .nftables:
                         let socket = try NetlinkSocket()
                         try socket.addAddress(Self.vipPrefix, toLink: try socket.requireLink(named: "eth0").index)
-                        try NFTables.apply(Self.nftRuleset(keep: index))
+                        try NFTables.apply(Self.nftRuleset(keep: index, of: servers))
                         return (nil, try Self.sink())
                     }
                 }
@@ -205,15 +209,16 @@ struct EngineBenchmark {
         try DatagramSocket(bindTo: vip, port: port, receiveBufferBytes: 32 << 20)
     }
 
-    /// Server `keep` (0 or 1) accepts the frames whose `jhash ip saddr mod 2` is `keep`: each frame for the cluster MAC
-    /// is marked as for this host (`pkttype set host`) and dropped unless it is this server's share.
-    static func nftRuleset(keep: Int) -> String {
+    /// Server `keep` (0-based) accepts the frames whose `jhash ip saddr mod servers` is `keep`: each frame for the
+    /// cluster MAC is marked as for this host (`pkttype set host`) and dropped unless it is this server's share.
+    static func nftRuleset(keep: Int, of servers: Int = 2) -> String {
         let mac = HardwareAddress(bytes: virtualMAC.bytes)!.description
+        let verdicts = (0..<servers).map { "\($0) : \($0 == keep ? "accept" : "drop")" }.joined(separator: ", ")
         return """
             table netdev lbbench {
                 chain ingress {
                     type filter hook ingress device "eth0" priority 0; policy accept;
-                    ether daddr \(mac) meta pkttype set host jhash ip saddr mod 2 seed 0xdeadbeef vmap { \(keep) : accept, \(1 - keep) : drop }
+                    ether daddr \(mac) meta pkttype set host jhash ip saddr mod \(servers) seed 0xdeadbeef vmap { \(verdicts) }
                 }
             }
             """

@@ -7,6 +7,7 @@ import TapEngine
 /// steady stream from many UDP and TCP client flows, one server made to fail, and the probe's record read into a
 /// `FailoverTrial`.
 struct FailoverBenchmark {
+    var systems: [FailoverSystem] = [.vipfarm]
     var modes: [FailureMode]
     var trials: Int
     var delivery: String
@@ -16,20 +17,21 @@ struct FailoverBenchmark {
     var intervalMilliseconds: Double
     var progress: (String) -> Void
 
-    /// Steady traffic before the failure, and how long the probe goes on after it.
+    /// Steady traffic before the failure.
     static let before = 0.5
-    static let after = 1.5
 
     func run() throws -> FailoverReport {
         var results: [FailoverTrial] = []
-        for mode in modes {
-            for number in 1...trials {
-                let trial = try self.trial(mode)
-                progress(
-                    "\(mode) \(number)/\(trials): longest interruption "
-                        + String(format: "%.1f ms", trial.longestInterruptionMilliseconds)
-                        + ", \(trial.requestsLost) lost, \(trial.tcpResetUnaffected) unaffected TCP resets")
-                results.append(trial)
+        for system in systems {
+            for mode in modes {
+                for number in 1...trials {
+                    let trial = try self.trial(system, mode)
+                    progress(
+                        "\(system.rawValue) \(mode) \(number)/\(trials): recovery "
+                            + (trial.recoveryMilliseconds.map { String(format: "%.1f ms", $0) } ?? "none")
+                            + ", \(trial.requestsLost) lost, \(trial.tcpResetUnaffected) unaffected TCP resets")
+                    results.append(trial)
+                }
             }
         }
         return FailoverReport(
@@ -37,42 +39,80 @@ struct FailoverBenchmark {
             intervalMilliseconds: intervalMilliseconds, trials: results)
     }
 
-    func trial(_ mode: FailureMode) throws -> FailoverTrial {
-        var options = VirtualFarm.Options()
-        options.delivery = delivery
-        let farm = try VirtualFarm(options)
-        defer { farm.stop() }
-        let everyone = farm.testbed.servers.map(\.number)
-        guard farm.waitForView(Self.view(everyone), nodes: everyone) else {
-            throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
+    func trial(_ system: FailoverSystem, _ mode: FailureMode) throws -> FailoverTrial {
+        let subject: FailoverSubject
+        let victim: Int
+        switch system {
+        case .vipfarm:
+            var options = VirtualFarm.Options()
+            options.delivery = delivery
+            let farm = try VirtualFarm(options)
+            let everyone = farm.testbed.servers.map(\.number)
+            guard farm.waitForView(Self.view(everyone), nodes: everyone) else {
+                farm.stop()
+                throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
+            }
+            (subject, victim) = (farm, self.victim)
+        case .keepalivedFast, .keepalivedDefault:
+            let pair = try KeepalivedPair(advertisementSeconds: system.advertisementSeconds)
+            guard pair.waitUntilServing(seconds: 3 + 5 * system.advertisementSeconds) else {
+                pair.stop()
+                throw FarmError("keepalived's master did not take the VIP")
+            }
+            (subject, victim) = (pair, 1)
         }
-        let probe = try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
+        defer { subject.stop() }
+        let probe = try subject.testbed.clients[0].namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 try FlowProbe(
-                    vip: farm.vip, port: VirtualFarm.echoPort, udp: udpFlows, tcp: tcpFlows, firstPort: 30000,
+                    vip: subject.vip, port: VirtualFarm.echoPort, udp: udpFlows, tcp: tcpFlows, firstPort: 30000,
                     intervalMilliseconds: intervalMilliseconds)
             }
         }.get()
         probe.start()
         Thread.sleep(forTimeInterval: Self.before)
         let failedAt = probe.now
-        try fail(farm, mode)
-        Thread.sleep(forTimeInterval: Self.after)
+        try subject.fail(victim, mode)
+        Thread.sleep(forTimeInterval: system.after)
         probe.stop()
-        return FailoverTrial(mode: mode, records: probe.records, victim: UInt16(victim), failedAt: failedAt)
-    }
-
-    private func fail(_ farm: VirtualFarm, _ mode: FailureMode) throws {
-        switch mode {
-        case .kill: farm.signal(victim, SIGKILL)
-        case .stop: farm.signal(victim, SIGSTOP)
-        case .link: try farm.setLink(victim, up: false)
-        case .drain: _ = try farm.control(["drain", "--timeout", "30"], node: victim)
-        }
+        return FailoverTrial(
+            system: system, mode: mode, records: probe.records, victim: UInt16(victim), failedAt: failedAt)
     }
 
     /// "{1:100, 2:100, 3:100}", as lbnode logs a view.
     static func view(_ nodes: [Int]) -> String {
         "{" + nodes.map { "\($0):100" }.joined(separator: ", ") + "}"
+    }
+}
+
+/// What fails over: a vipfarm farm, or the keepalived reference.
+enum FailoverSystem: String, CaseIterable, Codable, Sendable {
+    case vipfarm
+    /// keepalived with its fastest advertisement interval, 10 ms (VRRPv3).
+    case keepalivedFast = "keepalived-10ms"
+    /// keepalived with its default advertisement interval, 1 s.
+    case keepalivedDefault = "keepalived-1s"
+
+    var advertisementSeconds: Double { self == .keepalivedDefault ? 1 : 0.01 }
+    /// How long the probe goes on after the failure: past the slowest detection.
+    var after: Double { self == .keepalivedDefault ? 5 : 1.5 }
+}
+
+/// A pair or farm that a failover trial can fail.
+protocol FailoverSubject: AnyObject {
+    var testbed: Testbed { get }
+    var vip: IPAddress { get }
+    func fail(_ number: Int, _ mode: FailureMode) throws
+    func stop()
+}
+
+extension VirtualFarm: FailoverSubject {
+    func fail(_ number: Int, _ mode: FailureMode) throws {
+        switch mode {
+        case .kill: signal(number, SIGKILL)
+        case .stop: signal(number, SIGSTOP)
+        case .link: try setLink(number, up: false)
+        case .drain: _ = try control(["drain", "--timeout", "30"], node: number)
+        }
     }
 }

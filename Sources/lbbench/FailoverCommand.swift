@@ -13,7 +13,9 @@ struct FailoverCommand: ParsableCommand {
             its cable cut; stop: SIGSTOP; drain: `lbnode drain`), and the probe runs 1.5 s more. Per trial: the \
             longest interruption of a flow the victim served, the time until each was answered again, requests \
             lost, duplicates, and TCP connections reset, of the victim's and of the others. Per mode: p50, p99 and \
-            max over the trials.
+            max over the trials. With --compare, the same trials for keepalived (VRRPv3, Debian package) as an \
+            active/passive pair on the same kind of testbed, with its fastest advertisement interval (10 ms) and \
+            with its default (1 s); the master fails (drain: keepalived's graceful stop).
             """
     )
 
@@ -38,6 +40,9 @@ struct FailoverCommand: ParsableCommand {
     @Option(help: "Milliseconds between two requests of a flow.")
     var intervalMs = 2.0
 
+    @Flag(help: "Also measure keepalived (fastest and default advertisement interval) in the same run.")
+    var compare = false
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -55,8 +60,9 @@ struct FailoverCommand: ParsableCommand {
 
     func run() throws {
         try requireRoot()
+        warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
-            modes: modes, trials: trials, delivery: delivery, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
+            systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs
         ) { line in
             FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8))

@@ -3,6 +3,7 @@ import Foundation
 /// The figures of `lbbench failover`: every trial, and per failure mode the spread over trials.
 struct FailoverReport: Codable {
     struct Summary: Codable {
+        var system: FailoverSystem
         var mode: FailureMode
         var trials: Int
         var recoveryP50: Double
@@ -27,13 +28,13 @@ struct FailoverReport: Codable {
     var trials: [FailoverTrial]
 
     var summaries: [Summary] {
-        FailureMode.allCases.compactMap { mode in
-            let of = trials.filter { $0.mode == mode }
+        FailoverSystem.allCases.flatMap { system in FailureMode.allCases.map { (system, $0) } }.compactMap { system, mode in
+            let of = trials.filter { $0.system == system && $0.mode == mode }
             guard !of.isEmpty else { return nil }
             let interruptions = of.map(\.longestInterruptionMilliseconds)
             let recoveries = of.compactMap(\.recoveryMilliseconds)
             return Summary(
-                mode: mode, trials: of.count, recoveryP50: Self.percentile(recoveries, 50),
+                system: system, mode: mode, trials: of.count, recoveryP50: Self.percentile(recoveries, 50),
                 recoveryP99: Self.percentile(recoveries, 99), recoveryMax: recoveries.max() ?? 0,
                 interruptionP50: Self.percentile(interruptions, 50),
                 interruptionP99: Self.percentile(interruptions, 99), interruptionMax: interruptions.max() ?? 0,
@@ -56,17 +57,17 @@ struct FailoverReport: Codable {
     var table: String {
         let f = { (value: Double) in String(format: "%.1f", value) }
         var table = TextTable(
-            title: "Failover of server \(victim) of 3 (\(delivery) delivery), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
+            title: "Failover of server \(victim) of 3 (\(delivery) delivery; keepalived: the master of a pair), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
                 + "a request per flow every \(f(intervalMilliseconds)) ms\n"
                 + "recovery: failure until every flow of the victim is answered by a survivor; "
                 + "gap: longest time a flow of the victim went unanswered",
             header: [
-                "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered", "lost",
+                "system", "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered", "lost",
                 "dups", "TCP resets victim", "others",
             ])
         for summary in summaries {
             table.add([
-                summary.mode.rawValue, "\(summary.trials)", f(summary.recoveryP50), f(summary.recoveryP99),
+                summary.system.rawValue, summary.mode.rawValue, "\(summary.trials)", f(summary.recoveryP50), f(summary.recoveryP99),
                 f(summary.recoveryMax), f(summary.interruptionP50), f(summary.interruptionP99),
                 f(summary.interruptionMax), "\(summary.unrecovered)", "\(summary.lost)", "\(summary.duplicates)",
                 "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)",

@@ -12,6 +12,7 @@ enum FailureMode: String, CaseIterable, Codable, Sendable {
 
 /// The figures of one failover trial, from a `FlowProbe` record and the moment of the failure.
 struct FailoverTrial: Codable, Sendable {
+    var system: FailoverSystem
     var mode: FailureMode
     /// The longest time an affected flow went without a reply, in ms.
     var longestInterruptionMilliseconds: Double
@@ -29,7 +30,8 @@ struct FailoverTrial: Codable, Sendable {
     var tcpResetUnaffected: Int
 
     /// Reads a probe's record. `victim` is the failed server's ID, `failedAt` the failure in probe nanoseconds.
-    init(mode: FailureMode, records: [FlowProbe.Record], victim: UInt16, failedAt: Int64) {
+    init(system: FailoverSystem = .vipfarm, mode: FailureMode, records: [FlowProbe.Record], victim: UInt16, failedAt: Int64) {
+        self.system = system
         self.mode = mode
         flows = records.count
         var affected = 0

@@ -15,7 +15,8 @@ struct LBBench: ParsableCommand {
             """,
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
         subcommands: [
-            HashCommand.self, FramesCommand.self, EngineCommand.self, FailoverCommand.self, TestbedCommand.self,
+            HashCommand.self, FramesCommand.self, EngineCommand.self, ThroughputCommand.self, FailoverCommand.self,
+            TestbedCommand.self,
             SteadyCommand.self, DemoCommand.self, ServeCommand.self,
         ]
     )

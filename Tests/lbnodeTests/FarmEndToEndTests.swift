@@ -30,9 +30,10 @@ struct FarmEndToEndTests {
         #expect(Set(received.keys).isSubset(of: servers), "\(received.mapValues(\.count))")
     }
 
-    /// Sends one request on every connection; the server that answered each, or why none did.
+    /// Sends one request on every connection; the server that answered each, or why none did. (A generous timeout:
+    /// the suites run side by side, and a retransmitted segment under load is not a failure.)
     static func requests(_ connections: [StreamConnection], _ text: String) -> [StreamConnection.Outcome] {
-        connections.map { $0.request(Array(text.utf8)) }
+        connections.map { $0.request(Array(text.utf8), timeoutMilliseconds: 3000) }
     }
 
     /// GET `path` from 127.0.0.1:9946 in the calling thread's namespace; the raw response.
@@ -201,7 +202,7 @@ struct FarmEndToEndTests {
         farm.signal(3, SIGSTOP)
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
-        #expect(survivors.map { connections[$0].request(Array("frozen".utf8)) } == survivors.map { owners[$0] })
+        #expect(survivors.map { connections[$0].request(Array("frozen".utf8), timeoutMilliseconds: 3000) } == survivors.map { owners[$0] })
         farm.signal(3, SIGCONT)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
 
@@ -209,7 +210,7 @@ struct FarmEndToEndTests {
         try farm.setLink(3, up: false)
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
-        #expect(survivors.map { connections[$0].request(Array("cut".utf8)) } == survivors.map { owners[$0] })
+        #expect(survivors.map { connections[$0].request(Array("cut".utf8), timeoutMilliseconds: 3000) } == survivors.map { owners[$0] })
         try farm.setLink(3, up: true)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])

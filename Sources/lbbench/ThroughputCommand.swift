@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+
+/// `lbbench pps`: the throughput benchmark against nftables, on a testbed.
+struct ThroughputCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pps",
+        abstract: "Find the highest loss-free packet rate, engine against nftables jhash (RFC 2544 style; root).",
+        discussion: """
+            For each frame size and path (vipfarm's engine with the default ring + io_uring; the in-kernel \
+            nftables jhash split), on fresh testbeds of one client, a switch and N servers with a UDP sink each: a \
+            trial at the generator's full speed (the delivered rate at overload), then a binary search for the \
+            highest offered rate with loss under 0.001 %, then the baseline (nothing accepting) at that rate to \
+            subtract the generator's and switch's CPU. Repeated; min / median / max, and the ratio to nftables \
+            measured in the same run.
+            """
+    )
+
+    @Option(parsing: .upToNextOption, help: "Frame sizes in bytes on the wire (64 to 1518).")
+    var frameSizes: [Int] = [64, 512]
+
+    @Option(help: "Servers sharing the VIP.")
+    var servers = 2
+
+    @Option(help: "Seconds per trial.")
+    var seconds = 1.0
+
+    @Option(name: .customLong("repeat"), help: "Repetitions of each search.")
+    var repetitions = 3
+
+    @Option(help: "Binary-search steps (resolution: full speed / 2^steps).")
+    var steps = 6
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard !frameSizes.isEmpty, frameSizes.allSatisfy({ (64...1518).contains($0) }) else {
+            throw ValidationError("--frame-sizes must be from 64 to 1518")
+        }
+        guard (1...16).contains(servers) else { throw ValidationError("--servers must be from 1 to 16") }
+        guard (0.2...60).contains(seconds) else { throw ValidationError("--seconds must be from 0.2 to 60") }
+        guard (1...100).contains(repetitions) else { throw ValidationError("--repeat must be from 1 to 100") }
+        guard (1...16).contains(steps) else { throw ValidationError("--steps must be from 1 to 16") }
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        let benchmark = ThroughputBenchmark(
+            frameSizes: frameSizes, servers: servers, seconds: seconds, repetitions: repetitions, steps: steps
+        ) { line in
+            FileHandle.standardError.write(Data("lbbench pps: \(line)\n".utf8))
+        }
+        let report = try benchmark.run()
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.table)
+        }
+    }
+}
