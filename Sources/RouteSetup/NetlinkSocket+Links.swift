@@ -80,6 +80,20 @@ extension NetlinkSocket {
         try check("create veth pair \(name)/\(peer)", rtnl_link_add(handle, request, NLM_F_CREATE | NLM_F_EXCL))
     }
 
+    /// Creates the 802.1Q interface `name` for VLAN `id` on `parent` (`ip link add link PARENT name NAME type vlan
+    /// id ID`). The corresponding C functions are `rtnl_link_vlan_alloc`, `rtnl_link_vlan_set_id` and `rtnl_link_add`.
+    public func addVLAN(_ name: String, on parent: String, id: UInt16) throws(NetlinkError) {
+        let parentIndex = try requireLink(named: parent).index
+        guard let request = rtnl_link_vlan_alloc() else {
+            throw NetlinkError(operation: "allocate VLAN \(name)", libnlCode: -NLE_NOMEM)
+        }
+        defer { rtnl_link_put(request) }
+        rtnl_link_set_name(request, name)
+        rtnl_link_set_link(request, parentIndex)
+        try check("set VLAN id \(id) on \(name)", rtnl_link_vlan_set_id(request, id))
+        try check("create VLAN \(name) on \(parent)", rtnl_link_add(handle, request, NLM_F_CREATE | NLM_F_EXCL))
+    }
+
     /// Creates a Linux bridge `name` (MAC learning on, STP off, as the kernel defaults).
     public func addBridge(_ name: String) throws(NetlinkError) {
         let request = rtnl_link_alloc()

@@ -16,7 +16,7 @@ struct Demo {
     static let udpFlows = 60
     static let tcpConnections = 30
 
-    struct Summary {
+    struct Summary: Codable {
         var requests = 0
         var answered: [UInt16: Int] = [:]
         var failoverMilliseconds: Double?

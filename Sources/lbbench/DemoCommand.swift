@@ -22,6 +22,8 @@ struct DemoCommand: ParsableCommand {
     @Option(help: "Seconds per phase.")
     var phaseSeconds = 8.0
 
+    @OptionGroup var output: ReportOptions
+
     func validate() throws {
         guard ["directed", "flood"].contains(delivery) else {
             throw ValidationError("--delivery must be directed or flood")
@@ -32,7 +34,12 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         try requireRoot()
         warnAboutLeftovers()
-        let summary = try Demo(delivery: delivery, phaseSeconds: phaseSeconds).run()
+        var demo = Demo(delivery: delivery, phaseSeconds: phaseSeconds)
+        if output.json {  // standard output is for the JSON: the show goes to standard error
+            demo.write = { FileHandle.standardError.write(Data($0.utf8)) }
+            demo.live = false
+        }
+        let summary = try demo.run()
         let total = max(1, summary.answered.values.reduce(0, +))
         var table = TextTable(title: "Summary", header: ["", "value"])
         table.add(["requests sent", "\(summary.requests)"])
@@ -50,9 +57,22 @@ struct DemoCommand: ParsableCommand {
         table.add(["connections broken on the servers that stayed up", "\(summary.brokenElsewhere)"])
         table.add(["connections that ended with server 2", "\(summary.endedWithServer)"])
         table.add(["new connections served by server 2 after it came back", "\(summary.newOnReturned)"])
-        print(table.rendered)
-        print(
-            "\nThe network is gone again. `lbbench failover` measures failover over many trials (docs/benchmarks.md).")
+        let servers = summary.answered.keys.sorted()
+        let balance = SVGChart(
+            title: "Requests answered per server over the demo", xLabel: "server", yLabel: "requests",
+            kind: .bars(categories: servers.map { "server \($0)" }),
+            series: [
+                .init(
+                    name: "answered",
+                    points: servers.enumerated().map {
+                        (x: Double($0.offset), y: Double(summary.answered[$0.element] ?? 0))
+                    })
+            ])
+        try output.emit(
+            "demo", title: "lbbench demo",
+            table: table.rendered
+                + "\n\nThe network is gone again. `lbbench failover` measures failover over many trials "
+                + "(docs/benchmarks.md).", value: summary, charts: ["balance": balance])
         if summary.brokenElsewhere > 0 || summary.failoverMilliseconds == nil {
             throw ExitCode(1)
         }

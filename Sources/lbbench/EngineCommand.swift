@@ -24,8 +24,7 @@ struct EngineCommand: ParsableCommand {
     @Option(help: "Distinct client flows (addresses and ports).")
     var flows: Int = 4096
 
-    @Flag(help: "Print JSON instead of tables.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard (0.5...60).contains(seconds) else { throw ValidationError("--seconds must be from 0.5 to 60") }
@@ -41,10 +40,7 @@ struct EngineCommand: ParsableCommand {
             FileHandle.standardError.write(Data("lbbench engine: \(line)\n".utf8))
         }
         let report = try benchmark.run()
-        if json {
-            try printJSON(report)
-        } else {
-            print(report.table)
-        }
+        try output.emit(
+            "engine", title: "lbbench engine: the data path against nftables", table: report.table, value: report)
     }
 }

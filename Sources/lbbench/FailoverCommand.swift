@@ -43,8 +43,7 @@ struct FailoverCommand: ParsableCommand {
     @Flag(help: "Also measure keepalived (fastest and default advertisement interval) in the same run.")
     var compare = false
 
-    @Flag(help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
@@ -62,17 +61,15 @@ struct FailoverCommand: ParsableCommand {
         try requireRoot()
         warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
-            systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
+            systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery,
+            victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs
         ) { line in
             FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8))
         }
         let report = try benchmark.run()
-        if json {
-            try printJSON(report)
-        } else {
-            print(report.table)
-        }
+        try output.emit(
+            "failover", title: "lbbench failover", table: report.table, value: report, charts: report.charts)
     }
 }
 

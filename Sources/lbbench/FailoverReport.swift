@@ -28,7 +28,8 @@ struct FailoverReport: Codable {
     var trials: [FailoverTrial]
 
     var summaries: [Summary] {
-        FailoverSystem.allCases.flatMap { system in FailureMode.allCases.map { (system, $0) } }.compactMap { system, mode in
+        FailoverSystem.allCases.flatMap { system in FailureMode.allCases.map { (system, $0) } }.compactMap {
+            system, mode in
             let of = trials.filter { $0.system == system && $0.mode == mode }
             guard !of.isEmpty else { return nil }
             let interruptions = of.map(\.longestInterruptionMilliseconds)
@@ -46,6 +47,30 @@ struct FailoverReport: Codable {
         }
     }
 
+    /// Per system, the recovery of every trial, one bar per failure mode.
+    var charts: [String: SVGChart] {
+        var charts: [String: SVGChart] = [:]
+        for system in FailoverSystem.allCases {
+            let of = trials.filter { $0.system == system }
+            guard !of.isEmpty else { continue }
+            let count = FailureMode.allCases.map { mode in of.filter { $0.mode == mode }.count }.max() ?? 0
+            let series = FailureMode.allCases.compactMap { mode -> SVGChart.Series? in
+                let modeTrials = of.filter { $0.mode == mode }
+                guard !modeTrials.isEmpty else { return nil }
+                return SVGChart.Series(
+                    name: mode.rawValue,
+                    points: modeTrials.enumerated().map {
+                        (x: Double($0.offset), y: $0.element.recoveryMilliseconds ?? 0)
+                    })
+            }
+            charts["recovery-\(system.rawValue)"] = SVGChart(
+                title: "\(system.rawValue): recovery per trial (failure until the victim's flows are answered again)",
+                xLabel: "trial", yLabel: "milliseconds", kind: .bars(categories: (1...max(count, 1)).map(String.init)),
+                series: series)
+        }
+        return charts
+    }
+
     /// Nearest-rank percentile: with 10 trials the p99 is the largest.
     static func percentile(_ values: [Double], _ percent: Double) -> Double {
         guard !values.isEmpty else { return 0 }
@@ -57,17 +82,20 @@ struct FailoverReport: Codable {
     var table: String {
         let f = { (value: Double) in String(format: "%.1f", value) }
         var table = TextTable(
-            title: "Failover of server \(victim) of 3 (\(delivery) delivery; keepalived: the master of a pair), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
+            title:
+                "Failover of server \(victim) of 3 (\(delivery) delivery; keepalived: the master of a pair), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
                 + "a request per flow every \(f(intervalMilliseconds)) ms\n"
                 + "recovery: failure until every flow of the victim is answered by a survivor; "
                 + "gap: longest time a flow of the victim went unanswered",
             header: [
-                "system", "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered", "lost",
+                "system", "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered",
+                "lost",
                 "dups", "TCP resets victim", "others",
             ])
         for summary in summaries {
             table.add([
-                summary.system.rawValue, summary.mode.rawValue, "\(summary.trials)", f(summary.recoveryP50), f(summary.recoveryP99),
+                summary.system.rawValue, summary.mode.rawValue, "\(summary.trials)", f(summary.recoveryP50),
+                f(summary.recoveryP99),
                 f(summary.recoveryMax), f(summary.interruptionP50), f(summary.interruptionP99),
                 f(summary.interruptionMax), "\(summary.unrecovered)", "\(summary.lost)", "\(summary.duplicates)",
                 "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)",

@@ -30,7 +30,10 @@ struct FailoverTrial: Codable, Sendable {
     var tcpResetUnaffected: Int
 
     /// Reads a probe's record. `victim` is the failed server's ID, `failedAt` the failure in probe nanoseconds.
-    init(system: FailoverSystem = .vipfarm, mode: FailureMode, records: [FlowProbe.Record], victim: UInt16, failedAt: Int64) {
+    init(
+        system: FailoverSystem = .vipfarm, mode: FailureMode, records: [FlowProbe.Record], victim: UInt16,
+        failedAt: Int64
+    ) {
         self.system = system
         self.mode = mode
         flows = records.count

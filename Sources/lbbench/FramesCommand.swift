@@ -20,8 +20,7 @@ struct FramesCommand: ParsableCommand {
     @Option(help: "Timed passes; the median is reported.")
     var repetitions = 5
 
-    @Flag(help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard (1000...10_000_000).contains(frames) else {
@@ -33,10 +32,6 @@ struct FramesCommand: ParsableCommand {
     func run() throws {
         if !FrameWorkBenchmark.interposerIsLoaded, try restartWithInterposer() { return }
         let report = try FrameWorkBenchmark(frames: frames, repetitions: repetitions).run()
-        if json {
-            try printJSON(report)
-            return
-        }
         var table = TextTable(
             title: "Engine work per frame (\(report.frames) frames, no system calls)",
             header: ["measure", "value"])
@@ -46,11 +41,12 @@ struct FramesCommand: ParsableCommand {
             "heap allocations in one pass",
             report.allocationsCounted ? "\(report.allocations)" : "not counted (interposer not loaded)",
         ])
-        print(table.rendered)
-        print(
+        let verdicts =
             "verdicts per pass: "
-                + report.verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                .joined(separator: " "))
+            + report.verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        try output.emit(
+            "frames", title: "lbbench frames: the engine's work per frame", table: table.rendered + "\n" + verdicts,
+            value: report)
     }
 
     /// Runs this command again with the interposer preloaded; `false` when its library is not beside lbbench.

@@ -23,8 +23,7 @@ struct HashCommand: ParsableCommand {
     @Option(help: "Times each measurement is repeated; the median is reported.")
     var repetitions: Int = 5
 
-    @Flag(help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         do {
@@ -43,10 +42,6 @@ struct HashCommand: ParsableCommand {
     func run() throws {
         let benchmark = HashBenchmark(flows: flows, buckets: buckets, repetitions: repetitions)
         let report = benchmark.run()
-        if json {
-            try printJSON(report)
-        } else {
-            print(report.table)
-        }
+        try output.emit("hash", title: "lbbench hash: the Hashing module", table: report.table, value: report)
     }
 }

@@ -22,8 +22,7 @@ struct SteadyCommand: ParsableCommand {
     @Option(help: "directed or flood.")
     var delivery = "directed"
 
-    @Flag(help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
@@ -76,15 +75,13 @@ struct SteadyCommand: ParsableCommand {
         let report = Report(
             seconds: seconds, delivery: delivery, framesSent: sent, framesPerSecond: Double(sent) / seconds,
             falseFailovers: changes)
-        if json {
-            try printJSON(report)
-        } else {
+        do {
             var table = TextTable(
                 title: "\(String(format: "%.0f", seconds)) s at full load, \(delivery) delivery: "
                     + "\(sent) frames (\(String(format: "%.0f", report.framesPerSecond)) per second)",
                 header: ["node", "membership changes"])
             for node in 1...3 { table.add(["\(node)", "\(changes[node]?.count ?? 0)"]) }
-            print(table.rendered)
+            try output.emit("steady", title: "lbbench steady: no false failover", table: table.rendered, value: report)
         }
         if changes.values.contains(where: { !$0.isEmpty }) { throw ExitCode(1) }
     }

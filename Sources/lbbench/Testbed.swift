@@ -18,6 +18,11 @@ final class Testbed {
         var unknownUnicastFlooding = true
         /// Whether hosts also get IPv6 addresses, from 2001:2::/48 (reserved for benchmarking, RFC 5180).
         var ipv6 = false
+        /// Whether the clients sit behind a router (a namespace forwarding between two switches): the servers are
+        /// 198.18.0.0/24, the clients 198.19.0.0/24, and the router learns the VIP by ordinary ARP.
+        var routedClients = false
+        /// An 802.1Q VLAN: every host's addresses are on `eth0.<id>`, so every frame on the switch is tagged.
+        var vlan: UInt16? = nil
 
         /// At most 200 of each, so addresses stay in one /24 per role.
         func validate() throws {
@@ -40,11 +45,14 @@ final class Testbed {
         let address6: IPPrefix?
         let mac: HardwareAddress?
 
-        /// Servers are 198.18.0.11, .12, ...; clients 198.18.1.1, .2, ...; all in 198.18.0.0/15.
-        static func address(role: Role, number: Int) -> IPPrefix {
-            switch role {
-            case .server: IPPrefix("198.18.0.\(10 + number)/15")!
-            case .client: IPPrefix("198.18.1.\(number)/15")!
+        /// Servers are 198.18.0.11, .12, ...; clients 198.18.1.1, .2, ...; all in 198.18.0.0/15. Behind a router,
+        /// servers are 198.18.0.11/24, ... and clients 198.19.0.11/24, ...
+        static func address(role: Role, number: Int, routed: Bool = false) -> IPPrefix {
+            switch (role, routed) {
+            case (.server, false): IPPrefix("198.18.0.\(10 + number)/15")!
+            case (.client, false): IPPrefix("198.18.1.\(number)/15")!
+            case (.server, true): IPPrefix("198.18.0.\(10 + number)/24")!
+            case (.client, true): IPPrefix("198.19.0.\(10 + number)/24")!
             }
         }
 
@@ -58,17 +66,22 @@ final class Testbed {
 
     /// Every testbed namespace starts with this.
     static let namePrefix = "vf-"
-    /// The interface of every host.
+    /// The cable of every host.
     static let hostInterface = "eth0"
+
+    /// The interface with the host's addresses: the cable, or its VLAN interface.
+    var hostInterface: String { description.vlan.map { "\(Self.hostInterface).\($0)" } ?? Self.hostInterface }
     /// The bridge in the switch namespace.
     static let bridgeName = "br0"
+    /// The clients' bridge, behind the router (`routedClients`).
+    static let clientBridgeName = "br1"
 
     let id: String
     let description: Description
     let switchNamespace: NetworkNamespace
     private(set) var hosts: [Host] = []
     /// The namespaces this object created, removed by `down`.
-    private var created: [NetworkNamespace] = []
+    fileprivate var created: [NetworkNamespace] = []
 
     var servers: [Host] { hosts.filter { $0.role == .server } }
     var clients: [Host] { hosts.filter { $0.role == .client } }
@@ -93,6 +106,7 @@ final class Testbed {
                     if (try? sysctl.read()) != nil { try sysctl.write("0") }
                 }
             }
+            if description.routedClients { try addRouter() }
             for number in 1...description.servers { hosts.append(try addHost(.server, number)) }
             for number in stride(from: 1, through: description.clients, by: 1) {
                 hosts.append(try addHost(.client, number))
@@ -151,13 +165,15 @@ final class Testbed {
         let short = role == .server ? "s\(number)" : "c\(number)"
         let namespace = try NetworkNamespace.create(named: "\(Self.namePrefix)\(id)-\(short)")
         created.append(namespace)
-        let address = Host.address(role: role, number: number)
+        let routed = description.routedClients
+        let address = Host.address(role: role, number: number, routed: routed)
         let address6 = description.ipv6 ? Host.address6(role: role, number: number) : nil
         let hostSide = "\(short)h"
         try switchNamespace.run { () throws(NetlinkError) in
             let socket = try NetlinkSocket()
             try socket.addVethPair(short, peer: hostSide)
-            let bridge = try socket.requireLink(named: Self.bridgeName)
+            let bridge = try socket.requireLink(
+                named: routed && role == .client ? Self.clientBridgeName : Self.bridgeName)
             try socket.changeLink(named: short, LinkChange(up: true, masterIndex: bridge.index))
             if !description.unknownUnicastFlooding { try socket.setBridgePortFlooding(short, enabled: false) }
             try namespace.withDescriptor { (fd) throws(NetlinkError) in
@@ -168,13 +184,54 @@ final class Testbed {
             let socket = try NetlinkSocket()
             try socket.changeLink(named: Self.hostInterface, LinkChange(up: true))
             try LinkOffloads.setTransmitChecksum(Self.hostInterface, enabled: false)
-            let link = try socket.requireLink(named: Self.hostInterface)
+            if let vlan = description.vlan {
+                try socket.addVLAN(hostInterface, on: Self.hostInterface, id: vlan)
+                try socket.changeLink(named: hostInterface, LinkChange(up: true))
+                try LinkOffloads.setTransmitChecksum(hostInterface, enabled: false)
+            }
+            let link = try socket.requireLink(named: hostInterface)
             try socket.addAddress(address, toLink: link.index)
             if let address6 { try socket.addAddress(address6, toLink: link.index) }
+            if routed {  // the other side's /24 through the router
+                let (other, gateway) =
+                    role == .server ? ("198.19.0.0/24", "198.18.0.1") : ("198.18.0.0/24", "198.19.0.1")
+                try socket.addRoute(
+                    Route(destination: IPPrefix(other)!, linkIndex: link.index, gateway: IPPrefix(gateway)!))
+            }
             return link.mac
         }
         return Host(
             role: role, number: number, namespace: namespace, switchPort: short, address: address,
             address6: address6, mac: mac)
+    }
+}
+
+extension Testbed {
+    /// The router namespace (`routedClients`): `eth0` on the servers' switch (198.18.0.1/24), `eth1` on the clients'
+    /// (198.19.0.1/24), forwarding between them.
+    fileprivate func addRouter() throws {
+        let router = try NetworkNamespace.create(named: "\(Self.namePrefix)\(id)-rt")
+        created.append(router)
+        try switchNamespace.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            try socket.addBridge(Self.clientBridgeName)
+            try socket.changeLink(named: Self.clientBridgeName, LinkChange(up: true))
+            for (port, bridge, inside) in [("rt0", Self.bridgeName, "eth0"), ("rt1", Self.clientBridgeName, "eth1")] {
+                try socket.addVethPair(port, peer: port + "h")
+                try socket.changeLink(
+                    named: port, LinkChange(up: true, masterIndex: try socket.requireLink(named: bridge).index))
+                try router.withDescriptor { (fd) throws(NetlinkError) in
+                    try socket.moveLink(named: port + "h", toNamespace: fd, newName: inside)
+                }
+            }
+        }
+        try router.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            for (name, address) in [("eth0", "198.18.0.1/24"), ("eth1", "198.19.0.1/24")] {
+                try socket.changeLink(named: name, LinkChange(up: true))
+                try socket.addAddress(IPPrefix(address)!, toLink: try socket.requireLink(named: name).index)
+            }
+            try Sysctl("net.ipv4.ip_forward").write("1")
+        }
     }
 }

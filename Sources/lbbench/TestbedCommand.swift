@@ -50,7 +50,7 @@ struct TestbedCommand: ParsableCommand {
                     + "bridge \(Testbed.bridgeName))", header: ["host", "namespace", "interface", "address", "mac"])
             for host in testbed.hosts {
                 table.add([
-                    "\(host.role.rawValue) \(host.number)", host.namespace.name, Testbed.hostInterface,
+                    "\(host.role.rawValue) \(host.number)", host.namespace.name, testbed.hostInterface,
                     host.address.description, host.mac?.description ?? "-",
                 ])
             }

@@ -34,7 +34,12 @@ struct TextTable {
 
 /// Prints `value` as sorted, indented JSON: the `--json` output of every subcommand.
 func printJSON<Value: Encodable>(_ value: Value) throws {
+    print(String(decoding: try jsonData(value), as: UTF8.self))
+}
+
+/// `value` as sorted, indented JSON.
+func jsonData<Value: Encodable>(_ value: Value) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    return try encoder.encode(value)
 }

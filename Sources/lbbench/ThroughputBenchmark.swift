@@ -45,7 +45,9 @@ struct ThroughputBenchmark {
     {
         let label = "\(path.rawValue), \(bench.frameBytes) B, run \(repetition)"
         let overload = try bench.trial(path, rate: 0)
-        progress("\(label): overload offered \(Int(overload.offeredPerSecond)), delivered \(Int(overload.deliveredPerSecond))")
+        progress(
+            "\(label): overload offered \(Int(overload.offeredPerSecond)), delivered \(Int(overload.deliveredPerSecond))"
+        )
         var good: EngineReport.Trial? = Self.acceptable(overload) ? overload : nil
         var low = 0.0
         var high = overload.offeredPerSecond
@@ -78,6 +80,7 @@ struct ThroughputBenchmark {
             zeroLossRate: good?.deliveredPerSecond ?? 0,
             overloadOffered: overload.offeredPerSecond, overloadDelivered: overload.deliveredPerSecond,
             cpuMicrosecondsPerDelivered: good.map { $0.cpuBusySeconds / Double(max($0.delivered, 1)) * 1e6 },
-            extraCPUMicrosecondsPerDelivered: extraCPU, trials: trials.count + (extraCPU == nil ? 0 : 1))
+            extraCPUMicrosecondsPerDelivered: extraCPU, trials: trials.count + (extraCPU == nil ? 0 : 1),
+            points: trials.map { [$0.offeredPerSecond, $0.deliveredPerSecond] })
     }
 }

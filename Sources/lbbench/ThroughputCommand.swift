@@ -31,8 +31,7 @@ struct ThroughputCommand: ParsableCommand {
     @Option(help: "Binary-search steps (resolution: full speed / 2^steps).")
     var steps = 6
 
-    @Flag(help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard !frameSizes.isEmpty, frameSizes.allSatisfy({ (64...1518).contains($0) }) else {
@@ -53,10 +52,8 @@ struct ThroughputCommand: ParsableCommand {
             FileHandle.standardError.write(Data("lbbench pps: \(line)\n".utf8))
         }
         let report = try benchmark.run()
-        if json {
-            try printJSON(report)
-        } else {
-            print(report.table)
-        }
+        try output.emit(
+            "pps", title: "lbbench pps: throughput against nftables", table: report.table, value: report,
+            charts: report.charts)
     }
 }

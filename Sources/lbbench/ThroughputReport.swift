@@ -15,6 +15,8 @@ struct ThroughputReport: Codable {
         /// The same less the baseline's (nothing accepting the frames) at that rate: what the path itself costs.
         var extraCPUMicrosecondsPerDelivered: Double?
         var trials: Int
+        /// Every trial of the search: offered and delivered packets per second.
+        var points: [[Double]]
     }
 
     /// min, median, max.
@@ -41,6 +43,24 @@ struct ThroughputReport: Codable {
 
     func spread(_ path: EngineBenchmark.Path, _ frameBytes: Int, _ value: (Search) -> Double?) -> Spread {
         Spread(searches.filter { $0.path == path && $0.frameBytes == frameBytes }.compactMap(value))
+    }
+
+    /// Delivered against offered packets per second, every trial of every search, per path and frame size.
+    var charts: [String: SVGChart] {
+        var charts: [String: SVGChart] = [:]
+        for frameBytes in Set(searches.map(\.frameBytes)).sorted() {
+            let series = ThroughputBenchmark.paths.map { path in
+                SVGChart.Series(
+                    name: path.rawValue,
+                    points: searches.filter { $0.path == path && $0.frameBytes == frameBytes }.flatMap(\.points)
+                        .map { (x: $0[0], y: $0[1]) })
+            }
+            charts["throughput-\(frameBytes)"] = SVGChart(
+                title: "Delivered against offered load, \(frameBytes)-byte frames, \(servers) servers",
+                xLabel: "offered packets per second", yLabel: "delivered packets per second", kind: .lines,
+                series: series)
+        }
+        return charts
     }
 
     var table: String {

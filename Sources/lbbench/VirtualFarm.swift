@@ -88,7 +88,7 @@ final class VirtualFarm {
               key_file: \(directory)/key
               heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
               dead_after: \(options.deadAfter)
-            node: { id: \(server.number), interface: \(Testbed.hostInterface), address: \(server.address.address) }
+            node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address) }
             control_socket: \(socketPath(server.number))
             peers:
             \(peers)
@@ -197,7 +197,7 @@ final class VirtualFarm {
     /// request numbers each server answered, by server.
     func exchange(count: Int, client number: Int = 1, firstPort: UInt16 = 20000) throws -> [Int: [Int]] {
         let client = testbed.clients[number - 1]
-        let source = IPAddress(bytes: client.address.bytes)!
+        let source = IPAddress(bytes: (vip.isIPv4 ? client.address : client.address6 ?? client.address).bytes)!
         let sockets = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 // One request first, answered, so that the client has resolved the VIP by ARP: until it has, the

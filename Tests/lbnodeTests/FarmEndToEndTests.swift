@@ -202,7 +202,9 @@ struct FarmEndToEndTests {
         farm.signal(3, SIGSTOP)
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
-        #expect(survivors.map { connections[$0].request(Array("frozen".utf8), timeoutMilliseconds: 3000) } == survivors.map { owners[$0] })
+        #expect(
+            survivors.map { connections[$0].request(Array("frozen".utf8), timeoutMilliseconds: 3000) }
+                == survivors.map { owners[$0] })
         farm.signal(3, SIGCONT)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
 
@@ -210,7 +212,9 @@ struct FarmEndToEndTests {
         try farm.setLink(3, up: false)
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
-        #expect(survivors.map { connections[$0].request(Array("cut".utf8), timeoutMilliseconds: 3000) } == survivors.map { owners[$0] })
+        #expect(
+            survivors.map { connections[$0].request(Array("cut".utf8), timeoutMilliseconds: 3000) }
+                == survivors.map { owners[$0] })
         try farm.setLink(3, up: true)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(3))")
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])

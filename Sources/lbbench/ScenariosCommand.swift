@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Hashing
+
+/// `lbbench scenarios`: does the farm work in networks nobody told us about?
+struct ScenariosCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenarios",
+        abstract: "Run a short request and failover check on each kind of network, both delivery modes (root).",
+        discussion: """
+            Each variant is a testbed description: a learning bridge; a bridge with unknown-unicast flooding off \
+            (directed must pass; flood cannot work there and is expected to fail); clients behind a router \
+            namespace (the router learns the VIP by ordinary ARP); an IPv6 VIP; every host on 802.1Q VLAN 100 (lbnode on eth0.100). Per variant and delivery mode: a \
+            three-server farm, 300 client flows answered exactly once, server 2's cable cut, 300 flows answered \
+            exactly once by the survivors. Prints a pass/fail matrix; exits 1 on an unexpected result.
+            """
+    )
+
+    @OptionGroup var output: ReportOptions
+
+    /// One kind of network.
+    struct Variant {
+        var name: String
+        var testbed: Testbed.Description
+        var vip = "198.18.0.100"
+        /// Delivery modes that cannot work here.
+        var expectedToFail: Set<String> = []
+    }
+
+    static let variants: [Variant] = [
+        Variant(name: "learning bridge", testbed: .init(servers: 3, clients: 1)),
+        Variant(
+            name: "bridge, unknown-unicast flooding off",
+            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: false), expectedToFail: ["flood"]),
+        Variant(name: "clients behind a router", testbed: .init(servers: 3, clients: 1, routedClients: true)),
+        Variant(name: "IPv6 VIP", testbed: .init(servers: 3, clients: 1, ipv6: true), vip: "2001:2::100"),
+        Variant(name: "802.1Q VLAN 100", testbed: .init(servers: 3, clients: 1, vlan: 100)),
+    ]
+
+    struct Result: Codable {
+        var variant: String
+        var delivery: String
+        var passed: Bool
+        var expectedToFail: Bool
+        /// The machine cannot build this network (e.g. a kernel without 802.1Q): neither pass nor fail.
+        var skipped = false
+        var detail: String
+        var asExpected: Bool { skipped || passed != expectedToFail }
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        var results: [Result] = []
+        for variant in Self.variants {
+            for delivery in ["directed", "flood"] {
+                let (passed, detail) = Self.check(variant, delivery: delivery)
+                let result = Result(
+                    variant: variant.name, delivery: delivery, passed: passed,
+                    expectedToFail: variant.expectedToFail.contains(delivery),
+                    skipped: detail.contains("create VLAN") && detail.contains("not supported"), detail: detail)
+                FileHandle.standardError.write(
+                    Data(
+                        "lbbench scenarios: \(variant.name), \(delivery): \(passed ? "pass" : "fail") (\(detail))\n"
+                            .utf8))
+                results.append(result)
+            }
+        }
+        do {
+            var table = TextTable(
+                title: "Scenarios: requests and failover per network", header: ["network", "directed", "flood"])
+            for variant in Self.variants {
+                let cells = ["directed", "flood"].map { delivery -> String in
+                    guard let result = results.first(where: { $0.variant == variant.name && $0.delivery == delivery })
+                    else { return "-" }
+                    if result.skipped { return "skipped: this kernel has no 802.1Q" }
+                    switch (result.passed, result.expectedToFail) {
+                    case (true, false): return "pass"
+                    case (false, true): return "fails, as expected"
+                    case (true, true): return "PASSES, unexpected"
+                    case (false, false): return "FAIL: \(result.detail)"
+                    }
+                }
+                table.add([variant.name] + cells)
+            }
+            try output.emit("scenarios", title: "lbbench scenarios", table: table.rendered, value: results)
+        }
+        if results.contains(where: { !$0.asExpected }) { throw ExitCode(1) }
+    }
+
+    /// The check of one variant and delivery mode: whether it passed, and what was seen.
+    static func check(_ variant: Variant, delivery: String) -> (Bool, String) {
+        do {
+            var options = VirtualFarm.Options(testbed: variant.testbed, delivery: delivery, vip: variant.vip)
+            options.heartbeatIntervalMilliseconds = 20  // a margin: the scenarios check behaviour, not speed
+            options.deadAfter = 5
+            let farm = try VirtualFarm(options)
+            defer { farm.stop() }
+            guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else { return (false, "no view") }
+            let before = try farm.exchange(count: 300)
+            guard let problem = Self.problem(before, count: 300, servers: [1, 2, 3]) else {
+                try farm.setLink(2, up: false)
+                guard farm.waitForView("{1:100, 3:100}", nodes: [1, 3], seconds: 3) else {
+                    return (false, "no failover")
+                }
+                let after = try farm.exchange(count: 300)
+                if let problem = Self.problem(after, count: 300, servers: [1, 3]) {
+                    return (false, "after failover: \(problem)")
+                }
+                return (true, "300/300 before and after failover")
+            }
+            return (false, problem)
+        } catch {
+            return (false, "\(error)")
+        }
+    }
+
+    /// What is wrong with the answers to `count` requests, or nil: each once, only by `servers`.
+    static func problem(_ answered: [Int: [Int]], count: Int, servers: Set<Int>) -> String? {
+        let all = answered.values.flatMap { $0 }
+        if Set(all).count != count {
+            let byServer = answered.keys.sorted().map { "\($0): \(answered[$0]!.count)" }.joined(separator: ", ")
+            return "\(Set(all).count)/\(count) answered (\(byServer))"
+        }
+        if all.count != count { return "\(all.count - count) duplicates" }
+        if !Set(answered.keys).isSubset(of: servers) { return "answered by \(answered.keys.sorted())" }
+        return nil
+    }
+}

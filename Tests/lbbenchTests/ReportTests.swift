@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+@testable import lbbench
+
+/// What the failover and throughput reports compute from their records, and the SVG they draw.
+struct ReportTests {
+    /// A flow answered every 2 ms by `server` until `until`, then by `after` from `from` on.
+    static func record(
+        tcp: Bool = false, server: UInt16, until: Int64, after: UInt16? = nil, from: Int64 = 0, end: Int64 = 200
+    ) -> FlowProbe.Record {
+        var record = FlowProbe.Record(isTCP: tcp)
+        var sequence: UInt32 = 0
+        for ms in stride(from: Int64(0), to: end, by: 2) {
+            defer { sequence += 1 }
+            record.sent += 1
+            if ms < until {
+                record.replies.append((ms * 1_000_000, sequence, server))
+            } else if let after, ms >= from {
+                record.replies.append((ms * 1_000_000, sequence, after))
+            }
+        }
+        return record
+    }
+
+    @Test func aFailoverTrialReadsRecoveryGapsLossAndResets() {
+        var resetOther = Self.record(tcp: true, server: 3, until: 200)
+        resetOther.resetAt = 150_000_000
+        var resetVictim = Self.record(tcp: true, server: 2, until: 100)
+        resetVictim.resetAt = 140_000_000
+        var duplicated = Self.record(server: 1, until: 200)
+        duplicated.replies.append((199_000_000, 5, 1))
+        let records = [
+            Self.record(server: 2, until: 100, after: 1, from: 140),  // the victim's: 40 ms without answer
+            Self.record(server: 2, until: 100, after: 3, from: 130),
+            duplicated, resetOther, resetVictim,
+        ]
+        let trial = FailoverTrial(mode: .kill, records: records, victim: 2, failedAt: 100_000_000)
+        #expect(trial.affectedFlows == 3)
+        #expect(trial.recoveryMilliseconds == 40)
+        #expect(trial.longestInterruptionMilliseconds == 42)  // from the last reply at 98 ms to 140 ms
+        #expect(trial.unaffectedLongestGapMilliseconds == 2)
+        #expect(trial.duplicates == 1)
+        #expect(trial.requestsLost == 20 + 15 + 50)  // 100-138, 100-128 and the victim's TCP flow after 100
+        #expect(trial.tcpResetAffected == 1 && trial.tcpResetUnaffected == 1)
+
+        let never = FailoverTrial(
+            mode: .link, records: [Self.record(server: 2, until: 100)], victim: 2, failedAt: 100_000_000)
+        #expect(never.recoveryMilliseconds == nil)
+        let report = FailoverReport(
+            delivery: "directed", victim: 2, udpFlows: 1, tcpFlows: 0, intervalMilliseconds: 2,
+            trials: [trial, never])
+        #expect(report.summaries.map(\.mode) == [.kill, .link])
+        #expect(report.summaries[1].unrecovered == 1)
+        #expect(FailoverReport.percentile([5, 1, 3, 2, 4], 50) == 3)
+        #expect(FailoverReport.percentile((1...10).map(Double.init), 99) == 10)
+    }
+
+    @Test func aThroughputTrialPassesOnlyUnderTheLossLimit() {
+        func trial(sent: Int, delivered: Int) -> EngineReport.Trial {
+            EngineReport.Trial(
+                path: .engine, offeredRate: 0, sent: sent, seconds: 1, deliveredPerServer: [delivered],
+                cpuBusySeconds: 0, engineReceived: [], engineAccepted: [], engineRingDrops: [], engineDrops: [])
+        }
+        #expect(ThroughputBenchmark.acceptable(trial(sent: 1_000_000, delivered: 1_000_000)))
+        #expect(ThroughputBenchmark.acceptable(trial(sent: 1_000_000, delivered: 999_991)))
+        #expect(!ThroughputBenchmark.acceptable(trial(sent: 1_000_000, delivered: 999_990)))
+        #expect(!ThroughputBenchmark.acceptable(trial(sent: 0, delivered: 0)))
+    }
+
+    @Test func chartsAreSVGWithEveryPointAndBar() {
+        let lines = SVGChart(
+            title: "a < b", xLabel: "offered", yLabel: "delivered", kind: .lines,
+            series: [.init(name: "engine", points: [(0, 0), (100, 90), (200, 150)])])
+        #expect(lines.svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
+        #expect(lines.svg.hasSuffix("</svg>\n"))
+        #expect(lines.svg.components(separatedBy: "<circle").count == 4)
+        #expect(lines.svg.contains("a &lt; b"))
+        let bars = SVGChart(
+            title: "t", xLabel: "x", yLabel: "y", kind: .bars(categories: ["1", "2"]),
+            series: [.init(name: "kill", points: [(0, 30), (1, 40)]), .init(name: "link", points: [(0, 35)])])
+        #expect(bars.svg.components(separatedBy: "<rect x=").count - 1 == 3 + 2)  // bars and legend swatches
+        #expect(SVGChart.niceCeiling(42) == 50 && SVGChart.niceCeiling(0.3) == 0.5 && SVGChart.niceCeiling(100) == 100)
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import RouteSetup
+import TapEngine
+import Testing
+
+@testable import lbbench
+
+/// Networks nobody told us about, and the keepalived reference of the failover benchmark.
+@Suite(privileged, .serialized)
+struct ScenarioTests {
+    static func variant(_ name: String) -> ScenariosCommand.Variant {
+        ScenariosCommand.variants.first { $0.name == name }!
+    }
+
+    @Test func directedWorksBehindARouterAndFloodCannotWorkWithoutFlooding() {
+        let routed = ScenariosCommand.check(Self.variant("clients behind a router"), delivery: "directed")
+        #expect(routed.0, "\(routed.1)")
+        let noFlood = ScenariosCommand.check(Self.variant("bridge, unknown-unicast flooding off"), delivery: "flood")
+        #expect(!noFlood.0, "\(noFlood.1)")
+    }
+
+    @Test func keepalivedHandsTheVIPToTheBackupWhenTheMasterDies() throws {
+        let pair = try KeepalivedPair(advertisementSeconds: 0.05)
+        defer { pair.stop() }
+        #expect(pair.waitUntilServing(seconds: 5))
+        let probe = try pair.testbed.clients[0].namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                try FlowProbe(
+                    vip: pair.vip, port: VirtualFarm.echoPort, udp: 8, tcp: 0, firstPort: 30000,
+                    intervalMilliseconds: 5)
+            }
+        }.get()
+        probe.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        let failedAt = probe.now
+        try pair.fail(1, .link)
+        Thread.sleep(forTimeInterval: 1.5)
+        probe.stop()
+        let trial = FailoverTrial(
+            system: .keepalivedFast, mode: .link, records: probe.records, victim: 1, failedAt: failedAt)
+        #expect(trial.affectedFlows == 8)
+        #expect(trial.recoveryMilliseconds.map { $0 > 100 && $0 < 1000 } == true, "\(trial)")  // 3 x 50 ms + skew
+    }
+}
