@@ -113,6 +113,7 @@ extension VirtualFarm: FailoverSubject {
         case .stop: signal(number, SIGSTOP)
         case .link: try setLink(number, up: false)
         case .drain: _ = try control(["drain", "--timeout", "30"], node: number)
+        case .manual: break
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hashing
 
 /// `lbbench failover`: how long the clients of a failed server wait, on a testbed.
 struct FailoverCommand: ParsableCommand {
@@ -19,8 +20,8 @@ struct FailoverCommand: ParsableCommand {
             """
     )
 
-    @Option(parsing: .upToNextOption, help: "Failure modes: kill, link, stop, drain.")
-    var modes: [FailureMode] = FailureMode.allCases
+    @Option(parsing: .upToNextOption, help: "Failure modes on the testbed: kill, link, stop, drain.")
+    var modes: [FailureMode] = FailureMode.onTestbed
 
     @Option(help: "Trials per mode.")
     var trials = 10
@@ -40,12 +41,30 @@ struct FailoverCommand: ParsableCommand {
     @Option(help: "Milliseconds between two requests of a flow.")
     var intervalMs = 2.0
 
+    @Option(help: "A real farm's VIP: probe it from this host instead of building a testbed (docs/benchmarks.md).")
+    var vip: String?
+
+    @Option(help: "With --vip: the interface to send on.")
+    var interface: String?
+
+    @Option(help: "With --vip: a shell command that fails one server (else fail one by hand while it records).")
+    var failCommand: String?
+
+    @Option(help: "With --vip and no --fail-command: seconds to record.")
+    var seconds = 30.0
+
     @Flag(help: "Also measure keepalived (fastest and default advertisement interval) in the same run.")
     var compare = false
 
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
+        if let vip, IPAddress(vip) == nil { throw ValidationError("--vip '\(vip)' is not an IPv4 or IPv6 address") }
+        if vip == nil && (interface != nil || failCommand != nil) {
+            throw ValidationError("--interface and --fail-command go with --vip (a real farm)")
+        }
+        guard (3...3600).contains(seconds) else { throw ValidationError("--seconds must be from 3 to 3600") }
+        if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
         guard ["directed", "flood"].contains(delivery) else {
             throw ValidationError("--delivery must be directed or flood")
@@ -58,15 +77,23 @@ struct FailoverCommand: ParsableCommand {
     }
 
     func run() throws {
+        let progress = { (line: String) in FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8)) }
+        if let vip {
+            let report = try RealHostFailover(
+                vip: IPAddress(vip)!, interface: interface, failCommand: failCommand, seconds: seconds,
+                udpFlows: udpFlows, tcpFlows: tcpFlows, intervalMilliseconds: intervalMs, progress: progress
+            ).run()
+            try output.emit(
+                "failover", title: "lbbench failover on a real farm", table: report.table, value: report,
+                charts: report.charts)
+            return
+        }
         try requireRoot()
         warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
             systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery,
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
-            intervalMilliseconds: intervalMs
-        ) { line in
-            FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8))
-        }
+            intervalMilliseconds: intervalMs, progress: progress)
         let report = try benchmark.run()
         try output.emit(
             "failover", title: "lbbench failover", table: report.table, value: report, charts: report.charts)

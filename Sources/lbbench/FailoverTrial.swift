@@ -8,6 +8,11 @@ enum FailureMode: String, CaseIterable, Codable, Sendable {
     case stop
     /// `lbnode drain`: planned, announced, connections kept.
     case drain
+    /// On real hosts: failed by hand, or by the user's `--fail-command`.
+    case manual
+
+    /// The modes lbbench can cause on a testbed.
+    static let onTestbed: [FailureMode] = [.kill, .link, .stop, .drain]
 }
 
 /// The figures of one failover trial, from a `FlowProbe` record and the moment of the failure.

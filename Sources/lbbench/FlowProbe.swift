@@ -57,9 +57,11 @@ final class FlowProbe: @unchecked Sendable {
     /// Opens `udp` UDP sockets (ports `firstPort`...) and `tcp` TCP connections to `vip`:`port`.
     ///
     /// - Throws: `SystemCallError` when a socket cannot be opened or a connection is not accepted within a second.
-    init(vip: IPAddress, port: UInt16, udp: Int, tcp: Int, firstPort: UInt16, intervalMilliseconds: Double)
-        throws(SystemCallError)
-    {
+    /// - Parameter interface: bind every socket to this interface (`SO_BINDTODEVICE`), on a client with several.
+    init(
+        vip: IPAddress, port: UInt16, udp: Int, tcp: Int, firstPort: UInt16, intervalMilliseconds: Double,
+        interface: String? = nil
+    ) throws(SystemCallError) {
         intervalNanoseconds = Int64(intervalMilliseconds * 1_000_000)
         var descriptors: [Int32] = []
         var records: [Record] = []
@@ -69,6 +71,7 @@ final class FlowProbe: @unchecked Sendable {
                     vip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
                 guard fd >= 0 else { throw SystemCallError("socket", "open a UDP probe socket") }
                 descriptors.append(fd)
+                if let interface { try Self.bindToDevice(fd, interface) }
                 let local =
                     vip.isIPv4 ? IPAddress(bytes: [0, 0, 0, 0])! : IPAddress(bytes: [UInt8](repeating: 0, count: 16))!
                 guard SocketAddress.with(local, port: firstPort + UInt16(index), { bind(fd, $0, $1) }) == 0,
@@ -78,7 +81,7 @@ final class FlowProbe: @unchecked Sendable {
                 records.append(Record(isTCP: false))
             }
             for _ in 0..<tcp {
-                let connection = try StreamConnection(to: vip, port: port)
+                let connection = try StreamConnection(to: vip, port: port, interface: interface)
                 descriptors.append(connection.detach())
                 records.append(Record(isTCP: true))
             }
@@ -100,6 +103,14 @@ final class FlowProbe: @unchecked Sendable {
     deinit {
         stop()
         for fd in descriptors { close(fd) }
+    }
+
+    /// `SO_BINDTODEVICE`: the socket sends and receives on `interface` only.
+    static func bindToDevice(_ fd: Int32, _ interface: String) throws(SystemCallError) {
+        let name = Array(interface.utf8CString)
+        guard setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(name.count)) == 0 else {
+            throw SystemCallError("setsockopt(SO_BINDTODEVICE)", "bind a probe socket to \(interface)")
+        }
     }
 
     /// Nanoseconds since the probe was created (monotonic).

@@ -118,6 +118,7 @@ final class KeepalivedPair: FailoverSubject {
                 try NetlinkSocket().changeLink(named: port, LinkChange(up: false))
             }
         case .drain: signal(number, SIGTERM)  // keepalived's graceful stop: it sends priority 0, the backup takes over
+        case .manual: break
         }
     }
 

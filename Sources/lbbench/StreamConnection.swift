@@ -20,11 +20,21 @@ final class StreamConnection {
     let localPort: UInt16
 
     /// Connects within `timeoutMilliseconds`. The corresponding C functions are `socket`, `connect` and `poll`.
-    init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000) throws(SystemCallError) {
+    init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000, interface: String? = nil)
+        throws(SystemCallError)
+    {
         let fd = socket(
             address.isIPv4 ? AF_INET : AF_INET6,
             Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw SystemCallError("socket", "open a TCP socket") }
+        if let interface {
+            do throws(SystemCallError) {
+                try FlowProbe.bindToDevice(fd, interface)
+            } catch {
+                close(fd)
+                throw error
+            }
+        }
         var on: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
         let started = SocketAddress.with(address, port: port) { connect(fd, $0, $1) }

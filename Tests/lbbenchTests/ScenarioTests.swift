@@ -42,3 +42,27 @@ struct ScenarioTests {
         #expect(trial.recoveryMilliseconds.map { $0 > 100 && $0 < 1000 } == true, "\(trial)")  // 3 x 50 ms + skew
     }
 }
+
+/// `lbbench failover --vip` as on a client of real hosts: the farm is a testbed here, the failure a command.
+@Suite(privileged, .serialized)
+struct RealHostFailoverTests {
+    @Test func aFailCommandIsTimedAndTheServerThatStoppedIsFound() throws {
+        let farm = try VirtualFarm(VirtualFarm.Options(heartbeatIntervalMilliseconds: 20, deadAfter: 5))
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]))
+        let command = "ip netns exec \(farm.testbed.switchNamespace.name) ip link set s2 down"
+        let result: Result<FailoverReport, Error> = try farm.testbed.clients[0].namespace.run {
+            () throws(NetlinkError) in
+            Result {
+                try RealHostFailover(
+                    vip: farm.vip, interface: "eth0", failCommand: command, seconds: 5, udpFlows: 16, tcpFlows: 4,
+                    intervalMilliseconds: 5, progress: { _ in }
+                ).run()
+            }
+        }
+        let report = try result.get()
+        #expect(report.victim == 2)
+        #expect(report.trials.first?.recoveryMilliseconds.map { $0 < 1000 } == true, "\(report.trials)")
+        #expect(report.trials.first?.tcpResetUnaffected == 0)
+    }
+}
