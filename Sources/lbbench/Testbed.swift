@@ -165,6 +165,13 @@ final class Testbed {
         let short = role == .server ? "s\(number)" : "c\(number)"
         let namespace = try NetworkNamespace.create(named: "\(Self.namePrefix)\(id)-\(short)")
         created.append(namespace)
+        if description.ipv6 {
+            // No duplicate address detection on the interfaces to come (the VIP's TAP too): for about a second a new
+            // IPv6 address is tentative and unusable, and a testbed's addresses are unique by construction.
+            try namespace.run { () throws(NetlinkError) in
+                for scope in ["default", "all"] { try Sysctl("net.ipv6.conf.\(scope).accept_dad").write("0") }
+            }
+        }
         let routed = description.routedClients
         let address = Host.address(role: role, number: number, routed: routed)
         let address6 = description.ipv6 ? Host.address6(role: role, number: number) : nil
