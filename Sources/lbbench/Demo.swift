@@ -7,6 +7,9 @@ import TapEngine
 /// coming back, shown live; then a summary. Everything it builds is removed at the end, also on failure or Ctrl-C.
 struct Demo {
     var delivery = "directed"
+    /// The heartbeat settings (the defaults of lbnode unless a test needs a margin).
+    var heartbeatIntervalMilliseconds = 10
+    var deadAfter = 3
     /// Seconds per phase.
     var phaseSeconds = 8.0
     var write: (String) -> Void = { print($0, terminator: "") }
@@ -29,7 +32,9 @@ struct Demo {
 
     func run() throws -> Summary {
         say("Building the network: a switch, servers 198.18.0.11-13 running lbnode and an echo service, a client.")
-        let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery))
+        let farm = try VirtualFarm(
+            VirtualFarm.Options(
+                delivery: delivery, heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds, deadAfter: deadAfter))
         defer { farm.stop() }
         guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else {
             throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")

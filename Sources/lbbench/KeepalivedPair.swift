@@ -9,7 +9,7 @@ final class KeepalivedPair: FailoverSubject {
     let testbed: Testbed
     let vip = IPAddress("198.18.0.100")!
     let directory = NSTemporaryDirectory() + "vipfarm-keepalived-\(Testbed.randomID())"
-    private var processes: [Int: Process] = [:]
+    private let processes = ChildProcesses()
     private var echoServers: [EchoServer] = []
 
     static var installed: Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/keepalived") }
@@ -51,7 +51,13 @@ final class KeepalivedPair: FailoverSubject {
                         }
                     }.get())
                 echoServers.last!.start()
-                processes[server.number] = try start(server, config: path)
+                try processes.start(
+                    server.number, in: server.namespace, executable: "/usr/sbin/keepalived",
+                    arguments: [
+                        "--dont-fork", "--log-console", "--vrrp", "--use-file", path,
+                        "--pid", "\(directory)/k\(server.number).pid", "--vrrp_pid",
+                        "\(directory)/v\(server.number).pid",
+                    ], log: "\(directory)/log\(server.number)")
             }
         } catch {
             stop()
@@ -61,29 +67,6 @@ final class KeepalivedPair: FailoverSubject {
 
     deinit {
         stop()
-    }
-
-    private func start(_ server: Testbed.Host, config: String) throws -> Process {
-        let log = "\(directory)/log\(server.number)"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let arguments = [
-            "--dont-fork", "--log-console", "--vrrp", "--use-file", config,
-            "--pid", "\(directory)/k\(server.number).pid", "--vrrp_pid", "\(directory)/v\(server.number).pid",
-        ]
-        let result: Result<Process, Error> = try server.namespace.run { () throws(NetlinkError) in
-            Result {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: "/usr/sbin/keepalived")
-                process.arguments = arguments
-                process.standardError = FileHandle(forWritingAtPath: log)
-                process.standardOutput = FileHandle(forWritingAtPath: log)
-                try process.run()
-                return process
-            }
-        }
-        let process = try result.get()
-        TestbedRegistry.register(child: process.processIdentifier)
-        return process
     }
 
     /// Waits until server 1 holds the VIP and answers the client.
@@ -126,25 +109,18 @@ final class KeepalivedPair: FailoverSubject {
     /// is the one that advertises. Killing only the parent would not do: the child, told of its parent's death,
     /// stops gracefully and hands over at once with a priority-0 advertisement.
     private func signal(_ number: Int, _ signal: Int32) {
-        guard let process = processes[number], process.isRunning else { return }
         let pidFile = "\(directory)/v\(number).pid"
         if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let child = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), child > 0
         {
             kill(child, signal)
         }
-        if signal == SIGKILL { kill(process.processIdentifier, SIGKILL) }
+        if signal == SIGKILL { processes.signal(number, SIGKILL) }
     }
 
     /// Ends keepalived (by PID; a frozen one is thawed first), the echo servers and the testbed.
     func stop() {
-        for process in processes.values where process.isRunning {
-            kill(process.processIdentifier, SIGCONT)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        for process in processes.values { TestbedRegistry.unregister(child: process.processIdentifier) }
-        processes = [:]
+        processes.stopAll(with: SIGKILL)
         for server in echoServers { server.stop() }
         echoServers = []
         testbed.down()

@@ -26,8 +26,8 @@ final class VirtualFarm {
     let vip: IPAddress
     let directory = NSTemporaryDirectory() + "vipfarm-farm-\(Testbed.randomID())"
     let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
-    /// The running `lbnode` of each server, by node number.
-    private(set) var processes: [Int: Process] = [:]
+    /// The `lbnode` of each server, by node number.
+    let processes = ChildProcesses()
     private var echoServers: [EchoServer] = []
 
     /// `lbnode`, next to the running executable (`.build/<configuration>/`).
@@ -96,37 +96,22 @@ final class VirtualFarm {
             """ + (options.extraConfig[server.number] ?? "")
     }
 
-    /// Starts `lbnode run` in server `number`'s namespace (a process started from a thread inherits the thread's
-    /// namespace); its standard error goes to `logPath(number)`.
+    /// Starts `lbnode run` in server `number`'s namespace; its standard error goes to `logPath(number)`.
     func start(_ number: Int) throws {
-        let server = testbed.servers[number - 1]
-        _ = FileManager.default.createFile(atPath: logPath(number), contents: nil)
-        let arguments = ["run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)"]
-        let result: Result<Process, Error> = try server.namespace.run { () throws(NetlinkError) in
-            Result {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
-                process.arguments = arguments
-                process.standardError = FileHandle(forWritingAtPath: logPath(number))
-                process.standardOutput = FileHandle.nullDevice
-                try process.run()
-                return process
-            }
-        }
-        let process = try result.get()
-        TestbedRegistry.register(child: process.processIdentifier)
-        processes[number] = process
+        try processes.start(
+            number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
+            arguments: ["run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)"],
+            log: logPath(number))
     }
 
     /// Sends `signal` to node `number`'s lbnode, by its PID.
     func signal(_ number: Int, _ signal: Int32) {
-        guard let process = processes[number], process.isRunning else { return }
-        kill(process.processIdentifier, signal)
+        processes.signal(number, signal)
     }
 
     /// Waits for node `number`'s lbnode to exit (after a drain or a signal).
     func waitForExit(_ number: Int) {
-        processes[number]?.waitUntilExit()
+        processes.waitForExit(number)
     }
 
     /// Cuts (or restores) node `number`'s cable: its port on the switch goes down, and with it the carrier of the
@@ -141,13 +126,7 @@ final class VirtualFarm {
     /// Ends every lbnode (SIGTERM, by PID; a frozen one is thawed first), the echo servers and the testbed, and
     /// removes the farm's files. Safe to call twice.
     func stop() {
-        for process in processes.values where process.isRunning {
-            kill(process.processIdentifier, SIGCONT)
-            process.terminate()
-            process.waitUntilExit()
-        }
-        for process in processes.values { TestbedRegistry.unregister(child: process.processIdentifier) }
-        processes = [:]
+        processes.stopAll(with: SIGTERM)
         for server in echoServers { server.stop() }
         echoServers = []
         testbed.down()
