@@ -63,8 +63,9 @@ public struct EngineState: Sendable {
     /// serving the TCP connections it has there. Only these buckets make the engine look up flows it does not own,
     /// so a steady farm never touches the flow table for other nodes' traffic.
     public var releasedBuckets: [Bool]
-    /// Per bucket, for the director in `directed` mode: the node that owned it before a planned handover still in
-    /// progress (0 = none), so that the director keeps sending that node's established connections to it.
+    /// Per bucket, for the director in `directed` mode: the node that owned it before the planned handovers still in
+    /// progress (0 = none; it may own the bucket again). While it is set the director remembers the connections that
+    /// start (SYN) and sends the established ones it does not know to that node.
     public var previousOwners: [UInt16]
     /// Each node's real MAC by raw ID, for directed forwarding.
     public var nodeMACs: [UInt16: UInt64]

@@ -19,8 +19,8 @@ struct EngineStateBuilder {
     private var handover = Handover(count: 0)
 
     /// Per bucket: the node that served it before the first planned move of the window (0: no move, or that node
-    /// died), the node the director sends unknown connections to (the first owner, 0 when it owns the bucket again),
-    /// and this node's roles.
+    /// died), the node the director sends unknown connections to (the first owner, for this node as director), and
+    /// this node's roles.
     struct Handover {
         var firstOwners: [UInt16]
         var previousOwners: [UInt16]
@@ -94,8 +94,9 @@ struct EngineStateBuilder {
                 if first == 0 && old != new && aliveIDs.contains(old) { first = old }
                 guard first != 0 else { continue }
                 self.handover.firstOwners[bucket] = first
-                // The director sends connections it does not know to the first owner, unless that is the owner.
-                self.handover.previousOwners[bucket] = first == new ? 0 : first
+                // The director sends the connections it knows where they are and the others to the first owner (which
+                // may own the bucket again: the connections opened meanwhile on another node are known).
+                self.handover.previousOwners[bucket] = first
                 self.handover.taking[bucket] = new == me.rawValue
                 let releasedBefore = carried.releasing.indices.contains(bucket) && carried.releasing[bucket]
                 self.handover.releasing[bucket] = new != me.rawValue && (releasedBefore || old == me.rawValue)
