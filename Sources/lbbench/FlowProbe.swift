@@ -53,6 +53,8 @@ final class FlowProbe: @unchecked Sendable {
     /// Whether flow `index` is a TCP connection.
     func isTCP(_ index: Int) -> Bool { index >= udpCount }
     let udpCount: Int
+    /// UDP requests are padded to this size (the throughput benchmark's frame size).
+    let udpRequestBytes: Int
 
     /// Opens `udp` UDP sockets (ports `firstPort`...) and `tcp` TCP connections to `vip`:`port`.
     ///
@@ -60,8 +62,9 @@ final class FlowProbe: @unchecked Sendable {
     /// - Parameter interface: bind every socket to this interface (`SO_BINDTODEVICE`), on a client with several.
     init(
         vip: IPAddress, port: UInt16, udp: Int, tcp: Int, firstPort: UInt16, intervalMilliseconds: Double,
-        interface: String? = nil
+        interface: String? = nil, udpRequestBytes: Int = 6
     ) throws(SystemCallError) {
+        self.udpRequestBytes = max(6, udpRequestBytes)
         intervalNanoseconds = Int64(intervalMilliseconds * 1_000_000)
         var descriptors: [Int32] = []
         var records: [Record] = []
@@ -156,10 +159,13 @@ final class FlowProbe: @unchecked Sendable {
                 return waiting
             }
             for (index, fd) in descriptors.enumerated() where !waiting[index] {
-                var request = [UInt8](repeating: 0, count: 6)
+                let size = records[index].isTCP ? 6 : udpRequestBytes
+                var request = [UInt8](repeating: 0, count: size)
                 withUnsafeBytes(of: sequence.bigEndian) { request.replaceSubrange(0..<4, with: $0) }
                 withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
-                if Glibc.send(fd, request, 6, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == 6 { sent[index] += 1 }
+                if Glibc.send(fd, request, size, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == size {
+                    sent[index] += 1
+                }
             }
             sequence += 1
             next += intervalNanoseconds
@@ -198,7 +204,7 @@ final class FlowProbe: @unchecked Sendable {
                             buffers[index].removeFirst(8)
                             outstanding.withLock { $0[index] = false }
                         }
-                    } else if count == 8 {
+                    } else if count >= 8 {
                         record(Array(chunk[0..<8]), flow: index, time: time)
                     }
                 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hashing
 
 /// `lbbench pps`: the throughput benchmark against nftables, on a testbed.
 struct ThroughputCommand: ParsableCommand {
@@ -12,7 +13,8 @@ struct ThroughputCommand: ParsableCommand {
             trial at the generator's full speed (the delivered rate at overload), then a binary search for the \
             highest offered rate with loss under 0.001 %, then the baseline (nothing accepting) at that rate to \
             subtract the generator's and switch's CPU. Repeated; min / median / max, and the ratio to nftables \
-            measured in the same run.
+            measured in the same run. With --vip, on a client of a real farm (servers running `lbnode run` and \
+            `lbbench serve`): the same search with UDP requests from many flows, answers counted per server.
             """
     )
 
@@ -31,9 +33,17 @@ struct ThroughputCommand: ParsableCommand {
     @Option(help: "Binary-search steps (resolution: full speed / 2^steps).")
     var steps = 6
 
+    @Option(help: "A real farm's VIP: measure it from this host instead of a testbed (docs/benchmarks.md).")
+    var vip: String?
+
+    @Option(help: "With --vip: the interface to send on.")
+    var interface: String?
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
+        if let vip, IPAddress(vip) == nil { throw ValidationError("--vip '\(vip)' is not an IPv4 or IPv6 address") }
+        if vip == nil && interface != nil { throw ValidationError("--interface goes with --vip (a real farm)") }
         guard !frameSizes.isEmpty, frameSizes.allSatisfy({ (64...1518).contains($0) }) else {
             throw ValidationError("--frame-sizes must be from 64 to 1518")
         }
@@ -44,13 +54,20 @@ struct ThroughputCommand: ParsableCommand {
     }
 
     func run() throws {
+        let progress = { (line: String) in FileHandle.standardError.write(Data("lbbench pps: \(line)\n".utf8)) }
+        if let vip {
+            let report = try RealHostThroughput(
+                vip: IPAddress(vip)!, interface: interface, frameSizes: frameSizes, seconds: seconds,
+                repetitions: repetitions, steps: steps, progress: progress
+            ).run()
+            try output.emit("pps", title: "lbbench pps on a real farm", table: report.table, value: report)
+            return
+        }
         try requireRoot()
         warnAboutLeftovers()
         let benchmark = ThroughputBenchmark(
-            frameSizes: frameSizes, servers: servers, seconds: seconds, repetitions: repetitions, steps: steps
-        ) { line in
-            FileHandle.standardError.write(Data("lbbench pps: \(line)\n".utf8))
-        }
+            frameSizes: frameSizes, servers: servers, seconds: seconds, repetitions: repetitions, steps: steps,
+            progress: progress)
         let report = try benchmark.run()
         try output.emit(
             "pps", title: "lbbench pps: throughput against nftables", table: report.table, value: report,

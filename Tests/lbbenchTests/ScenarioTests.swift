@@ -66,3 +66,29 @@ struct RealHostFailoverTests {
         #expect(report.trials.first?.tcpResetUnaffected == 0)
     }
 }
+
+/// `lbbench pps --vip` as on a client of real hosts.
+@Suite(privileged, .serialized)
+struct RealHostThroughputTests {
+    @Test func theSearchCountsAnswersPerServer() throws {
+        let farm = try VirtualFarm(VirtualFarm.Options(heartbeatIntervalMilliseconds: 20, deadAfter: 5))
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]))
+        let result: Result<RealHostThroughput.Report, Error> = try farm.testbed.clients[0].namespace.run {
+            () throws(NetlinkError) in
+            Result {
+                try RealHostThroughput(
+                    vip: farm.vip, interface: "eth0", frameSizes: [64, 512], seconds: 0.5, repetitions: 1, steps: 2,
+                    flows: 32, progress: { _ in }
+                ).run()
+            }
+        }
+        let report = try result.get()
+        #expect(report.searches.map(\.frameBytes) == [64, 512])
+        for search in report.searches {
+            #expect(search.overloadAnswered > 1000, "\(search)")
+            #expect(Set(search.trials[0].answeredPerServer.keys) == ["1", "2", "3"])
+            #expect(search.zeroLossRate == 0 || search.trials.contains { $0.passed })
+        }
+    }
+}
