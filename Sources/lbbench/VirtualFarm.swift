@@ -100,7 +100,10 @@ final class VirtualFarm {
     func start(_ number: Int) throws {
         try processes.start(
             number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
-            arguments: ["run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)"],
+            arguments: [
+                "run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)",
+                "--exit-with-parent",
+            ],
             log: logPath(number))
     }
 

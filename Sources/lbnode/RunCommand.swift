@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import Logging
 import RouteSetup
 
@@ -26,6 +27,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Undo the setup when stopping.")
     var teardown = false
 
+    @Flag(help: "Leave (as on SIGTERM) when the process that started lbnode ends: for test harnesses and lbbench.")
+    var exitWithParent = false
+
     func run() throws {
         let farm: FarmConfig
         do {
@@ -38,7 +42,10 @@ struct RunCommand: ParsableCommand {
             throw CommandFailure("run needs CAP_NET_ADMIN and CAP_NET_RAW: run it as root")
         }
         do {
-            try Daemon(config: farm, configPath: config, stateDirectory: stateDir, teardownOnExit: teardown).run()
+            try Daemon(
+                config: farm, configPath: config, stateDirectory: stateDir, teardownOnExit: teardown,
+                parent: exitWithParent ? getppid() : nil
+            ).run()
         } catch {
             throw CommandFailure("run failed: \(error)")
         }

@@ -28,8 +28,12 @@ final class Daemon: @unchecked Sendable {
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
-    init(config: FarmConfig, configPath: String, stateDirectory: String, teardownOnExit: Bool) {
+    /// With `--exit-with-parent`: the parent's PID; the node leaves when it is no longer the parent (it ended).
+    let parent: pid_t?
+
+    init(config: FarmConfig, configPath: String, stateDirectory: String, teardownOnExit: Bool, parent: pid_t? = nil) {
         self.config = config
+        self.parent = parent
         self.configPath = configPath
         logger = Logger(label: "lbnode[\(config.farm.name)/\(config.node.id)]")
         self.stateDirectory = stateDirectory
@@ -205,6 +209,10 @@ final class Daemon: @unchecked Sendable {
                 log("draining for up to \(seconds) s: new connections go to the others, established ones stay")
                 apply(membership.setLocal(state: .draining))
                 drainUntil = now + seconds * 1000
+            }
+            if let parent, getppid() != parent {
+                log("the process that started lbnode (PID \(parent)) ended: leaving")
+                stopRequested.withLock { $0 = true }
             }
             if let until = drainUntil, now >= until {
                 log("drain time is over")
