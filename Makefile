@@ -8,7 +8,7 @@ SWIFT ?= swift
 DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev liburing-dev iproute2 nftables keepalived
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup build release test demo bench-hash clean
+.PHONY: setup build release test demo bench bench-hash clean
 
 ## setup: install the missing Debian packages (apt-get update, then apt-get install -y)
 setup:
@@ -38,6 +38,18 @@ demo: release
 
 bench-hash: release
 	.build/release/lbbench hash --json
+
+## bench: every benchmark, with reports (Markdown, JSON, SVG) in bench/results/<date>/ (needs root, ~30 min)
+bench: release
+	$(eval DIR := bench/results/$(shell date +%Y-%m-%d))
+	.build/release/lbbench hash --report $(DIR)
+	.build/release/lbbench frames --report $(DIR)
+	$(SUDO) .build/release/lbbench engine --report $(DIR)
+	$(SUDO) .build/release/lbbench pps --report $(DIR)
+	$(SUDO) .build/release/lbbench failover --compare --report $(DIR)
+	$(SUDO) .build/release/lbbench scenarios --report $(DIR)
+	$(SUDO) .build/release/lbbench steady --seconds 60 --report $(DIR)
+	$(SUDO) .build/release/lbbench demo --report $(DIR)
 
 clean:
 	rm -rf .build

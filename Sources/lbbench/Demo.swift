@@ -100,7 +100,10 @@ struct Demo {
         var lines = 0
         while Date().timeIntervalSince(start) < phaseSeconds {
             Thread.sleep(forTimeInterval: 0.5)
-            let text = table(title, probe: probe, phases: phases, previous: previous, elapsed: 0.5)
+            let left = max(0, Int((phaseSeconds - Date().timeIntervalSince(start)).rounded()))
+            let text = table(
+                live ? "\(title) (\(left) s left)" : title, probe: probe, phases: phases, previous: previous,
+                elapsed: 0.5)
             previous = probe.snapshot.answered
             if live {
                 write(String(repeating: "\u{1B}[1A\u{1B}[2K", count: lines) + text)
