@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Hashing
+import RouteSetup
 import Synchronization
 import TapEngine
 
@@ -42,6 +43,15 @@ final class EchoServer: @unchecked Sendable {
         stop()
         close(datagram)
         close(listener)
+    }
+
+    /// An echo server opened in `namespace` and serving on a thread of its own.
+    static func started(in namespace: NetworkNamespace, id: Int, vip: IPAddress, port: UInt16) throws -> EchoServer {
+        let server = try namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in try EchoServer(id: UInt16(id), vip: vip, port: port) }
+        }.get()
+        server.start()
+        return server
     }
 
     /// Serves on a thread of its own until `stop()`.

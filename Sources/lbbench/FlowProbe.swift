@@ -148,18 +148,19 @@ final class FlowProbe: @unchecked Sendable {
     }
 
     private let receiving = Mutex(true)
-    /// The sender's counts, copied into `records` when it ends.
+
+    /// Sends every interval. It never touches `records`, which the receiver thread writes: `isTCP` goes by index.
     private func send() {
         var sequence: UInt32 = 0
         var sent = [Int](repeating: 0, count: descriptors.count)
         var next = now
         while !stopRequested.withLock({ $0 }) {
             let waiting = outstanding.withLock { waiting in
-                defer { for index in waiting.indices where records[index].isTCP { waiting[index] = true } }
+                defer { for index in waiting.indices where isTCP(index) { waiting[index] = true } }
                 return waiting
             }
             for (index, fd) in descriptors.enumerated() where !waiting[index] {
-                let size = records[index].isTCP ? 6 : udpRequestBytes
+                let size = isTCP(index) ? 6 : udpRequestBytes
                 var request = [UInt8](repeating: 0, count: size)
                 withUnsafeBytes(of: sequence.bigEndian) { request.replaceSubrange(0..<4, with: $0) }
                 withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
@@ -172,7 +173,7 @@ final class FlowProbe: @unchecked Sendable {
             let wait = next - now
             if wait > 0 { usleep(UInt32(wait / 1000)) } else { next = now }
         }
-        sentCounts = sent
+        sentCounts = sent  // read by the receiver when it ends, after this thread has (see `stop`)
     }
 
     private var sentCounts: [Int] = []

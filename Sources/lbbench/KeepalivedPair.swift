@@ -45,12 +45,7 @@ final class KeepalivedPair: FailoverSubject {
                 let path = "\(directory)/k\(server.number).conf"
                 try config.write(toFile: path, atomically: true, encoding: .utf8)
                 echoServers.append(
-                    try server.namespace.run { () throws(NetlinkError) in
-                        Result { () throws(SystemCallError) in
-                            try EchoServer(id: UInt16(server.number), vip: vip, port: VirtualFarm.echoPort)
-                        }
-                    }.get())
-                echoServers.last!.start()
+                    try EchoServer.started(in: server.namespace, id: server.number, vip: vip, port: VirtualFarm.echoPort))
                 try processes.start(
                     server.number, in: server.namespace, executable: "/usr/sbin/keepalived",
                     arguments: [

@@ -49,7 +49,9 @@ struct ThroughputReport: Codable {
     var charts: [String: SVGChart] {
         var charts: [String: SVGChart] = [:]
         for frameBytes in Set(searches.map(\.frameBytes)).sorted() {
-            let series = ThroughputBenchmark.paths.map { path in
+            let top = searches.filter { $0.frameBytes == frameBytes }.flatMap(\.points).map { $0[0] }.max() ?? 0
+            let lossless = SVGChart.Series(name: "no loss", points: [(0, 0), (top, top)])
+            let series = [lossless] + ThroughputBenchmark.paths.map { path in
                 SVGChart.Series(
                     name: path.rawValue,
                     points: searches.filter { $0.path == path && $0.frameBytes == frameBytes }.flatMap(\.points)

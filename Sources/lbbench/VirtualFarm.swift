@@ -53,12 +53,7 @@ final class VirtualFarm {
                 try configuration(for: server).write(
                     toFile: configPath(server.number), atomically: true, encoding: .utf8)
                 echoServers.append(
-                    try server.namespace.run { () throws(NetlinkError) in
-                        Result { () throws(SystemCallError) in
-                            try EchoServer(id: UInt16(server.number), vip: vip, port: Self.echoPort)
-                        }
-                    }.get())
-                echoServers.last!.start()
+                    try EchoServer.started(in: server.namespace, id: server.number, vip: vip, port: Self.echoPort))
             }
             for number in (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() {
                 try start(number)
