@@ -45,7 +45,8 @@ final class KeepalivedPair: FailoverSubject {
                 let path = "\(directory)/k\(server.number).conf"
                 try config.write(toFile: path, atomically: true, encoding: .utf8)
                 echoServers.append(
-                    try EchoServer.started(in: server.namespace, id: server.number, vip: vip, port: VirtualFarm.echoPort))
+                    try EchoServer.started(
+                        in: server.namespace, id: server.number, vip: vip, port: VirtualFarm.echoPort))
                 try processes.start(
                     server.number, in: server.namespace, executable: "/usr/sbin/keepalived",
                     arguments: [

@@ -51,12 +51,14 @@ struct ThroughputReport: Codable {
         for frameBytes in Set(searches.map(\.frameBytes)).sorted() {
             let top = searches.filter { $0.frameBytes == frameBytes }.flatMap(\.points).map { $0[0] }.max() ?? 0
             let lossless = SVGChart.Series(name: "no loss", points: [(0, 0), (top, top)])
-            let series = [lossless] + ThroughputBenchmark.paths.map { path in
-                SVGChart.Series(
-                    name: path.rawValue,
-                    points: searches.filter { $0.path == path && $0.frameBytes == frameBytes }.flatMap(\.points)
-                        .map { (x: $0[0], y: $0[1]) })
-            }
+            let series =
+                [lossless]
+                + ThroughputBenchmark.paths.map { path in
+                    SVGChart.Series(
+                        name: path.rawValue,
+                        points: searches.filter { $0.path == path && $0.frameBytes == frameBytes }.flatMap(\.points)
+                            .map { (x: $0[0], y: $0[1]) })
+                }
             charts["throughput-\(frameBytes)"] = SVGChart(
                 title: "Delivered against offered load, \(frameBytes)-byte frames, \(servers) servers",
                 xLabel: "offered packets per second", yLabel: "delivered packets per second", kind: .lines,
