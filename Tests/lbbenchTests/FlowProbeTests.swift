@@ -9,7 +9,8 @@ import Testing
 @Suite(privileged, .serialized)
 struct FlowProbeTests {
     @Test func onAStableFarmEveryRequestIsAnsweredOnceAndNothingIsReset() throws {
-        let farm = try VirtualFarm()
+        // The suites run side by side on two cores: the farm tests' heartbeat margin (a false failover would move flows).
+        let farm = try VirtualFarm(VirtualFarm.Options(heartbeatIntervalMilliseconds: 20, deadAfter: 5))
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         let probe = try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
