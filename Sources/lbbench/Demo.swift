@@ -40,7 +40,7 @@ struct Demo {
             throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
         }
         say("The farm is up: VIP \(farm.vip), \(delivery) delivery, 4096 buckets shared by three servers.\n")
-        let probe = try openProbe(farm, udp: Self.udpFlows, tcp: Self.tcpConnections, firstPort: 30000)
+        let probe = try farm.openProbe(udp: Self.udpFlows, tcp: Self.tcpConnections, intervalMilliseconds: 5)
         probe.start()
         var summary = Summary()
         summary.testbedID = farm.testbed.id
@@ -58,7 +58,7 @@ struct Demo {
         say("3. Server 2 comes back and drains in: new connections go to it, established ones stay where they are.\n")
         try farm.setLink(2, up: true)
         _ = farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 5)
-        let newcomers = try openProbe(farm, udp: 0, tcp: Self.tcpConnections, firstPort: 31000)
+        let newcomers = try farm.openProbe(udp: 0, tcp: Self.tcpConnections, firstPort: 31000, intervalMilliseconds: 5)
         newcomers.start()
         show(
             "Server 2 back, with \(Self.tcpConnections) new TCP connections", probe: probe, phases: [probe, newcomers])
@@ -77,16 +77,6 @@ struct Demo {
         }
         summary.newOnReturned = newcomers.snapshot.lastServer.filter { $0 == 2 }.count
         return summary
-    }
-
-    private func openProbe(_ farm: VirtualFarm, udp: Int, tcp: Int, firstPort: UInt16) throws -> FlowProbe {
-        try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { () throws(SystemCallError) in
-                try FlowProbe(
-                    vip: farm.vip, port: VirtualFarm.echoPort, udp: udp, tcp: tcp, firstPort: firstPort,
-                    intervalMilliseconds: 5)
-            }
-        }.get()
     }
 
     private func say(_ text: String) {

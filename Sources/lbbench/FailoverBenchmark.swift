@@ -62,13 +62,7 @@ struct FailoverBenchmark {
             (subject, victim) = (pair, 1)
         }
         defer { subject.stop() }
-        let probe = try subject.testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { () throws(SystemCallError) in
-                try FlowProbe(
-                    vip: subject.vip, port: VirtualFarm.echoPort, udp: udpFlows, tcp: tcpFlows, firstPort: 30000,
-                    intervalMilliseconds: intervalMilliseconds)
-            }
-        }.get()
+        let probe = try subject.openProbe(udp: udpFlows, tcp: tcpFlows, intervalMilliseconds: intervalMilliseconds)
         probe.start()
         Thread.sleep(forTimeInterval: Self.before)
         let failedAt = probe.now
@@ -104,6 +98,19 @@ protocol FailoverSubject: AnyObject {
     var vip: IPAddress { get }
     func fail(_ number: Int, _ mode: FailureMode) throws
     func stop()
+}
+
+extension FailoverSubject {
+    /// A probe from the first client to the echo application behind the VIP (see `FlowProbe`), not started.
+    func openProbe(udp: Int, tcp: Int, firstPort: UInt16 = 30000, intervalMilliseconds: Double) throws -> FlowProbe {
+        try testbed.clients[0].namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                try FlowProbe(
+                    vip: vip, port: VirtualFarm.echoPort, udp: udp, tcp: tcp, firstPort: firstPort,
+                    intervalMilliseconds: intervalMilliseconds)
+            }
+        }.get()
+    }
 }
 
 extension VirtualFarm: FailoverSubject {

@@ -41,11 +41,7 @@ struct FailoverCommand: ParsableCommand {
     @Option(help: "Milliseconds between two requests of a flow.")
     var intervalMs = 2.0
 
-    @Option(help: "A real farm's VIP: probe it from this host instead of building a testbed (docs/benchmarks.md).")
-    var vip: String?
-
-    @Option(help: "With --vip: the interface to send on.")
-    var interface: String?
+    @OptionGroup var farm: RealFarmOptions
 
     @Option(help: "With --vip: a shell command that fails one server (else fail one by hand while it records).")
     var failCommand: String?
@@ -59,9 +55,8 @@ struct FailoverCommand: ParsableCommand {
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
-        if let vip, IPAddress(vip) == nil { throw ValidationError("--vip '\(vip)' is not an IPv4 or IPv6 address") }
-        if vip == nil && (interface != nil || failCommand != nil) {
-            throw ValidationError("--interface and --fail-command go with --vip (a real farm)")
+        if farm.vip == nil && failCommand != nil {
+            throw ValidationError("--fail-command goes with --vip (a real farm)")
         }
         guard (3...3600).contains(seconds) else { throw ValidationError("--seconds must be from 3 to 3600") }
         if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
@@ -78,9 +73,9 @@ struct FailoverCommand: ParsableCommand {
 
     func run() throws {
         let progress = { (line: String) in FileHandle.standardError.write(Data("lbbench failover: \(line)\n".utf8)) }
-        if let vip {
+        if let vip = farm.address {
             let report = try RealHostFailover(
-                vip: IPAddress(vip)!, interface: interface, failCommand: failCommand, seconds: seconds,
+                vip: vip, interface: farm.interface, failCommand: failCommand, seconds: seconds,
                 udpFlows: udpFlows, tcpFlows: tcpFlows, intervalMilliseconds: intervalMs, progress: progress
             ).run()
             try output.emit(

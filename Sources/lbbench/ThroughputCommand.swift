@@ -33,17 +33,11 @@ struct ThroughputCommand: ParsableCommand {
     @Option(help: "Binary-search steps (resolution: full speed / 2^steps).")
     var steps = 6
 
-    @Option(help: "A real farm's VIP: measure it from this host instead of a testbed (docs/benchmarks.md).")
-    var vip: String?
-
-    @Option(help: "With --vip: the interface to send on.")
-    var interface: String?
+    @OptionGroup var farm: RealFarmOptions
 
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
-        if let vip, IPAddress(vip) == nil { throw ValidationError("--vip '\(vip)' is not an IPv4 or IPv6 address") }
-        if vip == nil && interface != nil { throw ValidationError("--interface goes with --vip (a real farm)") }
         guard !frameSizes.isEmpty, frameSizes.allSatisfy({ (64...1518).contains($0) }) else {
             throw ValidationError("--frame-sizes must be from 64 to 1518")
         }
@@ -55,9 +49,9 @@ struct ThroughputCommand: ParsableCommand {
 
     func run() throws {
         let progress = { (line: String) in FileHandle.standardError.write(Data("lbbench pps: \(line)\n".utf8)) }
-        if let vip {
+        if let vip = farm.address {
             let report = try RealHostThroughput(
-                vip: IPAddress(vip)!, interface: interface, frameSizes: frameSizes, seconds: seconds,
+                vip: vip, interface: farm.interface, frameSizes: frameSizes, seconds: seconds,
                 repetitions: repetitions, steps: steps, progress: progress
             ).run()
             try output.emit("pps", title: "lbbench pps on a real farm", table: report.table, value: report)

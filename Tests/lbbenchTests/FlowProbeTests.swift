@@ -13,13 +13,7 @@ struct FlowProbeTests {
         let farm = try VirtualFarm(VirtualFarm.Options(heartbeatIntervalMilliseconds: 20, deadAfter: 5))
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
-        let probe = try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { () throws(SystemCallError) in
-                try FlowProbe(
-                    vip: farm.vip, port: VirtualFarm.echoPort, udp: 32, tcp: 16, firstPort: 30000,
-                    intervalMilliseconds: 5)
-            }
-        }.get()
+        let probe = try farm.openProbe(udp: 32, tcp: 16, intervalMilliseconds: 5)
         probe.start()
         Thread.sleep(forTimeInterval: 1)
         probe.stop()

@@ -23,13 +23,7 @@ struct ScenarioTests {
         let pair = try KeepalivedPair(advertisementSeconds: 0.05)
         defer { pair.stop() }
         #expect(pair.waitUntilServing(seconds: 5))
-        let probe = try pair.testbed.clients[0].namespace.run { () throws(NetlinkError) in
-            Result { () throws(SystemCallError) in
-                try FlowProbe(
-                    vip: pair.vip, port: VirtualFarm.echoPort, udp: 8, tcp: 0, firstPort: 30000,
-                    intervalMilliseconds: 5)
-            }
-        }.get()
+        let probe = try pair.openProbe(udp: 8, tcp: 0, intervalMilliseconds: 5)
         probe.start()
         Thread.sleep(forTimeInterval: 0.3)
         let failedAt = probe.now
