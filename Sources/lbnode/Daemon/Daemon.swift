@@ -167,12 +167,19 @@ final class Daemon: @unchecked Sendable {
             if now >= nextBeat && membership.mayActivate(now: now) { apply(membership.setLocal(state: .active)) }
             beatIfDue()
             // Wait for heartbeats until the next one is due, then take all that queued meanwhile, and only then
-            // look for silent peers: a stall of this loop must not make live peers look dead.
+            // look for silent peers: a stall of this loop must not make live peers look dead. Of a burst from one
+            // sender only the newest counts: heartbeats a peer sent while its neighbour entry for us was unresolved
+            // (its cable was cut) wait in its kernel and arrive together, stale, when the cable is back; applied
+            // one by one they would take it in, out and in again.
             var timeout = Int32(max(0, min(nextBeat - now, config.farm.heartbeatIntervalMilliseconds)))
+            var newest: [NodeID: Heartbeat] = [:]
             while let bytes = try? socket.receive(timeoutMilliseconds: timeout) {
-                if let heartbeat = gate.admit(bytes) { apply(membership.receive(heartbeat, now: now)) }
-                beatIfDue()
+                if let heartbeat = gate.admit(bytes) { newest[heartbeat.sender] = heartbeat }  // the gate admits in order
                 timeout = 0
+            }
+            for heartbeat in newest.values.sorted(by: { $0.sender < $1.sender }) {
+                apply(membership.receive(heartbeat, now: now))
+                beatIfDue()
             }
             apply(membership.tick(now: now))
             if reloadRequested.withLock({ value in
