@@ -27,7 +27,9 @@ struct LBBench: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            TestbedRegistry.yieldToInterrupt()
         } catch {
+            TestbedRegistry.yieldToInterrupt()
             exit(withError: error)
         }
     }

@@ -11,6 +11,15 @@ enum TestbedRegistry {
     /// Child processes (lbnode) running in the testbeds, ended by PID before the testbeds go.
     private static let children = Mutex<Set<pid_t>>([])
 
+    /// Set when a signal started the clean-up: the main thread must not exit first (its work fails as the
+    /// namespaces go), or the exit status would be that failure's instead of 128 + the signal.
+    private static let interrupted = Mutex(false)
+
+    /// Blocks for good when an interrupt is being handled: its handler ends the process.
+    static func yieldToInterrupt() {
+        while interrupted.withLock({ $0 }) { sleep(1) }
+    }
+
     static func register(_ id: String) { live.withLock { _ = $0.insert(id) } }
     static func unregister(_ id: String) { live.withLock { _ = $0.remove(id) } }
     static func register(child: pid_t) { children.withLock { _ = $0.insert(child) } }
@@ -22,6 +31,7 @@ enum TestbedRegistry {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
+                interrupted.withLock { $0 = true }
                 for child in children.withLock({ $0 }) { kill(child, SIGKILL) }
                 let ids = live.withLock { $0 }
                 let removed = ids.flatMap { Testbed.remove(id: $0) }
