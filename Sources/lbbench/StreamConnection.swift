@@ -16,8 +16,6 @@ final class StreamConnection {
     }
 
     private var fd: Int32
-    /// The local port, which with the client address is the flow's key.
-    let localPort: UInt16
 
     /// Connects within `timeoutMilliseconds`. The corresponding C functions are `socket`, `connect` and `poll`.
     init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000, interface: String? = nil)
@@ -49,13 +47,7 @@ final class StreamConnection {
             close(fd)
             throw error
         }
-        var local = sockaddr_in6()
-        var localLength = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        withUnsafeMutablePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &localLength) }
-        }
         self.fd = fd
-        localPort = UInt16(bigEndian: local.sin6_port)  // sin_port and sin6_port share their offset
     }
 
     deinit {
