@@ -25,8 +25,8 @@ final class ForwardBatch {
         lengths.deallocate()
     }
 
-    /// Copies `frame` with its destination MAC replaced by `mac` and its source by the director's; flushes first when it would not fit. Returns what a
-    /// flush sent and failed, if one ran.
+    /// Copies `frame` with its destination MAC replaced by `mac` and its source by the director's; flushes first when
+    /// it would not fit. Returns what a flush sent and failed, if one ran.
     @inline(__always)
     func add(_ frame: UnsafeRawBufferPointer, to mac: UInt64, fd: Int32) -> (sent: Int, failed: Int) {
         guard frame.count >= 14, frame.count <= Int(UInt16.max) else { return (0, 1) }

@@ -153,6 +153,12 @@ final class FlowProbe: @unchecked Sendable {
     private func send() {
         var sequence: UInt32 = 0
         var sent = [Int](repeating: 0, count: descriptors.count)
+        // One request buffer per flow, its index written once; only the sequence number changes.
+        var requests = descriptors.indices.map { index in
+            var request = [UInt8](repeating: 0, count: isTCP(index) ? 6 : udpRequestBytes)
+            withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
+            return request
+        }
         var next = now
         while !stopRequested.withLock({ $0 }) {
             let waiting = outstanding.withLock { waiting in
@@ -160,11 +166,9 @@ final class FlowProbe: @unchecked Sendable {
                 return waiting
             }
             for (index, fd) in descriptors.enumerated() where !waiting[index] {
-                let size = isTCP(index) ? 6 : udpRequestBytes
-                var request = [UInt8](repeating: 0, count: size)
-                withUnsafeBytes(of: sequence.bigEndian) { request.replaceSubrange(0..<4, with: $0) }
-                withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
-                if Glibc.send(fd, request, size, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == size {
+                withUnsafeBytes(of: sequence.bigEndian) { requests[index].replaceSubrange(0..<4, with: $0) }
+                let size = requests[index].count
+                if Glibc.send(fd, requests[index], size, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == size {
                     sent[index] += 1
                 }
             }

@@ -145,10 +145,13 @@ final class Testbed {
         return names
     }
 
+    /// Every testbed namespace on the machine (`vf-*`): this run's, another's, or a crashed one's.
+    static var allNamespaces: [String] { NetworkNamespace.all().filter { $0.hasPrefix(namePrefix) } }
+
     /// Removes every testbed namespace on the machine (`vf-*`), including those of crashed runs; returns their names.
     @discardableResult
     static func removeAll() -> [String] {
-        let names = NetworkNamespace.all().filter { $0.hasPrefix(namePrefix) }
+        let names = allNamespaces
         for name in names { try? NetworkNamespace(named: name).delete() }
         return names
     }

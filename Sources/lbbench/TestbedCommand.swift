@@ -102,7 +102,7 @@ struct TestbedCommand: ParsableCommand {
 /// Tells the user about testbed namespaces on the machine (another run's, or a crashed one's) and how to remove them;
 /// it does not remove them itself, since another lbbench may be using them.
 func warnAboutLeftovers() {
-    let names = NetworkNamespace.all().filter { $0.hasPrefix(Testbed.namePrefix) }
+    let names = Testbed.allNamespaces
     guard !names.isEmpty else { return }
     let ids = Set(names.map { $0.split(separator: "-").dropFirst().first.map(String.init) ?? "" }).sorted()
     FileHandle.standardError.write(

@@ -19,17 +19,14 @@ struct EngineStateBuilder {
     private var handover = Handover(count: 0)
 
     /// Per bucket: the node that served it before the first planned move of the window (0: no move, or that node
-    /// died), the node the director sends unknown connections to (the first owner, for this node as director), and
-    /// this node's roles.
+    /// died), and this node's roles.
     struct Handover {
         var firstOwners: [UInt16]
-        var previousOwners: [UInt16]
         var taking: [Bool]
         var releasing: [Bool]
 
         init(count: Int) {
             firstOwners = [UInt16](repeating: 0, count: count)
-            previousOwners = [UInt16](repeating: 0, count: count)
             taking = [Bool](repeating: false, count: count)
             releasing = [Bool](repeating: false, count: count)
         }
@@ -94,9 +91,6 @@ struct EngineStateBuilder {
                 if first == 0 && old != new && aliveIDs.contains(old) { first = old }
                 guard first != 0 else { continue }
                 self.handover.firstOwners[bucket] = first
-                // The director sends the connections it knows where they are and the others to the first owner (which
-                // may own the bucket again: the connections opened meanwhile on another node are known).
-                self.handover.previousOwners[bucket] = first
                 self.handover.taking[bucket] = new == me.rawValue
                 let releasedBefore = carried.releasing.indices.contains(bucket) && carried.releasing[bucket]
                 self.handover.releasing[bucket] = new != me.rawValue && (releasedBefore || old == me.rawValue)
@@ -113,6 +107,8 @@ struct EngineStateBuilder {
             rules: resolvedRules, delivery: delivery, isARPLeader: leader == me,
             isDirector: delivery == .directed && leader == me, handoverBuckets: self.handover.taking,
             releasedBuckets: self.handover.releasing,
-            previousOwners: leader == me ? self.handover.previousOwners : nil, nodeMACs: macs)
+            // The director sends the connections it knows where they are and the others to the first owner (which may
+            // own the bucket again: the connections opened meanwhile on another node are known).
+            previousOwners: leader == me ? self.handover.firstOwners : nil, nodeMACs: macs)
     }
 }
