@@ -28,6 +28,8 @@ let package = Package(
         ),
         // liburing behind plain C functions (see Sources/CURing/include/CURing.h for why it is not a module map).
         .target(name: "CURing", path: "Sources/CURing", linkerSettings: [.linkedLibrary("uring")]),
+        // Kernel interfaces Swift cannot call (ring structures, TUN/TAP, ethtool and namespace calls): a shim header.
+        .systemLibrary(name: "CKernel", path: "Sources/CKernel"),
         .systemLibrary(
             name: "CNetlink",
             path: "Sources/CNetlink",
@@ -38,9 +40,9 @@ let package = Package(
         // Pure Swift: flow keys, hashing, bucket tables, flow table. No C, no syscalls.
         .target(name: "Hashing"),
         // The fast path and every packet syscall.
-        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap", "CURing"]),
+        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap", "CKernel", "CURing"]),
         // Netlink through libnl-route-3.
-        .target(name: "RouteSetup", dependencies: ["CNetlink"]),
+        .target(name: "RouteSetup", dependencies: ["CNetlink", "CKernel"]),
 
         .executableTarget(
             name: "lbnode",

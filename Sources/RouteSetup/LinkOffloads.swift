@@ -1,19 +1,47 @@
-import CNetlink
+import CKernel
 import Glibc
 
-/// NIC offloads that the virtual testbed must turn off to behave like a wire.
+/// A NIC's offloads, read and set as `ethtool -k` / `ethtool -K` do: the testbed gives its hosts the shape of a real
+/// host (and, as an explicit option, the shape of a wire), and tests check what a link has.
+///
+/// Real hosts keep the kernel's defaults: a veth, as a VM's or a container's NIC, sends with transmit checksum
+/// offload and TSO (frames reach the peer with partial checksums, up to 64 KB long), and a physical NIC or virtio-net
+/// merges received segments (GRO). The corresponding C call is `ioctl(SIOCETHTOOL)` with the legacy get/set commands.
 public enum LinkOffloads {
-    /// Turns transmit checksum offload on or off (`ethtool -K <name> tx off`).
-    ///
-    /// A veth with it on hands frames to the peer namespace with their TCP/UDP checksums never computed (the kernel
-    /// trusts its own skb flag); a packet socket that reads them there and writes them into a TAP device then
-    /// delivers a bad checksum. Real NICs receive finished checksums, so the testbed turns it off on every host.
-    /// The corresponding C call is `ioctl(SIOCETHTOOL, ETHTOOL_STXCSUM)`.
-    public static func setTransmitChecksum(_ name: String, enabled: Bool) throws(NetlinkError) {
-        guard vipfarm_set_tx_checksum(name, enabled ? 1 : 0) == 0 else {
-            throw NetlinkError(
-                operation: "turn transmit checksum offload \(enabled ? "on" : "off") on \(name)",
-                errno: errno)
+    /// One offload that `ethtool -K` names.
+    public enum Feature: String, CaseIterable, Sendable {
+        /// Transmit checksum offload (`tx`).
+        case transmitChecksum = "tx"
+        /// TCP segmentation offload (`tso`): the stack hands the device 64 KB segments.
+        case segmentation = "tso"
+        /// Generic receive offload (`gro`): received segments are merged before the stack (and packet sockets) see
+        /// them.
+        case receiveMerging = "gro"
+
+        var commands: (get: UInt32, set: UInt32) {
+            switch self {
+            case .transmitChecksum: (UInt32(ETHTOOL_GTXCSUM), UInt32(ETHTOOL_STXCSUM))
+            case .segmentation: (UInt32(ETHTOOL_GTSO), UInt32(ETHTOOL_STSO))
+            case .receiveMerging: (UInt32(ETHTOOL_GGRO), UInt32(ETHTOOL_SGRO))
+            }
         }
+    }
+
+    /// Turns `feature` on or off on the interface `name` in the calling thread's namespace.
+    public static func set(_ feature: Feature, on name: String, enabled: Bool) throws(NetlinkError) {
+        var value: UInt32 = enabled ? 1 : 0
+        guard vipfarm_ethtool_value(name, feature.commands.set, &value) == 0 else {
+            throw NetlinkError(
+                operation: "turn \(feature.rawValue) \(enabled ? "on" : "off") on \(name) (ethtool -K)", errno: errno)
+        }
+    }
+
+    /// Whether `feature` is on.
+    public static func isEnabled(_ feature: Feature, on name: String) throws(NetlinkError) -> Bool {
+        var value: UInt32 = 0
+        guard vipfarm_ethtool_value(name, feature.commands.get, &value) == 0 else {
+            throw NetlinkError(operation: "read \(feature.rawValue) of \(name) (ethtool -k)", errno: errno)
+        }
+        return value != 0
     }
 }

@@ -1,4 +1,4 @@
-import CNetlink
+import CKernel
 import Foundation
 import Glibc
 

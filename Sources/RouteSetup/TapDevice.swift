@@ -1,4 +1,4 @@
-import CNetlink
+import CKernel
 import Glibc
 
 /// Persistent TAP devices (IFF_TAP | IFF_NO_PI), created so that `lbnode setup` can prepare one and `lbnode run`
@@ -8,7 +8,7 @@ public enum TapDevice {
     /// `open("/dev/net/tun")` and the `TUNSETIFF` and `TUNSETPERSIST` ioctls.
     public static func createPersistent(named name: String) throws(NetlinkError) {
         try withTap(named: name, operation: "create TAP device \(name)") { fd throws(NetlinkError) in
-            guard vipfarm_tun_set_persist(fd, 1) >= 0 else {
+            guard vipfarm_tap_set_persist(fd, 1) >= 0 else {
                 throw NetlinkError(operation: "make TAP device \(name) persistent", errno: errno)
             }
         }
@@ -18,7 +18,7 @@ public enum TapDevice {
     /// descriptor closes).
     public static func removePersistent(named name: String) throws(NetlinkError) {
         try withTap(named: name, operation: "remove TAP device \(name)") { fd throws(NetlinkError) in
-            guard vipfarm_tun_set_persist(fd, 0) >= 0 else {
+            guard vipfarm_tap_set_persist(fd, 0) >= 0 else {
                 throw NetlinkError(operation: "remove TAP device \(name)", errno: errno)
             }
         }
@@ -33,7 +33,7 @@ public enum TapDevice {
         let fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw NetlinkError(operation: "\(operation): open /dev/net/tun", errno: errno) }
         defer { close(fd) }
-        guard vipfarm_tun_set_tap(fd, name) >= 0 else { throw NetlinkError(operation: operation, errno: errno) }
+        guard vipfarm_tap_attach(fd, name, 0) >= 0 else { throw NetlinkError(operation: operation, errno: errno) }
         try body(fd)
     }
 }

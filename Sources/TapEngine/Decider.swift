@@ -77,6 +77,7 @@ public enum Decider {
             flows.insert(frame.key, now: now, value: me)
             return .deliver
         }
+        if frame.isICMPError { return .deliver }  // about a connection; it neither starts nor refreshes one
         if frame.isTCPReset {
             flows.remove(frame.key)
         } else {

@@ -12,6 +12,10 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case badIPv6ExtensionHeader
     case truncatedTransport
     case badTransportHeader
+    /// A frame the ring cut short (longer than 64 KB: BIG TCP merging beyond the filter's snapshot length).
+    case truncatedByRing
+    /// A frame tagged for another VLAN than the interface's own (the kernel moved the tag into the ring's metadata).
+    case otherVLAN
     /// An IP packet that is not addressed to the VIP.
     case notForVIP
     /// An ARP or neighbour request for another address, or a reply.
@@ -46,6 +50,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .badIPv6ExtensionHeader: "bad_ipv6_extension_header"
         case .truncatedTransport: "truncated_transport"
         case .badTransportHeader: "bad_transport_header"
+        case .truncatedByRing: "truncated_by_ring"
+        case .otherVLAN: "other_vlan"
         case .notForVIP: "not_for_vip"
         case .otherARP: "other_arp"
         case .notARPLeader: "not_arp_leader"

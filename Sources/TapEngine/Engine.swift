@@ -20,13 +20,10 @@ public struct EngineConfiguration: Sendable {
     public var ringBytes: Int32 = 32 << 20
     /// TPACKET_V3 block retire timeout in ms.
     public var blockTimeoutMilliseconds: Int32 = 1
-    /// How frames are read: libpcap's ring, or the TPACKET_V3 ring walked directly.
-    public var receiver: Receiver = .ring
-    /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (needs `.ring`, which
-    /// keeps a block until its writes completed).
+    /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (a ring block goes back to
+    /// the kernel only once its writes completed).
     public var injection: Injection = .ioUring
 
-    public enum Receiver: String, Sendable, CaseIterable { case libpcap, ring }
     public enum Injection: String, Sendable, CaseIterable { case write, ioUring = "io_uring" }
 
     public init(interface: String, interfaceMAC: UInt64, tapName: String) {
@@ -37,22 +34,21 @@ public struct EngineConfiguration: Sendable {
 }
 
 /// The data path of one node: reads client frames from the interface's ring in batches, decides each in place, and
-/// writes the accepted ones into the TAP device unchanged.
+/// writes the accepted ones into the TAP device unchanged, each with its offload header (a merged 64 KB frame is one
+/// write).
 ///
-/// Threads: `run` (via `start`) owns the ring, the TAP, the flow table and the current `EngineState`; other threads
+/// Threads: `run` (via `start`) owns the port, the sink, the flow table and the current `EngineState`; other threads
 /// only `swap` in a new state, request an `announce`, read `counters`, and `stop`. Those meet the engine thread at
 /// batch boundaries, through a mutex taken once per batch, never per frame.
 public final class Engine: @unchecked Sendable {
     public let configuration: EngineConfiguration
-    private let port: FrameReceiver
-    private let tap: TapWriter
-    private let batchWriter: TapRingWriter?
+    private let port: any PacketPort
+    private let sink: any FrameSink
     private var flows: FlowTable
     private var state: EngineState
     private var batch = EngineCounters()
     private var now: UInt32 = 0
     private let responder = Responder()
-    private let forwards: ForwardBatch
     private let clockStart = ContinuousClock.now
 
     private struct Shared {
@@ -69,38 +65,31 @@ public final class Engine: @unchecked Sendable {
 
     /// Opens the ring and the TAP. Nothing runs until `start`.
     ///
-    /// - Throws: `PacketPortError` or `SystemCallError`, each saying what failed and why.
-    public init(configuration: EngineConfiguration, state: EngineState) throws {
+    /// - Throws: `SystemCallError`, saying what failed and why.
+    public convenience init(configuration: EngineConfiguration, state: EngineState) throws(SystemCallError) {
+        let port = try RingPort(
+            interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
+            interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes,
+            blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
+        let tap = try TapWriter(name: configuration.tapName)
+        let sink: any FrameSink =
+            switch configuration.injection {
+            case .write: tap
+            case .ioUring: try TapBatchWriter(tap: tap)
+            }
+        self.init(configuration: configuration, state: state, port: port, sink: sink)
+    }
+
+    /// An engine on a given port and sink (tests drive it through fakes).
+    init(configuration: EngineConfiguration, state: EngineState, port: any PacketPort, sink: any FrameSink) {
         self.configuration = configuration
         self.state = state
-        forwards = ForwardBatch(sourceMAC: configuration.interfaceMAC)
-        switch configuration.receiver {
-        case .libpcap:
-            port = try PacketPort(
-                interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
-                bufferBytes: configuration.ringBytes, blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
-        case .ring:
-            port = try RingPort(
-                interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
-                ringBytes: configuration.ringBytes, blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
-        }
-        tap = try TapWriter(name: configuration.tapName)
-        switch (configuration.injection, configuration.receiver) {
-        case (.write, _):
-            batchWriter = nil
-        case (.ioUring, .ring):
-            batchWriter = try TapRingWriter(tapDescriptor: tap.fd)
-        case (.ioUring, .libpcap):
-            throw SystemCallError(
-                "io_uring",
-                "batched TAP writes need the direct ring (receiver .ring): libpcap "
-                    + "returns ring blocks to the kernel before the writes complete", errno: EINVAL)
-        }
+        self.port = port
+        self.sink = sink
         flows = FlowTable(
             capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
             closingTimeout: configuration.flowClosingTimeout, seed: UInt64.random(in: 0...UInt64.max))
     }
-
     deinit {
         responder.deallocate()
     }
@@ -118,8 +107,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Stops the engine thread and waits for it (at most one batch timeout).
     public func stop() {
-        shared.withLock { $0.stopping = true }
-        port.breakLoop()
+        shared.withLock { $0.stopping = true }  // a batch waits at most one block timeout
         if thread != nil {
             finished.wait()
             thread = nil
@@ -171,9 +159,7 @@ public final class Engine: @unchecked Sendable {
                 sendAnnouncement()
                 lastAnnouncement = now
             }
-            let count = port.dispatch(to: self)
-            endOfBlock()  // libpcap has no block boundary to tell: flush after each dispatch (forwards are copies)
-            if count > 0 { batch.batches = 1 }
+            if runBatch() > 0 { batch.batches = 1 }
             batches &+= 1
             if batches % 64 == 0 {
                 let drops = port.kernelDrops()
@@ -191,32 +177,40 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Called by the port for every frame of a batch, in place in the ring.
+    /// One batch: the frames the port has ready, each decided in place.
+    func runBatch() -> Int {
+        port.receive({ handle($0) }, endOfBlock: { endOfBlock() })
+    }
+
+    /// Decides one frame, in place in the ring.
     @inline(__always)
-    func handle(frame bytes: UnsafeRawBufferPointer) {
+    private func handle(_ received: ReceivedFrame) {
         batch.received += 1
-        switch FrameParser.parse(bytes) {
+        if let kind = received.offload.kind { batch.offloads[kind.rawValue] += 1 }
+        if received.isOtherVLAN {
+            batch.drops[DropReason.otherVLAN.rawValue] += 1
+            return
+        }
+        if received.isTruncated {
+            batch.drops[DropReason.truncatedByRing.rawValue] += 1
+            return
+        }
+        switch FrameParser.parse(received.bytes) {
         case .drop(let reason):
             batch.drops[reason.rawValue] += 1
         case .frame(let frame):
             switch Decider.decide(frame, state: state, flows: &flows, now: now) {
             case .deliver:
-                if let batchWriter {
-                    count(batchWriter.queue(bytes))
-                } else if tap.write(bytes) {
-                    batch.delivered += 1
-                } else {
-                    batch.drops[DropReason.tapWriteFailed.rawValue] += 1
-                }
+                count(sink.queue(received.withOffloadHeader))
             case .forward(let mac):
-                countForwarded(forwards.add(bytes, to: mac, fd: port.socketDescriptor))
+                countForwarded(port.forward(received, to: mac))
             case .answer:
                 let reply =
                     frame.kind == .neighbourSolicitation
                     ? responder.neighbourAdvertisement(
                         to: frame, state: state, ethernetSource: configuration.interfaceMAC)
                     : responder.arp(to: frame, state: state, ethernetSource: configuration.interfaceMAC)
-                if reply.count > 0 && port.inject(reply) {
+                if reply.count > 0 && port.send(reply) {
                     batch.answered += 1
                     batch.transmitted += 1
                 }
@@ -226,11 +220,11 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// Called by the ring port after the last frame of a block, before the block goes back to the kernel: the
-    /// batched writes from it complete here.
-    func endOfBlock() {
-        if let batchWriter { count(batchWriter.flush()) }
-        countForwarded(forwards.flush(fd: port.socketDescriptor))
+    /// After the last frame of a ring block, before the block goes back to the kernel: the writes and forwards
+    /// queued from it complete here.
+    private func endOfBlock() {
+        count(sink.flush())
+        countForwarded(port.flushForwards())
     }
 
     @inline(__always)
@@ -251,6 +245,6 @@ public final class Engine: @unchecked Sendable {
     private func sendAnnouncement() {
         let source = state.delivery == .directed && state.isDirector ? state.virtualMAC : configuration.interfaceMAC
         let frame = responder.arp(to: nil, state: state, ethernetSource: source)
-        if frame.count > 0 && port.inject(frame) { batch.transmitted += 1 }
+        if frame.count > 0 && port.send(frame) { batch.transmitted += 1 }
     }
 }

@@ -16,10 +16,13 @@ public struct EngineCounters: Sendable, Equatable {
     public var ringDrops: UInt64 = 0
     /// Drops by reason, indexed by `DropReason.rawValue`.
     public var drops: [UInt64] = Array(repeating: 0, count: DropReason.allCases.count)
+    /// Received frames by the offload metadata they carried, indexed by `OffloadKind.rawValue`.
+    public var offloads: [UInt64] = Array(repeating: 0, count: OffloadKind.allCases.count)
 
     public init() {}
 
     public func dropped(_ reason: DropReason) -> UInt64 { drops[reason.rawValue] }
+    public func received(_ kind: OffloadKind) -> UInt64 { offloads[kind.rawValue] }
     public var totalDropped: UInt64 { drops.reduce(0, +) }
 
     /// Adds another set of counters (the batch into the published totals).
@@ -32,6 +35,7 @@ public struct EngineCounters: Sendable, Equatable {
         batches += other.batches
         ringDrops += other.ringDrops
         for index in drops.indices { drops[index] += other.drops[index] }
+        for index in offloads.indices { offloads[index] += other.offloads[index] }
     }
 
     /// Zeroes the counters without reallocating the drop array.
@@ -44,5 +48,6 @@ public struct EngineCounters: Sendable, Equatable {
         batches = 0
         ringDrops = 0
         for index in drops.indices { drops[index] = 0 }
+        for index in offloads.indices { offloads[index] = 0 }
     }
 }

@@ -24,6 +24,10 @@ public struct Frame: Sendable, Equatable {
     public var destination = IPAddress(high: 0, low: 0)
     /// An IP fragment (IPv4 MF or offset, or an IPv6 fragment header): its ports are not usable.
     public var isFragment = false
+    /// An ICMP or ICMPv6 error (unreachable, fragmentation needed / packet too big, time exceeded, parameter problem)
+    /// about a packet the VIP sent: `key` is the flow of the packet it quotes, so the error reaches the node that owns
+    /// the connection (path MTU discovery through the farm).
+    public var isICMPError = false
     /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10), 0 otherwise.
     public var tcpFlags: UInt8 = 0
     /// Offset of the network header (after Ethernet and VLAN tags).

@@ -1,4 +1,4 @@
-import CPcap
+import CKernel
 import Glibc
 
 /// A traffic generator: sends prebuilt frames on an interface with `sendmmsg` in batches of 64, optionally paced to
@@ -7,7 +7,7 @@ public final class FrameBlaster {
     private let sender: FrameSender
     /// Every frame back to back, so a batch is one contiguous run with its lengths.
     private let data: [UInt8]
-    private let lengths: [UInt16]
+    private let lengths: [UInt32]
     private let offsets: [Int]
     static let batch = 64
 
@@ -17,7 +17,7 @@ public final class FrameBlaster {
         precondition(!frames.isEmpty, "nothing to send")
         let padded = (0..<((frames.count + Self.batch - 1) / Self.batch * Self.batch)).map { frames[$0 % frames.count] }
         data = padded.flatMap { $0 }
-        lengths = padded.map { UInt16($0.count) }
+        lengths = padded.map { UInt32($0.count) }
         offsets = padded.reduce(into: [0]) { $0.append($0.last! + $1.count) }
         sender = try FrameSender(interface: interface)
     }

@@ -87,35 +87,48 @@ public enum FrameParser {
         guard bytes.count >= end else { return .drop(.truncatedIPv6) }
         frame.key.client = IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16))
         frame.destination = IPAddress(high: be64(bytes, offset + 24), low: be64(bytes, offset + 32))
-        var next = bytes[offset + 6]
-        var position = offset + 40
+        guard let headers = skipExtensionHeaders(bytes, next: bytes[offset + 6], at: offset + 40, end: end) else {
+            return .drop(.badIPv6ExtensionHeader)
+        }
+        frame.isFragment = headers.isFragment
+        frame.key.proto = IPProtocol(rawValue: headers.next)
+        // Later fragments carry no transport header.
+        guard !headers.isLaterFragment else { return .frame(frame) }
+        return parseTransport(bytes, headers.position, end: end, &frame)
+    }
+
+    /// Walks IPv6 extension headers from `next` at `position`: where the transport header starts and which protocol
+    /// it is, and whether a fragment header came first (a later fragment has no transport header). `nil` when the
+    /// headers run past `end` or there are more than `maximumExtensionHeaders`.
+    static func skipExtensionHeaders(_ bytes: UnsafeRawBufferPointer, next: UInt8, at position: Int, end: Int)
+        -> (next: UInt8, position: Int, isFragment: Bool, isLaterFragment: Bool)?
+    {
+        var next = next
+        var position = position
+        var isFragment = false
         for _ in 0..<maximumExtensionHeaders {
             switch next {
             case 0, 43, 60:  // hop-by-hop, routing, destination options: (length + 1) * 8 bytes
-                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
+                guard end >= position + 8 else { return nil }
                 next = bytes[position]
                 position += (Int(bytes[position + 1]) + 1) * 8
             case 51:  // authentication header: (length + 2) * 4 bytes
-                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
+                guard end >= position + 8 else { return nil }
                 next = bytes[position]
                 position += (Int(bytes[position + 1]) + 2) * 4
-            case 44:  // fragment header, 8 bytes; later fragments carry no transport header
-                guard end >= position + 8 else { return .drop(.badIPv6ExtensionHeader) }
-                frame.isFragment = true
+            case 44:  // fragment header, 8 bytes
+                guard end >= position + 8 else { return nil }
+                isFragment = true
                 let fragmentOffset = be16(bytes, position + 2) & 0xFFF8
                 next = bytes[position]
                 position += 8
-                if fragmentOffset != 0 {
-                    frame.key.proto = IPProtocol(rawValue: next)
-                    return .frame(frame)
-                }
+                if fragmentOffset != 0 { return (next, position, true, true) }
             default:
-                guard position <= end else { return .drop(.badIPv6ExtensionHeader) }
-                frame.key.proto = IPProtocol(rawValue: next)
-                return parseTransport(bytes, position, end: end, &frame)
+                guard position <= end else { return nil }
+                return (next, position, isFragment, false)
             }
         }
-        return .drop(.badIPv6ExtensionHeader)
+        return nil
     }
 
     static func parseTransport(_ bytes: UnsafeRawBufferPointer, _ offset: Int, end: Int, _ frame: inout Frame)
@@ -136,9 +149,15 @@ public enum FrameParser {
             frame.key.serverPort = be16(bytes, offset + 2)
         case .icmp:
             guard end >= offset + 4 else { return .drop(.truncatedTransport) }
+            switch bytes[offset] {
+            case 3, 4, 11, 12: keyByQuotedIPv4(bytes, offset + 8, end: end, &frame)
+            default: break
+            }
         case .icmpv6:
             guard end >= offset + 4 else { return .drop(.truncatedTransport) }
-            if bytes[offset] == 135 {  // neighbour solicitation: 4-byte reserved, then the 16-byte target
+            if (1...4).contains(bytes[offset]) {
+                keyByQuotedIPv6(bytes, offset + 8, end: end, &frame)
+            } else if bytes[offset] == 135 {  // neighbour solicitation: 4-byte reserved, then the 16-byte target
                 guard end >= offset + 24 else { return .drop(.truncatedTransport) }
                 frame.kind = .neighbourSolicitation
                 frame.destination = IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16))
@@ -147,6 +166,51 @@ public enum FrameParser {
             break  // other protocols are balanced by address alone
         }
         return .frame(frame)
+    }
+
+    // MARK: - ICMP errors: keyed by the packet they quote
+
+    /// An ICMP error quotes the header of the packet that caused it, a packet the VIP sent to a client: its
+    /// destination and ports are the client side of the flow. When the quote is of such a packet, the frame takes
+    /// that flow's key, so it goes where the flow goes; otherwise it stays keyed by its sender.
+    static func keyByQuotedIPv4(_ bytes: UnsafeRawBufferPointer, _ offset: Int, end: Int, _ frame: inout Frame) {
+        guard end >= offset + 20, bytes[offset] >> 4 == 4, bytes[offset] & 0x0F >= 5,
+            IPAddress(ipv4: be32(bytes, offset + 12)) == frame.destination
+        else { return }
+        let laterFragment = be16(bytes, offset + 6) & 0x1FFF != 0
+        keyByQuotedFlow(
+            bytes, proto: bytes[offset + 9], client: IPAddress(ipv4: be32(bytes, offset + 16)),
+            transport: laterFragment ? nil : offset + Int(bytes[offset] & 0x0F) * 4, end: end, &frame)
+    }
+
+    static func keyByQuotedIPv6(_ bytes: UnsafeRawBufferPointer, _ offset: Int, end: Int, _ frame: inout Frame) {
+        guard end >= offset + 40, bytes[offset] >> 4 == 6,
+            IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16)) == frame.destination,
+            let headers = skipExtensionHeaders(bytes, next: bytes[offset + 6], at: offset + 40, end: end)
+        else { return }
+        keyByQuotedFlow(
+            bytes, proto: headers.next, client: IPAddress(high: be64(bytes, offset + 24), low: be64(bytes, offset + 32)),
+            transport: headers.isLaterFragment ? nil : headers.position, end: end, &frame)
+    }
+
+    /// The quoted packet's flow: its source port is the server port, its destination port the client's. A quote of a
+    /// later fragment has no ports: it is keyed as a fragment.
+    private static func keyByQuotedFlow(
+        _ bytes: UnsafeRawBufferPointer, proto: UInt8, client: IPAddress, transport: Int?, end: Int,
+        _ frame: inout Frame
+    ) {
+        frame.isICMPError = true
+        frame.key.client = client
+        frame.key.proto = IPProtocol(rawValue: proto)
+        frame.key.clientPort = 0
+        frame.key.serverPort = 0
+        let hasPorts = frame.key.proto == .tcp || frame.key.proto == .udp
+        if let transport, hasPorts, end >= transport + 4 {
+            frame.key.serverPort = be16(bytes, transport)
+            frame.key.clientPort = be16(bytes, transport + 2)
+        } else {
+            frame.isFragment = transport == nil
+        }
     }
 
     // MARK: - Big-endian reads (callers check the bounds)

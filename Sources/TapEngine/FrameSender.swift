@@ -1,4 +1,4 @@
-import CPcap
+import CKernel
 import Glibc
 
 /// Sends raw Ethernet frames on an interface through an AF_PACKET socket: the testbed's traffic generator and

@@ -14,14 +14,12 @@ struct EngineBenchmark {
         /// The default engine: the TPACKET_V3 ring read directly, TAP writes batched through io_uring.
         case engine = "engine ring+io_uring"
         case engineRingWrite = "engine ring+write"
-        case engineLibpcapWrite = "engine libpcap+write"
         case nftables
 
-        var engineVariant: (EngineConfiguration.Receiver, EngineConfiguration.Injection)? {
+        var engineInjection: EngineConfiguration.Injection? {
             switch self {
-            case .engine: (.ring, .ioUring)
-            case .engineRingWrite: (.ring, .write)
-            case .engineLibpcapWrite: (.libpcap, .write)
+            case .engine: .ioUring
+            case .engineRingWrite: .write
             case .baseline, .nftables: nil
             }
         }
@@ -138,7 +136,7 @@ struct EngineBenchmark {
                     switch path {
                     case .baseline:
                         return (nil, nil)
-                    case .engine, .engineRingWrite, .engineLibpcapWrite:
+                    case .engine, .engineRingWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
                         let state = EngineState(
@@ -147,7 +145,7 @@ struct EngineBenchmark {
                         var configuration = EngineConfiguration(
                             interface: "eth0",
                             interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
-                        (configuration.receiver, configuration.injection) = path.engineVariant!
+                        configuration.injection = path.engineInjection!
                         return (try Engine(configuration: configuration, state: state), try Self.sink())
                     case .nftables:
                         let socket = try NetlinkSocket()

@@ -88,7 +88,7 @@ struct EngineReport: Codable {
             }
             result.append(table.rendered)
             if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
-                for engine in rows where engine.path.engineVariant != nil {
+                for engine in rows where engine.path.engineInjection != nil {
                     var line =
                         "\(engine.path.rawValue) / nftables: delivered "
                         + "\(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"

@@ -23,6 +23,22 @@ final class Testbed {
         var routedClients = false
         /// An 802.1Q VLAN: every host's addresses are on `eth0.<id>`, so every frame on the switch is tagged.
         var vlan: UInt16? = nil
+        /// What the hosts' NICs do with checksums and segments.
+        var offloads = Offloads.kernelDefaults
+        /// The MTU of every cable, bridge and host interface (nil: the kernel's 1500); 9000 for jumbo frames.
+        var mtu: UInt32? = nil
+
+        /// The offload shape of the testbed's NICs.
+        enum Offloads: String, Codable, Sendable, CaseIterable {
+            /// A real host's: every veth keeps the kernel's offloads (transmit checksum offload and TSO, as a VM's or
+            /// a container's NIC sends), and server ports merge received segments (GRO on the server's `eth0`, TSO
+            /// off on the switch side so the switch hands it segments to merge), as a physical NIC or virtio-net
+            /// does. Frames reach the servers with partial checksums and up to 64 KB long. The default.
+            case kernelDefaults = "kernel-defaults"
+            /// A wire's, unrealistic: no checksum offload on any host and no GRO, so every frame arrives finished and
+            /// at most MTU-sized. Only for measurements that must compare with a plain wire.
+            case wireLike = "wire-like"
+        }
 
         /// At most 200 of each, so addresses stay in one /24 per role.
         func validate() throws {
@@ -98,7 +114,7 @@ final class Testbed {
             try switchNamespace.run { () throws(NetlinkError) in
                 let socket = try NetlinkSocket()
                 try socket.addBridge(Self.bridgeName)
-                try socket.changeLink(named: Self.bridgeName, LinkChange(up: true))
+                try socket.changeLink(named: Self.bridgeName, LinkChange(up: true, mtu: description.mtu))
                 // A switch forwards frames as they are: no netfilter on bridged traffic (br_netfilter would check
                 // and drop malformed IP headers that a real switch passes on). The files exist only with it loaded.
                 for family in ["iptables", "ip6tables", "arptables"] {
@@ -186,6 +202,14 @@ final class Testbed {
                 named: routed && role == .client ? Self.clientBridgeName : Self.bridgeName)
             try socket.changeLink(named: short, LinkChange(up: true, masterIndex: bridge.index))
             if !description.unknownUnicastFlooding { try socket.setBridgePortFlooding(short, enabled: false) }
+            if let mtu = description.mtu {
+                try socket.changeLink(named: short, LinkChange(mtu: mtu))
+                try socket.changeLink(named: hostSide, LinkChange(mtu: mtu))
+            }
+            if description.offloads == .kernelDefaults && role == .server {
+                // A NIC's GRO merges the segments of a peer that sends them one by one: the switch port segments.
+                try LinkOffloads.set(.segmentation, on: short, enabled: false)
+            }
             try namespace.withDescriptor { (fd) throws(NetlinkError) in
                 try socket.moveLink(named: hostSide, toNamespace: fd, newName: Self.hostInterface)
             }
@@ -193,11 +217,18 @@ final class Testbed {
         let mac = try namespace.run { () throws(NetlinkError) -> HardwareAddress? in
             let socket = try NetlinkSocket()
             try socket.changeLink(named: Self.hostInterface, LinkChange(up: true))
-            try LinkOffloads.setTransmitChecksum(Self.hostInterface, enabled: false)
             if let vlan = description.vlan {
                 try socket.addVLAN(hostInterface, on: Self.hostInterface, id: vlan)
-                try socket.changeLink(named: hostInterface, LinkChange(up: true))
-                try LinkOffloads.setTransmitChecksum(hostInterface, enabled: false)
+                try socket.changeLink(named: hostInterface, LinkChange(up: true, mtu: description.mtu))
+            }
+            for interface in Set([Self.hostInterface, hostInterface]) {
+                switch description.offloads {
+                case .kernelDefaults:
+                    if role == .server { try LinkOffloads.set(.receiveMerging, on: interface, enabled: true) }
+                case .wireLike:
+                    try LinkOffloads.set(.transmitChecksum, on: interface, enabled: false)
+                    try LinkOffloads.set(.receiveMerging, on: interface, enabled: false)
+                }
             }
             let link = try socket.requireLink(named: hostInterface)
             try socket.addAddress(address, toLink: link.index)
@@ -225,11 +256,14 @@ extension Testbed {
         try switchNamespace.run { () throws(NetlinkError) in
             let socket = try NetlinkSocket()
             try socket.addBridge(Self.clientBridgeName)
-            try socket.changeLink(named: Self.clientBridgeName, LinkChange(up: true))
+            try socket.changeLink(named: Self.clientBridgeName, LinkChange(up: true, mtu: description.mtu))
             for (port, bridge, inside) in [("rt0", Self.bridgeName, "eth0"), ("rt1", Self.clientBridgeName, "eth1")] {
                 try socket.addVethPair(port, peer: port + "h")
+                if let mtu = description.mtu { try socket.changeLink(named: port + "h", LinkChange(mtu: mtu)) }
                 try socket.changeLink(
-                    named: port, LinkChange(up: true, masterIndex: try socket.requireLink(named: bridge).index))
+                    named: port,
+                    LinkChange(
+                        up: true, mtu: description.mtu, masterIndex: try socket.requireLink(named: bridge).index))
                 try router.withDescriptor { (fd) throws(NetlinkError) in
                     try socket.moveLink(named: port + "h", toNamespace: fd, newName: inside)
                 }

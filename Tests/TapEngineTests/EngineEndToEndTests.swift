@@ -32,7 +32,7 @@ struct EngineEndToEndTests {
 
         init(
             delivery: Delivery, switchFloods: Bool = true, vip: IPAddress = EngineEndToEndTests.vip,
-            receiver: EngineConfiguration.Receiver = .ring, injection: EngineConfiguration.Injection = .ioUring
+            injection: EngineConfiguration.Injection = .ioUring
         ) throws {
             self.vip = vip
             testbed = try Testbed(
@@ -59,7 +59,6 @@ struct EngineEndToEndTests {
                     var configuration = EngineConfiguration(
                         interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                         tapName: "lb0")
-                    configuration.receiver = receiver
                     configuration.injection = injection
                     let directory = stateDirectory + "/\(index)"
                     let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
@@ -166,16 +165,11 @@ struct EngineEndToEndTests {
         #expect(min(crafted[0].count, crafted[1].count) > count / 3)  // both nodes took a share
     }
 
-    /// Every receive path with every injection it supports.
-    static let variants: [(EngineConfiguration.Receiver, EngineConfiguration.Injection)] = [
-        (.ring, .ioUring), (.ring, .write), (.libpcap, .write),
-    ]
-
-    @Test(arguments: variants)
+    @Test(arguments: EngineConfiguration.Injection.allCases)
     func floodDeliversEveryDatagramOnceToItsOwnerAndOneNodeAnswersArp(
-        receiver: EngineConfiguration.Receiver, injection: EngineConfiguration.Injection
+        injection: EngineConfiguration.Injection
     ) throws {
-        let farm = try Farm(delivery: .flood, receiver: receiver, injection: injection)
+        let farm = try Farm(delivery: .flood, injection: injection)
         defer { farm.stop() }
         let count = 3000
         let (received, expected) = try Self.exchange(farm, count: count)
@@ -188,12 +182,6 @@ struct EngineEndToEndTests {
         #expect(counters.allSatisfy { $0.dropped(.badIPv4Header) == UInt64(count / 100) })
         #expect(counters.allSatisfy { $0.dropped(.tapWriteFailed) == 0 })
         #expect(counters[0].delivered + counters[1].delivered == UInt64(count + 1))
-    }
-
-    @Test func batchedWritesNeedTheDirectRing() throws {
-        #expect(throws: SystemCallError.self) {
-            try Farm(delivery: .flood, receiver: .libpcap, injection: .ioUring).stop()
-        }
     }
 
     @Test func directedWorksOnASwitchThatNeverFloods() throws {

@@ -5,21 +5,21 @@ import Glibc
 /// one system call per batch instead of one per frame.
 ///
 /// - Warning: a queued frame's bytes must stay valid until `flush` returns; `RingPort` keeps its block until then.
-final class TapRingWriter {
+final class TapBatchWriter: FrameSink {
     private let ring: OpaquePointer
-    private let fd: Int32
+    private let tap: TapWriter
     private var queued: UInt32 = 0
     /// Submission queue depth: a flush happens at the latest every this many frames.
     static let depth: UInt32 = 256
 
     /// - Throws: `SystemCallError` when io_uring is not available (the corresponding C function is
     ///   `io_uring_queue_init`).
-    init(tapDescriptor: Int32) throws(SystemCallError) {
+    init(tap: TapWriter) throws(SystemCallError) {
         guard let ring = vipfarm_uring_create(Self.depth) else {
             throw SystemCallError("io_uring_queue_init", "set up io_uring for TAP writes")
         }
         self.ring = ring
-        fd = tapDescriptor
+        self.tap = tap
     }
 
     deinit {
@@ -31,7 +31,7 @@ final class TapRingWriter {
     func queue(_ frame: UnsafeRawBufferPointer) -> (written: UInt32, failed: UInt32) {
         var result: (written: UInt32, failed: UInt32) = (0, 0)
         if queued == Self.depth { result = flush() }
-        if vipfarm_uring_queue_write(ring, fd, frame.baseAddress, UInt32(frame.count)) == 0 {
+        if vipfarm_uring_queue_write(ring, tap.fd, frame.baseAddress, UInt32(frame.count)) == 0 {
             queued += 1
         } else {
             result.failed += 1
