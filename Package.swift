@@ -54,10 +54,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Virtual networks in namespaces for tests, benchmarks and the demo: testbed, farm, applications, probes.
+        .target(name: "Testbed", dependencies: ["Hashing", "TapEngine", "RouteSetup"]),
+
         .executableTarget(
             name: "lbbench",
             dependencies: [
-                "Hashing", "TapEngine", "RouteSetup",
+                "Hashing", "TapEngine", "RouteSetup", "Testbed",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // Counts mallocs for `lbbench frames` (loaded with LD_PRELOAD, which lbbench arranges itself).
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
@@ -65,15 +68,15 @@ let package = Package(
         ),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "TapEngineTests", dependencies: ["TapEngine", "Hashing", "RouteSetup", "lbbench"]),
+        .testTarget(name: "TapEngineTests", dependencies: ["TapEngine", "Hashing", "RouteSetup", "Testbed"]),
         .testTarget(name: "RouteSetupTests", dependencies: ["RouteSetup"]),
         .testTarget(
             name: "lbnodeTests",
             dependencies: [
-                "lbnode", "lbbench", "RouteSetup", "Hashing", "TapEngine",
+                "lbnode", "Testbed", "RouteSetup", "Hashing", "TapEngine",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Hashing", "TapEngine", "RouteSetup"]),
+        .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Testbed", "Hashing", "TapEngine", "RouteSetup"]),
     ]
 )

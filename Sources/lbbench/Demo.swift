@@ -2,6 +2,7 @@ import Foundation
 import Hashing
 import RouteSetup
 import TapEngine
+import Testbed
 
 /// `lbbench demo`: a farm of three servers on a virtual network, clients talking to its VIP, a server failing and
 /// coming back, shown live; then a summary. Everything it builds is removed at the end, also on failure or Ctrl-C.

@@ -3,6 +3,7 @@ import Hashing
 import RouteSetup
 import Synchronization
 import TapEngine
+import Testbed
 
 /// `lbbench engine`: one client, a switch, two servers with a UDP sink each; a generator (`sendmmsg` on AF_PACKET)
 /// sends 64-byte UDP frames from many client addresses and ports to the VIP's MAC. Three paths on fresh testbeds in
@@ -57,7 +58,7 @@ struct EngineBenchmark {
     /// it as fast as it can (half the frames are its own and go into the TAP; no socket listens, so the kernel
     /// drops them after IP, as in the research's "no listener" ceiling).
     func drain() throws -> EngineReport.Drain {
-        let testbed = try Testbed(.init(servers: 1, clients: 1))
+        let testbed = try VirtualNetwork(.init(servers: 1, clients: 1))
         defer { testbed.down() }
         let stateDirectory = NSTemporaryDirectory() + "lbbench-drain-\(testbed.id)"
         defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
@@ -120,7 +121,7 @@ struct EngineBenchmark {
     }
 
     func trial(_ path: Path, rate: Int) throws -> EngineReport.Trial {
-        let testbed = try Testbed(.init(servers: servers, clients: 1))
+        let testbed = try VirtualNetwork(.init(servers: servers, clients: 1))
         defer { testbed.down() }
         progress("testbed \(testbed.id) is up")
         let stateDirectory = NSTemporaryDirectory() + "lbbench-engine-\(testbed.id)"

@@ -2,6 +2,7 @@ import Foundation
 import Hashing
 import RouteSetup
 import TapEngine
+import Testbed
 
 /// `lbbench failover` on the testbed: per trial a fresh three-server farm with the default heartbeat settings, a
 /// steady stream from many UDP and TCP client flows, one server made to fail, and the probe's record read into a
@@ -94,7 +95,7 @@ enum FailoverSystem: String, CaseIterable, Codable, Sendable {
 
 /// A pair or farm that a failover trial can fail.
 protocol FailoverSubject: AnyObject {
-    var testbed: Testbed { get }
+    var testbed: VirtualNetwork { get }
     var vip: IPAddress { get }
     func fail(_ number: Int, _ mode: FailureMode) throws
     func stop()
@@ -123,4 +124,21 @@ extension VirtualFarm: FailoverSubject {
         case .manual: break
         }
     }
+}
+
+extension KeepalivedPair: FailoverSubject {
+    func fail(_ number: Int, _ mode: FailureMode) throws {
+        switch mode {
+        case .kill: signal(number, SIGKILL)
+        case .stop: signal(number, SIGSTOP)
+        case .link:
+            let port = testbed.servers[number - 1].switchPort
+            try testbed.switchNamespace.run { () throws(NetlinkError) in
+                try NetlinkSocket().changeLink(named: port, LinkChange(up: false))
+            }
+        case .drain: signal(number, SIGTERM)  // keepalived's graceful stop: it sends priority 0, the backup takes over
+        case .manual: break
+        }
+    }
+
 }

@@ -1,3 +1,5 @@
+import Testbed
+
 /// How one server is made to fail.
 enum FailureMode: String, CaseIterable, Codable, Sendable {
     /// SIGKILL of its lbnode: silence, detected after `dead_after` intervals.

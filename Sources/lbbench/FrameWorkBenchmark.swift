@@ -2,6 +2,7 @@ import Foundation
 import Hashing
 import MallocInterposerSwift
 import TapEngine
+import Testbed
 
 /// `lbbench frames`: the engine's own Swift work per frame (parse + decide, no system call) over a million frames,
 /// and the heap allocations it makes, counted by a malloc interposer.

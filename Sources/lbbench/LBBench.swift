@@ -1,6 +1,7 @@
 import ArgumentParser
 import RouteSetup
 import TapEngine
+import Testbed
 
 /// `lbbench`: the vipfarm benchmark suite.
 @main

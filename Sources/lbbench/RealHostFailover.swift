@@ -1,5 +1,6 @@
 import Foundation
 import Hashing
+import Testbed
 
 /// `lbbench failover --vip ADDR` on a client of a real farm (hosts or VMs running `lbnode run` and `lbbench serve`):
 /// the same probe and figures as on the testbed. The user fails a server by hand while the traffic runs, or gives a

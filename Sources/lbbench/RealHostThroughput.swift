@@ -1,5 +1,6 @@
 import Foundation
 import Hashing
+import Testbed
 
 /// `lbbench pps --vip ADDR` on a client of a real farm (servers running `lbnode run` and `lbbench serve`): UDP
 /// requests from many client flows at a paced rate, every reply counted per server by the ID the echo application

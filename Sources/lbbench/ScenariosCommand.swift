@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hashing
+import Testbed
 
 /// `lbbench scenarios`: does the farm work in networks nobody told us about?
 struct ScenariosCommand: ParsableCommand {
@@ -21,7 +22,7 @@ struct ScenariosCommand: ParsableCommand {
     /// One kind of network.
     struct Variant {
         var name: String
-        var testbed: Testbed.Description
+        var testbed: VirtualNetwork.Description
         var vip = "198.18.0.100"
         /// Delivery modes that cannot work here.
         var expectedToFail: Set<String> = []

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Hashing
+import Testbed
 
 /// `lbbench serve`: the echo application, for a farm of real hosts.
 struct ServeCommand: ParsableCommand {

@@ -3,6 +3,7 @@ import Foundation
 import Hashing
 import RouteSetup
 import TapEngine
+import Testbed
 
 /// `lbbench steady`: no false failover while the engines run flat out.
 struct SteadyCommand: ParsableCommand {
@@ -61,7 +62,7 @@ struct SteadyCommand: ParsableCommand {
                         source: IPAddress(bytes: client.address.bytes)!, destination: farm.vip,
                         sourcePort: UInt16(10000 + index), destinationPort: 9, payload: Array(repeating: 0, count: 18))
                 }
-                return try FrameBlaster(interface: Testbed.hostInterface, frames: frames)
+                return try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames)
             }
         }
         let before = (1...3).map { farm.log($0).split(separator: "\n").count }

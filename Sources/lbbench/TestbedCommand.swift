@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RouteSetup
+import Testbed
 
 /// `lbbench testbed up|down`: a virtual network to look around in.
 struct TestbedCommand: ParsableCommand {
@@ -31,12 +32,12 @@ struct TestbedCommand: ParsableCommand {
         var clients = 2
 
         func validate() throws {
-            try Testbed.Description(servers: servers, clients: clients).validate()
+            try VirtualNetwork.Description(servers: servers, clients: clients).validate()
         }
 
         func run() throws {
             try requireRoot()
-            let testbed = try Testbed(.init(servers: servers, clients: clients))
+            let testbed = try VirtualNetwork(.init(servers: servers, clients: clients))
             do {
                 try FileManager.default.createDirectory(
                     atPath: TestbedCommand.registryDirectory,
@@ -47,7 +48,7 @@ struct TestbedCommand: ParsableCommand {
             }
             var table = TextTable(
                 title: "testbed \(testbed.id) (switch: namespace \(testbed.switchNamespace.name), "
-                    + "bridge \(Testbed.bridgeName))", header: ["host", "namespace", "interface", "address", "mac"])
+                    + "bridge \(VirtualNetwork.bridgeName))", header: ["host", "namespace", "interface", "address", "mac"])
             for host in testbed.hosts {
                 table.add([
                     "\(host.role.rawValue) \(host.number)", host.namespace.name, testbed.hostInterface,
@@ -80,13 +81,13 @@ struct TestbedCommand: ParsableCommand {
             try requireRoot()
             let removed: [String]
             if all {
-                removed = Testbed.removeAll()
+                removed = VirtualNetwork.removeAll()
                 try? FileManager.default.removeItem(atPath: registryDirectory)
             } else {
                 let ids =
                     id.map { [$0] }
                     ?? ((try? FileManager.default.contentsOfDirectory(atPath: registryDirectory)) ?? [])
-                removed = ids.flatMap { Testbed.remove(id: $0) }
+                removed = ids.flatMap { VirtualNetwork.remove(id: $0) }
                 for id in ids { try? FileManager.default.removeItem(atPath: "\(registryDirectory)/\(id)") }
             }
             print(
@@ -102,7 +103,7 @@ struct TestbedCommand: ParsableCommand {
 /// Tells the user about testbed namespaces on the machine (another run's, or a crashed one's) and how to remove them;
 /// it does not remove them itself, since another lbbench may be using them.
 func warnAboutLeftovers() {
-    let names = Testbed.allNamespaces
+    let names = VirtualNetwork.allNamespaces
     guard !names.isEmpty else { return }
     let ids = Set(names.map { $0.split(separator: "-").dropFirst().first.map(String.init) ?? "" }).sorted()
     FileHandle.standardError.write(

@@ -65,6 +65,9 @@ struct StatusCommand: ParsableCommand {
             "  engine: "
                 + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                 .joined(separator: " "))
+        print(
+            "  received with offload metadata: "
+                + status.offloads.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         if !status.heartbeatsRejected.isEmpty {
             print(
                 "  heartbeats rejected: "

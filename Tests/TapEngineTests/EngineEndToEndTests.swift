@@ -4,7 +4,7 @@ import RouteSetup
 import Testing
 
 @testable import TapEngine
-@testable import lbbench
+@testable import Testbed
 
 /// Privileged tests need root; under CI (`CI` set) they always run, so a missing privilege fails there.
 let privileged = Testing.ConditionTrait.enabled(
@@ -21,7 +21,7 @@ struct EngineEndToEndTests {
 
     /// The farm: testbed, setup on each server, an engine and a UDP sink per server; all removed by `stop`.
     final class Farm {
-        let testbed: Testbed
+        let testbed: VirtualNetwork
         let engines: [Engine]
         let sinks: [DatagramSocket]
         let table: BucketTable
@@ -35,7 +35,7 @@ struct EngineEndToEndTests {
             injection: EngineConfiguration.Injection = .ioUring
         ) throws {
             self.vip = vip
-            testbed = try Testbed(
+            testbed = try VirtualNetwork(
                 .init(servers: 2, clients: 1, unknownUnicastFlooding: switchFloods, ipv6: !vip.isIPv4))
             let vipPrefix = IPPrefix(bytes: vip.bytes, prefixLength: vip.bytes.count * 8)!
             let mac = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
@@ -106,7 +106,7 @@ struct EngineEndToEndTests {
         }
 
         /// Runs `body` in the client's namespace with a packet socket on its eth0.
-        func fromClient(_ body: (FrameSender, Testbed.Host) throws -> Void) throws {
+        func fromClient(_ body: (FrameSender, VirtualNetwork.Host) throws -> Void) throws {
             let client = testbed.clients[0]
             let result: Result<Void, Error> = try client.namespace.run { () throws(NetlinkError) in
                 Result { try body(try FrameSender(interface: "eth0"), client) }

@@ -2,6 +2,7 @@ import Foundation
 import RouteSetup
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 @Suite(privileged, .serialized)
@@ -20,6 +21,6 @@ struct DemoTests {
         #expect(summary.newOnReturned > 0, "\(output)")
         #expect(output.contains("Server 2 down"))
         #expect(!summary.testbedID.isEmpty)
-        #expect(!NetworkNamespace.all().contains { $0.hasPrefix("\(Testbed.namePrefix)\(summary.testbedID)-") })
+        #expect(!NetworkNamespace.all().contains { $0.hasPrefix("\(VirtualNetwork.namePrefix)\(summary.testbedID)-") })
     }
 }

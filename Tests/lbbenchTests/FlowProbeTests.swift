@@ -3,6 +3,7 @@ import RouteSetup
 import TapEngine
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 /// The failover probe on a stable farm: what it records must be exact before it can measure a failover.

@@ -2,6 +2,7 @@ import Foundation
 import RouteSetup
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 /// An interrupted benchmark leaves no testbed behind.
@@ -26,11 +27,11 @@ struct InterruptTests {
         let id = try #require(
             text.split(separator: "\n").first { $0.contains(" is up") }?
                 .split(separator: " ").dropFirst(3).first.map(String.init))
-        #expect(NetworkNamespace.all().contains { $0.hasPrefix("\(Testbed.namePrefix)\(id)-") })
+        #expect(NetworkNamespace.all().contains { $0.hasPrefix("\(VirtualNetwork.namePrefix)\(id)-") })
         process.interrupt()  // SIGINT to this child, by its PID
         process.waitUntilExit()
         let rest = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus == 128 + SIGINT, "\(text)\(rest)")
-        #expect(!NetworkNamespace.all().contains { $0.hasPrefix("\(Testbed.namePrefix)\(id)-") })
+        #expect(!NetworkNamespace.all().contains { $0.hasPrefix("\(VirtualNetwork.namePrefix)\(id)-") })
     }
 }

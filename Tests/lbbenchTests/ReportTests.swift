@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 /// What the failover and throughput reports compute from their records, and the SVG they draw.

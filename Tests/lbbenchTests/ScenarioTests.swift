@@ -3,6 +3,7 @@ import RouteSetup
 import TapEngine
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 /// Networks nobody told us about, and the keepalived reference of the failover benchmark.

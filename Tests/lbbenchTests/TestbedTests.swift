@@ -4,6 +4,7 @@ import RouteSetup
 import TapEngine
 import Testing
 
+@testable import Testbed
 @testable import lbbench
 
 /// Privileged tests need root; under CI (`CI` set) they always run, so a missing privilege fails there.
@@ -15,7 +16,7 @@ let privileged = Testing.ConditionTrait.enabled(
 struct TestbedTests {
     @Test func upBuildsTheNetworkAndDownLeavesNothing() throws {
         let linksBefore = try NetlinkSocket().links().map(\.name)
-        let testbed = try Testbed(.init(servers: 2, clients: 2))
+        let testbed = try VirtualNetwork(.init(servers: 2, clients: 2))
         let names = testbed.namespaceNames
         #expect(names.count == 5)
         #expect(Set(names).isSubset(of: Set(NetworkNamespace.all())))
@@ -25,7 +26,7 @@ struct TestbedTests {
         // Every host is a port of the switch's bridge.
         let ports = try testbed.switchNamespace.run { () throws(NetlinkError) in
             let socket = try NetlinkSocket()
-            let bridge = try socket.requireLink(named: Testbed.bridgeName)
+            let bridge = try socket.requireLink(named: VirtualNetwork.bridgeName)
             return try socket.links().filter { $0.masterIndex == bridge.index }.map(\.name).sorted()
         }
         #expect(ports == ["c1", "c2", "s1", "s2"])
@@ -36,7 +37,7 @@ struct TestbedTests {
     }
 
     @Test func clientsReachServersThroughTheSwitch() throws {
-        let testbed = try Testbed(.init(servers: 2, clients: 1))
+        let testbed = try VirtualNetwork(.init(servers: 2, clients: 1))
         defer { testbed.down() }
         let server = IPAddress(bytes: testbed.servers[1].address.bytes)!
         let client = IPAddress(bytes: testbed.clients[0].address.bytes)!
@@ -54,18 +55,18 @@ struct TestbedTests {
 
     @Test func aFailedBuildRemovesWhatItMadeAndNothingElse() throws {
         // Another run's switch namespace holds the name this build wants: the build fails, and the other stays.
-        let id = Testbed.randomID()
-        let other = try NetworkNamespace.create(named: "\(Testbed.namePrefix)\(id)-s1")
+        let id = VirtualNetwork.randomID()
+        let other = try NetworkNamespace.create(named: "\(VirtualNetwork.namePrefix)\(id)-s1")
         defer { try? other.delete() }
-        #expect(throws: NetlinkError.self) { try Testbed(.init(servers: 1, clients: 0), id: id) }
-        #expect(NetworkNamespace.all().filter { $0.hasPrefix("\(Testbed.namePrefix)\(id)-") } == [other.name])
+        #expect(throws: NetlinkError.self) { try VirtualNetwork(.init(servers: 1, clients: 0), id: id) }
+        #expect(NetworkNamespace.all().filter { $0.hasPrefix("\(VirtualNetwork.namePrefix)\(id)-") } == [other.name])
     }
 
     @Test func removeCleansUpWhatACrashedRunLeft() throws {
-        let id = Testbed.randomID()
-        let testbed = try Testbed(.init(servers: 1, clients: 1), id: id)
+        let id = VirtualNetwork.randomID()
+        let testbed = try VirtualNetwork(.init(servers: 1, clients: 1), id: id)
         testbed.detach()  // as if the process had died
-        #expect(Testbed.remove(id: id).count == 3)
-        #expect(NetworkNamespace.all().allSatisfy { !$0.hasPrefix("\(Testbed.namePrefix)\(id)-") })
+        #expect(VirtualNetwork.remove(id: id).count == 3)
+        #expect(NetworkNamespace.all().allSatisfy { !$0.hasPrefix("\(VirtualNetwork.namePrefix)\(id)-") })
     }
 }

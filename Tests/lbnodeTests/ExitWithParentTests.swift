@@ -2,15 +2,15 @@ import Foundation
 import RouteSetup
 import Testing
 
-@testable import lbbench
+@testable import Testbed
 
 /// A harness that dies (a crash, SIGKILL) must not leave its lbnodes running.
 @Suite(privileged)
 struct ExitWithParentTests {
     @Test func lbnodeLeavesWhenItsParentEnds() throws {
-        let testbed = try Testbed(.init(servers: 1, clients: 0))
+        let testbed = try VirtualNetwork(.init(servers: 1, clients: 0))
         defer { testbed.down() }
-        let directory = NSTemporaryDirectory() + "vipfarm-parent-\(Testbed.randomID())"
+        let directory = NSTemporaryDirectory() + "vipfarm-parent-\(VirtualNetwork.randomID())"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Data(repeating: 7, count: 32).write(to: URL(fileURLWithPath: "\(directory)/key"))

@@ -5,7 +5,7 @@ import RouteSetup
 import TapEngine
 import Testing
 
-@testable import lbbench
+@testable import Testbed
 @testable import lbnode
 
 /// Three servers running `lbnode run` and the echo application on a testbed (lbbench's `VirtualFarm`), a client
@@ -227,7 +227,7 @@ struct FarmEndToEndTests {
     }
 
     @Test func aFailingCheckerTakesTheNodeOutUntilItPasses() throws {
-        let flag = NSTemporaryDirectory() + "vipfarm-check-\(Testbed.randomID())"
+        let flag = NSTemporaryDirectory() + "vipfarm-check-\(VirtualNetwork.randomID())"
         defer { try? FileManager.default.removeItem(atPath: flag) }
         let farm = try Self.farm {
             $0.extraConfig[2] = """

@@ -275,6 +275,7 @@ final class Daemon: @unchecked Sendable {
             leader: membership.leader?.rawValue, delivery: config.farm.delivery.rawValue, agreed: membership.agreed,
             generation: states.generation, members: members.sorted { $0.id < $1.id }, flows: engine.flowCount,
             engine: engineFigures,
+            offloads: Dictionary(uniqueKeysWithValues: OffloadKind.allCases.map { ("\($0)", counters.received($0)) }),
             heartbeatsRejected: Dictionary(uniqueKeysWithValues: gate.rejected.map { ($0.key.rawValue, $0.value) }),
             lastChange: lastChange, lastFailover: lastFailover)
         status.withLock { $0 = snapshot }

@@ -107,6 +107,11 @@ final class MetricsServer: @unchecked Sendable {
         for (name, value) in status.engine.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_engine_total{\(labels),counter=\"\(name)\"} \(value)")
         }
+        lines.append("# HELP vipfarm_offload_frames_total Received frames by the offload metadata they carried.")
+        lines.append("# TYPE vipfarm_offload_frames_total counter")
+        for (kind, value) in status.offloads.sorted(by: { $0.key < $1.key }) {
+            lines.append("vipfarm_offload_frames_total{\(labels),kind=\"\(kind)\"} \(value)")
+        }
         lines.append("# TYPE vipfarm_heartbeats_rejected_total counter")
         for (reason, value) in status.heartbeatsRejected.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_heartbeats_rejected_total{\(labels),reason=\"\(reason)\"} \(value)")

@@ -19,6 +19,9 @@ struct NodeStatus: Codable, Sendable {
     var members: [Member]
     var flows: Int
     var engine: [String: UInt64]
+    /// Received frames by the offload metadata they carried (`OffloadKind`): how much of the traffic came merged or
+    /// with partial checksums. Every kind is listed, zeros too.
+    var offloads: [String: UInt64]
     var heartbeatsRejected: [String: UInt64]
     var lastChange: String?
     var lastFailover: String?

@@ -12,22 +12,22 @@ import TapEngine
 /// connection has one request outstanding at a time (the echo server answers per read, so two requests in one
 /// segment would come back as one reply); a UDP flow sends every interval. The sockets belong to the network namespace of the thread that creates the probe; its two threads (sender and
 /// receiver) may run anywhere.
-final class FlowProbe: @unchecked Sendable {
+public final class FlowProbe: @unchecked Sendable {
     /// What one flow saw. Written by the receiver thread only, read after `stop()`.
-    struct Record {
-        let isTCP: Bool
-        var sent = 0
+    public struct Record {
+        public let isTCP: Bool
+        public var sent = 0
         /// (time in ns since the probe started, sequence number, server ID), in arrival order.
-        var replies: [(time: Int64, sequence: UInt32, server: UInt16)] = []
+        public var replies: [(time: Int64, sequence: UInt32, server: UInt16)] = []
         /// When the connection was reset or closed (TCP), in ns since the probe started.
-        var resetAt: Int64?
+        public var resetAt: Int64?
     }
 
-    let intervalNanoseconds: Int64
+    public let intervalNanoseconds: Int64
     private let descriptors: [Int32]
-    private(set) var records: [Record]
+    public private(set) var records: [Record]
     private let clock = ContinuousClock()
-    let started = ContinuousClock.now
+    public let started = ContinuousClock.now
     private let stopRequested = Mutex(false)
     private let done = DispatchSemaphore(value: 0)
     private var running = false
@@ -35,32 +35,32 @@ final class FlowProbe: @unchecked Sendable {
     private let outstanding: Mutex<[Bool]>
 
     /// What a live display reads while the probe runs.
-    struct Live: Sendable {
+    public struct Live: Sendable {
         /// Replies by server ID.
-        var answered: [UInt16: Int] = [:]
+        public var answered: [UInt16: Int] = [:]
         /// Per flow, the server of its last reply (0: none yet).
-        var lastServer: [UInt16]
+        public var lastServer: [UInt16]
         /// Per flow, when its last reply came (ns since the probe started).
-        var lastTime: [Int64]
+        public var lastTime: [Int64]
         /// Per flow, whether it was reset (TCP).
-        var reset: [Bool]
+        public var reset: [Bool]
     }
     private let live: Mutex<Live>
 
     /// A copy of the live counts.
-    var snapshot: Live { live.withLock { $0 } }
+    public var snapshot: Live { live.withLock { $0 } }
 
     /// Whether flow `index` is a TCP connection.
-    func isTCP(_ index: Int) -> Bool { index >= udpCount }
-    let udpCount: Int
+    public func isTCP(_ index: Int) -> Bool { index >= udpCount }
+    public let udpCount: Int
     /// UDP requests are padded to this size (the throughput benchmark's frame size).
-    let udpRequestBytes: Int
+    public let udpRequestBytes: Int
 
     /// Opens `udp` UDP sockets (ports `firstPort`...) and `tcp` TCP connections to `vip`:`port`.
     ///
     /// - Throws: `SystemCallError` when a socket cannot be opened or a connection is not accepted within a second.
     /// - Parameter interface: bind every socket to this interface (`SO_BINDTODEVICE`), on a client with several.
-    init(
+    public init(
         vip: IPAddress, port: UInt16, udp: Int, tcp: Int, firstPort: UInt16, intervalMilliseconds: Double,
         interface: String? = nil, udpRequestBytes: Int = 6
     ) throws(SystemCallError) {
@@ -109,7 +109,7 @@ final class FlowProbe: @unchecked Sendable {
     }
 
     /// `SO_BINDTODEVICE`: the socket sends and receives on `interface` only.
-    static func bindToDevice(_ fd: Int32, _ interface: String) throws(SystemCallError) {
+    public static func bindToDevice(_ fd: Int32, _ interface: String) throws(SystemCallError) {
         let name = Array(interface.utf8CString)
         guard setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(name.count)) == 0 else {
             throw SystemCallError("setsockopt(SO_BINDTODEVICE)", "bind a probe socket to \(interface)")
@@ -117,14 +117,14 @@ final class FlowProbe: @unchecked Sendable {
     }
 
     /// Nanoseconds since the probe was created (monotonic).
-    var now: Int64 { Self.nanoseconds(clock.now - started) }
+    public var now: Int64 { Self.nanoseconds(clock.now - started) }
 
-    static func nanoseconds(_ duration: Duration) -> Int64 {
+    public static func nanoseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     /// Starts the sender and receiver threads.
-    func start() {
+    public func start() {
         running = true
         Thread.detachNewThread { [self] in
             send()
@@ -137,7 +137,7 @@ final class FlowProbe: @unchecked Sendable {
     }
 
     /// Stops sending, waits `lingerMilliseconds` for the last replies, then stops receiving.
-    func stop(lingerMilliseconds: Int = 200) {
+    public func stop(lingerMilliseconds: Int = 200) {
         guard running else { return }
         running = false
         stopRequested.withLock { $0 = true }

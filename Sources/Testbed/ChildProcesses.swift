@@ -3,13 +3,13 @@ import RouteSetup
 
 /// The child processes of a testbed (lbnode, keepalived), each started in a host's namespace and ended by its PID;
 /// registered so that Ctrl-C ends them too.
-final class ChildProcesses {
+public final class ChildProcesses {
     /// By host number.
     private(set) var running: [Int: Process] = [:]
 
     /// Starts `executable` in `namespace` (a process started from a thread inherits the thread's namespace), its
     /// standard output and error appended to `log`.
-    func start(_ number: Int, in namespace: NetworkNamespace, executable: String, arguments: [String], log: String)
+    public func start(_ number: Int, in namespace: NetworkNamespace, executable: String, arguments: [String], log: String)
         throws
     {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -30,17 +30,17 @@ final class ChildProcesses {
     }
 
     /// Sends `signal` to host `number`'s process, if it runs.
-    func signal(_ number: Int, _ signal: Int32) {
+    public func signal(_ number: Int, _ signal: Int32) {
         guard let process = running[number], process.isRunning else { return }
         kill(process.processIdentifier, signal)
     }
 
-    func waitForExit(_ number: Int) {
+    public func waitForExit(_ number: Int) {
         running[number]?.waitUntilExit()
     }
 
     /// Ends every process with `signal` (a frozen one is thawed first) and waits for it. Safe to call twice.
-    func stopAll(with signal: Int32) {
+    public func stopAll(with signal: Int32) {
         for process in running.values where process.isRunning {
             kill(process.processIdentifier, SIGCONT)
             kill(process.processIdentifier, signal)

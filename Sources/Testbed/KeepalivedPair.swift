@@ -5,22 +5,22 @@ import TapEngine
 
 /// The reference for failover: keepalived (VRRPv3) as an active/passive pair on a testbed, each server with the echo
 /// application. Server 1 (priority 150) holds the VIP; server 2 (100) takes it when server 1's advertisements stop.
-final class KeepalivedPair: FailoverSubject {
-    let testbed: Testbed
-    let vip = IPAddress("198.18.0.100")!
-    let directory = NSTemporaryDirectory() + "vipfarm-keepalived-\(Testbed.randomID())"
+public final class KeepalivedPair {
+    public let testbed: VirtualNetwork
+    public let vip = IPAddress("198.18.0.100")!
+    public let directory = NSTemporaryDirectory() + "vipfarm-keepalived-\(VirtualNetwork.randomID())"
     private let processes = ChildProcesses()
     private var echoServers: [EchoServer] = []
 
-    static var installed: Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/keepalived") }
+    public static var installed: Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/keepalived") }
 
     /// - Parameter advertisementSeconds: VRRP's advert_int (keepalived accepts 0.01 and up with VRRPv3; the default is
     ///   1). Server 2 declares server 1 dead after 3 intervals plus a skew of (256 - 100) / 256 of one.
-    init(advertisementSeconds: Double) throws {
+    public init(advertisementSeconds: Double) throws {
         guard Self.installed else {
             throw FarmError("keepalived is not installed: `apt-get install keepalived` (make setup does it)")
         }
-        testbed = try Testbed(.init(servers: 2, clients: 1))
+        testbed = try VirtualNetwork(.init(servers: 2, clients: 1))
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             for server in testbed.servers {
@@ -32,12 +32,12 @@ final class KeepalivedPair: FailoverSubject {
                     }
                     vrrp_instance lbbench {
                         state BACKUP
-                        interface \(Testbed.hostInterface)
+                        interface \(VirtualNetwork.hostInterface)
                         virtual_router_id 51
                         priority \(priority)
                         advert_int \(advertisementSeconds)
                         virtual_ipaddress {
-                            \(vip)/32 dev \(Testbed.hostInterface)
+                            \(vip)/32 dev \(VirtualNetwork.hostInterface)
                         }
                     }
 
@@ -66,7 +66,7 @@ final class KeepalivedPair: FailoverSubject {
     }
 
     /// Waits until server 1 holds the VIP and answers the client.
-    func waitUntilServing(seconds: Double) -> Bool {
+    public func waitUntilServing(seconds: Double) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if let answered = try? exchangeOne(), answered == 1 { return true }
@@ -87,24 +87,10 @@ final class KeepalivedPair: FailoverSubject {
         }.get()
     }
 
-    func fail(_ number: Int, _ mode: FailureMode) throws {
-        switch mode {
-        case .kill: signal(number, SIGKILL)
-        case .stop: signal(number, SIGSTOP)
-        case .link:
-            let port = testbed.servers[number - 1].switchPort
-            try testbed.switchNamespace.run { () throws(NetlinkError) in
-                try NetlinkSocket().changeLink(named: port, LinkChange(up: false))
-            }
-        case .drain: signal(number, SIGTERM)  // keepalived's graceful stop: it sends priority 0, the backup takes over
-        case .manual: break
-        }
-    }
-
     /// Signals server `number`'s VRRP process, the child keepalived started (its PID from the `--vrrp_pid` file): it
     /// is the one that advertises. Killing only the parent would not do: the child, told of its parent's death,
     /// stops gracefully and hands over at once with a priority-0 advertisement.
-    private func signal(_ number: Int, _ signal: Int32) {
+    public func signal(_ number: Int, _ signal: Int32) {
         let pidFile = "\(directory)/v\(number).pid"
         if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let child = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), child > 0
@@ -115,7 +101,7 @@ final class KeepalivedPair: FailoverSubject {
     }
 
     /// Ends keepalived (by PID; a frozen one is thawed first), the echo servers and the testbed.
-    func stop() {
+    public func stop() {
         processes.stopAll(with: SIGKILL)
         for server in echoServers { server.stop() }
         echoServers = []

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import RouteSetup
 
@@ -7,29 +6,43 @@ import RouteSetup
 ///
 /// Addresses come from 198.18.0.0/15 (reserved for benchmarking) and no namespace has a route out. Every name
 /// carries the testbed's random ID (`vf-<id>-...`), so parallel or crashed runs never collide, and `down` (or
-/// `deinit`) removes everything; `Testbed.removeAll()` removes what crashed runs left.
-final class Testbed {
+/// `deinit`) removes everything; `VirtualNetwork.removeAll()` removes what crashed runs left.
+public final class VirtualNetwork {
     /// What to build.
-    struct Description: Codable, Sendable {
-        var servers: Int
-        var clients: Int
+    public struct Description: Codable, Sendable {
+        public var servers: Int
+        public var clients: Int
         /// Whether the switch floods unicast frames for unknown MACs to every port, as physical switches do. Off, it
         /// is a switch where `flood` delivery cannot work and `directed` must.
-        var unknownUnicastFlooding = true
+        public var unknownUnicastFlooding = true
         /// Whether hosts also get IPv6 addresses, from 2001:2::/48 (reserved for benchmarking, RFC 5180).
-        var ipv6 = false
+        public var ipv6 = false
         /// Whether the clients sit behind a router (a namespace forwarding between two switches): the servers are
         /// 198.18.0.0/24, the clients 198.19.0.0/24, and the router learns the VIP by ordinary ARP.
-        var routedClients = false
+        public var routedClients = false
         /// An 802.1Q VLAN: every host's addresses are on `eth0.<id>`, so every frame on the switch is tagged.
-        var vlan: UInt16? = nil
+        public var vlan: UInt16? = nil
         /// What the hosts' NICs do with checksums and segments.
-        var offloads = Offloads.kernelDefaults
+        public var offloads = Offloads.kernelDefaults
         /// The MTU of every cable, bridge and host interface (nil: the kernel's 1500); 9000 for jumbo frames.
-        var mtu: UInt32? = nil
+        public var mtu: UInt32? = nil
+
+        public init(
+            servers: Int, clients: Int, unknownUnicastFlooding: Bool = true, ipv6: Bool = false,
+            routedClients: Bool = false, vlan: UInt16? = nil, offloads: Offloads = .kernelDefaults, mtu: UInt32? = nil
+        ) {
+            self.servers = servers
+            self.clients = clients
+            self.unknownUnicastFlooding = unknownUnicastFlooding
+            self.ipv6 = ipv6
+            self.routedClients = routedClients
+            self.vlan = vlan
+            self.offloads = offloads
+            self.mtu = mtu
+        }
 
         /// The offload shape of the testbed's NICs.
-        enum Offloads: String, Codable, Sendable, CaseIterable {
+        public enum Offloads: String, Codable, Sendable, CaseIterable {
             /// A real host's: every veth keeps the kernel's offloads (transmit checksum offload and TSO, as a VM's or
             /// a container's NIC sends), and server ports merge received segments (GRO on the server's `eth0`, TSO
             /// off on the switch side so the switch hands it segments to merge), as a physical NIC or virtio-net
@@ -41,29 +54,29 @@ final class Testbed {
         }
 
         /// At most 200 of each, so addresses stay in one /24 per role.
-        func validate() throws {
-            guard (1...200).contains(servers) else { throw ValidationError("--servers must be from 1 to 200") }
-            guard (0...200).contains(clients) else { throw ValidationError("--clients must be from 0 to 200") }
+        public func validate() throws {
+            guard (1...200).contains(servers) else { throw FarmError("--servers must be from 1 to 200") }
+            guard (0...200).contains(clients) else { throw FarmError("--clients must be from 0 to 200") }
         }
     }
 
     /// One namespace on the switch.
-    struct Host: Sendable {
-        enum Role: String, Codable, Sendable { case server, client }
-        let role: Role
+    public struct Host: Sendable {
+        public enum Role: String, Codable, Sendable { case server, client }
+        public let role: Role
         /// 1-based, per role.
-        let number: Int
-        let namespace: NetworkNamespace
+        public let number: Int
+        public let namespace: NetworkNamespace
         /// The bridge port on the switch side.
-        let switchPort: String
-        let address: IPPrefix
+        public let switchPort: String
+        public let address: IPPrefix
         /// 2001:2::11, ... for servers, 2001:2::1:1, ... for clients, when the testbed has IPv6.
-        let address6: IPPrefix?
-        let mac: HardwareAddress?
+        public let address6: IPPrefix?
+        public let mac: HardwareAddress?
 
         /// Servers are 198.18.0.11, .12, ...; clients 198.18.1.1, .2, ...; all in 198.18.0.0/15. Behind a router,
         /// servers are 198.18.0.11/24, ... and clients 198.19.0.11/24, ...
-        static func address(role: Role, number: Int, routed: Bool = false) -> IPPrefix {
+        public static func address(role: Role, number: Int, routed: Bool = false) -> IPPrefix {
             switch (role, routed) {
             case (.server, false): IPPrefix("198.18.0.\(10 + number)/15")!
             case (.client, false): IPPrefix("198.18.1.\(number)/15")!
@@ -72,7 +85,7 @@ final class Testbed {
             }
         }
 
-        static func address6(role: Role, number: Int) -> IPPrefix {
+        public static func address6(role: Role, number: Int) -> IPPrefix {
             switch role {
             case .server: IPPrefix("2001:2::\(10 + number)/64")!
             case .client: IPPrefix("2001:2::1:\(number)/64")!
@@ -81,29 +94,29 @@ final class Testbed {
     }
 
     /// Every testbed namespace starts with this.
-    static let namePrefix = "vf-"
+    public static let namePrefix = "vf-"
     /// The cable of every host.
-    static let hostInterface = "eth0"
+    public static let hostInterface = "eth0"
 
     /// The interface with the host's addresses: the cable, or its VLAN interface.
-    var hostInterface: String { description.vlan.map { "\(Self.hostInterface).\($0)" } ?? Self.hostInterface }
+    public var hostInterface: String { description.vlan.map { "\(Self.hostInterface).\($0)" } ?? Self.hostInterface }
     /// The bridge in the switch namespace.
-    static let bridgeName = "br0"
+    public static let bridgeName = "br0"
     /// The clients' bridge, behind the router (`routedClients`).
-    static let clientBridgeName = "br1"
+    public static let clientBridgeName = "br1"
 
-    let id: String
-    let description: Description
-    let switchNamespace: NetworkNamespace
-    private(set) var hosts: [Host] = []
+    public let id: String
+    public let description: Description
+    public let switchNamespace: NetworkNamespace
+    public private(set) var hosts: [Host] = []
     /// The namespaces this object created, removed by `down`.
     fileprivate var created: [NetworkNamespace] = []
 
-    var servers: [Host] { hosts.filter { $0.role == .server } }
-    var clients: [Host] { hosts.filter { $0.role == .client } }
+    public var servers: [Host] { hosts.filter { $0.role == .server } }
+    public var clients: [Host] { hosts.filter { $0.role == .client } }
 
     /// Builds the testbed; if any step fails, what was built is removed before the error is thrown.
-    init(_ description: Description, id: String = Testbed.randomID()) throws {
+    public init(_ description: Description, id: String = VirtualNetwork.randomID()) throws {
         try description.validate()
         self.id = id
         self.description = description
@@ -138,42 +151,42 @@ final class Testbed {
     }
 
     /// The namespace names of this testbed.
-    var namespaceNames: [String] { [switchNamespace.name] + hosts.map(\.namespace.name) }
+    public var namespaceNames: [String] { [switchNamespace.name] + hosts.map(\.namespace.name) }
 
     /// Removes every namespace the testbed created (their veths and the bridge go with them). Safe to call twice.
-    func down() {
+    public func down() {
         for namespace in created.reversed() { try? namespace.delete() }
         created = []
         TestbedRegistry.unregister(id)
     }
 
     /// Leaves the testbed running after this object is gone (`lbbench testbed up`).
-    func detach() {
+    public func detach() {
         created = []
         TestbedRegistry.unregister(id)
     }
 
     /// Removes the namespaces of the testbed `id`; returns their names.
     @discardableResult
-    static func remove(id: String) -> [String] {
+    public static func remove(id: String) -> [String] {
         let names = NetworkNamespace.all().filter { $0.hasPrefix("\(namePrefix)\(id)-") }
         for name in names { try? NetworkNamespace(named: name).delete() }
         return names
     }
 
     /// Every testbed namespace on the machine (`vf-*`): this run's, another's, or a crashed one's.
-    static var allNamespaces: [String] { NetworkNamespace.all().filter { $0.hasPrefix(namePrefix) } }
+    public static var allNamespaces: [String] { NetworkNamespace.all().filter { $0.hasPrefix(namePrefix) } }
 
     /// Removes every testbed namespace on the machine (`vf-*`), including those of crashed runs; returns their names.
     @discardableResult
-    static func removeAll() -> [String] {
+    public static func removeAll() -> [String] {
         let names = allNamespaces
         for name in names { try? NetworkNamespace(named: name).delete() }
         return names
     }
 
     /// Eight hex digits.
-    static func randomID() -> String {
+    public static func randomID() -> String {
         let value = UInt32.random(in: 0...UInt32.max)
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 8 - hex.count) + hex
@@ -247,7 +260,7 @@ final class Testbed {
     }
 }
 
-extension Testbed {
+extension VirtualNetwork {
     /// The router namespace (`routedClients`): `eth0` on the servers' switch (198.18.0.1/24), `eth1` on the clients'
     /// (198.19.0.1/24), forwarding between them.
     fileprivate func addRouter() throws {

@@ -6,46 +6,66 @@ import TapEngine
 /// A farm on a testbed: every server namespace runs `lbnode run` (a child process, started by PID and ended by PID)
 /// and the echo application; clients reach the VIP through the switch. The demo, the failover benchmark, the
 /// scenarios and the end-to-end tests all drive this one harness.
-final class VirtualFarm {
-    struct Options {
-        var testbed = Testbed.Description(servers: 3, clients: 1)
-        var delivery = "directed"
-        var vip = "198.18.0.100"
-        var heartbeatIntervalMilliseconds = 10
-        var deadAfter = 3
+public final class VirtualFarm {
+    public struct Options {
+        public var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
+        public var delivery = "directed"
+        public var vip = "198.18.0.100"
+        public var heartbeatIntervalMilliseconds = 10
+        public var deadAfter = 3
         /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
-        var extraConfig: [Int: String] = [:]
+        public var extraConfig: [Int: String] = [:]
         /// The nodes that start with the farm; the others can be started later (a join).
-        var startNodes: Set<Int>? = nil
+        public var startNodes: Set<Int>? = nil
+        /// Debian's nginx and an iperf3 server on every server (`applications`), and a rule that keeps each
+        /// client's iperf3 connections (control and data) on one node.
+        public var realApplications = false
+
+        public init(
+            testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
+            vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int = 10, deadAfter: Int = 3,
+            extraConfig: [Int: String] = [:], startNodes: Set<Int>? = nil, realApplications: Bool = false
+        ) {
+            self.testbed = testbed
+            self.delivery = delivery
+            self.vip = vip
+            self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
+            self.deadAfter = deadAfter
+            self.extraConfig = extraConfig
+            self.startNodes = startNodes
+            self.realApplications = realApplications
+        }
     }
 
-    static let echoPort: UInt16 = 9000
+    public static let echoPort: UInt16 = 9000
 
-    let options: Options
-    let testbed: Testbed
-    let vip: IPAddress
-    let directory = NSTemporaryDirectory() + "vipfarm-farm-\(Testbed.randomID())"
-    let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    public let options: Options
+    public let testbed: VirtualNetwork
+    public let vip: IPAddress
+    public let directory = NSTemporaryDirectory() + "vipfarm-farm-\(VirtualNetwork.randomID())"
+    public let keyBytes = (0..<32).map { _ in UInt8.random(in: 0...255) }
     /// The `lbnode` of each server, by node number.
-    let processes = ChildProcesses()
+    public let processes = ChildProcesses()
     private var echoServers: [EchoServer] = []
+    /// nginx and iperf3 on every server, with `Options.realApplications`.
+    public private(set) var applications: ApplicationServers?
 
     /// `lbnode`, next to the running executable (`.build/<configuration>/`).
-    static var lbnodePath: String {
+    public static var lbnodePath: String {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
             .appendingPathComponent("lbnode").path
     }
 
     /// Builds the testbed, writes each node's configuration, starts the echo servers and the first nodes. On
     /// failure everything started is stopped and removed again.
-    init(_ options: Options = Options()) throws {
+    public init(_ options: Options = Options()) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.lbnodePath) else {
             throw FarmError("lbnode not found at \(Self.lbnodePath): build both with `swift build` (or -c release)")
         }
         guard let vip = IPAddress(options.vip) else { throw FarmError("bad VIP \(options.vip)") }
         self.options = options
         self.vip = vip
-        testbed = try Testbed(options.testbed)
+        testbed = try VirtualNetwork(options.testbed)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
@@ -54,6 +74,9 @@ final class VirtualFarm {
                     toFile: configPath(server.number), atomically: true, encoding: .utf8)
                 echoServers.append(
                     try EchoServer.started(in: server.namespace, id: server.number, vip: vip, port: Self.echoPort))
+            }
+            if options.realApplications {
+                applications = try ApplicationServers(on: testbed, directory: directory + "/applications")
             }
             for number in (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() {
                 try start(number)
@@ -68,11 +91,11 @@ final class VirtualFarm {
         stop()
     }
 
-    func configPath(_ number: Int) -> String { "\(directory)/n\(number).yaml" }
-    func socketPath(_ number: Int) -> String { "\(directory)/n\(number).sock" }
-    func logPath(_ number: Int) -> String { "\(directory)/log\(number)" }
+    public func configPath(_ number: Int) -> String { "\(directory)/n\(number).yaml" }
+    public func socketPath(_ number: Int) -> String { "\(directory)/n\(number).sock" }
+    public func logPath(_ number: Int) -> String { "\(directory)/log\(number)" }
 
-    private func configuration(for server: Testbed.Host) -> String {
+    private func configuration(for server: VirtualNetwork.Host) -> String {
         let peers = testbed.servers.filter { $0.number != server.number }
             .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
         return """
@@ -88,11 +111,18 @@ final class VirtualFarm {
             peers:
             \(peers)
 
-            """ + (options.extraConfig[server.number] ?? "")
+            """ + (options.realApplications ? Self.iperfRules : "") + (options.extraConfig[server.number] ?? "")
     }
 
+    /// iperf3 opens a control connection and data connections from different ports: one node must get them all.
+    static let iperfRules = """
+        rules:
+          - { protocol: any, ports: "\(ApplicationServers.iperfPort)", mode: balanced, affinity: single }
+
+        """
+
     /// Starts `lbnode run` in server `number`'s namespace; its standard error goes to `logPath(number)`.
-    func start(_ number: Int) throws {
+    public func start(_ number: Int) throws {
         try processes.start(
             number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
             arguments: [
@@ -103,18 +133,18 @@ final class VirtualFarm {
     }
 
     /// Sends `signal` to node `number`'s lbnode, by its PID.
-    func signal(_ number: Int, _ signal: Int32) {
+    public func signal(_ number: Int, _ signal: Int32) {
         processes.signal(number, signal)
     }
 
     /// Waits for node `number`'s lbnode to exit (after a drain or a signal).
-    func waitForExit(_ number: Int) {
+    public func waitForExit(_ number: Int) {
         processes.waitForExit(number)
     }
 
     /// Cuts (or restores) node `number`'s cable: its port on the switch goes down, and with it the carrier of the
     /// server's interface.
-    func setLink(_ number: Int, up: Bool) throws {
+    public func setLink(_ number: Int, up: Bool) throws {
         let port = testbed.servers[number - 1].switchPort
         try testbed.switchNamespace.run { () throws(NetlinkError) in
             try NetlinkSocket().changeLink(named: port, LinkChange(up: up))
@@ -123,20 +153,22 @@ final class VirtualFarm {
 
     /// Ends every lbnode (SIGTERM, by PID; a frozen one is thawed first), the echo servers and the testbed, and
     /// removes the farm's files. Safe to call twice.
-    func stop() {
+    public func stop() {
         processes.stopAll(with: SIGTERM)
         for server in echoServers { server.stop() }
         echoServers = []
+        applications?.stop()
+        applications = nil
         testbed.down()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    func log(_ number: Int) -> String {
+    public func log(_ number: Int) -> String {
         (try? String(contentsOfFile: logPath(number), encoding: .utf8)) ?? ""
     }
 
     /// The view in node `number`'s last view line, e.g. "{1:100, 2:100}".
-    func lastView(_ number: Int) -> String? {
+    public func lastView(_ number: Int) -> String? {
         guard let line = log(number).split(separator: "\n").last(where: { $0.contains(" view ") }),
             let arrow = line.range(of: "-> ", options: .backwards)
         else { return nil }
@@ -145,7 +177,7 @@ final class VirtualFarm {
 
     /// Waits until the last view line of every node in `nodes` shows `view`, then for the engines to take the new
     /// state (the log line comes first; the engine swaps at its next batch) and for one director keepalive (200 ms).
-    func waitForView(_ view: String, nodes: [Int], seconds: Double = 10) -> Bool {
+    public func waitForView(_ view: String, nodes: [Int], seconds: Double = 10) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if nodes.allSatisfy({ lastView($0) == view }) {
@@ -158,7 +190,7 @@ final class VirtualFarm {
     }
 
     /// Runs an lbnode client command (status, drain) against node `number`'s control socket; its standard output.
-    func control(_ arguments: [String], node number: Int) throws -> String {
+    public func control(_ arguments: [String], node number: Int) throws -> String {
         let process = Process()
         let output = Pipe()
         process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
@@ -172,7 +204,7 @@ final class VirtualFarm {
 
     /// Sends datagram `i` (its decimal text) from client port `firstPort + i` for `count` ports, and returns the
     /// request numbers each server answered, by server.
-    func exchange(count: Int, client number: Int = 1, firstPort: UInt16 = 20000) throws -> [Int: [Int]] {
+    public func exchange(count: Int, client number: Int = 1, firstPort: UInt16 = 20000) throws -> [Int: [Int]] {
         let client = testbed.clients[number - 1]
         let source = IPAddress(bytes: (vip.isIPv4 ? client.address : client.address6 ?? client.address).bytes)!
         let sockets = try client.namespace.run { () throws(NetlinkError) in
@@ -211,7 +243,7 @@ final class VirtualFarm {
     }
 
     /// Opens `count` TCP connections from client `number` to the VIP's echo port.
-    func connect(count: Int, client number: Int = 1) throws -> [StreamConnection] {
+    public func connect(count: Int, client number: Int = 1) throws -> [StreamConnection] {
         try testbed.clients[number - 1].namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 var connections: [StreamConnection] = []
@@ -223,7 +255,7 @@ final class VirtualFarm {
 }
 
 /// A farm that could not be built or driven.
-struct FarmError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct FarmError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -2,12 +2,12 @@ import Foundation
 
 /// The in-kernel reference: loads an nftables ruleset with the `nft` command (Debian's nftables) in the calling
 /// thread's namespace. Only the benchmark uses it, to compare vipfarm with what the kernel does alone.
-enum NFTables {
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+public enum NFTables {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    static func apply(_ ruleset: String) throws {
+    public static func apply(_ ruleset: String) throws {
         let candidates = ["/usr/sbin/nft", "/sbin/nft"]
         guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw Failure(description: "nft not found: install nftables (make setup does)")

@@ -4,9 +4,9 @@ import TapEngine
 
 /// A TCP connection to the echo server through the VIP, as a client holds one open across a failover or a handover.
 /// It belongs to the network namespace of the thread that opens it.
-final class StreamConnection {
+public final class StreamConnection {
     /// What became of one request.
-    enum Outcome: Hashable {
+    public enum Outcome: Hashable {
         /// The echo came back from this server.
         case answered(server: Int)
         /// The connection was reset (RST), or refused.
@@ -18,7 +18,7 @@ final class StreamConnection {
     private var fd: Int32
 
     /// Connects within `timeoutMilliseconds`. The corresponding C functions are `socket`, `connect` and `poll`.
-    init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000, interface: String? = nil)
+    public init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000, interface: String? = nil)
         throws(SystemCallError)
     {
         let fd = socket(
@@ -55,13 +55,13 @@ final class StreamConnection {
     }
 
     /// Hands the (non-blocking) socket over to the caller, who closes it.
-    func detach() -> Int32 {
+    public func detach() -> Int32 {
         defer { fd = -1 }
         return fd
     }
 
     /// Sends `payload` and waits up to `timeoutMilliseconds` for its echo.
-    func request(_ payload: [UInt8], timeoutMilliseconds: Int32 = 500) -> Outcome {
+    public func request(_ payload: [UInt8], timeoutMilliseconds: Int32 = 500) -> Outcome {
         guard send(fd, payload, payload.count, Int32(MSG_NOSIGNAL)) == payload.count else { return .reset }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
@@ -74,5 +74,21 @@ final class StreamConnection {
         }
         guard let parsed = EchoServer.parseReply(reply), parsed.payload.elementsEqual(payload) else { return .reset }
         return .answered(server: parsed.server)
+    }
+
+    /// Sends `bytes` and reads until the peer closes (an HTTP/1.0 exchange); nil on a reset or after
+    /// `timeoutMilliseconds` of silence.
+    public func exchangeUntilClosed(_ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {
+        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { return nil }
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while poll(&poller, 1, timeoutMilliseconds) == 1 {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count == 0 { return reply }
+            guard count > 0 || errno == EAGAIN else { return nil }
+            if count > 0 { reply += buffer[0..<count] }
+        }
+        return nil
     }
 }

@@ -4,7 +4,7 @@ import Synchronization
 
 /// The testbeds this process has up, so that an interrupt (Ctrl-C, SIGTERM) removes them before the process exits:
 /// `deinit` does not run when a signal ends a process.
-enum TestbedRegistry {
+public enum TestbedRegistry {
     private static let live = Mutex<Set<String>>([])
     private nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
 
@@ -16,17 +16,17 @@ enum TestbedRegistry {
     private static let interrupted = Mutex(false)
 
     /// Blocks for good when an interrupt is being handled: its handler ends the process.
-    static func yieldToInterrupt() {
+    public static func yieldToInterrupt() {
         while interrupted.withLock({ $0 }) { sleep(1) }
     }
 
-    static func register(_ id: String) { live.withLock { _ = $0.insert(id) } }
-    static func unregister(_ id: String) { live.withLock { _ = $0.remove(id) } }
-    static func register(child: pid_t) { children.withLock { _ = $0.insert(child) } }
-    static func unregister(child: pid_t) { children.withLock { _ = $0.remove(child) } }
+    public static func register(_ id: String) { live.withLock { _ = $0.insert(id) } }
+    public static func unregister(_ id: String) { live.withLock { _ = $0.remove(id) } }
+    public static func register(child: pid_t) { children.withLock { _ = $0.insert(child) } }
+    public static func unregister(child: pid_t) { children.withLock { _ = $0.remove(child) } }
 
     /// On SIGINT, SIGTERM or SIGHUP: remove every registered testbed, say so, and exit with 128 + the signal.
-    static func removeOnInterrupt() {
+    public static func removeOnInterrupt() {
         for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -34,7 +34,7 @@ enum TestbedRegistry {
                 interrupted.withLock { $0 = true }
                 for child in children.withLock({ $0 }) { kill(child, SIGKILL) }
                 let ids = live.withLock { $0 }
-                let removed = ids.flatMap { Testbed.remove(id: $0) }
+                let removed = ids.flatMap { VirtualNetwork.remove(id: $0) }
                 FileHandle.standardError.write(
                     Data(
                         "lbbench: interrupted; removed \(removed.count) testbed namespaces\n".utf8))

@@ -11,9 +11,9 @@ import TapEngine
 /// Its sockets are bound to the VIP with `IP_FREEBIND`, so they can open before the VIP exists and every reply leaves
 /// from the VIP (a UDP socket bound to the wildcard would answer from the server's own address). They belong to the
 /// network namespace of the thread that creates the server; the loop may run on any thread.
-final class EchoServer: @unchecked Sendable {
-    let id: UInt16
-    let port: UInt16
+public final class EchoServer: @unchecked Sendable {
+    public let id: UInt16
+    public let port: UInt16
     private let datagram: Int32
     private let listener: Int32
     private let stopRequested = Mutex(false)
@@ -21,7 +21,7 @@ final class EchoServer: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     /// Opens the sockets. The corresponding C functions are `socket`, `setsockopt`, `bind` and `listen`.
-    init(id: UInt16, vip: IPAddress, port: UInt16) throws(SystemCallError) {
+    public init(id: UInt16, vip: IPAddress, port: UInt16) throws(SystemCallError) {
         self.id = id
         self.port = port
         datagram = try Self.openSocket(type: SOCK_DGRAM, vip: vip, port: port)
@@ -46,7 +46,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     /// An echo server opened in `namespace` and serving on a thread of its own.
-    static func started(in namespace: NetworkNamespace, id: Int, vip: IPAddress, port: UInt16) throws -> EchoServer {
+    public static func started(in namespace: NetworkNamespace, id: Int, vip: IPAddress, port: UInt16) throws -> EchoServer {
         let server = try namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in try EchoServer(id: UInt16(id), vip: vip, port: port) }
         }.get()
@@ -55,7 +55,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     /// Serves on a thread of its own until `stop()`.
-    func start() {
+    public func start() {
         let thread = Thread { [self] in
             serve()
             finished.signal()
@@ -66,7 +66,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     /// Stops the loop (within 100 ms) and closes every connection. Safe to call twice.
-    func stop() {
+    public func stop() {
         guard thread != nil else { return }
         stopRequested.withLock { $0 = true }
         finished.wait()
@@ -74,7 +74,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     /// Serves until `stop()` (or forever, for `lbbench serve`).
-    func serve() {
+    public func serve() {
         var connections: [Int32] = []
         defer { for fd in connections { close(fd) } }
         var buffer = [UInt8](repeating: 0, count: 65536 + 2)
@@ -153,7 +153,7 @@ final class EchoServer: @unchecked Sendable {
     }
 
     /// The server ID at the start of a reply, and the echoed request after it.
-    static func parseReply(_ reply: [UInt8]) -> (server: Int, payload: ArraySlice<UInt8>)? {
+    public static func parseReply(_ reply: [UInt8]) -> (server: Int, payload: ArraySlice<UInt8>)? {
         guard reply.count >= 2 else { return nil }
         return (Int(reply[0]) << 8 | Int(reply[1]), reply[2...])
     }

@@ -1,0 +1,149 @@
+import Foundation
+import RouteSetup
+
+/// Runs a client program to its end in a host's namespace (a process started from a thread inherits the thread's
+/// namespace) and returns its exit status and standard output; killed (by PID) after `timeout` seconds.
+func runToEnd(in namespace: NetworkNamespace, _ executable: String, _ arguments: [String], timeout: Double) throws
+    -> (status: Int32, output: String)
+{
+    let output = Pipe()
+    let process = try namespace.run { () throws(NetlinkError) in
+        Result {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            return process
+        }
+    }.get()
+    TestbedRegistry.register(child: process.processIdentifier)
+    defer { TestbedRegistry.unregister(child: process.processIdentifier) }
+    let timer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    timer.cancel()
+    return (process.terminationStatus, text)
+}
+
+/// wrk, the HTTP load generator (Debian's package): keep-alive connections, as many requests as they can make.
+public enum Wrk {
+    public static let path = "/usr/bin/wrk"
+
+    /// What one run measured.
+    public struct Result: Codable, Sendable {
+        public var requests: Int
+        public var requestsPerSecond: Double
+        /// The 99th percentile of request latency, in milliseconds.
+        public var p99Milliseconds: Double
+        /// Socket errors (connect, read, write, timeout) and answers that were not 2xx or 3xx.
+        public var errors: Int
+    }
+
+    /// Runs wrk from `namespace` against `url` for `seconds`.
+    public static func run(
+        in namespace: NetworkNamespace, url: String, seconds: Int, connections: Int = 32, threads: Int = 1
+    ) throws -> Result {
+        let (status, output) = try runToEnd(
+            in: namespace, path,
+            ["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--latency", "--timeout", "2s", url],
+            timeout: Double(seconds) + 15)
+        guard status == 0, let result = parse(output) else {
+            throw FarmError("wrk against \(url) failed (exit \(status)): \(output)")
+        }
+        return result
+    }
+
+    /// Reads wrk's report: "N requests in", "Requests/sec:", the "99%" latency line, "Socket errors:" and
+    /// "Non-2xx or 3xx responses:".
+    static func parse(_ output: String) -> Result? {
+        var result = Result(requests: 0, requestsPerSecond: 0, p99Milliseconds: 0, errors: 0)
+        var sawRate = false
+        for line in output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let words = line.split(separator: " ").map(String.init)
+            if line.hasPrefix("Requests/sec:"), let rate = Double(words.last ?? "") {
+                result.requestsPerSecond = rate
+                sawRate = true
+            } else if line.contains(" requests in "), let count = Int(words[0]) {
+                result.requests = count
+            } else if words.first == "99%", words.count == 2 {
+                result.p99Milliseconds = milliseconds(words[1]) ?? 0
+            } else if line.hasPrefix("Socket errors:") {
+                result.errors += words.compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
+                    .reduce(0, +)
+            } else if line.hasPrefix("Non-2xx or 3xx responses:"), let count = Int(words.last ?? "") {
+                result.errors += count
+            }
+        }
+        return sawRate ? result : nil
+    }
+
+    /// "812.00us", "2.51ms", "1.20s" in milliseconds.
+    static func milliseconds(_ text: String) -> Double? {
+        for (unit, scale) in [("us", 0.001), ("ms", 1.0), ("s", 1000.0)] where text.hasSuffix(unit) {
+            return Double(text.dropLast(unit.count)).map { $0 * scale }
+        }
+        return nil
+    }
+}
+
+/// iperf3 (Debian's package): bulk TCP in either direction, or UDP at a fixed rate, from a client to a server.
+public enum Iperf3 {
+    /// What one test measured, from iperf3's JSON report.
+    public struct Result: Codable, Sendable {
+        /// Bits per second the receiver got.
+        public var bitsPerSecond: Double
+        /// Bytes the receiver got.
+        public var bytes: Double
+        /// UDP: datagrams lost, in percent (0 for TCP).
+        public var lostPercent: Double
+        /// TCP: segments the sender retransmitted.
+        public var retransmits: Int
+    }
+
+    /// Runs `iperf3 -c server` from `namespace`.
+    ///
+    /// - Parameters:
+    ///   - download: the server sends (`-R`); otherwise the client uploads.
+    ///   - udpBitsPerSecond: a UDP test at this rate; nil for TCP.
+    ///   - bytes: a TCP test of this many bytes instead of `seconds`.
+    public static func run(
+        in namespace: NetworkNamespace, server: String, seconds: Int = 5, download: Bool = false,
+        udpBitsPerSecond: Int? = nil, bytes: Int? = nil, timeout: Double? = nil
+    ) throws -> Result {
+        var arguments = ["-c", server, "-p", "\(ApplicationServers.iperfPort)", "-J", "--connect-timeout", "3000"]
+        arguments += bytes.map { ["-n", "\($0)"] } ?? ["-t", "\(seconds)"]
+        if download { arguments.append("-R") }
+        if let udpBitsPerSecond { arguments += ["-u", "-b", "\(udpBitsPerSecond)"] }
+        let (status, output) = try runToEnd(
+            in: namespace, ApplicationServers.iperfPath, arguments, timeout: timeout ?? Double(seconds) + 15)
+        guard status == 0, let result = parse(output, udp: udpBitsPerSecond != nil) else {
+            throw FarmError("iperf3 \(arguments.joined(separator: " ")) failed (exit \(status)): \(output.suffix(400))")
+        }
+        return result
+    }
+
+    /// The receiver's side of iperf3's JSON `end` section.
+    static func parse(_ output: String, udp: Bool) -> Result? {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
+            let end = json["end"] as? [String: Any]
+        else { return nil }
+        if udp {
+            guard let sum = end["sum"] as? [String: Any], let rate = sum["bits_per_second"] as? Double else {
+                return nil
+            }
+            return Result(
+                bitsPerSecond: rate, bytes: sum["bytes"] as? Double ?? 0,
+                lostPercent: sum["lost_percent"] as? Double ?? 0, retransmits: 0)
+        }
+        guard let received = end["sum_received"] as? [String: Any],
+            let rate = received["bits_per_second"] as? Double
+        else { return nil }
+        let sent = end["sum_sent"] as? [String: Any]
+        return Result(
+            bitsPerSecond: rate, bytes: received["bytes"] as? Double ?? 0, lostPercent: 0,
+            retransmits: sent?["retransmits"] as? Int ?? 0)
+    }
+}
