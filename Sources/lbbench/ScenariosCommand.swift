@@ -29,7 +29,11 @@ struct ScenariosCommand: ParsableCommand {
     }
 
     static let variants: [Variant] = [
-        Variant(name: "learning bridge", testbed: .init(servers: 3, clients: 1)),
+        Variant(name: "learning bridge (kernel's offloads, GRO on servers)", testbed: .init(servers: 3, clients: 1)),
+        Variant(name: "jumbo MTU 9000", testbed: .init(servers: 3, clients: 1, mtu: 9000)),
+        Variant(
+            name: "wire-like hosts (no offloads; unrealistic reference)",
+            testbed: .init(servers: 3, clients: 1, offloads: .wireLike)),
         Variant(
             name: "bridge, unknown-unicast flooding off",
             testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: false), expectedToFail: ["flood"]),
