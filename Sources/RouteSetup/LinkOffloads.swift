@@ -1,14 +1,14 @@
 import CKernel
 import Glibc
 
-/// A NIC's offloads, read and set as `ethtool -k` / `ethtool -K` do: the testbed gives its hosts the shape of a real
-/// host (and, as an explicit option, the shape of a wire), and tests check what a link has.
+/// A NIC's offloads, set as `ethtool -K` does: the testbed gives its hosts the shape of a real host (and, as an
+/// explicit option, the shape of a wire).
 ///
 /// Real hosts keep the kernel's defaults: a veth, as a VM's or a container's NIC, sends with transmit checksum
 /// offload and TSO (frames reach the peer with partial checksums, up to 64 KB long), and a physical NIC or virtio-net
 /// merges received segments (GRO). The corresponding C call is `ioctl(SIOCETHTOOL)` with the legacy get/set commands.
 public enum LinkOffloads {
-    /// One offload that `ethtool -K` names.
+    /// One offload that `ethtool -K` names, with its legacy set command.
     public enum Feature: String, CaseIterable, Sendable {
         /// Transmit checksum offload (`tx`).
         case transmitChecksum = "tx"
@@ -18,11 +18,11 @@ public enum LinkOffloads {
         /// them.
         case receiveMerging = "gro"
 
-        var commands: (get: UInt32, set: UInt32) {
+        var setCommand: UInt32 {
             switch self {
-            case .transmitChecksum: (UInt32(ETHTOOL_GTXCSUM), UInt32(ETHTOOL_STXCSUM))
-            case .segmentation: (UInt32(ETHTOOL_GTSO), UInt32(ETHTOOL_STSO))
-            case .receiveMerging: (UInt32(ETHTOOL_GGRO), UInt32(ETHTOOL_SGRO))
+            case .transmitChecksum: UInt32(ETHTOOL_STXCSUM)
+            case .segmentation: UInt32(ETHTOOL_STSO)
+            case .receiveMerging: UInt32(ETHTOOL_SGRO)
             }
         }
     }
@@ -30,18 +30,9 @@ public enum LinkOffloads {
     /// Turns `feature` on or off on the interface `name` in the calling thread's namespace.
     public static func set(_ feature: Feature, on name: String, enabled: Bool) throws(NetlinkError) {
         var value: UInt32 = enabled ? 1 : 0
-        guard vipfarm_ethtool_value(name, feature.commands.set, &value) == 0 else {
+        guard vipfarm_ethtool_value(name, feature.setCommand, &value) == 0 else {
             throw NetlinkError(
                 operation: "turn \(feature.rawValue) \(enabled ? "on" : "off") on \(name) (ethtool -K)", errno: errno)
         }
-    }
-
-    /// Whether `feature` is on.
-    public static func isEnabled(_ feature: Feature, on name: String) throws(NetlinkError) -> Bool {
-        var value: UInt32 = 0
-        guard vipfarm_ethtool_value(name, feature.commands.get, &value) == 0 else {
-            throw NetlinkError(operation: "read \(feature.rawValue) of \(name) (ethtool -k)", errno: errno)
-        }
-        return value != 0
     }
 }

@@ -53,13 +53,6 @@ public struct OffloadHeader: Sendable, Equatable {
         checksumOffset = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
     }
 
-    /// The 10 bytes, for frames built by hand (tests, the responder's zero header).
-    public var bytes: [UInt8] {
-        [flags, gsoType] + [headerLength, segmentSize, checksumStart, checksumOffset].flatMap {
-            [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)]
-        }
-    }
-
     /// What the header says of its frame, for the counters.
     @inline(__always)
     public var kind: OffloadKind? {
