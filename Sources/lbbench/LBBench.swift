@@ -17,7 +17,7 @@ struct LBBench: ParsableCommand {
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",
         subcommands: [
             HashCommand.self, FramesCommand.self, EngineCommand.self, ThroughputCommand.self, FailoverCommand.self,
-            ScenariosCommand.self, TestbedCommand.self,
+            AppsCommand.self, ScenariosCommand.self, TestbedCommand.self,
             SteadyCommand.self, DemoCommand.self, ServeCommand.self,
         ]
     )

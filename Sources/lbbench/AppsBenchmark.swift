@@ -1,0 +1,84 @@
+import Foundation
+import Hashing
+import Testbed
+
+/// `lbbench apps` on the testbed: per delivery mode a three-server farm of `lbnode run` on hosts with the kernel's
+/// offloads, Debian's nginx and an iperf3 server on every server, and the same client programs run through the VIP
+/// and straight to server 1's own address (the reference, measured in the same run). Then wrk through the VIP while
+/// one server's lbnode is killed.
+struct AppsBenchmark {
+    var deliveries: [String]
+    var seconds: Int
+    var repetitions: Int
+    var connections: Int
+    var udpBitsPerSecond: Int
+    var progress: (String) -> Void
+
+    /// The server whose lbnode the kill test ends.
+    static let victim = 3
+
+    func run() throws -> AppsReport {
+        var report = AppsReport(
+            seconds: seconds, connections: connections, udpBitsPerSecond: udpBitsPerSecond, victim: Self.victim)
+        for delivery in deliveries {
+            let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery, realApplications: true))
+            defer { farm.stop() }
+            let everyone = farm.testbed.servers.map(\.number)
+            guard farm.waitForView(FailoverBenchmark.view(everyone), nodes: everyone) else {
+                throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
+            }
+            let client = farm.testbed.clients[0].namespace
+            let targets = [
+                (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\(farm.testbed.servers[0].address.address)"),
+            ]
+            for repetition in 1...repetitions {
+                // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
+                for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
+                    let web = try Wrk.run(
+                        in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
+                    report.web.append(.init(delivery: delivery, path: path, repetition: repetition, result: web))
+                    progress(
+                        "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk "
+                            + String(format: "%.0f req/s, p99 %.2f ms, %d errors", web.requestsPerSecond,
+                                web.p99Milliseconds, web.errors))
+                    for test in AppsReport.BulkTest.allCases {
+                        let result = try Iperf3.run(
+                            in: client, server: address, seconds: seconds, download: test == .tcpDownload,
+                            udpBitsPerSecond: test == .udp ? udpBitsPerSecond : nil)
+                        report.bulk.append(
+                            .init(delivery: delivery, test: test, path: path, repetition: repetition, result: result))
+                        progress(
+                            "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): iperf3 \(test.rawValue) "
+                                + String(format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
+                                    result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
+                    }
+                }
+            }
+            let kill = try killDuringLoad(farm, delivery: delivery)
+            report.kills.append(kill)
+            progress(
+                "\(delivery): wrk while node \(Self.victim) is killed: "
+                    + String(format: "%.0f req/s, p99 %.2f ms, %d errors", kill.result.requestsPerSecond,
+                        kill.result.p99Milliseconds, kill.result.errors))
+        }
+        return report
+    }
+
+    /// wrk through the VIP for twice `seconds`; a third of the way in, server `victim`'s lbnode is SIGKILLed.
+    /// The survivors take its buckets; its connections are reset by the servers that now receive them (they do not
+    /// know them), and wrk opens new ones.
+    func killDuringLoad(_ farm: VirtualFarm, delivery: String) throws -> AppsReport.Kill {
+        let duration = 2 * seconds
+        let killAfter = Double(duration) / 3
+        let timer = DispatchWorkItem { farm.signal(Self.victim, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + killAfter, execute: timer)
+        defer { timer.cancel() }
+        let result = try Wrk.run(
+            in: farm.testbed.clients[0].namespace, url: "http://\(farm.vip)/", seconds: duration,
+            connections: connections)
+        let survivors = farm.testbed.servers.map(\.number).filter { $0 != Self.victim }
+        return AppsReport.Kill(
+            delivery: delivery, seconds: duration, killedAfterSeconds: killAfter, result: result,
+            survivorsAgreed: farm.waitForView(FailoverBenchmark.view(survivors), nodes: survivors, seconds: 2))
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+
+/// `lbbench apps`: real applications (nginx under wrk, iperf3) through the VIP against straight to one server.
+struct AppsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apps",
+        abstract: "Measure nginx under wrk and iperf3 through the VIP against straight to one server (root).",
+        discussion: """
+            Per delivery mode, a testbed farm of three servers running `lbnode run`, on hosts with the kernel's \
+            offloads (checksum offload and TSO on, GRO on the servers' NICs), with Debian's nginx and an iperf3 \
+            server on every server (a rule with `affinity: single` keeps each iperf3 client's connections on one \
+            node). From the client, through the VIP and straight to server 1's own address, alternating which goes \
+            first: wrk requests/s, latency p99 and errors; iperf3 TCP upload and download; iperf3 UDP at a fixed rate \
+            and its loss. Then wrk through the VIP while server 3's lbnode is killed (SIGKILL): its connections are \
+            reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratio VIP / \
+            direct. Needs nginx-light, iperf3 and wrk (`make setup`).
+            """
+    )
+
+    @Option(parsing: .upToNextOption, help: "Delivery modes to measure (directed, flood).")
+    var deliveries = ["directed", "flood"]
+
+    @Option(help: "Seconds per client run (the kill test runs twice as long).")
+    var seconds = 5
+
+    @Option(name: .customLong("repeat"), help: "Runs of each test per path; the table shows medians.")
+    var repetitions = 3
+
+    @Option(help: "wrk's concurrent connections.")
+    var connections = 32
+
+    @Option(help: "iperf3 UDP rate, in Mbit/s.")
+    var udpMbits = 200
+
+    @OptionGroup var output: ReportOptions
+
+    func validate() throws {
+        guard !deliveries.isEmpty, deliveries.allSatisfy(["directed", "flood"].contains) else {
+            throw ValidationError("--deliveries takes directed and/or flood")
+        }
+        guard (1...120).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 120") }
+        guard (1...20).contains(repetitions) else { throw ValidationError("--repeat must be from 1 to 20") }
+        guard (1...4096).contains(connections) else { throw ValidationError("--connections must be from 1 to 4096") }
+        guard (1...10_000).contains(udpMbits) else { throw ValidationError("--udp-mbits must be from 1 to 10000") }
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        let benchmark = AppsBenchmark(
+            deliveries: deliveries, seconds: seconds, repetitions: repetitions, connections: connections,
+            udpBitsPerSecond: udpMbits * 1_000_000
+        ) { line in FileHandle.standardError.write(Data("lbbench apps: \(line)\n".utf8)) }
+        let report = try benchmark.run()
+        try output.emit(
+            "apps", title: "lbbench apps: nginx and iperf3 through the VIP against direct", table: report.table,
+            value: report)
+    }
+}

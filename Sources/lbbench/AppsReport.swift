@@ -1,0 +1,125 @@
+import Foundation
+import Testbed
+
+/// The figures of `lbbench apps`: real applications through the VIP against straight to one server.
+struct AppsReport: Codable {
+    /// Where the client program connects.
+    enum Path: String, Codable {
+        /// The VIP: the farm's engines deliver to every server.
+        case vip = "VIP"
+        /// Server 1's own address: no vipfarm in the path, the reference.
+        case direct
+    }
+
+    enum BulkTest: String, Codable, CaseIterable {
+        case tcpUpload = "TCP upload"
+        case tcpDownload = "TCP download"
+        case udp = "UDP at a fixed rate"
+    }
+
+    struct Web: Codable {
+        var delivery: String
+        var path: Path
+        var repetition: Int
+        var result: Wrk.Result
+    }
+
+    struct Bulk: Codable {
+        var delivery: String
+        var test: BulkTest
+        var path: Path
+        var repetition: Int
+        var result: Iperf3.Result
+    }
+
+    /// wrk through the VIP while one server's lbnode is killed.
+    struct Kill: Codable {
+        var delivery: String
+        var seconds: Int
+        var killedAfterSeconds: Double
+        var result: Wrk.Result
+        /// The survivors logged the view without the victim.
+        var survivorsAgreed: Bool
+    }
+
+    var seconds: Int
+    var connections: Int
+    var udpBitsPerSecond: Int
+    var victim: Int
+    var web: [Web] = []
+    var bulk: [Bulk] = []
+    var kills: [Kill] = []
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
+    /// The median of `value` over the runs of one delivery mode and path.
+    func webMedian(_ delivery: String, _ path: Path, _ value: (Wrk.Result) -> Double) -> Double {
+        Self.median(web.filter { $0.delivery == delivery && $0.path == path }.map { value($0.result) })
+    }
+
+    func bulkMedian(_ delivery: String, _ test: BulkTest, _ path: Path, _ value: (Iperf3.Result) -> Double) -> Double {
+        Self.median(bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map { value($0.result) })
+    }
+
+    /// The ratio VIP / direct of the medians, for each delivery mode and test: what the farm costs.
+    func ratio(_ delivery: String, _ test: BulkTest?) -> Double {
+        let (vip, direct) =
+            test.map { test in
+                (bulkMedian(delivery, test, .vip, \.bitsPerSecond), bulkMedian(delivery, test, .direct, \.bitsPerSecond))
+            } ?? (webMedian(delivery, .vip, \.requestsPerSecond), webMedian(delivery, .direct, \.requestsPerSecond))
+        return direct > 0 ? vip / direct : 0
+    }
+
+    var deliveries: [String] {
+        (web.map(\.delivery) + kills.map(\.delivery)).reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
+    }
+
+    var table: String {
+        let runs = Set(web.map(\.repetition)).count
+        var table = TextTable(
+            title: "Real applications through the VIP against straight to server 1 (medians of \(runs) runs of "
+                + "\(seconds) s; wrk \(connections) connections; iperf3 UDP at "
+                + "\(udpBitsPerSecond / 1_000_000) Mbit/s)",
+            header: ["delivery", "test", "through the VIP", "direct", "VIP / direct", "VIP: errors, p99, loss"])
+        for delivery in deliveries {
+            let errors = web.filter { $0.delivery == delivery && $0.path == .vip }.map(\.result.errors).reduce(0, +)
+            table.add([
+                delivery, "wrk against nginx",
+                String(format: "%.0f req/s", webMedian(delivery, .vip, \.requestsPerSecond)),
+                String(format: "%.0f req/s", webMedian(delivery, .direct, \.requestsPerSecond)),
+                String(format: "%.2fx", ratio(delivery, nil)),
+                String(
+                    format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors,
+                    webMedian(delivery, .vip, \.p99Milliseconds), webMedian(delivery, .direct, \.p99Milliseconds)),
+            ])
+            for test in BulkTest.allCases {
+                let retransmits = bulkMedian(delivery, test, .vip) { Double($0.retransmits) }
+                table.add([
+                    delivery, "iperf3 \(test.rawValue)",
+                    String(format: "%.0f Mbit/s", bulkMedian(delivery, test, .vip, \.bitsPerSecond) / 1e6),
+                    String(format: "%.0f Mbit/s", bulkMedian(delivery, test, .direct, \.bitsPerSecond) / 1e6),
+                    String(format: "%.2fx", ratio(delivery, test)),
+                    test == .udp
+                        ? String(
+                            format: "%.3f %% lost (direct %.3f %%)", bulkMedian(delivery, test, .vip, \.lostPercent),
+                            bulkMedian(delivery, test, .direct, \.lostPercent))
+                        : String(format: "%.0f retransmits", retransmits),
+                ])
+            }
+            for kill in kills where kill.delivery == delivery {
+                table.add([
+                    delivery,
+                    "wrk, node \(victim) killed after \(String(format: "%.1f", kill.killedAfterSeconds)) s of "
+                        + "\(kill.seconds)",
+                    String(format: "%.0f req/s", kill.result.requestsPerSecond), "-", "-",
+                    String(format: "%d errors, p99 %.2f ms", kill.result.errors, kill.result.p99Milliseconds)
+                        + (kill.survivorsAgreed ? "" : "; survivors did not agree on a view"),
+                ])
+            }
+        }
+        return table.rendered
+    }
+}
