@@ -1,11 +1,16 @@
 import Foundation
+import Hashing
 import RouteSetup
 
 /// Real applications on a testbed's servers, as a user runs them behind the VIP: Debian's nginx (an HTTP page that
 /// names its server) and an iperf3 server, each a child process in the server's namespace, ended by its PID.
 ///
-/// Both listen on the wildcard address, so they answer through the VIP (once `lbnode` holds it) and on the server's
-/// own address (the direct reference of `lbbench apps`).
+/// nginx listens on the wildcard address, so it answers through the VIP (once `lbnode` holds it) and on the server's
+/// own address (the direct reference of `lbbench apps`). A UDP server must answer from the address a datagram came
+/// to, and iperf3 does not: bound to the wildcard address, it answers from the server's own address, which the
+/// client drops. So each server runs two iperf3 servers, one bound to the VIP (with `ip_nonlocal_bind`, since lbnode
+/// may not have put the VIP up yet), one to the server's own address, as an operator runs UDP services behind a VIP
+/// (docs/operations.md).
 public final class ApplicationServers {
     public static let httpPort: UInt16 = 80
     public static let iperfPort: UInt16 = 5201
@@ -13,12 +18,13 @@ public final class ApplicationServers {
     public static let iperfPath = "/usr/bin/iperf3"
 
     private let nginx = ChildProcesses()
-    private let iperf = ChildProcesses()
+    private let iperfOnVIP = ChildProcesses()
+    private let iperfOnOwnAddress = ChildProcesses()
     private let directory: String
 
-    /// Starts nginx and `iperf3 -s` on every server of `testbed`; their logs and nginx's files go to `directory`.
-    /// On failure, what was started is ended again.
-    public init(on testbed: VirtualNetwork, directory: String) throws {
+    /// Starts nginx and the iperf3 servers on every server of `testbed`; their logs and nginx's files go to
+    /// `directory`. On failure, what was started is ended again.
+    public init(on testbed: VirtualNetwork, vip: IPAddress, directory: String) throws {
         for program in [Self.nginxPath, Self.iperfPath, Wrk.path] where !FileManager.default.isExecutableFile(atPath: program) {
             throw FarmError("\(program) is not installed: `make setup` installs nginx-light, iperf3 and wrk")
         }
@@ -33,9 +39,15 @@ public final class ApplicationServers {
                     server.number, in: server.namespace, executable: Self.nginxPath,
                     arguments: ["-c", configuration, "-e", "\(directory)/nginx\(server.number).log"],
                     log: "\(directory)/nginx\(server.number).log")
-                try iperf.start(
-                    server.number, in: server.namespace, executable: Self.iperfPath,
-                    arguments: ["-s", "-p", "\(Self.iperfPort)"], log: "\(directory)/iperf\(server.number).log")
+                try server.namespace.run { () throws(NetlinkError) in
+                    for family in ["ipv4", "ipv6"] { try Sysctl("net.\(family).ip_nonlocal_bind").write("1") }
+                }
+                for (children, address) in [(iperfOnVIP, "\(vip)"), (iperfOnOwnAddress, "\(server.address.address)")] {
+                    try children.start(
+                        server.number, in: server.namespace, executable: Self.iperfPath,
+                        arguments: ["-s", "-B", "\(address)", "-p", "\(Self.iperfPort)"],
+                        log: "\(directory)/iperf\(server.number)-\(address).log")
+                }
             }
             try waitUntilListening(on: testbed)
         } catch {
@@ -51,7 +63,8 @@ public final class ApplicationServers {
     /// Ends nginx and iperf3 (by PID) and removes their files. Safe to call twice.
     public func stop() {
         nginx.stopAll(with: SIGKILL)  // nothing to save; nginx without a master ignores SIGTERM while it has clients
-        iperf.stopAll(with: SIGKILL)
+        iperfOnVIP.stopAll(with: SIGKILL)
+        iperfOnOwnAddress.stopAll(with: SIGKILL)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -89,7 +102,7 @@ public final class ApplicationServers {
         let deadline = Date().addingTimeInterval(5)
         for server in testbed.servers {
             while try !server.namespace.run({ () throws(NetlinkError) in
-                Self.listens(on: Self.httpPort) && Self.listens(on: Self.iperfPort)
+                Self.listeners(on: Self.httpPort) >= 1 && Self.listeners(on: Self.iperfPort) >= 2
             }) {
                 guard Date() < deadline else {
                     throw FarmError("server \(server.number): nginx or iperf3 did not start (logs in \(directory))")
@@ -99,16 +112,15 @@ public final class ApplicationServers {
         }
     }
 
-    /// Whether a TCP socket listens on `port` in the calling thread's namespace (state 0A in /proc/net/tcp{,6}).
-    static func listens(on port: UInt16) -> Bool {
-        let hexPort = String(format: ":%04X ", port)
-        return ["tcp", "tcp6"].contains { table in
-            let text = procFile("/proc/thread-self/net/\(table)")
-            return text.split(separator: "\n").contains { line in
+    /// How many TCP sockets listen on `port` in the calling thread's namespace (state 0A in /proc/net/tcp{,6}).
+    static func listeners(on port: UInt16) -> Int {
+        let hexPort = String(format: ":%04X", port)
+        return ["tcp", "tcp6"].map { table in
+            procFile("/proc/thread-self/net/\(table)").split(separator: "\n").filter { line in
                 let fields = line.split(separator: " ")
-                return fields.count > 3 && fields[1].hasSuffix(hexPort.dropLast()) && fields[3] == "0A"
-            }
-        }
+                return fields.count > 3 && fields[1].hasSuffix(hexPort) && fields[3] == "0A"
+            }.count
+        }.reduce(0, +)
     }
 }
 

@@ -76,7 +76,7 @@ public final class VirtualFarm {
                     try EchoServer.started(in: server.namespace, id: server.number, vip: vip, port: Self.echoPort))
             }
             if options.realApplications {
-                applications = try ApplicationServers(on: testbed, directory: directory + "/applications")
+                applications = try ApplicationServers(on: testbed, vip: vip, directory: directory + "/applications")
             }
             for number in (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() {
                 try start(number)

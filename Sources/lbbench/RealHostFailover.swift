@@ -33,13 +33,19 @@ struct RealHostFailover {
         progress("servers answering: \(answering.sorted().map(String.init).joined(separator: ", "))")
         var failedAt: Int64?
         if let failCommand {
-            failedAt = probe.now
             progress("running: \(failCommand)")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", failCommand]
-            try process.run()
-            process.waitUntilExit()
+            failedAt = probe.now
+            // posix_spawn, not Foundation's Process: that one takes tens of ms to start a shell and to see it end,
+            // all of which would count as recovery time.
+            var pid: pid_t = 0
+            let words: [String] = ["/bin/sh", "-c", failCommand]
+            let arguments = words.map { strdup($0) } + [nil]
+            defer { arguments.forEach { free($0) } }
+            let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, arguments, environ)
+            guard spawned == 0 else { throw FarmError("cannot run /bin/sh: \(String(cString: strerror(spawned)))") }
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            progress(String(format: "the command ended after %.1f ms", Double(probe.now - failedAt!) / 1e6))
             Thread.sleep(forTimeInterval: 3)
         } else {
             progress("traffic is running: fail one server now; recording for \(Int(seconds)) s")

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# A farm built by hand with iproute2, as a new user builds one: none of vipfarm's testbed code, and every host keeps
+# the offloads the kernel gives a veth (checksum offload, TSO; with --gro, GRO on the servers' NICs as a physical NIC
+# or virtio-net has it). A Linux bridge in its own namespace is the switch; three servers run `lbnode run` with the
+# documented configuration, Debian's nginx, an iperf3 server and `lbbench serve`; one client runs the checks:
+#   1. `lbbench failover --vip`, N times: UDP and TCP flows answered exactly once, then server 2's lbnode killed
+#      (SIGKILL) and started again: recovery time, requests lost, resets of connections on servers that stayed up.
+#   2. wrk against nginx through the VIP: requests/s, 0 errors.
+#   3. iperf3 TCP upload and download through the VIP and straight to server 1, and UDP at a fixed rate.
+# Prints the figures and "handmade farm: pass" or "handmade farm: FAIL: <why>" (exit 1). Everything it creates
+# (namespaces, processes, files) is removed when it ends, also on failure or Ctrl-C.
+#
+# usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
+# Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
+# HOLD=SECONDS keeps a failed farm up that long, to look around with `ip netns exec`.
+set -euo pipefail
+
+DELIVERY=directed
+GRO=off
+BIN="$(cd "$(dirname "$0")/.." && pwd)/.build/release"
+SECONDS_PER_RUN=3
+TRIALS=5
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --delivery) DELIVERY="$2"; shift 2 ;;
+        --gro) GRO=on; shift ;;
+        --bin) BIN="$2"; shift 2 ;;
+        --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
+        --trials) TRIALS="$2"; shift 2 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case "$DELIVERY" in directed|flood) ;; *) echo "handmade-farm: --delivery is directed or flood" >&2; exit 2 ;; esac
+for program in "$BIN/lbnode" "$BIN/lbbench" /usr/sbin/nginx /usr/bin/iperf3 /usr/bin/wrk; do
+    [ -x "$program" ] || { echo "handmade-farm: $program is missing (swift build -c release; make setup)" >&2; exit 2; }
+done
+[ "$(id -u)" = 0 ] || { echo "handmade-farm: needs root (network namespaces)" >&2; exit 2; }
+
+ID="hf$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+DIR="$(mktemp -d /tmp/vipfarm-handmade-XXXXXX)"
+VIP=198.18.0.100
+SWITCH="$ID-sw"
+CLIENT="$ID-c1"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for namespace in "$CLIENT" "$ID-s1" "$ID-s2" "$ID-s3" "$SWITCH"; do ip netns del "$namespace" 2>/dev/null || true; done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "handmade farm: FAIL: $*"; [ -n "${HOLD:-}" ] && sleep "$HOLD"; for n in 1 2 3; do echo "--- lbnode $n"; tail -n 20 "$DIR/lbnode$n.log"; done; exit 1; }
+in_ns() { local namespace="$1"; shift; ip netns exec "$namespace" "$@"; }
+# Starts a program in a namespace in the background; its PID is ended when the script ends.
+start() { local namespace="$1" log="$2"; shift 2; ip netns exec "$namespace" "$@" >"$log" 2>&1 & PIDS+=("$!"); }
+
+# The switch: a learning bridge, as a rack switch or a hypervisor's vswitch.
+ip netns add "$SWITCH"
+in_ns "$SWITCH" ip link add br0 type bridge
+in_ns "$SWITCH" ip link set br0 up
+attach() {  # namespace, address
+    ip netns add "$1"
+    ip link add eth0 netns "$1" type veth peer name "p-$1" netns "$SWITCH"
+    in_ns "$SWITCH" ip link set "p-$1" master br0 up
+    in_ns "$1" ip link set lo up
+    in_ns "$1" ip link set eth0 up
+    in_ns "$1" ip addr add "$2/24" dev eth0
+}
+for n in 1 2 3; do
+    attach "$ID-s$n" "198.18.0.1$n"
+    if [ "$GRO" = on ]; then
+        # A veth merges only what a peer without TSO sends it, as a NIC merges what arrives from the wire.
+        in_ns "$ID-s$n" ethtool -K eth0 gro on >/dev/null
+        in_ns "$SWITCH" ethtool -K "p-$ID-s$n" tso off >/dev/null
+    fi
+done
+attach "$CLIENT" 198.18.0.1
+
+# The farm, as docs/configuration.md documents it.
+head -c 32 /dev/urandom >"$DIR/key"
+chmod 600 "$DIR/key"
+for n in 1 2 3; do
+    {
+        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key }"
+        echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n }"
+        echo "control_socket: $DIR/n$n.sock"
+        echo "peers:"
+        for m in 1 2 3; do [ "$m" = "$n" ] || echo "  - { id: $m, address: 198.18.0.1$m }"; done
+        echo "rules:"
+        echo "  - { protocol: any, ports: \"5201\", mode: balanced, affinity: single }"
+    } >"$DIR/n$n.yaml"
+    "$BIN/lbnode" check --config "$DIR/n$n.yaml" >/dev/null || fail "lbnode check refused n$n.yaml"
+    cat >"$DIR/nginx$n.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; pid $DIR/nginx$n.pid; error_log $DIR/nginx$n.log warn;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $DIR/b$n; proxy_temp_path $DIR/p$n; fastcgi_temp_path $DIR/f$n;
+       uwsgi_temp_path $DIR/u$n; scgi_temp_path $DIR/s$n; keepalive_requests 1000000;
+       server { listen 80 reuseport; location / { return 200 "server $n\n"; } } }
+NGINX
+    start "$ID-s$n" "$DIR/lbnode$n.log" "$BIN/lbnode" run --config "$DIR/n$n.yaml" --state-dir "$DIR/state$n"
+    eval "LBNODE$n=\$!"
+    start "$ID-s$n" "$DIR/nginx$n.out" /usr/sbin/nginx -c "$DIR/nginx$n.conf" -e "$DIR/nginx$n.log"
+    # A UDP server must answer from the address the datagram came to; iperf3 answers from the address it is bound to,
+    # so one iperf3 on the VIP (bound before lbnode puts the VIP up: ip_nonlocal_bind) and one on the own address.
+    in_ns "$ID-s$n" sysctl -qw net.ipv4.ip_nonlocal_bind=1
+    start "$ID-s$n" "$DIR/iperf$n.log" /usr/bin/iperf3 -s -B "$VIP" -p 5201
+    start "$ID-s$n" "$DIR/iperf$n-own.log" /usr/bin/iperf3 -s -B "198.18.0.1$n" -p 5201
+    start "$ID-s$n" "$DIR/serve$n.log" "$BIN/lbbench" serve --id "$n" --vip "$VIP"
+done
+
+# Waits until every node's last view line shows all three nodes.
+wait_for_view() {
+    for _ in $(seq 100); do
+        agreed=0
+        for n in 1 2 3; do
+            grep " view " "$DIR/lbnode$n.log" | tail -n 1 | grep -q -- "-> {1:100, 2:100, 3:100}" && agreed=$((agreed + 1))
+        done
+        [ "$agreed" = 3 ] && { sleep 0.5; return 0; }
+        sleep 0.1
+    done
+    fail "the nodes did not agree on a view within 10 s"
+}
+wait_for_view
+echo "handmade farm $ID: delivery $DELIVERY, GRO on servers: $GRO; offloads of server 1's eth0:"
+in_ns "$ID-s1" ethtool -k eth0 | grep -E "^(rx-checksumming|tx-checksumming|tcp-segmentation-offload|generic-receive-offload):" | sed 's/^/  /'
+
+# 1. Exactly once, then server 2's lbnode killed; it comes back, and again.
+for trial in $(seq "$TRIALS"); do
+    in_ns "$CLIENT" "$BIN/lbbench" failover --vip "$VIP" --fail-command "kill -KILL $LBNODE2" --json \
+        >"$DIR/failover$trial.json" 2>"$DIR/failover.log" || { cat "$DIR/failover.log"; fail "lbbench failover --vip"; }
+    grep "command ended after" "$DIR/failover.log" || true
+    start "$ID-s2" "$DIR/lbnode2.log" "$BIN/lbnode" run --config "$DIR/n2.yaml" --state-dir "$DIR/state2"
+    LBNODE2=$!
+    wait_for_view
+done
+python3 - "$DIR"/failover*.json <<'PY' || fail "failover figures (recovery under 50 ms, no duplicate, no reset elsewhere)"
+import json, sys
+trials = [json.load(open(path))["trials"][0] for path in sys.argv[1:]]
+recovery = sorted(t.get("recoveryMilliseconds") or float("inf") for t in trials)
+print(f"failover, {len(trials)} kills of server 2's lbnode: recovery median {recovery[len(recovery) // 2]:.1f} ms, "
+      f"max {recovery[-1]:.1f} ms; {sum(t['requestsLost'] for t in trials)} requests lost, "
+      f"{sum(t['duplicates'] for t in trials)} duplicates, "
+      f"{sum(t['tcpResetUnaffected'] for t in trials)} resets of connections on servers that stayed up")
+sys.exit(0 if recovery[-1] < 50 and not any(t["duplicates"] or t["tcpResetUnaffected"] for t in trials) else 1)
+PY
+
+# 2. nginx under wrk through the VIP.
+in_ns "$CLIENT" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --timeout 2s "http://$VIP/" >"$DIR/wrk.out" 2>&1 || fail "wrk"
+rate=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk.out")
+errors=$(awk '/Socket errors|Non-2xx/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) sum += $i} END {print sum + 0}' "$DIR/wrk.out")
+echo "wrk through the VIP: $rate requests/s, $errors errors"
+[ "$errors" = 0 ] || fail "wrk saw $errors errors"
+
+# 3. iperf3 through the VIP and straight to server 1.
+iperf() {
+    in_ns "$CLIENT" iperf3 -c "$1" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:2}" >"$DIR/iperf.json" &&
+        python3 - "$DIR/iperf.json" <<'PY'
+import json, sys
+end = json.load(open(sys.argv[1]))["end"]
+received = end.get("sum_received", end.get("sum"))
+print(f"{received['bits_per_second'] / 1e6:.0f} Mbit/s, {received.get('lost_percent', 0):.3f} % lost")
+PY
+}
+for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
+    name="${test%%:*}"; flags="${test#*:}"
+    # shellcheck disable=SC2086
+    vip=$(iperf "$VIP" $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name through the VIP"; }
+    # shellcheck disable=SC2086
+    direct=$(iperf 198.18.0.11 $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name straight to server 1"; }
+    echo "iperf3 $name: through the VIP $vip; straight to server 1 $direct"
+done
+echo "handmade farm: pass"
