@@ -12,7 +12,7 @@
 #
 # usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
 # Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
-# HOLD=SECONDS keeps a failed farm up that long, to look around with `ip netns exec`.
+# HOLD=SECONDS keeps the farm up that long at the end (pass or fail), to look around with `ip netns exec`.
 set -euo pipefail
 
 DELIVERY=directed
@@ -174,3 +174,4 @@ for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
     echo "iperf3 $name: through the VIP $vip; straight to server 1 $direct"
 done
 echo "handmade farm: pass"
+[ -z "${HOLD:-}" ] || sleep "$HOLD"

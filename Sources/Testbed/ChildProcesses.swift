@@ -29,6 +29,11 @@ public final class ChildProcesses {
         running[number] = process
     }
 
+    /// The PIDs of the processes that run, by host number.
+    public var runningIdentifiers: [Int: pid_t] {
+        running.filter { $0.value.isRunning }.mapValues(\.processIdentifier)
+    }
+
     /// Sends `signal` to host `number`'s process, if it runs.
     public func signal(_ number: Int, _ signal: Int32) {
         guard let process = running[number], process.isRunning else { return }

@@ -34,19 +34,25 @@ struct AppsBenchmark {
             for repetition in 1...repetitions {
                 // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
                 for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
-                    let web = try Wrk.run(
-                        in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
-                    report.web.append(.init(delivery: delivery, path: path, repetition: repetition, result: web))
+                    let (web, webCPU) = try measuringCPU(of: farm) {
+                        try Wrk.run(in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
+                    }
+                    report.web.append(
+                        .init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: webCPU))
                     progress(
                         "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk "
                             + String(format: "%.0f req/s, p99 %.2f ms, %d errors", web.requestsPerSecond,
                                 web.p99Milliseconds, web.errors))
                     for test in AppsReport.BulkTest.allCases {
-                        let result = try Iperf3.run(
-                            in: client, server: address, seconds: seconds, download: test == .tcpDownload,
-                            udpBitsPerSecond: test == .udp ? udpBitsPerSecond : nil)
+                        let (result, cpu) = try measuringCPU(of: farm) {
+                            try Iperf3.run(
+                                in: client, server: address, seconds: seconds, download: test == .tcpDownload,
+                                udpBitsPerSecond: test == .udp ? udpBitsPerSecond : nil)
+                        }
                         report.bulk.append(
-                            .init(delivery: delivery, test: test, path: path, repetition: repetition, result: result))
+                            .init(
+                                delivery: delivery, test: test, path: path, repetition: repetition, result: result,
+                                cpu: cpu))
                         progress(
                             "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): iperf3 \(test.rawValue) "
                                 + String(format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
@@ -62,6 +68,20 @@ struct AppsBenchmark {
                         kill.result.p99Milliseconds, kill.result.errors))
         }
         return report
+    }
+
+    /// Runs `body` and measures the CPU the machine and the farm's lbnodes used meanwhile.
+    func measuringCPU<T>(of farm: VirtualFarm, _ body: () throws -> T) rethrows -> (T, AppsReport.CPUUse) {
+        let pids = Array(farm.processes.runningIdentifiers.values)
+        let (machineBefore, lbnodesBefore, start) = (CPUSample.now(), processCPUSeconds(pids), Date())
+        let value = try body()
+        let elapsed = Date().timeIntervalSince(start)
+        return (
+            value,
+            AppsReport.CPUUse(
+                machineCores: CPUSample.busySeconds(from: machineBefore, to: CPUSample.now()) / elapsed,
+                lbnodeCores: (processCPUSeconds(pids) - lbnodesBefore) / elapsed)
+        )
     }
 
     /// wrk through the VIP for twice `seconds`; a third of the way in, server `victim`'s lbnode is SIGKILLed.

@@ -17,11 +17,19 @@ struct AppsReport: Codable {
         case udp = "UDP at a fixed rate"
     }
 
+    /// CPU used during one run, in cores (CPU seconds per second): the whole machine (client, switch, servers,
+    /// lbnodes) and the lbnodes alone.
+    struct CPUUse: Codable {
+        var machineCores: Double
+        var lbnodeCores: Double
+    }
+
     struct Web: Codable {
         var delivery: String
         var path: Path
         var repetition: Int
         var result: Wrk.Result
+        var cpu: CPUUse
     }
 
     struct Bulk: Codable {
@@ -30,6 +38,7 @@ struct AppsReport: Codable {
         var path: Path
         var repetition: Int
         var result: Iperf3.Result
+        var cpu: CPUUse
     }
 
     /// wrk through the VIP while one server's lbnode is killed.
@@ -64,6 +73,17 @@ struct AppsReport: Codable {
         Self.median(bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map { value($0.result) })
     }
 
+    /// "1.95 (lbnodes 0.41)": median cores the machine and the lbnodes used in the runs of one test and path.
+    func cpuText(_ delivery: String, _ test: BulkTest?, _ path: Path) -> String {
+        let runs =
+            test.map { test in bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map(\.cpu) }
+            ?? web.filter { $0.delivery == delivery && $0.path == path }.map(\.cpu)
+        let machine = Self.median(runs.map(\.machineCores))
+        return path == .direct
+            ? String(format: "%.2f", machine)
+            : String(format: "%.2f (lbnodes %.2f)", machine, Self.median(runs.map(\.lbnodeCores)))
+    }
+
     /// The ratio VIP / direct of the medians, for each delivery mode and test: what the farm costs.
     func ratio(_ delivery: String, _ test: BulkTest?) -> Double {
         let (vip, direct) =
@@ -82,8 +102,11 @@ struct AppsReport: Codable {
         var table = TextTable(
             title: "Real applications through the VIP against straight to server 1 (medians of \(runs) runs of "
                 + "\(seconds) s; wrk \(connections) connections; iperf3 UDP at "
-                + "\(udpBitsPerSecond / 1_000_000) Mbit/s)",
-            header: ["delivery", "test", "through the VIP", "direct", "VIP / direct", "VIP: errors, p99, loss"])
+                + "\(udpBitsPerSecond / 1_000_000) Mbit/s; CPU: cores busy on the whole machine, the lbnodes' share)",
+            header: [
+                "delivery", "test", "through the VIP", "direct", "VIP / direct", "VIP: errors, p99, loss",
+                "CPU cores, VIP", "CPU cores, direct",
+            ])
         for delivery in deliveries {
             let errors = web.filter { $0.delivery == delivery && $0.path == .vip }.map(\.result.errors).reduce(0, +)
             table.add([
@@ -94,6 +117,7 @@ struct AppsReport: Codable {
                 String(
                     format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors,
                     webMedian(delivery, .vip, \.p99Milliseconds), webMedian(delivery, .direct, \.p99Milliseconds)),
+                cpuText(delivery, nil, .vip), cpuText(delivery, nil, .direct),
             ])
             for test in BulkTest.allCases {
                 let retransmits = bulkMedian(delivery, test, .vip) { Double($0.retransmits) }
@@ -107,6 +131,7 @@ struct AppsReport: Codable {
                             format: "%.3f %% lost (direct %.3f %%)", bulkMedian(delivery, test, .vip, \.lostPercent),
                             bulkMedian(delivery, test, .direct, \.lostPercent))
                         : String(format: "%.0f retransmits", retransmits),
+                    cpuText(delivery, test, .vip), cpuText(delivery, test, .direct),
                 ])
             }
             for kill in kills where kill.delivery == delivery {
@@ -116,7 +141,7 @@ struct AppsReport: Codable {
                         + "\(kill.seconds)",
                     String(format: "%.0f req/s", kill.result.requestsPerSecond), "-", "-",
                     String(format: "%d errors, p99 %.2f ms", kill.result.errors, kill.result.p99Milliseconds)
-                        + (kill.survivorsAgreed ? "" : "; survivors did not agree on a view"),
+                        + (kill.survivorsAgreed ? "" : "; survivors did not agree on a view"), "-", "-",
                 ])
             }
         }

@@ -23,3 +23,15 @@ struct CPUSample {
         Double(end.busy - start.busy) / ticksPerSecond
     }
 }
+
+/// CPU time of processes (every thread), from `/proc/<pid>/stat`, in seconds: what the lbnodes themselves cost.
+func processCPUSeconds(_ pids: [pid_t]) -> Double {
+    pids.map { pid -> Double in
+        let text = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        // The command name may hold spaces: the fields start after its closing parenthesis (utime, stime: 14, 15).
+        guard let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / CPUSample.ticksPerSecond
+    }.reduce(0, +)
+}

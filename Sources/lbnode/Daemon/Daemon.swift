@@ -25,6 +25,9 @@ final class Daemon: @unchecked Sendable {
     private let drainRequested = Mutex<Int?>(nil)
     private let status = Mutex<NodeStatus?>(nil)
     private var signalSources: [DispatchSourceSignal] = []
+    /// Buckets per node of the current table, counted once per engine state (the status is published many times a
+    /// second, at every heartbeat taken in).
+    private var shares: (generation: UInt64, byNode: [NodeID: Int]) = (.max, [:])
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
@@ -250,7 +253,8 @@ final class Daemon: @unchecked Sendable {
         _ membership: Membership, states: EngineStateBuilder, engine: Engine, gate: HeartbeatGate,
         lastChange: String?, lastFailover: String?
     ) {
-        let shares = states.table.shares
+        if shares.generation != states.generation { shares = (states.generation, states.table.shares) }
+        let shares = shares.byNode
         var members = membership.peers.map { id, peer in
             NodeStatus.Member(
                 id: id.rawValue, state: peer.state.description, healthy: peer.healthy,
