@@ -44,9 +44,10 @@ public final class Engine: @unchecked Sendable {
     public let configuration: EngineConfiguration
     private let port: any PacketPort
     private let sink: any FrameSink
-    private var flows: FlowTable
+    private(set) var flows: FlowTable
     private var state: EngineState
-    private var batch = EngineCounters()
+    /// What the current batch counted (tests that drive `runBatch` read it; `run` resets it per batch).
+    private(set) var batch = EngineCounters()
     private var now: UInt32 = 0
     private let responder = Responder()
     private let clockStart = ContinuousClock.now

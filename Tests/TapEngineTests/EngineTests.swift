@@ -1,0 +1,253 @@
+import Foundation
+import Hashing
+import Synchronization
+import Testing
+
+@testable import TapEngine
+
+/// A port that hands the engine scripted ring blocks (frames with their offload headers, as a ring with
+/// `PACKET_VNET_HDR` holds them) and records what the engine sends.
+final class ScriptedPort: PacketPort, @unchecked Sendable {
+    struct Block {
+        var frames: [(bytes: [UInt8], truncated: Bool, vlan: UInt16?)]
+    }
+
+    private let script: Mutex<[Block]>
+    private(set) var forwarded: [(frame: [UInt8], mac: UInt64)] = []
+    private(set) var sent: [[UInt8]] = []
+    private var queuedForwards = 0
+
+    init(_ blocks: [Block]) { script = Mutex(blocks) }
+
+    func add(_ block: Block) { script.withLock { $0.append(block) } }
+
+    var blocksLeft: Int { script.withLock { $0.count } }
+
+    func receive(_ handle: (ReceivedFrame) -> Void, endOfBlock: () -> Void) -> Int {
+        guard let block = script.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
+            Thread.sleep(forTimeInterval: 0.001)  // an empty ring: the block timeout
+            return 0
+        }
+        for frame in block.frames {
+            frame.bytes.withUnsafeBytes {
+                handle(ReceivedFrame(withOffloadHeader: $0, isTruncated: frame.truncated, vlanTag: frame.vlan))
+            }
+        }
+        endOfBlock()
+        return block.frames.count
+    }
+
+    func forward(_ frame: ReceivedFrame, to mac: UInt64) -> (sent: Int, failed: Int) {
+        forwarded.append((Array(frame.withOffloadHeader), mac))
+        queuedForwards += 1
+        return (0, 0)
+    }
+
+    func flushForwards() -> (sent: Int, failed: Int) {
+        defer { queuedForwards = 0 }
+        return (queuedForwards, 0)
+    }
+
+    func send(_ frame: UnsafeRawBufferPointer) -> Bool {
+        sent.append(Array(frame))
+        return true
+    }
+
+    func kernelDrops() -> UInt64 { 0 }
+}
+
+/// A TAP that records every frame written, and when the writes were completed.
+final class RecordingSink: FrameSink {
+    private(set) var written: [[UInt8]] = []
+    private(set) var flushes = 0
+    private var queued: UInt32 = 0
+
+    func queue(_ frame: UnsafeRawBufferPointer) -> (written: UInt32, failed: UInt32) {
+        written.append(Array(frame))
+        queued += 1
+        return (0, 0)
+    }
+
+    func flush() -> (written: UInt32, failed: UInt32) {
+        flushes += 1
+        defer { queued = 0 }
+        return (queued, 0)
+    }
+}
+
+/// The engine as a whole (parse, decide, deliver, forward, answer, count) driven through a scripted port and a
+/// recording sink: frames with the offload headers a host with the kernel's defaults gives, merged 64 KB frames,
+/// frames of other VLANs, frames the ring cut, garbage.
+struct EngineTests {
+    typealias D = DeciderTests
+    static let client = IPAddress("198.18.1.7")!
+    static let clientMAC: UInt64 = 0x0200_0000_0107
+
+    static func engine(node: UInt16, delivery: Delivery = .flood, blocks: [ScriptedPort.Block]) -> (
+        Engine, ScriptedPort, RecordingSink
+    ) {
+        let port = ScriptedPort(blocks)
+        let sink = RecordingSink()
+        let configuration = EngineConfiguration(
+            interface: "eth0", interfaceMAC: D.macs[node]!, tapName: "lb0")
+        let engine = Engine(
+            configuration: configuration, state: D.state(node: node, delivery: delivery), port: port, sink: sink)
+        return (engine, port, sink)
+    }
+
+    /// A TCP segment to the VIP with `header` in front, as the ring delivers it.
+    static func tcp(port: UInt16, flags: UInt8 = 0x10, payload: Int = 0, header: OffloadHeader = .init()) -> [UInt8] {
+        withHeader(
+            header,
+            PacketBuilder.tcp(
+                destinationMAC: D.vmac, sourceMAC: clientMAC, source: client, destination: D.vip, sourcePort: port,
+                destinationPort: 80, flags: flags, payload: Array(repeating: 0x61, count: payload)))
+    }
+
+    static func withHeader(_ header: OffloadHeader, _ frame: [UInt8]) -> [UInt8] {
+        func le16(_ value: UInt16) -> [UInt8] { [UInt8(value & 0xFF), UInt8(value >> 8)] }
+        return [header.flags, header.gsoType] + le16(header.headerLength) + le16(header.segmentSize)
+            + le16(header.checksumStart) + le16(header.checksumOffset) + frame
+    }
+
+    /// What GRO or a peer's TSO leaves: 44 segments of 1448 bytes merged, the TCP checksum partial.
+    static let merged = OffloadHeader(
+        flags: OffloadHeader.needsChecksum, gsoType: OffloadHeader.gsoTCPv4, headerLength: 54, segmentSize: 1448,
+        checksumStart: 34, checksumOffset: 16)
+
+    static func block(_ frames: [UInt8]...) -> ScriptedPort.Block {
+        ScriptedPort.Block(frames: frames.map { ($0, false, nil) })
+    }
+
+    @Test func aMergedFrameWithAPartialChecksumEntersTheTapWhole() {
+        let frame = Self.tcp(port: D.port(ownedBy: 1), payload: 44 * 1448, header: Self.merged)
+        #expect(frame.count > 60_000)
+        let (engine, _, sink) = Self.engine(node: 1, blocks: [Self.block(frame)])
+        #expect(engine.runBatch() == 1)
+        #expect(sink.written == [frame])  // one write, header and frame unchanged: the stack finishes it
+        #expect(engine.batch.delivered == 1)
+        #expect(engine.batch.received(.mergedTCPv4) == 1)
+        #expect(engine.flows.count == 1)
+    }
+
+    @Test func writesCompleteAtTheEndOfEveryBlock() {
+        let mine = D.port(ownedBy: 1)
+        let partial = OffloadHeader(flags: OffloadHeader.needsChecksum, checksumStart: 34, checksumOffset: 16)
+        let (engine, _, sink) = Self.engine(
+            node: 1,
+            blocks: [
+                Self.block(Self.tcp(port: mine, flags: 2, header: partial), Self.tcp(port: mine, header: partial)),
+                Self.block(Self.tcp(port: mine, payload: 100, header: partial)),
+            ])
+        #expect(engine.runBatch() == 2)
+        #expect(sink.flushes == 1 && sink.written.count == 2)
+        #expect(engine.runBatch() == 1)
+        #expect(sink.flushes == 2 && engine.batch.delivered == 3)
+        #expect(engine.batch.received(.partialChecksum) == 3)
+    }
+
+    @Test func aFrameOfAnotherOwnerIsDroppedInFloodAndForwardedWithItsHeaderByTheDirector() {
+        let frame = Self.tcp(port: D.port(ownedBy: 2), payload: 44 * 1448, header: Self.merged)
+        let (flood, _, floodSink) = Self.engine(node: 1, blocks: [Self.block(frame)])
+        _ = flood.runBatch()
+        #expect(floodSink.written.isEmpty && flood.batch.dropped(.notOwner) == 1)
+
+        let (director, port, sink) = Self.engine(node: 1, delivery: .directed, blocks: [Self.block(frame)])
+        _ = director.runBatch()
+        #expect(sink.written.isEmpty)
+        #expect(port.forwarded.map(\.mac) == [D.macs[2]!])
+        #expect(port.forwarded.first?.frame == frame)  // the kernel segments it where the link needs it
+        #expect(director.batch.forwarded == 1)
+    }
+
+    @Test func framesOfAnotherVLANAndFramesTheRingCutAreCountedAndDropped() {
+        let mine = Self.tcp(port: D.port(ownedBy: 1), flags: 2)
+        let (engine, _, sink) = Self.engine(
+            node: 1,
+            blocks: [
+                ScriptedPort.Block(frames: [
+                    (mine, false, 100),  // VLAN 100: not ours
+                    (mine, true, nil),  // cut by the ring
+                    (mine, false, 0x2000),  // a priority tag on the native VLAN: ours
+                ])
+            ])
+        #expect(engine.runBatch() == 3)
+        #expect(engine.batch.dropped(.otherVLAN) == 1)
+        #expect(engine.batch.dropped(.truncatedByRing) == 1)
+        #expect(sink.written == [mine])
+    }
+
+    @Test func garbageIsCountedAndTheNextFrameOfTheBlockStillDelivered() {
+        let mine = Self.tcp(port: D.port(ownedBy: 1), flags: 2)
+        let runt = Self.withHeader(.init(), [0x02, 0x00, 0x00])
+        var badIPv4 = mine
+        badIPv4[OffloadHeader.size + 14] = 0x41  // IPv4 header length 4 bytes
+        let (engine, _, sink) = Self.engine(node: 1, blocks: [Self.block(runt, badIPv4, mine)])
+        #expect(engine.runBatch() == 3)
+        #expect(engine.batch.dropped(.truncatedEthernet) == 1)
+        #expect(engine.batch.dropped(.badIPv4Header) == 1)
+        #expect(sink.written == [mine])
+    }
+
+    /// A router on the path says "fragmentation needed" about a segment the VIP sent: the node that owns the
+    /// connection gets it (path MTU discovery works through the farm), the others do not, and nobody records a
+    /// connection for it.
+    @Test func anICMPErrorReachesTheNodeThatOwnsTheConnectionItQuotes() {
+        let clientPort = D.port(ownedBy: 2)
+        let error = Self.withHeader(
+            .init(), FrameParserTests.fragmentationNeeded(quotingClientPort: clientPort, destinationMAC: D.vmac))
+        let (owner, _, ownerSink) = Self.engine(node: 2, blocks: [Self.block(error)])
+        let (other, _, otherSink) = Self.engine(node: 1, blocks: [Self.block(error)])
+        _ = owner.runBatch()
+        _ = other.runBatch()
+        #expect(ownerSink.written == [error])
+        #expect(otherSink.written.isEmpty && other.batch.dropped(.notOwner) == 1)
+        #expect(owner.flows.count == 0)
+    }
+
+    @Test func theARPLeaderAnswersForTheVIP() {
+        let request = Self.withHeader(
+            .init(),
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: Self.clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
+                senderMAC: Self.clientMAC, senderIP: Self.client.ipv4Value!, targetMAC: 0,
+                targetIP: D.vip.ipv4Value!))
+        let (leader, port, sink) = Self.engine(node: 1, blocks: [Self.block(request)])
+        _ = leader.runBatch()
+        #expect(sink.written.isEmpty && leader.batch.answered == 1)
+        let reply = port.sent.first ?? []
+        #expect(reply.count >= 42 && Array(reply[0..<6]) == PacketBuilder.macBytes(Self.clientMAC))
+        #expect(Array(reply.dropFirst(22).prefix(6)) == PacketBuilder.macBytes(D.vmac))  // sender MAC: the VIP's
+        let (follower, _, _) = Self.engine(node: 2, blocks: [Self.block(request)])
+        _ = follower.runBatch()
+        #expect(follower.batch.dropped(.notARPLeader) == 1)
+    }
+
+    /// On its own thread: a new state takes effect between batches, and the published counters add up.
+    @Test func aSwappedStateTakesEffectAtTheNextBatch() throws {
+        let frame = Self.tcp(port: D.port(ownedBy: 2), flags: 2)
+        let (engine, port, sink) = Self.engine(node: 1, blocks: [Self.block(frame)])
+        engine.start()
+        defer { engine.stop() }
+        try Self.wait { engine.counters.received == 1 }
+        #expect(engine.counters.dropped(.notOwner) == 1)
+        let generation = engine.stateGeneration
+        var everything = D.state(node: 1)
+        everything.table = try TableBuilder(seed: D.seed, bucketCount: 64).build(
+            MembershipView(equalWeights: [NodeID(1)!]), generation: generation + 1)
+        everything.generation = generation + 1
+        engine.swap(everything)
+        try Self.wait { engine.stateGeneration == generation + 1 }
+        port.add(Self.block(frame))
+        try Self.wait { engine.counters.delivered == 1 }
+        #expect(sink.written == [frame])
+    }
+
+    static func wait(_ condition: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(5)
+        while !condition() {
+            guard Date() < deadline else { throw SystemCallError("wait", "the engine did not get there in 5 s") }
+            Thread.sleep(forTimeInterval: 0.002)
+        }
+    }
+}
