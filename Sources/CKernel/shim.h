@@ -1,7 +1,7 @@
 #ifndef VIPFARM_CKERNEL_SHIM_H
 #define VIPFARM_CKERNEL_SHIM_H
-// Linux kernel interfaces that Swift cannot call directly: the TPACKET_V3 ring's structures (unions, a status word
-// that needs atomics), packet-socket memberships, sendmmsg, and the TUN/TAP, ethtool and namespace calls (function-like
+// Linux kernel interfaces that Swift cannot call directly: the TPACKET_V2 ring's slots (a status word that needs
+// atomics), ancillary data, packet-socket memberships, sendmmsg, and the TUN/TAP, ethtool and namespace calls (function-like
 // macros, variadic ioctl, declarations hidden behind _GNU_SOURCE). Each helper is one call or one struct access.
 // TapEngine (packets) and RouteSetup (TAP creation, namespaces, offloads) import it; nothing else does.
 #include <errno.h>
@@ -92,36 +92,21 @@ static inline int vipfarm_send_frames(int fd, const unsigned char *data, const u
     return (int)syscall(SYS_sendmmsg, fd, headers, count, 0);
 }
 
-// --- The TPACKET_V3 receive ring (tpacket structs hold unions; the block status word needs atomics) ---
+// --- The TPACKET_V2 receive ring: one slot per frame, each with its own status word (atomics) ---
 
-// Whether the block belongs to user space now (acquire: its frames are visible once this says so).
-static inline int vipfarm_block_ready(const void *block) {
-    const struct tpacket_block_desc *desc = block;
-    return (__atomic_load_n(&desc->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) != 0;
+// Whether the slot holds a frame for user space (acquire: the frame is visible once this says so); its status bits.
+static inline unsigned vipfarm_slot_status(const void *slot) {
+    return __atomic_load_n(&((const struct tpacket2_hdr *)slot)->tp_status, __ATOMIC_ACQUIRE);
 }
 
-// Gives the block back to the kernel (release: every read of its frames happens before).
-static inline void vipfarm_block_release(void *block) {
-    struct tpacket_block_desc *desc = block;
-    __atomic_store_n(&desc->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-}
-
-static inline unsigned vipfarm_block_packets(const void *block) {
-    return ((const struct tpacket_block_desc *)block)->hdr.bh1.num_pkts;
-}
-
-static inline const void *vipfarm_block_first_packet(const void *block) {
-    const struct tpacket_block_desc *desc = block;
-    return (const char *)block + desc->hdr.bh1.offset_to_first_pkt;
-}
-
-static inline const void *vipfarm_packet_next(const void *packet) {
-    return (const char *)packet + ((const struct tpacket3_hdr *)packet)->tp_next_offset;
+// Gives the slot back to the kernel (release: every read of its frame happens before).
+static inline void vipfarm_slot_release(void *slot) {
+    __atomic_store_n(&((struct tpacket2_hdr *)slot)->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
 }
 
 // What the ring says of one frame: where it starts (the destination MAC), the bytes copied and the frame's length on
-// the wire (they differ when the filter or the ring cut it), the status bits (TP_STATUS_CSUMNOTREADY,
-// TP_STATUS_VLAN_VALID, ...) and the VLAN tag the kernel took out of the frame.
+// the wire (they differ when the filter or the slot cut it), the status bits (TP_STATUS_COPY, TP_STATUS_VLAN_VALID,
+// ...) and the VLAN tag the kernel took out of the frame.
 struct vipfarm_packet_info {
     const unsigned char *frame;
     unsigned captured;
@@ -129,18 +114,56 @@ struct vipfarm_packet_info {
     unsigned status;
     unsigned short vlan_tci;
 };
-static inline struct vipfarm_packet_info vipfarm_packet_info(const void *packet) {
-    const struct tpacket3_hdr *header = packet;
+static inline struct vipfarm_packet_info vipfarm_slot_info(const void *slot) {
+    const struct tpacket2_hdr *header = slot;
     struct vipfarm_packet_info info = {
-        (const unsigned char *)packet + header->tp_mac, header->tp_snaplen, header->tp_len, header->tp_status,
-        header->hv1.tp_vlan_tci,
+        (const unsigned char *)slot + header->tp_mac, header->tp_snaplen, header->tp_len, header->tp_status,
+        header->tp_vlan_tci,
     };
     return info;
 }
 
+// Bytes of ring slot that come before the frame's MAC header (the slot header, alignment, and the offload header).
+static inline unsigned vipfarm_slot_overhead(void) {
+    return TPACKET_ALIGN(TPACKET2_HDRLEN) + 16 + 10 + 16;
+}
+
+// Reads the next frame of the socket's queue (a frame too long for its ring slot, TP_STATUS_COPY), its offload
+// header first, without waiting; its VLAN tag from PACKET_AUXDATA. Returns the bytes read, or -1 (errno).
+static inline long vipfarm_receive_copied(int fd, void *buffer, unsigned long size, unsigned *vlan_valid,
+                                          unsigned short *vlan_tci) {
+    struct iovec vector = { buffer, size };
+    union { struct cmsghdr align; char bytes[CMSG_SPACE(sizeof(struct tpacket_auxdata))]; } control;
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.bytes;
+    message.msg_controllen = sizeof(control.bytes);
+    long count = recvmsg(fd, &message, MSG_DONTWAIT | MSG_TRUNC);
+    *vlan_valid = 0;
+    *vlan_tci = 0;
+    if (count < 0) return -1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level == SOL_PACKET && header->cmsg_type == PACKET_AUXDATA) {
+            const struct tpacket_auxdata *aux = (const void *)CMSG_DATA(header);
+            *vlan_valid = (aux->tp_status & TP_STATUS_VLAN_VALID) != 0;
+            *vlan_tci = aux->tp_vlan_tci;
+        }
+    }
+    return count;
+}
+
+// The interface's MTU (SIOCGIFMTU), or -1.
+static inline int vipfarm_interface_mtu(int fd, const char *name) {
+    struct ifreq request = { 0 };
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFMTU, &request) < 0) return -1;
+    return request.ifr_mtu;
+}
+
 // Frames the kernel dropped (ring full) since the last call; PACKET_STATISTICS resets on read.
 static inline unsigned vipfarm_ring_drops(int fd) {
-    struct tpacket_stats_v3 stats;
+    struct tpacket_stats stats;
     socklen_t length = sizeof(stats);
     if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return 0;
     return stats.tp_drops;

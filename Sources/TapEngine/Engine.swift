@@ -18,8 +18,8 @@ public struct EngineConfiguration: Sendable {
     public var flowClosingTimeout: UInt32 = 10_000
     /// Bytes of the receive ring.
     public var ringBytes: Int32 = 32 << 20
-    /// TPACKET_V3 block retire timeout in ms.
-    public var blockTimeoutMilliseconds: Int32 = 1
+    /// How long the engine waits for a frame before it looks for a new state, in ms (frames themselves wake it).
+    public var pollTimeoutMilliseconds: Int32 = 1
     /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (a ring block goes back to
     /// the kernel only once its writes completed).
     public var injection: Injection = .ioUring
@@ -71,7 +71,7 @@ public final class Engine: @unchecked Sendable {
         let port = try RingPort(
             interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
             interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes,
-            blockTimeoutMilliseconds: configuration.blockTimeoutMilliseconds)
+            pollTimeoutMilliseconds: configuration.pollTimeoutMilliseconds)
         let tap = try TapWriter(name: configuration.tapName)
         let sink: any FrameSink =
             switch configuration.injection {

@@ -49,16 +49,24 @@ final class ForwardBatch {
         return flushed
     }
 
-    /// Sends what is queued on the packet socket `fd`. The corresponding C function is `sendmmsg`.
+    /// Sends what is queued on the packet socket `fd`. `sendmmsg` stops at the first frame the kernel refuses (a
+    /// full queue on the way: ENOBUFS); that one is counted as failed and the rest still go. The corresponding C
+    /// function is `sendmmsg`.
     func flush(fd: Int32) -> (sent: Int, failed: Int) {
-        guard count > 0 else { return (0, 0) }
-        let sent = Int(
-            vipfarm_send_frames(
-                fd, data.baseAddress!.assumingMemoryBound(to: UInt8.self), lengths,
-                UInt32(count)))
-        let result = sent < 0 ? (0, count) : (sent, count - sent)
+        var (sent, failed, next, offset) = (0, 0, 0, 0)
+        while next < count {
+            let result = Int(
+                vipfarm_send_frames(
+                    fd, data.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self),
+                    lengths.advanced(by: next), UInt32(count - next)))
+            let done = max(result, 0)
+            sent += done
+            for index in next..<min(count, next + done + 1) { offset += Int(lengths[index]) }
+            next += done + 1
+            if next <= count { failed += 1 }
+        }
         used = 0
         count = 0
-        return result
+        return (sent, failed)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Hashing
 import RouteSetup
 
 /// Runs a client program to its end in a host's namespace (a process started from a thread inherits the thread's
@@ -145,5 +146,42 @@ public enum Iperf3 {
         return Result(
             bitsPerSecond: rate, bytes: received["bytes"] as? Double ?? 0, lostPercent: 0,
             retransmits: sent?["retransmits"] as? Int ?? 0)
+    }
+}
+
+/// Round trips of single HTTP requests on one keep-alive connection, with a pause between them: the latency a path
+/// adds when it is not loaded (a ring that holds frames back until a timer fires shows here, not under wrk's load).
+public enum RequestLatency {
+    public struct Result: Codable, Sendable {
+        public var requests: Int
+        public var medianMicroseconds: Double
+        public var p99Microseconds: Double
+    }
+
+    /// `requests` GETs to nginx at `address` from `namespace`, `pauseMilliseconds` apart.
+    public static func measure(
+        in namespace: NetworkNamespace, address: IPAddress, requests: Int = 500, pauseMilliseconds: Double = 2
+    ) throws -> Result {
+        let request = Array("GET / HTTP/1.1\r\nHost: vipfarm\r\n\r\n".utf8)
+        let times = try namespace.run { () throws(NetlinkError) in
+            Swift.Result { () throws -> [Double] in
+                let connection = try StreamConnection(to: address, port: ApplicationServers.httpPort)
+                var times: [Double] = []
+                for _ in 0..<requests {
+                    let start = ContinuousClock.now
+                    // nginx's page is "server N\n": the answer is complete at its last newline after the headers.
+                    guard connection.exchange(request, until: { reply in
+                        reply.last == 0x0A && String(decoding: reply, as: UTF8.self).contains("\r\n\r\nserver ")
+                    }) != nil else { throw FarmError("no answer from nginx at \(address)") }
+                    let elapsed = (ContinuousClock.now - start).components
+                    times.append(Double(elapsed.seconds) * 1e6 + Double(elapsed.attoseconds) / 1e12)
+                    Thread.sleep(forTimeInterval: pauseMilliseconds / 1000)
+                }
+                return times.sorted()
+            }
+        }.get()
+        return Result(
+            requests: requests, medianMicroseconds: times[times.count / 2],
+            p99Microseconds: times[min(times.count - 1, times.count * 99 / 100)])
     }
 }

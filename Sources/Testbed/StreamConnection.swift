@@ -76,6 +76,24 @@ public final class StreamConnection {
         return .answered(server: parsed.server)
     }
 
+    /// Sends `bytes` and reads until what came back satisfies `isComplete` (a keep-alive HTTP exchange); nil on a
+    /// reset or after `timeoutMilliseconds` of silence.
+    public func exchange(
+        _ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000, until isComplete: ([UInt8]) -> Bool
+    ) -> [UInt8]? {
+        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { return nil }
+        var reply: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while !isComplete(reply) {
+            guard poll(&poller, 1, timeoutMilliseconds) == 1 else { return nil }
+            let count = recv(fd, &buffer, buffer.count, 0)
+            guard count > 0 || (count < 0 && errno == EAGAIN) else { return nil }
+            if count > 0 { reply += buffer[0..<count] }
+        }
+        return reply
+    }
+
     /// Sends `bytes` and reads until the peer closes (an HTTP/1.0 exchange); nil on a reset or after
     /// `timeoutMilliseconds` of silence.
     public func exchangeUntilClosed(_ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {

@@ -43,6 +43,13 @@ struct AppsBenchmark {
                         "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk "
                             + String(format: "%.0f req/s, p99 %.2f ms, %d errors", web.requestsPerSecond,
                                 web.p99Milliseconds, web.errors))
+                    let latency = try RequestLatency.measure(in: client, address: IPAddress(address)!)
+                    report.latency.append(
+                        .init(delivery: delivery, path: path, repetition: repetition, result: latency))
+                    progress(
+                        "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): one request at a time "
+                            + String(format: "median %.0f µs, p99 %.0f µs", latency.medianMicroseconds,
+                                latency.p99Microseconds))
                     for test in AppsReport.BulkTest.allCases {
                         let (result, cpu) = try measuringCPU(of: farm) {
                             try Iperf3.run(

@@ -32,6 +32,14 @@ struct AppsReport: Codable {
         var cpu: CPUUse
     }
 
+    /// One HTTP request at a time on a keep-alive connection: the latency a path adds when it is not loaded.
+    struct Latency: Codable {
+        var delivery: String
+        var path: Path
+        var repetition: Int
+        var result: RequestLatency.Result
+    }
+
     struct Bulk: Codable {
         var delivery: String
         var test: BulkTest
@@ -56,6 +64,7 @@ struct AppsReport: Codable {
     var udpBitsPerSecond: Int
     var victim: Int
     var web: [Web] = []
+    var latency: [Latency] = []
     var bulk: [Bulk] = []
     var kills: [Kill] = []
 
@@ -118,6 +127,20 @@ struct AppsReport: Codable {
                     format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors,
                     webMedian(delivery, .vip, \.p99Milliseconds), webMedian(delivery, .direct, \.p99Milliseconds)),
                 cpuText(delivery, nil, .vip), cpuText(delivery, nil, .direct),
+            ])
+            let latencies = { (path: Path) in self.latency.filter { $0.delivery == delivery && $0.path == path } }
+            let (vipLatency, directLatency) = (
+                Self.median(latencies(.vip).map(\.result.medianMicroseconds)),
+                Self.median(latencies(.direct).map(\.result.medianMicroseconds))
+            )
+            table.add([
+                delivery, "one request at a time (median)", String(format: "%.0f µs", vipLatency),
+                String(format: "%.0f µs", directLatency),
+                String(format: "%.2fx", directLatency > 0 ? vipLatency / directLatency : 0),
+                String(
+                    format: "p99 %.0f µs (direct %.0f µs)", Self.median(latencies(.vip).map(\.result.p99Microseconds)),
+                    Self.median(latencies(.direct).map(\.result.p99Microseconds))),
+                "-", "-",
             ])
             for test in BulkTest.allCases {
                 let retransmits = bulkMedian(delivery, test, .vip) { Double($0.retransmits) }

@@ -12,7 +12,7 @@ import Testbed
 struct EngineBenchmark {
     enum Path: String, CaseIterable, Codable {
         case baseline
-        /// The default engine: the TPACKET_V3 ring read directly, TAP writes batched through io_uring.
+        /// The default engine: the TPACKET_V2 ring read directly, TAP writes batched through io_uring.
         case engine = "engine ring+io_uring"
         case engineRingWrite = "engine ring+write"
         case nftables
@@ -73,7 +73,6 @@ struct EngineBenchmark {
                     interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
-                configuration.blockTimeoutMilliseconds = 200  // full blocks, so the ring holds many frames
                 let state = EngineState(
                     generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
                     virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
