@@ -196,15 +196,17 @@ public final class Engine: @unchecked Sendable {
             batch.drops[DropReason.truncatedByRing.rawValue] += 1
             return
         }
-        switch FrameParser.parse(received.bytes) {
+        switch FrameParser.parse(received.bytes, wholeLength: received.wholeLength) {
         case .drop(let reason):
             batch.drops[reason.rawValue] += 1
         case .frame(let frame):
             switch Decider.decide(frame, state: state, flows: &flows, now: now) {
             case .deliver:
-                count(sink.queue(received.withOffloadHeader))
+                guard let whole = whole(of: received) else { return }
+                count(sink.queue(whole.withOffloadHeader))
             case .forward(let mac):
-                countForwarded(port.forward(received, to: mac))
+                guard let whole = whole(of: received) else { return }
+                countForwarded(port.forward(whole, to: mac))
             case .answer:
                 let reply =
                     frame.kind == .neighbourSolicitation
@@ -219,6 +221,18 @@ public final class Engine: @unchecked Sendable {
                 batch.drops[reason.rawValue] += 1
             }
         }
+    }
+
+    /// The frame itself, or, when the ring held only its head, the whole frame from the port (nil, counted as cut,
+    /// if it is gone).
+    @inline(__always)
+    private func whole(of received: ReceivedFrame) -> ReceivedFrame? {
+        guard received.wholeLength != nil else { return received }
+        guard let whole = port.takeWhole(), !whole.isTruncated else {
+            batch.drops[DropReason.truncatedByRing.rawValue] += 1
+            return nil
+        }
+        return whole
     }
 
     /// After the last frame of a ring block, before the block goes back to the kernel: the writes and forwards

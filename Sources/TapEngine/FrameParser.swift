@@ -16,9 +16,12 @@ public enum FrameParser {
 
     /// Parses one frame.
     ///
-    /// - Parameter bytes: the frame, from the destination MAC on.
+    /// - Parameters:
+    ///   - bytes: the frame, from the destination MAC on, or its head only.
+    ///   - wholeLength: with a head only, the whole frame's length: lengths are checked against it, and nothing
+    ///     past the head is read (what would be there is left unparsed).
     /// - Warning: `bytes` is only read during the call; nothing in the result points into it.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, wholeLength: Int? = nil) -> ParseOutcome {
         var frame = Frame()
         guard bytes.count >= 14 else { return .drop(.truncatedEthernet) }
         frame.destinationMAC = mac(bytes, at: 0)
@@ -35,8 +38,8 @@ public enum FrameParser {
         offset += 2
         frame.networkOffset = offset
         switch etherType {
-        case etherTypeIPv4: return parseIPv4(bytes, offset, &frame)
-        case etherTypeIPv6: return parseIPv6(bytes, offset, &frame)
+        case etherTypeIPv4: return parseIPv4(bytes, offset, wholeLength ?? bytes.count, &frame)
+        case etherTypeIPv6: return parseIPv6(bytes, offset, wholeLength ?? bytes.count, &frame)
         case etherTypeARP: return parseARP(bytes, offset, &frame)
         default: return .drop(.unsupportedEtherType)
         }
@@ -56,7 +59,7 @@ public enum FrameParser {
         return .frame(frame)
     }
 
-    static func parseIPv4(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ frame: inout Frame)
+    static func parseIPv4(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ wholeLength: Int, _ frame: inout Frame)
         -> ParseOutcome
     {
         guard bytes.count >= offset + 20 else { return .drop(.truncatedIPv4) }
@@ -67,7 +70,7 @@ public enum FrameParser {
             return .drop(.badIPv4Header)
         }
         // Ethernet pads short frames, so the frame may be longer than the packet, never shorter.
-        guard bytes.count >= offset + totalLength else { return .drop(.truncatedIPv4) }
+        guard wholeLength >= offset + totalLength else { return .drop(.truncatedIPv4) }
         let fragment = be16(bytes, offset + 6)
         frame.isFragment = fragment & 0x3FFF != 0  // MF or a nonzero offset
         frame.key.proto = IPProtocol(rawValue: bytes[offset + 9])
@@ -75,16 +78,17 @@ public enum FrameParser {
         frame.destination = IPAddress(ipv4: be32(bytes, offset + 16))
         // Only the first fragment (offset 0) carries the transport header.
         guard fragment & 0x1FFF == 0 else { return .frame(frame) }
-        return parseTransport(bytes, offset + headerLength, end: offset + totalLength, &frame)
+        return parseTransport(bytes, offset + headerLength, end: min(offset + totalLength, bytes.count), &frame)
     }
 
-    static func parseIPv6(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ frame: inout Frame)
+    static func parseIPv6(_ bytes: UnsafeRawBufferPointer, _ offset: Int, _ wholeLength: Int, _ frame: inout Frame)
         -> ParseOutcome
     {
         guard bytes.count >= offset + 40 else { return .drop(.truncatedIPv6) }
         guard bytes[offset] >> 4 == 6 else { return .drop(.badIPv6ExtensionHeader) }
-        let end = offset + 40 + Int(be16(bytes, offset + 4))
-        guard bytes.count >= end else { return .drop(.truncatedIPv6) }
+        let packetEnd = offset + 40 + Int(be16(bytes, offset + 4))
+        guard wholeLength >= packetEnd else { return .drop(.truncatedIPv6) }
+        let end = min(packetEnd, bytes.count)
         frame.key.client = IPAddress(high: be64(bytes, offset + 8), low: be64(bytes, offset + 16))
         frame.destination = IPAddress(high: be64(bytes, offset + 24), low: be64(bytes, offset + 32))
         guard let headers = skipExtensionHeaders(bytes, next: bytes[offset + 6], at: offset + 40, end: end) else {

@@ -8,6 +8,11 @@ protocol PacketPort: AnyObject {
     /// queued from a block must complete there. Returns how many frames were handed over.
     func receive(_ handle: (ReceivedFrame) -> Void, endOfBlock: () -> Void) -> Int
 
+    /// The whole frame whose head `handle` was given (`ReceivedFrame.wholeLength`), read from where it waits; valid
+    /// until `handle` returns. Nil if it is gone (the queue had no room): count it as cut. A head whose frame is not
+    /// taken is discarded unread.
+    func takeWhole() -> ReceivedFrame?
+
     /// Queues `frame` (with its offload header) for its owner `mac` (directed mode), from the interface's own MAC;
     /// returns what a flush this caused sent and failed.
     func forward(_ frame: ReceivedFrame, to mac: UInt64) -> (sent: Int, failed: Int)

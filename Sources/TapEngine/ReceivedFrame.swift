@@ -11,13 +11,21 @@ public struct ReceivedFrame {
     public let isTruncated: Bool
     /// The 802.1Q tag the kernel took out of the frame (`TP_STATUS_VLAN_VALID`), or nil.
     public let vlanTag: UInt16?
+    /// Set when the ring holds only the head of a frame too long for its slot: the whole frame, this long, waits on
+    /// the socket, for `PacketPort.takeWhole` (the head is enough to decide; only a frame to deliver or forward is
+    /// read whole).
+    public let wholeLength: Int?
 
-    /// - Parameter withOffloadHeader: `OffloadHeader.size` bytes of header, then the frame.
-    public init(withOffloadHeader: UnsafeRawBufferPointer, isTruncated: Bool = false, vlanTag: UInt16? = nil) {
+    /// - Parameter withOffloadHeader: `OffloadHeader.size` bytes of header, then the frame (or its head).
+    public init(
+        withOffloadHeader: UnsafeRawBufferPointer, isTruncated: Bool = false, vlanTag: UInt16? = nil,
+        wholeLength: Int? = nil
+    ) {
         precondition(withOffloadHeader.count >= OffloadHeader.size)
         self.withOffloadHeader = withOffloadHeader
         self.isTruncated = isTruncated
         self.vlanTag = vlanTag
+        self.wholeLength = wholeLength
     }
 
     /// The Ethernet frame, from the destination MAC on.

@@ -12,9 +12,10 @@ import Hashing
 /// (1 ms at the least), so at ordinary rates every frame waited for the timer: a request through the VIP took 0.9 ms
 /// instead of 0.1. V2 wakes the engine per frame when it sleeps, and costs the same when it is busy.
 ///
-/// Slots hold an MTU-sized frame. A longer one (merged by GRO or a peer's TSO, up to 64 KB) is marked
-/// `TP_STATUS_COPY` by the kernel (`PACKET_COPY_THRESH`) and queued whole on the socket, where the engine reads it
-/// with its header and VLAN tag (`PACKET_AUXDATA`): one read per 64 KB frame.
+/// Slots hold an MTU-sized frame. Of a longer one (merged by GRO or a peer's TSO, up to 64 KB) the slot holds the head,
+/// marked `TP_STATUS_COPY` (`PACKET_COPY_THRESH`), and the kernel queues the whole frame on the socket. The head is
+/// enough to decide; a frame to deliver or forward is read whole with its header and VLAN tag (`PACKET_AUXDATA`), one
+/// read per 64 KB frame, and one that is not (another node's, in flood mode) is discarded unread.
 ///
 /// - Warning: only the engine thread uses it.
 final class RingPort: PacketPort {
@@ -27,6 +28,8 @@ final class RingPort: PacketPort {
     private let slotCount: Int
     private let timeoutMilliseconds: Int32
     private var current = 0
+    /// The slot being handled is a head whose whole frame waits on the socket, not yet taken.
+    private var wholeWaiting = false
     private var drops: UInt64 = 0
     private let forwards: ForwardBatch
     /// An empty offload header, in front of every frame the engine builds itself.
@@ -173,22 +176,23 @@ final class RingPort: PacketPort {
             let slot = slot(current)
             let status = vipfarm_slot_status(slot)
             guard status & UInt32(TP_STATUS_USER) != 0 else { break }
+            let info = vipfarm_slot_info(slot)
+            let head = UnsafeRawBufferPointer(
+                start: UnsafeRawPointer(info.frame) - OffloadHeader.size, count: Int(info.captured) + OffloadHeader.size)
+            let vlanTag = status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil
             if status & UInt32(TP_STATUS_COPY) != 0 {
+                // The slot holds the head; the whole frame waits on the socket, read only if the engine takes it.
                 complete()  // the copy buffer is reused: what was queued before goes first
-                receiveCopied(handle)
+                wholeWaiting = true
+                handle(ReceivedFrame(withOffloadHeader: head, vlanTag: vlanTag, wholeLength: Int(info.length)))
+                if wholeWaiting { recv(fd, nil, 0, Int32(MSG_DONTWAIT | MSG_TRUNC)) }  // not taken: discarded unread
+                wholeWaiting = false
                 endOfBlock()
                 vipfarm_slot_release(slot)
                 current = (current + 1) % slotCount
                 first = current
             } else {
-                let info = vipfarm_slot_info(slot)
-                handle(
-                    ReceivedFrame(
-                        withOffloadHeader: UnsafeRawBufferPointer(
-                            start: UnsafeRawPointer(info.frame) - OffloadHeader.size,
-                            count: Int(info.captured) + OffloadHeader.size),
-                        isTruncated: info.captured < info.length,
-                        vlanTag: info.status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil))
+                handle(ReceivedFrame(withOffloadHeader: head, isTruncated: info.captured < info.length, vlanTag: vlanTag))
                 current = (current + 1) % slotCount
                 taken += 1
             }
@@ -198,21 +202,18 @@ final class RingPort: PacketPort {
         return frames
     }
 
-    /// The frame of a `TP_STATUS_COPY` slot, read whole from the socket's queue. If the queue had no room for it (or
-    /// it is longer than 64 KB), it is handed over as cut, to be counted and dropped.
-    private func receiveCopied(_ handle: (ReceivedFrame) -> Void) {
+    /// The whole frame of the `TP_STATUS_COPY` slot being handled, read from the socket's queue into the copy buffer.
+    /// If the queue had no room for it (or it is longer than 64 KB), it comes back cut, to be counted and dropped.
+    func takeWhole() -> ReceivedFrame? {
+        guard wholeWaiting else { return nil }
+        wholeWaiting = false
         var vlanValid: UInt32 = 0
         var vlanTag: UInt16 = 0
         let count = vipfarm_receive_copied(fd, copied.baseAddress, UInt(copied.count), &vlanValid, &vlanTag)
-        if count < OffloadHeader.size {  // nothing read: an empty header and no frame, counted as cut
-            copied.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: OffloadHeader.size)
-        }
-        let length = max(OffloadHeader.size, min(count, copied.count))
-        handle(
-            ReceivedFrame(
-                withOffloadHeader: UnsafeRawBufferPointer(rebasing: copied[0..<length]),
-                isTruncated: count < OffloadHeader.size || count > copied.count,
-                vlanTag: vlanValid != 0 ? vlanTag : nil))
+        guard count >= OffloadHeader.size + 14 else { return nil }
+        return ReceivedFrame(
+            withOffloadHeader: UnsafeRawBufferPointer(rebasing: copied[0..<min(count, copied.count)]),
+            isTruncated: count > copied.count, vlanTag: vlanValid != 0 ? vlanTag : nil)
     }
 
     @inline(__always)

@@ -10,7 +10,12 @@ import Testing
 final class ScriptedPort: PacketPort, @unchecked Sendable {
     struct Block {
         var frames: [(bytes: [UInt8], truncated: Bool, vlan: UInt16?)]
+        /// Frames (by index) of which the ring holds only the first `headBytes`, the whole frame waiting on the
+        /// socket, as for a frame longer than a ring slot.
+        var headsOnly: Set<Int> = []
     }
+
+    static let headBytes = 1600
 
     private let script: Mutex<[Block]>
     private(set) var forwarded: [(frame: [UInt8], mac: UInt64)] = []
@@ -28,13 +33,33 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
             Thread.sleep(forTimeInterval: 0.001)  // an empty ring: the block timeout
             return 0
         }
-        for frame in block.frames {
-            frame.bytes.withUnsafeBytes {
-                handle(ReceivedFrame(withOffloadHeader: $0, isTruncated: frame.truncated, vlanTag: frame.vlan))
+        for (index, frame) in block.frames.enumerated() {
+            frame.bytes.withUnsafeBytes { bytes in
+                guard block.headsOnly.contains(index) else {
+                    return handle(ReceivedFrame(withOffloadHeader: bytes, isTruncated: frame.truncated, vlanTag: frame.vlan))
+                }
+                waiting = frame.bytes
+                handle(
+                    ReceivedFrame(
+                        withOffloadHeader: UnsafeRawBufferPointer(rebasing: bytes[0..<Self.headBytes]),
+                        vlanTag: frame.vlan, wholeLength: frame.bytes.count - OffloadHeader.size))
+                if waiting != nil { discardedWholes += 1 }
+                waiting = nil
             }
         }
         endOfBlock()
         return block.frames.count
+    }
+
+    private var waiting: [UInt8]?
+    private var takenWhole: [UInt8] = []
+    private(set) var discardedWholes = 0
+
+    func takeWhole() -> ReceivedFrame? {
+        guard let whole = waiting else { return nil }
+        waiting = nil
+        takenWhole = whole
+        return takenWhole.withUnsafeBytes { ReceivedFrame(withOffloadHeader: $0) }  // kept alive by takenWhole
     }
 
     func forward(_ frame: ReceivedFrame, to mac: UInt64) -> (sent: Int, failed: Int) {
@@ -128,6 +153,23 @@ struct EngineTests {
         #expect(engine.batch.delivered == 1)
         #expect(engine.batch.received(.mergedTCPv4) == 1)
         #expect(engine.flows.count == 1)
+    }
+
+    /// Of a frame longer than a ring slot the ring holds the head: enough to decide. The owner reads it whole and
+    /// writes it whole; a node that does not own it (flood) discards it unread; the director forwards it whole.
+    @Test func aFrameLongerThanItsSlotIsDecidedOnItsHeadAndReadWholeOnlyWhenTaken() {
+        let mine = Self.tcp(port: D.port(ownedBy: 1), payload: 44 * 1448, header: Self.merged)
+        let theirs = Self.tcp(port: D.port(ownedBy: 2), payload: 44 * 1448, header: Self.merged)
+        let block = ScriptedPort.Block(frames: [(mine, false, nil), (theirs, false, nil)], headsOnly: [0, 1])
+        let (owner, ownerPort, sink) = Self.engine(node: 1, blocks: [block])
+        #expect(owner.runBatch() == 2)
+        #expect(sink.written == [mine])
+        #expect(ownerPort.discardedWholes == 1 && owner.batch.dropped(.notOwner) == 1)
+        #expect(owner.batch.received(.mergedTCPv4) == 2)
+
+        let (director, port, _) = Self.engine(node: 1, delivery: .directed, blocks: [block])
+        _ = director.runBatch()
+        #expect(port.forwarded.map(\.frame) == [theirs] && port.discardedWholes == 0)
     }
 
     @Test func writesCompleteAtTheEndOfEveryBlock() {
