@@ -41,7 +41,7 @@ demo: release
 bench-hash: release
 	.build/release/lbbench hash --json
 
-## bench: every benchmark, with reports (Markdown, JSON, SVG) in bench/results/<date>/ (needs root, ~30 min)
+## bench: every benchmark, with reports (Markdown, JSON, SVG) in bench/results/<date>/ (needs root, ~50 min)
 bench: release
 	$(eval DIR := bench/results/$(shell date +%Y-%m-%d))
 	.build/release/lbbench hash --report $(DIR)
@@ -49,6 +49,7 @@ bench: release
 	$(SUDO) .build/release/lbbench engine --report $(DIR)
 	$(SUDO) .build/release/lbbench pps --report $(DIR)
 	$(SUDO) .build/release/lbbench failover --compare --report $(DIR)
+	$(SUDO) .build/release/lbbench apps --report $(DIR)
 	$(SUDO) .build/release/lbbench scenarios --report $(DIR)
 	$(SUDO) .build/release/lbbench steady --seconds 60 --report $(DIR)
 	$(SUDO) .build/release/lbbench demo --report $(DIR)

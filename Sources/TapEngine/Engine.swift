@@ -20,7 +20,7 @@ public struct EngineConfiguration: Sendable {
     public var ringBytes: Int32 = 32 << 20
     /// How long the engine waits for a frame before it looks for a new state, in ms (frames themselves wake it).
     public var pollTimeoutMilliseconds: Int32 = 1
-    /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (a ring block goes back to
+    /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (ring slots go back to
     /// the kernel only once its writes completed).
     public var injection: Injection = .ioUring
 
@@ -108,7 +108,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Stops the engine thread and waits for it (at most one batch timeout).
     public func stop() {
-        shared.withLock { $0.stopping = true }  // a batch waits at most one block timeout
+        shared.withLock { $0.stopping = true }  // a batch waits at most one poll timeout
         if thread != nil {
             finished.wait()
             thread = nil
@@ -180,7 +180,7 @@ public final class Engine: @unchecked Sendable {
 
     /// One batch: the frames the port has ready, each decided in place.
     func runBatch() -> Int {
-        port.receive({ handle($0) }, endOfBlock: { endOfBlock() })
+        port.receive({ handle($0) }, endOfBatch: { endOfBatch() })
     }
 
     /// Decides one frame, in place in the ring.
@@ -235,9 +235,9 @@ public final class Engine: @unchecked Sendable {
         return whole
     }
 
-    /// After the last frame of a ring block, before the block goes back to the kernel: the writes and forwards
+    /// After the last frame of a batch, before its ring slots go back to the kernel: the writes and forwards
     /// queued from it complete here.
-    private func endOfBlock() {
+    private func endOfBatch() {
         count(sink.flush())
         countForwarded(port.flushForwards())
     }

@@ -2,7 +2,7 @@ import CKernel
 import Glibc
 
 /// The director's forwarded frames (directed mode), re-addressed to their owner's MAC and sent in batches with one
-/// `sendmmsg`: up to 64 frames or 256 KiB, and always before the receive block they came from goes back.
+/// `sendmmsg`: up to 64 frames or 256 KiB, and always before the ring slots they came from go back.
 ///
 /// Each frame keeps its offload header (the packet socket has `PACKET_VNET_HDR`): a merged 64 KB frame or one with a
 /// partial checksum leaves as one GSO packet, and the kernel or the NIC segments and checksums it for the wire.

@@ -3,10 +3,10 @@
 ///
 /// - Warning: only the engine thread uses a port.
 protocol PacketPort: AnyObject {
-    /// Hands the frames that are ready (or arrive within the block timeout) to `handle`, in place in the ring, and
-    /// calls `endOfBlock` after the last frame of each block, before the block goes back to the kernel: writes
-    /// queued from a block must complete there. Returns how many frames were handed over.
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBlock: () -> Void) -> Int
+    /// Hands the frames that are ready (or arrive within the poll timeout) to `handle`, in place in the ring, and
+    /// calls `endOfBatch` after the last frame of each batch, before their ring slots go back to the kernel: writes
+    /// queued from a batch must complete there. Returns how many frames were handed over.
+    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int
 
     /// The whole frame whose head `handle` was given (`ReceivedFrame.wholeLength`), read from where it waits; valid
     /// until `handle` returns. Nil if it is gone (the queue had no room): count it as cut. A head whose frame is not

@@ -1,7 +1,7 @@
 /// One frame as the receive ring holds it: the offload header right before the Ethernet frame, and what the ring
 /// says of both.
 ///
-/// - Warning: the bytes belong to the ring block the port is walking: valid only until the port's `endOfBlock`
+/// - Warning: the bytes belong to the ring slot (or copy buffer) the port is walking: valid only until its `endOfBatch`
 ///   callback returns, never to be kept.
 public struct ReceivedFrame {
     /// The offload header and the frame, contiguous: what a TAP opened with `IFF_VNET_HDR` and a packet socket with

@@ -4,7 +4,7 @@ import Hashing
 
 /// The interface's receive ring: an AF_PACKET TPACKET_V2 ring of one slot per frame, walked in place, with each
 /// frame's offload header in front of it (`PACKET_VNET_HDR`). A slot goes back to the kernel only after every write
-/// from it has completed (`endOfBlock`, at the end of each batch), which is what lets TAP writes be batched straight
+/// from it has completed (`endOfBatch`, at the end of each batch), which is what lets TAP writes be batched straight
 /// from the ring. The same socket sends the director's forwards (with their offload headers, so the kernel or the NIC
 /// segments and checksums them) and the engine's ARP answers.
 ///
@@ -38,6 +38,10 @@ final class RingPort: PacketPort {
     private let copied = UnsafeMutableRawBufferPointer.allocate(byteCount: OffloadHeader.size + 65_550, alignment: 16)
     /// Frames handed over per `receive`, so state swaps and counters are never further apart than this.
     static let framesPerDispatch = 512
+    /// How long the engine naps after a batch before it waits for the next frame (interrupt moderation).
+    static let napMicroseconds: UInt32 = 50
+    /// The last `receive` handed over frames.
+    private var busy = false
 
     /// Opens the ring on `interface` with the farm's kernel filter, and adds the virtual MAC (and, for an IPv6 VIP,
     /// its solicited-node group) to the NIC's address lists, so those frames arrive without promiscuous mode.
@@ -151,7 +155,12 @@ final class RingPort: PacketPort {
         }
     }
 
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBlock: () -> Void) -> Int {
+    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
+        // Frames are coming: a short nap gathers the next ones into one batch, where waiting in poll would wake the
+        // engine once per frame (a wake-up costs more than the frame). A lone frame still wakes it at once.
+        if busy && vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
+            vipfarm_nap(Self.napMicroseconds)
+        }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             if poll(&poller, 1, timeoutMilliseconds) > 0 && poller.revents & Int16(POLLERR) != 0 {
@@ -167,7 +176,7 @@ final class RingPort: PacketPort {
         // Writes queued from the slots taken so far complete, then the slots go back to the kernel.
         func complete() {
             guard taken > 0 else { return }
-            endOfBlock()
+            endOfBatch()
             for offset in 0..<taken { vipfarm_slot_release(slot((first + offset) % slotCount)) }
             first = current
             taken = 0
@@ -187,7 +196,7 @@ final class RingPort: PacketPort {
                 handle(ReceivedFrame(withOffloadHeader: head, vlanTag: vlanTag, wholeLength: Int(info.length)))
                 if wholeWaiting { recv(fd, nil, 0, Int32(MSG_DONTWAIT | MSG_TRUNC)) }  // not taken: discarded unread
                 wholeWaiting = false
-                endOfBlock()
+                endOfBatch()
                 vipfarm_slot_release(slot)
                 current = (current + 1) % slotCount
                 first = current
@@ -199,6 +208,7 @@ final class RingPort: PacketPort {
             frames += 1
         }
         complete()
+        busy = frames > 0
         return frames
     }
 

@@ -4,7 +4,7 @@ import Glibc
 /// Batched TAP writes through io_uring: frames are queued straight from the receive ring and submitted together,
 /// one system call per batch instead of one per frame.
 ///
-/// - Warning: a queued frame's bytes must stay valid until `flush` returns; `RingPort` keeps its block until then.
+/// - Warning: a queued frame's bytes must stay valid until `flush` returns; `RingPort` keeps its slots until then.
 final class TapBatchWriter: FrameSink {
     private let ring: OpaquePointer
     private let tap: TapWriter

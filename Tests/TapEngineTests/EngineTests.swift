@@ -5,10 +5,10 @@ import Testing
 
 @testable import TapEngine
 
-/// A port that hands the engine scripted ring blocks (frames with their offload headers, as a ring with
+/// A port that hands the engine scripted batches (frames with their offload headers, as a ring with
 /// `PACKET_VNET_HDR` holds them) and records what the engine sends.
 final class ScriptedPort: PacketPort, @unchecked Sendable {
-    struct Block {
+    struct Batch {
         var frames: [(bytes: [UInt8], truncated: Bool, vlan: UInt16?)]
         /// Frames (by index) of which the ring holds only the first `headBytes`, the whole frame waiting on the
         /// socket, as for a frame longer than a ring slot.
@@ -17,18 +17,18 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
 
     static let headBytes = 1600
 
-    private let script: Mutex<[Block]>
+    private let script: Mutex<[Batch]>
     private(set) var forwarded: [(frame: [UInt8], mac: UInt64)] = []
     private(set) var sent: [[UInt8]] = []
     private var queuedForwards = 0
 
-    init(_ blocks: [Block]) { script = Mutex(blocks) }
+    init(_ blocks: [Batch]) { script = Mutex(blocks) }
 
-    func add(_ block: Block) { script.withLock { $0.append(block) } }
+    func add(_ block: Batch) { script.withLock { $0.append(block) } }
 
-    var blocksLeft: Int { script.withLock { $0.count } }
+    var batchesLeft: Int { script.withLock { $0.count } }
 
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBlock: () -> Void) -> Int {
+    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
         guard let block = script.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
             Thread.sleep(forTimeInterval: 0.001)  // an empty ring: the block timeout
             return 0
@@ -47,7 +47,7 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
                 waiting = nil
             }
         }
-        endOfBlock()
+        endOfBatch()
         return block.frames.count
     }
 
@@ -108,7 +108,7 @@ struct EngineTests {
     static let client = IPAddress("198.18.1.7")!
     static let clientMAC: UInt64 = 0x0200_0000_0107
 
-    static func engine(node: UInt16, delivery: Delivery = .flood, blocks: [ScriptedPort.Block]) -> (
+    static func engine(node: UInt16, delivery: Delivery = .flood, blocks: [ScriptedPort.Batch]) -> (
         Engine, ScriptedPort, RecordingSink
     ) {
         let port = ScriptedPort(blocks)
@@ -140,8 +140,8 @@ struct EngineTests {
         flags: OffloadHeader.needsChecksum, gsoType: OffloadHeader.gsoTCPv4, headerLength: 54, segmentSize: 1448,
         checksumStart: 34, checksumOffset: 16)
 
-    static func block(_ frames: [UInt8]...) -> ScriptedPort.Block {
-        ScriptedPort.Block(frames: frames.map { ($0, false, nil) })
+    static func block(_ frames: [UInt8]...) -> ScriptedPort.Batch {
+        ScriptedPort.Batch(frames: frames.map { ($0, false, nil) })
     }
 
     @Test func aMergedFrameWithAPartialChecksumEntersTheTapWhole() {
@@ -160,7 +160,7 @@ struct EngineTests {
     @Test func aFrameLongerThanItsSlotIsDecidedOnItsHeadAndReadWholeOnlyWhenTaken() {
         let mine = Self.tcp(port: D.port(ownedBy: 1), payload: 44 * 1448, header: Self.merged)
         let theirs = Self.tcp(port: D.port(ownedBy: 2), payload: 44 * 1448, header: Self.merged)
-        let block = ScriptedPort.Block(frames: [(mine, false, nil), (theirs, false, nil)], headsOnly: [0, 1])
+        let block = ScriptedPort.Batch(frames: [(mine, false, nil), (theirs, false, nil)], headsOnly: [0, 1])
         let (owner, ownerPort, sink) = Self.engine(node: 1, blocks: [block])
         #expect(owner.runBatch() == 2)
         #expect(sink.written == [mine])
@@ -172,7 +172,7 @@ struct EngineTests {
         #expect(port.forwarded.map(\.frame) == [theirs] && port.discardedWholes == 0)
     }
 
-    @Test func writesCompleteAtTheEndOfEveryBlock() {
+    @Test func writesCompleteAtTheEndOfEveryBatch() {
         let mine = D.port(ownedBy: 1)
         let partial = OffloadHeader(flags: OffloadHeader.needsChecksum, checksumStart: 34, checksumOffset: 16)
         let (engine, _, sink) = Self.engine(
@@ -207,7 +207,7 @@ struct EngineTests {
         let (engine, _, sink) = Self.engine(
             node: 1,
             blocks: [
-                ScriptedPort.Block(frames: [
+                ScriptedPort.Batch(frames: [
                     (mine, false, 100),  // VLAN 100: not ours
                     (mine, true, nil),  // cut by the ring
                     (mine, false, 0x2000),  // a priority tag on the native VLAN: ours
