@@ -12,6 +12,7 @@
 #
 # usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
 #                                 [--recovery-limit MS]   (the longest recovery that passes; default 50)
+#                                 [--heartbeat MS/N]      (heartbeat interval and dead_after; default 10/3, lbnode's)
 # Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
 # HOLD=SECONDS keeps the farm up that long at the end (pass or fail), to look around with `ip netns exec`.
 set -euo pipefail
@@ -22,6 +23,7 @@ BIN="$(cd "$(dirname "$0")/.." && pwd)/.build/release"
 SECONDS_PER_RUN=3
 TRIALS=5
 RECOVERY_LIMIT=50
+HEARTBEAT="heartbeat_interval_ms: 10, dead_after: 3"
 while [ $# -gt 0 ]; do
     case "$1" in
         --delivery) DELIVERY="$2"; shift 2 ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
         --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
         --trials) TRIALS="$2"; shift 2 ;;
         --recovery-limit) RECOVERY_LIMIT="$2"; shift 2 ;;
+        --heartbeat) HEARTBEAT="heartbeat_interval_ms: ${2%/*}, dead_after: ${2#*/}"; shift 2 ;;
         -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -88,7 +91,7 @@ head -c 32 /dev/urandom >"$DIR/key"
 chmod 600 "$DIR/key"
 for n in 1 2 3; do
     {
-        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key }"
+        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key, $HEARTBEAT }"
         echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n }"
         echo "control_socket: $DIR/n$n.sock"
         echo "peers:"
