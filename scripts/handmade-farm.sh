@@ -112,7 +112,7 @@ NGINX
     start "$ID-s$n" "$DIR/nginx$n.out" /usr/sbin/nginx -c "$DIR/nginx$n.conf" -e "$DIR/nginx$n.log"
     # A UDP server must answer from the address the datagram came to; iperf3 answers from the address it is bound to,
     # so one iperf3 on the VIP (bound before lbnode puts the VIP up: ip_nonlocal_bind) and one on the own address.
-    in_ns "$ID-s$n" sysctl -qw net.ipv4.ip_nonlocal_bind=1
+    in_ns "$ID-s$n" sh -c "echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind"
     start "$ID-s$n" "$DIR/iperf$n.log" /usr/bin/iperf3 -s -B "$VIP" -p 5201
     start "$ID-s$n" "$DIR/iperf$n-own.log" /usr/bin/iperf3 -s -B "198.18.0.1$n" -p 5201
     start "$ID-s$n" "$DIR/serve$n.log" "$BIN/lbbench" serve --id "$n" --vip "$VIP"
