@@ -67,26 +67,11 @@ public struct BucketTable: Sendable, Equatable {
 
     /// How many buckets each node owns (nodes that own none are absent).
     public var shares: [NodeID: Int] {
-        // Counted in a short array searched linearly (a farm has a few owners), not a dictionary: hashing a key
-        // per bucket made this cost tens of microseconds.
-        var ids: [UInt16] = []
-        var counts: [Int] = []
-        var last: UInt16 = 0
-        var lastIndex = 0
-        for raw in owners where raw != 0 {
-            if raw != last || ids.isEmpty {
-                if let index = ids.firstIndex(of: raw) {
-                    lastIndex = index
-                } else {
-                    ids.append(raw)
-                    counts.append(0)
-                    lastIndex = ids.count - 1
-                }
-                last = raw
-            }
-            counts[lastIndex] += 1
+        var result: [NodeID: Int] = [:]
+        for raw in owners {
+            if let id = NodeID(rawValue: raw) { result[id, default: 0] += 1 }
         }
-        return Dictionary(uniqueKeysWithValues: zip(ids.map { NodeID(rawValue: $0)! }, counts))
+        return result
     }
 
     /// The buckets whose owner differs in `other` (same bucket count required).

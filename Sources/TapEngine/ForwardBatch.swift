@@ -55,15 +55,17 @@ final class ForwardBatch {
     func flush(fd: Int32) -> (sent: Int, failed: Int) {
         var (sent, failed, next, offset) = (0, 0, 0, 0)
         while next < count {
-            let result = Int(
-                vipfarm_send_frames(
-                    fd, data.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self),
-                    lengths.advanced(by: next), UInt32(count - next)))
-            let done = max(result, 0)
+            let done = max(
+                0,
+                Int(
+                    vipfarm_send_frames(
+                        fd, data.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self),
+                        lengths.advanced(by: next), UInt32(count - next))))
             sent += done
-            for index in next..<min(count, next + done + 1) { offset += Int(lengths[index]) }
-            next += done + 1
-            if next <= count { failed += 1 }
+            if next + done < count { failed += 1 }  // the refused frame
+            let resume = min(count, next + done + 1)
+            for index in next..<resume { offset += Int(lengths[index]) }
+            next = resume
         }
         used = 0
         count = 0

@@ -158,7 +158,7 @@ final class RingPort: PacketPort {
     func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
         // Frames are coming: a short nap gathers the next ones into one batch, where waiting in poll would wake the
         // engine once per frame (a wake-up costs more than the frame). A lone frame still wakes it at once.
-        if Self.napMicroseconds > 0 && busy && vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
+        if busy && vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
             vipfarm_nap(Self.napMicroseconds)
         }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {

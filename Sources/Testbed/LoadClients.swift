@@ -2,13 +2,15 @@ import Foundation
 import Hashing
 import RouteSetup
 
-/// Runs a client program to its end in a host's namespace (a process started from a thread inherits the thread's
-/// namespace) and returns its exit status and standard output; killed (by PID) after `timeout` seconds.
-func runToEnd(in namespace: NetworkNamespace, _ executable: String, _ arguments: [String], timeout: Double) throws
-    -> (status: Int32, output: String)
-{
+/// Runs a program to its end in a host's namespace (a process started from a thread inherits the thread's namespace),
+/// or in the caller's with nil, and returns its exit status and its standard output and error; sent `stopSignal` (by
+/// PID) after `timeout` seconds.
+func runToEnd(
+    in namespace: NetworkNamespace?, _ executable: String, _ arguments: [String], timeout: Double,
+    stopSignal: Int32 = SIGKILL
+) throws -> (status: Int32, output: String) {
     let output = Pipe()
-    let process = try namespace.run { () throws(NetlinkError) in
+    let start = {
         Result {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
@@ -18,10 +20,11 @@ func runToEnd(in namespace: NetworkNamespace, _ executable: String, _ arguments:
             try process.run()
             return process
         }
-    }.get()
+    }
+    let process = try (namespace.map { try $0.run { () throws(NetlinkError) in start() } } ?? start()).get()
     TestbedRegistry.register(child: process.processIdentifier)
     defer { TestbedRegistry.unregister(child: process.processIdentifier) }
-    let timer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    let timer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, stopSignal) } }
     DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
     let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()

@@ -18,26 +18,15 @@ struct HandmadeFarmTests {
     @Test(arguments: [["--delivery", "directed"], ["--delivery", "flood", "--gro"]])
     func aFarmBuiltByHandServesRealApplicationsAndFailsOver(options: [String]) throws {
         let binaries = URL(fileURLWithPath: VirtualFarm.lbnodePath).deletingLastPathComponent().path
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments =
+        // SIGTERM on a timeout, not SIGKILL: the script's trap removes what it built.
+        let (status, text) = try runToEnd(
+            in: nil, "/bin/bash",
             [
                 Self.script, "--bin", binaries, "--trials", "3", "--seconds", "2", "--heartbeat", "20/5",
                 "--recovery-limit", "250",
-            ] + options
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        TestbedRegistry.register(child: process.processIdentifier)
-        defer { TestbedRegistry.unregister(child: process.processIdentifier) }
-        let timer = DispatchWorkItem { if process.isRunning { kill(process.processIdentifier, SIGTERM) } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 240, execute: timer)
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        timer.cancel()
+            ] + options, timeout: 240, stopSignal: SIGTERM)
         let summary = text.split(separator: "\n").filter { !$0.hasPrefix("20") }.joined(separator: "\n")
-        #expect(process.terminationStatus == 0, "\(summary)")
+        #expect(status == 0, "\(summary)")
         #expect(text.contains("handmade farm: pass"), "\(summary)")
         #expect(text.contains("wrk through the VIP:") && text.contains(", 0 errors"), "\(summary)")
     }

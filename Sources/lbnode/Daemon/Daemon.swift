@@ -25,9 +25,6 @@ final class Daemon: @unchecked Sendable {
     private let drainRequested = Mutex<Int?>(nil)
     private let status = Mutex<NodeStatus?>(nil)
     private var signalSources: [DispatchSourceSignal] = []
-    /// Buckets per node of the current table, counted once per engine state (the status is published many times a
-    /// second, at every heartbeat taken in).
-    private var shares: (generation: UInt64, byNode: [NodeID: Int]) = (.max, [:])
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
@@ -150,7 +147,7 @@ final class Daemon: @unchecked Sendable {
             if isLeader { engine.announce() }
             handoverUntil = handover ? now + handoverMilliseconds : nil
             log(
-                "engine state \(states.generation): \(states.table.shares[config.node.id] ?? 0) of "
+                "engine state \(states.generation): \(states.shares[config.node.id] ?? 0) of "
                     + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
                     + "\(isLeader && config.farm.delivery == .directed ? " and director" : ""), built in "
                     + "\((clock.now - started).formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))"
@@ -253,8 +250,7 @@ final class Daemon: @unchecked Sendable {
         _ membership: Membership, states: EngineStateBuilder, engine: Engine, gate: HeartbeatGate,
         lastChange: String?, lastFailover: String?
     ) {
-        if shares.generation != states.generation { shares = (states.generation, states.table.shares) }
-        let shares = shares.byNode
+        let shares = states.shares
         var members = membership.peers.map { id, peer in
             NodeStatus.Member(
                 id: id.rawValue, state: peer.state.description, healthy: peer.healthy,

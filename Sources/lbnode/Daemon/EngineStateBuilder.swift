@@ -14,7 +14,11 @@ struct EngineStateBuilder {
     private(set) var rules: [PortRule]
     let tables: TableBuilder
     private(set) var generation: UInt64 = 0
-    private(set) var table: BucketTable
+    private(set) var table: BucketTable {
+        didSet { shares = table.shares }
+    }
+    /// Buckets per node of `table`, counted once per table (the status reads them at every heartbeat taken in).
+    private(set) var shares: [NodeID: Int] = [:]
     /// The handover marks of the last state, carried into the next while the handover window is open.
     private var handover = Handover(count: 0)
 
