@@ -12,6 +12,8 @@
 #include <linux/if_tun.h>
 #include <linux/sched.h>
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <linux/virtio_net.h>
 #include <net/if.h>
 #include <string.h>
@@ -94,6 +96,37 @@ static inline int vipfarm_send_frames(int fd, const unsigned char *data, const u
     return (int)syscall(SYS_sendmmsg, fd, headers, count, 0);
 }
 
+// Receives up to `count` (at most 64) datagrams with one recvmmsg(2), without waiting: datagram i lands in
+// `buffers + i * slot_size` (cut to `slot_size`), its length in lengths[i] and its sender in sources[i] (an IPv4
+// sender as a sockaddr_in in the same storage). Returns the datagrams received, or -1 with errno set.
+static inline int vipfarm_receive_datagrams(int fd, unsigned char *buffers, unsigned slot_size, unsigned count,
+                                            unsigned *lengths, struct sockaddr_in6 *sources) {
+    struct iovec vectors[64];
+    struct vipfarm_mmsghdr headers[64];
+    if (count > 64) count = 64;
+    memset(headers, 0, sizeof(headers[0]) * count);
+    for (unsigned i = 0; i < count; i++) {
+        vectors[i].iov_base = buffers + (unsigned long)i * slot_size;
+        vectors[i].iov_len = slot_size;
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+        headers[i].msg_hdr.msg_name = &sources[i];
+        headers[i].msg_hdr.msg_namelen = sizeof(sources[i]);
+    }
+    int received = (int)syscall(SYS_recvmmsg, fd, headers, count, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < received; i++) lengths[i] = headers[i].msg_len;
+    return received;
+}
+
+// Datagrams the kernel dropped for this socket since it opened (its filter refused them, or its queue was full):
+// SK_MEMINFO_DROPS of SO_MEMINFO, or 0.
+static inline unsigned vipfarm_socket_drops(int fd) {
+    unsigned values[SK_MEMINFO_VARS];
+    socklen_t length = sizeof(values);
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, values, &length) < 0 || length < sizeof(values)) return 0;
+    return values[SK_MEMINFO_DROPS];
+}
+
 // --- The TPACKET_V2 receive ring: one slot per frame, each with its own status word (atomics) ---
 
 // Whether the slot holds a frame for user space (acquire: the frame is visible once this says so); its status bits.
@@ -172,12 +205,38 @@ static inline int vipfarm_interface_mtu(int fd, const char *name) {
     return request.ifr_mtu;
 }
 
+// The interface's flags (SIOCGIFFLAGS: IFF_UP, IFF_RUNNING, ...), or -1 (errno set).
+static inline int vipfarm_interface_flags(const char *name) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ifreq request = { 0 };
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    int result = ioctl(fd, SIOCGIFFLAGS, &request);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result < 0 ? -1 : request.ifr_flags;
+}
+
 // Frames the kernel dropped (ring full) since the last call; PACKET_STATISTICS resets on read.
 static inline unsigned vipfarm_ring_drops(int fd) {
     struct tpacket_stats stats;
     socklen_t length = sizeof(stats);
     if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return 0;
     return stats.tp_drops;
+}
+
+// --- Local sockets: struct ucred is declared only under _GNU_SOURCE ---
+
+// The user and group of the process at the other end of a connected Unix socket (SO_PEERCRED); 0, or -1 (errno).
+struct vipfarm_ucred { int pid; unsigned uid; unsigned gid; };
+static inline int vipfarm_peer_credentials(int fd, unsigned *uid, unsigned *gid) {
+    struct vipfarm_ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -1;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
 }
 
 // --- ethtool: SIOCETHTOOL is an ioctl with a struct behind a pointer in struct ifreq ---

@@ -6,6 +6,8 @@ public enum FlowInsertOutcome: Equatable, Sendable {
     case insertedEvictingOldest
     /// The flow was already there; its idle time was reset.
     case alreadyPresent
+    /// Not added: both of its sets were full of confirmed flows, which an unconfirmed one never evicts.
+    case refused
 }
 
 /// Running totals of a flow table, for counters and metrics.
@@ -18,6 +20,10 @@ public struct FlowTableCounters: Equatable, Sendable {
     public var expired: UInt64 = 0
     /// Flows removed on request (TCP RST, handover).
     public var removed: UInt64 = 0
+    /// Flows confirmed: seen again after their first segment, with a segment that is not a SYN.
+    public var confirmed: UInt64 = 0
+    /// Unconfirmed flows not added because their sets were full of confirmed ones.
+    public var refused: UInt64 = 0
 
     public init() {}
 }
@@ -34,7 +40,12 @@ public struct FlowTableCounters: Equatable, Sendable {
 /// A flow expires after `idleTimeout` ms without a packet (after `closingTimeout` once it is closing); an expired slot
 /// counts as free and is reclaimed by the next insert into its sets or by `expire`. When an insert finds both sets
 /// full of live flows it evicts their least recently seen flow (an LRU over 16 slots: global LRU at O(1) cost, without
-/// a linked list). Times are the caller's monotonic millisecond clock in a `UInt32`; ages use wrapping subtraction,
+/// a linked list).
+///
+/// Spoofed floods. A flow enters *unconfirmed* and is *confirmed* when it is seen again with a segment that is not a
+/// SYN (a real client's handshake ACK does that; a random-source SYN flood never does). Unconfirmed flows expire after
+/// `unconfirmedTimeout` and only ever evict each other: a flood cannot push out the connections a handover must keep.
+/// (A flood that sends every spoofed flow twice can still confirm them; see docs/operations.md.) Times are the caller's monotonic millisecond clock in a `UInt32`; ages use wrapping subtraction,
 /// so they are right for timeouts up to 24 days.
 ///
 /// Memory: 16 bytes per slot (tag 4, last-seen time 4, and 8 for the fingerprint, a 16-bit value and the closing
@@ -53,11 +64,12 @@ public struct FlowTable: ~Copyable {
     static let bytesPerSet = ways * bytesPerSlot
     static let seenOffset = 4 * ways
     static let fingerprintOffset = 8 * ways
-    /// The word stored per slot: bit 0 = closing (TCP FIN seen), bits 1-16 = the flow's value, bits 17-63 = the
-    /// fingerprint.
+    /// The word stored per slot: bit 0 = closing (TCP FIN seen), bits 1-16 = the flow's value, bit 17 = confirmed,
+    /// bits 18-63 = the fingerprint.
     static let closingFlag: UInt64 = 1
     static let valueMask: UInt64 = 0xFFFF << 1
-    static let fingerprintMask: UInt64 = ~((1 << 17) - 1)
+    static let confirmedFlag: UInt64 = 1 << 17
+    static let fingerprintMask: UInt64 = ~((1 << 18) - 1)
 
     /// The number of slots: `slots(forCapacity:)`.
     public let slotCount: Int
@@ -65,6 +77,8 @@ public struct FlowTable: ~Copyable {
     public let idleTimeout: UInt32
     /// Milliseconds after which a closing flow (TCP FIN seen) expires.
     public let closingTimeout: UInt32
+    /// Milliseconds without a packet after which an unconfirmed flow expires.
+    public let unconfirmedTimeout: UInt32
     /// Live flows, counting expired ones not yet reclaimed.
     public private(set) var count = 0
     /// Running totals.
@@ -81,12 +95,16 @@ public struct FlowTable: ~Copyable {
     ///   - capacity: flows to hold; see `slots(forCapacity:)`.
     ///   - idleTimeout: milliseconds without a packet after which a flow expires.
     ///   - closingTimeout: milliseconds a flow stays after its TCP FIN, for the last ACKs.
+    ///   - unconfirmedTimeout: milliseconds an unconfirmed flow stays without a packet (default `idleTimeout`).
     ///   - seed: the hash seed; pass a random one.
-    public init(capacity: Int, idleTimeout: UInt32, closingTimeout: UInt32, seed: UInt64) {
+    public init(
+        capacity: Int, idleTimeout: UInt32, closingTimeout: UInt32, unconfirmedTimeout: UInt32? = nil, seed: UInt64
+    ) {
         precondition(capacity > 0 && capacity <= 1 << 30, "flow table capacity must be 1...2^30")
         slotCount = Self.slots(forCapacity: capacity)
         self.idleTimeout = idleTimeout
         self.closingTimeout = closingTimeout
+        self.unconfirmedTimeout = unconfirmedTimeout ?? idleTimeout
         self.seed = seed
         setMask = UInt64(slotCount / Self.ways - 1)
         storage = .allocate(byteCount: slotCount * Self.bytesPerSlot, alignment: 128)
@@ -129,17 +147,25 @@ public struct FlowTable: ~Copyable {
         return !isExpired(slot, now: now)
     }
 
-    /// Adds `key` with a 16-bit `value` (the engine stores the node that serves the flow), or refreshes it and sets its
-    /// value when present. Never fails: when both of its sets are full of live flows, the least recently seen of
-    /// their flows gives up its slot.
+    /// Adds `key` unconfirmed with a 16-bit `value` (the engine stores the node that serves the flow), or refreshes it
+    /// and sets its value when present, confirming it if `confirm` (the segment is not a SYN). When both of its sets
+    /// are full of live flows, the least recently seen of their unconfirmed flows gives up its slot (or, with
+    /// `confirmed: true`, of all of them); an unconfirmed flow is refused when every slot holds a confirmed one.
     @discardableResult
-    public mutating func insert(_ key: FlowKey, now: UInt32, value: UInt16 = 0) -> FlowInsertOutcome {
+    public mutating func insert(
+        _ key: FlowKey, now: UInt32, value: UInt16 = 0, confirm: Bool = false, confirmed: Bool = false
+    ) -> FlowInsertOutcome {
         let hashes = hashes(of: key)
         let valueBits = UInt64(value) << 1
         if let slot = find(hashes) {
             if !isExpired(slot, now: now) {
                 setLastSeen(slot, now)
-                setWord(slot, word(slot) & ~Self.valueMask | valueBits)
+                var updated = word(slot) & ~Self.valueMask | valueBits
+                if confirm && updated & Self.confirmedFlag == 0 {
+                    updated |= Self.confirmedFlag
+                    counters.confirmed += 1
+                }
+                setWord(slot, updated)
                 return .alreadyPresent
             }
             // Reclaim the stale copy here, so that no second slot ever holds this key.
@@ -158,14 +184,18 @@ public struct FlowTable: ~Copyable {
         } else if let freed = relocateOne(fromSets: first, second, now: now) {
             victim = freed
             outcome = .inserted
-        } else {
-            victim = oldestSlot(inSets: first, second, now: now)
+        } else if let oldest = oldestSlot(inSets: first, second, now: now, confirmedToo: confirmed) {
+            victim = oldest
             release(victim)
             counters.evicted += 1
             outcome = .insertedEvictingOldest
+        } else {
+            counters.refused += 1
+            return .refused
         }
         setTag(victim, Self.tag(of: hashes.primary))
-        setWord(victim, hashes.fingerprint | valueBits)
+        setWord(victim, hashes.fingerprint | valueBits | (confirmed ? Self.confirmedFlag : 0))
+        if confirmed { counters.confirmed += 1 }
         setLastSeen(victim, now)
         count += 1
         counters.inserted += 1
@@ -179,6 +209,23 @@ public struct FlowTable: ~Copyable {
         release(slot)
         counters.removed += 1
         return true
+    }
+
+    /// Confirms `key` if it is there (see the type's notes); `false` when it was not there.
+    @discardableResult
+    public mutating func confirm(_ key: FlowKey) -> Bool {
+        guard let slot = find(hashes(of: key)) else { return false }
+        if word(slot) & Self.confirmedFlag == 0 {
+            setWord(slot, word(slot) | Self.confirmedFlag)
+            counters.confirmed += 1
+        }
+        return true
+    }
+
+    /// Whether `key` is there and confirmed.
+    public func isConfirmed(_ key: FlowKey) -> Bool {
+        guard let slot = find(hashes(of: key)) else { return false }
+        return word(slot) & Self.confirmedFlag != 0
     }
 
     /// Marks `key` as closing (TCP FIN seen): it now expires `closingTimeout` ms after its last packet, so the last
@@ -283,22 +330,26 @@ public struct FlowTable: ~Copyable {
         return free
     }
 
-    /// The least recently seen slot of two full sets.
+    /// The least recently seen unconfirmed slot of two full sets (of every slot with `confirmedToo`), or nil.
     @inline(__always)
-    private func oldestSlot(inSets first: Int, _ second: Int, now: UInt32) -> Int {
-        var oldest = first * Self.ways
+    private func oldestSlot(inSets first: Int, _ second: Int, now: UInt32, confirmedToo: Bool) -> Int? {
+        var oldest: Int?
         var oldestAge: UInt32 = 0
         for index in 0..<(2 * Self.ways) {
             let slot = index < Self.ways ? first * Self.ways + index : second * Self.ways + index - Self.ways
+            guard confirmedToo || word(slot) & Self.confirmedFlag == 0 else { continue }
             let age = now &- lastSeen(slot)
-            if age >= oldestAge { (oldest, oldestAge) = (slot, age) }
+            if oldest == nil || age >= oldestAge { (oldest, oldestAge) = (slot, age) }
         }
         return oldest
     }
 
     @inline(__always)
     private func isExpired(_ slot: Int, now: UInt32) -> Bool {
-        let timeout = word(slot) & Self.closingFlag != 0 ? closingTimeout : idleTimeout
+        let word = word(slot)
+        let timeout =
+            word & Self.closingFlag != 0
+            ? closingTimeout : word & Self.confirmedFlag != 0 ? idleTimeout : unconfirmedTimeout
         return now &- lastSeen(slot) > timeout
     }
 

@@ -70,6 +70,7 @@ public enum Decider {
         if state.handoverBuckets[bucket] {
             // Taking the bucket over: new connections only, and those this node already took.
             if flows.value(of: frame.key, now: now) == me {
+                if !frame.isTCPSyn { flows.confirm(frame.key) }
                 endIfClosing(frame, flows: &flows, now: now)
                 return .deliver
             }
@@ -81,7 +82,8 @@ public enum Decider {
         if frame.isTCPReset {
             flows.remove(frame.key)
         } else {
-            flows.insert(frame.key, now: now, value: me)  // records a new connection or refreshes a known one
+            // Records a new connection (unconfirmed) or refreshes a known one (confirmed by a segment that is not a SYN).
+            flows.insert(frame.key, now: now, value: me, confirm: !frame.isTCPSyn)
             if frame.isTCPFin { flows.markClosing(frame.key, now: now) }
         }
         return .deliver
@@ -96,6 +98,7 @@ public enum Decider {
         let target: UInt16
         if let known = flows.value(of: frame.key, now: now) {
             target = known
+            if !frame.isTCPSyn { flows.confirm(frame.key) }
             endIfClosing(frame, flows: &flows, now: now)
         } else if frame.isTCPSyn {
             target = owner

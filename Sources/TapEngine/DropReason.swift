@@ -36,6 +36,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tapWriteFailed
     /// Forwarding to the owner (directed mode) failed.
     case forwardFailed
+    /// The control plane did not renew the engine's lease in time (it stalled): nothing is served until it does.
+    case fenced
 
     public var description: String {
         switch self {
@@ -62,6 +64,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .noOwner: "no_owner"
         case .tapWriteFailed: "tap_write_failed"
         case .forwardFailed: "forward_failed"
+        case .fenced: "fenced"
         }
     }
 

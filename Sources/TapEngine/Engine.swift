@@ -16,6 +16,8 @@ public struct EngineConfiguration: Sendable {
     public var flowIdleTimeout: UInt32 = 300_000
     /// Milliseconds a connection is kept after its FIN, for the last ACKs.
     public var flowClosingTimeout: UInt32 = 10_000
+    /// Milliseconds an unconfirmed connection (a SYN, not yet followed by another segment) is kept.
+    public var flowUnconfirmedTimeout: UInt32 = 10_000
     /// Bytes of the receive ring.
     public var ringBytes: Int32 = 32 << 20
     /// How long the engine waits for a frame before it looks for a new state, in ms (frames themselves wake it).
@@ -49,6 +51,12 @@ public final class Engine: @unchecked Sendable {
     /// What the current batch counted (tests that drive `runBatch` read it; `run` resets it per batch).
     private(set) var batch = EngineCounters()
     private var now: UInt32 = 0
+    /// The lease ran out: every frame is dropped (counted as `fenced`), no ARP is answered, nothing is announced.
+    private var fenced = false
+    /// The lease as of this batch, and whether the first frame of the batch checked it (after the port's wait: the
+    /// process may have been stopped in it).
+    private var lease: UInt32?
+    private var leaseChecked = false
     private let responder = Responder()
     private let clockStart = ContinuousClock.now
 
@@ -58,7 +66,12 @@ public final class Engine: @unchecked Sendable {
         var stopping = false
         var counters = EngineCounters()
         var flowCount = 0
+        var flowCounters = FlowTableCounters()
         var generation: UInt64 = 0
+        /// Until when (engine clock, ms) the control plane vouches for the state; nil: no lease is needed.
+        var leaseUntil: UInt32?
+        /// When the engine thread last went round its loop (engine clock, ms).
+        var lastLoop: UInt32 = 0
     }
     private let shared = Mutex(Shared())
     private var thread: Thread?
@@ -89,7 +102,8 @@ public final class Engine: @unchecked Sendable {
         self.sink = sink
         flows = FlowTable(
             capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
-            closingTimeout: configuration.flowClosingTimeout, seed: UInt64.random(in: 0...UInt64.max))
+            closingTimeout: configuration.flowClosingTimeout, unconfirmedTimeout: configuration.flowUnconfirmedTimeout,
+            seed: UInt64.random(in: 0...UInt64.max))
     }
     deinit {
         responder.deallocate()
@@ -131,8 +145,34 @@ public final class Engine: @unchecked Sendable {
     /// TCP connections in the flow table, as of the last batch.
     public var flowCount: Int { shared.withLock { $0.flowCount } }
 
+    /// The flow table's totals (confirmed, evicted, refused, ...), as of the last batch.
+    public var flowCounters: FlowTableCounters { shared.withLock { $0.flowCounters } }
+
     /// The generation of the state in use, as of the last batch.
     public var stateGeneration: UInt64 { shared.withLock { $0.generation } }
+
+    /// The engine's clock: milliseconds since it was created, wrapping.
+    private func clock(at instant: ContinuousClock.Instant = .now) -> UInt32 {
+        let elapsed = (instant - clockStart).components
+        return UInt32(truncatingIfNeeded: elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)
+    }
+
+    /// The control plane, having checked at `checked` that it is current, vouches for the state for `milliseconds`
+    /// from then. Once a lease has been given, the engine serves nothing after it runs out: a control plane that
+    /// stalled (a stopped process, a frozen VM) may have been declared dead by its peers, who took its buckets, so the
+    /// engine must not deliver a frame that waited in the ring meanwhile before the control plane has caught up.
+    /// (Counting from the check, not from the call, covers a stall between the two.)
+    public func renewLease(checkedAt checked: ContinuousClock.Instant, milliseconds: Int) {
+        let until = clock(at: checked) &+ UInt32(clamping: milliseconds)
+        shared.withLock { $0.leaseUntil = until }
+    }
+
+    /// Milliseconds since the engine thread last went round its loop (it does at least every poll timeout): a large
+    /// value means it is stuck.
+    public var millisecondsSinceLastLoop: Int {
+        let last = shared.withLock { $0.lastLoop }
+        return Int(Int32(bitPattern: clock() &- last))
+    }
 
     // MARK: - The engine thread
 
@@ -141,22 +181,26 @@ public final class Engine: @unchecked Sendable {
         var lastAnnouncement: UInt32 = 0
         var batches: UInt64 = 0
         while true {
-            let (next, announce, stopping) = shared.withLock { shared in
+            now = clock()
+            // The lease is read before the pending state: a state swapped in just before a renewal comes with it.
+            let (lease, next, announce, stopping) = shared.withLock { shared in
                 defer {
                     shared.pendingState = nil
                     shared.announce = false
+                    shared.lastLoop = now
                 }
-                return (shared.pendingState, shared.announce, shared.stopping)
+                return (shared.leaseUntil, shared.pendingState, shared.announce, shared.stopping)
             }
             if stopping { return }
             if let next { state = next }
-            let elapsed = (ContinuousClock.now - clockStart).components
-            now = UInt32(truncatingIfNeeded: elapsed.seconds * 1000 + elapsed.attoseconds / 1_000_000_000_000_000)
+            self.lease = lease
+            checkLease()
+            leaseChecked = false
             batch.reset()
             // The director re-announces from the virtual MAC every 200 ms, so switches keep it on its port (and take it
             // back quickly should another node have claimed it).
             let keepalive = state.delivery == .directed && state.isDirector && now &- lastAnnouncement >= 200
-            if announce || keepalive {
+            if (announce || keepalive) && !fenced {
                 sendAnnouncement()
                 lastAnnouncement = now
             }
@@ -169,13 +213,20 @@ public final class Engine: @unchecked Sendable {
                 flows.expire(now: now, sets: 256)
             }
             let flowCount = flows.count
+            let flowCounters = flows.counters
             let generation = state.generation
             shared.withLock { shared in
                 shared.counters.add(batch)
                 shared.flowCount = flowCount
+                shared.flowCounters = flowCounters
                 shared.generation = generation
             }
         }
+    }
+
+    @inline(__always)
+    private func checkLease() {
+        fenced = lease.map { Int32(bitPattern: now &- $0) > 0 } ?? false
     }
 
     /// One batch: the frames the port has ready, each decided in place.
@@ -188,6 +239,15 @@ public final class Engine: @unchecked Sendable {
     private func handle(_ received: ReceivedFrame) {
         batch.received += 1
         if let kind = received.offload.kind { batch.offloads[kind.rawValue] += 1 }
+        if !leaseChecked {
+            leaseChecked = true
+            now = clock()
+            checkLease()
+        }
+        if fenced {
+            batch.drops[DropReason.fenced.rawValue] += 1
+            return
+        }
         if received.isOtherVLAN {
             batch.drops[DropReason.otherVLAN.rawValue] += 1
             return

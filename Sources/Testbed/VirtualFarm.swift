@@ -69,6 +69,7 @@ public final class VirtualFarm {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try Data(keyBytes).write(to: URL(fileURLWithPath: directory + "/key"))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: directory + "/key")
             for server in testbed.servers {
                 try configuration(for: server).write(
                     toFile: configPath(server.number), atomically: true, encoding: .utf8)

@@ -14,6 +14,7 @@ struct ExitWithParentTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try Data(repeating: 7, count: 32).write(to: URL(fileURLWithPath: "\(directory)/key"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: "\(directory)/key")
         try """
         farm: { name: solo, vip: 198.18.0.100, key_file: \(directory)/key }
         node: { id: 1, interface: eth0, address: 198.18.0.11 }

@@ -130,9 +130,20 @@ struct FarmConfigTests {
         try Self.example.replacingOccurrences(of: "/etc/vipfarm/web.key", with: keyPath)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("cannot read \(keyPath)") }
-        try Data(repeating: 7, count: 8).write(to: URL(fileURLWithPath: keyPath))
-        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("holds 8 bytes") }
-        try Data(repeating: 7, count: 32).write(to: URL(fileURLWithPath: keyPath))
+        func write(_ data: Data, mode: Int = 0o600) throws {
+            try data.write(to: URL(fileURLWithPath: keyPath))
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: keyPath)
+        }
+        try write(Data(repeating: 7, count: 8))
+        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("a key of 8 bytes") }
+        try write(Data(repeating: 7, count: 32), mode: 0o644)
+        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("chmod 600 \(keyPath)") }
+        try write(Data(repeating: 7, count: 32))
         #expect(try FarmConfig.load(path: configPath).farm.keyFile == keyPath)
+        #expect(try KeyFile.load(path: keyPath).keys == [Data(repeating: 7, count: 32)])
+        // A rotation: two hex lines, the first signs.
+        try write(Data((String(repeating: "ab", count: 32) + "\n" + String(repeating: "0c", count: 16) + "\n").utf8))
+        #expect(
+            try KeyFile.load(path: keyPath).keys == [Data(repeating: 0xAB, count: 32), Data(repeating: 0x0C, count: 16)])
     }
 }

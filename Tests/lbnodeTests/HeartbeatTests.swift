@@ -33,18 +33,64 @@ struct HeartbeatTests {
         #expect(Heartbeat.decode(newer, key: Self.key) == .failure(.unsupportedVersion))
     }
 
+    static let two = IPAddress("198.18.0.12")!
+    static let three = IPAddress("198.18.0.13")!
+
+    static func gate(keys: [SymmetricKey] = [key]) -> HeartbeatGate {
+        HeartbeatGate(keys: keys, me: NodeID(1)!, peers: [NodeID(2)!: two, NodeID(3)!: three], restartAfter: 30)
+    }
+
     @Test func theGateRefusesReplaysStaleIncarnationsAndStrangers() {
-        var gate = HeartbeatGate(key: Self.key, peers: [NodeID(2)!, NodeID(3)!])
+        var gate = Self.gate()
         let first = Self.heartbeat(sequence: 5).encoded(key: Self.key)
-        #expect(gate.admit(first) != nil)
-        #expect(gate.admit(first) == nil)  // the same datagram again
-        #expect(gate.admit(Self.heartbeat(sequence: 4).encoded(key: Self.key)) == nil)  // older
-        #expect(gate.admit(Self.heartbeat(sequence: 6).encoded(key: Self.key)) != nil)
-        // A restart: a larger incarnation starts its sequence again.
-        #expect(gate.admit(Self.heartbeat(incarnation: 2000, sequence: 1).encoded(key: Self.key)) != nil)
-        #expect(gate.admit(Self.heartbeat(incarnation: 1000, sequence: 99).encoded(key: Self.key)) == nil)
-        #expect(gate.admit(Self.heartbeat(from: 9).encoded(key: Self.key)) == nil)
-        #expect(gate.admit(Self.heartbeat(from: 3).encoded(key: Self.otherKey)) == nil)
+        #expect(gate.admit(first, from: Self.two, now: 0) != nil)
+        #expect(gate.admit(first, from: Self.two, now: 1) == nil)  // the same datagram again
+        #expect(gate.admit(Self.heartbeat(sequence: 4).encoded(key: Self.key), from: Self.two, now: 2) == nil)  // older
+        #expect(gate.admit(Self.heartbeat(sequence: 6).encoded(key: Self.key), from: Self.two, now: 3) != nil)
+        // A larger incarnation (a restart) starts its sequence again.
+        #expect(
+            gate.admit(Self.heartbeat(incarnation: 2000, sequence: 1).encoded(key: Self.key), from: Self.two, now: 4)
+                != nil)
+        // A smaller one is a replay while the sender lives...
+        #expect(
+            gate.admit(Self.heartbeat(incarnation: 1000, sequence: 99).encoded(key: Self.key), from: Self.two, now: 5)
+                == nil)
+        #expect(gate.admit(Self.heartbeat(from: 9).encoded(key: Self.key), from: Self.two, now: 6) == nil)
+        #expect(gate.admit(Self.heartbeat(from: 3).encoded(key: Self.otherKey), from: Self.three, now: 7) == nil)
+        // ... and a restart (random incarnations need not grow) once it has been silent for `restartAfter`.
+        #expect(
+            gate.admit(Self.heartbeat(incarnation: 7, sequence: 1).encoded(key: Self.key), from: Self.two, now: 35)
+                != nil)
         #expect(gate.rejected == [.replayed: 3, .unknownNode: 1, .forged: 1])
+    }
+
+    @Test func theGateBindsIDsToAddressesAndSeesItsOwnIDElsewhere() {
+        var gate = Self.gate()
+        // Node 3's heartbeat from node 2's address: refused before its signature is even checked.
+        #expect(gate.admit(Self.heartbeat(from: 3).encoded(key: Self.key), from: Self.two, now: 0) == nil)
+        #expect(gate.lastWrongSource?.source == Self.two)
+        // This node's own ID, authentic, from another address: two nodes share an ID.
+        #expect(gate.admit(Self.heartbeat(from: 1).encoded(key: Self.key), from: Self.three, now: 1) == nil)
+        #expect(gate.duplicates == [Self.three: 1])
+        // A forged one with this node's ID is only a forgery.
+        #expect(gate.admit(Self.heartbeat(from: 1).encoded(key: Self.otherKey), from: Self.two, now: 2) == nil)
+        #expect(gate.duplicates.count == 1)
+        #expect(gate.rejected == [.wrongSource: 1, .duplicateID: 1, .forged: 1])
+    }
+
+    @Test func aRotationAcceptsBothKeys() {
+        var gate = Self.gate(keys: [Self.key, Self.otherKey])
+        #expect(gate.admit(Self.heartbeat(sequence: 1).encoded(key: Self.key), from: Self.two, now: 0) != nil)
+        #expect(gate.admit(Self.heartbeat(sequence: 2).encoded(key: Self.otherKey), from: Self.two, now: 1) != nil)
+        gate.replaceKeys([Self.otherKey])
+        #expect(gate.admit(Self.heartbeat(sequence: 3).encoded(key: Self.key), from: Self.two, now: 2) == nil)
+        #expect(gate.rejected == [.forged: 1])
+    }
+
+    @Test func flagsRoundTrip() {
+        var beat = Self.heartbeat()
+        beat.fenced = true
+        beat.leader = true
+        #expect(Heartbeat.decode(beat.encoded(key: Self.key), key: Self.key) == .success(beat))
     }
 }

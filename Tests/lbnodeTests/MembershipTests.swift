@@ -98,4 +98,84 @@ struct MembershipTests {
         #expect(health.record(success: true) == true)
         #expect(health.healthy)
     }
+
+    static func farmOfThree(now: Int = 0) -> Membership {
+        Membership(
+            me: NodeID(3)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: seed, now: now,
+            peers: [NodeID(1)!, NodeID(2)!], quorum: .majority)
+    }
+
+    @Test func aNodeCutOffFromTheMajorityFencesAndRejoinsOnlyAfterHearingEveryone() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1), now: 0)
+        _ = membership.receive(Self.beat(2), now: 0)
+        #expect(membership.mayActivate(now: 30))
+        _ = membership.setLocal(state: .active)
+        #expect(Self.ids(membership.view) == [1, 2, 3])
+        #expect(membership.hasQuorum && membership.fence == nil)
+        // Node 2 dies: two of three still make a majority.
+        _ = membership.receive(Self.beat(1, sequence: 2), now: 20)
+        #expect(membership.tick(now: 31).contains(.peerDied(NodeID(2)!, silentMilliseconds: 31)))
+        #expect(membership.hasQuorum && membership.fence == nil)
+        // Node 1 too: alone, one of three, no quorum: fenced, out of its own view, no leader.
+        let events = membership.tick(now: 51)
+        #expect(events.contains(.fenced(.noQuorum)))
+        #expect(membership.state == .joining && membership.view.isEmpty && membership.leader == nil)
+        #expect(!membership.agreed)
+        // Node 1 is heard again: quorum, but node 2... is dead, so only node 1 must be heard: the fence lifts, and
+        // the node rejoins as a new one would (active only after the deadline).
+        _ = membership.receive(Self.beat(1, sequence: 3), now: 60)
+        #expect(membership.liftFence(now: 60) == [.unfenced])
+        #expect(!membership.mayActivate(now: 89) && membership.mayActivate(now: 90))
+    }
+
+    @Test func exactlyHalfServesOnlyWithTheLowestID() {
+        // Four nodes split two and two: {1, 2} keeps serving, {3, 4} fences.
+        func half(_ me: UInt16, _ other: UInt16) -> Membership {
+            var membership = Membership(
+                me: NodeID(rawValue: me)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed, now: 0,
+                peers: Set([UInt16(1), 2, 3, 4].filter { $0 != me }.map { NodeID(rawValue: $0)! }), quorum: .majority)
+            _ = membership.receive(Self.beat(other), now: 0)
+            return membership
+        }
+        #expect(half(2, 1).hasQuorum)
+        #expect(!half(3, 4).hasQuorum)
+        // A node that left on purpose does not count: after node 4 left, {1, 2} of three is a majority.
+        var three = half(1, 2)
+        _ = three.receive(Self.beat(4, .left), now: 1)
+        #expect(three.expectedVotes == 3 && three.hasQuorum)
+    }
+
+    @Test func aStalledNodeFencesUntilItHearsItsPeersAgain() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1), now: 0)
+        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.setLocal(state: .active)
+        #expect(membership.fence(.stalled, now: 1500).first == .fenced(.stalled))
+        #expect(membership.fence == .stalled && membership.state == .joining)
+        #expect(membership.liftFence(now: 1500).isEmpty)  // nobody heard since
+        _ = membership.receive(Self.beat(1, sequence: 9), now: 1501)
+        #expect(membership.liftFence(now: 1501).isEmpty)  // node 2 still unheard
+        _ = membership.receive(Self.beat(2, sequence: 9), now: 1502)
+        #expect(membership.liftFence(now: 1502) == [.unfenced])
+    }
+
+    @Test func aLowerIDClaimingTheLeadersRoleKeepsIt() {
+        var membership = Self.membership()
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(2), now: 0)
+        #expect(membership.leader == NodeID(1))
+        var claim = Self.beat(2, sequence: 2)
+        claim.leader = true
+        _ = membership.receive(claim, now: 1)
+        #expect(membership.leader == NodeID(1))  // a higher ID's claim changes nothing
+        var other = Membership(
+            me: NodeID(3)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed, now: 0)
+        _ = other.setLocal(state: .active)
+        var unhealthyClaim = Self.beat(2, healthy: false)
+        unhealthyClaim.leader = true
+        _ = other.receive(unhealthyClaim, now: 1)  // node 2, not in node 3's view, still claims the role
+        #expect(Self.ids(other.view) == [3])
+        #expect(other.leaderConflict == NodeID(2) && other.leader == NodeID(2))
+    }
 }

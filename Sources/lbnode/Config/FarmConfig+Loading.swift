@@ -41,7 +41,7 @@ extension FarmConfig {
             section,
             known: [
                 "name", "vip", "delivery", "key_file", "heartbeat_port",
-                "heartbeat_interval_ms", "dead_after", "buckets", "table",
+                "heartbeat_interval_ms", "dead_after", "buckets", "table", "quorum",
             ])
         let name = try reader.string(section, "name")
         guard name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
@@ -70,7 +70,9 @@ extension FarmConfig {
                 section, "heartbeat_interval_ms", in: 1...10_000,
                 default: 10),
             deadAfter: try reader.integer(section, "dead_after", in: 2...1000, default: 3),
-            buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced))
+            buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced),
+            quorum: section.value("quorum") == nil
+                ? nil : try reader.choice(section, "quorum", default: Membership.Quorum.majority))
     }
 
     private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node
@@ -214,18 +216,13 @@ extension FarmConfig {
         return prefix
     }
 
-    /// The key file must be readable and hold a secret of at least 16 bytes.
-    func checkKeyFile(configPath: String) throws {
-        guard let key = FileManager.default.contents(atPath: farm.keyFile) else {
-            throw ConfigError(
-                file: configPath, line: 0, key: "farm.key_file",
-                message: "cannot read \(farm.keyFile): create it with e.g. `head -c 32 /dev/urandom > \(farm.keyFile)` "
-                    + "and copy it to every node")
-        }
-        guard key.count >= 16 else {
-            throw ConfigError(
-                file: configPath, line: 0, key: "farm.key_file",
-                message: "\(farm.keyFile) holds \(key.count) bytes; a farm key needs at least 16")
+    /// The key file must be readable by this user only and hold keys of at least 16 bytes (`KeyFile`).
+    @discardableResult
+    func checkKeyFile(configPath: String) throws -> KeyFile {
+        do {
+            return try KeyFile.load(path: farm.keyFile)
+        } catch let error as KeyFileError {
+            throw ConfigError(file: configPath, line: 0, key: "farm.key_file", message: error.description)
         }
     }
 }

@@ -17,6 +17,8 @@ struct FarmConfig: Equatable {
         var deadAfter: Int
         var buckets: Int
         var table: TableAlgorithm
+        /// Which side of a partition serves; nil = the default (`effectiveQuorum`).
+        var quorum: Membership.Quorum? = nil
     }
 
     struct Node: Equatable {
@@ -70,6 +72,9 @@ struct FarmConfig: Equatable {
     var controlSocket: String
     /// Where `/metrics` is served (host:port).
     var metricsAddress: String
+
+    /// Majority for three nodes or more; none for two (one survivor of two must serve).
+    var effectiveQuorum: Membership.Quorum { farm.quorum ?? (peers.count >= 2 ? .majority : .none) }
 
     static let defaultHeartbeatPort: UInt16 = 7946
     static let defaultMetricsAddress = "127.0.0.1:9946"

@@ -17,8 +17,6 @@ final class Daemon: @unchecked Sendable {
     let configPath: String
     let stateDirectory: String
     let teardownOnExit: Bool
-    /// How long the moved buckets of a planned change keep their handover marks.
-    let handoverMilliseconds = 30_000
     private let stopRequested = Mutex(false)
     private let reloadRequested = Mutex(false)
     /// Seconds of drain asked for over the control socket (nil = none asked).
@@ -41,8 +39,10 @@ final class Daemon: @unchecked Sendable {
     }
 
     /// Milliseconds since the daemon started (monotonic).
-    private var now: Int {
-        let elapsed = (clock.now - start).components
+    private var now: Int { milliseconds(clock.now) }
+
+    private func milliseconds(_ instant: ContinuousClock.Instant) -> Int {
+        let elapsed = (instant - start).components
         return Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000)
     }
 
@@ -54,7 +54,8 @@ final class Daemon: @unchecked Sendable {
     }
 
     func run() throws {
-        let key = SymmetricKey(data: FileManager.default.contents(atPath: config.farm.keyFile) ?? Data())
+        installSignalHandlers()  // before setup: a TERM or HUP during it must not kill the process half-way
+        var keys = try config.checkKeyFile(configPath: configPath).keys
         let virtualMAC = FarmIdentity.virtualMAC(farm: config.farm.name, vip: config.farm.vip)
         let setup = ServerSetup(
             interface: config.node.interface, vip: config.farm.vip, tapName: config.node.tap,
@@ -64,20 +65,27 @@ final class Daemon: @unchecked Sendable {
         let interfaceMAC =
             try NetlinkSocket().requireLink(named: config.node.interface).mac.map { macValue($0.bytes) }
             ?? 0
-        var states = try EngineStateBuilder(config: config, virtualMAC: macValue(virtualMAC.bytes))
-        let engine = try Engine(
-            configuration: EngineConfiguration(
-                interface: config.node.interface, interfaceMAC: interfaceMAC,
-                tapName: config.node.tap),
-            state: states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false))
-        engine.start()
-        defer { engine.stop() }
-        let socket = try DatagramSocket(
-            bindTo: IPAddress(bytes: config.node.address.bytes)!,
-            port: config.farm.heartbeatPort)
-        installSignalHandlers()
-        let control = try ControlServer(path: config.controlSocket) { [self] command in
-            answer(command)
+        // Random, not the wall clock: a clock stepped back must not make a restarted node look like a replay.
+        var controller = try NodeController(
+            config: config, virtualMAC: macValue(virtualMAC.bytes), interfaceMAC: interfaceMAC,
+            incarnation: UInt64.random(in: 1...UInt64.max), now: now)
+        var engineState = controller.initialState()
+        let engineConfiguration = EngineConfiguration(
+            interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
+        var monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap)
+        var engine: Engine? = try Engine(configuration: engineConfiguration, state: engineState)
+        monitor.engineOpened()
+        engine?.start()
+        defer { engine?.stop() }
+        let myAddress = IPAddress(bytes: config.node.address.bytes)!
+        let peerAddresses = Dictionary(
+            uniqueKeysWithValues: config.peers.map { ($0.id, IPAddress(bytes: $0.address.bytes)!) })
+        let socket = try HeartbeatSocket(
+            bindTo: myAddress, port: config.farm.heartbeatPort,
+            filter: DatagramFilter(
+                payloadSize: Heartbeat.size, magic: Heartbeat.magicWord, sources: Array(peerAddresses.values)))
+        let control = try ControlServer(path: config.controlSocket) { [self] command, peer in
+            answer(command, from: peer)
         }
         defer { withExtendedLifetime(control) {} }
         let metrics = try MetricsServer(address: config.metricsAddress) { [self] in status.withLock { $0 } }
@@ -86,158 +94,139 @@ final class Daemon: @unchecked Sendable {
         checkers.start()
         defer { checkers.stop() }
 
-        var membership = Membership(
-            me: config.node.id, weight: config.node.weight,
-            intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds, deadAfter: config.farm.deadAfter,
-            seed: FarmSeed(farmName: config.farm.name), now: now)
-        var gate = HeartbeatGate(key: key, peers: Set(config.peers.map(\.id)))
-        var beat = Heartbeat(
-            sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
-            incarnation: UInt64(Date().timeIntervalSince1970 * 1_000_000), sequence: 0, viewDigest: 0,
-            mac: interfaceMAC)
-        var nextBeat = now
-        var handoverUntil: Int?
-        var drainUntil: Int?
-        var lastChange: String?
-        var lastFailover: String?
-        log("joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms")
+        var gate = HeartbeatGate(
+            keys: keys.map { SymmetricKey(data: $0) }, me: config.node.id, peers: peerAddresses,
+            restartAfter: controller.failoverMilliseconds)
+        var pending: [NodeID: Heartbeat] = [:]
+        var nextRebuild = 0
+        var lastWrongSourceLog = -60_000
+        var duplicatesLogged: [IPAddress: Int] = [:]
+        log(
+            "joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms, "
+                + "quorum \(config.effectiveQuorum.rawValue)")
 
-        func send(_ state: MemberState) {
-            beat.state = state
-            beat.healthy = membership.healthy
-            beat.weight = membership.weight
-            beat.sequence += 1
-            beat.viewDigest = membership.view.digest(seed: membership.seed)
-            let bytes = beat.encoded(key: key)
-            for peer in config.peers {
-                try? socket.send(bytes, to: IPAddress(bytes: peer.address.bytes)!, port: config.farm.heartbeatPort)
+        func sendToPeers(_ heartbeat: Heartbeat) {
+            let bytes = heartbeat.encoded(key: SymmetricKey(data: keys[0]))
+            for address in peerAddresses.values {
+                try? socket.send(bytes, to: address, port: config.farm.heartbeatPort)
             }
         }
 
-        func macs() -> [UInt16: UInt64] {
-            Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
-                .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
-        }
-
-        /// The engine state for the current view; `handover`: keep and add the marks of planned moves.
-        func nextState(handover: Bool) -> EngineState {
-            states.state(
-                for: membership.view, alive: Set(membership.peers.keys).union([config.node.id]),
-                leader: membership.leader, macs: macs(), handover: handover)
-        }
-
-        func apply(_ events: [MembershipEvent], handover: Bool = true) {
-            var viewChanged = false
-            for event in events {
-                log(event.description)
-                switch event {
-                case .viewChanged: viewChanged = true
-                case .peerDied: lastFailover = "\(Date().formatted(.iso8601)) \(event)"
-                default: break
-                }
-                lastChange = "\(Date().formatted(.iso8601)) \(event)"
+        /// Re-applies the setup and re-opens the engine on the devices as they are now (a re-created interface or
+        /// TAP): at most once a second, logged when it fails.
+        func rebuildDataPath(because reason: String) {
+            engine?.stop()
+            engine = nil
+            monitor.engineClosed()
+            do {
+                let plan = try setup.applySetup(stateDirectory: stateDirectory)
+                let rebuilt = try Engine(configuration: engineConfiguration, state: engineState)
+                rebuilt.start()
+                engine = rebuilt
+                monitor.engineOpened()
+                log("data path re-opened (\(reason)): \(plan.steps.count) setup steps applied")
+            } catch {
+                log("data path cannot be re-opened yet (\(reason)): \(error); retrying every second")
             }
-            guard viewChanged else { return }
-            let started = clock.now
-            engine.swap(nextState(handover: handover))
-            // The leader announces on every change of view: another node may have claimed the role (and, directed,
-            // the switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces
-            // every 200 ms anyway.
-            let isLeader = membership.leader == config.node.id
-            if isLeader { engine.announce() }
-            handoverUntil = handover ? now + handoverMilliseconds : nil
-            log(
-                "engine state \(states.generation): \(states.shares[config.node.id] ?? 0) of "
-                    + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
-                    + "\(isLeader && config.farm.delivery == .directed ? " and director" : ""), built in "
-                    + "\((clock.now - started).formatted(.units(allowed: [.milliseconds], fractionalPart: .show(length: 2))))"
-            )
         }
 
-        /// Sends the heartbeat when it is due. Called again after every heartbeat taken in: a burst of view changes
-        /// (each builds a table) must not hold our own heartbeats back, or the peers would think this node dead.
-        func beatIfDue() {
-            guard now >= nextBeat else { return }
-            send(membership.state)
-            nextBeat += config.farm.heartbeatIntervalMilliseconds
-            if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
-        }
-
-        while !stopRequested.withLock({ $0 }) {
-            if now >= nextBeat && membership.mayActivate(now: now) { apply(membership.setLocal(state: .active)) }
-            beatIfDue()
-            // Wait for heartbeats until the next one is due, then take all that queued meanwhile, and only then
-            // look for silent peers: a stall of this loop must not make live peers look dead. Of a burst from one
-            // sender only the newest counts: heartbeats a peer sent while its neighbour entry for us was unresolved
-            // (its cable was cut) wait in its kernel and arrive together, stale, when the cable is back; applied
-            // one by one they would take it in, out and in again.
-            var timeout = Int32(max(0, min(nextBeat - now, config.farm.heartbeatIntervalMilliseconds)))
-            var newest: [NodeID: Heartbeat] = [:]
-            while let bytes = try? socket.receive(timeoutMilliseconds: timeout) {
-                if let heartbeat = gate.admit(bytes) { newest[heartbeat.sender] = heartbeat }  // the gate admits in order
-                timeout = 0
+        var leaving = false
+        while !leaving {
+            let instant = clock.now
+            let now = milliseconds(instant)
+            var inputs = NodeInputs()
+            inputs.heartbeats = pending.values.sorted { $0.sender < $1.sender }
+            pending.removeAll(keepingCapacity: true)
+            inputs.checkersHealthy = checkers.healthy
+            let fault = monitor.fault(now: now, engine: engine, setup: setup)
+            inputs.dataPathFault = fault?.reason
+            inputs.drainSeconds = drainRequested.withLock { value in
+                defer { value = nil }
+                return value
             }
-            for heartbeat in newest.values.sorted(by: { $0.sender < $1.sender }) {
-                apply(membership.receive(heartbeat, now: now))
-                beatIfDue()
-            }
-            apply(membership.tick(now: now))
             if reloadRequested.withLock({ value in
-                defer { value = false }; return value
+                defer { value = false }
+                return value
             }) {
                 do {
                     let next = try FarmConfig.load(path: configPath)
-                    if let refused = Self.fixedChanges(from: config, to: next) {
-                        log("reload refused: \(refused) cannot change while running; restart lbnode for that")
-                    } else {
-                        states.replaceRules(next.rules)
-                        checkers.stop()
-                        checkers = CheckerRunner(config: next) { [self] in log($0) }
-                        checkers.start()
-                        log(
-                            "reloaded: weight \(next.node.weight), \(next.rules.count) rules, "
-                                + "\(next.checkers.count) checkers")
-                        let events = membership.setLocal(weight: next.node.weight)
-                        if events.isEmpty {  // same view: the rules still need a new state
-                            engine.swap(nextState(handover: handoverUntil != nil))
-                        }
-                        apply(events)
+                    let nextKeys = try next.checkKeyFile(configPath: configPath).keys
+                    if nextKeys != keys && NodeController.fixedChanges(from: config, to: next) == nil {
+                        keys = nextKeys
+                        gate.replaceKeys(keys.map { SymmetricKey(data: $0) })
+                        log("reloaded the key file: \(keys.count) keys accepted, the first signs")
                     }
+                    inputs.reload = next
                 } catch {
-                    log("reload refused: \(error)")
+                    log("reload refused, keeping the running configuration and keys: \(error)")
                 }
             }
-            if checkers.healthy != membership.healthy {
-                apply(membership.setLocal(healthy: checkers.healthy))
+            let lowerDuplicates = gate.duplicates.filter { now - $0.value <= controller.failoverMilliseconds }
+            for (address, _) in lowerDuplicates where now - (duplicatesLogged[address] ?? -60_000) >= 10_000 {
+                duplicatesLogged[address] = now
+                log(
+                    "node ID \(config.node.id) is also used by \(address): "
+                        + (address < myAddress
+                            ? "the lower address keeps it, this node fences itself" : "this node (lower address) keeps it"))
             }
-            if let seconds = drainRequested.withLock({ value in
-                defer { value = nil }; return value
-            }) {
-                log("draining for up to \(seconds) s: new connections go to the others, established ones stay")
-                apply(membership.setLocal(state: .draining))
-                drainUntil = now + seconds * 1000
+            inputs.outrankedByDuplicateID = lowerDuplicates.keys.contains { $0 < myAddress }
+            if let wrong = gate.lastWrongSource, now - lastWrongSourceLog >= 10_000, gate.rejected[.wrongSource] != nil {
+                lastWrongSourceLog = now
+                log("heartbeats claiming node \(wrong.sender) came from \(wrong.source), not its configured address")
             }
+            inputs.stop = stopRequested.withLock { $0 }
             if let parent, getppid() != parent {
                 log("the process that started lbnode (PID \(parent)) ended: leaving")
-                stopRequested.withLock { $0 = true }
+                inputs.stop = true
             }
-            if let until = drainUntil, now >= until {
-                log("drain time is over")
-                stopRequested.withLock { $0 = true }
+
+            for action in controller.step(now: now, inputs) {
+                switch action {
+                case .send(let heartbeat): sendToPeers(heartbeat)
+                case .swap(let state):
+                    engineState = state
+                    engine?.swap(state)
+                case .announce: engine?.announce()
+                case .restartCheckers(let next):
+                    checkers.stop()
+                    checkers = CheckerRunner(config: next) { [self] in log($0) }
+                    checkers.start()
+                case .log(let message): log(message)
+                case .leave: leaving = true
+                }
             }
-            if let until = handoverUntil, now >= until {
-                handoverUntil = nil
-                engine.swap(nextState(handover: false))
-                log("handover window over: engine state \(states.generation)")
+            if let fault, fault.rebuild, now >= nextRebuild {
+                nextRebuild = now + 1000
+                rebuildDataPath(because: fault.reason)
             }
-            publishStatus(
-                membership, states: states, engine: engine, gate: gate, lastChange: lastChange,
-                lastFailover: lastFailover)
+            // From the time of the check above: a stall after it still runs the lease out.
+            engine?.renewLease(checkedAt: instant, milliseconds: controller.failoverMilliseconds)
+            publishStatus(controller, engine: engine, gate: gate, socket: socket, now: now)
+            guard !leaving else { break }
+
+            // Wait for heartbeats until the next one is due, then take what queued, in batches, at most 1024 per
+            // step: a flood (spoofing a peer's address, or the kernel filter would have dropped it) cannot hold this
+            // node's own heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited
+            // in a peer's kernel while its neighbour entry was unresolved arrive together, stale.
+            let wait = Int32(max(0, min(controller.nextBeatDue - self.now, config.farm.heartbeatIntervalMilliseconds)))
+            if socket.wait(timeoutMilliseconds: wait) {
+                let received = self.now
+                for _ in 0..<16 {
+                    let taken = socket.receiveBatch { datagram in
+                        if let heartbeat = gate.admit(datagram.bytes, from: datagram.source, now: received) {
+                            pending[heartbeat.sender] = heartbeat  // the gate admits in order
+                        }
+                    }
+                    if taken < 64 { break }
+                }
+            }
         }
 
         log("leaving: announcing to the peers")
-        for _ in 0..<3 { send(.left) }
-        engine.stop()
+        let farewell = controller.leavingHeartbeat()
+        engine?.swap(controller.initialState())  // serve nothing more, then tell the peers
+        for _ in 0..<3 { sendToPeers(farewell) }
+        engine?.stop()
         if teardownOnExit {
             let (teardown, _) = try setup.applyTeardown(stateDirectory: stateDirectory)
             log("teardown: \(teardown.steps.count) steps")
@@ -247,9 +236,10 @@ final class Daemon: @unchecked Sendable {
 
     /// Refreshes the snapshot that `lbnode status` reads.
     private func publishStatus(
-        _ membership: Membership, states: EngineStateBuilder, engine: Engine, gate: HeartbeatGate,
-        lastChange: String?, lastFailover: String?
+        _ controller: NodeController, engine: Engine?, gate: HeartbeatGate, socket: HeartbeatSocket, now: Int
     ) {
+        let membership = controller.membership
+        let states = controller.states
         let shares = states.shares
         var members = membership.peers.map { id, peer in
             NodeStatus.Member(
@@ -261,7 +251,7 @@ final class Daemon: @unchecked Sendable {
                 id: config.node.id.rawValue, state: membership.state.description,
                 healthy: membership.healthy, weight: membership.weight, buckets: shares[config.node.id] ?? 0,
                 inView: membership.view.ids.contains(config.node.id)))
-        let counters = engine.counters
+        let counters = engine?.counters ?? EngineCounters()
         var engineFigures: [String: UInt64] = [
             "received": counters.received, "delivered": counters.delivered, "forwarded": counters.forwarded,
             "answered": counters.answered, "transmitted": counters.transmitted, "batches": counters.batches,
@@ -270,34 +260,65 @@ final class Daemon: @unchecked Sendable {
         for reason in DropReason.allCases where counters.dropped(reason) > 0 {
             engineFigures["dropped_\(reason)"] = counters.dropped(reason)
         }
-        let snapshot = NodeStatus(
+        /// An event at `at` (ms) in wall-clock time, for people reading the status.
+        func stamped(_ event: (at: Int, event: String)?) -> String? {
+            event.map { "\(Date().addingTimeInterval(Double($0.at - now) / 1000).formatted(.iso8601)) \($0.event)" }
+        }
+        var snapshot = NodeStatus(
             farm: config.farm.name, node: config.node.id.rawValue, state: membership.state.description,
             leader: membership.leader?.rawValue, delivery: config.farm.delivery.rawValue, agreed: membership.agreed,
-            generation: states.generation, members: members.sorted { $0.id < $1.id }, flows: engine.flowCount,
+            generation: states.generation, members: members.sorted { $0.id < $1.id }, flows: engine?.flowCount ?? 0,
             engine: engineFigures,
             offloads: Dictionary(uniqueKeysWithValues: OffloadKind.allCases.map { ("\($0)", counters.received($0)) }),
             heartbeatsRejected: Dictionary(uniqueKeysWithValues: gate.rejected.map { ($0.key.rawValue, $0.value) }),
-            lastChange: lastChange, lastFailover: lastFailover)
+            lastChange: stamped(controller.lastChange), lastFailover: stamped(controller.lastFailover))
+        snapshot.heartbeatsDroppedByKernel = socket.kernelDrops
+        snapshot.fenced = membership.fence?.description
+        snapshot.liveNodes = membership.liveVotes
+        snapshot.expectedNodes = membership.expectedVotes
+        snapshot.quorum = membership.hasQuorum
+        snapshot.dataPathFault = controller.dataPathFault
+        snapshot.leaderConflicts = controller.leaderConflicts
+        snapshot.duplicateIDs = gate.duplicates.keys.map(\.description).sorted()
+        let flowCounters = engine?.flowCounters ?? FlowTableCounters()
+        snapshot.flowsAdmitted = flowCounters.confirmed
+        snapshot.flowsEvicted = flowCounters.evicted
         status.withLock { $0 = snapshot }
     }
 
-    /// Answers one control command: `status`, or `drain <seconds>`.
-    private func answer(_ command: String) -> Data {
+    /// The longest drain the control socket accepts (a day), as `lbnode drain --timeout` does.
+    static let maxDrainSeconds = 86_400
+
+    /// Answers one control command: `status` (anyone who may connect), or `drain <seconds>` (root only).
+    private func answer(_ command: String, from peer: StreamServer.Peer) -> Data {
+        struct Reply: Encodable {
+            var draining: Int?
+            var error: String?
+        }
+        func reply(_ value: Reply) -> Data { (try? JSONEncoder().encode(value)) ?? Data("{}".utf8) }
         let words = command.split(separator: " ")
         switch words.first {
         case "status":
             let snapshot = status.withLock { $0 }
             return (try? JSONEncoder().encode(snapshot)) ?? Data("{}".utf8)
         case "drain":
-            let seconds = words.count > 1 ? Int(words[1]) ?? 60 : 60
+            guard peer.uid == 0 else {
+                return reply(Reply(error: "drain needs root (the control socket's peer is uid \(peer.uid.map(String.init) ?? "unknown"))"))
+            }
+            let text = words.count > 1 ? String(words[1]) : "60"
+            guard words.count <= 2, let seconds = Int(text), (1...Self.maxDrainSeconds).contains(seconds) else {
+                return reply(Reply(error: "drain takes a number of seconds from 1 to \(Self.maxDrainSeconds)"))
+            }
             drainRequested.withLock { $0 = seconds }
-            return Data("{\"draining\": \(seconds)}".utf8)
+            return reply(Reply(draining: seconds))
         default:
-            return Data("{\"error\": \"unknown command '\(command)'\"}".utf8)
+            return reply(Reply(error: "unknown command '\(command.prefix(64))': status or drain SECONDS"))
         }
     }
 
     private func installSignalHandlers() {
+        signal(SIGPIPE, SIG_IGN)  // a client gone mid-answer is an error to handle, not a reason to die
+        signal(SIGCHLD, SIG_DFL)  // an inherited SIG_IGN would make checkers' waitpid fail
         for signalNumber in [SIGTERM, SIGINT, SIGHUP] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -311,18 +332,5 @@ final class Daemon: @unchecked Sendable {
             source.resume()
             signalSources.append(source)
         }
-    }
-
-    /// The first key that differs between two configurations and cannot change while running (everything but the
-    /// weight, the rules and the checkers), or `nil`.
-    static func fixedChanges(from old: FarmConfig, to new: FarmConfig) -> String? {
-        if old.farm != new.farm { return "the farm section" }
-        var oldNode = old.node
-        oldNode.weight = new.node.weight
-        if oldNode != new.node { return "node (other than weight)" }
-        if old.peers != new.peers { return "peers" }
-        if old.controlSocket != new.controlSocket { return "control_socket" }
-        if old.metricsAddress != new.metricsAddress { return "metrics_address" }
-        return nil
     }
 }

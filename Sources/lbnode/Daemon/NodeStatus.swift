@@ -23,6 +23,24 @@ struct NodeStatus: Codable, Sendable {
     /// with partial checksums. Every kind is listed, zeros too.
     var offloads: [String: UInt64]
     var heartbeatsRejected: [String: UInt64]
+    /// Datagrams the kernel dropped on the heartbeat socket (its filter refused them, or its queue was full).
+    var heartbeatsDroppedByKernel: UInt64 = 0
     var lastChange: String?
     var lastFailover: String?
+    /// Why this node serves nothing until it hears the current view, or nil.
+    var fenced: String?
+    /// Nodes alive (this one included) and nodes expected (configured, but those that left), and whether this side
+    /// of the farm may serve.
+    var liveNodes: Int = 1
+    var expectedNodes: Int = 1
+    var quorum: Bool = true
+    /// Why the data path cannot deliver, or nil.
+    var dataPathFault: String?
+    /// Times a peer with a lower ID claimed the leader's role that this node's view gave to this node.
+    var leaderConflicts: UInt64 = 0
+    /// Addresses that sent authentic heartbeats with this node's own ID.
+    var duplicateIDs: [String] = []
+    /// Connections admitted to and evicted from the flow table.
+    var flowsAdmitted: UInt64 = 0
+    var flowsEvicted: UInt64 = 0
 }

@@ -27,9 +27,10 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 ///
 /// Wire format, version 1, 80 bytes, big-endian:
 ///
-///     0  "VFHB"   4  version (1)   5  state   6  flags (bit 0: healthy)   7  reserved (0)
+///     0  "VFHB"   4  version (1)   5  state   6  flags (bit 0: healthy, bit 1: fenced, bit 2: leader)
+///     7  reserved (0)
 ///     8  sender node ID (2)   10 reserved (2)   12 weight (4)
-///     16 incarnation (8: the sender's boot time in µs, larger after every restart)
+///     16 incarnation (8: random at every start; see `HeartbeatGate` for how a restart is told from a replay)
 ///     24 sequence (8: +1 per heartbeat within an incarnation)
 ///     32 view digest (8: `MembershipView.digest` of the sender's view)
 ///     40 the sender's MAC on the farm interface (6)   46 reserved (2)
@@ -42,6 +43,10 @@ struct Heartbeat: Equatable, Sendable {
     var sender: NodeID
     var state: MemberState
     var healthy: Bool
+    /// The sender serves nothing until it has heard the current view (after a stall, without quorum, ...).
+    var fenced = false
+    /// The sender answers ARP for the VIP (and directs, in directed mode): two claims are resolved by the lowest ID.
+    var leader = false
     var weight: UInt32
     var incarnation: UInt64
     var sequence: UInt64
@@ -55,29 +60,80 @@ struct Heartbeat: Equatable, Sendable {
         case forged
         case unknownNode = "unknown_node"
         case replayed
+        /// Authentic, from this node's own ID, sent by another address: two nodes configured with one ID.
+        case duplicateID = "duplicate_id"
+        /// A peer's ID from an address other than the one configured for it.
+        case wrongSource = "wrong_source"
+    }
+
+    init(
+        sender: NodeID, state: MemberState, healthy: Bool, fenced: Bool = false, leader: Bool = false, weight: UInt32,
+        incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64
+    ) {
+        self.sender = sender
+        self.state = state
+        self.healthy = healthy
+        self.fenced = fenced
+        self.leader = leader
+        self.weight = weight
+        self.incarnation = incarnation
+        self.sequence = sequence
+        self.viewDigest = viewDigest
+        self.mac = mac
     }
 
     /// The signed datagram.
     func encoded(key: SymmetricKey) -> [UInt8] {
-        var bytes = Self.magic + [Self.version, state.rawValue, healthy ? 1 : 0, 0]
+        let flags: UInt8 = (healthy ? 1 : 0) | (fenced ? 2 : 0) | (leader ? 4 : 0)
+        var bytes = Self.magic + [Self.version, state.rawValue, flags, 0]
         bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + [0, 0] + Self.bigEndian(UInt64(weight), 4)
         bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
         bytes += Self.bigEndian(mac, 6) + [0, 0]
         return bytes + Array(HMAC<SHA256>.authenticationCode(for: bytes, using: key))
     }
 
-    /// Checks the signature and the format; replays and unknown senders are the tracker's to judge.
+    /// The magic as one big-endian word (the kernel filter compares it).
+    static let magicWord = magic.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+
+    /// The sender, incarnation and sequence of a datagram that has a heartbeat's size, magic and version, read without
+    /// checking the signature (so that replays and strangers cost no HMAC); `.malformed` or `.unsupportedVersion`
+    /// otherwise.
+    static func peek<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes) -> Result<
+        (sender: UInt16, incarnation: UInt64, sequence: UInt64), Rejection
+    > where Bytes.Index == Int {
+        guard bytes.count == size else { return .failure(.malformed) }
+        let start = bytes.startIndex
+        guard bytes[start] == magic[0], bytes[start + 1] == magic[1], bytes[start + 2] == magic[2],
+            bytes[start + 3] == magic[3]
+        else { return .failure(.malformed) }
+        guard bytes[start + 4] == version else { return .failure(.unsupportedVersion) }
+        func read(_ offset: Int, _ count: Int) -> UInt64 {
+            (start + offset..<start + offset + count).reduce(0) { $0 << 8 | UInt64(bytes[$1]) }
+        }
+        return .success((UInt16(read(8, 2)), read(16, 8), read(24, 8)))
+    }
+
+    /// Checks the signature (with any of `keys`) and the format; replays and unknown senders are the gate's to judge.
     static func decode(_ bytes: [UInt8], key: SymmetricKey) -> Result<Heartbeat, Rejection> {
+        decode(bytes, keys: [key])
+    }
+
+    static func decode(_ bytes: [UInt8], keys: [SymmetricKey]) -> Result<Heartbeat, Rejection> {
         guard bytes.count == size, Array(bytes[0..<4]) == magic else { return .failure(.malformed) }
         guard bytes[4] == version else { return .failure(.unsupportedVersion) }
-        guard HMAC<SHA256>.isValidAuthenticationCode(bytes[48..<80], authenticating: bytes[0..<48], using: key) else {
+        guard
+            keys.contains(where: {
+                HMAC<SHA256>.isValidAuthenticationCode(bytes[48..<80], authenticating: bytes[0..<48], using: $0)
+            })
+        else {
             return .failure(.forged)
         }
         guard let state = MemberState(rawValue: bytes[5]), let sender = NodeID(rawValue: UInt16(read(bytes, 8, 2)))
         else { return .failure(.malformed) }
         return .success(
             Heartbeat(
-                sender: sender, state: state, healthy: bytes[6] & 1 != 0, weight: UInt32(read(bytes, 12, 4)),
+                sender: sender, state: state, healthy: bytes[6] & 1 != 0, fenced: bytes[6] & 2 != 0,
+                leader: bytes[6] & 4 != 0, weight: UInt32(read(bytes, 12, 4)),
                 incarnation: read(bytes, 16, 8), sequence: read(bytes, 24, 8), viewDigest: read(bytes, 32, 8),
                 mac: read(bytes, 40, 6)))
     }

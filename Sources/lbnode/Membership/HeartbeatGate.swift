@@ -1,43 +1,77 @@
 import Crypto
 import Hashing
 
-/// Lets through only authentic, fresh heartbeats from configured peers, and counts the others by reason.
+/// Lets through only authentic, fresh heartbeats from configured peers at their configured addresses, and counts the
+/// others by reason. The cheap checks come first (size, magic, version, sender, source address, freshness), the HMAC
+/// last: a datagram that fails a cheap check costs well under a microsecond.
 ///
-/// A heartbeat is fresh when its (incarnation, sequence) is above the last one accepted from its sender: a restart
-/// brings a larger incarnation, and within one incarnation sequences only grow. So a captured heartbeat replayed
-/// later changes nothing.
+/// A heartbeat is fresh when its (incarnation, sequence) is above the last one accepted from its sender. Incarnations
+/// are random at every start, so a restarted sender may come back with a smaller one: a different incarnation is
+/// believed only once the sender has been silent for `restartAfter` milliseconds (it died, or restarted), so a
+/// captured heartbeat replayed while its sender lives changes nothing.
 struct HeartbeatGate {
-    private let key: SymmetricKey
-    private let peers: Set<NodeID>
-    private var last: [NodeID: (incarnation: UInt64, sequence: UInt64)] = [:]
+    private var keys: [SymmetricKey]
+    private let me: NodeID
+    private let peers: [NodeID: IPAddress]
+    private let restartAfter: Int
+    private var last: [NodeID: (incarnation: UInt64, sequence: UInt64, heardAt: Int)] = [:]
     private(set) var rejected: [Heartbeat.Rejection: UInt64] = [:]
+    /// The addresses that sent authentic heartbeats with this node's own ID, and when they last did.
+    private(set) var duplicates: [IPAddress: Int] = [:]
+    /// The last heartbeat refused because it came from an unexpected address: (claimed sender, address).
+    private(set) var lastWrongSource: (sender: UInt16, source: IPAddress)?
 
-    init(key: SymmetricKey, peers: Set<NodeID>) {
-        self.key = key
+    /// - Parameters:
+    ///   - keys: the farm keys; any of them authenticates (a rotation holds two).
+    ///   - peers: the configured peers and their addresses.
+    ///   - restartAfter: milliseconds of silence after which a new incarnation of a sender is believed.
+    init(keys: [SymmetricKey], me: NodeID, peers: [NodeID: IPAddress], restartAfter: Int) {
+        self.keys = keys
+        self.me = me
         self.peers = peers
+        self.restartAfter = restartAfter
     }
 
-    /// The heartbeat in `bytes` if it is authentic, from a peer, and fresh; `nil` (and counted) otherwise.
-    mutating func admit(_ bytes: [UInt8]) -> Heartbeat? {
-        let heartbeat: Heartbeat
-        switch Heartbeat.decode(bytes, key: key) {
-        case .failure(let rejection):
-            rejected[rejection, default: 0] += 1
-            return nil
-        case .success(let decoded):
-            heartbeat = decoded
+    /// A reload brought new keys (a rotation).
+    mutating func replaceKeys(_ keys: [SymmetricKey]) { self.keys = keys }
+
+    private mutating func reject(_ reason: Heartbeat.Rejection) -> Heartbeat? {
+        rejected[reason, default: 0] += 1
+        return nil
+    }
+
+    /// The heartbeat in `bytes`, sent from `source`, if it is authentic, from a peer's address, and fresh; `nil` (and
+    /// counted) otherwise.
+    mutating func admit<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, from source: IPAddress, now: Int)
+        -> Heartbeat? where Bytes.Index == Int
+    {
+        let header: (sender: UInt16, incarnation: UInt64, sequence: UInt64)
+        switch Heartbeat.peek(bytes) {
+        case .failure(let reason): return reject(reason)
+        case .success(let peeked): header = peeked
         }
-        guard peers.contains(heartbeat.sender) else {
-            rejected[.unknownNode, default: 0] += 1
-            return nil
+        guard let sender = NodeID(rawValue: header.sender) else { return reject(.malformed) }
+        if sender == me {
+            guard case .success = Heartbeat.decode(Array(bytes), keys: keys) else { return reject(.forged) }
+            duplicates[source] = now
+            return reject(.duplicateID)
         }
-        if let previous = last[heartbeat.sender],
-            (heartbeat.incarnation, heartbeat.sequence) <= (previous.incarnation, previous.sequence)
+        guard let address = peers[sender] else { return reject(.unknownNode) }
+        guard address == source else {
+            lastWrongSource = (header.sender, source)
+            return reject(.wrongSource)
+        }
+        if let previous = last[sender],
+            (header.incarnation, header.sequence) <= (previous.incarnation, previous.sequence),
+            header.incarnation == previous.incarnation || now - previous.heardAt <= restartAfter
         {
-            rejected[.replayed, default: 0] += 1
-            return nil
+            return reject(.replayed)
         }
-        last[heartbeat.sender] = (heartbeat.incarnation, heartbeat.sequence)
-        return heartbeat
+        switch Heartbeat.decode(Array(bytes), keys: keys) {
+        case .failure(let reason): return reject(reason)
+        case .success(let heartbeat):
+            last[sender] = (header.incarnation, header.sequence, now)
+            return heartbeat
+        }
     }
 }

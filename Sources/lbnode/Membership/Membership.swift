@@ -12,6 +12,10 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
     case peerDied(NodeID, silentMilliseconds: Int)
     /// The view (active, healthy members) changed.
     case viewChanged(from: MembershipView, to: MembershipView)
+    /// This node stopped serving (`Membership.FenceReason`) until it hears the current view.
+    case fenced(Membership.FenceReason)
+    /// This node heard the current view again, with quorum: it rejoins.
+    case unfenced
 
     var description: String {
         switch self {
@@ -20,6 +24,8 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
         case .peerLeft(let id): "node \(id) left"
         case .peerDied(let id, let silent): "node \(id) is dead: silent for \(silent) ms"
         case .viewChanged(let old, let new): "view \(old) -> \(new)"
+        case .fenced(let reason): "fenced (\(reason)): serving nothing until this node hears the current view"
+        case .unfenced: "heard the current view with quorum: rejoining"
         }
     }
 }
@@ -30,10 +36,33 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
 /// The view is the set of members that are alive (heard from within `deadAfter` intervals), `active` and healthy,
 /// this node included when it is. The leader (ARP, and the director in directed mode) is the lowest ID in the view or
 /// draining: a draining director keeps directing until it leaves, so the connections it knows stay where they are.
+///
+/// Split brain. With `quorum: majority` a node serves only while it hears more than half of the farm (the configured
+/// nodes but those that left on purpose; exactly half counts when it holds the lowest of their IDs, so two halves
+/// never both serve). A node that loses quorum, wakes from a stall longer than the deadline, or meets its own ID at a
+/// lower address is *fenced*: it goes back to joining, so its buckets go to the others (its engine gets an empty
+/// state), and it rejoins as a new node would only once it has quorum and a fresh heartbeat from every live peer.
 struct Membership {
+    /// Which side of a partition may serve.
+    enum Quorum: String, Sendable, CaseIterable {
+        /// More than half of the farm (exactly half with the lowest ID).
+        case majority
+        /// Every node serves what its own view gives it (two-node farms without a witness).
+        case none
+    }
+
+    enum FenceReason: String, Sendable, CustomStringConvertible {
+        case noQuorum = "no quorum"
+        case stalled = "this node was stalled longer than the failover time"
+        case duplicateID = "another node with this ID at a lower address"
+        var description: String { rawValue }
+    }
+
     struct Peer: Equatable {
         var state: MemberState
         var healthy: Bool
+        var fenced = false
+        var leader = false
         var weight: UInt32
         var viewDigest: UInt64
         var mac: UInt64
@@ -44,6 +73,15 @@ struct Membership {
     let intervalMilliseconds: Int
     let deadAfter: Int
     let seed: FarmSeed
+    /// Every node of the farm, this one included.
+    let configured: Set<NodeID>
+    let quorum: Quorum
+    /// Peers whose last word was that they leave (they do not count towards the quorum until heard again).
+    private(set) var departed: Set<NodeID> = []
+    /// Why this node serves nothing, or nil.
+    private(set) var fence: FenceReason?
+    /// Live peers not heard from since this node was fenced.
+    private var unheardSinceFence: Set<NodeID> = []
     private(set) var state: MemberState = .joining
     private(set) var healthy = true
     private(set) var weight: UInt32
@@ -52,8 +90,13 @@ struct Membership {
     private(set) var joinedAt: Int
     private(set) var view: MembershipView = .empty
 
-    init(me: NodeID, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed, now: Int) {
+    init(
+        me: NodeID, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed, now: Int,
+        peers: Set<NodeID> = [], quorum: Quorum = .none
+    ) {
         self.me = me
+        configured = peers.union([me])
+        self.quorum = quorum
         self.weight = weight
         self.intervalMilliseconds = intervalMilliseconds
         self.deadAfter = deadAfter
@@ -64,28 +107,82 @@ struct Membership {
     /// Milliseconds of silence after which a peer is dead.
     var deadline: Int { intervalMilliseconds * deadAfter }
 
-    /// The lowest ID in the view or draining: it answers ARP for the VIP and, in directed mode, directs.
+    /// The lowest ID in the view or draining: it answers ARP for the VIP and, in directed mode, directs. Should a
+    /// peer with a lower ID claim the role while the views differ, it keeps it (nobody directs twice).
     var leader: NodeID? {
+        guard fence == nil else { return nil }
         let draining = peers.filter { $0.value.state == .draining }.map(\.key) + (state == .draining ? [me] : [])
-        return (view.members.map(\.id) + draining).min()
+        let chosen = (view.members.map(\.id) + draining).min()
+        if chosen == me, let claimant = leaderConflict { return claimant }
+        return chosen
     }
 
-    /// Whether every live peer reports the same view as this node.
+    /// A peer with a lower ID that claims the leader's role while this node's view would give it to this node.
+    var leaderConflict: NodeID? {
+        peers.filter { $0.value.leader && $0.key < me }.map(\.key).min()
+    }
+
+    /// Whether every configured node (but those that left) is alive and reports the same view as this node.
     var agreed: Bool {
         let digest = view.digest(seed: seed)
-        return peers.values.allSatisfy { $0.viewDigest == digest }
+        return configured.subtracting(departed).union(peers.keys).subtracting([me])
+            .allSatisfy { peers[$0]?.viewDigest == digest }
+    }
+
+    /// The nodes that count towards the quorum: every configured one but those that left on purpose.
+    var expectedVotes: Int { configured.subtracting(departed).count }
+
+    /// The nodes alive and not departed, this one included.
+    var liveVotes: Int { 1 + peers.count }
+
+    /// Whether this side of a partition may serve (always, with `quorum: none`).
+    var hasQuorum: Bool {
+        guard quorum == .majority else { return true }
+        let expected = expectedVotes
+        if liveVotes * 2 > expected { return true }
+        guard liveVotes * 2 == expected else { return false }
+        let lowest = configured.subtracting(departed).min()
+        return lowest == me || lowest.map { peers[$0] != nil } == true
     }
 
     /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
-    /// it by then, so it takes buckets only when the others see it.
-    func mayActivate(now: Int) -> Bool { state == .joining && now - joinedAt >= deadline }
+    /// it by then, so it takes buckets only when the others see it. A fenced node, or one without quorum, may not.
+    func mayActivate(now: Int) -> Bool {
+        state == .joining && now - joinedAt >= deadline && fence == nil && hasQuorum
+    }
+
+    /// Stops serving: back to joining (the buckets go to the others) until `fence` lifts (see `liftFence`).
+    mutating func fence(_ reason: FenceReason, now: Int) -> [MembershipEvent] {
+        guard fence == nil else { return [] }
+        fence = reason
+        unheardSinceFence = Set(peers.keys)
+        if state == .active { state = .joining }
+        return [.fenced(reason)] + rebuildView()
+    }
+
+    /// Lifts the fence once this node has quorum, its reason is gone (`stillFenced`), and it heard every live peer
+    /// since: it then rejoins as a new node does (active after the deadline).
+    mutating func liftFence(now: Int, stillFenced: Bool = false) -> [MembershipEvent] {
+        guard fence != nil, !stillFenced, hasQuorum, unheardSinceFence.isEmpty else { return [] }
+        fence = nil
+        joinedAt = now
+        return [.unfenced]
+    }
+
+    /// Fences when the quorum is lost (call after every change of the peers).
+    private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
+        guard fence == nil, state != .joining, !hasQuorum else { return [] }
+        return fence(.noQuorum, now: now)
+    }
 
     mutating func receive(_ heartbeat: Heartbeat, now: Int) -> [MembershipEvent] {
         let record = Peer(
-            state: heartbeat.state, healthy: heartbeat.healthy, weight: heartbeat.weight,
-            viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now)
+            state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
+            weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now)
         var events: [MembershipEvent] = []
+        unheardSinceFence.remove(heartbeat.sender)
         if heartbeat.state == .left {
+            departed.insert(heartbeat.sender)
             if peers.removeValue(forKey: heartbeat.sender) != nil { events.append(.peerLeft(heartbeat.sender)) }
         } else if let previous = peers[heartbeat.sender] {
             if previous.state != record.state || previous.healthy != record.healthy {
@@ -93,10 +190,12 @@ struct Membership {
             }
             peers[heartbeat.sender] = record
         } else {
+            departed.remove(heartbeat.sender)
             peers[heartbeat.sender] = record
             events.append(.peerUp(heartbeat.sender, record.state))
         }
-        return events + rebuildView()
+        events += rebuildView()
+        return events + checkQuorum(now: now)
     }
 
     /// Takes out the peers that have been silent too long.
@@ -104,15 +203,17 @@ struct Membership {
         var events: [MembershipEvent] = []
         for (id, peer) in peers.sorted(by: { $0.key < $1.key }) where now - peer.lastHeard > deadline {
             peers.removeValue(forKey: id)
+            unheardSinceFence.remove(id)
             events.append(.peerDied(id, silentMilliseconds: now - peer.lastHeard))
         }
-        return events + rebuildView()
+        events += rebuildView()
+        return events + checkQuorum(now: now)
     }
 
     /// This node's own state, health or weight changed (activation, drain, a checker, a reload).
     mutating func setLocal(state: MemberState? = nil, healthy: Bool? = nil, weight: UInt32? = nil) -> [MembershipEvent]
     {
-        if let state { self.state = state }
+        if let state { self.state = fence != nil && state == .active ? .joining : state }
         if let healthy { self.healthy = healthy }
         if let weight { self.weight = weight }
         return rebuildView()

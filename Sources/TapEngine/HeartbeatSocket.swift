@@ -1,0 +1,106 @@
+import CKernel
+import Glibc
+import Hashing
+
+/// The UDP socket of the farm's heartbeats: sends with TTL 255, takes in the kernel only what `DatagramFilter` lets
+/// through, holds a large queue, and is read in batches of up to 64 datagrams per system call.
+public final class HeartbeatSocket {
+    private let fd: Int32
+    private let slotSize = 128
+    private var buffers: [UInt8]
+    private var lengths = [UInt32](repeating: 0, count: 64)
+    private var sources = [sockaddr_in6](repeating: sockaddr_in6(), count: 64)
+
+    /// One datagram of a batch, valid only during the call that lends it.
+    public struct Datagram {
+        public let source: IPAddress
+        public let bytes: UnsafeRawBufferPointer
+    }
+
+    /// Opens the socket bound to `address:port`, with `filter` attached and a `receiveBufferBytes` queue.
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C functions are `socket`, `setsockopt` and `bind`.
+    public init(bindTo address: IPAddress, port: UInt16, filter: DatagramFilter, receiveBufferBytes: Int32 = 4 << 20)
+        throws(SystemCallError)
+    {
+        buffers = [UInt8](repeating: 0, count: 64 * slotSize)
+        let ipv4 = address.isIPv4
+        fd = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
+        do throws(SystemCallError) {
+            try option(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, "set a \(receiveBufferBytes)-byte queue")
+            if ipv4 {
+                try option(Int32(IPPROTO_IP), IP_TTL, 255, "send heartbeats with TTL 255")
+            } else {
+                try option(Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, 255, "send heartbeats with hop limit 255")
+            }
+            var program = filter.instructions(ipv4: ipv4)
+            let attached = program.withUnsafeMutableBufferPointer { instructions in
+                var kernelProgram = sock_fprog(len: UInt16(instructions.count), filter: instructions.baseAddress)
+                return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &kernelProgram, socklen_t(MemoryLayout<sock_fprog>.size))
+            }
+            guard attached == 0 else { throw SystemCallError("setsockopt(SO_ATTACH_FILTER)", "filter heartbeats") }
+            let bound = SocketAddress.with(address, port: port) { bind(fd, $0, $1) }
+            guard bound == 0 else {
+                throw SystemCallError("bind", "bind the heartbeat socket to \(address) port \(port)")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        close(fd)
+    }
+
+    private func option(_ level: Int32, _ name: Int32, _ value: Int32, _ operation: String) throws(SystemCallError) {
+        var value = value
+        guard setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw SystemCallError("setsockopt", operation)
+        }
+    }
+
+    /// Sends one datagram. The corresponding C function is `sendto`.
+    public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemCallError) {
+        let sent = SocketAddress.with(address, port: port) { sendto(fd, bytes, bytes.count, 0, $0, $1) }
+        guard sent == bytes.count else { throw SystemCallError("sendto", "send a heartbeat to \(address) port \(port)") }
+    }
+
+    /// Waits up to `timeoutMilliseconds` until a datagram is queued; whether one is. The corresponding C function is
+    /// `poll`.
+    public func wait(timeoutMilliseconds: Int32) -> Bool {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, timeoutMilliseconds) > 0
+    }
+
+    /// Takes up to 64 queued datagrams without waiting and lends each to `body`; how many were taken. The
+    /// corresponding C function is `recvmmsg`.
+    public func receiveBatch(_ body: (Datagram) -> Void) -> Int {
+        let count = buffers.withUnsafeMutableBufferPointer { buffers in
+            vipfarm_receive_datagrams(fd, buffers.baseAddress, UInt32(slotSize), 64, &lengths, &sources)
+        }
+        guard count > 0 else { return 0 }
+        buffers.withUnsafeBytes { all in
+            for index in 0..<Int(count) {
+                let start = index * slotSize
+                let bytes = UnsafeRawBufferPointer(rebasing: all[start..<(start + min(Int(lengths[index]), slotSize))])
+                body(Datagram(source: Self.address(sources[index]), bytes: bytes))
+            }
+        }
+        return Int(count)
+    }
+
+    /// Datagrams the kernel dropped for this socket (refused by the filter, or the queue was full).
+    public var kernelDrops: UInt64 { UInt64(vipfarm_socket_drops(fd)) }
+
+    private static func address(_ storage: sockaddr_in6) -> IPAddress {
+        if storage.sin6_family == sa_family_t(AF_INET) {
+            let v4 = withUnsafeBytes(of: storage) { raw in
+                raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: UInt32.self)
+            }
+            return IPAddress(ipv4: UInt32(bigEndian: v4))
+        }
+        return IPAddress(bytes: withUnsafeBytes(of: storage.sin6_addr) { Array($0) })!
+    }
+}

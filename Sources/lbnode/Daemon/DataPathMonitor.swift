@@ -1,0 +1,71 @@
+import RouteSetup
+import TapEngine
+
+/// Whether the engine can deliver: its interface and TAP are the ones it opened and are up, its thread goes round,
+/// and the setup (TAP, VIP, sysctls) is still in place. Looked at every step of the I/O loop (two cheap calls per
+/// device), the setup once a second (a netlink dump).
+struct DataPathMonitor {
+    /// What is wrong, and whether re-applying the setup and re-opening the engine can mend it.
+    struct Fault: Equatable {
+        var reason: String
+        var rebuild: Bool
+    }
+
+    let interface: String
+    let tap: String
+    /// The devices the running engine opened (nil: no engine).
+    private var opened: (interface: Int32, tap: Int32)?
+    private var nextSetupCheck = 0
+    private var setupDrift: String?
+    /// An engine thread that has not gone round its loop for this long is stuck.
+    static let stuckMilliseconds = 2000
+    static let setupCheckMilliseconds = 1000
+
+    init(interface: String, tap: String) {
+        self.interface = interface
+        self.tap = tap
+    }
+
+    /// A new engine opened the devices as they are now.
+    mutating func engineOpened() {
+        opened = (InterfaceState.of(interface)?.index ?? -1, InterfaceState.of(tap)?.index ?? -1)
+        setupDrift = nil
+    }
+
+    mutating func engineClosed() { opened = nil }
+
+    /// What keeps the engine from delivering at `now` (ms), or nil.
+    mutating func fault(now: Int, engine: Engine?, setup: ServerSetup) -> Fault? {
+        guard let engine, let opened else { return Fault(reason: "the engine is not running", rebuild: true) }
+        guard let nic = InterfaceState.of(interface) else {
+            return Fault(reason: "interface \(interface) is gone", rebuild: true)
+        }
+        if nic.index != opened.interface {
+            return Fault(reason: "interface \(interface) was re-created", rebuild: true)
+        }
+        if !nic.up { return Fault(reason: "interface \(interface) is down", rebuild: false) }
+        if !nic.running { return Fault(reason: "interface \(interface) has no carrier", rebuild: false) }
+        guard let tapState = InterfaceState.of(tap) else { return Fault(reason: "\(tap) is gone", rebuild: true) }
+        if tapState.index != opened.tap { return Fault(reason: "\(tap) was re-created", rebuild: true) }
+        if !tapState.up { return Fault(reason: "\(tap) is down", rebuild: true) }
+        let silent = engine.millisecondsSinceLastLoop
+        if silent > Self.stuckMilliseconds {
+            return Fault(reason: "the engine thread is stuck (\(silent) ms without a turn)", rebuild: false)
+        }
+        if now >= nextSetupCheck {
+            nextSetupCheck = now + Self.setupCheckMilliseconds
+            setupDrift = Self.drift(of: setup)
+        }
+        return setupDrift.map { Fault(reason: $0, rebuild: true) }
+    }
+
+    /// What of the setup is no longer in place (the VIP removed from the TAP, a sysctl reset), or nil.
+    private static func drift(of setup: ServerSetup) -> String? {
+        do {
+            let plan = try setup.planSetup(using: try NetlinkSocket())
+            return plan.isEmpty ? nil : "the setup changed (\(plan.steps.map { "\($0)" }.joined(separator: "; ")))"
+        } catch {
+            return "the setup cannot be checked: \(error)"
+        }
+    }
+}

@@ -1,0 +1,257 @@
+import Hashing
+import TapEngine
+
+/// What the I/O loop gathered for one step of the node's control logic.
+struct NodeInputs {
+    /// Authentic, fresh heartbeats taken in since the last step: the newest per sender, in sender order.
+    var heartbeats: [Heartbeat] = []
+    /// Every checker passes (and the link is up).
+    var checkersHealthy = true
+    /// Why the engine cannot deliver (TAP gone, interface re-created, engine stuck, ...), or nil.
+    var dataPathFault: String? = nil
+    /// Seconds of drain asked for over the control socket.
+    var drainSeconds: Int? = nil
+    /// A configuration re-read on SIGHUP (already validated on its own).
+    var reload: FarmConfig? = nil
+    /// An authentic heartbeat with this node's own ID came from a lower address (which keeps the ID).
+    var outrankedByDuplicateID = false
+    /// The node is asked to leave (a signal, the parent gone).
+    var stop = false
+}
+
+/// What the I/O loop must do after a step, in order.
+enum NodeAction {
+    /// Send this heartbeat to every peer.
+    case send(Heartbeat)
+    /// Give the engine this state.
+    case swap(EngineState)
+    /// Send a gratuitous ARP (this node took the leader's role).
+    case announce
+    /// Restart the checkers with this configuration (a reload).
+    case restartCheckers(FarmConfig)
+    case log(String)
+    /// Leave: send `.left` and stop.
+    case leave
+}
+
+/// The node's control logic, without any I/O: membership, engine states, the handover window, drains, reloads and
+/// fencing, stepped by the I/O loop (`Daemon`) with the time and what it gathered. Tests drive it with a manual clock.
+struct NodeController {
+    private(set) var config: FarmConfig
+    private(set) var membership: Membership
+    private(set) var states: EngineStateBuilder
+    let interfaceMAC: UInt64
+    /// How long the moved buckets of a planned change keep their handover marks.
+    let handoverMilliseconds: Int
+    private var beat: Heartbeat
+    private var nextBeat: Int
+    private var lastStep: Int?
+    private var handoverUntil: Int?
+    private var drainUntil: Int?
+    /// The leader the engine's state was built for, and whether it was built fenced.
+    private var builtLeader: NodeID?
+    private var builtFenced = false
+    private(set) var dataPathFault: String?
+    /// The last event, and the last death of a peer: when (ms) and what.
+    private(set) var lastChange: (at: Int, event: String)?
+    private(set) var lastFailover: (at: Int, event: String)?
+    /// Times another node claimed the leader's role while this node's view gave it to this node.
+    private(set) var leaderConflicts: UInt64 = 0
+    private var inConflict = false
+
+    init(
+        config: FarmConfig, virtualMAC: UInt64, interfaceMAC: UInt64, incarnation: UInt64, now: Int,
+        handoverMilliseconds: Int = 30_000
+    ) throws {
+        self.config = config
+        self.interfaceMAC = interfaceMAC
+        self.handoverMilliseconds = handoverMilliseconds
+        states = try EngineStateBuilder(config: config, virtualMAC: virtualMAC)
+        membership = Membership(
+            me: config.node.id, weight: config.node.weight,
+            intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds, deadAfter: config.farm.deadAfter,
+            seed: FarmSeed(farmName: config.farm.name), now: now, peers: Set(config.peers.map(\.id)),
+            quorum: config.effectiveQuorum)
+        beat = Heartbeat(
+            sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
+            incarnation: incarnation, sequence: 0, viewDigest: 0, mac: interfaceMAC)
+        nextBeat = now
+    }
+
+    /// The state the engine starts with: nothing owned.
+    mutating func initialState() -> EngineState {
+        states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false)
+    }
+
+    /// Milliseconds of silence after which a peer is dead (and after which this node, stalled, fences itself).
+    var failoverMilliseconds: Int { membership.deadline }
+
+    /// One step at `now` (monotonic ms).
+    mutating func step(now: Int, _ inputs: NodeInputs) -> [NodeAction] {
+        var actions: [NodeAction] = []
+        // A stall longer than the failover time (the process stopped, the VM frozen): the peers have taken this
+        // node's buckets, so it serves nothing until it has heard the current view.
+        if let last = lastStep, now - last > failoverMilliseconds {
+            actions.append(.log("this node was stalled for \(now - last) ms"))
+            apply(membership.fence(.stalled, now: now), now: now, into: &actions)
+        }
+        lastStep = now
+        if now >= nextBeat && membership.mayActivate(now: now) {
+            apply(membership.setLocal(state: .active), now: now, into: &actions)
+        }
+        beatIfDue(now: now, into: &actions)
+        for heartbeat in inputs.heartbeats {
+            apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
+            beatIfDue(now: now, into: &actions)
+        }
+        apply(membership.tick(now: now), now: now, into: &actions)
+        if inputs.outrankedByDuplicateID {
+            apply(membership.fence(.duplicateID, now: now), now: now, into: &actions)
+        }
+        apply(
+            membership.liftFence(now: now, stillFenced: inputs.outrankedByDuplicateID), now: now, into: &actions)
+        if let reload = inputs.reload { self.reload(reload, now: now, into: &actions) }
+        if inputs.dataPathFault != dataPathFault {
+            actions.append(
+                .log(inputs.dataPathFault.map { "data path down: \($0)" } ?? "data path can deliver again"))
+            dataPathFault = inputs.dataPathFault
+        }
+        let healthy = inputs.checkersHealthy && dataPathFault == nil
+        if healthy != membership.healthy { apply(membership.setLocal(healthy: healthy), now: now, into: &actions) }
+        if let seconds = inputs.drainSeconds {
+            actions.append(
+                .log("draining for up to \(seconds) s: new connections go to the others, established ones stay"))
+            apply(membership.setLocal(state: .draining), now: now, into: &actions)
+            drainUntil = now + seconds * 1000
+        }
+        if let until = handoverUntil, now >= until {
+            handoverUntil = nil
+            actions.append(.swap(nextState(handover: false)))
+            actions.append(.log("handover window over: engine state \(states.generation)"))
+        }
+        noteLeaderConflict(into: &actions)
+        if inputs.stop {
+            actions.append(.leave)
+        } else if let until = drainUntil, now >= until {
+            actions.append(.log("drain time is over"))
+            actions.append(.leave)
+        }
+        beatIfDue(now: now, into: &actions)
+        return actions
+    }
+
+    /// The heartbeat that says this node leaves (sent three times by the I/O loop).
+    mutating func leavingHeartbeat() -> Heartbeat { nextHeartbeat(state: .left) }
+
+    private mutating func nextHeartbeat(state: MemberState) -> Heartbeat {
+        beat.state = state
+        beat.healthy = membership.healthy
+        beat.fenced = membership.fence != nil
+        beat.leader = membership.leader == config.node.id
+        beat.weight = membership.weight
+        beat.sequence += 1
+        beat.viewDigest = membership.view.digest(seed: membership.seed)
+        return beat
+    }
+
+    /// Sends the heartbeat when it is due; called again after every heartbeat taken in, so that a burst of view
+    /// changes (each builds a table) does not hold this node's own heartbeats back.
+    private mutating func beatIfDue(now: Int, into actions: inout [NodeAction]) {
+        guard now >= nextBeat else { return }
+        actions.append(.send(nextHeartbeat(state: membership.state)))
+        nextBeat += config.farm.heartbeatIntervalMilliseconds
+        if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
+    }
+
+    /// When the next heartbeat is due (the I/O loop waits for heartbeats until then).
+    var nextBeatDue: Int { nextBeat }
+
+    private func macs() -> [UInt16: UInt64] {
+        Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
+            .merging([config.node.id.rawValue: interfaceMAC]) { $1 }
+    }
+
+    /// The engine state for the current view; `handover`: keep and add the marks of planned moves. A fenced node gets
+    /// an empty state without marks: it must not keep serving even the connections it knew.
+    private mutating func nextState(handover: Bool) -> EngineState {
+        builtLeader = membership.leader
+        builtFenced = membership.fence != nil
+        if builtFenced {
+            return states.state(for: .empty, alive: [], leader: nil, macs: macs(), handover: false)
+        }
+        return states.state(
+            for: membership.view, alive: Set(membership.peers.keys).union([config.node.id]),
+            leader: membership.leader, macs: macs(), handover: handover)
+    }
+
+    private mutating func apply(_ events: [MembershipEvent], now: Int, into actions: inout [NodeAction]) {
+        var rebuild = false
+        for event in events {
+            actions.append(.log(event.description))
+            switch event {
+            case .viewChanged, .fenced, .unfenced: rebuild = true
+            case .peerDied: lastFailover = (now, event.description)
+            default: break
+            }
+            lastChange = (now, event.description)
+        }
+        guard rebuild || membership.leader != builtLeader || (membership.fence != nil) != builtFenced else { return }
+        let handover = membership.fence == nil
+        actions.append(.swap(nextState(handover: handover)))
+        // The leader announces on every change of view: another node may have claimed the role (and, directed, the
+        // switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces every
+        // 200 ms anyway.
+        let isLeader = membership.leader == config.node.id
+        if isLeader { actions.append(.announce) }
+        handoverUntil = handover ? now + handoverMilliseconds : nil
+        actions.append(
+            .log(
+                "engine state \(states.generation): \(states.shares[config.node.id] ?? 0) of "
+                    + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
+                    + "\(isLeader && config.farm.delivery == .directed ? " and director" : "")"
+                    + "\(membership.fence.map { ", fenced: \($0)" } ?? "")"))
+    }
+
+    private mutating func noteLeaderConflict(into actions: inout [NodeAction]) {
+        let conflict = membership.leaderConflict.map { claimant in
+            let draining = membership.state == .draining ? [config.node.id] : []
+            return (membership.view.members.map(\.id) + draining).min() == config.node.id ? claimant : nil
+        } ?? nil
+        if let conflict, !inConflict {
+            leaderConflicts += 1
+            actions.append(.log("node \(conflict) also claims the leader's role: the lower ID keeps it"))
+        }
+        inConflict = conflict != nil
+        if membership.leader != builtLeader { actions.append(.swap(nextState(handover: handoverUntil != nil))) }
+    }
+
+    private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {
+        if let refused = Self.fixedChanges(from: config, to: next) {
+            actions.append(.log("reload refused: \(refused) cannot change while running; restart lbnode for that"))
+            return
+        }
+        config = next
+        states.replaceRules(next.rules)
+        actions.append(.restartCheckers(next))
+        actions.append(
+            .log("reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
+        let events = membership.setLocal(weight: next.node.weight)
+        if events.isEmpty {  // same view: the rules still need a new state
+            actions.append(.swap(nextState(handover: handoverUntil != nil)))
+        }
+        apply(events, now: now, into: &actions)
+    }
+
+    /// The first key that differs between two configurations and cannot change while running (everything but the
+    /// weight, the rules and the checkers), or `nil`.
+    static func fixedChanges(from old: FarmConfig, to new: FarmConfig) -> String? {
+        if old.farm != new.farm { return "the farm section" }
+        var oldNode = old.node
+        oldNode.weight = new.node.weight
+        if oldNode != new.node { return "node (other than weight)" }
+        if old.peers != new.peers { return "peers" }
+        if old.controlSocket != new.controlSocket { return "control_socket" }
+        if old.metricsAddress != new.metricsAddress { return "metrics_address" }
+        return nil
+    }
+}
