@@ -66,6 +66,7 @@ public enum Decider {
             }
             return forwardOrDrop(state.bucketMACs[bucket], state: state)
         }
+        if state.holdTaking && state.handoverBuckets[bucket] { return .drop(.handoverPending) }
         guard tracked else { return .deliver }
         if state.handoverBuckets[bucket] {
             // Taking the bucket over: new connections only, and those this node already took.

@@ -36,6 +36,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case tapWriteFailed
     /// Forwarding to the owner (directed mode) failed.
     case forwardFailed
+    /// A bucket this node is taking from a live node, before that node has confirmed the move (flood mode).
+    case handoverPending
     /// The control plane did not renew the engine's lease in time (it stalled): nothing is served until it does.
     case fenced
 
@@ -64,6 +66,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .noOwner: "no_owner"
         case .tapWriteFailed: "tap_write_failed"
         case .forwardFailed: "forward_failed"
+        case .handoverPending: "handover_pending"
         case .fenced: "fenced"
         }
     }

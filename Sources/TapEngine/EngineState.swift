@@ -71,6 +71,10 @@ public struct EngineState: Sendable {
     public var nodeMACs: [UInt16: UInt64]
     /// Per bucket: its owner's real MAC (from `nodeMACs`), so forwarding needs no dictionary per packet.
     public private(set) var bucketMACs: [UInt64]
+    /// The buckets of `handoverBuckets` are not served at all yet: their old owner (alive) may not have heard of the
+    /// move, and in flood mode both would answer. The control plane lifts the hold once the peers report its view
+    /// (release before acquire).
+    public var holdTaking = false
 
     public init(
         generation: UInt64, node: NodeID, seed: FarmSeed, vip: IPAddress, virtualMAC: UInt64, table: BucketTable,

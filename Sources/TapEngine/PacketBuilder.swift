@@ -25,12 +25,12 @@ public enum PacketBuilder {
     /// A UDP datagram over IPv4 or IPv6 (the family of `source`).
     public static func udp(
         destinationMAC: UInt64, sourceMAC: UInt64, source: IPAddress, destination: IPAddress,
-        sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8], vlan: UInt16? = nil
+        sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8], vlan: UInt16? = nil, ttl: UInt8 = 64
     ) -> [UInt8] {
         let segment = be16(sourcePort) + be16(destinationPort) + be16(UInt16(8 + payload.count)) + be16(0) + payload
         return ip(
             destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: source, destination: destination,
-            protocol: 17, payload: segment, vlan: vlan)
+            protocol: 17, payload: segment, vlan: vlan, ttl: ttl)
     }
 
     /// A TCP segment (20-byte header, no options) over IPv4 or IPv6.
@@ -49,20 +49,20 @@ public enum PacketBuilder {
     /// An IPv4 (with `fragment` = flags and offset, and optional options) or IPv6 packet carrying `payload`.
     public static func ip(
         destinationMAC: UInt64, sourceMAC: UInt64, source: IPAddress, destination: IPAddress, protocol number: UInt8,
-        payload: [UInt8], fragment: UInt16 = 0, options: [UInt8] = [], vlan: UInt16? = nil
+        payload: [UInt8], fragment: UInt16 = 0, options: [UInt8] = [], vlan: UInt16? = nil, ttl: UInt8 = 64
     ) -> [UInt8] {
         if let from = source.ipv4Value, let to = destination.ipv4Value {
             precondition(options.count % 4 == 0, "IPv4 options come in 4-byte words")
             var header =
                 [0x45 + UInt8(options.count / 4), 0] + be16(UInt16(20 + options.count + payload.count))
-                + be16(0x1234) + be16(fragment) + [64, number] + be16(0) + be32(from) + be32(to) + options
+                + be16(0x1234) + be16(fragment) + [ttl, number] + be16(0) + be32(from) + be32(to) + options
             let checksum = internetChecksum(header)
             header[10] = UInt8(checksum >> 8)
             header[11] = UInt8(checksum & 0xFF)
             return ethernet(destination: destinationMAC, source: sourceMAC, etherType: 0x0800, vlan: vlan) + header
                 + payload
         }
-        let header = [0x60, 0, 0, 0] + be16(UInt16(payload.count)) + [number, 64] + source.bytes + destination.bytes
+        let header = [0x60, 0, 0, 0] + be16(UInt16(payload.count)) + [number, ttl] + source.bytes + destination.bytes
         return ethernet(destination: destinationMAC, source: sourceMAC, etherType: 0x86DD, vlan: vlan) + header
             + payload
     }

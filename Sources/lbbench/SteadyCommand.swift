@@ -53,7 +53,7 @@ struct SteadyCommand: ParsableCommand {
         let client = farm.testbed.clients[0]
         let blaster: Result<FrameBlaster, Error> = try client.namespace.run { () throws(NetlinkError) in
             Result {
-                guard let virtualMAC = Self.neighbourMAC(of: farm.vip) else {
+                guard let virtualMAC = FarmChaos.neighbourMAC(of: farm.vip) else {
                     throw FarmError("the client has no ARP entry for the VIP")
                 }
                 let frames = (0..<4096).map { index in
@@ -85,16 +85,5 @@ struct SteadyCommand: ParsableCommand {
             try output.emit("steady", title: "lbbench steady: no false failover", table: table.rendered, value: report)
         }
         if changes.values.contains(where: { !$0.isEmpty }) { throw ExitCode(1) }
-    }
-
-    /// The MAC the calling thread's namespace has for `address` (`/proc/thread-self/net/arp`).
-    static func neighbourMAC(of address: IPAddress) -> UInt64? {
-        guard let table = try? String(contentsOfFile: "/proc/thread-self/net/arp", encoding: .utf8) else { return nil }
-        for line in table.split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 4, fields[0] == "\(address)" else { continue }
-            return UInt64(fields[3].replacingOccurrences(of: ":", with: ""), radix: 16)
-        }
-        return nil
     }
 }

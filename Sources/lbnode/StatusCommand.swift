@@ -100,7 +100,10 @@ struct DrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        _ = try control.request("drain \(timeout)")
+        let reply = try control.request("drain \(timeout)")
+        if let refused = (try? JSONSerialization.jsonObject(with: reply) as? [String: Any])?["error"] as? String {
+            throw CommandFailure("drain refused: \(refused)")
+        }
         print("draining: the node stops in \(timeout) s at the latest")
     }
 }

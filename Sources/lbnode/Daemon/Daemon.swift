@@ -306,8 +306,8 @@ final class Daemon: @unchecked Sendable {
                 return reply(Reply(error: "drain needs root (the control socket's peer is uid \(peer.uid.map(String.init) ?? "unknown"))"))
             }
             let text = words.count > 1 ? String(words[1]) : "60"
-            guard words.count <= 2, let seconds = Int(text), (1...Self.maxDrainSeconds).contains(seconds) else {
-                return reply(Reply(error: "drain takes a number of seconds from 1 to \(Self.maxDrainSeconds)"))
+            guard words.count <= 2, let seconds = Int(text), (0...Self.maxDrainSeconds).contains(seconds) else {
+                return reply(Reply(error: "drain takes a number of seconds from 0 to \(Self.maxDrainSeconds)"))
             }
             drainRequested.withLock { $0 = seconds }
             return reply(Reply(draining: seconds))

@@ -48,6 +48,8 @@ struct NodeController {
     private var lastStep: Int?
     private var handoverUntil: Int?
     private var drainUntil: Int?
+    /// Until when the buckets this node takes from live nodes are held (not served) waiting for the peers' agreement.
+    private var holdUntil: Int?
     /// The leader the engine's state was built for, and whether it was built fenced.
     private var builtLeader: NodeID?
     private var builtFenced = false
@@ -105,6 +107,10 @@ struct NodeController {
             beatIfDue(now: now, into: &actions)
         }
         apply(membership.tick(now: now), now: now, into: &actions)
+        if let until = holdUntil, membership.peersAgree || now >= until {
+            holdUntil = nil
+            actions.append(.swap(nextState(handover: handoverUntil != nil)))
+        }
         if inputs.outrankedByDuplicateID {
             apply(membership.fence(.duplicateID, now: now), now: now, into: &actions)
         }
@@ -197,7 +203,16 @@ struct NodeController {
         }
         guard rebuild || membership.leader != builtLeader || (membership.fence != nil) != builtFenced else { return }
         let handover = membership.fence == nil
-        actions.append(.swap(nextState(handover: handover)))
+        var state = nextState(handover: handover)
+        // Release before acquire: in flood mode every node sees every frame, so a bucket taken from a live node is
+        // served only once the peers report the new view (they have let it go), or after the failover time.
+        if config.farm.delivery == .flood && !membership.peersAgree && state.handoverBuckets.contains(true) {
+            state.holdTaking = true
+            holdUntil = now + failoverMilliseconds
+        } else {
+            holdUntil = nil
+        }
+        actions.append(.swap(state))
         // The leader announces on every change of view: another node may have claimed the role (and, directed, the
         // switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces every
         // 200 ms anyway.

@@ -60,6 +60,8 @@ struct Heartbeat: Equatable, Sendable {
         case forged
         case unknownNode = "unknown_node"
         case replayed
+        /// From a live sender, but not its current incarnation (or a sequence far ahead): a forgery or an old capture.
+        case otherIncarnation = "other_incarnation"
         /// Authentic, from this node's own ID, sent by another address: two nodes configured with one ID.
         case duplicateID = "duplicate_id"
         /// A peer's ID from an address other than the one configured for it.

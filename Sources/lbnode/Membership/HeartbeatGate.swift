@@ -5,10 +5,10 @@ import Hashing
 /// others by reason. The cheap checks come first (size, magic, version, sender, source address, freshness), the HMAC
 /// last: a datagram that fails a cheap check costs well under a microsecond.
 ///
-/// A heartbeat is fresh when its (incarnation, sequence) is above the last one accepted from its sender. Incarnations
-/// are random at every start, so a restarted sender may come back with a smaller one: a different incarnation is
-/// believed only once the sender has been silent for `restartAfter` milliseconds (it died, or restarted), so a
-/// captured heartbeat replayed while its sender lives changes nothing.
+/// A heartbeat is fresh when it carries its sender's current incarnation and a higher sequence than the last one
+/// accepted. Incarnations are random at every start: a different one is believed only once the sender has been silent
+/// for `restartAfter` milliseconds (it died, or restarted), so a captured heartbeat replayed while its sender lives
+/// changes nothing, and neither does a forgery with a made-up incarnation (refused before its HMAC).
 struct HeartbeatGate {
     private var keys: [SymmetricKey]
     private let me: NodeID
@@ -20,6 +20,8 @@ struct HeartbeatGate {
     private(set) var duplicates: [IPAddress: Int] = [:]
     /// The last heartbeat refused because it came from an unexpected address: (claimed sender, address).
     private(set) var lastWrongSource: (sender: UInt16, source: IPAddress)?
+    /// How far the sequence of a live sender may jump (heartbeats lost in a burst): a minute at 10 ms.
+    static let sequenceWindow: UInt64 = 6000
 
     /// - Parameters:
     ///   - keys: the farm keys; any of them authenticates (a rotation holds two).
@@ -61,9 +63,14 @@ struct HeartbeatGate {
             lastWrongSource = (header.sender, source)
             return reject(.wrongSource)
         }
-        if let previous = last[sender],
-            (header.incarnation, header.sequence) <= (previous.incarnation, previous.sequence),
-            header.incarnation == previous.incarnation || now - previous.heardAt <= restartAfter
+        if let previous = last[sender], now - previous.heardAt <= restartAfter {
+            // The sender lives: only its own incarnation, a little further on, can be next. Anything else is a replay
+            // or a forgery, refused without an HMAC (a flood spoofing a live peer's address costs next to nothing).
+            guard header.incarnation == previous.incarnation else { return reject(.otherIncarnation) }
+            guard header.sequence > previous.sequence else { return reject(.replayed) }
+            guard header.sequence - previous.sequence <= Self.sequenceWindow else { return reject(.otherIncarnation) }
+        } else if let previous = last[sender], header.incarnation == previous.incarnation,
+            header.sequence <= previous.sequence
         {
             return reject(.replayed)
         }

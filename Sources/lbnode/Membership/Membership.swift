@@ -129,6 +129,12 @@ struct Membership {
             .allSatisfy { peers[$0]?.viewDigest == digest }
     }
 
+    /// Whether every live peer reports the same view as this node (a move between live nodes is then known to both).
+    var peersAgree: Bool {
+        let digest = view.digest(seed: seed)
+        return peers.values.allSatisfy { $0.viewDigest == digest }
+    }
+
     /// The nodes that count towards the quorum: every configured one but those that left on purpose.
     var expectedVotes: Int { configured.subtracting(departed).count }
 

@@ -1,0 +1,354 @@
+import Foundation
+import Glibc
+import Hashing
+import RouteSetup
+import TapEngine
+
+/// Hostile and abnormal conditions, caused on a running `VirtualFarm` while a client's requests flow (`FlowProbe`):
+/// the end-to-end tests and `lbbench chaos` run the same scenarios and read the same figures.
+public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
+    /// Junk UDP at the generator's full speed to node 1's heartbeat port (the kernel filter drops it).
+    case junkFlood = "junk-flood"
+    /// Heartbeat-shaped datagrams with a wrong key at full speed, spoofing node 2's address with TTL 255 (they pass
+    /// the kernel filter and cost node 1 an HMAC each).
+    case forgedFlood = "forged-flood"
+    /// The director (node 1) frozen 1.5 s with SIGSTOP, then SIGCONT.
+    case freezeDirector = "freeze-director"
+    /// Node 3 frozen 1.5 s.
+    case freezeOther = "freeze-other"
+    /// Heartbeats between node 3 and the others blocked with nftables, then unblocked.
+    case partition
+    /// Node 2's TAP deleted (`ip link del lb0`).
+    case tapDeleted = "tap-deleted"
+    /// Node 2's NIC deleted and re-created (moved out of its namespace and back, its address added again).
+    case nicRecreated = "nic-recreated"
+    /// Node 2's NIC set down for a second, then up.
+    case nicDownUp = "nic-down-up"
+    /// 100 idle TCP connections, a random-source SYN flood at full speed, then a drain of node 3.
+    case synFlood = "syn-flood"
+}
+
+/// What a scenario measured, and whether it held.
+public struct ChaosOutcome: Codable, Sendable {
+    public var scenario: ChaosScenario
+    public var passed: Bool
+    /// What failed, one line each (empty when it passed).
+    public var failures: [String] = []
+    /// Requests through the whole scenario.
+    public var tally: ProbeTally
+    /// Figures of the scenario (view changes, frames sent by the attacker, recovery times in ms, resets, ...).
+    public var figures: [String: Double] = [:]
+}
+
+/// Runs the scenarios on a three-node farm.
+public struct FarmChaos {
+    public let farm: VirtualFarm
+    /// How long floods last, in seconds.
+    public var floodSeconds: Double
+    /// Within how many ms a node's clients must be served again after a failure (the failover time plus slack for a
+    /// machine shared with other work).
+    public var recoveryBudgetMilliseconds: Double
+
+    public init(farm: VirtualFarm, floodSeconds: Double = 30, recoveryBudgetMilliseconds: Double = 500) {
+        self.farm = farm
+        self.floodSeconds = floodSeconds
+        self.recoveryBudgetMilliseconds = recoveryBudgetMilliseconds
+    }
+
+    /// Lines with " view " in every node's log: each is a change of some node's view.
+    public func viewChanges() -> Int {
+        (1...farm.testbed.servers.count).map { farm.log($0).components(separatedBy: " view ").count - 1 }.reduce(0, +)
+    }
+
+    public func run(_ scenario: ChaosScenario) throws -> ChaosOutcome {
+        switch scenario {
+        case .junkFlood, .forgedFlood: return try flood(scenario)
+        case .freezeDirector: return try freeze(scenario, node: 1)
+        case .freezeOther: return try freeze(scenario, node: 3)
+        case .partition: return try partition()
+        case .tapDeleted, .nicRecreated, .nicDownUp: return try dataPath(scenario, node: 2)
+        case .synFlood: return try synFlood()
+        }
+    }
+
+    // MARK: - Requests
+
+    /// Runs `body` while 60 UDP flows send a request every 10 ms; the probe's records and when `body` started and
+    /// ended (ns since the probe started).
+    func whileRequestsFlow(_ body: (FlowProbe) throws -> Void) throws -> [FlowProbe.Record] {
+        let client = farm.testbed.clients[0]
+        let probe = try client.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                try FlowProbe(
+                    vip: farm.vip, port: VirtualFarm.echoPort, udp: 60, tcp: 0, firstPort: 31000,
+                    intervalMilliseconds: 10)
+            }
+        }.get()
+        probe.start()
+        Thread.sleep(forTimeInterval: 0.5)
+        do {
+            try body(probe)
+        } catch {
+            probe.stop()
+            throw error
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        probe.stop(lingerMilliseconds: 300)
+        return probe.records
+    }
+
+    /// The replies of `records` after `from` (ns) that came from `server`.
+    static func answered(by server: UInt16, in records: [FlowProbe.Record], after from: Int64) -> Int {
+        records.map { $0.replies.filter { $0.time > from && $0.server == server }.count }.reduce(0, +)
+    }
+
+    /// Milliseconds from `from` (ns) until every flow was answered again (nil if one never was).
+    static func recovery(of records: [FlowProbe.Record], after from: Int64) -> Double? {
+        var worst: Int64 = 0
+        for record in records {
+            guard let next = record.replies.first(where: { $0.time > from }) else { return nil }
+            worst = max(worst, next.time - from)
+        }
+        return Double(worst) / 1e6
+    }
+
+    // MARK: - Heartbeat floods
+
+    func flood(_ scenario: ChaosScenario) throws -> ChaosOutcome {
+        let client = farm.testbed.clients[0]
+        let target = farm.testbed.servers[0]
+        let spoofed = farm.testbed.servers[1]
+        let clientAddress = IPAddress(bytes: client.address.bytes)!
+        let targetAddress = IPAddress(bytes: target.address.bytes)!
+        let targetMAC = macValue(target.mac!.bytes)
+        let clientMAC = macValue(client.mac!.bytes)
+        let frames: [[UInt8]] = (0..<256).map { index in
+            var payload = [UInt8](repeating: 0, count: 80)
+            for byte in payload.indices { payload[byte] = UInt8.random(in: 0...255) }
+            if scenario == .forgedFlood {
+                // Magic, version 1, active, healthy, node 2's ID, the largest incarnation (fresh to the gate), a
+                // random signature: only the HMAC can tell.
+                payload.replaceSubrange(0..<12, with: Array("VFHB".utf8) + [1, 2, 1, 0, 0, 2, 0, 0])
+                payload.replaceSubrange(16..<24, with: [UInt8](repeating: 0xFF, count: 8))
+                payload[31] = UInt8(index)
+            }
+            return PacketBuilder.udp(
+                destinationMAC: targetMAC, sourceMAC: clientMAC,
+                source: scenario == .forgedFlood ? IPAddress(bytes: spoofed.address.bytes)! : clientAddress,
+                destination: targetAddress, sourcePort: 7946, destinationPort: 7946, payload: payload,
+                ttl: scenario == .forgedFlood ? 255 : 64)
+        }
+        let changesBefore = viewChanges()
+        var sent = 0
+        let records = try whileRequestsFlow { _ in
+            sent = try client.namespace.run { () throws(NetlinkError) in
+                Result { () throws(SystemCallError) in
+                    try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames)
+                        .run(seconds: floodSeconds, rate: 0)
+                }
+            }.get()
+        }
+        let changes = viewChanges() - changesBefore
+        var outcome = ChaosOutcome(scenario: scenario, passed: true, tally: ProbeTally(records))
+        outcome.figures = [
+            "view_changes": Double(changes), "attack_frames": Double(sent),
+            "attack_pps": Double(sent) / floodSeconds,
+        ]
+        if changes != 0 { outcome.failures.append("\(changes) view changes during the flood") }
+        if outcome.tally.lost != 0 { outcome.failures.append("\(outcome.tally.lost) requests lost") }
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    // MARK: - Freezes
+
+    func freeze(_ scenario: ChaosScenario, node: Int) throws -> ChaosOutcome {
+        var frozenAt: Int64 = 0
+        var thawedAt: Int64 = 0
+        let records = try whileRequestsFlow { probe in
+            frozenAt = probe.now
+            farm.signal(node, SIGSTOP)
+            Thread.sleep(forTimeInterval: 1.5)
+            thawedAt = probe.now
+            farm.signal(node, SIGCONT)
+            Thread.sleep(forTimeInterval: 2)
+        }
+        var outcome = ChaosOutcome(scenario: scenario, passed: true, tally: ProbeTally(records))
+        let recovery = Self.recovery(of: records, after: frozenAt)
+        outcome.figures = [
+            "recovery_ms": recovery ?? -1, "longest_gap_ms": outcome.tally.longestGapMilliseconds,
+            "answered_by_frozen_while_frozen": Double(
+                Self.answered(by: UInt16(node), in: records, after: frozenAt + 200_000_000)
+                    - Self.answered(by: UInt16(node), in: records, after: thawedAt)),
+        ]
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        if outcome.tally.longestGapMilliseconds > recoveryBudgetMilliseconds {
+            outcome.failures.append(
+                "a flow went \(Int(outcome.tally.longestGapMilliseconds)) ms without an answer "
+                    + "(budget \(Int(recoveryBudgetMilliseconds)) ms)")
+        }
+        if Self.answered(by: UInt16(node), in: records, after: thawedAt + 1_500_000_000) == 0 {
+            outcome.failures.append("node \(node) did not serve again after it was thawed")
+        }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    // MARK: - Partition
+
+    func partition() throws -> ChaosOutcome {
+        let isolated = farm.testbed.servers[2]
+        let table = "vfchaos"
+        var blockedAt: Int64 = 0
+        var healedAt: Int64 = 0
+        var healed = false
+        let records = try whileRequestsFlow { probe in
+            blockedAt = probe.now
+            try isolated.namespace.run { () throws(NetlinkError) in
+                Result {
+                    try NFTables.apply(
+                        """
+                        table inet \(table) {
+                          chain in { type filter hook input priority 0; udp dport 7946 drop; }
+                          chain out { type filter hook output priority 0; udp dport 7946 drop; }
+                        }
+                        """)
+                }
+            }.get()
+            Thread.sleep(forTimeInterval: 2)
+            healedAt = probe.now
+            try isolated.namespace.run { () throws(NetlinkError) in
+                Result { try NFTables.apply("delete table inet \(table)") }
+            }.get()
+            healed = farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 5)
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        let settled = blockedAt + Int64(recoveryBudgetMilliseconds * 1e6)
+        var outcome = ChaosOutcome(scenario: .partition, passed: true, tally: ProbeTally(records))
+        let byIsolated = Self.answered(by: 3, in: records, after: settled) - Self.answered(by: 3, in: records, after: healedAt)
+        outcome.figures = [
+            "answered_by_isolated_side": Double(byIsolated), "recovery_ms": Self.recovery(of: records, after: blockedAt) ?? -1,
+            "longest_gap_ms": outcome.tally.longestGapMilliseconds,
+        ]
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        if byIsolated != 0 { outcome.failures.append("the isolated node answered \(byIsolated) requests: both sides served") }
+        if !healed { outcome.failures.append("no single view after the partition healed") }
+        if outcome.tally.longestGapMilliseconds > recoveryBudgetMilliseconds {
+            outcome.failures.append("a flow went \(Int(outcome.tally.longestGapMilliseconds)) ms without an answer")
+        }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    // MARK: - Data path
+
+    func dataPath(_ scenario: ChaosScenario, node: Int) throws -> ChaosOutcome {
+        let server = farm.testbed.servers[node - 1]
+        var brokenAt: Int64 = 0
+        var repairedAt: Int64 = 0
+        let records = try whileRequestsFlow { probe in
+            brokenAt = probe.now
+            try server.namespace.run { () throws(NetlinkError) in
+                let netlink = try NetlinkSocket()
+                switch scenario {
+                case .tapDeleted:
+                    try netlink.deleteLink(named: "lb0")
+                case .nicDownUp:
+                    try netlink.changeLink(named: VirtualNetwork.hostInterface, LinkChange(up: false))
+                    Thread.sleep(forTimeInterval: 1)
+                    try netlink.changeLink(named: VirtualNetwork.hostInterface, LinkChange(up: true))
+                default:  // .nicRecreated: out of the namespace and back, as a driver reload re-registers it
+                    let away = try NetworkNamespace.create(named: "\(server.namespace.name)-x")
+                    defer { try? away.delete() }
+                    try away.withDescriptor { (fd) throws(NetlinkError) in
+                        try netlink.moveLink(named: VirtualNetwork.hostInterface, toNamespace: fd)
+                    }
+                    try away.run { () throws(NetlinkError) in
+                        try server.namespace.withDescriptor { (fd) throws(NetlinkError) in
+                            try NetlinkSocket().moveLink(named: VirtualNetwork.hostInterface, toNamespace: fd)
+                        }
+                    }
+                    let link = try netlink.requireLink(named: VirtualNetwork.hostInterface)
+                    try netlink.changeLink(named: VirtualNetwork.hostInterface, LinkChange(up: true))
+                    try netlink.addAddress(server.address, toLink: link.index)
+                }
+            }
+            repairedAt = probe.now
+            Thread.sleep(forTimeInterval: 4)
+        }
+        var outcome = ChaosOutcome(scenario: scenario, passed: true, tally: ProbeTally(records))
+        let servedAgain = Self.answered(by: UInt16(node), in: records, after: repairedAt + 2_500_000_000)
+        let recovery = Self.recovery(of: records, after: brokenAt)
+        outcome.figures = [
+            "recovery_ms": recovery ?? -1, "answered_by_node_after_repair": Double(servedAgain),
+            "longest_gap_ms": outcome.tally.longestGapMilliseconds,
+        ]
+        // The node's clients are served by the others within the failover time (a down NIC takes a second, which
+        // is the scenario's own outage for nobody: the others serve meanwhile).
+        if outcome.tally.longestGapMilliseconds > recoveryBudgetMilliseconds {
+            outcome.failures.append(
+                "a flow went \(Int(outcome.tally.longestGapMilliseconds)) ms without an answer "
+                    + "(budget \(Int(recoveryBudgetMilliseconds)) ms)")
+        }
+        if servedAgain == 0 { outcome.failures.append("node \(node) did not serve again once repaired") }
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    // MARK: - SYN flood
+
+    func synFlood() throws -> ChaosOutcome {
+        let client = farm.testbed.clients[0]
+        let connections = try farm.connect(count: 100)
+        let firstAnswers = connections.map { $0.request(Array("a".utf8), timeoutMilliseconds: 3000) }
+        let vipMAC = try client.namespace.run { () throws(NetlinkError) in Self.neighbourMAC(of: farm.vip) } ?? 0
+        let clientMAC = macValue(client.mac!.bytes)
+        // Random sources on the segment's prefix, random ports: every SYN a new flow in some node's buckets.
+        let frames: [[UInt8]] = (0..<4096).map { _ in
+            PacketBuilder.tcp(
+                destinationMAC: vipMAC, sourceMAC: clientMAC,
+                source: IPAddress(ipv4: 0xC612_0000 | UInt32.random(in: 0x0200...0xFFFE) | 0x0001_0000),
+                destination: farm.vip, sourcePort: UInt16.random(in: 1024...65535),
+                destinationPort: VirtualFarm.echoPort, flags: 0x02, sequence: UInt32.random(in: 0...UInt32.max))
+        }
+        let sent = try client.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames).run(
+                    seconds: floodSeconds, rate: 0)
+            }
+        }.get()
+        let drained = try farm.control(["drain", "--timeout", "30"], node: 3)
+        Thread.sleep(forTimeInterval: 1)
+        let after = connections.map { $0.request(Array("b".utf8), timeoutMilliseconds: 3000) }
+        var outcome = ChaosOutcome(scenario: .synFlood, passed: true, tally: ProbeTally([]))
+        let broken = zip(firstAnswers, after).filter { $0 != $1 }.count
+        let resets = after.filter { $0 == .reset }.count
+        outcome.figures = [
+            "attack_frames": Double(sent), "attack_pps": Double(sent) / floodSeconds,
+            "connections": Double(connections.count), "broken_after_drain": Double(broken), "resets": Double(resets),
+            "served_by_drained_node": Double(firstAnswers.filter { $0 == .answered(server: 3) }.count),
+        ]
+        if firstAnswers.contains(where: { if case .answered = $0 { false } else { true } }) {
+            outcome.failures.append("not every connection was answered before the flood")
+        }
+        if broken != 0 {
+            outcome.failures.append("\(broken) connections answered differently after the drain (\(resets) reset)")
+        }
+        _ = drained
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    /// The MAC the calling thread's namespace has for `address` (`/proc/thread-self/net/arp`).
+    public static func neighbourMAC(of address: IPAddress) -> UInt64? {
+        guard let table = try? String(contentsOfFile: "/proc/thread-self/net/arp", encoding: .utf8) else { return nil }
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 4, fields[0] == "\(address)" else { continue }
+            return UInt64(fields[3].replacingOccurrences(of: ":", with: ""), radix: 16)
+        }
+        return nil
+    }
+}

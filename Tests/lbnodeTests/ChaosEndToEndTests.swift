@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+@testable import Testbed
+
+/// Hostile and abnormal conditions on a three-node farm while a client's requests flow (the scenarios of
+/// `lbbench chaos`, with 5-s floods instead of 30). Heartbeats every 20 ms, dead after 5 (100 ms): the suites share two
+/// cores, in debug builds. Each scenario gets a fresh farm.
+@Suite(privileged, .serialized)
+struct ChaosEndToEndTests {
+    static func run(_ scenario: ChaosScenario, delivery: String = "directed") throws {
+        let farm = try FarmEndToEndTests.farm { $0.delivery = delivery }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let outcome = try FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800).run(scenario)
+        print("chaos \(scenario) (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
+        #expect(
+            outcome.passed,
+            "\(scenario) (\(delivery)): \(outcome.failures) \(outcome.figures) \(outcome.tally)\n--- node 1\n\(farm.log(1))\n--- node 2\n\(farm.log(2))\n--- node 3\n\(farm.log(3))"
+        )
+    }
+
+    @Test func junkOnTheHeartbeatPortChangesNothing() throws { try Self.run(.junkFlood) }
+
+    @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: "flood") }
+
+    @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
+
+    @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: "flood") }
+
+    @Test func aPartitionLeavesExactlyOneSideServing() throws { try Self.run(.partition, delivery: "flood") }
+
+    @Test func aPartitionInDirectedModeToo() throws { try Self.run(.partition) }
+
+    @Test func aDeletedTapIsRecreated() throws { try Self.run(.tapDeleted, delivery: "flood") }
+
+    @Test func aRecreatedNICIsReopened() throws { try Self.run(.nicRecreated) }
+
+    @Test func aNICDownAndUpFailsOverAndBack() throws { try Self.run(.nicDownUp, delivery: "flood") }
+
+    @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
+}
