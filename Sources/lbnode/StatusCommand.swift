@@ -74,6 +74,15 @@ struct StatusCommand: ParsableCommand {
                     + status.heartbeatsRejected.sorted { $0.key < $1.key }
                     .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         }
+        print(
+            "  quorum: \(status.quorum ? "yes" : "NO") (\(status.liveNodes) of \(status.expectedNodes) nodes alive)"
+                + (status.fenced.map { ", FENCED: \($0)" } ?? ""))
+        if let fault = status.dataPathFault { print("  DATA PATH DOWN: \(fault)") }
+        if !status.duplicateIDs.isEmpty { print("  this node's ID is also used by: \(status.duplicateIDs.joined(separator: ", "))") }
+        if status.leaderConflicts > 0 { print("  leader conflicts: \(status.leaderConflicts)") }
+        print(
+            "  flows: \(status.flows) (\(status.flowsAdmitted) confirmed, \(status.flowsEvicted) evicted); heartbeats "
+                + "dropped by the kernel filter: \(status.heartbeatsDroppedByKernel)")
         if let change = status.lastChange { print("  last change: \(change)") }
         if let failover = status.lastFailover { print("  last failover: \(failover)") }
     }

@@ -75,23 +75,40 @@ struct FarmEndToEndTests {
         Self.expectExactlyOnce(before, count: 3000, by: [1, 2, 3])
         #expect(before.values.allSatisfy { $0.count > 800 }, "\(before.mapValues(\.count))")  // all three serve
 
-        // A forged heartbeat (another key) and a validly signed but stale one, both saying node 2 leaves: ignored.
-        let stale = Heartbeat(
-            sender: NodeID(2)!, state: .left, healthy: true, weight: 100, incarnation: 1,
-            sequence: 1, viewDigest: 0, mac: 0)
+        // Heartbeats from the client's own address never reach lbnode: the socket's kernel filter drops them. Spoofed
+        // from node 3's address with TTL 255 they pass it, and the gate refuses them: node 1's own ID properly
+        // signed (two nodes with one ID: the lower address, node 1, keeps it), the same with another key (forged),
+        // and node 2 saying it leaves, signed, but from node 3's address.
+        let key = SymmetricKey(data: farm.keyBytes)
+        func beat(_ sender: UInt16, _ state: MemberState) -> Heartbeat {
+            Heartbeat(
+                sender: NodeID(rawValue: sender)!, state: state, healthy: true, weight: 100, incarnation: 1,
+                sequence: 1, viewDigest: 0, mac: 0)
+        }
         let client = farm.testbed.clients[0]
+        let node1 = farm.testbed.servers[0]
         try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 let socket = try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 7000)
-                for (heartbeat, key) in [
-                    (stale, SymmetricKey(size: .bits256)), (stale, SymmetricKey(data: farm.keyBytes)),
+                for bytes in [beat(2, .left).encoded(key: key), beat(2, .left).encoded(key: SymmetricKey(size: .bits256))] {
+                    try socket.send(bytes, to: IPAddress("198.18.0.11")!, port: 7946)
+                }
+                let sender = try FrameSender(interface: "eth0")
+                for bytes in [
+                    beat(1, .active).encoded(key: key), beat(1, .active).encoded(key: SymmetricKey(size: .bits256)),
+                    beat(2, .left).encoded(key: key),
                 ] {
-                    try socket.send(heartbeat.encoded(key: key), to: IPAddress("198.18.0.11")!, port: 7946)
+                    try sender.send(
+                        PacketBuilder.udp(
+                            destinationMAC: macValue(node1.mac!.bytes), sourceMAC: macValue(client.mac!.bytes),
+                            source: IPAddress("198.18.0.13")!, destination: IPAddress("198.18.0.11")!,
+                            sourcePort: 7946, destinationPort: 7946, payload: bytes, ttl: 255))
                 }
             }
         }.get()
         Thread.sleep(forTimeInterval: 0.1)
         #expect(!farm.log(1).contains("node 2 left"))
+        #expect(farm.log(1).contains("node ID 1 is also used by 198.18.0.13: this node (lower address) keeps it"))
 
         // Status over the control socket: three members in the view, a third of the buckets each.
         let status = try JSONDecoder().decode(
@@ -100,7 +117,9 @@ struct FarmEndToEndTests {
         #expect(status.members.map(\.id) == [1, 2, 3])
         #expect(status.members.allSatisfy { $0.inView && abs($0.buckets - 4096 / 3) <= 1 })
         #expect(status.leader == 1)
-        #expect(status.heartbeatsRejected == ["forged": 1, "replayed": 1])
+        #expect(status.heartbeatsRejected == ["duplicate_id": 1, "forged": 1, "wrong_source": 1])
+        #expect(status.heartbeatsDroppedByKernel >= 2)
+        #expect(status.duplicateIDs == ["198.18.0.13"] && status.fenced == nil && status.quorum)
 
         // Prometheus metrics on node 1's loopback.
         let metrics = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in Self.httpGet("/metrics") }
