@@ -18,7 +18,7 @@ struct LBBench: ParsableCommand {
         subcommands: [
             HashCommand.self, FramesCommand.self, EngineCommand.self, ThroughputCommand.self, FailoverCommand.self,
             AppsCommand.self, ScenariosCommand.self, TestbedCommand.self,
-            SteadyCommand.self, DemoCommand.self, ServeCommand.self,
+            SteadyCommand.self, ChaosCommand.self, DemoCommand.self, ServeCommand.self,
         ]
     )
 

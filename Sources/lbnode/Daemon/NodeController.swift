@@ -98,24 +98,10 @@ struct NodeController {
             apply(membership.fence(.stalled, now: now), now: now, into: &actions)
         }
         lastStep = now
-        if now >= nextBeat && membership.mayActivate(now: now) {
-            apply(membership.setLocal(state: .active), now: now, into: &actions)
-        }
-        beatIfDue(now: now, into: &actions)
-        for heartbeat in inputs.heartbeats {
-            apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
-            beatIfDue(now: now, into: &actions)
-        }
-        apply(membership.tick(now: now), now: now, into: &actions)
-        if let until = holdUntil, membership.peersAgree || now >= until {
-            holdUntil = nil
-            actions.append(.swap(nextState(handover: handoverUntil != nil)))
-        }
+        // What this node knows of itself first, so that the heartbeat of this step already says it.
         if inputs.outrankedByDuplicateID {
             apply(membership.fence(.duplicateID, now: now), now: now, into: &actions)
         }
-        apply(
-            membership.liftFence(now: now, stillFenced: inputs.outrankedByDuplicateID), now: now, into: &actions)
         if let reload = inputs.reload { self.reload(reload, now: now, into: &actions) }
         if inputs.dataPathFault != dataPathFault {
             actions.append(
@@ -129,6 +115,21 @@ struct NodeController {
                 .log("draining for up to \(seconds) s: new connections go to the others, established ones stay"))
             apply(membership.setLocal(state: .draining), now: now, into: &actions)
             drainUntil = now + seconds * 1000
+        }
+        if now >= nextBeat && membership.mayActivate(now: now) {
+            apply(membership.setLocal(state: .active), now: now, into: &actions)
+        }
+        beatIfDue(now: now, into: &actions)
+        for heartbeat in inputs.heartbeats {
+            apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
+            beatIfDue(now: now, into: &actions)
+        }
+        apply(membership.tick(now: now), now: now, into: &actions)
+        apply(
+            membership.liftFence(now: now, stillFenced: inputs.outrankedByDuplicateID), now: now, into: &actions)
+        if let until = holdUntil, membership.peersAgree || now >= until {
+            holdUntil = nil
+            actions.append(.swap(nextState(handover: handoverUntil != nil)))
         }
         if let until = handoverUntil, now >= until {
             handoverUntil = nil

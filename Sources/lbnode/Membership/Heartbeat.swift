@@ -99,20 +99,20 @@ struct Heartbeat: Equatable, Sendable {
 
     /// The sender, incarnation and sequence of a datagram that has a heartbeat's size, magic and version, read without
     /// checking the signature (so that replays and strangers cost no HMAC); `.malformed` or `.unsupportedVersion`
-    /// otherwise.
-    static func peek<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes) -> Result<
+    /// otherwise. Non-generic loads of whole words: it runs for every datagram of a flood.
+    static func peek(_ bytes: UnsafeRawBufferPointer) -> Result<
         (sender: UInt16, incarnation: UInt64, sequence: UInt64), Rejection
-    > where Bytes.Index == Int {
-        guard bytes.count == size else { return .failure(.malformed) }
-        let start = bytes.startIndex
-        guard bytes[start] == magic[0], bytes[start + 1] == magic[1], bytes[start + 2] == magic[2],
-            bytes[start + 3] == magic[3]
-        else { return .failure(.malformed) }
-        guard bytes[start + 4] == version else { return .failure(.unsupportedVersion) }
-        func read(_ offset: Int, _ count: Int) -> UInt64 {
-            (start + offset..<start + offset + count).reduce(0) { $0 << 8 | UInt64(bytes[$1]) }
+    > {
+        guard bytes.count == size, UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)) == magicWord else {
+            return .failure(.malformed)
         }
-        return .success((UInt16(read(8, 2)), read(16, 8), read(24, 8)))
+        guard bytes[4] == version else { return .failure(.unsupportedVersion) }
+        return .success(
+            (
+                UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self)),
+                UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+            ))
     }
 
     /// Checks the signature (with any of `keys`) and the format; replays and unknown senders are the gate's to judge.

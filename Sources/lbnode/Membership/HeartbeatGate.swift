@@ -44,9 +44,11 @@ struct HeartbeatGate {
 
     /// The heartbeat in `bytes`, sent from `source`, if it is authentic, from a peer's address, and fresh; `nil` (and
     /// counted) otherwise.
-    mutating func admit<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, from source: IPAddress, now: Int)
-        -> Heartbeat? where Bytes.Index == Int
-    {
+    mutating func admit(_ bytes: [UInt8], from source: IPAddress, now: Int) -> Heartbeat? {
+        bytes.withUnsafeBytes { admit($0, from: source, now: now) }
+    }
+
+    mutating func admit(_ bytes: UnsafeRawBufferPointer, from source: IPAddress, now: Int) -> Heartbeat? {
         let header: (sender: UInt16, incarnation: UInt64, sequence: UInt64)
         switch Heartbeat.peek(bytes) {
         case .failure(let reason): return reject(reason)

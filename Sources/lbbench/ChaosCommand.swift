@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Testbed
+
+/// `lbbench chaos`: hostile and abnormal conditions on a testbed farm, with figures.
+struct ChaosCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Attack and break a testbed farm while requests flow, and check what holds (needs root).",
+        discussion: """
+            For every scenario a fresh three-server farm (default heartbeats: 10 ms, dead after 3) serves 60 UDP \
+            client flows, a request every 10 ms each, while one thing goes wrong: junk UDP at the generator's full \
+            speed on a node's heartbeat port; forged heartbeats spoofing a peer's address; the director, then another \
+            node, frozen 1.5 s; heartbeats between node 3 and the others blocked with nftables; a TAP deleted; a NIC \
+            deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
+            drain. Each scenario passes or fails on what a user relies on (no view change under a flood, no \
+            duplicate answer, exactly one side of a partition serving, clients served again within the budget, no \
+            connection broken by the drain). Exits 1 if any failed.
+            """
+    )
+
+    @Option(help: "Seconds each flood lasts.")
+    var floodSeconds = 30.0
+
+    @Option(help: "directed or flood.")
+    var delivery = "flood"
+
+    @Option(help: "Milliseconds within which a failed node's clients must be served again.")
+    var recoveryBudget = 250.0
+
+    @Option(
+        parsing: .upToNextOption,
+        help: "Scenarios to run (default: all): \(ChaosScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var scenarios: [String] = []
+
+    @OptionGroup var output: ReportOptions
+
+    func validate() throws {
+        guard (1...600).contains(floodSeconds) else { throw ValidationError("--flood-seconds must be from 1 to 600") }
+        guard ["directed", "flood"].contains(delivery) else {
+            throw ValidationError("--delivery must be directed or flood")
+        }
+        for name in scenarios where ChaosScenario(rawValue: name) == nil {
+            throw ValidationError("unknown scenario '\(name)'")
+        }
+    }
+
+    struct Report: Codable {
+        var delivery: String
+        var floodSeconds: Double
+        var recoveryBudgetMilliseconds: Double
+        var outcomes: [ChaosOutcome]
+    }
+
+    func run() throws {
+        try requireRoot()
+        warnAboutLeftovers()
+        let chosen = scenarios.isEmpty ? ChaosScenario.allCases : scenarios.compactMap(ChaosScenario.init)
+        var outcomes: [ChaosOutcome] = []
+        for scenario in chosen {
+            FileHandle.standardError.write(Data("lbbench chaos: \(scenario.rawValue)...\n".utf8))
+            let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery))
+            defer { farm.stop() }
+            guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else {
+                throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
+            }
+            let chaos = FarmChaos(
+                farm: farm, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget)
+            outcomes.append(try chaos.run(scenario))
+            farm.stop()
+        }
+        let report = Report(
+            delivery: delivery, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget,
+            outcomes: outcomes)
+        var table = TextTable(
+            title: "Hostile conditions, \(delivery) delivery (floods \(Int(floodSeconds)) s, recovery budget "
+                + "\(Int(recoveryBudget)) ms)",
+            header: ["scenario", "result", "requests", "lost", "dups", "longest gap ms", "figures"])
+        for outcome in outcomes {
+            let figures = outcome.figures.sorted { $0.key < $1.key }.map {
+                "\($0.key)=\($0.value.rounded() == $0.value ? String(Int($0.value)) : String(format: "%.1f", $0.value))"
+            }
+            table.add([
+                outcome.scenario.rawValue, outcome.passed ? "pass" : "FAIL: " + outcome.failures.joined(separator: "; "),
+                "\(outcome.tally.sent)", "\(outcome.tally.lost)", "\(outcome.tally.duplicates)",
+                String(format: "%.1f", outcome.tally.longestGapMilliseconds), figures.joined(separator: " "),
+            ])
+        }
+        try output.emit(
+            "chaos-\(delivery)", title: "lbbench chaos: hostile and abnormal conditions", table: table.rendered,
+            value: report)
+        if outcomes.contains(where: { !$0.passed }) { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,98 @@
+import Hashing
+import TapEngine
+import Testing
+
+@testable import lbnode
+
+/// The node's control logic on a manual clock (ms): node 1 of three, heartbeat every 10 ms, dead after 3.
+struct NodeControllerTests {
+    static func controller() throws -> NodeController {
+        let config = try FarmConfig.parse(
+            """
+            farm: { name: web, vip: 198.18.0.100, delivery: flood, key_file: /k }
+            node: { id: 1, interface: eth0, address: 198.18.0.11 }
+            peers:
+              - { id: 2, address: 198.18.0.12 }
+              - { id: 3, address: 198.18.0.13 }
+            """, file: "test")
+        return try NodeController(config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
+            incarnation: 7, now: 0)
+    }
+
+    static func beat(_ node: UInt16, sequence: UInt64, digest: UInt64 = 0, state: MemberState = .active) -> Heartbeat {
+        Heartbeat(
+            sender: NodeID(rawValue: node)!, state: state, healthy: true, weight: 100, incarnation: 1,
+            sequence: sequence, viewDigest: digest, mac: 0x0200_0000_0010 + UInt64(node))
+    }
+
+    static func sent(_ actions: [NodeAction]) -> [Heartbeat] {
+        actions.compactMap { if case .send(let heartbeat) = $0 { heartbeat } else { nil } }
+    }
+
+    static func states(_ actions: [NodeAction]) -> [EngineState] {
+        actions.compactMap { if case .swap(let state) = $0 { state } else { nil } }
+    }
+
+    /// Steps every 10 ms from `from` to `to`, with both peers' heartbeats; the actions of the last step.
+    @discardableResult
+    static func run(_ controller: inout NodeController, from: Int, to: Int, peers: [UInt16] = [2, 3]) -> [NodeAction] {
+        var last: [NodeAction] = []
+        for now in stride(from: from, through: to, by: 10) {
+            let digest = controller.membership.view.digest(seed: controller.membership.seed)
+            var inputs = NodeInputs()
+            inputs.heartbeats = peers.map { beat($0, sequence: UInt64(now + 1), digest: digest) }
+            last = controller.step(now: now, inputs)
+        }
+        return last
+    }
+
+    @Test func itJoinsThenServesAThird() throws {
+        var controller = try Self.controller()
+        let first = controller.step(now: 0, NodeInputs())
+        #expect(Self.sent(first).first?.state == .joining)
+        Self.run(&controller, from: 10, to: 60)
+        #expect(controller.membership.state == .active)
+        #expect(controller.states.shares[NodeID(1)!].map { abs($0 - 4096 / 3) <= 1 } == true)
+        #expect(controller.membership.leader == NodeID(1))
+    }
+
+    @Test func aStallLongerThanTheFailoverTimeFencesUntilThePeersAreHeard() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        #expect(controller.membership.state == .active)
+        // 1.5 s without a step (SIGSTOP), then a step with nothing heard yet: fenced, an empty engine state.
+        let woken = controller.step(now: 1560, NodeInputs())
+        #expect(controller.membership.fence == .stalled)
+        let fencedState = try #require(Self.states(woken).last)
+        #expect(!fencedState.isARPLeader && fencedState.table.owner(ofBucket: 0) == nil)
+        #expect(Self.sent(woken).last?.fenced == true && Self.sent(woken).last?.leader == false)
+        // Both peers heard: the fence lifts, the node rejoins (joining for the deadline), then serves again.
+        Self.run(&controller, from: 1570, to: 1570)
+        #expect(controller.membership.fence == nil && controller.membership.state == .joining)
+        Self.run(&controller, from: 1580, to: 1620)
+        #expect(controller.membership.state == .active)
+    }
+
+    @Test func aFaultyDataPathTakesTheNodeOutAndBack() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        var inputs = NodeInputs()
+        inputs.dataPathFault = "lb0 is gone"
+        let actions = controller.step(now: 70, inputs)
+        #expect(!controller.membership.healthy && Self.sent(actions).allSatisfy { !$0.healthy })
+        #expect(controller.membership.view.ids == [NodeID(2)!, NodeID(3)!])
+        Self.run(&controller, from: 80, to: 80)
+        #expect(controller.membership.healthy && controller.membership.view.ids.count == 3)
+    }
+
+    @Test func aDrainEndsInLeaving() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        var inputs = NodeInputs()
+        inputs.drainSeconds = 1
+        _ = controller.step(now: 70, inputs)
+        #expect(controller.membership.state == .draining)
+        let last = Self.run(&controller, from: 80, to: 1080)
+        #expect(last.contains { if case .leave = $0 { true } else { false } })
+    }
+}
