@@ -32,7 +32,7 @@ struct CheckerTests {
         try #require(listen(fd, 4) == 0)
         let loopback = IPPrefix("127.0.0.1")!
         #expect(CheckerRunner.connects(to: loopback, port: port, timeoutMilliseconds: 500))
-        close(fd)
+        shutdown(fd, Int32(SHUT_RDWR))  // (closed once, by the defer: a second close could hit another test's fd)
         #expect(!CheckerRunner.connects(to: loopback, port: port, timeoutMilliseconds: 500))
     }
 
@@ -42,5 +42,38 @@ struct CheckerTests {
         let start = Date()
         #expect(!CheckerRunner.succeeds("sleep 5", timeoutMilliseconds: 100))
         #expect(Date().timeIntervalSince(start) < 2)
+    }
+
+    /// A pipeline that outlives its timeout leaves nothing behind: the whole process group is killed.
+    @Test func aTimedOutPipelineLeavesNoProcessBehind() throws {
+        // A sleep whose argument no other process has: it must be gone with the shell that started it.
+        let marker = "30\(UInt32.random(in: 100_000...999_999))"
+        #expect(!CheckerRunner.succeeds("sleep \(marker) | cat", timeoutMilliseconds: 200))
+        #expect(!CheckerRunner.succeeds("sleep \(marker) & wait", timeoutMilliseconds: 200))
+        Thread.sleep(forTimeInterval: 0.2)
+        let left = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return command.contains(marker)
+        }
+        #expect(left.isEmpty, "processes left: \(left)")
+    }
+
+    /// A checker's health is unknown (failing) until it rises; a reload keeps the health of unchanged checkers.
+    @Test func healthIsUnknownUntilTheFirstRiseAndSurvivesAReload() throws {
+        let config = try FarmConfig.parse(
+            """
+            farm: { name: web, vip: 198.18.0.100, key_file: /k }
+            node: { id: 1, interface: eth0, address: 198.18.0.11 }
+            checkers:
+              - { type: command, run: "true", interval_ms: 20, fails: 2, rises: 2 }
+            """, file: "test")
+        let runner = CheckerRunner(config: config) { _ in }
+        #expect(!runner.healthy)
+        runner.start()
+        let deadline = Date().addingTimeInterval(5)
+        while !runner.healthy && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        runner.stop()
+        #expect(runner.healthy)
+        #expect(CheckerRunner(config: config, previous: runner) { _ in }.healthy)
     }
 }

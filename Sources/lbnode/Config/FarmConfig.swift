@@ -48,8 +48,8 @@ struct FarmConfig: Equatable {
         var mode: Mode
     }
 
-    struct Checker: Equatable {
-        enum Kind: Equatable {
+    struct Checker: Hashable {
+        enum Kind: Hashable {
             /// A TCP connect to this port on the VIP must succeed.
             case tcp(port: UInt16)
             /// This command must exit 0.

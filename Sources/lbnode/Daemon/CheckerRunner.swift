@@ -3,29 +3,35 @@ import Glibc
 import RouteSetup
 import Synchronization
 
-/// Runs the configured checkers, and watches the farm interface's link, on a thread of its own; the node is healthy
-/// while every one of them is. Results go through `HealthHysteresis`, so one lost probe does not flap the farm.
+/// Runs the configured checkers on a thread of its own; the node is healthy while every one of them passes. Results
+/// go through `HealthHysteresis`, so one lost probe does not flap the farm. A checker's health is unknown, which
+/// counts as failing, until it has passed `rises` times: a node joins only once its application answers. (The link
+/// of the farm interface is watched by the data-path monitor, at every heartbeat interval.)
 final class CheckerRunner: @unchecked Sendable {
     private let checkers: [FarmConfig.Checker]
     private let vip: IPPrefix
-    private let interface: String
     private let log: @Sendable (String) -> Void
-    private let states: Mutex<[Bool]>
+    private let states: Mutex<[HealthHysteresis]>
     private let stopped = Mutex(false)
     private var thread: Thread?
-    /// How often the link is looked at.
-    static let linkIntervalMilliseconds = 100
 
-    init(config: FarmConfig, log: @escaping @Sendable (String) -> Void) {
+    /// - Parameter previous: the runner of the configuration being reloaded: checkers that did not change keep
+    ///   their health (a reload must not take a healthy node out, nor let a failing one in).
+    init(config: FarmConfig, previous: CheckerRunner? = nil, log: @escaping @Sendable (String) -> Void) {
         checkers = config.checkers
         vip = config.farm.vip
-        interface = config.node.interface
         self.log = log
-        states = Mutex(Array(repeating: true, count: config.checkers.count + 1))
+        let kept = previous.map { old in
+            Dictionary(zip(old.checkers, old.states.withLock { $0 }), uniquingKeysWith: { first, _ in first })
+        } ?? [:]
+        states = Mutex(
+            config.checkers.map { checker in
+                kept[checker] ?? HealthHysteresis(fails: checker.fails, rises: checker.rises, healthy: false)
+            })
     }
 
-    /// Whether every checker and the link say healthy.
-    var healthy: Bool { states.withLock { $0.allSatisfy { $0 } } }
+    /// Whether every checker passes.
+    var healthy: Bool { states.withLock { $0.allSatisfy(\.healthy) } }
 
     func start() {
         let thread = Thread { [self] in run() }
@@ -39,30 +45,13 @@ final class CheckerRunner: @unchecked Sendable {
     }
 
     private func run() {
-        var hysteresis = checkers.map { HealthHysteresis(fails: $0.fails, rises: $0.rises) }
-        var link = HealthHysteresis(fails: 1, rises: 2)
-        var due = Array(repeating: 0, count: checkers.count)
-        var linkDue = 0
-        let clock = ContinuousClock()
-        let start = clock.now
-        func now() -> Int {
-            let elapsed = (clock.now - start).components
-            return Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000)
-        }
+        var due = Array(repeating: ContinuousClock.now, count: checkers.count)
         while !stopped.withLock({ $0 }) {
-            for (index, checker) in checkers.enumerated() where now() >= due[index] {
-                due[index] = now() + checker.intervalMilliseconds
-                if let changed = hysteresis[index].record(success: probe(checker)) {
-                    states.withLock { $0[index] = changed }
-                    log("checker \(index) (\(describe(checker))) is \(changed ? "passing again" : "failing")")
-                }
-            }
-            if now() >= linkDue {
-                linkDue = now() + Self.linkIntervalMilliseconds
-                let up = (try? NetlinkSocket().link(named: interface))??.isRunning ?? false
-                if let changed = link.record(success: up) {
-                    states.withLock { $0[checkers.count] = changed }
-                    log("link \(interface) is \(changed ? "up again" : "down")")
+            for (index, checker) in checkers.enumerated() where ContinuousClock.now >= due[index] {
+                due[index] = ContinuousClock.now + .milliseconds(checker.intervalMilliseconds)
+                let success = probe(checker)
+                if let changed = states.withLock({ $0[index].record(success: success) }) {
+                    log("checker \(index) (\(describe(checker))) is \(changed ? "passing" : "failing")")
                 }
             }
             usleep(10_000)
@@ -122,10 +111,11 @@ final class CheckerRunner: @unchecked Sendable {
         return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 && error == 0
     }
 
-    /// `/bin/sh -c command` exits 0 within the timeout (it is killed otherwise). Spawned and reaped here with
-    /// `posix_spawn` and `waitpid`, not Foundation's `Process`, whose wait on Linux outlasted a killed child by
-    /// seconds; SIGTERM and SIGINT are reset to their defaults in the child (the daemon ignores them for its signal
-    /// sources, and a child would inherit that).
+    /// `/bin/sh -c command` exits 0 within the timeout (its whole process group is killed otherwise, pipelines and
+    /// grandchildren included). Spawned and reaped here with `posix_spawn` and `waitpid`, not Foundation's `Process`,
+    /// whose wait on Linux outlasted a killed child by seconds; SIGTERM, SIGINT and SIGPIPE are reset to their
+    /// defaults in the child (the daemon ignores them, and a child would inherit that). A failed `waitpid` is a
+    /// failure, never a pass.
     static func succeeds(_ command: String, timeoutMilliseconds: Int) -> Bool {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -134,8 +124,10 @@ final class CheckerRunner: @unchecked Sendable {
         sigemptyset(&defaults)
         sigaddset(&defaults, SIGTERM)
         sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGPIPE)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attributes, 0)  // a group of its own, killed as one
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -147,15 +139,18 @@ final class CheckerRunner: @unchecked Sendable {
         var pid: pid_t = 0
         guard posix_spawn(&pid, "/bin/sh", &actions, &attributes, arguments, environ) == 0 else { return false }
         var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            guard Date() < deadline else {
-                kill(pid, SIGKILL)
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMilliseconds)
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            guard reaped == 0, ContinuousClock.now < deadline else {
+                kill(-pid, SIGKILL)
                 waitpid(pid, &status, 0)
                 return false
             }
             usleep(2_000)
         }
+        kill(-pid, SIGKILL)  // what the command left running in its group
         // Exited normally (low 7 bits 0) with status 0.
         return status & 0x7F == 0 && (status >> 8) & 0xFF == 0
     }

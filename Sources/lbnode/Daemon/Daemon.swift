@@ -189,7 +189,7 @@ final class Daemon: @unchecked Sendable {
                 case .announce: engine?.announce()
                 case .restartCheckers(let next):
                     checkers.stop()
-                    checkers = CheckerRunner(config: next) { [self] in log($0) }
+                    checkers = CheckerRunner(config: next, previous: checkers) { [self] in log($0) }
                     checkers.start()
                 case .log(let message): log(message)
                 case .leave: leaving = true

@@ -6,9 +6,11 @@ struct HealthHysteresis: Equatable {
     private(set) var healthy = true
     private var streak = 0
 
-    init(fails: Int, rises: Int) {
+    /// - Parameter healthy: the state before any result (false: unknown, which counts as failing).
+    init(fails: Int, rises: Int, healthy: Bool = true) {
         self.fails = fails
         self.rises = rises
+        self.healthy = healthy
     }
 
     /// Records one result; returns the new state when it changed.
