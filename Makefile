@@ -41,6 +41,11 @@ demo: release
 bench-hash: release
 	.build/release/lbbench hash --json
 
+## chaos: hostile and abnormal conditions on testbed farms, both delivery modes (needs root, ~20 min)
+chaos: release
+	$(SUDO) .build/release/lbbench chaos --delivery flood --report bench/results/$(shell date +%Y-%m-%d)
+	$(SUDO) .build/release/lbbench chaos --delivery directed --report bench/results/$(shell date +%Y-%m-%d)
+
 ## bench: every benchmark, with reports (Markdown, JSON, SVG) in bench/results/<date>/ (needs root, ~50 min)
 bench: release
 	$(eval DIR := bench/results/$(shell date +%Y-%m-%d))
@@ -52,7 +57,20 @@ bench: release
 	$(SUDO) .build/release/lbbench apps --report $(DIR)
 	$(SUDO) .build/release/lbbench scenarios --report $(DIR)
 	$(SUDO) .build/release/lbbench steady --seconds 60 --report $(DIR)
+	$(SUDO) .build/release/lbbench chaos --report $(DIR)
 	$(SUDO) .build/release/lbbench demo --report $(DIR)
 
+## fuzz: libFuzzer (with AddressSanitizer) on the frame parser and decider, the heartbeat gate and decoder, and the
+## configuration loader, FUZZ_SECONDS each; the corpus grows in .build-fuzz/corpus, a crash is saved there and fails.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frames heartbeat config
+fuzz: setup
+	@binary=$$(scripts/build-fuzzer.sh) && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p .build-fuzz/corpus/$$target && echo "fuzz: $$target for $(FUZZ_SECONDS) s" && \
+	  VIPFARM_FUZZ=$$target $$binary -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=.build-fuzz/crash-$$target- .build-fuzz/corpus/$$target \
+	    Tests/lbnodeTests/FuzzInputs/$$target 2>&1 | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|Test unit written' \
+	    && ! ls .build-fuzz/crash-$$target-* >/dev/null 2>&1 || exit 1; done
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

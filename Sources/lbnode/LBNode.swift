@@ -3,8 +3,12 @@ import Foundation
 import RouteSetup
 import TapEngine
 
-/// `lbnode`: the vipfarm daemon that runs on every server of a farm.
+#if !FUZZING  // a fuzzing build's entry is libFuzzer's (FuzzTarget.swift)
 @main
+extension LBNode {}
+#endif
+
+/// `lbnode`: the vipfarm daemon that runs on every server of a farm.
 struct LBNode: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lbnode",
