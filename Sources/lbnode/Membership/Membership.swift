@@ -142,13 +142,25 @@ struct Membership {
     var liveVotes: Int { 1 + peers.count }
 
     /// Whether this side of a partition may serve (always, with `quorum: none`).
-    var hasQuorum: Bool {
+    var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: nil) }
+
+    /// Whether this side may serve, counting only the peers heard within `window` ms of `now`. The node checks its
+    /// own quorum one interval earlier than its peers declare it dead, so that a node cut off stops serving before
+    /// the others take its buckets.
+    func hasQuorum(heardWithin window: Int, now: Int?) -> Bool {
         guard quorum == .majority else { return true }
+        let live = peers.filter { id, peer in now.map { $0 - peer.lastHeard <= window } ?? true }.map(\.key)
+        let votes = 1 + live.count
         let expected = expectedVotes
-        if liveVotes * 2 > expected { return true }
-        guard liveVotes * 2 == expected else { return false }
+        if votes * 2 > expected { return true }
+        guard votes * 2 == expected else { return false }
         let lowest = configured.subtracting(departed).min()
-        return lowest == me || lowest.map { peers[$0] != nil } == true
+        return lowest == me || lowest.map { live.contains($0) } == true
+    }
+
+    /// The early quorum check (see `hasQuorum(heardWithin:now:)`).
+    func hasQuorumEarly(now: Int) -> Bool {
+        hasQuorum(heardWithin: max(intervalMilliseconds, deadline - intervalMilliseconds), now: now)
     }
 
     /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
@@ -177,7 +189,7 @@ struct Membership {
 
     /// Fences when the quorum is lost (call after every change of the peers).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
-        guard fence == nil, state != .joining, !hasQuorum else { return [] }
+        guard fence == nil, state != .joining, !hasQuorumEarly(now: now) else { return [] }
         return fence(.noQuorum, now: now)
     }
 
