@@ -33,7 +33,7 @@ public final class StreamServer: @unchecked Sendable {
     /// Listens on the Unix socket `path` (replacing a stale one), created with `mode` (no moment with wider access).
     ///
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket`, `umask`, `bind`, `chmod`, `listen`.
-    public init(
+    public convenience init(
         unixPath path: String, mode: mode_t = 0o600, timeoutMilliseconds: Int = 2000, maxRequestBytes: Int = 512,
         maxClients: Int = 16, complete: @escaping Complete, handler: @escaping Handler
     ) throws(SystemCallError) {
@@ -51,20 +51,15 @@ public final class StreamServer: @unchecked Sendable {
             close(fd)
             throw error
         }
-        self.fd = fd
-        unixPath = path
-        self.handler = handler
-        self.complete = complete
-        self.timeoutMilliseconds = timeoutMilliseconds
-        self.maxRequestBytes = maxRequestBytes
-        self.maxClients = maxClients
-        start(name: "vipfarm-control")
+        self.init(
+            fd: fd, unixPath: path, name: "vipfarm-control", timeoutMilliseconds: timeoutMilliseconds,
+            maxRequestBytes: maxRequestBytes, maxClients: maxClients, complete: complete, handler: handler)
     }
 
     /// Listens on TCP `address:port`.
     ///
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket`, `setsockopt`, `bind`, `listen`.
-    public init(
+    public convenience init(
         address: IPAddress, port: UInt16, timeoutMilliseconds: Int = 2000, maxRequestBytes: Int = 2048,
         maxClients: Int = 16, complete: @escaping Complete, handler: @escaping Handler
     ) throws(SystemCallError) {
@@ -77,14 +72,24 @@ public final class StreamServer: @unchecked Sendable {
             close(fd)
             throw error
         }
+        self.init(
+            fd: fd, unixPath: nil, name: "vipfarm-metrics", timeoutMilliseconds: timeoutMilliseconds,
+            maxRequestBytes: maxRequestBytes, maxClients: maxClients, complete: complete, handler: handler)
+    }
+
+    /// Serves on the listening socket `fd` from a thread named `name`.
+    private init(
+        fd: Int32, unixPath: String?, name: String, timeoutMilliseconds: Int, maxRequestBytes: Int, maxClients: Int,
+        complete: @escaping Complete, handler: @escaping Handler
+    ) {
         self.fd = fd
-        unixPath = nil
+        self.unixPath = unixPath
         self.handler = handler
         self.complete = complete
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxRequestBytes = maxRequestBytes
         self.maxClients = maxClients
-        start(name: "vipfarm-metrics")
+        start(name: name)
     }
 
     /// Stops accepting (clients being served finish on their own) and removes the Unix socket file.

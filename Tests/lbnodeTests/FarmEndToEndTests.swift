@@ -62,6 +62,28 @@ struct FarmEndToEndTests {
         return String(decoding: response, as: UTF8.self)
     }
 
+    /// A connected TCP client on 127.0.0.1:`tcpPort` that sends nothing (its descriptor).
+    static func connectIdle(tcpPort port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return fd
+    }
+
+    /// A connected client of the Unix socket at `path` that sends nothing (its descriptor).
+    static func connectIdle(unix path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        _ = StreamServer.withUnixAddress(path) { connect(fd, $0, $1) }
+        return fd
+    }
+
     @Test func everyRequestOnceThroughStatusDrainAndSigkill() throws {
         let farm = try Self.farm()
         defer { farm.stop() }
@@ -120,6 +142,16 @@ struct FarmEndToEndTests {
         #expect(status.heartbeatsRejected == ["duplicate_id": 1, "forged": 1, "wrong_source": 1])
         #expect(status.heartbeatsDroppedByKernel >= 2)
         #expect(status.duplicateIDs == ["198.18.0.13"] && status.fenced == nil && status.quorum)
+
+        // Idle clients on /metrics and on the control socket block nobody; a drain out of range is refused with an
+        // error, and the node keeps running.
+        let idle = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in
+            (0..<3).map { _ in Self.connectIdle(tcpPort: 9946) } + (0..<3).map { _ in Self.connectIdle(unix: farm.socketPath(1)) }
+        }
+        defer { for fd in idle { close(fd) } }
+        let refused = try ControlServer.request("drain 9223372036854775807", path: farm.socketPath(1))
+        #expect(String(decoding: refused, as: UTF8.self).contains("\"error\""))
+        #expect(try farm.control(["status"], node: 1).contains("quorum: yes (3 of 3 nodes alive)"))
 
         // Prometheus metrics on node 1's loopback.
         let metrics = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in Self.httpGet("/metrics") }

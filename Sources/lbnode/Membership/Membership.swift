@@ -145,8 +145,8 @@ struct Membership {
     var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: nil) }
 
     /// Whether this side may serve, counting only the peers heard within `window` ms of `now`. The node checks its
-    /// own quorum one interval earlier than its peers declare it dead, so that a node cut off stops serving before
-    /// the others take its buckets.
+    /// own quorum half an interval earlier than its peers declare it dead, so that a node cut off stops serving before
+    /// the others take its buckets (not earlier: a starved machine would fence for nothing).
     func hasQuorum(heardWithin window: Int, now: Int?) -> Bool {
         guard quorum == .majority else { return true }
         let live = peers.filter { id, peer in now.map { $0 - peer.lastHeard <= window } ?? true }.map(\.key)
@@ -160,7 +160,7 @@ struct Membership {
 
     /// The early quorum check (see `hasQuorum(heardWithin:now:)`).
     func hasQuorumEarly(now: Int) -> Bool {
-        hasQuorum(heardWithin: max(intervalMilliseconds, deadline - intervalMilliseconds), now: now)
+        hasQuorum(heardWithin: deadline - intervalMilliseconds / 2, now: now)
     }
 
     /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
