@@ -95,4 +95,20 @@ struct NodeControllerTests {
         let last = Self.run(&controller, from: 80, to: 1080)
         #expect(last.contains { if case .leave = $0 { true } else { false } })
     }
+
+    /// Flood mode, release before acquire: buckets taken from live peers are held until the peers report this view.
+    @Test func bucketsTakenFromLivePeersWaitForTheirAgreement() throws {
+        var controller = try Self.controller()
+        var actions: [NodeAction] = []
+        for now in stride(from: 0, through: 60, by: 10) {
+            var inputs = NodeInputs()
+            inputs.heartbeats = [2, 3].map { Self.beat($0, sequence: UInt64(now + 1), digest: 1) }
+            actions += controller.step(now: now, inputs)
+        }
+        #expect(controller.membership.state == .active)
+        let held = try #require(Self.states(actions).last)
+        #expect(held.holdTaking && held.handoverBuckets.contains(true))
+        let agreed = Self.run(&controller, from: 70, to: 70)
+        #expect(Self.states(agreed).last?.holdTaking == false)
+    }
 }

@@ -48,6 +48,8 @@ struct NodeController {
     private var lastStep: Int?
     private var handoverUntil: Int?
     private var drainUntil: Int?
+    /// The longest a bucket taken from a live node waits for the peers' agreement.
+    static let holdLimitMilliseconds = 3000
     /// Until when the buckets this node takes from live nodes are held (not served) waiting for the peers' agreement.
     private var holdUntil: Int?
     /// The leader the engine's state was built for, and whether it was built fenced.
@@ -206,10 +208,13 @@ struct NodeController {
         let handover = membership.fence == nil
         var state = nextState(handover: handover)
         // Release before acquire: in flood mode every node sees every frame, so a bucket taken from a live node is
-        // served only once the peers report the new view (they have let it go), or after the failover time.
+        // served only once the peers report the new view (they have let it go). A peer may not have heard this node
+        // yet (a NIC back up: this node hears them, they do not hear it for a while): meanwhile the peer serves the
+        // bucket, so holding loses nothing. After `holdLimitMilliseconds` without agreement the bucket is taken
+        // anyway (a peer whose view differs for another reason must not leave it unserved for ever).
         if config.farm.delivery == .flood && !membership.peersAgree && state.handoverBuckets.contains(true) {
             state.holdTaking = true
-            holdUntil = now + failoverMilliseconds
+            holdUntil = now + Self.holdLimitMilliseconds
         } else {
             holdUntil = nil
         }
