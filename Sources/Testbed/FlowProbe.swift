@@ -105,8 +105,12 @@ public final class FlowProbe: @unchecked Sendable {
 
     deinit {
         stop()
-        for fd in descriptors { close(fd) }
+        if !closed { for fd in descriptors { close(fd) } }
     }
+
+    /// The sockets were closed by `stop` (so that the next probe can bind the same ports at once: the threads'
+    /// last references to the probe may outlive `stop` by a moment, and with them `deinit`).
+    private var closed = false
 
     /// `SO_BINDTODEVICE`: the socket sends and receives on `interface` only.
     public static func bindToDevice(_ fd: Int32, _ interface: String) throws(SystemCallError) {
@@ -145,6 +149,8 @@ public final class FlowProbe: @unchecked Sendable {
         Thread.sleep(forTimeInterval: Double(lingerMilliseconds) / 1000)
         receiving.withLock { $0 = false }
         done.wait()
+        for fd in descriptors { close(fd) }
+        closed = true
     }
 
     private let receiving = Mutex(true)
