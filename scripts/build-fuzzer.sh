@@ -7,15 +7,16 @@
 set -eu
 cd "$(dirname "$0")/.."
 OUT=.build-fuzz
+mkdir -p "$OUT"
 FLAGS="-c release --product lbnode --build-path $OUT -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING"
 # shellcheck disable=SC2086
 BINARY=$(swift build $FLAGS --show-bin-path)/lbnode
 # shellcheck disable=SC2086
-if ! swift build $FLAGS >"$OUT.log" 2>&1; then
+if ! swift build $FLAGS >"$OUT/build.log" 2>&1; then
     # shellcheck disable=SC2086
     swift build $FLAGS -v 2>&1 | grep -- '-emit-executable' | grep -- "-o [^ ]*/release/lbnode " | tail -1 >"$OUT/link.sh" || true
     if [ ! -s "$OUT/link.sh" ]; then
-        cat "$OUT.log" >&2
+        cat "$OUT/build.log" >&2
         echo "build-fuzzer: the build failed (above)" >&2
         exit 1
     fi

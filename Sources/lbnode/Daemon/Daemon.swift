@@ -100,6 +100,7 @@ final class Daemon: @unchecked Sendable {
         var pending: [NodeID: Heartbeat] = [:]
         var nextRebuild = 0
         var lastWrongSourceLog = -60_000
+        var wrongSourcesLogged: UInt64 = 0
         var duplicatesLogged: [IPAddress: Int] = [:]
         log(
             "joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms, "
@@ -170,8 +171,10 @@ final class Daemon: @unchecked Sendable {
                             ? "the lower address keeps it, this node fences itself" : "this node (lower address) keeps it"))
             }
             inputs.outrankedByDuplicateID = lowerDuplicates.keys.contains { $0 < myAddress }
-            if let wrong = gate.lastWrongSource, now - lastWrongSourceLog >= 10_000, gate.rejected[.wrongSource] != nil {
+            let wrongSources = gate.rejected[.wrongSource] ?? 0
+            if let wrong = gate.lastWrongSource, wrongSources > wrongSourcesLogged, now - lastWrongSourceLog >= 10_000 {
                 lastWrongSourceLog = now
+                wrongSourcesLogged = wrongSources
                 log("heartbeats claiming node \(wrong.sender) came from \(wrong.source), not its configured address")
             }
             inputs.stop = stopRequested.withLock { $0 }

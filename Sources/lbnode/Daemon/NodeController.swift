@@ -52,6 +52,8 @@ struct NodeController {
     static let holdLimitMilliseconds = 3000
     /// Until when the buckets this node takes from live nodes are held (not served) waiting for the peers' agreement.
     private var holdUntil: Int?
+    /// When the hold began: only heartbeats taken in later can lift it.
+    private var holdSince = 0
     /// The leader the engine's state was built for, and whether it was built fenced.
     private var builtLeader: NodeID?
     private var builtFenced = false
@@ -129,7 +131,7 @@ struct NodeController {
         apply(membership.tick(now: now), now: now, into: &actions)
         apply(
             membership.liftFence(now: now, stillFenced: inputs.outrankedByDuplicateID), now: now, into: &actions)
-        if let until = holdUntil, membership.peersAgree || now >= until {
+        if let until = holdUntil, membership.peersAgree(since: holdSince) || now >= until {
             holdUntil = nil
             actions.append(.swap(nextState(handover: handoverUntil != nil)))
         }
@@ -212,8 +214,9 @@ struct NodeController {
         // yet (a NIC back up: this node hears them, they do not hear it for a while): meanwhile the peer serves the
         // bucket, so holding loses nothing. After `holdLimitMilliseconds` without agreement the bucket is taken
         // anyway (a peer whose view differs for another reason must not leave it unserved for ever).
-        if config.farm.delivery == .flood && !membership.peersAgree && state.handoverBuckets.contains(true) {
+        if config.farm.delivery == .flood && !membership.peers.isEmpty && state.handoverBuckets.contains(true) {
             state.holdTaking = true
+            holdSince = now
             holdUntil = now + Self.holdLimitMilliseconds
         } else {
             holdUntil = nil

@@ -129,10 +129,11 @@ struct Membership {
             .allSatisfy { peers[$0]?.viewDigest == digest }
     }
 
-    /// Whether every live peer reports the same view as this node (a move between live nodes is then known to both).
-    var peersAgree: Bool {
+    /// Whether every live peer reports the same view as this node (a move between live nodes is then known to both)
+    /// in a heartbeat taken in after `since` (ms): an older one may predate what changed.
+    func peersAgree(since: Int = Int.min) -> Bool {
         let digest = view.digest(seed: seed)
-        return peers.values.allSatisfy { $0.viewDigest == digest }
+        return peers.values.allSatisfy { $0.viewDigest == digest && $0.lastHeard > since }
     }
 
     /// The nodes that count towards the quorum: every configured one but those that left on purpose.
