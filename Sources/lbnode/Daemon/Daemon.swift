@@ -162,15 +162,15 @@ final class Daemon: @unchecked Sendable {
                     log("reload refused, keeping the running configuration and keys: \(error)")
                 }
             }
-            let lowerDuplicates = gate.duplicates.filter { now - $0.value <= controller.failoverMilliseconds }
-            for (address, _) in lowerDuplicates where now - (duplicatesLogged[address] ?? -60_000) >= 10_000 {
+            let recentDuplicates = gate.duplicates.filter { now - $0.value <= controller.failoverMilliseconds }
+            for (address, _) in recentDuplicates where now - (duplicatesLogged[address] ?? -60_000) >= 10_000 {
                 duplicatesLogged[address] = now
                 log(
                     "node ID \(config.node.id) is also used by \(address): "
                         + (address < myAddress
                             ? "the lower address keeps it, this node fences itself" : "this node (lower address) keeps it"))
             }
-            inputs.outrankedByDuplicateID = lowerDuplicates.keys.contains { $0 < myAddress }
+            inputs.outrankedByDuplicateID = recentDuplicates.keys.contains { $0 < myAddress }
             let wrongSources = gate.rejected[.wrongSource] ?? 0
             if let wrong = gate.lastWrongSource, wrongSources > wrongSourcesLogged, now - lastWrongSourceLog >= 10_000 {
                 lastWrongSourceLog = now

@@ -236,17 +236,15 @@ struct NodeController {
                     + "\(membership.fence.map { ", fenced: \($0)" } ?? "")"))
     }
 
+    /// Counts and logs the start of each conflict over the leader's role (the engine state follows the leader in
+    /// `apply`, which every step calls).
     private mutating func noteLeaderConflict(into actions: inout [NodeAction]) {
-        let conflict = membership.leaderConflict.map { claimant in
-            let draining = membership.state == .draining ? [config.node.id] : []
-            return (membership.view.members.map(\.id) + draining).min() == config.node.id ? claimant : nil
-        } ?? nil
+        let conflict = membership.leaderConflict
         if let conflict, !inConflict {
             leaderConflicts += 1
             actions.append(.log("node \(conflict) also claims the leader's role: the lower ID keeps it"))
         }
         inConflict = conflict != nil
-        if membership.leader != builtLeader { actions.append(.swap(nextState(handover: handoverUntil != nil))) }
     }
 
     private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {

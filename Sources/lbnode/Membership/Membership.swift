@@ -111,15 +111,19 @@ struct Membership {
     /// peer with a lower ID claim the role while the views differ, it keeps it (nobody directs twice).
     var leader: NodeID? {
         guard fence == nil else { return nil }
-        let draining = peers.filter { $0.value.state == .draining }.map(\.key) + (state == .draining ? [me] : [])
-        let chosen = (view.members.map(\.id) + draining).min()
-        if chosen == me, let claimant = leaderConflict { return claimant }
-        return chosen
+        return leaderConflict ?? viewLeader
     }
 
-    /// A peer with a lower ID that claims the leader's role while this node's view would give it to this node.
+    /// The lowest ID in the view or draining, before any claim.
+    private var viewLeader: NodeID? {
+        let draining = peers.filter { $0.value.state == .draining }.map(\.key) + (state == .draining ? [me] : [])
+        return (view.members.map(\.id) + draining).min()
+    }
+
+    /// A peer with a lower ID that claims the leader's role while this node's view gives it to this node.
     var leaderConflict: NodeID? {
-        peers.filter { $0.value.leader && $0.key < me }.map(\.key).min()
+        guard viewLeader == me else { return nil }
+        return peers.filter { $0.value.leader && $0.key < me }.map(\.key).min()
     }
 
     /// Whether every configured node (but those that left) is alive and reports the same view as this node.
