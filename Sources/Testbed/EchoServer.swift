@@ -14,8 +14,8 @@ import TapEngine
 public final class EchoServer: @unchecked Sendable {
     public let id: UInt16
     public let port: UInt16
-    private let datagram: Int32
-    private let listener: Int32
+    private let datagram: Socket
+    private let listener: Socket
     private let stopRequested = Mutex(false)
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
@@ -25,24 +25,13 @@ public final class EchoServer: @unchecked Sendable {
         self.id = id
         self.port = port
         datagram = try Self.openSocket(type: SOCK_DGRAM, vip: vip, port: port)
-        do {
-            listener = try Self.openSocket(type: SOCK_STREAM, vip: vip, port: port)
-        } catch {
-            close(datagram)
-            throw error
-        }
-        guard listen(listener, 1024) == 0 else {
-            let error = SystemCallError("listen", "listen on TCP port \(port)")
-            close(datagram)
-            close(listener)
-            throw error
-        }
+        listener = try Self.openSocket(type: SOCK_STREAM, vip: vip, port: port)
+        try listener.listen(backlog: 1024)
+        try listener.setBlocking(false)
     }
 
     deinit {
         stop()
-        close(datagram)
-        close(listener)
     }
 
     /// An echo server opened in `namespace` and serving on a thread of its own.
@@ -75,37 +64,35 @@ public final class EchoServer: @unchecked Sendable {
 
     /// Serves until `stop()` (or forever, for `lbbench serve`).
     public func serve() {
-        var connections: [Int32] = []
-        defer { for fd in connections { close(fd) } }
+        var connections: [Socket] = []
         var buffer = [UInt8](repeating: 0, count: 65536 + 2)
         withUnsafeBytes(of: id.bigEndian) {
             buffer[0] = $0[0]; buffer[1] = $0[1]
         }
         while !stopRequested.withLock({ $0 }) {
-            var polled = [pollfd(fd: datagram, events: Int16(POLLIN), revents: 0)]
-            polled.append(pollfd(fd: listener, events: Int16(POLLIN), revents: 0))
-            polled += connections.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            guard poll(&polled, nfds_t(polled.count), 100) > 0 else { continue }
+            var polled = ([datagram, listener] + connections).map {
+                pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0)
+            }
+            guard (try? Socket.poll(&polled, timeoutMilliseconds: 100)) ?? 0 > 0 else { continue }
             if polled[0].revents != 0 { echoDatagrams(&buffer) }
-            if polled[1].revents != 0 {
-                let fd = accept(listener, nil, nil)
-                if fd >= 0 {
-                    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                    connections.append(fd)
-                }
+            if polled[1].revents != 0, let client = try? listener.accept(), (try? client.setBlocking(false)) != nil {
+                connections.append(client)
             }
             var closed: Set<Int32> = []
-            for entry in polled.dropFirst(2) where entry.revents != 0 {
-                let count = buffer.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress! + 2, 65536, 0) }
-                if count > 0 {
-                    _ = buffer.withUnsafeBytes { send(entry.fd, $0.baseAddress!, count + 2, Int32(MSG_NOSIGNAL)) }
-                } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
-                    closed.insert(entry.fd)
+            for (entry, connection) in zip(polled.dropFirst(2), connections) where entry.revents != 0 {
+                do {
+                    let received = try buffer.withUnsafeMutableBytes { bytes throws(SystemCallError) in
+                        try connection.receive(into: UnsafeMutableRawBufferPointer(rebasing: bytes[2...]))
+                    }
+                    guard let count = received else { continue }
+                    if count == 0 || !connection.sendAll(Array(buffer[0..<count + 2])) {
+                        closed.insert(connection.descriptor)
+                    }
+                } catch {
+                    closed.insert(connection.descriptor)
                 }
             }
-            for fd in closed { close(fd) }
-            connections.removeAll { closed.contains($0) }
+            connections.removeAll { closed.contains($0.descriptor) }
         }
     }
 
@@ -114,18 +101,22 @@ public final class EchoServer: @unchecked Sendable {
         var source = sockaddr_storage()
         while true {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let count = buffer.withUnsafeMutableBytes { bytes in
-                withUnsafeMutablePointer(to: &source) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(datagram, bytes.baseAddress! + 2, 65536, Int32(MSG_DONTWAIT), $0, &length)
+            let received = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &source) { pointer in
+                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                        try? SystemCall.unlessWouldBlock("recvfrom", "read an echo request") {
+                            recvfrom(datagram.descriptor, bytes.baseAddress! + 2, 65536, Int32(MSG_DONTWAIT), address, &length)
+                        }
                     }
                 }
             }
-            guard count >= 0 else { return }
+            guard let count = received ?? nil else { return }
             _ = buffer.withUnsafeBytes { bytes in
-                withUnsafePointer(to: &source) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(datagram, bytes.baseAddress!, count + 2, 0, $0, length)
+                withUnsafePointer(to: &source) { pointer in
+                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                        try? SystemCall.unlessWouldBlock("sendto", "send an echo answer") {
+                            sendto(datagram.descriptor, bytes.baseAddress!, count + 2, 0, address, length)
+                        }
                     }
                 }
             }
@@ -133,23 +124,16 @@ public final class EchoServer: @unchecked Sendable {
     }
 
     /// A socket of `type` bound to `vip:port`, whether or not the VIP is there yet.
-    private static func openSocket(type: __socket_type, vip: IPAddress, port: UInt16) throws(SystemCallError) -> Int32 {
-        let fd = socket(vip.isIPv4 ? AF_INET : AF_INET6, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemCallError("socket", "open an echo socket") }
-        var on: Int32 = 1
-        let size = socklen_t(MemoryLayout<Int32>.size)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, size)
+    private static func openSocket(type: __socket_type, vip: IPAddress, port: UInt16) throws(SystemCallError) -> Socket {
+        let socket = try Socket(for: vip, type: type)
+        try socket.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "reuse the echo port")
         if vip.isIPv4 {
-            setsockopt(fd, Int32(IPPROTO_IP), IP_FREEBIND, &on, size)
+            try socket.setOption(Int32(IPPROTO_IP), IP_FREEBIND, 1, "bind the echo server before the VIP exists")
         } else {
-            setsockopt(fd, Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */, &on, size)
+            try socket.setOption(Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */, 1, "bind before the VIP exists")
         }
-        guard SocketAddress.with(vip, port: port, { bind(fd, $0, $1) }) == 0 else {
-            let error = SystemCallError("bind", "bind the echo server to \(vip) port \(port)")
-            close(fd)
-            throw error
-        }
-        return fd
+        try socket.bind(vip, port: port)
+        return socket
     }
 
     /// The server ID at the start of a reply, and the echoed request after it.

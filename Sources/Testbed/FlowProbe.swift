@@ -24,7 +24,7 @@ public final class FlowProbe: @unchecked Sendable {
     }
 
     public let intervalNanoseconds: Int64
-    private let descriptors: [Int32]
+    private let sockets: [Socket]
     public private(set) var records: [Record]
     private let clock = ContinuousClock()
     public let started = ContinuousClock.now
@@ -66,58 +66,35 @@ public final class FlowProbe: @unchecked Sendable {
     ) throws(SystemCallError) {
         self.udpRequestBytes = max(6, udpRequestBytes)
         intervalNanoseconds = Int64(intervalMilliseconds * 1_000_000)
-        var descriptors: [Int32] = []
+        var sockets: [Socket] = []
         var records: [Record] = []
-        do throws(SystemCallError) {
-            for index in 0..<udp {
-                let fd = socket(
-                    vip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { throw SystemCallError("socket", "open a UDP probe socket") }
-                descriptors.append(fd)
-                if let interface { try Self.bindToDevice(fd, interface) }
-                let local =
-                    vip.isIPv4 ? IPAddress(bytes: [0, 0, 0, 0])! : IPAddress(bytes: [UInt8](repeating: 0, count: 16))!
-                guard SocketAddress.with(local, port: firstPort + UInt16(index), { bind(fd, $0, $1) }) == 0,
-                    SocketAddress.with(vip, port: port, { connect(fd, $0, $1) }) == 0
-                else { throw SystemCallError("bind", "bind a UDP probe to port \(firstPort + UInt16(index))") }
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                records.append(Record(isTCP: false))
-            }
-            for _ in 0..<tcp {
-                let connection = try StreamConnection(to: vip, port: port, interface: interface)
-                descriptors.append(connection.detach())
-                records.append(Record(isTCP: true))
-            }
-        } catch {
-            for fd in descriptors { close(fd) }
-            throw error
+        let local = vip.isIPv4 ? IPAddress(bytes: [0, 0, 0, 0])! : IPAddress(bytes: [UInt8](repeating: 0, count: 16))!
+        for index in 0..<udp {
+            let socket = try Socket(for: vip, type: SOCK_DGRAM)
+            if let interface { try socket.bind(toDevice: interface) }
+            try socket.bind(local, port: firstPort + UInt16(index))
+            try socket.connect(to: vip, port: port)
+            try socket.setBlocking(false)
+            sockets.append(socket)
+            records.append(Record(isTCP: false))
         }
-        self.descriptors = descriptors
+        for _ in 0..<tcp {
+            sockets.append(try StreamConnection(to: vip, port: port, interface: interface).socket)
+            records.append(Record(isTCP: true))
+        }
+        self.sockets = sockets
         self.records = records
-        outstanding = Mutex([Bool](repeating: false, count: descriptors.count))
+        outstanding = Mutex([Bool](repeating: false, count: sockets.count))
         live = Mutex(
             Live(
-                lastServer: [UInt16](repeating: 0, count: descriptors.count),
-                lastTime: [Int64](repeating: 0, count: descriptors.count),
-                reset: [Bool](repeating: false, count: descriptors.count)))
+                lastServer: [UInt16](repeating: 0, count: sockets.count),
+                lastTime: [Int64](repeating: 0, count: sockets.count),
+                reset: [Bool](repeating: false, count: sockets.count)))
         udpCount = udp
     }
 
     deinit {
         stop()
-        if !closed { for fd in descriptors { close(fd) } }
-    }
-
-    /// The sockets were closed by `stop` (so that the next probe can bind the same ports at once: the threads'
-    /// last references to the probe may outlive `stop` by a moment, and with them `deinit`).
-    private var closed = false
-
-    /// `SO_BINDTODEVICE`: the socket sends and receives on `interface` only.
-    public static func bindToDevice(_ fd: Int32, _ interface: String) throws(SystemCallError) {
-        let name = Array(interface.utf8CString)
-        guard setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(name.count)) == 0 else {
-            throw SystemCallError("setsockopt(SO_BINDTODEVICE)", "bind a probe socket to \(interface)")
-        }
     }
 
     /// Nanoseconds since the probe was created (monotonic).
@@ -149,8 +126,9 @@ public final class FlowProbe: @unchecked Sendable {
         Thread.sleep(forTimeInterval: Double(lingerMilliseconds) / 1000)
         receiving.withLock { $0 = false }
         done.wait()
-        for fd in descriptors { close(fd) }
-        closed = true
+        // Now, not when the last reference goes: the threads' last references to the probe may outlive `stop` by a
+        // moment, and the next probe binds the same ports at once.
+        for socket in sockets { socket.close() }
     }
 
     private let receiving = Mutex(true)
@@ -158,9 +136,9 @@ public final class FlowProbe: @unchecked Sendable {
     /// Sends every interval. It never touches `records`, which the receiver thread writes: `isTCP` goes by index.
     private func send() {
         var sequence: UInt32 = 0
-        var sent = [Int](repeating: 0, count: descriptors.count)
+        var sent = [Int](repeating: 0, count: sockets.count)
         // One request buffer per flow, its index written once; only the sequence number changes.
-        var requests = descriptors.indices.map { index in
+        var requests = sockets.indices.map { index in
             var request = [UInt8](repeating: 0, count: isTCP(index) ? 6 : udpRequestBytes)
             withUnsafeBytes(of: UInt16(index).bigEndian) { request.replaceSubrange(4..<6, with: $0) }
             return request
@@ -171,12 +149,11 @@ public final class FlowProbe: @unchecked Sendable {
                 defer { for index in waiting.indices where isTCP(index) { waiting[index] = true } }
                 return waiting
             }
-            for (index, fd) in descriptors.enumerated() where !waiting[index] {
+            for (index, socket) in sockets.enumerated() where !waiting[index] {
                 withUnsafeBytes(of: sequence.bigEndian) { requests[index].replaceSubrange(0..<4, with: $0) }
                 let size = requests[index].count
-                if Glibc.send(fd, requests[index], size, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) == size {
-                    sent[index] += 1
-                }
+                let count = requests[index].withUnsafeBytes { try? socket.send($0, flags: Int32(MSG_DONTWAIT)) }
+                if count == size { sent[index] += 1 }
             }
             sequence += 1
             next += intervalNanoseconds
@@ -189,16 +166,23 @@ public final class FlowProbe: @unchecked Sendable {
     private var sentCounts: [Int] = []
 
     private func receive() {
-        var buffers = [[UInt8]](repeating: [], count: descriptors.count)
+        var buffers = [[UInt8]](repeating: [], count: sockets.count)
         var chunk = [UInt8](repeating: 0, count: 4096)
-        var polled = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        var polled = sockets.map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
         while receiving.withLock({ $0 }) {
-            guard poll(&polled, nfds_t(polled.count), 10) > 0 else { continue }
+            guard (try? Socket.poll(&polled, timeoutMilliseconds: 10)) ?? 0 > 0 else { continue }
             for index in polled.indices where polled[index].revents != 0 {
-                let fd = polled[index].fd
                 while true {
-                    let count = recv(fd, &chunk, chunk.count, Int32(MSG_DONTWAIT))
-                    if count < 0 && (errno == EAGAIN || errno == EINTR) { break }
+                    let count: Int
+                    do {
+                        let taken = try chunk.withUnsafeMutableBytes {
+                            try sockets[index].receive(into: $0, flags: Int32(MSG_DONTWAIT))
+                        }
+                        guard let taken else { break }  // nothing more waits
+                        count = taken
+                    } catch {
+                        count = -1  // reset
+                    }
                     if count <= 0 {
                         if records[index].isTCP, records[index].resetAt == nil {
                             records[index].resetAt = now

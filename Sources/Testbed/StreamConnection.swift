@@ -15,62 +15,57 @@ public final class StreamConnection {
         case timedOut
     }
 
-    private var fd: Int32
+    /// The connected, non-blocking socket.
+    public let socket: Socket
 
     /// Connects within `timeoutMilliseconds`. The corresponding C functions are `socket`, `connect` and `poll`.
     public init(to address: IPAddress, port: UInt16, timeoutMilliseconds: Int32 = 1000, interface: String? = nil)
         throws(SystemCallError)
     {
-        let fd = socket(
-            address.isIPv4 ? AF_INET : AF_INET6,
-            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw SystemCallError("socket", "open a TCP socket") }
-        if let interface {
-            do throws(SystemCallError) {
-                try FlowProbe.bindToDevice(fd, interface)
-            } catch {
-                close(fd)
-                throw error
+        socket = try Socket(for: address, type: SOCK_STREAM, nonBlocking: true)
+        if let interface { try socket.bind(toDevice: interface) }
+        try socket.setOption(Int32(IPPROTO_TCP), TCP_NODELAY, 1, "send requests without delay")
+        try socket.connect(to: address, port: port, timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// What one read brought.
+    private enum Read {
+        case bytes(ArraySlice<UInt8>)
+        /// Nothing within the timeout.
+        case silent
+        /// The peer closed the connection (`count` 0).
+        case closed
+        /// Reset, or another error.
+        case failed
+    }
+
+    /// Waits up to `timeoutMilliseconds` for data and reads what came.
+    private func read(_ buffer: inout [UInt8], timeoutMilliseconds: Int32) -> Read {
+        guard (try? socket.wait(for: Int16(POLLIN), timeoutMilliseconds: timeoutMilliseconds)) == true else {
+            return .silent
+        }
+        do {
+            let count = try buffer.withUnsafeMutableBytes { bytes throws(SystemCallError) in
+                try socket.receive(into: bytes)
             }
+            guard let count else { return .bytes([]) }
+            return count == 0 ? .closed : .bytes(buffer[0..<count])
+        } catch {
+            return .failed
         }
-        var on: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
-        let started = SocketAddress.with(address, port: port) { connect(fd, $0, $1) }
-        var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-        var failure: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        guard started == 0 || errno == EINPROGRESS, poll(&poller, 1, timeoutMilliseconds) == 1,
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length) == 0, failure == 0
-        else {
-            let error = SystemCallError(
-                "connect", "connect to \(address) port \(port)", errno: failure != 0 ? failure : ETIMEDOUT)
-            close(fd)
-            throw error
-        }
-        self.fd = fd
-    }
-
-    deinit {
-        if fd >= 0 { close(fd) }
-    }
-
-    /// Hands the (non-blocking) socket over to the caller, who closes it.
-    public func detach() -> Int32 {
-        defer { fd = -1 }
-        return fd
     }
 
     /// Sends `payload` and waits up to `timeoutMilliseconds` for its echo.
     public func request(_ payload: [UInt8], timeoutMilliseconds: Int32 = 500) -> Outcome {
-        guard send(fd, payload, payload.count, Int32(MSG_NOSIGNAL)) == payload.count else { return .reset }
+        guard socket.sendAll(payload) else { return .reset }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 2048)
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         while reply.count < payload.count + 2 {
-            guard poll(&poller, 1, timeoutMilliseconds) == 1 else { return .timedOut }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count == 0 || (count < 0 && errno == ECONNRESET) { return .reset }
-            if count > 0 { reply += buffer[0..<count] }
+            switch read(&buffer, timeoutMilliseconds: timeoutMilliseconds) {
+            case .bytes(let bytes): reply += bytes
+            case .silent: return .timedOut
+            case .closed, .failed: return .reset
+            }
         }
         guard let parsed = EchoServer.parseReply(reply), parsed.payload.elementsEqual(payload) else { return .reset }
         return .answered(server: parsed.server)
@@ -81,15 +76,12 @@ public final class StreamConnection {
     public func exchange(
         _ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000, until isComplete: ([UInt8]) -> Bool
     ) -> [UInt8]? {
-        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { return nil }
+        guard socket.sendAll(bytes) else { return nil }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         while !isComplete(reply) {
-            guard poll(&poller, 1, timeoutMilliseconds) == 1 else { return nil }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            guard count > 0 || (count < 0 && errno == EAGAIN) else { return nil }
-            if count > 0 { reply += buffer[0..<count] }
+            guard case .bytes(let bytes) = read(&buffer, timeoutMilliseconds: timeoutMilliseconds) else { return nil }
+            reply += bytes
         }
         return reply
     }
@@ -97,16 +89,15 @@ public final class StreamConnection {
     /// Sends `bytes` and reads until the peer closes (an HTTP/1.0 exchange); nil on a reset or after
     /// `timeoutMilliseconds` of silence.
     public func exchangeUntilClosed(_ bytes: [UInt8], timeoutMilliseconds: Int32 = 2000) -> [UInt8]? {
-        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { return nil }
+        guard socket.sendAll(bytes) else { return nil }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while poll(&poller, 1, timeoutMilliseconds) == 1 {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count == 0 { return reply }
-            guard count > 0 || errno == EAGAIN else { return nil }
-            if count > 0 { reply += buffer[0..<count] }
+        while true {
+            switch read(&buffer, timeoutMilliseconds: timeoutMilliseconds) {
+            case .bytes(let bytes): reply += bytes
+            case .closed: return reply
+            case .silent, .failed: return nil
+            }
         }
-        return nil
     }
 }

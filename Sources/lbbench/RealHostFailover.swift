@@ -1,5 +1,6 @@
 import Foundation
 import Hashing
+import TapEngine
 import Testbed
 
 /// `lbbench failover --vip ADDR` on a client of a real farm (hosts or VMs running `lbnode run` and `lbbench serve`):
@@ -35,17 +36,12 @@ struct RealHostFailover {
         if let failCommand {
             progress("running: \(failCommand)")
             failedAt = probe.now
-            // posix_spawn, not Foundation's Process: that one takes tens of ms to start a shell and to see it end,
-            // all of which would count as recovery time.
-            var pid: pid_t = 0
-            let words: [String] = ["/bin/sh", "-c", failCommand]
-            let arguments = words.map { strdup($0) } + [nil]
-            defer { arguments.forEach { free($0) } }
-            let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, arguments, environ)
-            guard spawned == 0 else { throw FarmError("cannot run /bin/sh: \(String(cString: strerror(spawned)))") }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            progress(String(format: "the command ended after %.1f ms", Double(probe.now - failedAt!) / 1e6))
+            // ShellCommand (posix_spawn), not Foundation's Process: that one takes tens of ms to start a shell and to
+            // see it end, all of which would count as recovery time.
+            let succeeded = ShellCommand.succeeds(failCommand, timeoutMilliseconds: 60_000, keepOutput: true)
+            progress(
+                String(format: "the command ended after %.1f ms", Double(probe.now - failedAt!) / 1e6)
+                    + (succeeded ? "" : " (it failed, or ran longer than 60 s)"))
             Thread.sleep(forTimeInterval: 3)
         } else {
             progress("traffic is running: fail one server now; recording for \(Int(seconds)) s")

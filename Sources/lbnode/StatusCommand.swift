@@ -77,6 +77,9 @@ struct StatusCommand: ParsableCommand {
         print(
             "  quorum: \(status.quorum ? "yes" : "NO") (\(status.liveNodes) of \(status.expectedNodes) nodes alive)"
                 + (status.fenced.map { ", FENCED: \($0)" } ?? ""))
+        if let witness = status.witness {
+            print("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
+        }
         if let fault = status.dataPathFault { print("  DATA PATH DOWN: \(fault)") }
         if !status.duplicateIDs.isEmpty { print("  this node's ID is also used by: \(status.duplicateIDs.joined(separator: ", "))") }
         if status.leaderConflicts > 0 { print("  leader conflicts: \(status.leaderConflicts)") }

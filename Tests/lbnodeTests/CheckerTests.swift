@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import RouteSetup
+import TapEngine
 import Testing
 
 @testable import lbnode
@@ -37,10 +38,10 @@ struct CheckerTests {
     }
 
     @Test func commandProbeUsesTheExitStatusAndTheTimeout() {
-        #expect(CheckerRunner.succeeds("exit 0", timeoutMilliseconds: 2000))
-        #expect(!CheckerRunner.succeeds("exit 3", timeoutMilliseconds: 2000))
+        #expect(ShellCommand.succeeds("exit 0", timeoutMilliseconds: 2000))
+        #expect(!ShellCommand.succeeds("exit 3", timeoutMilliseconds: 2000))
         let start = Date()
-        #expect(!CheckerRunner.succeeds("sleep 5", timeoutMilliseconds: 100))
+        #expect(!ShellCommand.succeeds("sleep 5", timeoutMilliseconds: 100))
         #expect(Date().timeIntervalSince(start) < 2)
     }
 
@@ -48,8 +49,8 @@ struct CheckerTests {
     @Test func aTimedOutPipelineLeavesNoProcessBehind() throws {
         // A sleep whose argument no other process has: it must be gone with the shell that started it.
         let marker = "30\(UInt32.random(in: 100_000...999_999))"
-        #expect(!CheckerRunner.succeeds("sleep \(marker) | cat", timeoutMilliseconds: 200))
-        #expect(!CheckerRunner.succeeds("sleep \(marker) & wait", timeoutMilliseconds: 200))
+        #expect(!ShellCommand.succeeds("sleep \(marker) | cat", timeoutMilliseconds: 200))
+        #expect(!ShellCommand.succeeds("sleep \(marker) & wait", timeoutMilliseconds: 200))
         Thread.sleep(forTimeInterval: 0.2)
         let left = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
             let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""

@@ -81,6 +81,8 @@ struct FarmConfigTests {
         ("  - { protocol: sctp }", "rules[0].protocol: 'sctp' is not one of tcp, udp, any"),
         ("  - { mode: drop, affinity: single }", "rules[0].affinity: only balanced rules have an affinity"),
         ("  - { type: http, port: 80 }", "checkers[0].type: 'http' is not one of tcp, command"),
+        ("  witness: 198.18.0.100", "web.yaml:2: farm.witness: must be one unicast address other than the VIP"),
+        ("  witness: 2001:db8::1", "web.yaml:2: farm.witness: must be of the same family as node.address"),
     ])
     func badValuesNameTheirLineAndKey(replacement: String, expected: String) throws {
         let config = Self.replacing(with: replacement)
@@ -110,6 +112,17 @@ struct FarmConfigTests {
             lines.insert(replacement, at: 1)
         }
         return lines.joined(separator: "\n")
+    }
+
+    @Test func aWitnessAndAControlGroupAreRead() throws {
+        let config = try FarmConfig.parse(
+            Self.replacing(with: "  witness: 198.18.0.1") + "\ncontrol_group: root\n", file: "web.yaml")
+        #expect(config.farm.witness == IPAddress("198.18.0.1"))
+        #expect(config.controlGroup == FarmConfig.Group(name: "root", id: 0))
+        #expect(try FarmConfig.parse(Self.example + "\ncontrol_group: \"0\"\n", file: "f").controlGroup?.id == 0)
+        #expect {
+            try FarmConfig.parse(Self.example + "\ncontrol_group: vipfarm-no-such-group\n", file: "web.yaml")
+        } throws: { "\($0)".contains("web.yaml:24: control_group: no group 'vipfarm-no-such-group' on this host") }
     }
 
     @Test func missingSectionsAndKeysAreNamed() {

@@ -38,50 +38,29 @@ struct FarmEndToEndTests {
 
     /// GET `path` from 127.0.0.1:9946 in the calling thread's namespace; the raw response.
     static func httpGet(_ path: String) -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(9946).bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { return "connect failed: \(errno)" }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard let socket = connectIdle(tcpPort: 9946) else { return "connect failed" }
+        guard socket.sendAll(Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)) else { return "send failed" }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
+        while let count = buffer.withUnsafeMutableBytes({ try? socket.receive(into: $0) }) ?? nil, count > 0 {
             response += buffer[0..<count]
         }
         return String(decoding: response, as: UTF8.self)
     }
 
-    /// A connected TCP client on 127.0.0.1:`tcpPort` that sends nothing (its descriptor).
-    static func connectIdle(tcpPort port: UInt16) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return fd
+    /// A connected TCP client on 127.0.0.1:`tcpPort` that sends nothing.
+    static func connectIdle(tcpPort port: UInt16) -> Socket? {
+        let socket = try? Socket(family: AF_INET, type: SOCK_STREAM)
+        guard (try? socket?.connect(to: IPAddress("127.0.0.1")!, port: port, timeoutMilliseconds: 2000)) != nil,
+            (try? socket?.setBlocking(true)) != nil, (try? socket?.setTimeouts(milliseconds: 5000)) != nil
+        else { return nil }
+        return socket
     }
 
-    /// A connected client of the Unix socket at `path` that sends nothing (its descriptor).
-    static func connectIdle(unix path: String) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        _ = StreamServer.withUnixAddress(path) { connect(fd, $0, $1) }
-        return fd
+    /// A connected client of the Unix socket at `path` that sends nothing.
+    static func connectIdle(unix path: String) -> Socket? {
+        let socket = try? Socket(family: AF_UNIX, type: SOCK_STREAM)
+        return (try? socket?.connect(unixPath: path)) != nil ? socket : nil
     }
 
     @Test func everyRequestOnceThroughStatusDrainAndSigkill() throws {
@@ -148,7 +127,8 @@ struct FarmEndToEndTests {
         let idle = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in
             (0..<3).map { _ in Self.connectIdle(tcpPort: 9946) } + (0..<3).map { _ in Self.connectIdle(unix: farm.socketPath(1)) }
         }
-        defer { for fd in idle { close(fd) } }
+        #expect(idle.allSatisfy { $0 != nil })
+        defer { withExtendedLifetime(idle) {} }
         let refused = try ControlServer.request("drain 9223372036854775807", path: farm.socketPath(1))
         #expect(String(decoding: refused, as: UTF8.self).contains("\"error\""))
         #expect(try farm.control(["status"], node: 1).contains("quorum: yes (3 of 3 nodes alive)"))

@@ -146,6 +146,44 @@ struct MembershipTests {
         #expect(three.expectedVotes == 3 && three.hasQuorum)
     }
 
+    /// Two nodes, `quorum: none`, a witness; node 2 heard at 0 and 10, node 1 active.
+    static func pairWithWitness() -> Membership {
+        var membership = Membership(
+            me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: seed, now: 0,
+            peers: [NodeID(2)!], quorum: .none, witness: true)
+        _ = membership.receive(beat(2), now: 0)
+        #expect(membership.mayActivate(now: 30))  // every peer heard: the witness is not needed
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(beat(2, sequence: 2), now: 10)
+        return membership
+    }
+
+    @Test func withAWitnessANodeWhosePeerFellSilentServesIfTheWitnessAnsweredAPingSentAfterTheCut() {
+        var membership = Self.pairWithWitness()
+        #expect(!membership.someoneSilent(now: 25, longerThan: 15) && membership.someoneSilent(now: 26, longerThan: 15))
+        // Node 2 was last heard at 10; its next heartbeat was due by 20: a ping sent at 22 crossed the network after
+        // whatever silenced node 2.
+        membership.witnessAnswered(at: 22)
+        #expect(membership.tick(now: 36).isEmpty)
+        #expect(membership.tick(now: 41).contains(.peerDied(NodeID(2)!, silentMilliseconds: 31)))
+        #expect(membership.fence == nil && Self.ids(membership.view) == [1])
+        // A second later without another answer, the node may be the one cut off: it fences.
+        #expect(membership.tick(now: 1021).isEmpty)
+        #expect(membership.tick(now: 1023).contains(.fenced(.isolated)))
+        #expect(membership.view.isEmpty && !membership.hasQuorum)
+        membership.witnessAnswered(at: 1030)
+        #expect(membership.liftFence(now: 1031) == [.unfenced])
+    }
+
+    @Test func withAWitnessThatAnsweredOnlyBeforeTheCutANodeFencesBeforeItsPeerIsDeclaredDead() {
+        var membership = Self.pairWithWitness()
+        membership.witnessAnswered(at: 15)  // sent before node 2's next heartbeat was due: proves nothing
+        // The early check (25 ms of silence, before the peer declares this node dead at 30).
+        #expect(membership.tick(now: 35).isEmpty)
+        #expect(membership.tick(now: 36).contains(.fenced(.isolated)))
+        #expect(membership.fence == .isolated && membership.leader == nil)
+    }
+
     @Test func aStalledNodeFencesUntilItHearsItsPeersAgain() {
         var membership = Self.farmOfThree()
         _ = membership.receive(Self.beat(1), now: 0)

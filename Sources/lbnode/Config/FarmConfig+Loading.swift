@@ -22,18 +22,36 @@ extension FarmConfig {
         try reader.rejectUnknown(
             root,
             known: [
-                "farm", "node", "peers", "rules", "checkers", "control_socket",
+                "farm", "node", "peers", "rules", "checkers", "control_socket", "control_group",
                 "metrics_address",
             ])
         let farm = try readFarm(reader, try reader.subsection(root, "farm")!)
         let node = try readNode(reader, try reader.subsection(root, "node")!, vip: farm.vip)
         let peers = try readPeers(reader, root, node: node)
+        if let witness = farm.witness, witness.isIPv4 != node.address.isIPv4 {
+            let section = try reader.subsection(root, "farm")!
+            throw reader.error(
+                section.child("witness"), section.line(of: "witness"), "must be of the same family as node.address")
+        }
         return FarmConfig(
             farm: farm, node: node, peers: peers,
             rules: try reader.list(root, "rules").map { try readRule(reader, $0.node, path: $0.path) },
             checkers: try reader.list(root, "checkers").map { try readChecker(reader, $0.node, path: $0.path) },
             controlSocket: try reader.string(root, "control_socket", default: "/run/vipfarm/\(farm.name).sock"),
-            metricsAddress: try readMetricsAddress(reader, root))
+            metricsAddress: try readMetricsAddress(reader, root),
+            controlGroup: try readControlGroup(reader, root))
+    }
+
+    /// A group name or number that exists on this host.
+    private static func readControlGroup(_ reader: ConfigReader, _ root: ConfigReader.Section) throws -> Group? {
+        guard root.value("control_group") != nil else { return nil }
+        let name = try reader.string(root, "control_group")
+        guard let id = StreamServer.Peer.groupID(named: name) else {
+            throw reader.error(
+                root.child("control_group"), root.line(of: "control_group"),
+                "no group '\(name)' on this host: create it (`groupadd \(name)`) or remove the key")
+        }
+        return Group(name: name, id: id)
     }
 
     private static func readFarm(_ reader: ConfigReader, _ section: ConfigReader.Section) throws -> Farm {
@@ -41,7 +59,7 @@ extension FarmConfig {
             section,
             known: [
                 "name", "vip", "delivery", "key_file", "heartbeat_port",
-                "heartbeat_interval_ms", "dead_after", "buckets", "table", "quorum",
+                "heartbeat_interval_ms", "dead_after", "buckets", "table", "quorum", "witness",
             ])
         let name = try reader.string(section, "name")
         guard name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
@@ -72,7 +90,24 @@ extension FarmConfig {
             deadAfter: try reader.integer(section, "dead_after", in: 2...1000, default: 3),
             buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced),
             quorum: section.value("quorum") == nil
-                ? nil : try reader.choice(section, "quorum", default: Membership.Quorum.majority))
+                ? nil : try reader.choice(section, "quorum", default: Membership.Quorum.majority),
+            witness: try readWitness(reader, section, vip: vip))
+    }
+
+    /// One unicast address that is not the VIP.
+    private static func readWitness(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws
+        -> IPAddress?
+    {
+        guard section.value("witness") != nil else { return nil }
+        let prefix = try address(reader, section, "witness")
+        guard prefix.prefixLength == prefix.bytes.count * 8, prefix.isUsableUnicast, prefix.bytes != vip.bytes,
+            let witness = IPAddress(bytes: prefix.bytes)
+        else {
+            throw reader.error(
+                section.child("witness"), section.line(of: "witness"),
+                "must be one unicast address other than the VIP (a gateway every node should reach)")
+        }
+        return witness
     }
 
     private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node

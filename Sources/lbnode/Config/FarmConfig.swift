@@ -19,6 +19,8 @@ struct FarmConfig: Equatable {
         var table: TableAlgorithm
         /// Which side of a partition serves; nil = the default (`effectiveQuorum`).
         var quorum: Membership.Quorum? = nil
+        /// An address this node pings while it does not hear every peer (a gateway): cut off from it, it serves nothing.
+        var witness: IPAddress? = nil
     }
 
     struct Node: Equatable {
@@ -72,6 +74,13 @@ struct FarmConfig: Equatable {
     var controlSocket: String
     /// Where `/metrics` is served (host:port).
     var metricsAddress: String
+    /// A group whose members may use the control socket, drain included (root always may).
+    var controlGroup: Group? = nil
+
+    struct Group: Equatable {
+        var name: String
+        var id: UInt32
+    }
 
     /// Majority for three nodes or more; none for two (one survivor of two must serve).
     var effectiveQuorum: Membership.Quorum { farm.quorum ?? (peers.count >= 2 ? .majority : .none) }

@@ -1,8 +1,8 @@
 import Foundation
-import Glibc
 import TapEngine
 
-/// The daemon's Unix stream socket (mode 0600): a client connects, sends one command line, and reads one JSON answer.
+/// The daemon's Unix stream socket (mode 0600; 0660 and owned by `control_group` when one is set): a client connects,
+/// sends one command line, and reads one JSON answer.
 /// Clients are served on threads of their own with a timeout (`StreamServer`), so the heartbeat loop never waits for
 /// one and an idle client blocks nobody.
 final class ControlServer: @unchecked Sendable {
@@ -11,13 +11,13 @@ final class ControlServer: @unchecked Sendable {
 
     /// Binds `path` (replacing a stale socket file) and starts answering with `handler`, which is given the command
     /// line and the client's credentials.
-    init(path: String, handler: @escaping @Sendable (String, StreamServer.Peer) -> Data) throws {
+    init(path: String, group: UInt32?, handler: @escaping @Sendable (String, StreamServer.Peer) -> Data) throws {
         self.path = path
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         do {
             server = try StreamServer(
-                unixPath: path, complete: { $0.contains(UInt8(ascii: "\n")) },
+                unixPath: path, mode: group == nil ? 0o600 : 0o660, group: group, complete: { $0.contains(UInt8(ascii: "\n")) },
                 handler: { request, peer in
                     let line = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     return Array(handler(line, peer))
@@ -33,23 +33,23 @@ final class ControlServer: @unchecked Sendable {
 
     /// Sends `command` to the daemon at `path` and returns its answer.
     static func request(_ command: String, path: String) throws -> Data {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ControlError("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard StreamServer.withUnixAddress(path, { connect(fd, $0, $1) }) == 0 else {
+        do {
+            let socket = try Socket(family: AF_UNIX, type: SOCK_STREAM)
+            try socket.connect(unixPath: path)
+            try socket.setTimeouts(milliseconds: 5000)
+            guard socket.sendAll(Array((command + "\n").utf8)) else {
+                throw ControlError("lbnode at \(path) closed the connection before the command was sent")
+            }
+            var answer = Data()
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while let count = try buffer.withUnsafeMutableBytes({ try socket.receive(into: $0) }), count > 0 {
+                answer.append(contentsOf: buffer[0..<count])
+            }
+            return answer
+        } catch let error as SystemCallError {
             throw ControlError(
-                "cannot reach lbnode at \(path): \(String(cString: strerror(errno))) "
-                    + "(is `lbnode run` running, and are you root?)")
+                "cannot reach lbnode at \(path): \(error) (is `lbnode run` running, and may you use its socket?)")
         }
-        _ = Array((command + "\n").utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var answer = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            answer.append(contentsOf: buffer[0..<count])
-        }
-        return answer
     }
 }
 

@@ -84,12 +84,17 @@ final class Daemon: @unchecked Sendable {
             bindTo: myAddress, port: config.farm.heartbeatPort,
             filter: DatagramFilter(
                 payloadSize: Heartbeat.size, magic: Heartbeat.magicWord, sources: Array(peerAddresses.values)))
-        let control = try ControlServer(path: config.controlSocket) { [self] command, peer in
+        let control = try ControlServer(path: config.controlSocket, group: config.controlGroup?.id) {
+            [self] command, peer in
             answer(command, from: peer)
         }
         defer { withExtendedLifetime(control) {} }
         let metrics = try MetricsServer(address: config.metricsAddress) { [self] in status.withLock { $0 } }
         defer { withExtendedLifetime(metrics) {} }
+        let witness = try config.farm.witness.map { address throws(SystemCallError) in
+            try WitnessPinger(target: address)
+        }
+        var lastPing = Int.min / 2
         var checkers = CheckerRunner(config: config) { [self] in log($0) }
         checkers.start()
         defer { checkers.stop() }
@@ -139,6 +144,13 @@ final class Daemon: @unchecked Sendable {
             inputs.heartbeats = pending.values.sorted { $0.sender < $1.sender }
             pending.removeAll(keepingCapacity: true)
             inputs.checkersHealthy = checkers.healthy
+            if let witness {
+                inputs.witnessAnsweredAt = witness.answered()
+                if now - lastPing >= controller.witnessPingInterval(now: now) {
+                    witness.ping(now: now)
+                    lastPing = now
+                }
+            }
             let fault = monitor.fault(now: now, engine: engine, setup: setup)
             inputs.dataPathFault = fault?.reason
             inputs.drainSeconds = drainRequested.withLock { value in
@@ -280,6 +292,10 @@ final class Daemon: @unchecked Sendable {
         snapshot.liveNodes = membership.liveVotes
         snapshot.expectedNodes = membership.expectedVotes
         snapshot.quorum = membership.hasQuorum
+        snapshot.witness = config.farm.witness?.description
+        snapshot.witnessReachable = membership.witnessAnsweredAt.map {
+            now - $0 <= Membership.witnessTimeoutMilliseconds
+        }
         snapshot.dataPathFault = controller.dataPathFault
         snapshot.leaderConflicts = controller.leaderConflicts
         snapshot.duplicateIDs = gate.duplicates.keys.map(\.description).sorted()
@@ -292,7 +308,8 @@ final class Daemon: @unchecked Sendable {
     /// The longest drain the control socket accepts (a day), as `lbnode drain --timeout` does.
     static let maxDrainSeconds = 86_400
 
-    /// Answers one control command: `status` (anyone who may connect), or `drain <seconds>` (root only).
+    /// Answers one control command: `status` (anyone who may connect), or `drain <seconds>` (root, or a member of
+    /// `control_group`).
     private func answer(_ command: String, from peer: StreamServer.Peer) -> Data {
         struct Reply: Encodable {
             var draining: Int?
@@ -305,8 +322,12 @@ final class Daemon: @unchecked Sendable {
             let snapshot = status.withLock { $0 }
             return (try? JSONEncoder().encode(snapshot)) ?? Data("{}".utf8)
         case "drain":
-            guard peer.uid == 0 else {
-                return reply(Reply(error: "drain needs root (the control socket's peer is uid \(peer.uid.map(String.init) ?? "unknown"))"))
+            guard peer.uid == 0 || config.controlGroup.map({ peer.belongs(toGroup: $0.id) }) == true else {
+                let group = config.controlGroup.map { " or a member of group \($0.name)" } ?? ""
+                return reply(
+                    Reply(
+                        error: "drain needs root\(group) (the control socket's peer is uid "
+                            + "\(peer.uid.map(String.init) ?? "unknown"))"))
             }
             let text = words.count > 1 ? String(words[1]) : "60"
             guard words.count <= 2, let seconds = Int(text), (0...Self.maxDrainSeconds).contains(seconds) else {

@@ -13,6 +13,8 @@ struct NodeInputs {
     var drainSeconds: Int? = nil
     /// A configuration re-read on SIGHUP (already validated on its own).
     var reload: FarmConfig? = nil
+    /// When the latest ping the witness answered was sent (ms; nil: none answered since the last step).
+    var witnessAnsweredAt: Int? = nil
     /// An authentic heartbeat with this node's own ID came from a lower address (which keeps the ID).
     var outrankedByDuplicateID = false
     /// The node is asked to leave (a signal, the parent gone).
@@ -77,7 +79,7 @@ struct NodeController {
             me: config.node.id, weight: config.node.weight,
             intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds, deadAfter: config.farm.deadAfter,
             seed: FarmSeed(farmName: config.farm.name), now: now, peers: Set(config.peers.map(\.id)),
-            quorum: config.effectiveQuorum)
+            quorum: config.effectiveQuorum, witness: config.farm.witness != nil)
         beat = Heartbeat(
             sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
             incarnation: incarnation, sequence: 0, viewDigest: 0, mac: interfaceMAC)
@@ -112,6 +114,7 @@ struct NodeController {
                 .log(inputs.dataPathFault.map { "data path down: \($0)" } ?? "data path can deliver again"))
             dataPathFault = inputs.dataPathFault
         }
+        if let answered = inputs.witnessAnsweredAt { membership.witnessAnswered(at: answered) }
         let healthy = inputs.checkersHealthy && dataPathFault == nil
         if healthy != membership.healthy { apply(membership.setLocal(healthy: healthy), now: now, into: &actions) }
         if let seconds = inputs.drainSeconds {
@@ -176,6 +179,13 @@ struct NodeController {
 
     /// When the next heartbeat is due (the I/O loop waits for heartbeats until then).
     var nextBeatDue: Int { nextBeat }
+
+    /// How often to ping the witness: every heartbeat while a peer has been silent for more than one interval and a
+    /// half (an answer newer than its last word must be there when it is declared dead), once a second otherwise.
+    func witnessPingInterval(now: Int) -> Int {
+        let interval = config.farm.heartbeatIntervalMilliseconds
+        return membership.someoneSilent(now: now, longerThan: interval * 3 / 2) ? interval : 1000
+    }
 
     private func macs() -> [UInt16: UInt64] {
         Dictionary(uniqueKeysWithValues: membership.peers.map { ($0.key.rawValue, $0.value.mac) })
@@ -274,6 +284,7 @@ struct NodeController {
         if old.peers != new.peers { return "peers" }
         if old.controlSocket != new.controlSocket { return "control_socket" }
         if old.metricsAddress != new.metricsAddress { return "metrics_address" }
+        if old.controlGroup != new.controlGroup { return "control_group" }
         return nil
     }
 }

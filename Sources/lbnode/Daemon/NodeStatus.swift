@@ -34,6 +34,9 @@ struct NodeStatus: Codable, Sendable {
     var liveNodes: Int = 1
     var expectedNodes: Int = 1
     var quorum: Bool = true
+    /// The witness's address and whether it answers (nil without one).
+    var witness: String?
+    var witnessReachable: Bool?
     /// Why the data path cannot deliver, or nil.
     var dataPathFault: String?
     /// Times a peer with a lower ID claimed the leader's role that this node's view gave to this node.

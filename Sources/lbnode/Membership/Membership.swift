@@ -42,6 +42,8 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
 /// never both serve). A node that loses quorum, wakes from a stall longer than the deadline, or meets its own ID at a
 /// lower address is *fenced*: it goes back to joining, so its buckets go to the others (its engine gets an empty
 /// state), and it rejoins as a new node would only once it has quorum and a fresh heartbeat from every live peer.
+/// With a witness (an address every node pings, a gateway), a node that does not hear every peer serves only while the
+/// witness answers: a node cut off from the network fences (`isolated`) rather than serve beside the others.
 struct Membership {
     /// Which side of a partition may serve.
     enum Quorum: String, Sendable, CaseIterable {
@@ -53,6 +55,7 @@ struct Membership {
 
     enum FenceReason: String, Sendable, CustomStringConvertible {
         case noQuorum = "no quorum"
+        case isolated = "peers silent and the witness does not answer: this node is cut off"
         case stalled = "this node was stalled longer than the failover time"
         case duplicateID = "another node with this ID at a lower address"
         var description: String { rawValue }
@@ -78,6 +81,15 @@ struct Membership {
     let quorum: Quorum
     /// Peers whose last word was that they leave (they do not count towards the quorum until heard again).
     private(set) var departed: Set<NodeID> = []
+    /// Whether a witness is configured. While some peers are silent, a node serves only if the witness vouches for
+    /// it (`witnessVouches`): a node cut off from the network must not serve, a node whose peers died must.
+    let hasWitness: Bool
+    /// When the latest ping the witness answered was sent (ms), or nil.
+    private(set) var witnessAnsweredAt: Int?
+    /// When each peer was last heard, kept after it died (a peer never heard: since this node started).
+    private var lastHeardEver: [NodeID: Int] = [:]
+    /// The latest time this membership was told of (for the properties that take no time).
+    private var latest: Int
     /// Why this node serves nothing, or nil.
     private(set) var fence: FenceReason?
     /// Live peers not heard from since this node was fenced.
@@ -92,8 +104,10 @@ struct Membership {
 
     init(
         me: NodeID, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed, now: Int,
-        peers: Set<NodeID> = [], quorum: Quorum = .none
+        peers: Set<NodeID> = [], quorum: Quorum = .none, witness: Bool = false
     ) {
+        hasWitness = witness
+        latest = now
         self.me = me
         configured = peers.union([me])
         self.quorum = quorum
@@ -102,7 +116,11 @@ struct Membership {
         self.deadAfter = deadAfter
         self.seed = seed
         joinedAt = now
+        lastHeardEver = Dictionary(uniqueKeysWithValues: peers.map { ($0, now) })
     }
+
+    /// How old the witness's last answer may be while some peer is silent.
+    static let witnessTimeoutMilliseconds = 1000
 
     /// Milliseconds of silence after which a peer is dead.
     var deadline: Int { intervalMilliseconds * deadAfter }
@@ -146,32 +164,67 @@ struct Membership {
     /// The nodes alive and not departed, this one included.
     var liveVotes: Int { 1 + peers.count }
 
-    /// Whether this side of a partition may serve (always, with `quorum: none`).
-    var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: nil) }
+    /// Whether this side of a partition may serve (always, with `quorum: none` and no witness).
+    var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: latest) }
 
     /// Whether this side may serve, counting only the peers heard within `window` ms of `now`. The node checks its
     /// own quorum half an interval earlier than its peers declare it dead, so that a node cut off stops serving before
     /// the others take its buckets (not earlier: a starved machine would fence for nothing).
-    func hasQuorum(heardWithin window: Int, now: Int?) -> Bool {
-        guard quorum == .majority else { return true }
-        let live = peers.filter { id, peer in now.map { $0 - peer.lastHeard <= window } ?? true }.map(\.key)
-        let votes = 1 + live.count
-        let expected = expectedVotes
+    func hasQuorum(heardWithin window: Int, now: Int) -> Bool {
+        quorumFailure(heardWithin: window, now: now) == nil
+    }
+
+    /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
+    private func quorumFailure(heardWithin window: Int, now: Int) -> FenceReason? {
+        let live = peers.filter { now - $0.value.lastHeard <= window }.map(\.key)
+        let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
+        if hasWitness && !silent.isEmpty,
+            !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
+        {
+            return .isolated
+        }
+        guard quorum == .majority, !majority(votes: 1 + live.count, expected: expectedVotes, live: live) else {
+            return nil
+        }
+        return .noQuorum
+    }
+
+    /// The witness answered a ping sent after `since` and within the last `witnessTimeoutMilliseconds`. `since` is an
+    /// interval after the last word of the peers now silent: had they still been reachable then, their next heartbeat
+    /// would have come, so a cut that silenced them came earlier, and the answer crossed the network after it.
+    private func witnessVouches(since: Int?, now: Int) -> Bool {
+        guard let answered = witnessAnsweredAt else { return false }
+        return answered > (since ?? Int.min) && now - answered <= Self.witnessTimeoutMilliseconds
+    }
+
+    /// Whether a peer has been silent longer than `milliseconds` (or is not heard at all): the I/O loop then pings
+    /// the witness at every heartbeat, so that an answer newer than the peer's last word is there when it is
+    /// declared dead.
+    func someoneSilent(now: Int, longerThan milliseconds: Int) -> Bool {
+        configured.subtracting(departed).subtracting([me]).contains { id in
+            peers[id].map { now - $0.lastHeard > milliseconds } ?? true
+        }
+    }
+
+    private func majority(votes: Int, expected: Int, live: [NodeID]) -> Bool {
         if votes * 2 > expected { return true }
         guard votes * 2 == expected else { return false }
         let lowest = configured.subtracting(departed).min()
         return lowest == me || lowest.map { live.contains($0) } == true
     }
 
-    /// The early quorum check (see `hasQuorum(heardWithin:now:)`).
-    func hasQuorumEarly(now: Int) -> Bool {
-        hasQuorum(heardWithin: deadline - intervalMilliseconds / 2, now: now)
+    /// The window of the early quorum check (see `hasQuorum(heardWithin:now:)`).
+    private var earlyWindow: Int { deadline - intervalMilliseconds / 2 }
+
+    /// The witness answered a ping sent at `at` (only with a witness configured).
+    mutating func witnessAnswered(at: Int) {
+        witnessAnsweredAt = max(witnessAnsweredAt ?? at, at)
     }
 
     /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
     /// it by then, so it takes buckets only when the others see it. A fenced node, or one without quorum, may not.
     func mayActivate(now: Int) -> Bool {
-        state == .joining && now - joinedAt >= deadline && fence == nil && hasQuorum
+        state == .joining && now - joinedAt >= deadline && fence == nil && hasQuorum(heardWithin: deadline, now: now)
     }
 
     /// Stops serving: back to joining (the buckets go to the others) until `fence` lifts (see `liftFence`).
@@ -186,7 +239,9 @@ struct Membership {
     /// Lifts the fence once this node has quorum, its reason is gone (`stillFenced`), and it heard every live peer
     /// since: it then rejoins as a new node does (active after the deadline).
     mutating func liftFence(now: Int, stillFenced: Bool = false) -> [MembershipEvent] {
-        guard fence != nil, !stillFenced, hasQuorum, unheardSinceFence.isEmpty else { return [] }
+        guard fence != nil, !stillFenced, hasQuorum(heardWithin: deadline, now: now), unheardSinceFence.isEmpty else {
+            return []
+        }
         fence = nil
         joinedAt = now
         return [.unfenced]
@@ -194,11 +249,15 @@ struct Membership {
 
     /// Fences when the quorum is lost (call after every change of the peers).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
-        guard fence == nil, state != .joining, !hasQuorumEarly(now: now) else { return [] }
-        return fence(.noQuorum, now: now)
+        guard fence == nil, state != .joining, let reason = quorumFailure(heardWithin: earlyWindow, now: now) else {
+            return []
+        }
+        return fence(reason, now: now)
     }
 
     mutating func receive(_ heartbeat: Heartbeat, now: Int) -> [MembershipEvent] {
+        latest = max(latest, now)
+        lastHeardEver[heartbeat.sender] = now
         let record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now)
@@ -223,6 +282,7 @@ struct Membership {
 
     /// Takes out the peers that have been silent too long.
     mutating func tick(now: Int) -> [MembershipEvent] {
+        latest = max(latest, now)
         var events: [MembershipEvent] = []
         for (id, peer) in peers.sorted(by: { $0.key < $1.key }) where now - peer.lastHeard > deadline {
             peers.removeValue(forKey: id)

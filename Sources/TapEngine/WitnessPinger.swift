@@ -1,0 +1,85 @@
+import CKernel
+import Glibc
+import Hashing
+
+/// Pings one address (an ICMP or ICMPv6 echo over a raw socket, so no `ping` program is needed) and tells when the
+/// latest answered request was sent: the witness by which a node that stops hearing its peers tells "they are gone"
+/// from "I am cut off". A request carries its send time and a random token, so an answer proves the path worked after
+/// that time (however late it is read), and a forged one needs the token.
+public final class WitnessPinger {
+    public let target: IPAddress
+    private let socket: Socket
+    private let identifier = UInt16.random(in: 1...UInt16.max)
+    private let token = UInt64.random(in: 0...UInt64.max)
+    private var sequence: UInt16 = 0
+    private var buffer = [UInt8](repeating: 0, count: 2048)
+
+    /// Opens the raw socket (needs CAP_NET_RAW).
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C function is `socket`.
+    public init(target: IPAddress) throws(SystemCallError) {
+        self.target = target
+        socket = try Socket(
+            family: target.isIPv4 ? AF_INET : AF_INET6, type: SOCK_RAW,
+            protocol: Int32(target.isIPv4 ? IPPROTO_ICMP : IPPROTO_ICMPV6), nonBlocking: true)
+    }
+
+    /// Sends one echo request stamped `now` (any monotonic count; a full socket queue only skips it).
+    public func ping(now: Int) {
+        sequence &+= 1
+        var message: [UInt8] = [target.isIPv4 ? 8 : 128, 0, 0, 0]  // echo request, code 0, checksum
+        message += [UInt8(identifier >> 8), UInt8(identifier & 0xFF), UInt8(sequence >> 8), UInt8(sequence & 0xFF)]
+        withUnsafeBytes(of: token.bigEndian) { message += $0 }
+        withUnsafeBytes(of: Int64(now).bigEndian) { message += $0 }
+        if target.isIPv4 {  // the kernel sums ICMPv6 itself
+            let sum = PacketBuilder.internetChecksum(message)
+            message[2] = UInt8(sum >> 8)
+            message[3] = UInt8(sum & 0xFF)
+        }
+        _ = SocketAddress.with(target, port: 0) { address, length in
+            try? SystemCall.unlessWouldBlock("sendto", "ping the witness \(target)") {
+                sendto(socket.descriptor, message, message.count, 0, address, length)
+            }
+        }
+    }
+
+    /// Takes every datagram waiting without blocking; the send time of the latest request answered among them, or nil.
+    public func answered() -> Int? {
+        var answered: Int?
+        while true {
+            var source = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let received = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &source) { pointer in
+                    pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                        try? SystemCall.unlessWouldBlock("recvfrom", "read the witness's answers") {
+                            recvfrom(socket.descriptor, bytes.baseAddress, bytes.count, 0, address, &length)
+                        }
+                    }
+                }
+            }
+            guard let count = received ?? nil else { return answered }
+            if let sent = sendTime(count: count, from: source) { answered = max(answered ?? sent, sent) }
+        }
+    }
+
+    /// The send time in an echo reply to this pinger's requests from the target, or nil.
+    private func sendTime(count: Int, from source: sockaddr_storage) -> Int? {
+        var message = buffer[0..<count]
+        var source = source
+        if target.isIPv4 {
+            guard let first = message.first, first >> 4 == 4 else { return nil }
+            message = message.dropFirst(Int(first & 0x0F) * 4)  // a raw IPv4 socket hands over the IP header too
+            let sender = withUnsafeBytes(of: &source) { $0.load(fromByteOffset: 4, as: UInt32.self) }
+            guard UInt32(bigEndian: sender) == target.ipv4Value else { return nil }
+        } else {
+            let sender = withUnsafeBytes(of: &source) { Array($0[8..<24]) }
+            guard sender == target.bytes else { return nil }
+        }
+        let bytes = Array(message)
+        func field(_ offset: Int, _ size: Int) -> UInt64 { bytes[offset..<offset + size].reduce(0) { $0 << 8 | UInt64($1) } }
+        guard bytes.count >= 24, bytes[0] == (target.isIPv4 ? 0 : 129), field(4, 2) == identifier, field(8, 8) == token
+        else { return nil }
+        return Int(Int64(bitPattern: field(16, 8)))
+    }
+}
