@@ -18,6 +18,9 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     case freezeOther = "freeze-other"
     /// Heartbeats between node 3 and the others blocked with nftables, then unblocked.
     case partition
+    /// A two-node farm with a witness (the client's address): node 2 cut off from node 1's heartbeats and from the
+    /// witness (nftables), then healed. Node 2 must fence itself (isolated), node 1 serve alone.
+    case isolated
     /// Node 2's TAP deleted (`ip link del lb0`).
     case tapDeleted = "tap-deleted"
     /// Node 2's NIC deleted and re-created (moved out of its namespace and back, its address added again).
@@ -40,7 +43,16 @@ public struct ChaosOutcome: Codable, Sendable {
     public var figures: [String: Double] = [:]
 }
 
-/// Runs the scenarios on a three-node farm.
+extension ChaosScenario {
+    /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness).
+    public func shape(_ options: inout VirtualFarm.Options) {
+        guard self == .isolated else { return }
+        options.testbed.servers = 2
+        options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
+    }
+}
+
+/// Runs the scenarios on a three-node farm (`ChaosScenario.shape`).
 public struct FarmChaos {
     public let farm: VirtualFarm
     /// How long floods last, in seconds.
@@ -65,7 +77,8 @@ public struct FarmChaos {
         case .junkFlood, .forgedFlood: return try flood(scenario)
         case .freezeDirector: return try freeze(scenario, node: 1)
         case .freezeOther: return try freeze(scenario, node: 3)
-        case .partition: return try partition()
+        case .partition: return try partition(node: 3, blocking: "udp dport 7946 drop;")
+        case .isolated: return try partition(node: 2, blocking: "udp dport 7946 drop; meta l4proto icmp drop;")
         case .tapDeleted, .nicRecreated, .nicDownUp: return try dataPath(scenario, node: 2)
         case .synFlood: return try synFlood()
         }
@@ -197,8 +210,9 @@ public struct FarmChaos {
 
     // MARK: - Partition
 
-    func partition() throws -> ChaosOutcome {
-        let isolated = farm.testbed.servers[2]
+    /// Blocks what `blocking` drops (nftables statements) in and out of `node` for 2 s, then heals.
+    func partition(node: Int, blocking: String) throws -> ChaosOutcome {
+        let isolated = farm.testbed.servers[node - 1]
         let table = "vfchaos"
         var blockedAt: Int64 = 0
         var healedAt: Int64 = 0
@@ -210,8 +224,8 @@ public struct FarmChaos {
                     try NFTables.apply(
                         """
                         table inet \(table) {
-                          chain in { type filter hook input priority 0; udp dport 7946 drop; }
-                          chain out { type filter hook output priority 0; udp dport 7946 drop; }
+                          chain in { type filter hook input priority 0; \(blocking) }
+                          chain out { type filter hook output priority 0; \(blocking) }
                         }
                         """)
                 }
@@ -221,12 +235,16 @@ public struct FarmChaos {
             try isolated.namespace.run { () throws(NetlinkError) in
                 Result { try NFTables.apply("delete table inet \(table)") }
             }.get()
-            healed = farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 5)
+            healed = farm.waitForView(
+                farm.fullView, nodes: farm.testbed.servers.map(\.number), seconds: 5)
             Thread.sleep(forTimeInterval: 0.5)
         }
         let settled = blockedAt + Int64(recoveryBudgetMilliseconds * 1e6)
-        var outcome = ChaosOutcome(scenario: .partition, passed: true, tally: ProbeTally(records))
-        let byIsolated = Self.answered(by: 3, in: records, after: settled) - Self.answered(by: 3, in: records, after: healedAt)
+        var outcome = ChaosOutcome(
+            scenario: node == 3 ? .partition : .isolated, passed: true, tally: ProbeTally(records))
+        let byIsolated =
+            Self.answered(by: UInt16(node), in: records, after: settled)
+            - Self.answered(by: UInt16(node), in: records, after: healedAt)
         outcome.figures = [
             "answered_by_isolated_side": Double(byIsolated), "recovery_ms": Self.recovery(of: records, after: blockedAt) ?? -1,
             "longest_gap_ms": outcome.tally.longestGapMilliseconds,

@@ -20,6 +20,8 @@ public final class VirtualFarm {
         /// Debian's nginx and an iperf3 server on every server (`applications`), and a rule that keeps each
         /// client's iperf3 connections (control and data) on one node.
         public var realApplications = false
+        /// `farm.witness`: an address every node pings while it does not hear every peer.
+        public var witness: String? = nil
 
         public init(
             testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
@@ -94,6 +96,11 @@ public final class VirtualFarm {
 
     public func configPath(_ number: Int) -> String { "\(directory)/n\(number).yaml" }
     public func socketPath(_ number: Int) -> String { "\(directory)/n\(number).sock" }
+
+    /// The view of every node at weight 100, as the logs write it: "{1:100, 2:100, 3:100}".
+    public var fullView: String {
+        "{" + testbed.servers.map { "\($0.number):100" }.joined(separator: ", ") + "}"
+    }
     public func logPath(_ number: Int) -> String { "\(directory)/log\(number)" }
 
     private func configuration(for server: VirtualNetwork.Host) -> String {
@@ -106,7 +113,7 @@ public final class VirtualFarm {
               delivery: \(options.delivery)
               key_file: \(directory)/key
               heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
-              dead_after: \(options.deadAfter)
+              dead_after: \(options.deadAfter)\(options.witness.map { "\n  witness: \($0)" } ?? "")
             node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address) }
             control_socket: \(socketPath(server.number))
             peers:
@@ -190,12 +197,20 @@ public final class VirtualFarm {
         return false
     }
 
-    /// Runs an lbnode client command (status, drain) against node `number`'s control socket; its standard output.
-    public func control(_ arguments: [String], node number: Int) throws -> String {
+    /// Runs an lbnode client command (status, drain) against node `number`'s control socket, as root or as `user`;
+    /// its standard output.
+    public func control(_ arguments: [String], node number: Int, asUser user: UInt32? = nil) throws -> String {
         let process = Process()
         let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
-        process.arguments = arguments + ["--socket", socketPath(number)]
+        let command = [Self.lbnodePath] + arguments + ["--socket", socketPath(number)]
+        if let user {  // that user and its own group only (setpriv, of util-linux); what it says to stderr too
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups"] + command
+            process.standardError = output
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.lbnodePath)
+            process.arguments = Array(command.dropFirst())
+        }
         process.standardOutput = output
         try process.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

@@ -59,9 +59,11 @@ struct ChaosCommand: ParsableCommand {
         var outcomes: [ChaosOutcome] = []
         for scenario in chosen {
             FileHandle.standardError.write(Data("lbbench chaos: \(scenario.rawValue)...\n".utf8))
-            let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery))
+            var options = VirtualFarm.Options(delivery: delivery)
+            scenario.shape(&options)
+            let farm = try VirtualFarm(options)
             defer { farm.stop() }
-            guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else {
+            guard farm.waitForView(farm.fullView, nodes: farm.testbed.servers.map(\.number)) else {
                 throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
             }
             let chaos = FarmChaos(

@@ -9,9 +9,12 @@ import Testing
 @Suite(privileged, .serialized)
 struct ChaosEndToEndTests {
     static func run(_ scenario: ChaosScenario, delivery: String = "directed") throws {
-        let farm = try FarmEndToEndTests.farm { $0.delivery = delivery }
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = delivery
+            scenario.shape(&$0)
+        }
         defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        #expect(farm.waitForView(farm.fullView, nodes: farm.testbed.servers.map(\.number)), "\(farm.log(1))")
         let outcome = try FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800).run(scenario)
         print("chaos \(scenario) (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(
@@ -31,6 +34,8 @@ struct ChaosEndToEndTests {
     @Test func aPartitionLeavesExactlyOneSideServing() throws { try Self.run(.partition, delivery: "flood") }
 
     @Test func aPartitionInDirectedModeToo() throws { try Self.run(.partition) }
+
+    @Test func aNodeCutOffFromItsPeerAndTheWitnessFencesItself() throws { try Self.run(.isolated, delivery: "flood") }
 
     @Test func aDeletedTapIsRecreated() throws { try Self.run(.tapDeleted, delivery: "flood") }
 

@@ -64,7 +64,7 @@ struct FarmEndToEndTests {
     }
 
     @Test func everyRequestOnceThroughStatusDrainAndSigkill() throws {
-        let farm = try Self.farm()
+        let farm = try Self.farm { $0.extraConfig[2] = "control_group: nogroup\n" }
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         // Thousands of client flows (a socket each: raise the descriptor limit to what root may have).
@@ -153,8 +153,12 @@ struct FarmEndToEndTests {
         Thread.sleep(forTimeInterval: 0.2)
         #expect(farm.log(1).contains("reload refused: the farm section cannot change while running"))
 
-        // Drain node 2: it leaves the view at once (its buckets go to the others) and stops when the time is over.
-        _ = try farm.control(["drain", "--timeout", "1"], node: 2)
+        // User nobody (group nogroup) may not use node 1's control socket (root's only), and may drain node 2, whose
+        // control_group is nogroup. Node 2 leaves the view at once (its buckets go to the others) and stops when the
+        // time is over.
+        let nobody: UInt32 = 65534
+        #expect(try farm.control(["drain", "--timeout", "1"], node: 1, asUser: nobody).contains("cannot reach lbnode"))
+        #expect(try farm.control(["drain", "--timeout", "1"], node: 2, asUser: nobody).contains("draining"))
         #expect(farm.waitForView("{1:200, 3:100}", nodes: [1, 3], seconds: 2))
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
         farm.waitForExit(2)
