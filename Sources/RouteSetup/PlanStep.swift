@@ -32,6 +32,8 @@ public enum PlanStep: Codable, Equatable, Sendable, CustomStringConvertible {
     case addAddress(link: String, prefix: IPPrefix)
     case removeAddress(link: String, prefix: IPPrefix)
     case setSysctl(Sysctl, to: String, from: String)
+    case addIngressDrop(IngressDrop)
+    case removeIngressDrop(IngressDrop)
 
     /// The step that undoes this one.
     public var inverse: PlanStep {
@@ -42,6 +44,8 @@ public enum PlanStep: Codable, Equatable, Sendable, CustomStringConvertible {
         case .addAddress(let link, let prefix): .removeAddress(link: link, prefix: prefix)
         case .removeAddress(let link, let prefix): .addAddress(link: link, prefix: prefix)
         case .setSysctl(let sysctl, let to, let from): .setSysctl(sysctl, to: from, from: to)
+        case .addIngressDrop(let drop): .removeIngressDrop(drop)
+        case .removeIngressDrop(let drop): .addIngressDrop(drop)
         }
     }
 
@@ -60,6 +64,10 @@ public enum PlanStep: Codable, Equatable, Sendable, CustomStringConvertible {
             try socket.removeAddress(prefix, fromLink: try socket.requireLink(named: link).index)
         case .setSysctl(let sysctl, let value, _):
             try sysctl.write(value)
+        case .addIngressDrop(let drop):
+            try drop.install()
+        case .removeIngressDrop(let drop):
+            try drop.remove()
         }
     }
 
@@ -71,6 +79,8 @@ public enum PlanStep: Codable, Equatable, Sendable, CustomStringConvertible {
         case .addAddress(let link, let prefix): "add \(prefix) to \(link)"
         case .removeAddress(let link, let prefix): "remove \(prefix) from \(link)"
         case .setSysctl(let sysctl, let to, let from): "set \(sysctl) = \(to) (was \(from))"
+        case .addIngressDrop(let drop): "drop packets for \(drop.vip.address) at \(drop.interface)'s ingress (nftables table \(drop.table))"
+        case .removeIngressDrop(let drop): "remove nftables table \(drop.table)"
         }
     }
 }

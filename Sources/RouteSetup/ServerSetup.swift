@@ -13,15 +13,25 @@ public struct ServerSetup: Codable, Equatable, Sendable {
     public var vip: IPPrefix
     /// The TAP device that holds the VIP.
     public var tapName: String
-    /// The farm's virtual MAC, the TAP's own address.
+    /// The TAP's own address: the farm's virtual MAC, which client frames carry; in relay delivery the interface's
+    /// own MAC, which they carry there.
     public var virtualMAC: HardwareAddress
+    /// Relay delivery: the kernel's own path for the VIP on the interface is closed (`IngressDrop`).
+    public var relay: Bool? = nil
 
-    public init(interface: String, vip: IPPrefix, tapName: String = defaultTapName, virtualMAC: HardwareAddress) {
+    public init(
+        interface: String, vip: IPPrefix, tapName: String = defaultTapName, virtualMAC: HardwareAddress,
+        relay: Bool = false
+    ) {
         self.interface = interface
         self.vip = vip
         self.tapName = tapName
         self.virtualMAC = virtualMAC
+        self.relay = relay ? true : nil
     }
+
+    /// The ingress drop of relay delivery, named for this setup's TAP.
+    public var ingressDrop: IngressDrop { IngressDrop(interface: interface, vip: vip, tapName: tapName) }
 
     /// The sysctls and the values the setup needs.
     ///
@@ -91,6 +101,10 @@ public struct ServerSetup: Codable, Equatable, Sendable {
         for stale in onTap where stale != vip && !stale.isLinkLocal {
             steps.append(.removeAddress(link: tapName, prefix: stale))
         }
+        // Before the VIP: the kernel must never take the VIP's frames on the interface, not even for a moment.
+        if relay == true, try !kernel({ () throws(NetlinkError) in try ingressDrop.isInstalled() }) {
+            steps.append(.addIngressDrop(ingressDrop))
+        }
         if !onTap.contains(vip) { steps.append(.addAddress(link: tapName, prefix: vip)) }
         return Plan(steps)
     }
@@ -108,6 +122,9 @@ public struct ServerSetup: Codable, Equatable, Sendable {
         if let tap {
             let onTap = try kernel { () throws(NetlinkError) in try socket.addresses(onLink: tap.index) }
             if onTap.contains(vip) { steps.append(.removeAddress(link: tapName, prefix: vip)) }
+        }
+        if try kernel({ () throws(NetlinkError) in try ingressDrop.isInstalled() }) {
+            steps.append(.removeIngressDrop(ingressDrop))
         }
         let removesTap = tap != nil && (state?.createdTap ?? (tap?.kind == "tun"))
         if let state {

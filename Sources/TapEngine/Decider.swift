@@ -4,7 +4,7 @@ import Hashing
 public enum Verdict: Sendable, Equatable {
     /// Write it into the TAP: this node serves it.
     case deliver
-    /// Directed mode, on the director: send it unchanged but for the destination MAC to this owner MAC.
+    /// Directed or relay mode, on the director: send it from this node's MAC to this owner MAC.
     case forward(UInt64)
     /// Answer the ARP request or neighbour solicitation for the VIP with the virtual MAC.
     case answer
@@ -32,6 +32,11 @@ public enum Decider {
         }
         guard frame.destination == state.vip else { return .drop(.notForVIP) }
         if state.delivery == .directed && !state.isDirector { return .drop(.notDirector) }
+        if state.delivery == .relay {
+            // Only frames sent to this node's own MAC are its business; one a peer relayed was decided there.
+            guard frame.destinationMAC == state.ownMAC else { return .drop(.otherHost) }
+            if state.peerMACs.contains(frame.sourceMAC) { return .deliver }
+        }
         switch state.mode(for: frame.key.proto, port: frame.key.serverPort) {
         case .drop:
             return .drop(.ruleDrop)
@@ -53,7 +58,7 @@ public enum Decider {
             ofHash: affinity.bucketHash(of: frame.key, isFragment: frame.isFragment, seed: state.seed))
         guard let owner = state.table.owner(ofBucket: bucket) else { return .drop(.noOwner) }
         let me = state.node.rawValue
-        if tracked && state.delivery == .directed && state.isDirector && state.previousOwners[bucket] != 0 {
+        if tracked && state.delivery != .flood && state.isDirector && state.previousOwners[bucket] != 0 {
             return directDuringHandover(
                 frame, owner: owner.rawValue, previous: state.previousOwners[bucket],
                 state: state, flows: &flows, now: now)
@@ -121,8 +126,12 @@ public enum Decider {
     }
 
     @inline(__always)
+    /// Forwards from the director, or in relay mode from any node a client still sends to (its ARP entry for the VIP
+    /// not yet moved to the new director).
     static func forwardOrDrop(_ mac: UInt64, state: EngineState) -> Verdict {
-        guard state.delivery == .directed && state.isDirector else { return .drop(.notOwner) }
+        guard (state.delivery == .directed && state.isDirector) || state.delivery == .relay else {
+            return .drop(.notOwner)
+        }
         return mac == 0 ? .drop(.forwardFailed) : .forward(mac)
     }
 }

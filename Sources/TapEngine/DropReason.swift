@@ -40,6 +40,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case handoverPending
     /// The control plane did not renew the engine's lease in time (it stalled): nothing is served until it does.
     case fenced
+    /// Relay mode: a frame for the VIP sent to another node's MAC (a switch flooded it here).
+    case otherHost
 
     public var description: String {
         switch self {
@@ -68,6 +70,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .forwardFailed: "forward_failed"
         case .handoverPending: "handover_pending"
         case .fenced: "fenced"
+        case .otherHost: "other_host"
         }
     }
 

@@ -82,7 +82,8 @@ public final class Engine: @unchecked Sendable {
     /// - Throws: `SystemCallError`, saying what failed and why.
     public convenience init(configuration: EngineConfiguration, state: EngineState) throws(SystemCallError) {
         let port = try RingPort(
-            interface: configuration.interface, vip: state.vip, virtualMAC: state.virtualMAC,
+            interface: configuration.interface, vip: state.vip,
+            receiveMAC: state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC,
             interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes,
             pollTimeoutMilliseconds: configuration.pollTimeoutMilliseconds)
         let tap = try TapWriter(name: configuration.tapName)
@@ -197,12 +198,11 @@ public final class Engine: @unchecked Sendable {
             checkLease()
             leaseChecked = false
             batch.reset()
-            // The director re-announces from the virtual MAC every 200 ms, so switches keep it on its port (and take it
-            // back quickly should another node have claimed it).
-            let keepalive = state.delivery == .directed && state.isDirector && now &- lastAnnouncement >= 200
-            if (announce || keepalive) && !fenced {
+            if announce { repeatsLeft = Self.announcementRepeats }
+            if (announce || now &- lastAnnouncement >= announcementPeriod) && !fenced {
                 sendAnnouncement()
                 lastAnnouncement = now
+                repeatsLeft = max(0, repeatsLeft - 1)
             }
             if runBatch() > 0 { batch.batches = 1 }
             batches &+= 1
@@ -314,6 +314,19 @@ public final class Engine: @unchecked Sendable {
         batch.delivered += UInt64(flushed.written)
         batch.drops[DropReason.tapWriteFailed.rawValue] += UInt64(flushed.failed)
     }
+
+    /// How often the leader announces the VIP (ms; `UInt32.max`: only when asked). The director in directed mode
+    /// re-announces from the virtual MAC every 200 ms, so switches keep it on its port (and take it back quickly should
+    /// another node have claimed it). In relay mode the director repeats its announcement every 200 ms for
+    /// `announcementRepeats` times after taking the role (a neighbour that got another MAC for the VIP within the last
+    /// second ignores an update: Linux's `locktime`), then once a second, so that clients and routers that missed one
+    /// still learn it.
+    private var announcementPeriod: UInt32 {
+        guard state.isDirector else { return UInt32.max }
+        return state.delivery == .relay && repeatsLeft == 0 ? 1000 : 200
+    }
+    static let announcementRepeats = 8
+    private var repeatsLeft = 0
 
     /// Gratuitous ARP for the VIP; in directed mode the director sends it from the virtual MAC, so that the switch
     /// learns the virtual MAC on its port.

@@ -6,6 +6,11 @@ public enum Delivery: String, Sendable, CaseIterable {
     case flood
     /// The director receives every frame, keeps its own and forwards the others to their owner's real MAC.
     case directed
+    /// No MAC tricks: the director answers ARP/ND for the VIP with its own NIC's MAC, so clients send to it as to any
+    /// host; it keeps its own frames and relays the others from its own MAC to their owners, whose engines deliver
+    /// them. For switches that neither flood nor accept a foreign source MAC (strict virtual switches). The kernel's
+    /// own path for the VIP on the NIC is closed by an ingress drop (`lbnode setup`).
+    case relay
 }
 
 /// A port rule: which traffic it covers and how it is shared. The first rule that matches a frame wins.
@@ -54,7 +59,7 @@ public struct EngineState: Sendable {
     public var delivery: Delivery
     /// This node answers ARP (and IPv6 neighbour solicitations) for the VIP.
     public var isARPLeader: Bool
-    /// In `directed` mode, this node receives the VIP's frames and forwards what it does not own.
+    /// In `directed` and `relay` mode, this node receives the VIP's frames and forwards what it does not own.
     public var isDirector: Bool
     /// Per bucket: this node is taking it over in a planned handover, so it takes only new TCP connections there
     /// while the old owner finishes its established ones.
@@ -71,6 +76,9 @@ public struct EngineState: Sendable {
     public var nodeMACs: [UInt16: UInt64]
     /// Per bucket: its owner's real MAC (from `nodeMACs`), so forwarding needs no dictionary per packet.
     public private(set) var bucketMACs: [UInt64]
+    /// This node's real MAC, and its peers' (relay mode: a frame from a peer's MAC was relayed to this node).
+    public private(set) var ownMAC: UInt64
+    public private(set) var peerMACs: [UInt64]
     /// The buckets of `handoverBuckets` are not served at all yet: their old owner (alive) may not have heard of the
     /// move, and in flood mode both would answer. The control plane lifts the hold once the peers report its view
     /// (release before acquire).
@@ -98,7 +106,12 @@ public struct EngineState: Sendable {
         self.previousOwners = previousOwners ?? Array(repeating: 0, count: table.count)
         self.nodeMACs = nodeMACs
         bucketMACs = (0..<table.count).map { nodeMACs[table.owner(ofBucket: $0)?.rawValue ?? 0] ?? 0 }
+        ownMAC = nodeMACs[node.rawValue] ?? 0
+        peerMACs = nodeMACs.filter { $0.key != node.rawValue }.map(\.value).filter { $0 != 0 }
     }
+
+    /// The MAC that ARP replies and announcements for the VIP give: the virtual MAC, or in relay mode this node's own.
+    public var answerMAC: UInt64 { delivery == .relay ? ownMAC : virtualMAC }
 
     /// The mode of the first rule that matches, or the default.
     @inline(__always)

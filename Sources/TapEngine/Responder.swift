@@ -38,7 +38,7 @@ struct Responder {
         put(0x0806, bytes: 2)
         put(0x0001_0800_0604, bytes: 6)  // Ethernet, IPv4, 6-byte MACs, 4-byte addresses
         put(request == nil ? 1 : 2, bytes: 2)  // gratuitous ARP as a request, as most stacks expect; else a reply
-        put(state.virtualMAC, bytes: 6)
+        put(state.answerMAC, bytes: 6)
         put(UInt64(vip), bytes: 4)
         put(request == nil ? 0 : targetMAC, bytes: 6)
         put(UInt64(targetIP), bytes: 4)
@@ -81,7 +81,7 @@ struct Responder {
         put(state.vip.high, bytes: 8)
         put(state.vip.low, bytes: 8)
         put(0x0201, bytes: 2)  // option: target link-layer address, 8 bytes
-        put(state.virtualMAC, bytes: 6)
+        put(state.answerMAC, bytes: 6)
         // Checksum over the pseudo-header (addresses, length 32, next header 58) and the message.
         var sum: UInt32 = 32 + 58
         for index in stride(from: 22, to: 54, by: 2) { sum += UInt32(buffer[index]) << 8 | UInt32(buffer[index + 1]) }

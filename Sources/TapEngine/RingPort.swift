@@ -43,10 +43,11 @@ final class RingPort: PacketPort {
     /// The last `receive` handed over frames.
     private var busy = false
 
-    /// Opens the ring on `interface` with the farm's kernel filter, and adds the virtual MAC (and, for an IPv6 VIP,
-    /// its solicited-node group) to the NIC's address lists, so those frames arrive without promiscuous mode.
+    /// Opens the ring on `interface` with the farm's kernel filter, and adds the MAC clients send to (and, for an IPv6
+    /// VIP, its solicited-node group) to the NIC's address lists, so those frames arrive without promiscuous mode.
     ///
     /// - Parameters:
+    ///   - receiveMAC: the MAC client frames are sent to: the virtual MAC, or in relay mode the NIC's own.
     ///   - interfaceMAC: the NIC's own MAC, the source of forwarded frames.
     ///   - pollTimeoutMilliseconds: the longest `receive` waits for a frame before it returns empty-handed (the engine
     ///     then takes a new state or sends its keepalive).
@@ -54,7 +55,7 @@ final class RingPort: PacketPort {
     ///   `setsockopt(SO_ATTACH_FILTER, PACKET_IGNORE_OUTGOING, PACKET_VNET_HDR, PACKET_AUXDATA, PACKET_COPY_THRESH,
     ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP)`, `mmap` and `bind`.
     init(
-        interface: String, vip: IPAddress, virtualMAC: UInt64, interfaceMAC: UInt64, ringBytes: Int32,
+        interface: String, vip: IPAddress, receiveMAC: UInt64, interfaceMAC: UInt64, ringBytes: Int32,
         pollTimeoutMilliseconds: Int32
     ) throws(SystemCallError) {
         timeoutMilliseconds = pollTimeoutMilliseconds
@@ -80,7 +81,7 @@ final class RingPort: PacketPort {
         ringSize = blockSize * blockCount
         var mapped: UnsafeMutableRawPointer?
         do throws(SystemCallError) {
-            try KernelFilter.withProgram(vip: vip, virtualMAC: virtualMAC) { (program) throws(SystemCallError) in
+            try KernelFilter.withProgram(vip: vip, virtualMAC: receiveMAC) { (program) throws(SystemCallError) in
                 try Self.set(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, "attach the farm's filter on \(interface)")
             }
             var one: Int32 = 1
@@ -119,7 +120,7 @@ final class RingPort: PacketPort {
                 }
             }
             guard bound == 0 else { throw SystemCallError("bind", "bind the packet socket to \(interface)") }
-            var memberships: [(mac: UInt64, multicast: Bool)] = [(virtualMAC, false)]
+            var memberships: [(mac: UInt64, multicast: Bool)] = [(receiveMAC, false)]
             // Neighbour solicitations for an IPv6 VIP go to its solicited-node group, 33:33:ff + its last 3 bytes.
             if !vip.isIPv4 { memberships.append((0x3333_FF00_0000 | vip.low & 0xFF_FFFF, true)) }
             for membership in memberships {

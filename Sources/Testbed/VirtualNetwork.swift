@@ -15,6 +15,10 @@ public final class VirtualNetwork {
         /// Whether the switch floods unicast frames for unknown MACs to every port, as physical switches do. Off, it
         /// is a switch where `flood` delivery cannot work and `directed` must.
         public var unknownUnicastFlooding = true
+        /// Port security, as a strict virtual switch's default policy (forged transmits and MAC changes rejected):
+        /// each host's port drops, before the bridge learns from it, frames whose source MAC is not the host NIC's.
+        /// With `unknownUnicastFlooding` off, neither `flood` nor `directed` delivery can work there; `relay` must.
+        public var portSecurity = false
         /// Whether hosts also get IPv6 addresses, from 2001:2::/48 (reserved for benchmarking, RFC 5180).
         public var ipv6 = false
         /// Whether the clients sit behind a router (a namespace forwarding between two switches): the servers are
@@ -28,12 +32,14 @@ public final class VirtualNetwork {
         public var mtu: UInt32? = nil
 
         public init(
-            servers: Int, clients: Int, unknownUnicastFlooding: Bool = true, ipv6: Bool = false,
-            routedClients: Bool = false, vlan: UInt16? = nil, offloads: Offloads = .kernelDefaults, mtu: UInt32? = nil
+            servers: Int, clients: Int, unknownUnicastFlooding: Bool = true, portSecurity: Bool = false,
+            ipv6: Bool = false, routedClients: Bool = false, vlan: UInt16? = nil, offloads: Offloads = .kernelDefaults,
+            mtu: UInt32? = nil
         ) {
             self.servers = servers
             self.clients = clients
             self.unknownUnicastFlooding = unknownUnicastFlooding
+            self.portSecurity = portSecurity
             self.ipv6 = ipv6
             self.routedClients = routedClients
             self.vlan = vlan
@@ -140,6 +146,7 @@ public final class VirtualNetwork {
             for number in stride(from: 1, through: description.clients, by: 1) {
                 hosts.append(try addHost(.client, number))
             }
+            if description.portSecurity { try securePorts() }
         } catch {
             down()
             throw error
@@ -261,6 +268,27 @@ public final class VirtualNetwork {
 }
 
 extension VirtualNetwork {
+    /// Each host's port drops frames from any source MAC but its NIC's, at the bridge's prerouting hook (before the
+    /// bridge learns the source: a forged MAC is neither forwarded nor learned).
+    fileprivate func securePorts() throws {
+        let rules = hosts.compactMap { host in
+            host.mac.map { "iifname \"\(host.switchPort)\" ether saddr != \($0) counter drop" }
+        }
+        try switchNamespace.run { () throws(NetlinkError) in
+            Result {
+                try NFTables.apply(
+                    """
+                    table bridge vfports {
+                      chain pre {
+                        type filter hook prerouting priority -200; policy accept;
+                        \(rules.joined(separator: "\n    "))
+                      }
+                    }
+                    """)
+            }
+        }.get()
+    }
+
     /// The router namespace (`routedClients`): `eth0` on the servers' switch (198.18.0.1/24), `eth1` on the clients'
     /// (198.19.0.1/24), forwarding between them.
     fileprivate func addRouter() throws {

@@ -10,10 +10,12 @@ struct ScenariosCommand: ParsableCommand {
         abstract: "Run a short request and failover check on each kind of network, both delivery modes (root).",
         discussion: """
             Each variant is a testbed description: a learning bridge; a bridge with unknown-unicast flooding off \
-            (directed must pass; flood cannot work there and is expected to fail); clients behind a router \
-            namespace (the router learns the VIP by ordinary ARP); an IPv6 VIP; every host on 802.1Q VLAN 100 (lbnode on eth0.100). Per variant and delivery mode: a \
-            three-server farm, 300 client flows answered exactly once, server 2's cable cut, 300 flows answered \
-            exactly once by the survivors. Prints a pass/fail matrix; exits 1 on an unexpected result.
+            (directed and relay must pass; flood cannot work there and is expected to fail); a strict virtual \
+            switch (no flooding, and each port drops frames whose source MAC is not its host's NIC: only relay \
+            can work); clients behind a router namespace (the router learns the VIP by ordinary ARP); an IPv6 VIP; \
+            every host on 802.1Q VLAN 100 (lbnode on eth0.100). Per variant and delivery mode: a three-server farm, \
+            300 client flows answered exactly once, server 2's cable cut, 300 flows answered exactly once by the \
+            survivors. Prints a pass/fail matrix; exits 1 on an unexpected result.
             """
     )
 
@@ -37,10 +39,16 @@ struct ScenariosCommand: ParsableCommand {
         Variant(
             name: "bridge, unknown-unicast flooding off",
             testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: false), expectedToFail: ["flood"]),
+        Variant(
+            name: "strict virtual switch (no flooding, source MAC locked per port)",
+            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: false, portSecurity: true),
+            expectedToFail: ["flood", "directed"]),
         Variant(name: "clients behind a router", testbed: .init(servers: 3, clients: 1, routedClients: true)),
         Variant(name: "IPv6 VIP", testbed: .init(servers: 3, clients: 1, ipv6: true), vip: "2001:2::100"),
         Variant(name: "802.1Q VLAN 100", testbed: .init(servers: 3, clients: 1, vlan: 100)),
     ]
+
+    static let deliveries = ["directed", "flood", "relay"]
 
     struct Result: Codable {
         var variant: String
@@ -58,7 +66,7 @@ struct ScenariosCommand: ParsableCommand {
         warnAboutLeftovers()
         var results: [Result] = []
         for variant in Self.variants {
-            for delivery in ["directed", "flood"] {
+            for delivery in Self.deliveries {
                 let (passed, detail) = Self.check(variant, delivery: delivery)
                 let result = Result(
                     variant: variant.name, delivery: delivery, passed: passed,
@@ -73,9 +81,9 @@ struct ScenariosCommand: ParsableCommand {
         }
         do {
             var table = TextTable(
-                title: "Scenarios: requests and failover per network", header: ["network", "directed", "flood"])
+                title: "Scenarios: requests and failover per network", header: ["network"] + Self.deliveries)
             for variant in Self.variants {
-                let cells = ["directed", "flood"].map { delivery -> String in
+                let cells = Self.deliveries.map { delivery -> String in
                     guard let result = results.first(where: { $0.variant == variant.name && $0.delivery == delivery })
                     else { return "-" }
                     if result.skipped { return "skipped: this kernel has no 802.1Q" }

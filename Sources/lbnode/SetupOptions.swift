@@ -18,6 +18,13 @@ struct SetupOptions: ParsableArguments {
     @Option(help: "Where the values that setup overwrote are saved for teardown.")
     var stateDir: String = ServerSetup.defaultStateDirectory
 
+    @Flag(
+        help: """
+            Relay delivery: the TAP takes the interface's MAC, and the kernel's own path for the VIP on the \
+            interface is closed (an nftables ingress drop).
+            """)
+    var relay = false
+
     @Flag(help: "Print the plan and change nothing.")
     var dryRun = false
 
@@ -28,12 +35,13 @@ struct SetupOptions: ParsableArguments {
         guard !farm.isEmpty else { throw ValidationError("--farm must not be empty") }
     }
 
-    /// The setup these options describe (valid after `validate`).
+    /// The setup these options describe (valid after `validate`); relay reads the interface's MAC (a missing
+    /// interface is reported by the setup itself).
     var serverSetup: ServerSetup {
         let prefix = IPPrefix(vip)!
-        return ServerSetup(
-            interface: interface, vip: prefix, tapName: tap,
-            virtualMAC: FarmIdentity.virtualMAC(farm: farm, vip: prefix))
+        var mac = FarmIdentity.virtualMAC(farm: farm, vip: prefix)
+        if relay, let own = (try? NetlinkSocket().requireLink(named: interface))?.mac { mac = own }
+        return ServerSetup(interface: interface, vip: prefix, tapName: tap, virtualMAC: mac, relay: relay)
     }
 
     /// Refuses to start a change without CAP_NET_ADMIN (a dry run only reads).

@@ -20,6 +20,18 @@ struct ScenarioTests {
         #expect(!noFlood.0, "\(noFlood.1)")
     }
 
+    /// A strict virtual switch (no flooding, source MACs locked per port): flood and directed lose every request,
+    /// relay serves each once, before and after a failover.
+    @Test func onAStrictVirtualSwitchOnlyRelayServes() {
+        let strict = Self.variant("strict virtual switch (no flooding, source MAC locked per port)")
+        for delivery in ["flood", "directed"] {
+            let result = ScenariosCommand.check(strict, delivery: delivery)
+            #expect(!result.0, "\(delivery): \(result.1)")
+        }
+        let relay = ScenariosCommand.check(strict, delivery: "relay")
+        #expect(relay.0, "\(relay.1)")
+    }
+
     @Test func keepalivedHandsTheVIPToTheBackupWhenTheMasterDies() throws {
         let pair = try KeepalivedPair(advertisementSeconds: 0.05)
         defer { pair.stop() }

@@ -57,14 +57,14 @@ final class Daemon: @unchecked Sendable {
         installSignalHandlers()  // before setup: a TERM or HUP during it must not kill the process half-way
         var keys = try config.checkKeyFile(configPath: configPath).keys
         let virtualMAC = FarmIdentity.virtualMAC(farm: config.farm.name, vip: config.farm.vip)
+        let interfaceAddress = try NetlinkSocket().requireLink(named: config.node.interface).mac
+        let interfaceMAC = interfaceAddress.map { macValue($0.bytes) } ?? 0
+        let relay = config.farm.delivery == .relay
         let setup = ServerSetup(
             interface: config.node.interface, vip: config.farm.vip, tapName: config.node.tap,
-            virtualMAC: virtualMAC)
+            virtualMAC: relay ? interfaceAddress ?? virtualMAC : virtualMAC, relay: relay)
         let plan = try setup.applySetup(stateDirectory: stateDirectory)
         log(plan.isEmpty ? "setup: \(config.node.tap) is ready" : "setup: \(plan.steps.count) steps applied")
-        let interfaceMAC =
-            try NetlinkSocket().requireLink(named: config.node.interface).mac.map { macValue($0.bytes) }
-            ?? 0
         // Random, not the wall clock: a clock stepped back must not make a restarted node look like a replay.
         var controller = try NodeController(
             config: config, virtualMAC: macValue(virtualMAC.bytes), interfaceMAC: interfaceMAC,

@@ -109,7 +109,7 @@ struct EngineStateBuilder {
         return EngineState(
             generation: generation, node: me, seed: seed, vip: vip, virtualMAC: virtualMAC, table: table,
             rules: resolvedRules, delivery: delivery, isARPLeader: leader == me,
-            isDirector: delivery == .directed && leader == me, handoverBuckets: self.handover.taking,
+            isDirector: delivery != .flood && leader == me, handoverBuckets: self.handover.taking,
             releasedBuckets: self.handover.releasing,
             // The director sends the connections it knows where they are and the others to the first owner (which may
             // own the bucket again: the connections opened meanwhile on another node are known).
