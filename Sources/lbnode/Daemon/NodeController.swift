@@ -242,7 +242,7 @@ struct NodeController {
             .log(
                 "engine state \(states.generation): \(states.shares[config.node.id] ?? 0) of "
                     + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
-                    + "\(isLeader && config.farm.delivery == .directed ? " and director" : "")"
+                    + "\(isLeader && config.farm.delivery != .flood ? " and director" : "")"
                     + "\(membership.fence.map { ", fenced: \($0)" } ?? "")"))
     }
 
