@@ -36,9 +36,8 @@ struct AppsCommand: ParsableCommand {
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
-        guard !deliveries.isEmpty, deliveries.allSatisfy(["directed", "flood"].contains) else {
-            throw ValidationError("--deliveries takes directed and/or flood")
-        }
+        guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
+        for delivery in deliveries { try DeliveryOption.validate(delivery, option: "--deliveries") }
         guard (1...120).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 120") }
         guard (1...20).contains(repetitions) else { throw ValidationError("--repeat must be from 1 to 20") }
         guard (1...4096).contains(connections) else { throw ValidationError("--connections must be from 1 to 4096") }

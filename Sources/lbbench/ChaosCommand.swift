@@ -22,7 +22,7 @@ struct ChaosCommand: ParsableCommand {
     @Option(help: "Seconds each flood lasts.")
     var floodSeconds = 30.0
 
-    @Option(help: "directed or flood.")
+    @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "flood"
 
     @Option(help: "Milliseconds within which a failed node's clients must be served again.")
@@ -37,9 +37,7 @@ struct ChaosCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...600).contains(floodSeconds) else { throw ValidationError("--flood-seconds must be from 1 to 600") }
-        guard ["directed", "flood"].contains(delivery) else {
-            throw ValidationError("--delivery must be directed or flood")
-        }
+        try DeliveryOption.validate(delivery)
         for name in scenarios where ChaosScenario(rawValue: name) == nil {
             throw ValidationError("unknown scenario '\(name)'")
         }

@@ -16,7 +16,7 @@ struct DemoCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "directed or flood.")
+    @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "directed"
 
     @Option(help: "Seconds per phase.")
@@ -25,9 +25,7 @@ struct DemoCommand: ParsableCommand {
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
-        guard ["directed", "flood"].contains(delivery) else {
-            throw ValidationError("--delivery must be directed or flood")
-        }
+        try DeliveryOption.validate(delivery)
         guard (1...120).contains(phaseSeconds) else { throw ValidationError("--phase-seconds must be from 1 to 120") }
     }
 

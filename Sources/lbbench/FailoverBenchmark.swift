@@ -12,6 +12,8 @@ struct FailoverBenchmark {
     var modes: [FailureMode]
     var trials: Int
     var delivery: String
+    /// The network of every trial.
+    var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
     var victim: Int
     var udpFlows: Int
     var tcpFlows: Int
@@ -45,7 +47,7 @@ struct FailoverBenchmark {
         let victim: Int
         switch system {
         case .vipfarm:
-            var options = VirtualFarm.Options()
+            var options = VirtualFarm.Options(testbed: testbed)
             options.delivery = delivery
             let farm = try VirtualFarm(options)
             let everyone = farm.testbed.servers.map(\.number)

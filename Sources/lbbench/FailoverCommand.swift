@@ -26,8 +26,15 @@ struct FailoverCommand: ParsableCommand {
     @Option(help: "Trials per mode.")
     var trials = 10
 
-    @Option(help: "directed or flood.")
+    @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "directed"
+
+    @Flag(
+        help: """
+            On a strict virtual switch (no unknown-unicast flooding, each port dropping frames from any source MAC \
+            but its host's): relay delivery only.
+            """)
+    var strictSwitch = false
 
     @Option(help: "The server that fails (1 is the director).")
     var victim = 2
@@ -61,8 +68,9 @@ struct FailoverCommand: ParsableCommand {
         guard (3...3600).contains(seconds) else { throw ValidationError("--seconds must be from 3 to 3600") }
         if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
-        guard ["directed", "flood"].contains(delivery) else {
-            throw ValidationError("--delivery must be directed or flood")
+        try DeliveryOption.validate(delivery)
+        if strictSwitch && delivery != "relay" {
+            throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay)")
         }
         guard (1...3).contains(victim) else { throw ValidationError("--victim must be 1, 2 or 3") }
         guard (1...1000).contains(udpFlows), (0...1000).contains(tcpFlows) else {
@@ -87,6 +95,7 @@ struct FailoverCommand: ParsableCommand {
         warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
             systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery,
+            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch, portSecurity: strictSwitch),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs, progress: progress)
         let report = try benchmark.run()

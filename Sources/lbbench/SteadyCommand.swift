@@ -20,16 +20,14 @@ struct SteadyCommand: ParsableCommand {
     @Option(help: "Seconds of full load.")
     var seconds = 60.0
 
-    @Option(help: "directed or flood.")
+    @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "directed"
 
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
         guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
-        guard ["directed", "flood"].contains(delivery) else {
-            throw ValidationError("--delivery must be directed or flood")
-        }
+        try DeliveryOption.validate(delivery)
     }
 
     struct Report: Codable {
