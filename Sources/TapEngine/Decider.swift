@@ -35,7 +35,7 @@ public enum Decider {
         if state.delivery == .relay {
             // Only frames sent to this node's own MAC are its business; one a peer relayed was decided there.
             guard frame.destinationMAC == state.ownMAC else { return .drop(.otherHost) }
-            if state.peerMACs.contains(frame.sourceMAC) { return .deliver }
+            if state.peerMACs.contains(frame.sourceMAC) { return relayed(frame, state: state, flows: &flows, now: now) }
         }
         switch state.mode(for: frame.key.proto, port: frame.key.serverPort) {
         case .drop:
@@ -95,6 +95,24 @@ public enum Decider {
         return .deliver
     }
 
+    /// A frame a peer relayed (relay mode): the peer decided it, so it is delivered, but for one case. A node that
+    /// relays without having seen a connection start (a new director, or one a client reached while its ARP entry
+    /// still named another node) sends an established connection of a bucket in handover to the bucket's previous
+    /// owner; if that is this node and it does not have the connection, it was opened on the bucket's new owner:
+    /// pass it on there (the owner delivers what a peer relayed).
+    @inline(__always)
+    static func relayed(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
+        guard frame.key.proto == .tcp, !frame.isFragment, !frame.isTCPSyn,
+            case .balanced(let affinity) = state.mode(for: frame.key.proto, port: frame.key.serverPort)
+        else { return .deliver }
+        let bucket = state.table.bucket(
+            ofHash: affinity.bucketHash(of: frame.key, isFragment: false, seed: state.seed))
+        guard state.releasedBuckets[bucket], state.table.owner(ofBucket: bucket) != state.node,
+            flows.value(of: frame.key, now: now) != state.node.rawValue, state.bucketMACs[bucket] != 0
+        else { return .deliver }
+        return .forward(state.bucketMACs[bucket])
+    }
+
     /// The director during a planned handover of a bucket (directed mode): a connection goes to the node that took
     /// its SYN, remembered in the flow table; new connections go to the new owner; segments of connections that
     /// started before the handover go to the previous owner, which still serves them.
@@ -109,6 +127,11 @@ public enum Decider {
         } else if frame.isTCPSyn {
             target = owner
             flows.insert(frame.key, now: now, value: owner)
+        } else if state.delivery == .relay && previous == state.node.rawValue && owner != previous {
+            // Relay: this node would have the connection had it started here before the handover (the flow table
+            // holds the connections a node serves); it started while a client's ARP entry still named another node,
+            // which sent its SYN to the owner.
+            target = owner
         } else {
             target = previous
         }

@@ -212,4 +212,47 @@ struct DeciderTests {
         // Datagrams follow the table at once.
         #expect(Decider.decide(Self.udp(port: port), state: state, flows: &flows, now: 4) == .forward(Self.macs[2]!))
     }
+
+    /// A TCP segment sent from `sourceMAC` to `destinationMAC` (relay mode: clients send to a node's own MAC).
+    static func relayTCP(port: UInt16, flags: UInt8, from sourceMAC: UInt64, to destinationMAC: UInt64) -> Frame {
+        frame(
+            PacketBuilder.tcp(
+                destinationMAC: destinationMAC, sourceMAC: sourceMAC, source: IPAddress("198.18.1.7")!,
+                destination: vip, sourcePort: port, destinationPort: 80, flags: flags))
+    }
+
+    @Test func inRelayModeANodeTakesFramesForItsOwnMACAndDeliversWhatAPeerRelayed() {
+        var flows = Self.flows()
+        let client: UInt64 = 0x0200_0000_0107
+        let theirs = Self.port(ownedBy: 2)
+        let director = Self.state(node: 1, delivery: .relay)
+        // The director relays node 2's connection from its own MAC; node 2 delivers it.
+        #expect(
+            Decider.decide(
+                Self.relayTCP(port: theirs, flags: 0x02, from: client, to: Self.macs[1]!), state: director,
+                flows: &flows, now: 0) == .forward(Self.macs[2]!))
+        let node2 = Self.state(node: 2, delivery: .relay)
+        #expect(
+            Decider.decide(
+                Self.relayTCP(port: theirs, flags: 0x10, from: Self.macs[1]!, to: Self.macs[2]!), state: node2,
+                flows: &flows, now: 1) == .deliver)
+        // A frame for another node's MAC (a switch flooded it) is not this node's business.
+        #expect(
+            Decider.decide(
+                Self.relayTCP(port: theirs, flags: 0x10, from: client, to: Self.macs[1]!), state: node2,
+                flows: &flows, now: 2) == .drop(.otherHost))
+    }
+
+    @Test func inRelayModeAPreviousOwnerPassesAConnectionItDoesNotHaveOnToTheOwner() {
+        var flows = Self.flows()
+        // Node 2 released the bucket of `port` (now node 1's) and was sent an established segment it does not have:
+        // it started on node 1, so node 2 passes it there; one it has, it keeps.
+        let port = Self.port(ownedBy: 1)
+        let bucket = Self.bucket(of: Self.tcp(port: port, flags: 0x02))
+        let node2 = Self.state(node: 2, delivery: .relay, released: [bucket])
+        let segment = Self.relayTCP(port: port, flags: 0x10, from: Self.macs[1]!, to: Self.macs[2]!)
+        #expect(Decider.decide(segment, state: node2, flows: &flows, now: 0) == .forward(Self.macs[1]!))
+        flows.insert(segment.key, now: 0, value: 2, confirm: true)
+        #expect(Decider.decide(segment, state: node2, flows: &flows, now: 1) == .deliver)
+    }
 }
