@@ -5,10 +5,10 @@
 
 SWIFT ?= swift
 # Debian packages: the C libraries (found by pkg-config) and the tools the testbed and benchmarks use.
-DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev liburing-dev iproute2 nftables keepalived ethtool nginx-light iperf3 wrk python3
+DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev liburing-dev iproute2 nftables keepalived ethtool nginx-light iperf3 wrk python3 systemd binutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup build release test demo bench bench-hash clean
+.PHONY: setup build release test demo bench bench-hash clean install deb deb-check
 
 ## setup: install the missing Debian packages (apt-get update, then apt-get install -y)
 setup:
@@ -33,6 +33,24 @@ release: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --no-parallel
+
+## install: the binaries, the systemd unit vipfarm@.service, /etc/vipfarm/example.yaml, man pages and completions
+## (PREFIX=/usr/local, UNITDIR=/etc/systemd/system; DESTDIR stages them elsewhere)
+PREFIX ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+install: release
+	$(SWIFT) build -c release --product generate-manual
+	rm -rf .build/manual && mkdir -p .build/manual
+	for binary in lbnode lbbench; do .build/release/generate-manual .build/release/$$binary --output-directory .build/manual --multi-page; done
+	$(SUDO) scripts/install.sh --destdir "$(DESTDIR)" --prefix $(PREFIX) --unitdir $(UNITDIR) --build .build/release --manual .build/manual
+
+## deb: a Debian package in .build-deb/ (dpkg-deb; the Swift runtime linked in)
+deb: setup
+	scripts/build-deb.sh
+
+## deb-check: build the package, install it, verify its unit, remove it (needs root; CI runs it)
+deb-check: setup
+	$(SUDO) env PATH="$$PATH" scripts/check-deb.sh
 
 ## demo: the main job: a farm on a virtual network, balancing, a server failing and coming back (needs root).
 demo: release
