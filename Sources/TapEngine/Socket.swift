@@ -139,6 +139,15 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Sends one datagram to `address:port`; false when the kernel refused it (a full queue, no route).
+    @discardableResult
+    public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) -> Bool {
+        let sent = try? SystemCall.retrying("sendto", "send a datagram to \(address) port \(port)") {
+            SocketAddress.with(address, port: port) { Glibc.sendto(descriptor, bytes, bytes.count, 0, $0, $1) }
+        }
+        return sent == bytes.count
+    }
+
     /// Sends all of `bytes` (waiting as a blocking socket does); false when the peer went away or timed out.
     public func sendAll(_ bytes: [UInt8]) -> Bool {
         var sent = 0

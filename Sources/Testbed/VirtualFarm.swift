@@ -140,6 +140,24 @@ public final class VirtualFarm {
             log: logPath(number))
     }
 
+    /// Runs `lbnode probe --json` on the servers `nodes` (default: every one) at once (no lbnode may run); the output
+    /// of each, by node.
+    public func probe(seconds: Int = 2, nodes: [Int]? = nil) -> [Int: String] {
+        let numbers = nodes ?? testbed.servers.map(\.number)
+        for number in numbers {
+            try? processes.start(
+                1000 + number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
+                arguments: ["probe", "--config", configPath(number), "--json", "--seconds", "\(seconds)"],
+                log: "\(directory)/probe\(number)")
+        }
+        var outputs: [Int: String] = [:]
+        for number in numbers {
+            processes.waitForExit(1000 + number)
+            outputs[number] = (try? String(contentsOfFile: "\(directory)/probe\(number)", encoding: .utf8)) ?? ""
+        }
+        return outputs
+    }
+
     /// Sends `signal` to node `number`'s lbnode, by its PID.
     public func signal(_ number: Int, _ signal: Int32) {
         processes.signal(number, signal)

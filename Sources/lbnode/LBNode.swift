@@ -21,7 +21,7 @@ struct LBNode: ParsableCommand {
         version: versionText,
         subcommands: [
             RunCommand.self, StatusCommand.self, DrainCommand.self, CheckCommand.self, SetupCommand.self,
-            TeardownCommand.self, KeygenCommand.self,
+            TeardownCommand.self, KeygenCommand.self, ProbeCommand.self,
         ]
     )
 

@@ -1,0 +1,69 @@
+import Foundation
+import RouteSetup
+import Testing
+
+@testable import Testbed
+@testable import lbnode
+
+/// `lbnode probe` on each kind of network the testbed builds: every node's verdicts and the delivery mode it names.
+@Suite(privileged, .serialized)
+struct ProbeEndToEndTests {
+    /// Probes a three-server farm (no lbnode running) on `testbed` from `nodes` (default: all); their reports.
+    static func probe(
+        _ testbed: VirtualNetwork.Description, nodes: [Int]? = nil, before: (VirtualFarm) throws -> Void = { _ in }
+    ) throws -> [FarmProbe.Report] {
+        let farm = try VirtualFarm(VirtualFarm.Options(testbed: testbed, startNodes: []))
+        defer { farm.stop() }
+        try before(farm)
+        return farm.probe(nodes: nodes).sorted { $0.key < $1.key }.map { number, output in
+            let json = output.drop { $0 != "{" }
+            let report = try? JSONDecoder().decode(FarmProbe.Report.self, from: Data(json.utf8))
+            #expect(report != nil, "node \(number): \(output)")
+            return report ?? FarmProbe.Report(farm: "", node: 0, checks: [], vipInUse: true, explanation: output)
+        }
+    }
+
+    static func passed(_ report: FarmProbe.Report) -> [String: Bool] {
+        Dictionary(uniqueKeysWithValues: report.checks.map { ($0.name, $0.passed) })
+    }
+
+    @Test func aLearningBridgeFloodsSoFloodIsNamed() throws {
+        for report in try Self.probe(.init(servers: 3, clients: 1)) {
+            #expect(report.delivery == "flood", "\(report)")
+            #expect(Self.passed(report).values.allSatisfy { $0 }, "\(report)")
+        }
+    }
+
+    @Test func aBridgeThatDoesNotFloodGetsDirected() throws {
+        for report in try Self.probe(.init(servers: 3, clients: 1, unknownUnicastFlooding: false)) {
+            #expect(report.delivery == "directed", "\(report)")
+            let passed = Self.passed(report)
+            #expect(passed["unknown unicast flooded"] == false && passed["foreign source MAC learned"] == true)
+        }
+    }
+
+    @Test func aStrictVirtualSwitchGetsRelay() throws {
+        for report in try Self.probe(.init(servers: 3, clients: 1, unknownUnicastFlooding: false, portSecurity: true)) {
+            #expect(report.delivery == "relay", "\(report)")
+            let passed = Self.passed(report)
+            #expect(passed["heartbeats both ways"] == true && passed["foreign source MAC accepted"] == false)
+            #expect(passed["VIP free"] == true && passed["MTUs agree"] == true)
+        }
+    }
+
+    @Test func aVIPInUseAndASilentNodeAreReported() throws {
+        // A client holds the VIP; node 3 does not take part.
+        let reports = try Self.probe(.init(servers: 3, clients: 1), nodes: [1, 2]) { farm in
+            try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
+                let socket = try NetlinkSocket()
+                try socket.addAddress(IPPrefix("198.18.0.100/32")!, toLink: try socket.requireLink(named: "eth0").index)
+            }
+        }
+        for report in reports {
+            let passed = Self.passed(report)
+            #expect(report.vipInUse && passed["VIP free"] == false, "\(report)")
+            #expect(passed["heartbeats both ways"] == false && report.delivery == nil, "\(report)")
+            #expect(report.checks.first?.detail.contains("3->\(report.node)") == true, "\(report)")
+        }
+    }
+}
