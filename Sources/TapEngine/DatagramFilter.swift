@@ -7,15 +7,32 @@ import Hashing
 ///
 /// TTL 255 (RFC 5082, GTSM; VRRP does the same) proves the sender is on the segment: every router decrements it.
 /// A UDP socket's filter sees the UDP header at offset 0; the IP header is reached through `SKF_NET_OFF`.
-public struct DatagramFilter: Sendable {
+///
+/// A source may also be *pinned*: its datagrams must carry one 8-byte value at `pinnedOffset` of the payload (a
+/// heartbeat's incarnation). A flood that spoofs a live peer's address then reaches the socket only if it also
+/// carries that peer's current incarnation, which a sender that does not sniff the segment cannot know.
+public struct DatagramFilter: Sendable, Equatable {
     public let payloadSize: Int
     public let magic: UInt32
     public let sources: [IPAddress]
+    /// Where in the payload the pinned value is, and the value per pinned source.
+    public let pinnedOffset: Int
+    public let pinned: [IPAddress: UInt64]
 
-    public init(payloadSize: Int, magic: UInt32, sources: [IPAddress]) {
+    public init(
+        payloadSize: Int, magic: UInt32, sources: [IPAddress], pinnedOffset: Int = 0, pinned: [IPAddress: UInt64] = [:]
+    ) {
         self.payloadSize = payloadSize
         self.magic = magic
         self.sources = sources
+        self.pinnedOffset = pinnedOffset
+        self.pinned = pinned
+    }
+
+    /// The same filter with other pinned values.
+    public func pinning(_ pinned: [IPAddress: UInt64]) -> DatagramFilter {
+        DatagramFilter(
+            payloadSize: payloadSize, magic: magic, sources: sources, pinnedOffset: pinnedOffset, pinned: pinned)
     }
 
     private enum Target { case next, accept, drop, skip(Int) }
@@ -43,24 +60,36 @@ public struct DatagramFilter: Sendable {
             Step(code: Self.loadByte, k: Self.network &+ (ipv4 ? 8 : 7)),
             Step(code: Self.jumpIfEqual, k: 255, ifFalse: .drop),
         ]
-        // Jumps reach at most 255 instructions ahead: beyond ~120 IPv4 or ~30 IPv6 senders the address check is left
+        // Jumps reach at most 255 instructions ahead: beyond ~60 IPv4 or ~20 IPv6 senders the address check is left
         // to user space.
         let checked = sources.filter { $0.isIPv4 == ipv4 }
-        for source in checked.count * (ipv4 ? 2 : 8) < 240 ? checked : [] {
+        let fits = checked.count * ((ipv4 ? 2 : 8) + 4) < 240
+        for source in fits ? checked : [] {
             let words = ipv4 ? [source.ipv4Value!] : Self.words(source.bytes)
             let firstOffset: UInt32 = ipv4 ? 12 : 8
-            // Each address: load a word, compare; a mismatch skips to the next address.
-            let length = words.count * 2
+            let pin = pinned[source]
+            // Each address: load a word, compare; a mismatch skips to the next address. A pinned one then compares
+            // the two words of its value: a mismatch drops the datagram.
+            let length = words.count * 2 + (pin == nil ? 0 : 4)
             for (index, word) in words.enumerated() {
                 let remaining = length - index * 2 - 2
                 steps.append(Step(code: Self.loadWord, k: Self.network &+ firstOffset + UInt32(index * 4)))
+                let last = index == words.count - 1
                 steps.append(
                     Step(
-                        code: Self.jumpIfEqual, k: word, ifTrue: index == words.count - 1 ? .accept : .next,
+                        code: Self.jumpIfEqual, k: word, ifTrue: last && pin == nil ? .accept : .next,
                         ifFalse: .skip(remaining)))
             }
+            if let pin {
+                let offset = UInt32(8 + pinnedOffset)  // after the UDP header
+                steps.append(Step(code: Self.loadWord, k: offset))
+                steps.append(Step(code: Self.jumpIfEqual, k: UInt32(pin >> 32), ifFalse: .drop))
+                steps.append(Step(code: Self.loadWord, k: offset + 4))
+                steps.append(
+                    Step(code: Self.jumpIfEqual, k: UInt32(truncatingIfNeeded: pin), ifTrue: .accept, ifFalse: .drop))
+            }
         }
-        if checked.count * (ipv4 ? 2 : 8) >= 240 || checked.isEmpty {
+        if !fits || checked.isEmpty {
             steps.append(Step(code: Self.returnValue, k: UInt32.max))
         }
         steps.append(Step(code: Self.returnValue, k: 0))  // drop

@@ -24,7 +24,7 @@ public final class HeartbeatSocket {
         throws(SystemCallError)
     {
         buffers = [UInt8](repeating: 0, count: 64 * slotSize)
-        let ipv4 = address.isIPv4
+        ipv4 = address.isIPv4
         fd = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
         do throws(SystemCallError) {
@@ -34,12 +34,7 @@ public final class HeartbeatSocket {
             } else {
                 try option(Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, 255, "send heartbeats with hop limit 255")
             }
-            var program = filter.instructions(ipv4: ipv4)
-            let attached = program.withUnsafeMutableBufferPointer { instructions in
-                var kernelProgram = sock_fprog(len: UInt16(instructions.count), filter: instructions.baseAddress)
-                return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &kernelProgram, socklen_t(MemoryLayout<sock_fprog>.size))
-            }
-            guard attached == 0 else { throw SystemCallError("setsockopt(SO_ATTACH_FILTER)", "filter heartbeats") }
+            try attach(filter)
             let bound = SocketAddress.with(address, port: port) { bind(fd, $0, $1) }
             guard bound == 0 else {
                 throw SystemCallError("bind", "bind the heartbeat socket to \(address) port \(port)")
@@ -52,6 +47,19 @@ public final class HeartbeatSocket {
 
     deinit {
         close(fd)
+    }
+
+    private var ipv4 = true
+
+    /// Replaces the kernel filter (atomically: no datagram passes unfiltered). The corresponding C function is
+    /// `setsockopt(SO_ATTACH_FILTER)`.
+    public func attach(_ filter: DatagramFilter) throws(SystemCallError) {
+        var program = filter.instructions(ipv4: ipv4)
+        let attached = program.withUnsafeMutableBufferPointer { instructions in
+            var kernelProgram = sock_fprog(len: UInt16(instructions.count), filter: instructions.baseAddress)
+            return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &kernelProgram, socklen_t(MemoryLayout<sock_fprog>.size))
+        }
+        guard attached == 0 else { throw SystemCallError("setsockopt(SO_ATTACH_FILTER)", "filter heartbeats") }
     }
 
     private func option(_ level: Int32, _ name: Int32, _ value: Int32, _ operation: String) throws(SystemCallError) {

@@ -48,3 +48,42 @@ struct SocketTests {
         #expect(answered == 1234)
     }
 }
+
+/// The heartbeat socket's kernel filter on loopback: size, magic, TTL 255, the source, and a pinned incarnation.
+struct HeartbeatFilterTests {
+    static func datagram(magic: String = "VFHB", incarnation: UInt64, size: Int = 80) -> [UInt8] {
+        var bytes = Array(magic.utf8) + [UInt8](repeating: 0, count: size - 4)
+        withUnsafeBytes(of: incarnation.bigEndian) { bytes.replaceSubrange(16..<24, with: $0) }
+        return bytes
+    }
+
+    @Test func onlyHeartbeatShapedDatagramsWithThePinnedIncarnationPass() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let port = UInt16.random(in: 40000...60000)
+        let filter = DatagramFilter(
+            payloadSize: 80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+        let socket = try HeartbeatSocket(bindTo: loopback, port: port, filter: filter)
+        let sender = try Socket(family: AF_INET, type: SOCK_DGRAM)
+        try sender.setOption(Int32(IPPROTO_IP), IP_TTL, 255, "send with TTL 255")
+        func received(after datagrams: [[UInt8]]) -> Int {
+            for datagram in datagrams { sender.send(datagram, to: loopback, port: port) }
+            var count = 0
+            while socket.wait(timeoutMilliseconds: 50) {
+                let taken = socket.receiveBatch { _ in }
+                if taken == 0 { break }
+                count += taken
+            }
+            return count
+        }
+        // Unpinned: any incarnation; never another size or magic.
+        #expect(
+            received(after: [
+                Self.datagram(incarnation: 1), Self.datagram(incarnation: 2), Self.datagram(magic: "XXXX", incarnation: 1),
+                Self.datagram(incarnation: 1, size: 81),
+            ]) == 2)
+        // Pinned to incarnation 2: a flood with another one stays in the kernel.
+        try socket.attach(filter.pinning([loopback: 2]))
+        #expect(received(after: [Self.datagram(incarnation: 1), Self.datagram(incarnation: 2)]) == 1)
+        #expect(received(after: [Self.datagram(incarnation: 0x0000_0002_0000_0000)]) == 0)
+    }
+}

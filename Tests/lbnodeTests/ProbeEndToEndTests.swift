@@ -66,4 +66,18 @@ struct ProbeEndToEndTests {
             #expect(report.checks.first?.detail.contains("3->\(report.node)") == true, "\(report)")
         }
     }
+
+    @Test func anIPv6VIPInUseIsFoundByDuplicateAddressDetection() throws {
+        let testbed = VirtualNetwork.Description(servers: 3, clients: 1, ipv6: true)
+        let farm = try VirtualFarm(VirtualFarm.Options(testbed: testbed, vip: "2001:2::100", startNodes: []))
+        defer { farm.stop() }
+        let free = farm.probe(seconds: 1, nodes: [1])[1] ?? ""
+        #expect(free.contains("no answer to duplicate address detection for 2001:2::100"), "\(free)")
+        try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            try socket.addAddress(IPPrefix("2001:2::100/128")!, toLink: try socket.requireLink(named: "eth0").index)
+        }
+        let taken = farm.probe(seconds: 1, nodes: [1])[1] ?? ""
+        #expect(taken.contains("2001:2::100 is in use by"), "\(taken)")
+    }
 }

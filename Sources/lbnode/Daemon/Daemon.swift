@@ -80,10 +80,10 @@ final class Daemon: @unchecked Sendable {
         let myAddress = IPAddress(bytes: config.node.address.bytes)!
         let peerAddresses = Dictionary(
             uniqueKeysWithValues: config.peers.map { ($0.id, IPAddress(bytes: $0.address.bytes)!) })
-        let socket = try HeartbeatSocket(
-            bindTo: myAddress, port: config.farm.heartbeatPort,
-            filter: DatagramFilter(
-                payloadSize: Heartbeat.size, magic: Heartbeat.magicWord, sources: Array(peerAddresses.values)))
+        var filter = DatagramFilter(
+            payloadSize: Heartbeat.size, magic: Heartbeat.magicWord, sources: Array(peerAddresses.values),
+            pinnedOffset: Heartbeat.incarnationOffset)
+        let socket = try HeartbeatSocket(bindTo: myAddress, port: config.farm.heartbeatPort, filter: filter)
         let control = try ControlServer(path: config.controlSocket, group: config.controlGroup?.id) {
             [self] command, peer in
             answer(command, from: peer)
@@ -213,6 +213,16 @@ final class Daemon: @unchecked Sendable {
             if let fault, fault.rebuild, now >= nextRebuild {
                 nextRebuild = now + 1000
                 rebuildDataPath(because: fault.reason)
+            }
+            // The kernel filter follows the live peers' incarnations (they change only when a peer restarts).
+            let pins = gate.liveIncarnations(now: now)
+            if pins != filter.pinned {
+                filter = filter.pinning(pins)
+                do {
+                    try socket.attach(filter)
+                } catch {
+                    log("cannot update the heartbeat filter: \(error)")
+                }
             }
             // From the time of the check above: a stall after it still runs the lease out.
             engine?.renewLease(checkedAt: instant, milliseconds: controller.failoverMilliseconds)

@@ -38,6 +38,8 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 struct Heartbeat: Equatable, Sendable {
     static let version: UInt8 = 1
     static let size = 80
+    /// Where the incarnation is (the kernel filter pins a live peer's).
+    static let incarnationOffset = 16
     static let magic: [UInt8] = Array("VFHB".utf8)
 
     var sender: NodeID

@@ -37,6 +37,16 @@ struct HeartbeatGate {
     /// A reload brought new keys (a rotation).
     mutating func replaceKeys(_ keys: [SymmetricKey]) { self.keys = keys }
 
+    /// The incarnation of every peer heard within `restartAfter` ms of `now`, by its address: the heartbeat socket's
+    /// kernel filter pins them, so a flood spoofing a live peer without its incarnation never reaches the queue. A
+    /// peer silent longer (restarting, with a new incarnation) is unpinned again.
+    func liveIncarnations(now: Int) -> [IPAddress: UInt64] {
+        Dictionary(
+            uniqueKeysWithValues: last.compactMap { sender, record in
+                now - record.heardAt <= restartAfter ? peers[sender].map { ($0, record.incarnation) } : nil
+            })
+    }
+
     private mutating func reject(_ reason: Heartbeat.Rejection) -> Heartbeat? {
         rejected[reason, default: 0] += 1
         return nil

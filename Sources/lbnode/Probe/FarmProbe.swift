@@ -16,7 +16,8 @@ import TapEngine
 /// - an authenticated message on the heartbeat port to every peer: what it saw, its MTU (`relay` delivery needs
 ///   only these heartbeats, as every mode does).
 ///
-/// It also sends ARP probes for the VIP (RFC 5227: sender address 0.0.0.0) and reports any answer: the VIP in use.
+/// It also sends ARP probes for the VIP (RFC 5227: sender address 0.0.0.0), or for an IPv6 VIP duplicate address
+/// detection's neighbour solicitations (RFC 4862), and reports any answer: the VIP in use.
 struct FarmProbe {
     let config: FarmConfig
     let key: Data
@@ -69,7 +70,13 @@ struct FarmProbe {
         let udp = try Socket(for: address, type: SOCK_DGRAM, nonBlocking: true)
         try udp.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "share the heartbeat port")
         try udp.bind(address, port: config.farm.heartbeatPort)
+        let vipBytes = config.farm.vip.bytes
         let arp = config.farm.vip.isIPv4 ? try ProbePort(interface: config.node.interface, etherType: 0x0806) : nil
+        let solicitedNode = 0x3333_FF00_0000 | vipBytes[13...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        // Duplicate address detection's answers go to all nodes (33:33:00:00:00:01), which every IPv6 host receives.
+        let neighbours =
+            config.farm.vip.isIPv4
+            ? nil : try ProbePort(interface: config.node.interface, etherType: 0x86DD, receiving: [0x3333_0000_0001])
 
         var heard: [UInt16: Message] = [:]
         var sawFlood = Set<UInt16>()
@@ -92,6 +99,10 @@ struct FarmProbe {
                     try? port.send(
                         to: Self.forgedMAC(farm: config.farm.name, node: peer), from: ownMAC,
                         payload: tag + [UInt8(ascii: "U")] + id)
+                }
+                if let neighbours, round <= 3 {  // three duplicate address detection probes (RFC 4862)
+                    try? neighbours.send(
+                        to: solicitedNode, from: ownMAC, payload: Self.neighbourSolicitation(for: vipBytes))
                 }
                 if let arp, round <= 3 {  // three ARP probes, 100 ms apart
                     let vip = config.farm.vip.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
@@ -128,6 +139,13 @@ struct FarmProbe {
                 // (RFC 5227). The other nodes' probes (sender 0.0.0.0) are not conflicts.
                 let bytes = Array(frame.payload)
                 if bytes.count >= 28, Array(bytes[14..<18]) == config.farm.vip.bytes { vipAnswers.append(frame.source) }
+            }
+            while let frame = neighbours?.receive(timeoutMilliseconds: 0) {
+                // A neighbour advertisement (ICMPv6 136) for the VIP: someone holds it.
+                let bytes = Array(frame.payload)
+                if bytes.count >= 64, bytes[6] == 58, bytes[40] == 136, Array(bytes[48..<64]) == vipBytes {
+                    vipAnswers.append(frame.source)
+                }
             }
             var buffer = [UInt8](repeating: 0, count: 4096)
             while let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0 {
@@ -186,11 +204,10 @@ struct FarmProbe {
                     .map { "node \($0.0) \($0.1)" }.joined(separator: ", "))
         let vip = Report.Check(
             name: "VIP free", passed: vipAnswers.isEmpty,
-            detail: config.farm.vip.isIPv4
-                ? (vipAnswers.isEmpty
-                    ? "no answer to ARP probes for \(config.farm.vip.address)"
-                    : "\(config.farm.vip.address) is in use by \(vipAnswers.map(macText).sorted().joined(separator: ", "))")
-                : "not checked for an IPv6 VIP (duplicate address detection is not implemented yet)")
+            detail: vipAnswers.isEmpty
+                ? "no answer to \(config.farm.vip.isIPv4 ? "ARP probes" : "duplicate address detection") for "
+                    + config.farm.vip.address.description
+                : "\(config.farm.vip.address) is in use by \(vipAnswers.map(macText).sorted().joined(separator: ", "))")
         let delivery: String?
         let explanation: String
         if !heartbeats.passed {
@@ -215,6 +232,19 @@ struct FarmProbe {
 
     private func macText(_ mac: UInt64) -> String {
         (0..<6).map { String(format: "%02x", UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0))) }.joined(separator: ":")
+    }
+
+    /// A duplicate address detection probe for `target`: a neighbour solicitation from the unspecified address to
+    /// the target's solicited-node group, without a source link-layer option (RFC 4862), hop limit 255.
+    static func neighbourSolicitation(for target: [UInt8]) -> [UInt8] {
+        let group: [UInt8] = [0xFF, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xFF] + target[13...]
+        var icmp: [UInt8] = [135, 0, 0, 0, 0, 0, 0, 0] + target
+        // Checksum over the pseudo-header (source ::, destination, length, next header 58) and the message.
+        let pseudo = [UInt8](repeating: 0, count: 16) + group + [0, 0, 0, UInt8(icmp.count), 0, 0, 0, 58]
+        let sum = PacketBuilder.internetChecksum(pseudo + icmp)
+        icmp[2] = UInt8(sum >> 8)
+        icmp[3] = UInt8(sum & 0xFF)
+        return [0x60, 0, 0, 0, 0, UInt8(icmp.count), 58, 255] + [UInt8](repeating: 0, count: 16) + group + icmp
     }
 
     static func sign(_ message: Message, key: Data) -> [UInt8] {
