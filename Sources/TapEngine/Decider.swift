@@ -84,15 +84,21 @@ public enum Decider {
             flows.insert(frame.key, now: now, value: me)
             return .deliver
         }
-        if frame.isICMPError { return .deliver }  // about a connection; it neither starts nor refreshes one
+        track(frame, flows: &flows, now: now, value: me)
+        return .deliver
+    }
+
+    /// Records a new connection (unconfirmed) or refreshes a known one (confirmed by a segment that is not a SYN);
+    /// FIN marks it closing, RST ends it. An ICMP error is about a connection: it neither starts nor refreshes one.
+    @inline(__always)
+    static func track(_ frame: Frame, flows: inout FlowTable, now: UInt32, value: UInt16) {
+        guard !frame.isICMPError else { return }
         if frame.isTCPReset {
             flows.remove(frame.key)
         } else {
-            // Records a new connection (unconfirmed) or refreshes a known one (confirmed by a segment that is not a SYN).
-            flows.insert(frame.key, now: now, value: me, confirm: !frame.isTCPSyn)
+            flows.insert(frame.key, now: now, value: value, confirm: !frame.isTCPSyn)
             if frame.isTCPFin { flows.markClosing(frame.key, now: now) }
         }
-        return .deliver
     }
 
     /// A frame a peer relayed (relay mode): the peer decided it, so it is delivered, but for one case. A node that
@@ -102,14 +108,23 @@ public enum Decider {
     /// pass it on there (the owner delivers what a peer relayed).
     @inline(__always)
     static func relayed(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
-        guard frame.key.proto == .tcp, !frame.isFragment, !frame.isTCPSyn,
+        guard frame.key.proto == .tcp, !frame.isFragment,
             case .balanced(let affinity) = state.mode(for: frame.key.proto, port: frame.key.serverPort)
         else { return .deliver }
         let bucket = state.table.bucket(
             ofHash: affinity.bucketHash(of: frame.key, isFragment: false, seed: state.seed))
-        guard state.releasedBuckets[bucket], state.table.owner(ofBucket: bucket) != state.node,
-            flows.value(of: frame.key, now: now) != state.node.rawValue, state.bucketMACs[bucket] != 0
-        else { return .deliver }
+        let me = state.node.rawValue
+        if state.table.owner(ofBucket: bucket) == state.node {
+            // Remembered as a client's own frame would be: once this node releases the bucket, it still knows the
+            // connections it serves there.
+            track(frame, flows: &flows, now: now, value: me)
+            return .deliver
+        }
+        if flows.value(of: frame.key, now: now) == me {
+            endIfClosing(frame, flows: &flows, now: now)
+            return .deliver
+        }
+        guard !frame.isTCPSyn, state.releasedBuckets[bucket], state.bucketMACs[bucket] != 0 else { return .deliver }
         return .forward(state.bucketMACs[bucket])
     }
 

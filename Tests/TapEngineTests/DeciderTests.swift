@@ -232,10 +232,11 @@ struct DeciderTests {
                 Self.relayTCP(port: theirs, flags: 0x02, from: client, to: Self.macs[1]!), state: director,
                 flows: &flows, now: 0) == .forward(Self.macs[2]!))
         let node2 = Self.state(node: 2, delivery: .relay)
-        #expect(
-            Decider.decide(
-                Self.relayTCP(port: theirs, flags: 0x10, from: Self.macs[1]!, to: Self.macs[2]!), state: node2,
-                flows: &flows, now: 1) == .deliver)
+        var node2Flows = Self.flows()
+        let relayed = Self.relayTCP(port: theirs, flags: 0x10, from: Self.macs[1]!, to: Self.macs[2]!)
+        #expect(Decider.decide(relayed, state: node2, flows: &node2Flows, now: 1) == .deliver)
+        // Node 2 remembers the connection it serves, so that it keeps it once it releases the bucket.
+        #expect(node2Flows.value(of: relayed.key, now: 1) == 2)
         // A frame for another node's MAC (a switch flooded it) is not this node's business.
         #expect(
             Decider.decide(

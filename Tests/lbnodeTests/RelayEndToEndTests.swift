@@ -27,27 +27,9 @@ struct RelayEndToEndTests {
         FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
     }
 
+    /// The director's drain: node 2 takes the VIP (clients learn its MAC), node 1 keeps serving its connections,
+    /// whose frames now come relayed from node 2.
     @Test func openConnectionsSurviveAJoinAndTheDirectorsDrain() throws {
-        let farm = try Self.farm { $0.startNodes = [1, 2] }
-        defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
-        let connections = try farm.connect(count: 60)
-        let owners = FarmEndToEndTests.requests(connections, "before")
-        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
-
-        try farm.start(3)
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
-        #expect(FarmEndToEndTests.requests(connections, "joined") == owners)
-        let newer = try farm.connect(count: 60)
-        let newOwners = FarmEndToEndTests.requests(newer, "new")
-        #expect(newOwners.contains(.answered(server: 3)), "\(newOwners)")
-
-        // Node 1, the director, drains: node 2 takes the VIP (clients learn its MAC), node 1 keeps serving its
-        // connections, whose frames now come relayed from node 2.
-        _ = try farm.control(["drain", "--timeout", "3"], node: 1)
-        #expect(farm.waitForView("{2:100, 3:100}", nodes: [2, 3], seconds: 2))
-        #expect(FarmEndToEndTests.requests(connections, "draining") == owners)
-        #expect(FarmEndToEndTests.requests(newer, "draining") == newOwners)
-        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
+        try FarmEndToEndTests.connectionsSurviveAJoinAndTheDirectorsDrain(Self.farm { $0.startNodes = [1, 2] })
     }
 }

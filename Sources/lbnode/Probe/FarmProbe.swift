@@ -72,7 +72,7 @@ struct FarmProbe {
         try udp.bind(address, port: config.farm.heartbeatPort)
         let vipBytes = config.farm.vip.bytes
         let arp = config.farm.vip.isIPv4 ? try ProbePort(interface: config.node.interface, etherType: 0x0806) : nil
-        let solicitedNode = 0x3333_FF00_0000 | vipBytes[13...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let solicitedNode = 0x3333_FF00_0000 | vipBytes.suffix(3).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         // Duplicate address detection's answers go to all nodes (33:33:00:00:00:01), which every IPv6 host receives.
         let neighbours =
             config.farm.vip.isIPv4
