@@ -101,11 +101,11 @@ public enum Decider {
         }
     }
 
-    /// A frame a peer relayed (relay mode): the peer decided it, so it is delivered, but for one case. A node that
-    /// relays without having seen a connection start (a new director, or one a client reached while its ARP entry
-    /// still named another node) sends an established connection of a bucket in handover to the bucket's previous
-    /// owner; if that is this node and it does not have the connection, it was opened on the bucket's new owner:
-    /// pass it on there (the owner delivers what a peer relayed).
+    /// A frame a peer relayed (relay mode): the peer decided it, so it is delivered (and, in a bucket this node owns,
+    /// its connection remembered), but for one case. A node that relays without having seen a connection start (a new
+    /// director, or one a client reached while its ARP entry still named another node) sends an established
+    /// connection of a bucket in handover to the bucket's previous owner; if that is this node and it does not have
+    /// the connection, it was opened on the bucket's new owner: pass it on there.
     @inline(__always)
     static func relayed(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
         guard frame.key.proto == .tcp, !frame.isFragment,
@@ -163,9 +163,9 @@ public enum Decider {
         }
     }
 
-    @inline(__always)
     /// Forwards from the director, or in relay mode from any node a client still sends to (its ARP entry for the VIP
     /// not yet moved to the new director).
+    @inline(__always)
     static func forwardOrDrop(_ mac: UInt64, state: EngineState) -> Verdict {
         guard (state.delivery == .directed && state.isDirector) || state.delivery == .relay else {
             return .drop(.notOwner)
