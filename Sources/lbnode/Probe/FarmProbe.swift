@@ -62,7 +62,7 @@ struct FarmProbe {
         let me = config.node.id.rawValue
         let peers = config.peers
         let link = try NetlinkSocket().requireLink(named: config.node.interface)
-        let ownMAC = link.mac.map { $0.bytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } } ?? 0
+        let ownMAC = link.mac.map { macValue($0.bytes) } ?? 0
         let flood = Self.floodMAC(farm: config.farm.name)
         let forged = Self.forgedMAC(farm: config.farm.name, node: me)
         let port = try ProbePort(interface: config.node.interface, etherType: Self.etherType, receiving: [flood, forged])
@@ -72,7 +72,7 @@ struct FarmProbe {
         try udp.bind(address, port: config.farm.heartbeatPort)
         let vipBytes = config.farm.vip.bytes
         let arp = config.farm.vip.isIPv4 ? try ProbePort(interface: config.node.interface, etherType: 0x0806) : nil
-        let solicitedNode = 0x3333_FF00_0000 | vipBytes.suffix(3).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let solicitedNode = 0x3333_FF00_0000 | macValue(Array(vipBytes.suffix(3)))
         // Duplicate address detection's answers go to all nodes (33:33:00:00:00:01), which every IPv6 host receives.
         let neighbours =
             config.farm.vip.isIPv4
@@ -228,10 +228,6 @@ struct FarmProbe {
         return Report(
             farm: config.farm.name, node: me, checks: [heartbeats, flooding, forged, learned, mtuCheck, vip],
             delivery: delivery, vipInUse: !vipAnswers.isEmpty, explanation: explanation)
-    }
-
-    private func macText(_ mac: UInt64) -> String {
-        (0..<6).map { String(format: "%02x", UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0))) }.joined(separator: ":")
     }
 
     /// A duplicate address detection probe for `target`: a neighbour solicitation from the unspecified address to
