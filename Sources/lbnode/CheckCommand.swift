@@ -21,7 +21,7 @@ struct CheckCommand: ParsableCommand {
         print(
             """
             \(config): ok
-              farm \(farm.farm.name): VIP \(farm.farm.vip.address), \(farm.farm.delivery.rawValue) delivery, \
+              farm \(farm.farm.name): VIP \(farm.farm.vip.address), \(farm.farm.deliveryIsAuto ? "auto (probed at start)" : farm.farm.delivery.rawValue) delivery, \
             \(farm.farm.buckets) buckets (\(farm.farm.table.rawValue)), heartbeats every \
             \(farm.farm.heartbeatIntervalMilliseconds) ms on port \(farm.farm.heartbeatPort), dead after \
             \(farm.farm.deadAfter) missed

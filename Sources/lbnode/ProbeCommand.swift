@@ -13,7 +13,8 @@ struct ProbeCommand: ParsableCommand {
             flooding switch delivers, frames from a second MAC that a strict virtual switch drops, and \
             authenticated messages on the heartbeat port; it sends ARP probes for the VIP. Each prints a verdict \
             per check, whether the MTUs agree, whether the VIP is already in use, and the cheapest delivery mode \
-            that works: flood, directed or relay. Exits 1 when none works or the VIP is in use.
+            that works for every node (each waits for the others' verdicts): flood, directed or relay. Exits 1 when \
+            none works or the VIP is in use. delivery: auto runs the same probe when lbnode run starts.
             """
     )
 
@@ -44,7 +45,7 @@ struct ProbeCommand: ParsableCommand {
         guard Privileges.hasNetAdmin else { throw CommandFailure("probe needs CAP_NET_RAW: run it as root") }
         let report: FarmProbe.Report
         do {
-            report = try FarmProbe(config: farm, key: keys.keys[0], seconds: seconds).run()
+            report = try FarmProbe(config: farm, keys: keys.keys, seconds: seconds).run()
         } catch {
             throw CommandFailure(
                 "probe failed: \(error)\(("\(error)".contains("Address already in use")) ? " (is lbnode run running here?)" : "")")
@@ -59,7 +60,12 @@ struct ProbeCommand: ParsableCommand {
                 print("  \(check.name.padding(toLength: 28, withPad: " ", startingAt: 0)) "
                     + "\(check.passed ? "yes" : "NO ")  \(check.detail)")
             }
-            print("delivery that works here: \(report.delivery ?? "none")")
+            for node in report.running {
+                print(
+                    "  node \(node.node) already runs lbnode (\(node.delivery ?? "unknown") delivery"
+                        + "\(node.leader ? ", the leader" : "")): it takes no part in the probe")
+            }
+            print("delivery that works for the farm: \(report.delivery ?? "none")")
             print("  \(report.explanation)")
         }
         if report.delivery == nil || report.vipInUse { throw ExitCode(1) }

@@ -53,7 +53,8 @@ struct StatusCommand: ParsableCommand {
             throw CommandFailure("the node has no status yet (still starting?)")
         }
         print(
-            "farm \(status.farm), node \(status.node) \(status.state), \(status.delivery) delivery, leader "
+            "farm \(status.farm), node \(status.node) \(status.state), \(status.delivery) delivery"
+                + "\(status.deliveryAuto ? " (auto)" : ""), leader "
                 + "\(status.leader.map(String.init) ?? "none"), views \(status.agreed ? "agree" : "differ"), "
                 + "engine state \(status.generation), \(status.flows) TCP connections tracked")
         for member in status.members {
@@ -77,6 +78,12 @@ struct StatusCommand: ParsableCommand {
         print(
             "  quorum: \(status.quorum ? "yes" : "NO") (\(status.liveNodes) of \(status.expectedNodes) nodes alive)"
                 + (status.fenced.map { ", FENCED: \($0)" } ?? ""))
+        if let reason = status.deliveryReason { print("  delivery auto: \(reason)") }
+        if let problem = status.deliveryProblem { print("  DELIVERY CHECK FAILING: \(problem)") }
+        if let cheaper = status.deliveryCheaper { print("  delivery check: \(cheaper) delivery would work too") }
+        if !status.deliveryDisagreements.isEmpty {
+            print("  PEERS USING ANOTHER DELIVERY: \(status.deliveryDisagreements.joined(separator: ", "))")
+        }
         if let witness = status.witness {
             print("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
         }

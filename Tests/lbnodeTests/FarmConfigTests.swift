@@ -68,11 +68,18 @@ struct FarmConfigTests {
         #expect(config.peers.isEmpty && config.rules.isEmpty && config.checkers.isEmpty)
     }
 
+    @Test func autoDeliveryIsProbedAtStart() throws {
+        let config = try FarmConfig.parse(Self.example.replacingOccurrences(of: "delivery: directed", with: "delivery: auto"), file: "web.yaml")
+        #expect(config.farm.deliveryIsAuto)
+        #expect(config.farm.delivery == .relay)  // until the probe says otherwise: the mode that needs nothing
+        #expect(try !FarmConfig.parse(Self.example, file: "web.yaml").farm.deliveryIsAuto)
+    }
+
     /// Each bad value is refused with its line and key.
     @Test(arguments: [
         ("  vip: 198.18.0.1000", "web.yaml:3: farm.vip: '198.18.0.1000' is not an IP address"),
         ("  vip: 198.18.0.0/24", "web.yaml:3: farm.vip: must be one unicast address"),
-        ("  delivery: broadcast", "web.yaml:4: farm.delivery: 'broadcast' is not one of flood, directed"),
+        ("  delivery: broadcast", "web.yaml:4: farm.delivery: 'broadcast' is not one of auto, flood, directed, relay"),
         ("  buckets: 4000", "web.yaml:9: farm.buckets: 4000 is not a power of two"),
         ("  heartbeat_interval_ms: 0", "web.yaml:7: farm.heartbeat_interval_ms: '0' must be a whole number from 1"),
         ("  colour: blue", "farm.colour: unknown key"),

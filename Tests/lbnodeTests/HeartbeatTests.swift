@@ -1,5 +1,6 @@
 import Crypto
 import Hashing
+import TapEngine
 import Testing
 
 @testable import lbnode
@@ -91,5 +92,16 @@ struct HeartbeatTests {
         beat.fenced = true
         beat.leader = true
         #expect(Heartbeat.decode(beat.encoded(key: Self.key), key: Self.key) == .success(beat))
+    }
+
+    /// Byte 7 names the sender's delivery mode; 0 (older nodes) is "not said".
+    @Test(arguments: [(Delivery.flood, UInt8(1)), (.directed, 2), (.relay, 3)])
+    func theDeliveryModeRoundTrips(delivery: Delivery, code: UInt8) throws {
+        var beat = Self.heartbeat()
+        beat.delivery = delivery
+        let bytes = beat.encoded(key: Self.key)
+        #expect(bytes[7] == code)
+        #expect(Heartbeat.decode(bytes, key: Self.key) == .success(beat))
+        #expect(try Heartbeat.decode(Self.heartbeat().encoded(key: Self.key), key: Self.key).get().delivery == nil)
     }
 }

@@ -111,4 +111,19 @@ struct NodeControllerTests {
         let agreed = Self.run(&controller, from: 70, to: 70)
         #expect(Self.states(agreed).last?.holdTaking == false)
     }
+
+    /// A peer whose heartbeats name another delivery mode is reported (its frames would never meet this node's).
+    @Test func aPeerUsingAnotherDeliveryIsReported() throws {
+        var controller = try Self.controller()
+        #expect(Self.sent(controller.step(now: 0, NodeInputs())).first?.delivery == .flood)
+        var inputs = NodeInputs()
+        var other = Self.beat(2, sequence: 1)
+        other.delivery = .relay
+        inputs.heartbeats = [other, Self.beat(3, sequence: 1)]
+        let actions = controller.step(now: 10, inputs)
+        #expect(controller.deliveryDisagreements == [NodeID(2)!: .relay])
+        #expect(actions.contains { if case .log(let line) = $0 { line.contains("node 2 uses relay delivery") } else { false } })
+        Self.run(&controller, from: 20, to: 100, peers: [3])  // node 2 falls silent and dies
+        #expect(controller.deliveryDisagreements.isEmpty)
+    }
 }

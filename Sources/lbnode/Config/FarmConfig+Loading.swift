@@ -77,8 +77,10 @@ extension FarmConfig {
             throw reader.error(
                 section.child("buckets"), section.line(of: "buckets"), "\(buckets) is not a power of two")
         }
+        let delivery = try reader.choice(section, "delivery", default: DeliveryChoice.directed)
         return Farm(
-            name: name, vip: vip, delivery: try reader.choice(section, "delivery", default: Delivery.directed),
+            name: name, vip: vip, delivery: Delivery(rawValue: delivery.rawValue) ?? .relay,
+            deliveryIsAuto: delivery == .auto,
             keyFile: try reader.string(section, "key_file"),
             heartbeatPort: UInt16(
                 try reader.integer(

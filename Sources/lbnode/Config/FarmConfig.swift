@@ -8,7 +8,11 @@ struct FarmConfig: Equatable {
         /// Seeds the hash and derives the virtual MAC: the same on every node.
         var name: String
         var vip: IPPrefix
+        /// The delivery mode in use: the configured one, or with `delivery: auto` the one the probe at start picked
+        /// (until then relay, the mode that needs nothing of the switch).
         var delivery: Delivery
+        /// `delivery: auto`: `lbnode run` probes the network at start (`AutoDelivery`).
+        var deliveryIsAuto = false
         /// The shared secret for heartbeat authentication.
         var keyFile: String
         var heartbeatPort: UInt16
@@ -84,6 +88,11 @@ struct FarmConfig: Equatable {
 
     /// Majority for three nodes or more; none for two (one survivor of two must serve).
     var effectiveQuorum: Membership.Quorum { farm.quorum ?? (peers.count >= 2 ? .majority : .none) }
+
+    /// What `delivery` may say.
+    enum DeliveryChoice: String, CaseIterable {
+        case auto, flood, directed, relay
+    }
 
     static let defaultHeartbeatPort: UInt16 = 7946
     static let defaultMetricsAddress = "127.0.0.1:9946"

@@ -13,7 +13,8 @@ import TapEngine
 /// one is due, feeds them to the membership, and acts on what changed. Signals and the control socket's thread only
 /// touch the mutexes (`stopRequested`, `drainRequested`, `status`): that is why the class may be shared.
 final class Daemon: @unchecked Sendable {
-    let config: FarmConfig
+    /// As loaded; with `delivery: auto`, the mode the probe picked replaces the provisional one before anything runs.
+    private(set) var config: FarmConfig
     let configPath: String
     let stateDirectory: String
     let teardownOnExit: Bool
@@ -22,6 +23,8 @@ final class Daemon: @unchecked Sendable {
     /// Seconds of drain asked for over the control socket (nil = none asked).
     private let drainRequested = Mutex<Int?>(nil)
     private let status = Mutex<NodeStatus?>(nil)
+    /// Why this delivery mode (`delivery: auto`), for the status.
+    private var deliveryReason: String?
     private var signalSources: [DispatchSourceSignal] = []
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
@@ -56,6 +59,19 @@ final class Daemon: @unchecked Sendable {
     func run() throws {
         installSignalHandlers()  // before setup: a TERM or HUP during it must not kill the process half-way
         var keys = try config.checkKeyFile(configPath: configPath).keys
+        if config.farm.deliveryIsAuto {
+            log("delivery auto: probing the network with the peers that run")
+            let auto = AutoDelivery(
+                config: config, keys: keys, stateDirectory: stateDirectory, log: { [self] in log($0) },
+                stopRequested: { [self] in stopRequested.withLock { $0 } })
+            guard let decision = try auto.decide() else {
+                log("stopped before the delivery mode was found: nothing was set up")
+                return
+            }
+            config.farm.delivery = decision.delivery
+            deliveryReason = decision.reason
+            log("delivery auto: \(decision.delivery) (\(decision.reason))")
+        }
         let virtualMAC = FarmIdentity.virtualMAC(farm: config.farm.name, vip: config.farm.vip)
         let interfaceAddress = try NetlinkSocket().requireLink(named: config.node.interface).mac
         let interfaceMAC = interfaceAddress.map { macValue($0.bytes) } ?? 0
@@ -95,6 +111,9 @@ final class Daemon: @unchecked Sendable {
             try WitnessPinger(target: address)
         }
         var lastPing = Int.min / 2
+        var probeFrames = openProbeFrames(interfaceMAC: interfaceMAC)
+        var deliveryWatch = DeliveryWatch(delivery: config.farm.delivery)
+        var nextProbeRound = 0
         var checkers = CheckerRunner(config: config) { [self] in log($0) }
         checkers.start()
         defer { checkers.stop() }
@@ -130,6 +149,8 @@ final class Daemon: @unchecked Sendable {
                 rebuilt.start()
                 engine = rebuilt
                 monitor.engineOpened()
+                probeFrames = openProbeFrames(interfaceMAC: interfaceMAC)  // the interface may be a new one
+                deliveryWatch.restart()
                 log("data path re-opened (\(reason)): \(plan.steps.count) setup steps applied")
             } catch {
                 log("data path cannot be re-opened yet (\(reason)): \(error); retrying every second")
@@ -162,7 +183,8 @@ final class Daemon: @unchecked Sendable {
                 return value
             }) {
                 do {
-                    let next = try FarmConfig.load(path: configPath)
+                    var next = try FarmConfig.load(path: configPath)
+                    if next.farm.deliveryIsAuto && config.farm.deliveryIsAuto { next.farm.delivery = config.farm.delivery }
                     let nextKeys = try next.checkKeyFile(configPath: configPath).keys
                     if nextKeys != keys && NodeController.fixedChanges(from: config, to: next) == nil {
                         keys = nextKeys
@@ -224,9 +246,20 @@ final class Daemon: @unchecked Sendable {
                     log("cannot update the heartbeat filter: \(error)")
                 }
             }
+            if let probeFrames {
+                if now >= nextProbeRound {
+                    probeFrames.sendRound()
+                    nextProbeRound = now + 1000
+                }
+                probeFrames.receive(now: now)
+                let live = Set(controller.membership.peers.keys.map(\.rawValue))
+                if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: probeFrames.lastSeen) {
+                    log(change)
+                }
+            }
             // From the time of the check above: a stall after it still runs the lease out.
             engine?.renewLease(checkedAt: instant, milliseconds: controller.failoverMilliseconds)
-            publishStatus(controller, engine: engine, gate: gate, socket: socket, now: now)
+            publishStatus(controller, engine: engine, gate: gate, socket: socket, watch: deliveryWatch, now: now)
             guard !leaving else { break }
 
             // Wait for heartbeats until the next one is due, then take what queued, in batches, at most 1024 per
@@ -259,9 +292,22 @@ final class Daemon: @unchecked Sendable {
         log("stopped")
     }
 
+    /// The probe frames of the delivery check (`DeliveryWatch`); nil, logged, if the packet socket cannot be opened.
+    private func openProbeFrames(interfaceMAC: UInt64) -> ProbeFrames? {
+        do {
+            return try ProbeFrames(
+                interface: config.node.interface, ownMAC: interfaceMAC, farm: config.farm.name,
+                me: config.node.id.rawValue, peers: Set(config.peers.map(\.id.rawValue)))
+        } catch {
+            log("delivery check off: cannot open its packet socket: \(error)")
+            return nil
+        }
+    }
+
     /// Refreshes the snapshot that `lbnode status` reads.
     private func publishStatus(
-        _ controller: NodeController, engine: Engine?, gate: HeartbeatGate, socket: HeartbeatSocket, now: Int
+        _ controller: NodeController, engine: Engine?, gate: HeartbeatGate, socket: HeartbeatSocket,
+        watch: DeliveryWatch, now: Int
     ) {
         let membership = controller.membership
         let states = controller.states
@@ -308,6 +354,12 @@ final class Daemon: @unchecked Sendable {
         }
         snapshot.dataPathFault = controller.dataPathFault
         snapshot.leaderConflicts = controller.leaderConflicts
+        snapshot.deliveryAuto = config.farm.deliveryIsAuto
+        snapshot.deliveryReason = deliveryReason
+        snapshot.deliveryProblem = watch.problem
+        snapshot.deliveryCheaper = watch.cheaper?.rawValue
+        snapshot.deliveryDisagreements = controller.deliveryDisagreements.sorted { $0.key < $1.key }
+            .map { "node \($0.key): \($0.value)" }
         snapshot.duplicateIDs = gate.duplicates.keys.map(\.description).sorted()
         let flowCounters = engine?.flowCounters ?? FlowTableCounters()
         snapshot.flowsAdmitted = flowCounters.confirmed

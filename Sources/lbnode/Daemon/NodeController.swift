@@ -66,6 +66,8 @@ struct NodeController {
     /// Times another node claimed the leader's role while this node's view gave it to this node.
     private(set) var leaderConflicts: UInt64 = 0
     private var inConflict = false
+    /// Live peers whose heartbeats name another delivery mode than this node's (the farm's nodes must agree).
+    private(set) var deliveryDisagreements: [NodeID: Delivery] = [:]
 
     init(
         config: FarmConfig, virtualMAC: UInt64, interfaceMAC: UInt64, incarnation: UInt64, now: Int,
@@ -82,7 +84,7 @@ struct NodeController {
             quorum: config.effectiveQuorum, witness: config.farm.witness != nil)
         beat = Heartbeat(
             sender: config.node.id, state: .joining, healthy: true, weight: config.node.weight,
-            incarnation: incarnation, sequence: 0, viewDigest: 0, mac: interfaceMAC)
+            incarnation: incarnation, sequence: 0, viewDigest: 0, mac: interfaceMAC, delivery: config.farm.delivery)
         nextBeat = now
     }
 
@@ -128,6 +130,7 @@ struct NodeController {
         }
         beatIfDue(now: now, into: &actions)
         for heartbeat in inputs.heartbeats {
+            noteDelivery(of: heartbeat, into: &actions)
             apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
             beatIfDue(now: now, into: &actions)
         }
@@ -144,6 +147,7 @@ struct NodeController {
             actions.append(.log("handover window over: engine state \(states.generation)"))
         }
         noteLeaderConflict(into: &actions)
+        deliveryDisagreements = deliveryDisagreements.filter { membership.peers[$0.key] != nil }
         if inputs.stop {
             actions.append(.leave)
         } else if let until = drainUntil, now >= until {
@@ -255,6 +259,20 @@ struct NodeController {
             actions.append(.log("node \(conflict) also claims the leader's role: the lower ID keeps it"))
         }
         inConflict = conflict != nil
+    }
+
+    /// Notes (and logs once) a peer whose heartbeats name another delivery mode: a frame one node expects from the
+    /// switch the other never sends, so part of the farm's clients go unanswered.
+    private mutating func noteDelivery(of heartbeat: Heartbeat, into actions: inout [NodeAction]) {
+        let theirs = heartbeat.delivery.flatMap { $0 == config.farm.delivery ? nil : $0 }
+        guard deliveryDisagreements[heartbeat.sender] != theirs else { return }
+        deliveryDisagreements[heartbeat.sender] = theirs
+        if let theirs {
+            actions.append(
+                .log(
+                    "node \(heartbeat.sender) uses \(theirs) delivery, this node \(config.farm.delivery): every node "
+                        + "must use the same (set it alike everywhere, or auto on every node and restart them together)"))
+        }
     }
 
     private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {

@@ -41,6 +41,15 @@ struct NodeStatus: Codable, Sendable {
     var dataPathFault: String?
     /// Times a peer with a lower ID claimed the leader's role that this node's view gave to this node.
     var leaderConflicts: UInt64 = 0
+    /// `delivery: auto`, and why the probe picked the mode in use.
+    var deliveryAuto = false
+    var deliveryReason: String?
+    /// What the delivery check found broken (a network that changed under the farm), or nil.
+    var deliveryProblem: String?
+    /// A cheaper mode the delivery check finds working for every peer, if any.
+    var deliveryCheaper: String?
+    /// Peers whose heartbeats name another delivery mode ("node 2: relay").
+    var deliveryDisagreements: [String] = []
     /// Addresses that sent authentic heartbeats with this node's own ID.
     var duplicateIDs: [String] = []
     /// Connections admitted to and evicted from the flow table.

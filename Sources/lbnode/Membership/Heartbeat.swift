@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hashing
+import TapEngine
 
 /// A node's state in the farm (DESIGN.md "Membership and failover").
 enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -28,7 +29,8 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 /// Wire format, version 1, 80 bytes, big-endian:
 ///
 ///     0  "VFHB"   4  version (1)   5  state   6  flags (bit 0: healthy, bit 1: fenced, bit 2: leader)
-///     7  reserved (0)
+///     7  delivery (0: not said, 1 flood, 2 directed, 3 relay: the farm's nodes must agree, and `delivery: auto`
+///        joins a running farm in its mode)
 ///     8  sender node ID (2)   10 reserved (2)   12 weight (4)
 ///     16 incarnation (8: random at every start; see `HeartbeatGate` for how a restart is told from a replay)
 ///     24 sequence (8: +1 per heartbeat within an incarnation)
@@ -54,6 +56,10 @@ struct Heartbeat: Equatable, Sendable {
     var sequence: UInt64
     var viewDigest: UInt64
     var mac: UInt64
+    /// The delivery mode the sender uses (nil: not said).
+    var delivery: Delivery? = nil
+
+    static let deliveryCodes: [Delivery: UInt8] = [.flood: 1, .directed: 2, .relay: 3]
 
     /// Why a datagram was not accepted as a heartbeat.
     enum Rejection: String, Error, CaseIterable, Sendable {
@@ -72,7 +78,7 @@ struct Heartbeat: Equatable, Sendable {
 
     init(
         sender: NodeID, state: MemberState, healthy: Bool, fenced: Bool = false, leader: Bool = false, weight: UInt32,
-        incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64
+        incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64, delivery: Delivery? = nil
     ) {
         self.sender = sender
         self.state = state
@@ -84,12 +90,13 @@ struct Heartbeat: Equatable, Sendable {
         self.sequence = sequence
         self.viewDigest = viewDigest
         self.mac = mac
+        self.delivery = delivery
     }
 
     /// The signed datagram.
     func encoded(key: SymmetricKey) -> [UInt8] {
         let flags: UInt8 = (healthy ? 1 : 0) | (fenced ? 2 : 0) | (leader ? 4 : 0)
-        var bytes = Self.magic + [Self.version, state.rawValue, flags, 0]
+        var bytes = Self.magic + [Self.version, state.rawValue, flags, delivery.flatMap { Self.deliveryCodes[$0] } ?? 0]
         bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + [0, 0] + Self.bigEndian(UInt64(weight), 4)
         bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
         bytes += Self.bigEndian(mac, 6) + [0, 0]
@@ -139,7 +146,7 @@ struct Heartbeat: Equatable, Sendable {
                 sender: sender, state: state, healthy: bytes[6] & 1 != 0, fenced: bytes[6] & 2 != 0,
                 leader: bytes[6] & 4 != 0, weight: UInt32(read(bytes, 12, 4)),
                 incarnation: read(bytes, 16, 8), sequence: read(bytes, 24, 8), viewDigest: read(bytes, 32, 8),
-                mac: read(bytes, 40, 6)))
+                mac: read(bytes, 40, 6), delivery: deliveryCodes.first { $0.value == bytes[7] }?.key))
     }
 
     private static func bigEndian(_ value: UInt64, _ count: Int) -> [UInt8] {

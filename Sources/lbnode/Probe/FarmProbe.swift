@@ -4,26 +4,24 @@ import Hashing
 import RouteSetup
 import TapEngine
 
-/// `lbnode probe`: what the network between the farm's servers lets through, before the VIP goes live. Every node
-/// runs it at the same time; each sends, several times a second for a few seconds:
-///
-/// - a frame to the farm's probe MAC, a unicast MAC nobody ever sends from (so no switch learns it): it reaches the
-///   others only if the switch floods unknown unicast (`flood` delivery needs that);
-/// - a broadcast from its own probe MAC, which is not its NIC's: it reaches the others only if the switch accepts a
-///   foreign source MAC (forged transmits, MAC changes), and then the switch learns that MAC on its port;
-/// - to each peer whose foreign-source broadcast it saw, a frame to that peer's probe MAC: it arrives if the switch
-///   learned it (or floods) (`directed` delivery needs these two, or flooding);
-/// - an authenticated message on the heartbeat port to every peer: what it saw, its MTU (`relay` delivery needs
-///   only these heartbeats, as every mode does).
+/// `lbnode probe` (and `delivery: auto` at the start of `lbnode run`): what the network between the farm's servers
+/// lets through, before the VIP goes live. Every node probes at the same time; each sends, every 100 ms for a few
+/// seconds, the rounds of `ProbeFrames` and an authenticated message on the heartbeat port to every peer: what it
+/// saw, its MTU and, once its own time is over, its verdict. A node's own verdict covers the pairs it is part of; the
+/// farm's is the costliest of the verdicts of every node heard (each waits for the others' for up to `seconds` more),
+/// so every node that probed names the same mode.
 ///
 /// It also sends ARP probes for the VIP (RFC 5227: sender address 0.0.0.0), or for an IPv6 VIP duplicate address
-/// detection's neighbour solicitations (RFC 4862), and reports any answer: the VIP in use.
+/// detection's neighbour solicitations (RFC 4862), and reports any answer: the VIP in use. Heartbeats of nodes that
+/// already run are reported with the delivery they say they use (`delivery: auto` joins the farm in that mode).
 struct FarmProbe {
     let config: FarmConfig
-    let key: Data
+    /// The farm's keys: the first signs, any verifies.
+    let keys: [Data]
     var seconds: Double = 3
-
-    static let etherType: UInt16 = 0x88B5  // IEEE 802 local experimental
+    /// Judge every configured peer (`lbnode probe`), or only those that answered (`delivery: auto`: the others are not
+    /// running yet, and will join in the mode the running nodes announce).
+    var requireEveryPeer = true
 
     /// What one node learned.
     struct Report: Codable {
@@ -32,13 +30,22 @@ struct FarmProbe {
             var passed: Bool
             var detail: String
         }
+        /// A node that already runs lbnode (its heartbeats came in), and the delivery mode its heartbeats name.
+        struct RunningNode: Codable, Equatable {
+            var node: UInt16
+            var delivery: String?
+            var leader: Bool
+        }
         var farm: String
         var node: UInt16
         var checks: [Check]
-        /// The cheapest delivery mode that works here (flood, directed, relay), or nil.
+        /// The cheapest delivery mode that works for every node heard (flood, directed, relay), or nil.
         var delivery: String?
         var vipInUse: Bool
         var explanation: String
+        /// The peers whose probe messages came in.
+        var heard: [UInt16] = []
+        var running: [RunningNode] = []
     }
 
     /// The message on the heartbeat port, signed with the farm key: "VFPR", the HMAC, then JSON.
@@ -50,22 +57,21 @@ struct FarmProbe {
         var sawFlood: [UInt16]
         var sawForged: [UInt16]
         var sawLearned: [UInt16]
+        /// The sender's own verdict ("flood", "directed", "relay" or "none"), once its time is over.
+        var verdict: String? = nil
     }
 
-    /// The farm's probe MAC for flooding, and node `id`'s foreign source MAC: locally administered, from the farm.
-    static func floodMAC(farm: String) -> UInt64 { 0x0600_0000_0000 | (FarmSeed(farmName: farm).value & 0xFF_FFFF_FF00) }
-    static func forgedMAC(farm: String, node: UInt16) -> UInt64 {
-        0x0A00_0000_0000 | (FarmSeed(farmName: farm).value & 0xFF_FF00_0000) | UInt64(node)
-    }
+    /// The delivery modes from the cheapest to the one that needs the least of the switch.
+    static let cost: [String: Int] = ["flood": 0, "directed": 1, "relay": 2]
 
     func run() throws -> Report {
         let me = config.node.id.rawValue
         let peers = config.peers
         let link = try NetlinkSocket().requireLink(named: config.node.interface)
         let ownMAC = link.mac.map { macValue($0.bytes) } ?? 0
-        let flood = Self.floodMAC(farm: config.farm.name)
-        let forged = Self.forgedMAC(farm: config.farm.name, node: me)
-        let port = try ProbePort(interface: config.node.interface, etherType: Self.etherType, receiving: [flood, forged])
+        let frames = try ProbeFrames(
+            interface: config.node.interface, ownMAC: ownMAC, farm: config.farm.name, me: me,
+            peers: Set(peers.map(\.id.rawValue)))
         let address = IPAddress(bytes: config.node.address.bytes)!
         let udp = try Socket(for: address, type: SOCK_DGRAM, nonBlocking: true)
         try udp.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "share the heartbeat port")
@@ -77,29 +83,27 @@ struct FarmProbe {
         let neighbours =
             config.farm.vip.isIPv4
             ? nil : try ProbePort(interface: config.node.interface, etherType: 0x86DD, receiving: [0x3333_0000_0001])
+        let heartbeatKeys = keys.map { SymmetricKey(data: $0) }
 
         var heard: [UInt16: Message] = [:]
-        var sawFlood = Set<UInt16>()
-        var sawForged = Set<UInt16>()
-        var sawLearned = Set<UInt16>()
+        var running: [UInt16: Report.RunningNode] = [:]
         var vipAnswers: [UInt64] = []
-        let tag = Array("VFP".utf8)
+        var verdict: String?
         let clock = ContinuousClock()
-        let end = clock.now + .milliseconds(Int(seconds * 1000))
-        var nextRound = clock.now
+        let start = clock.now
+        func elapsed() -> Int {
+            let time = (clock.now - start).components
+            return Int(time.seconds) * 1000 + Int(time.attoseconds / 1_000_000_000_000_000)
+        }
+        let window = Int(seconds * 1000)
+        var end = window
+        var nextRound = 0
         var round = 0
-        while clock.now < end {
-            if clock.now >= nextRound {
+        while elapsed() < end {
+            if elapsed() >= nextRound {
                 round += 1
-                nextRound = clock.now + .milliseconds(100)
-                let id = [UInt8(me >> 8), UInt8(me & 0xFF)]
-                try? port.send(to: flood, from: ownMAC, payload: tag + [UInt8(ascii: "F")] + id)
-                try? port.send(to: 0xFFFF_FFFF_FFFF, from: forged, payload: tag + [UInt8(ascii: "V")] + id)
-                for peer in sawForged {
-                    try? port.send(
-                        to: Self.forgedMAC(farm: config.farm.name, node: peer), from: ownMAC,
-                        payload: tag + [UInt8(ascii: "U")] + id)
-                }
+                nextRound = elapsed() + 100
+                frames.sendRound()
                 if let neighbours, round <= 3 {  // three duplicate address detection probes (RFC 4862)
                     try? neighbours.send(
                         to: solicitedNode, from: ownMAC, payload: Self.neighbourSolicitation(for: vipBytes))
@@ -116,24 +120,14 @@ struct FarmProbe {
                 }
                 let message = Message(
                     farm: config.farm.name, sender: me, mtu: link.mtu, heard: heard.keys.sorted(),
-                    sawFlood: sawFlood.sorted(), sawForged: sawForged.sorted(), sawLearned: sawLearned.sorted())
-                let signed = Self.sign(message, key: key)
+                    sawFlood: frames.saw(.flood).sorted(), sawForged: frames.saw(.forged).sorted(),
+                    sawLearned: frames.saw(.learned).sorted(), verdict: verdict)
+                let signed = Self.sign(message, key: keys[0])
                 for peer in peers {
                     udp.send(signed, to: IPAddress(bytes: peer.address.bytes)!, port: config.farm.heartbeatPort)
                 }
             }
-            while let frame = port.receive(timeoutMilliseconds: 5) {
-                let payload = Array(frame.payload)
-                guard payload.count >= 6, Array(payload[0..<3]) == tag else { continue }
-                let sender = UInt16(payload[4]) << 8 | UInt16(payload[5])
-                guard sender != me, peers.contains(where: { $0.id.rawValue == sender }) else { continue }
-                switch payload[3] {
-                case UInt8(ascii: "F") where frame.destination == flood: sawFlood.insert(sender)
-                case UInt8(ascii: "V"): sawForged.insert(sender)
-                case UInt8(ascii: "U") where frame.destination == forged: sawLearned.insert(sender)
-                default: break
-                }
-            }
+            frames.receive(now: elapsed(), waitMilliseconds: 5)
             while let frame = arp?.receive(timeoutMilliseconds: 0) {
                 // Any ARP packet sent from the VIP (a reply to the probes, an announcement): someone holds it
                 // (RFC 5227). The other nodes' probes (sender 0.0.0.0) are not conflicts.
@@ -149,16 +143,54 @@ struct FarmProbe {
             }
             var buffer = [UInt8](repeating: 0, count: 4096)
             while let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0 {
-                if let message = Self.verify(Array(buffer[0..<count]), key: key), message.farm == config.farm.name,
+                let datagram = Array(buffer[0..<count])
+                if let message = Self.verify(datagram, key: keys[0]), message.farm == config.farm.name,
                     peers.contains(where: { $0.id.rawValue == message.sender })
                 {
                     heard[message.sender] = message
+                } else if case .success(let heartbeat) = Heartbeat.decode(datagram, keys: heartbeatKeys),
+                    peers.contains(where: { $0.id == heartbeat.sender })
+                {
+                    // A node that runs: a few more rounds hear the others (and the leader), then the probe is over.
+                    if running.isEmpty { end = min(end, elapsed() + 300) }
+                    running[heartbeat.sender.rawValue] = Report.RunningNode(
+                        node: heartbeat.sender.rawValue, delivery: heartbeat.delivery?.rawValue,
+                        leader: heartbeat.leader)
                 }
             }
+            if verdict == nil && elapsed() >= window {
+                verdict = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery ?? "none"
+                end = max(end, window + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
+            }
+            if verdict != nil && heard.values.allSatisfy({ $0.verdict != nil }) && running.isEmpty {
+                // Every peer heard has its verdict: one more round so that they have this node's too.
+                end = min(end, max(elapsed(), nextRound) + 1)
+            }
         }
-        return report(
-            heard: heard, sawFlood: sawFlood, sawForged: sawForged, sawLearned: sawLearned, mtu: link.mtu,
-            vipAnswers: Set(vipAnswers))
+        var report = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: Set(vipAnswers))
+        report.running = running.values.sorted { $0.node < $1.node }
+        combine(&report, verdicts: heard.compactMapValues(\.verdict))
+        return report
+    }
+
+    /// The farm's verdict: the costliest of this node's and its peers' (a pair one of them cannot use rules a mode out
+    /// for the whole farm).
+    func combine(_ report: inout Report, verdicts: [UInt16: String]) {
+        guard let own = report.delivery else { return }
+        let costliest = verdicts.filter { $0.value != own }.max { (Self.cost[$0.value] ?? 3) < (Self.cost[$1.value] ?? 3) }
+        guard let (node, theirs) = costliest, (Self.cost[theirs] ?? 3) > (Self.cost[own] ?? 3) else { return }
+        report.delivery = Self.cost[theirs] == nil ? nil : theirs
+        report.explanation += "; but node \(node) found \(theirs == "none" ? "no mode" : theirs) works between it and "
+            + "its peers: \(report.delivery ?? "none") for the farm"
+    }
+
+    /// This node's report from what it saw and what its peers said they saw.
+    func local(heard: [UInt16: Message], frames: ProbeFrames, mtu: UInt32, vipAnswers: Set<UInt64>) -> Report {
+        var report = report(
+            heard: heard, sawFlood: frames.saw(.flood), sawForged: frames.saw(.forged),
+            sawLearned: frames.saw(.learned), mtu: mtu, vipAnswers: vipAnswers)
+        report.heard = heard.keys.sorted()
+        return report
     }
 
     /// The verdicts from what this node saw and what its peers said they saw.
@@ -167,7 +199,7 @@ struct FarmProbe {
         vipAnswers: Set<UInt64>
     ) -> Report {
         let me = config.node.id.rawValue
-        let peers = config.peers.map(\.id.rawValue).sorted()
+        let peers = requireEveryPeer ? config.peers.map(\.id.rawValue).sorted() : heard.keys.sorted()
         /// The peers for which `here` (what this node saw from them) or `there` (what they saw of this node) fails.
         func failing(_ here: Set<UInt16>, _ there: (Message) -> [UInt16]) -> [String] {
             peers.flatMap { peer -> [String] in
