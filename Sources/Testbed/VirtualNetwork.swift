@@ -167,6 +167,17 @@ public final class VirtualNetwork {
         TestbedRegistry.unregister(id)
     }
 
+    /// Turns unknown-unicast flooding on or off on every port of the servers' switch while the testbed runs: a network
+    /// that changes under a running farm.
+    public func setUnknownUnicastFlooding(_ enabled: Bool) throws {
+        try switchNamespace.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            for host in hosts where host.role == .server || !description.routedClients {
+                try socket.setBridgePortFlooding(host.switchPort, enabled: enabled)
+            }
+        }
+    }
+
     /// Leaves the testbed running after this object is gone (`lbbench testbed up`).
     public func detach() {
         created = []

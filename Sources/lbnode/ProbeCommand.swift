@@ -6,7 +6,8 @@ import RouteSetup
 struct ProbeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "probe",
-        abstract: "Find out what the network lets through, and the delivery mode that works (run on every node at once).",
+        abstract:
+            "Find out what the network lets through, and the delivery mode that works (run on every node at once).",
         discussion: """
             Run it on every server of the farm at the same time, before the VIP goes live (lbnode run must not be \
             running: the probe uses the heartbeat port). For a few seconds each node sends frames that only a \
@@ -48,7 +49,8 @@ struct ProbeCommand: ParsableCommand {
             report = try FarmProbe(config: farm, keys: keys.keys, seconds: seconds).run()
         } catch {
             throw CommandFailure(
-                "probe failed: \(error)\(("\(error)".contains("Address already in use")) ? " (is lbnode run running here?)" : "")")
+                "probe failed: \(error)\(("\(error)".contains("Address already in use")) ? " (is lbnode run running here?)" : "")"
+            )
         }
         if json {
             let encoder = JSONEncoder()
@@ -57,8 +59,9 @@ struct ProbeCommand: ParsableCommand {
         } else {
             print("farm \(report.farm), node \(report.node): \(farm.peers.count) peers, \(Int(seconds)) s")
             for check in report.checks {
-                print("  \(check.name.padding(toLength: 28, withPad: " ", startingAt: 0)) "
-                    + "\(check.passed ? "yes" : "NO ")  \(check.detail)")
+                print(
+                    "  \(check.name.padding(toLength: 28, withPad: " ", startingAt: 0)) "
+                        + "\(check.passed ? "yes" : "NO ")  \(check.detail)")
             }
             for node in report.running {
                 print(

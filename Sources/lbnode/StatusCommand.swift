@@ -88,7 +88,9 @@ struct StatusCommand: ParsableCommand {
             print("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
         }
         if let fault = status.dataPathFault { print("  DATA PATH DOWN: \(fault)") }
-        if !status.duplicateIDs.isEmpty { print("  this node's ID is also used by: \(status.duplicateIDs.joined(separator: ", "))") }
+        if !status.duplicateIDs.isEmpty {
+            print("  this node's ID is also used by: \(status.duplicateIDs.joined(separator: ", "))")
+        }
         if status.leaderConflicts > 0 { print("  leader conflicts: \(status.leaderConflicts)") }
         print(
             "  flows: \(status.flows) (\(status.flowsAdmitted) confirmed, \(status.flowsEvicted) evicted); heartbeats "

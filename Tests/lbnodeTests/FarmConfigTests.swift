@@ -69,7 +69,8 @@ struct FarmConfigTests {
     }
 
     @Test func autoDeliveryIsProbedAtStart() throws {
-        let config = try FarmConfig.parse(Self.example.replacingOccurrences(of: "delivery: directed", with: "delivery: auto"), file: "web.yaml")
+        let config = try FarmConfig.parse(
+            Self.example.replacingOccurrences(of: "delivery: directed", with: "delivery: auto"), file: "web.yaml")
         #expect(config.farm.deliveryIsAuto)
         #expect(config.farm.delivery == .relay)  // until the probe says otherwise: the mode that needs nothing
         #expect(try !FarmConfig.parse(Self.example, file: "web.yaml").farm.deliveryIsAuto)
@@ -164,6 +165,8 @@ struct FarmConfigTests {
         // A rotation: two hex lines, the first signs.
         try write(Data((String(repeating: "ab", count: 32) + "\n" + String(repeating: "0c", count: 16) + "\n").utf8))
         #expect(
-            try KeyFile.load(path: keyPath).keys == [Data(repeating: 0xAB, count: 32), Data(repeating: 0x0C, count: 16)])
+            try KeyFile.load(path: keyPath).keys == [
+                Data(repeating: 0xAB, count: 32), Data(repeating: 0x0C, count: 16),
+            ])
     }
 }

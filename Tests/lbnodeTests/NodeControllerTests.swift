@@ -15,7 +15,8 @@ struct NodeControllerTests {
               - { id: 2, address: 198.18.0.12 }
               - { id: 3, address: 198.18.0.13 }
             """, file: "test")
-        return try NodeController(config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
+        return try NodeController(
+            config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
             incarnation: 7, now: 0)
     }
 
@@ -122,7 +123,10 @@ struct NodeControllerTests {
         inputs.heartbeats = [other, Self.beat(3, sequence: 1)]
         let actions = controller.step(now: 10, inputs)
         #expect(controller.deliveryDisagreements == [NodeID(2)!: .relay])
-        #expect(actions.contains { if case .log(let line) = $0 { line.contains("node 2 uses relay delivery") } else { false } })
+        #expect(
+            actions.contains {
+                if case .log(let line) = $0 { line.contains("node 2 uses relay delivery") } else { false }
+            })
         Self.run(&controller, from: 20, to: 100, peers: [3])  // node 2 falls silent and dies
         #expect(controller.deliveryDisagreements.isEmpty)
     }

@@ -184,7 +184,9 @@ final class Daemon: @unchecked Sendable {
             }) {
                 do {
                     var next = try FarmConfig.load(path: configPath)
-                    if next.farm.deliveryIsAuto && config.farm.deliveryIsAuto { next.farm.delivery = config.farm.delivery }
+                    if next.farm.deliveryIsAuto && config.farm.deliveryIsAuto {
+                        next.farm.delivery = config.farm.delivery
+                    }
                     let nextKeys = try next.checkKeyFile(configPath: configPath).keys
                     if nextKeys != keys && NodeController.fixedChanges(from: config, to: next) == nil {
                         keys = nextKeys
@@ -202,7 +204,8 @@ final class Daemon: @unchecked Sendable {
                 log(
                     "node ID \(config.node.id) is also used by \(address): "
                         + (address < myAddress
-                            ? "the lower address keeps it, this node fences itself" : "this node (lower address) keeps it"))
+                            ? "the lower address keeps it, this node fences itself"
+                            : "this node (lower address) keeps it"))
             }
             inputs.outrankedByDuplicateID = recentDuplicates.keys.contains { $0 < myAddress }
             let wrongSources = gate.rejected[.wrongSource] ?? 0

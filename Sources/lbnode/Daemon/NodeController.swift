@@ -271,7 +271,8 @@ struct NodeController {
             actions.append(
                 .log(
                     "node \(heartbeat.sender) uses \(theirs) delivery, this node \(config.farm.delivery): every node "
-                        + "must use the same (set it alike everywhere, or auto on every node and restart them together)"))
+                        + "must use the same (set it alike everywhere, or auto on every node and restart them together)"
+                ))
         }
     }
 

@@ -96,7 +96,8 @@ struct Heartbeat: Equatable, Sendable {
     /// The signed datagram.
     func encoded(key: SymmetricKey) -> [UInt8] {
         let flags: UInt8 = (healthy ? 1 : 0) | (fenced ? 2 : 0) | (leader ? 4 : 0)
-        var bytes = Self.magic + [Self.version, state.rawValue, flags, delivery.flatMap { Self.deliveryCodes[$0] } ?? 0]
+        var bytes =
+            Self.magic + [Self.version, state.rawValue, flags, delivery.flatMap { Self.deliveryCodes[$0] } ?? 0]
         bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + [0, 0] + Self.bigEndian(UInt64(weight), 4)
         bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
         bytes += Self.bigEndian(mac, 6) + [0, 0]

@@ -50,7 +50,9 @@ struct AutoDelivery {
                         reason: "probed with node\(report.heard.count > 1 ? "s" : "") "
                             + "\(report.heard.map(String.init).joined(separator: ", ")): \(report.explanation)")
                 }
-                log("delivery auto: \(report.explanation) (\(report.checks.first { !$0.passed }?.detail ?? "")); probing again")
+                log(
+                    "delivery auto: \(report.explanation) (\(report.checks.first { !$0.passed }?.detail ?? "")); probing again"
+                )
                 continue
             }
             if let saved = savedDelivery() {

@@ -177,10 +177,13 @@ struct FarmProbe {
     /// for the whole farm).
     func combine(_ report: inout Report, verdicts: [UInt16: String]) {
         guard let own = report.delivery else { return }
-        let costliest = verdicts.filter { $0.value != own }.max { (Self.cost[$0.value] ?? 3) < (Self.cost[$1.value] ?? 3) }
+        let costliest = verdicts.filter { $0.value != own }.max {
+            (Self.cost[$0.value] ?? 3) < (Self.cost[$1.value] ?? 3)
+        }
         guard let (node, theirs) = costliest, (Self.cost[theirs] ?? 3) > (Self.cost[own] ?? 3) else { return }
         report.delivery = Self.cost[theirs] == nil ? nil : theirs
-        report.explanation += "; but node \(node) found \(theirs == "none" ? "no mode" : theirs) works between it and "
+        report.explanation +=
+            "; but node \(node) found \(theirs == "none" ? "no mode" : theirs) works between it and "
             + "its peers: \(report.delivery ?? "none") for the farm"
     }
 
@@ -232,7 +235,8 @@ struct FarmProbe {
             name: "MTUs agree", passed: mtus.count == 1 && heard.count == peers.count,
             detail: mtus.count == 1
                 ? "\(mtu) on \(heard.count == peers.count ? "every node" : "the nodes heard")"
-                : "differ: " + ([(me, mtu)] + heard.map { ($0.key, $0.value.mtu) }).sorted { $0.0 < $1.0 }
+                : "differ: "
+                    + ([(me, mtu)] + heard.map { ($0.key, $0.value.mtu) }).sorted { $0.0 < $1.0 }
                     .map { "node \($0.0) \($0.1)" }.joined(separator: ", "))
         let vip = Report.Check(
             name: "VIP free", passed: vipAnswers.isEmpty,
@@ -250,7 +254,8 @@ struct FarmProbe {
             explanation = "the switch floods unknown unicast: flood, the cheapest (directed and relay work too)"
         } else if forged.passed && learned.passed {
             delivery = "directed"
-            explanation = "no flooding, but the switch accepts and learns a server's second MAC: directed (relay works too)"
+            explanation =
+                "no flooding, but the switch accepts and learns a server's second MAC: directed (relay works too)"
         } else {
             delivery = "relay"
             explanation =
@@ -283,7 +288,8 @@ struct FarmProbe {
 
     static func verify(_ bytes: [UInt8], key: Data) -> Message? {
         guard bytes.count > 36, Array(bytes[0..<4]) == Array("VFPR".utf8),
-            HMAC<SHA256>.isValidAuthenticationCode(bytes[4..<36], authenticating: bytes[36...], using: SymmetricKey(data: key))
+            HMAC<SHA256>.isValidAuthenticationCode(
+                bytes[4..<36], authenticating: bytes[36...], using: SymmetricKey(data: key))
         else { return nil }
         return try? JSONDecoder().decode(Message.self, from: Data(bytes[36...]))
     }

@@ -22,7 +22,9 @@ final class ProbeFrames {
     private static let tag = Array("VFP".utf8)
 
     /// The farm's probe MAC for flooding, and node `id`'s foreign source MAC: locally administered, from the farm.
-    static func floodMAC(farm: String) -> UInt64 { 0x0600_0000_0000 | (FarmSeed(farmName: farm).value & 0xFF_FFFF_FF00) }
+    static func floodMAC(farm: String) -> UInt64 {
+        0x0600_0000_0000 | (FarmSeed(farmName: farm).value & 0xFF_FFFF_FF00)
+    }
     static func forgedMAC(farm: String, node: UInt16) -> UInt64 {
         0x0A00_0000_0000 | (FarmSeed(farmName: farm).value & 0xFF_FF00_0000) | UInt64(node)
     }
@@ -59,7 +61,8 @@ final class ProbeFrames {
             payload: Self.tag + [Kind.forged.rawValue] + id)
         for peer in saw(.forged).sorted() {
             try? port.send(
-                to: Self.forgedMAC(farm: farm, node: peer), from: ownMAC, payload: Self.tag + [Kind.learned.rawValue] + id)
+                to: Self.forgedMAC(farm: farm, node: peer), from: ownMAC,
+                payload: Self.tag + [Kind.learned.rawValue] + id)
         }
     }
 

@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+@testable import Testbed
+@testable import lbnode
+
+/// `delivery: auto` on each kind of network the testbed builds: the nodes probe together at start and pick the
+/// cheapest mode that works there, serve every request exactly once, fail over, and a node that restarts joins in the
+/// running farm's mode; a network that changes under the farm is reported.
+@Suite(privileged, .serialized)
+struct AutoDeliveryEndToEndTests {
+    static func status(_ farm: VirtualFarm, _ node: Int) -> NodeStatus? {
+        (try? farm.control(["status", "--json"], node: node)).flatMap {
+            try? JSONDecoder().decode(NodeStatus.self, from: Data($0.utf8))
+        }
+    }
+
+    /// Starts a three-node `auto` farm on `testbed`; checks that every node picked `expected` and serves, that the
+    /// farm survives the leader's death, and that the leader, restarted, joins in the same mode.
+    static func servesAndFailsOver(on testbed: VirtualNetwork.Description, expected: String) throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = "auto"
+            $0.testbed = testbed
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 15), "\(farm.log(1))")
+        for node in [1, 2, 3] {
+            let status = Self.status(farm, node)
+            #expect(status?.delivery == expected && status?.deliveryAuto == true, "node \(node): \(farm.log(node))")
+            // Probed with the others, or (its probe over last) joined in the mode of a node that already runs.
+            #expect(
+                status?.deliveryReason.map { $0.hasPrefix("probed with nodes") || $0.contains("runs the farm in") }
+                    == true,
+                "\(status?.deliveryReason ?? "none")")
+            #expect(status?.deliveryDisagreements == [])
+        }
+        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+
+        farm.signal(1, SIGKILL)
+        #expect(farm.waitForView("{2:100, 3:100}", nodes: [2, 3], seconds: 2))
+        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
+
+        // Node 1 comes back: it hears the running nodes' heartbeats and takes their mode, without a probe of its own.
+        farm.waitForExit(1)
+        try farm.start(1)
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 15), "\(farm.log(1))")
+        #expect(farm.log(1).contains("runs the farm in \(expected) delivery"), "\(farm.log(1))")
+        #expect(Self.status(farm, 1)?.delivery == expected)
+        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+    }
+
+    @Test func aLearningBridgeGetsFlood() throws {
+        try Self.servesAndFailsOver(on: .init(servers: 3, clients: 1), expected: "flood")
+    }
+
+    @Test func aBridgeThatDoesNotFloodGetsDirected() throws {
+        try Self.servesAndFailsOver(
+            on: .init(servers: 3, clients: 1, unknownUnicastFlooding: false), expected: "directed")
+    }
+
+    @Test func aStrictVirtualSwitchGetsRelay() throws {
+        try Self.servesAndFailsOver(
+            on: .init(servers: 3, clients: 1, unknownUnicastFlooding: false, portSecurity: true), expected: "relay")
+    }
+
+    @Test func clientsBehindARouterOnALearningBridgeGetFlood() throws {
+        try Self.servesAndFailsOver(on: .init(servers: 3, clients: 1, routedClients: true), expected: "flood")
+    }
+
+    /// The switch stops flooding under a farm that picked flood: every node's delivery check says so, in its status
+    /// and its log; flooding back, the check passes again.
+    @Test func aSwitchThatStopsFloodingIsReported() throws {
+        let farm = try FarmEndToEndTests.farm { $0.delivery = "auto" }
+        defer { farm.stop() }
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 15), "\(farm.log(1))")
+        #expect(Self.status(farm, 2)?.delivery == "flood")
+        Thread.sleep(forTimeInterval: Double(DeliveryWatch.windowMilliseconds) / 1000 + 1)
+        #expect(Self.status(farm, 2)?.deliveryProblem == nil, "\(farm.log(2))")
+
+        try farm.testbed.setUnknownUnicastFlooding(false)
+        let deadline = Date().addingTimeInterval(Double(DeliveryWatch.windowMilliseconds) / 1000 + 4)
+        while Date() < deadline && [1, 2, 3].contains(where: { Self.status(farm, $0)?.deliveryProblem == nil }) {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        for node in [1, 2, 3] {
+            let problem = Self.status(farm, node)?.deliveryProblem
+            #expect(problem?.contains("no longer floods unknown unicast") == true, "node \(node): \(problem ?? "none")")
+            #expect(farm.log(node).contains("delivery check FAILING"))
+        }
+
+        try farm.testbed.setUnknownUnicastFlooding(true)
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(Self.status(farm, 1)?.deliveryProblem == nil)
+        #expect(farm.log(1).contains("delivery check passes again"))
+    }
+}
