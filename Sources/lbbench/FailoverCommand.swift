@@ -36,6 +36,9 @@ struct FailoverCommand: ParsableCommand {
             """)
     var strictSwitch = false
 
+    @Flag(help: "On a switch that does not flood unknown unicast: directed, relay or auto delivery.")
+    var noFlooding = false
+
     @Option(help: "The server that fails (1 is the director).")
     var victim = 2
 
@@ -69,8 +72,11 @@ struct FailoverCommand: ParsableCommand {
         if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
         try DeliveryOption.validate(delivery)
-        if strictSwitch && delivery != "relay" {
-            throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay)")
+        if strictSwitch && !["relay", "auto"].contains(delivery) {
+            throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay or auto)")
+        }
+        if noFlooding && delivery == "flood" {
+            throw ValidationError("--no-flooding: flood delivery cannot work there (--delivery directed, relay or auto)")
         }
         guard (1...3).contains(victim) else { throw ValidationError("--victim must be 1, 2 or 3") }
         guard (1...1000).contains(udpFlows), (0...1000).contains(tcpFlows) else {
@@ -95,7 +101,7 @@ struct FailoverCommand: ParsableCommand {
         warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
             systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery,
-            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch, portSecurity: strictSwitch),
+            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch && !noFlooding, portSecurity: strictSwitch),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs, progress: progress)
         let report = try benchmark.run()

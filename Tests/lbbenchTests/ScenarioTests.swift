@@ -21,15 +21,17 @@ struct ScenarioTests {
     }
 
     /// A strict virtual switch (no flooding, source MACs locked per port): flood and directed lose every request,
-    /// relay serves each once, before and after a failover.
+    /// relay serves each once, before and after a failover; auto picks relay there.
     @Test func onAStrictVirtualSwitchOnlyRelayServes() {
         let strict = Self.variant("strict virtual switch (no flooding, source MAC locked per port)")
         for delivery in ["flood", "directed"] {
             let result = ScenariosCommand.check(strict, delivery: delivery)
             #expect(!result.0, "\(delivery): \(result.1)")
         }
-        let relay = ScenariosCommand.check(strict, delivery: "relay")
-        #expect(relay.0, "\(relay.1)")
+        for delivery in ["relay", "auto"] {
+            let result = ScenariosCommand.check(strict, delivery: delivery)
+            #expect(result.0, "\(delivery): \(result.1)")
+        }
     }
 
     @Test func keepalivedHandsTheVIPToTheBackupWhenTheMasterDies() throws {
