@@ -32,7 +32,8 @@ struct FailoverBenchmark {
                     progress(
                         "\(system.rawValue) \(mode) \(number)/\(trials): recovery "
                             + (trial.recoveryMilliseconds.map { String(format: "%.1f ms", $0) } ?? "none")
-                            + ", \(trial.requestsLost) lost, \(trial.tcpResetUnaffected) unaffected TCP resets")
+                            + ", \(trial.requestsLost) lost, \(trial.tcpResetUnaffected) unaffected TCP resets, "
+                            + "\(trial.tcpResetBeforeFailure) before the failure")
                     results.append(trial)
                 }
             }

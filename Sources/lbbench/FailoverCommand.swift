@@ -76,7 +76,8 @@ struct FailoverCommand: ParsableCommand {
             throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay or auto)")
         }
         if noFlooding && delivery == "flood" {
-            throw ValidationError("--no-flooding: flood delivery cannot work there (--delivery directed, relay or auto)")
+            throw ValidationError(
+                "--no-flooding: flood delivery cannot work there (--delivery directed, relay or auto)")
         }
         guard (1...3).contains(victim) else { throw ValidationError("--victim must be 1, 2 or 3") }
         guard (1...1000).contains(udpFlows), (0...1000).contains(tcpFlows) else {
@@ -101,7 +102,9 @@ struct FailoverCommand: ParsableCommand {
         warnAboutLeftovers()
         let benchmark = FailoverBenchmark(
             systems: compare ? FailoverSystem.allCases : [.vipfarm], modes: modes, trials: trials, delivery: delivery,
-            testbed: .init(servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch && !noFlooding, portSecurity: strictSwitch),
+            testbed: .init(
+                servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch && !noFlooding, portSecurity: strictSwitch
+            ),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs, progress: progress)
         let report = try benchmark.run()

@@ -18,6 +18,7 @@ struct FailoverReport: Codable {
         var duplicates: Int
         var tcpResetAffected: Int
         var tcpResetUnaffected: Int
+        var tcpResetBeforeFailure: Int
     }
 
     var delivery: String
@@ -43,7 +44,8 @@ struct FailoverReport: Codable {
                 lost: of.map(\.requestsLost).reduce(0, +),
                 duplicates: of.map(\.duplicates).reduce(0, +),
                 tcpResetAffected: of.map(\.tcpResetAffected).reduce(0, +),
-                tcpResetUnaffected: of.map(\.tcpResetUnaffected).reduce(0, +))
+                tcpResetUnaffected: of.map(\.tcpResetUnaffected).reduce(0, +),
+                tcpResetBeforeFailure: of.map(\.tcpResetBeforeFailure).reduce(0, +))
         }
     }
 
@@ -86,11 +88,12 @@ struct FailoverReport: Codable {
                 "Failover of server \(victim) of 3 (\(delivery) delivery; keepalived: the master of a pair), \(udpFlows) UDP + \(tcpFlows) TCP flows, "
                 + "a request per flow every \(f(intervalMilliseconds)) ms\n"
                 + "recovery: failure until every flow of the victim is answered by a survivor; "
-                + "gap: longest time a flow of the victim went unanswered",
+                + "gap: longest time a flow of the victim went unanswered; TCP resets after the failure, of the "
+                + "victim's connections and the others', and before it (while the farm settled)",
             header: [
                 "system", "mode", "trials", "recovery p50", "p99", "max ms", "gap p50", "p99", "max ms", "unrecovered",
                 "lost",
-                "dups", "TCP resets victim", "others",
+                "dups", "TCP resets victim", "others", "before failure",
             ])
         for summary in summaries {
             table.add([
@@ -98,7 +101,7 @@ struct FailoverReport: Codable {
                 f(summary.recoveryP99),
                 f(summary.recoveryMax), f(summary.interruptionP50), f(summary.interruptionP99),
                 f(summary.interruptionMax), "\(summary.unrecovered)", "\(summary.lost)", "\(summary.duplicates)",
-                "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)",
+                "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)", "\(summary.tcpResetBeforeFailure)",
             ])
         }
         return table.rendered

@@ -35,6 +35,8 @@ struct FailoverTrial: Codable, Sendable {
     var duplicates: Int
     var tcpResetAffected: Int
     var tcpResetUnaffected: Int
+    /// TCP connections reset before the failure (not its doing: the farm had not settled when the probe began).
+    var tcpResetBeforeFailure: Int
 
     /// Reads a probe's record. `victim` is the failed server's ID, `failedAt` the failure in probe nanoseconds.
     init(
@@ -53,6 +55,7 @@ struct FailoverTrial: Codable, Sendable {
         var duplicates = 0
         var resetAffected = 0
         var resetUnaffected = 0
+        var resetBefore = 0
         for record in records {
             let before = record.replies.last { $0.time < failedAt }
             let isAffected = before?.server == victim
@@ -80,7 +83,9 @@ struct FailoverTrial: Codable, Sendable {
             } else {
                 unaffectedLongest = max(unaffectedLongest, gap)
             }
-            if record.resetAt != nil {
+            if let resetAt = record.resetAt, resetAt < failedAt {
+                resetBefore += 1
+            } else if record.resetAt != nil {
                 if isAffected { resetAffected += 1 } else { resetUnaffected += 1 }
             }
         }
@@ -93,5 +98,6 @@ struct FailoverTrial: Codable, Sendable {
         self.duplicates = duplicates
         tcpResetAffected = resetAffected
         tcpResetUnaffected = resetUnaffected
+        tcpResetBeforeFailure = resetBefore
     }
 }

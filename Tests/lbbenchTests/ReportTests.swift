@@ -31,10 +31,12 @@ struct ReportTests {
         resetVictim.resetAt = 140_000_000
         var duplicated = Self.record(server: 1, until: 200)
         duplicated.replies.append((199_000_000, 5, 1))
+        var resetEarly = Self.record(tcp: true, server: 3, until: 0)  // reset before its first answer
+        resetEarly.resetAt = 1_000_000
         let records = [
             Self.record(server: 2, until: 100, after: 1, from: 140),  // the victim's: 40 ms without answer
             Self.record(server: 2, until: 100, after: 3, from: 130),
-            duplicated, resetOther, resetVictim,
+            duplicated, resetOther, resetVictim, resetEarly,
         ]
         let trial = FailoverTrial(mode: .kill, records: records, victim: 2, failedAt: 100_000_000)
         #expect(trial.affectedFlows == 3)
@@ -42,8 +44,9 @@ struct ReportTests {
         #expect(trial.longestInterruptionMilliseconds == 42)  // from the last reply at 98 ms to 140 ms
         #expect(trial.unaffectedLongestGapMilliseconds == 2)
         #expect(trial.duplicates == 1)
-        #expect(trial.requestsLost == 20 + 15 + 50)  // 100-138, 100-128 and the victim's TCP flow after 100
-        #expect(trial.tcpResetAffected == 1 && trial.tcpResetUnaffected == 1)
+        // 100-138, 100-128, the victim's TCP flow after 100, and the early reset flow's 100 (none was answered)
+        #expect(trial.requestsLost == 20 + 15 + 50 + 100)
+        #expect(trial.tcpResetAffected == 1 && trial.tcpResetUnaffected == 1 && trial.tcpResetBeforeFailure == 1)
 
         let never = FailoverTrial(
             mode: .link, records: [Self.record(server: 2, until: 100)], victim: 2, failedAt: 100_000_000)

@@ -23,9 +23,10 @@ final class CheckerRunner: @unchecked Sendable {
         checkers = config.checkers
         vip = config.farm.vip
         self.log = log
-        let kept = previous.map { old in
-            Dictionary(zip(old.checkers, old.states.withLock { $0 }), uniquingKeysWith: { first, _ in first })
-        } ?? [:]
+        let kept =
+            previous.map { old in
+                Dictionary(zip(old.checkers, old.states.withLock { $0 }), uniquingKeysWith: { first, _ in first })
+            } ?? [:]
         states = Mutex(
             config.checkers.map { checker in
                 kept[checker] ?? HealthHysteresis(fails: checker.fails, rises: checker.rises, healthy: false)

@@ -17,7 +17,8 @@ final class ControlServer: @unchecked Sendable {
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         do {
             server = try StreamServer(
-                unixPath: path, mode: group == nil ? 0o600 : 0o660, group: group, complete: { $0.contains(UInt8(ascii: "\n")) },
+                unixPath: path, mode: group == nil ? 0o600 : 0o660, group: group,
+                complete: { $0.contains(UInt8(ascii: "\n")) },
                 handler: { request, peer in
                     let line = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                     return Array(handler(line, peer))

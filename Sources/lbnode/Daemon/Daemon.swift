@@ -88,7 +88,7 @@ final class Daemon: @unchecked Sendable {
         var engineState = controller.initialState()
         let engineConfiguration = EngineConfiguration(
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
-        var monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap)
+        var monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
         var engine: Engine? = try Engine(configuration: engineConfiguration, state: engineState)
         monitor.engineOpened()
         engine?.start()
@@ -172,7 +172,7 @@ final class Daemon: @unchecked Sendable {
                     lastPing = now
                 }
             }
-            let fault = monitor.fault(now: now, engine: engine, setup: setup)
+            let fault = monitor.fault(now: now, engine: engine)
             inputs.dataPathFault = fault?.reason
             inputs.drainSeconds = drainRequested.withLock { value in
                 defer { value = nil }
@@ -249,12 +249,11 @@ final class Daemon: @unchecked Sendable {
                     log("cannot update the heartbeat filter: \(error)")
                 }
             }
-            if let probeFrames {
-                if now >= nextProbeRound {
-                    probeFrames.sendRound()
-                    nextProbeRound = now + 1000
-                }
+            // Once a second: the peers' probe frames queue meanwhile (a few per peer), so the loop pays one look.
+            if let probeFrames, now >= nextProbeRound {
+                nextProbeRound = now + 1000
                 probeFrames.receive(now: now)
+                probeFrames.sendRound()
                 let live = Set(controller.membership.peers.keys.map(\.rawValue))
                 if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: probeFrames.lastSeen) {
                     log(change)

@@ -3,7 +3,7 @@ import TapEngine
 
 /// Whether the engine can deliver: its interface and TAP are the ones it opened and are up, its thread goes round,
 /// and the setup (TAP, VIP, sysctls) is still in place. Looked at every step of the I/O loop (two cheap calls per
-/// device), the setup once a second (a netlink dump).
+/// device), the setup once a second (`SetupCheck`, on its own thread).
 struct DataPathMonitor {
     /// What is wrong, and whether re-applying the setup and re-opening the engine can mend it.
     struct Fault: Equatable {
@@ -13,29 +13,30 @@ struct DataPathMonitor {
 
     let interface: String
     let tap: String
+    private let setupCheck: SetupCheck
     /// The devices the running engine opened (nil: no engine).
     private var opened: (interface: Int32, tap: Int32)?
     private var nextSetupCheck = 0
-    private var setupDrift: String?
     /// An engine thread that has not gone round its loop for this long is stuck.
     static let stuckMilliseconds = 2000
     static let setupCheckMilliseconds = 1000
 
-    init(interface: String, tap: String) {
+    init(interface: String, tap: String, setup: ServerSetup) {
         self.interface = interface
         self.tap = tap
+        setupCheck = SetupCheck(setup: setup)
     }
 
     /// A new engine opened the devices as they are now.
     mutating func engineOpened() {
         opened = (InterfaceState.of(interface)?.index ?? -1, InterfaceState.of(tap)?.index ?? -1)
-        setupDrift = nil
+        setupCheck.reset()
     }
 
     mutating func engineClosed() { opened = nil }
 
     /// What keeps the engine from delivering at `now` (ms), or nil.
-    mutating func fault(now: Int, engine: Engine?, setup: ServerSetup) -> Fault? {
+    mutating func fault(now: Int, engine: Engine?) -> Fault? {
         guard let engine, let opened else { return Fault(reason: "the engine is not running", rebuild: true) }
         guard let nic = InterfaceState.of(interface) else {
             return Fault(reason: "interface \(interface) is gone", rebuild: true)
@@ -54,18 +55,9 @@ struct DataPathMonitor {
         }
         if now >= nextSetupCheck {
             nextSetupCheck = now + Self.setupCheckMilliseconds
-            setupDrift = Self.drift(of: setup)
+            setupCheck.start()
         }
-        return setupDrift.map { Fault(reason: $0, rebuild: true) }
+        return setupCheck.drift.map { Fault(reason: $0, rebuild: true) }
     }
 
-    /// What of the setup is no longer in place (the VIP removed from the TAP, a sysctl reset), or nil.
-    private static func drift(of setup: ServerSetup) -> String? {
-        do {
-            let plan = try setup.planSetup(using: try NetlinkSocket())
-            return plan.isEmpty ? nil : "the setup changed (\(plan.steps.map { "\($0)" }.joined(separator: "; ")))"
-        } catch {
-            return "the setup cannot be checked: \(error)"
-        }
-    }
 }
