@@ -76,18 +76,12 @@ struct FarmProbe {
         let udp = try Socket(for: address, type: SOCK_DGRAM, nonBlocking: true)
         try udp.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "share the heartbeat port")
         try udp.bind(address, port: config.farm.heartbeatPort)
-        let vipBytes = config.farm.vip.bytes
-        let arp = config.farm.vip.isIPv4 ? try ProbePort(interface: config.node.interface, etherType: 0x0806) : nil
-        let solicitedNode = 0x3333_FF00_0000 | macValue(Array(vipBytes.suffix(3)))
-        // Duplicate address detection's answers go to all nodes (33:33:00:00:00:01), which every IPv6 host receives.
-        let neighbours =
-            config.farm.vip.isIPv4
-            ? nil : try ProbePort(interface: config.node.interface, etherType: 0x86DD, receiving: [0x3333_0000_0001])
+        let vipProbe = try VIPConflictProbe(interface: config.node.interface, vip: config.farm.vip, ownMAC: ownMAC)
         let heartbeatKeys = keys.map { SymmetricKey(data: $0) }
 
         var heard: [UInt16: Message] = [:]
         var running: [UInt16: Report.RunningNode] = [:]
-        var vipAnswers: [UInt64] = []
+        var vipAnswers = Set<UInt64>()
         var verdict: String?
         let clock = ContinuousClock()
         let start = clock.now
@@ -104,20 +98,7 @@ struct FarmProbe {
                 round += 1
                 nextRound = elapsed() + 100
                 frames.sendRound()
-                if let neighbours, round <= 3 {  // three duplicate address detection probes (RFC 4862)
-                    try? neighbours.send(
-                        to: solicitedNode, from: ownMAC, payload: Self.neighbourSolicitation(for: vipBytes))
-                }
-                if let arp, round <= 3 {  // three ARP probes, 100 ms apart
-                    let vip = config.farm.vip.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-                    try? arp.send(
-                        to: 0xFFFF_FFFF_FFFF, from: ownMAC,
-                        payload: Array(
-                            PacketBuilder.arp(
-                                operation: 1, ethernetSource: ownMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
-                                senderMAC: ownMAC, senderIP: 0, targetMAC: 0, targetIP: vip
-                            ).dropFirst(14)))
-                }
+                if round <= 3 { vipProbe.send() }  // three probes, 100 ms apart (RFC 5227, RFC 4862)
                 let message = Message(
                     farm: config.farm.name, sender: me, mtu: link.mtu, heard: heard.keys.sorted(),
                     sawFlood: frames.saw(.flood).sorted(), sawForged: frames.saw(.forged).sorted(),
@@ -128,19 +109,7 @@ struct FarmProbe {
                 }
             }
             frames.receive(now: elapsed(), waitMilliseconds: 5)
-            while let frame = arp?.receive(timeoutMilliseconds: 0) {
-                // Any ARP packet sent from the VIP (a reply to the probes, an announcement): someone holds it
-                // (RFC 5227). The other nodes' probes (sender 0.0.0.0) are not conflicts.
-                let bytes = Array(frame.payload)
-                if bytes.count >= 28, Array(bytes[14..<18]) == config.farm.vip.bytes { vipAnswers.append(frame.source) }
-            }
-            while let frame = neighbours?.receive(timeoutMilliseconds: 0) {
-                // A neighbour advertisement (ICMPv6 136) for the VIP: someone holds it.
-                let bytes = Array(frame.payload)
-                if bytes.count >= 64, bytes[6] == 58, bytes[40] == 136, Array(bytes[48..<64]) == vipBytes {
-                    vipAnswers.append(frame.source)
-                }
-            }
+            vipAnswers.formUnion(vipProbe.answers())
             var buffer = [UInt8](repeating: 0, count: 4096)
             while let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0 {
                 let datagram = Array(buffer[0..<count])
@@ -167,7 +136,7 @@ struct FarmProbe {
                 end = min(end, max(elapsed(), nextRound) + 1)
             }
         }
-        var report = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: Set(vipAnswers))
+        var report = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: vipAnswers)
         report.running = running.values.sorted { $0.node < $1.node }
         combine(&report, verdicts: heard.compactMapValues(\.verdict))
         return report
@@ -265,19 +234,6 @@ struct FarmProbe {
         return Report(
             farm: config.farm.name, node: me, checks: [heartbeats, flooding, forged, learned, mtuCheck, vip],
             delivery: delivery, vipInUse: !vipAnswers.isEmpty, explanation: explanation)
-    }
-
-    /// A duplicate address detection probe for `target`: a neighbour solicitation from the unspecified address to
-    /// the target's solicited-node group, without a source link-layer option (RFC 4862), hop limit 255.
-    static func neighbourSolicitation(for target: [UInt8]) -> [UInt8] {
-        let group: [UInt8] = [0xFF, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xFF] + target[13...]
-        var icmp: [UInt8] = [135, 0, 0, 0, 0, 0, 0, 0] + target
-        // Checksum over the pseudo-header (source ::, destination, length, next header 58) and the message.
-        let pseudo = [UInt8](repeating: 0, count: 16) + group + [0, 0, 0, UInt8(icmp.count), 0, 0, 0, 58]
-        let sum = PacketBuilder.internetChecksum(pseudo + icmp)
-        icmp[2] = UInt8(sum >> 8)
-        icmp[3] = UInt8(sum & 0xFF)
-        return [0x60, 0, 0, 0, 0, UInt8(icmp.count), 58, 255] + [UInt8](repeating: 0, count: 16) + group + icmp
     }
 
     static func sign(_ message: Message, key: Data) -> [UInt8] {
