@@ -19,6 +19,10 @@ struct EngineStateBuilder {
     }
     /// Buckets per node of `table`, counted once per table (the status reads them at every heartbeat taken in).
     private(set) var shares: [NodeID: Int] = [:]
+    /// Whether the last state takes a bucket from a node that is alive and owned it in the previous table (a join or a
+    /// drain): in flood mode that node may still serve it until it hears the new view. Buckets of a dead node, even
+    /// ones with handover marks from an earlier move, have nobody else serving them.
+    private(set) var takesFromLivePeer = false
     /// The handover marks of the last state, carried into the next while the handover window is open.
     private var handover = Handover(count: 0)
 
@@ -84,11 +88,13 @@ struct EngineStateBuilder {
         table = tables.build(view, generation: generation)
         let carried = self.handover
         self.handover = Handover(count: table.count)
+        takesFromLivePeer = false
         if handover {
             let aliveIDs = Set(alive.map(\.rawValue))
             for bucket in 0..<table.count {
                 guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
                 let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
+                if new == me.rawValue && old != new && aliveIDs.contains(old) { takesFromLivePeer = true }
                 // The connections that predate the window are on the first owner; if it died, they died with it.
                 var first = carried.firstOwners.indices.contains(bucket) ? carried.firstOwners[bucket] : 0
                 if !aliveIDs.contains(first) { first = 0 }

@@ -227,8 +227,10 @@ struct NodeController {
         // served only once the peers report the new view (they have let it go). A peer may not have heard this node
         // yet (a NIC back up: this node hears them, they do not hear it for a while): meanwhile the peer serves the
         // bucket, so holding loses nothing. After `holdLimitMilliseconds` without agreement the bucket is taken
-        // anyway (a peer whose view differs for another reason must not leave it unserved for ever).
-        if config.farm.delivery == .flood && !membership.peers.isEmpty && state.handoverBuckets.contains(true) {
+        // anyway (a peer whose view differs for another reason must not leave it unserved for ever). A view change that
+        // takes only a dead node's buckets holds nothing: nobody else serves them (marks carried from a join within the
+        // handover window made every failover shortly after a join wait for the peers' next heartbeat).
+        if config.farm.delivery == .flood && !membership.peers.isEmpty && states.takesFromLivePeer {
             state.holdTaking = true
             holdSince = now
             holdUntil = now + Self.holdLimitMilliseconds
