@@ -1,3 +1,4 @@
+import CKernel
 import Glibc
 
 /// The one way lbnode, lbbench and the testbed make a system call that can fail: a call interrupted by a signal
@@ -24,6 +25,18 @@ public enum SystemCall {
             return try retrying(function, operation(), body)
         } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
             return nil
+        }
+    }
+}
+
+extension SystemCall {
+    /// Sets the calling thread's nice value (-20 to 19; lower is a larger share of the CPU when threads compete).
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C function is `setpriority(PRIO_PROCESS, gettid(), value)`.
+    public static func setThreadNice(_ value: Int32) throws(SystemCallError) {
+        let thread = id_t(vipfarm_thread_id())
+        try retrying("setpriority", "set this thread's nice value to \(value)") {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), thread, value)
         }
     }
 }

@@ -157,6 +157,7 @@ final class Daemon: @unchecked Sendable {
             }
         }
 
+        raiseLoopPriority()
         var leaving = false
         while !leaving {
             let instant = clock.now
@@ -292,6 +293,18 @@ final class Daemon: @unchecked Sendable {
             log("teardown: \(teardown.steps.count) steps")
         }
         log("stopped")
+    }
+
+    /// Gives the heartbeat loop's thread a nice value of -10: it works a few microseconds per heartbeat, but on a busy
+    /// machine (in flood mode every engine reads every client frame) each wake-up waited behind the data path, and
+    /// failover detection cannot lose those milliseconds. A weight, not a real-time class: a loop busy on a flood cannot
+    /// starve the engine (SCHED_RR did; docs/benchmarks.md).
+    private func raiseLoopPriority() {
+        do {
+            try SystemCall.setThreadNice(-10)
+        } catch {
+            log("the heartbeat loop keeps its priority: \(error)")
+        }
     }
 
     /// The probe frames of the delivery check (`DeliveryWatch`); nil, logged, if the packet socket cannot be opened.
