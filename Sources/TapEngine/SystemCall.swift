@@ -23,13 +23,19 @@ public enum SystemCall {
     ) throws(SystemCallError) -> Result? {
         do {
             return try retrying(function, operation(), body)
-        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+        } catch  where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
             return nil
         }
     }
 }
 
 extension SystemCall {
+    /// The calling thread's nice value.
+    public static func threadNice() -> Int32 {
+        errno = 0
+        return getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(vipfarm_thread_id()))
+    }
+
     /// Sets the calling thread's nice value (-20 to 19; lower is a larger share of the CPU when threads compete).
     ///
     /// - Throws: `SystemCallError`. The corresponding C function is `setpriority(PRIO_PROCESS, gettid(), value)`.

@@ -1,11 +1,13 @@
+import Foundation
 import Glibc
 import Hashing
+import Synchronization
 import Testing
 
 @testable import TapEngine
 
 /// The system-call layer: failures throw with their errno, a call that would wait returns nil, and the witness pinger
-/// hears its own echo on loopback.
+/// hears its own echo on loopback, thread priorities.
 struct SocketTests {
     @Test func aFailedCallThrowsWithItsErrnoAndAWouldBlockIsNil() throws {
         #expect {
@@ -15,6 +17,20 @@ struct SocketTests {
         try socket.bind(IPAddress("127.0.0.1")!, port: 0)
         var buffer = [UInt8](repeating: 0, count: 16)
         #expect(try buffer.withUnsafeMutableBytes { try socket.receive(into: $0) } == nil)
+    }
+
+    /// A thread's nice value is its own: the daemon raises its heartbeat loop's, not the engine's.
+    @Test func aThreadsNiceValueIsItsOwn() throws {
+        let base = SystemCall.threadNice()
+        let other = Mutex<Int32?>(nil)
+        let thread = Thread {
+            try? SystemCall.setThreadNice(min(19, base + 3))
+            other.withLock { $0 = SystemCall.threadNice() }
+        }
+        thread.start()
+        while other.withLock({ $0 }) == nil { usleep(1000) }
+        #expect(other.withLock { $0 } == min(19, base + 3))
+        #expect(SystemCall.threadNice() == base)
     }
 
     @Test func aRefusedConnectionSaysSo() throws {
@@ -78,7 +94,8 @@ struct HeartbeatFilterTests {
         // Unpinned: any incarnation; never another size or magic.
         #expect(
             received(after: [
-                Self.datagram(incarnation: 1), Self.datagram(incarnation: 2), Self.datagram(magic: "XXXX", incarnation: 1),
+                Self.datagram(incarnation: 1), Self.datagram(incarnation: 2),
+                Self.datagram(magic: "XXXX", incarnation: 1),
                 Self.datagram(incarnation: 1, size: 81),
             ]) == 2)
         // Pinned to incarnation 2: a flood with another one stays in the kernel.

@@ -23,6 +23,8 @@ final class Daemon: @unchecked Sendable {
     /// Seconds of drain asked for over the control socket (nil = none asked).
     private let drainRequested = Mutex<Int?>(nil)
     private let status = Mutex<NodeStatus?>(nil)
+    /// The nice value lbnode was started with (the heartbeat loop runs 10 lower).
+    private let baseNice = SystemCall.threadNice()
     /// Why this delivery mode (`delivery: auto`), for the status.
     private var deliveryReason: String?
     private var signalSources: [DispatchSourceSignal] = []
@@ -146,7 +148,7 @@ final class Daemon: @unchecked Sendable {
             do {
                 let plan = try setup.applySetup(stateDirectory: stateDirectory)
                 let rebuilt = try Engine(configuration: engineConfiguration, state: engineState)
-                rebuilt.start()
+                atBasePriority { rebuilt.start() }
                 engine = rebuilt
                 monitor.engineOpened()
                 probeFrames = openProbeFrames(interfaceMAC: interfaceMAC)  // the interface may be a new one
@@ -231,7 +233,7 @@ final class Daemon: @unchecked Sendable {
                 case .restartCheckers(let next):
                     checkers.stop()
                     checkers = CheckerRunner(config: next, previous: checkers) { [self] in log($0) }
-                    checkers.start()
+                    atBasePriority { checkers.start() }
                 case .log(let message): log(message)
                 case .leave: leaving = true
                 }
@@ -295,16 +297,24 @@ final class Daemon: @unchecked Sendable {
         log("stopped")
     }
 
-    /// Gives the heartbeat loop's thread a nice value of -10: it works a few microseconds per heartbeat, but on a busy
-    /// machine (in flood mode every engine reads every client frame) each wake-up waited behind the data path, and
-    /// failover detection cannot lose those milliseconds. A weight, not a real-time class: a loop busy on a flood cannot
-    /// starve the engine (SCHED_RR did; docs/benchmarks.md).
+    /// Gives the heartbeat loop's thread a nice value 10 below the process's: it works a few microseconds per heartbeat,
+    /// but on a busy machine (in flood mode every engine reads every client frame) each wake-up waited behind the data
+    /// path, and failover detection cannot lose those milliseconds. A weight, not a real-time class: a loop busy on a
+    /// flood cannot starve the engine (SCHED_RR did; docs/benchmarks.md).
     private func raiseLoopPriority() {
         do {
-            try SystemCall.setThreadNice(-10)
+            try SystemCall.setThreadNice(max(-20, baseNice - 10))
         } catch {
             log("the heartbeat loop keeps its priority: \(error)")
         }
+    }
+
+    /// Runs `body` (which starts threads: an engine, checkers) with the loop thread at the process's own priority,
+    /// which the new threads inherit.
+    private func atBasePriority<T>(_ body: () throws -> T) rethrows -> T {
+        try? SystemCall.setThreadNice(baseNice)
+        defer { raiseLoopPriority() }
+        return try body()
     }
 
     /// The probe frames of the delivery check (`DeliveryWatch`); nil, logged, if the packet socket cannot be opened.
