@@ -22,14 +22,7 @@ struct AutoDeliveryTests {
     }
 
     static func probe() throws -> FarmProbe {
-        let config = try FarmConfig.parse(
-            """
-            farm: { name: web, vip: 198.18.0.100, delivery: auto, key_file: /k }
-            node: { id: 1, interface: eth0, address: 198.18.0.11 }
-            peers:
-              - { id: 2, address: 198.18.0.12 }
-              - { id: 3, address: 198.18.0.13 }
-            """, file: "test")
+        let config = try NodeControllerTests.config(delivery: "auto")
         return FarmProbe(config: config, keys: [], requireEveryPeer: false)
     }
 

@@ -6,15 +6,20 @@ import Testing
 
 /// The node's control logic on a manual clock (ms): node 1 of three, heartbeat every 10 ms, dead after 3.
 struct NodeControllerTests {
-    static func controller() throws -> NodeController {
-        let config = try FarmConfig.parse(
+    /// Node 1 of three on eth0.
+    static func config(delivery: String = "flood") throws -> FarmConfig {
+        try FarmConfig.parse(
             """
-            farm: { name: web, vip: 198.18.0.100, delivery: flood, key_file: /k }
+            farm: { name: web, vip: 198.18.0.100, delivery: \(delivery), key_file: /k }
             node: { id: 1, interface: eth0, address: 198.18.0.11 }
             peers:
               - { id: 2, address: 198.18.0.12 }
               - { id: 3, address: 198.18.0.13 }
             """, file: "test")
+    }
+
+    static func controller() throws -> NodeController {
+        let config = try Self.config()
         return try NodeController(
             config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
             incarnation: 7, now: 0)
