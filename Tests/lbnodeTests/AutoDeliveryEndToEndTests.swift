@@ -93,4 +93,38 @@ struct AutoDeliveryEndToEndTests {
         #expect(Self.status(farm, 1)?.deliveryProblem == nil)
         #expect(farm.log(1).contains("delivery check passes again"))
     }
+
+    /// A node alone cannot probe: the first time it waits (and says why), and after the farm has run it takes the mode
+    /// its last probe picked.
+    @Test func aNodeAloneWaitsThenRemembersTheFarmsMode() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = "auto"
+            $0.testbed = .init(servers: 3, clients: 1, unknownUnicastFlooding: false)
+            $0.startNodes = [1]
+        }
+        defer { farm.stop() }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline && !farm.log(1).contains("no peer answered the probe yet") {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(farm.log(1).contains("waiting for one (a node alone cannot tell"), "\(farm.log(1))")
+        #expect(!farm.log(1).contains("setup:"))  // nothing set up while it waits
+
+        try farm.start(2)
+        try farm.start(3)
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 15), "\(farm.log(1))")
+        #expect(Self.status(farm, 1)?.delivery == "directed")
+
+        for node in [1, 2, 3] { farm.signal(node, SIGTERM) }
+        for node in [1, 2, 3] { farm.waitForExit(node) }
+        try farm.start(1)
+        let restarted = Date().addingTimeInterval(8)
+        while Date() < restarted && !farm.log(1).contains("which this node's last probe picked") {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(
+            farm.log(1).contains(
+                "delivery auto: directed (no peer answered the probe; directed, which this node's last"),
+            "\(farm.log(1))")
+    }
 }

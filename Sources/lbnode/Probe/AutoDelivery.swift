@@ -28,7 +28,15 @@ struct AutoDelivery {
         if config.peers.isEmpty {
             return Decision(delivery: .relay, reason: "a farm of one node: relay, which needs nothing of the switch")
         }
-        var lastWaitLog: ContinuousClock.Instant?
+        var lastLog: (line: String, at: ContinuousClock.Instant)?
+        /// Logs `line`, but the same line at most every 10 s (a probe lasts 2 s).
+        func note(_ line: String) {
+            guard lastLog.map({ $0.line != line || ContinuousClock.now - $0.at >= .seconds(10) }) ?? true else {
+                return
+            }
+            lastLog = (line, .now)
+            log(line)
+        }
         while !stopRequested() {
             let report = try FarmProbe(config: config, keys: keys, seconds: seconds, requireEveryPeer: false).run()
             if let decision = Self.adopt(report.running) {
@@ -36,7 +44,7 @@ struct AutoDelivery {
                 return decision
             }
             if let running = report.running.first {
-                log(
+                note(
                     "delivery auto: node \(running.node) runs lbnode but its heartbeats do not say its delivery mode "
                         + "(an older version?): set delivery to that mode in this node's configuration")
             } else if !report.heard.isEmpty {
@@ -50,9 +58,9 @@ struct AutoDelivery {
                         reason: "probed with node\(report.heard.count > 1 ? "s" : "") "
                             + "\(report.heard.map(String.init).joined(separator: ", ")): \(report.explanation)")
                 }
-                log(
-                    "delivery auto: \(report.explanation) (\(report.checks.first { !$0.passed }?.detail ?? "")); probing again"
-                )
+                note(
+                    "delivery auto: \(report.explanation) (\(report.checks.first { !$0.passed }?.detail ?? "")); "
+                        + "probing again")
                 continue
             }
             if let saved = savedDelivery() {
@@ -60,12 +68,9 @@ struct AutoDelivery {
                     delivery: saved,
                     reason: "no peer answered the probe; \(saved), which this node's last probe picked (\(savedPath))")
             }
-            if lastWaitLog.map({ ContinuousClock.now - $0 >= .seconds(10) }) ?? true {
-                lastWaitLog = .now
-                log(
-                    "delivery auto: no peer answered the probe yet; waiting for one (a node alone cannot tell what "
-                        + "the switch does). Start lbnode on another node, or set delivery in the configuration")
-            }
+            note(
+                "delivery auto: no peer answered the probe yet; waiting for one (a node alone cannot tell what the "
+                    + "switch does). Start lbnode on another node, or set delivery in the configuration")
         }
         return nil
     }
