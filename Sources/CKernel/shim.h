@@ -31,13 +31,13 @@
 #define TUN_F_USO6 0x40
 #endif
 
+// The calling thread's ID (glibc's gettid() is hidden behind _GNU_SOURCE).
+static inline int vipfarm_thread_id(void) { return (int)syscall(SYS_gettid); }
+
 // --- TUN/TAP: TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ and TUNSETOFFLOAD are function-like macros. ---
 
 // Attaches a descriptor of /dev/net/tun to the TAP device `name`, creating it if it does not exist. With
 // `offload_header`, every frame read or written carries a struct virtio_net_hdr first (IFF_VNET_HDR).
-// The calling thread's ID (glibc's gettid() is hidden behind _GNU_SOURCE).
-static inline int vipfarm_thread_id(void) { return (int)syscall(SYS_gettid); }
-
 static inline int vipfarm_tap_attach(int fd, const char *name, int offload_header) {
     struct ifreq request;
     memset(&request, 0, sizeof(request));

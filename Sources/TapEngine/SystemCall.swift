@@ -23,7 +23,7 @@ public enum SystemCall {
     ) throws(SystemCallError) -> Result? {
         do {
             return try retrying(function, operation(), body)
-        } catch  where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
             return nil
         }
     }

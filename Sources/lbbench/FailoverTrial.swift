@@ -83,10 +83,14 @@ struct FailoverTrial: Codable, Sendable {
             } else {
                 unaffectedLongest = max(unaffectedLongest, gap)
             }
-            if let resetAt = record.resetAt, resetAt < failedAt {
-                resetBefore += 1
-            } else if record.resetAt != nil {
-                if isAffected { resetAffected += 1 } else { resetUnaffected += 1 }
+            if let resetAt = record.resetAt {
+                if resetAt < failedAt {
+                    resetBefore += 1
+                } else if isAffected {
+                    resetAffected += 1
+                } else {
+                    resetUnaffected += 1
+                }
             }
         }
         affectedFlows = affected

@@ -46,10 +46,7 @@ final class Daemon: @unchecked Sendable {
     /// Milliseconds since the daemon started (monotonic).
     private var now: Int { milliseconds(clock.now) }
 
-    private func milliseconds(_ instant: ContinuousClock.Instant) -> Int {
-        let elapsed = (instant - start).components
-        return Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000)
-    }
+    private func milliseconds(_ instant: ContinuousClock.Instant) -> Int { (instant - start).wholeMilliseconds }
 
     /// swift-log, to standard error (one line per event, with a timestamp and the node).
     private let logger: Logger

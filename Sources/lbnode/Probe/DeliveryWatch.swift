@@ -53,8 +53,8 @@ struct DeliveryWatch {
             judged.isEmpty
             ? nil
             : [Delivery.flood, .directed].first { mode in
-                mode != delivery && (mode == .flood ? flooded.count : learned.count) == judged.count
-                    && (FarmProbe.cost[mode.rawValue] ?? 0) < (FarmProbe.cost[delivery.rawValue] ?? 0)
+                (FarmProbe.cost[mode.rawValue] ?? 0) < (FarmProbe.cost[delivery.rawValue] ?? 0)
+                    && (mode == .flood ? flooded : learned).count == judged.count
             }
         let next =
             failing.isEmpty
@@ -64,6 +64,6 @@ struct DeliveryWatch {
                 + "start them with delivery: auto, or relay, which needs nothing of the switch)"
         defer { problem = next }
         guard next != problem else { return nil }
-        return next.map { "delivery check FAILING: \($0)" } ?? (problem == nil ? nil : "delivery check passes again")
+        return next.map { "delivery check FAILING: \($0)" } ?? "delivery check passes again"
     }
 }

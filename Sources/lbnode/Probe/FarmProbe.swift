@@ -85,10 +85,7 @@ struct FarmProbe {
         var verdict: String?
         let clock = ContinuousClock()
         let start = clock.now
-        func elapsed() -> Int {
-            let time = (clock.now - start).components
-            return Int(time.seconds) * 1000 + Int(time.attoseconds / 1_000_000_000_000_000)
-        }
+        func elapsed() -> Int { (clock.now - start).wholeMilliseconds }
         let window = Int(seconds * 1000)
         var end = window
         var nextRound = 0
@@ -128,7 +125,7 @@ struct FarmProbe {
                 }
             }
             if verdict == nil && elapsed() >= window {
-                verdict = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery ?? "none"
+                verdict = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery ?? "none"
                 end = max(end, window + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
             }
             if verdict != nil && heard.values.allSatisfy({ $0.verdict != nil }) && running.isEmpty {
@@ -136,7 +133,7 @@ struct FarmProbe {
                 end = min(end, max(elapsed(), nextRound) + 1)
             }
         }
-        var report = local(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: vipAnswers)
+        var report = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: vipAnswers)
         report.running = running.values.sorted { $0.node < $1.node }
         combine(&report, verdicts: heard.compactMapValues(\.verdict))
         return report
@@ -156,20 +153,8 @@ struct FarmProbe {
             + "its peers: \(report.delivery ?? "none") for the farm"
     }
 
-    /// This node's report from what it saw and what its peers said they saw.
-    func local(heard: [UInt16: Message], frames: ProbeFrames, mtu: UInt32, vipAnswers: Set<UInt64>) -> Report {
-        var report = report(
-            heard: heard, sawFlood: frames.saw(.flood), sawForged: frames.saw(.forged),
-            sawLearned: frames.saw(.learned), mtu: mtu, vipAnswers: vipAnswers)
-        report.heard = heard.keys.sorted()
-        return report
-    }
-
-    /// The verdicts from what this node saw and what its peers said they saw.
-    func report(
-        heard: [UInt16: Message], sawFlood: Set<UInt16>, sawForged: Set<UInt16>, sawLearned: Set<UInt16>, mtu: UInt32,
-        vipAnswers: Set<UInt64>
-    ) -> Report {
+    /// This node's verdicts from what it saw (`frames`) and what its peers said they saw (`heard`).
+    func report(heard: [UInt16: Message], frames: ProbeFrames, mtu: UInt32, vipAnswers: Set<UInt64>) -> Report {
         let me = config.node.id.rawValue
         let peers = requireEveryPeer ? config.peers.map(\.id.rawValue).sorted() : heard.keys.sorted()
         /// The peers for which `here` (what this node saw from them) or `there` (what they saw of this node) fails.
@@ -191,13 +176,13 @@ struct FarmProbe {
             passed: "UDP \(config.farm.heartbeatPort) to and from every peer, authenticated",
             failed: "not heard (firewall on UDP \(config.farm.heartbeatPort), another key, or the peer is not probing)")
         let flooding = check(
-            "unknown unicast flooded", failing(sawFlood, \.sawFlood),
+            "unknown unicast flooded", failing(frames.saw(.flood), \.sawFlood),
             passed: "a frame to a MAC nobody sends from reached every node", failed: "not flooded")
         let forged = check(
-            "foreign source MAC accepted", failing(sawForged, \.sawForged),
+            "foreign source MAC accepted", failing(frames.saw(.forged), \.sawForged),
             passed: "a frame from a MAC that is not the NIC's left every node", failed: "dropped by the switch")
         let learned = check(
-            "foreign source MAC learned", failing(sawLearned, \.sawLearned),
+            "foreign source MAC learned", failing(frames.saw(.learned), \.sawLearned),
             passed: "frames to such a MAC reach the node that sent from it", failed: "not delivered")
         let mtus = Set([mtu] + heard.values.map(\.mtu))
         let mtuCheck = Report.Check(
@@ -233,7 +218,7 @@ struct FarmProbe {
         }
         return Report(
             farm: config.farm.name, node: me, checks: [heartbeats, flooding, forged, learned, mtuCheck, vip],
-            delivery: delivery, vipInUse: !vipAnswers.isEmpty, explanation: explanation)
+            delivery: delivery, vipInUse: !vipAnswers.isEmpty, explanation: explanation, heard: heard.keys.sorted())
     }
 
     static func sign(_ message: Message, key: Data) -> [UInt8] {
