@@ -13,6 +13,8 @@
 #include <linux/sched.h>
 #include <linux/sockios.h>
 #include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <linux/virtio_net.h>
 #include <net/if.h>

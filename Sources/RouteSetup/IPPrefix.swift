@@ -55,5 +55,17 @@ public struct IPPrefix: Hashable, Sendable, TextCodable {
     }
 
     /// `address/prefixLength`.
+    /// Whether `other`'s address lies within this prefix (both of one family).
+    public func contains(_ other: IPPrefix) -> Bool {
+        guard other.family == family else { return false }
+        var bits = prefixLength
+        for index in bytes.indices where bits > 0 {
+            let mask: UInt8 = bits >= 8 ? 0xFF : ~(0xFF >> UInt8(bits))
+            if bytes[index] & mask != other.bytes[index] & mask { return false }
+            bits -= 8
+        }
+        return true
+    }
+
     public var description: String { "\(address)/\(prefixLength)" }
 }

@@ -11,9 +11,42 @@ extension ServerSetup {
     public func applySetup(stateDirectory: String, dryRun: Bool = false, progress: (PlanStep) -> Void = { _ in })
         throws(SetupError) -> Plan
     {
+        try applySetupUndoably(stateDirectory: stateDirectory, dryRun: dryRun, progress: progress).plan
+    }
+
+    /// What one `applySetupUndoably` changed, and how to put it back.
+    public struct AppliedSetup: Sendable {
+        public let setup: ServerSetup
+        /// The steps applied (empty when the kernel was already set up: then `undo` changes nothing).
+        public let plan: Plan
+        let stateDirectory: String
+        /// The state file as it was before (nil: there was none).
+        let previous: SetupState?
+
+        /// Undoes the plan (its inverse, in reverse order) and puts the state file back as it was: for a start that
+        /// fails after the setup, which must leave the host as it found it.
+        public func undo() throws(SetupError) {
+            guard !plan.isEmpty else { return }
+            let socket: NetlinkSocket
+            do { socket = try NetlinkSocket() } catch { throw .kernel(error) }
+            do { try plan.inverse.apply(using: socket) } catch { throw .planFailed(error) }
+            if let previous {
+                try previous.save(directory: stateDirectory)
+            } else {
+                try SetupState.remove(directory: stateDirectory, tapName: setup.tapName)
+            }
+        }
+    }
+
+    /// `applySetup`, returning what it applied so that a start that fails later can undo exactly that.
+    public func applySetupUndoably(
+        stateDirectory: String, dryRun: Bool = false, progress: (PlanStep) -> Void = { _ in }
+    ) throws(SetupError) -> AppliedSetup {
         let socket = try openSocket()
         let plan = try planSetup(using: socket)
-        guard !dryRun, !plan.isEmpty else { return plan }
+        guard !dryRun, !plan.isEmpty else {
+            return AppliedSetup(setup: self, plan: dryRun ? plan : Plan([]), stateDirectory: stateDirectory, previous: nil)
+        }
         let previous = try SetupState.load(directory: stateDirectory, tapName: tapName)
         // The originals are on disk before anything changes, so a crash mid-way still lets teardown restore them.
         var next = (previous ?? SetupState(setup: self)).recording(plan)
@@ -29,7 +62,7 @@ extension ServerSetup {
             }
             throw .planFailed(error)
         }
-        return plan
+        return AppliedSetup(setup: self, plan: plan, stateDirectory: stateDirectory, previous: previous)
     }
 
     /// Plans and applies the teardown in the calling thread's namespace, then forgets the saved state.

@@ -181,6 +181,8 @@ public final class Engine: @unchecked Sendable {
         var lastKernelDrops: UInt64 = 0
         var lastAnnouncement: UInt32 = 0
         var batches: UInt64 = 0
+        var lastSweep: UInt32 = 0
+        let sweepSets = max(1, flows.slotCount / FlowTable.ways / 100)
         while true {
             now = clock()
             // The lease is read before the pending state: a state swapped in just before a renewal comes with it.
@@ -210,7 +212,12 @@ public final class Engine: @unchecked Sendable {
                 let drops = port.kernelDrops()
                 batch.ringDrops = drops &- lastKernelDrops
                 lastKernelDrops = drops
-                flows.expire(now: now, sets: 256)
+            }
+            // The whole table every second, a hundredth at a time: `flowCount` then follows connections that ended
+            // within a second (a drain ends when it reaches 0), at a few microseconds per sweep.
+            if now &- lastSweep >= 10 {
+                lastSweep = now
+                flows.expire(now: now, sets: sweepSets)
             }
             let flowCount = flows.count
             let flowCounters = flows.counters

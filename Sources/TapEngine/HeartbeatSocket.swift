@@ -4,6 +4,13 @@ import Hashing
 
 /// The UDP socket of the farm's heartbeats: sends with TTL 255, takes in the kernel only what `DatagramFilter` lets
 /// through, holds a large queue, and is read in batches of up to 64 datagrams per system call.
+///
+/// Sends never block. A datagram to a peer whose neighbour entry is unresolved (its server is off, its cable cut)
+/// waits in the kernel's neighbour queue and keeps its share of this socket's send memory until ARP gives up, about
+/// 3 s later; with the default send buffer a dead peer's queue filled it, and a blocking `sendto` to a *live* peer
+/// then waited ~0.5 s every ARP cycle, long enough for the peers to declare this node dead. So the send buffer is
+/// forced well above what the neighbour queues of many dead peers can hold (`unres_qlen_bytes`, 208 KiB each by
+/// default), and a send that would still wait is given up (`SendOutcome.queueFull`).
 public final class HeartbeatSocket {
     private let fd: Int32
     private let slotSize = 128
@@ -20,15 +27,17 @@ public final class HeartbeatSocket {
     /// Opens the socket bound to `address:port`, with `filter` attached and a `receiveBufferBytes` queue.
     ///
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket`, `setsockopt` and `bind`.
-    public init(bindTo address: IPAddress, port: UInt16, filter: DatagramFilter, receiveBufferBytes: Int32 = 4 << 20)
-        throws(SystemCallError)
-    {
+    public init(
+        bindTo address: IPAddress, port: UInt16, filter: DatagramFilter, receiveBufferBytes: Int32 = 4 << 20,
+        sendBufferBytes: Int32 = 4 << 20
+    ) throws(SystemCallError) {
         buffers = [UInt8](repeating: 0, count: 64 * slotSize)
         ipv4 = address.isIPv4
         fd = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
         do throws(SystemCallError) {
             try option(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, "set a \(receiveBufferBytes)-byte queue")
+            try option(SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, "set a \(sendBufferBytes)-byte send buffer")
             if ipv4 {
                 try option(Int32(IPPROTO_IP), IP_TTL, 255, "send heartbeats with TTL 255")
             } else {
@@ -69,10 +78,26 @@ public final class HeartbeatSocket {
         }
     }
 
-    /// Sends one datagram. The corresponding C function is `sendto`.
-    public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) throws(SystemCallError) {
-        let sent = SocketAddress.with(address, port: port) { sendto(fd, bytes, bytes.count, 0, $0, $1) }
-        guard sent == bytes.count else { throw SystemCallError("sendto", "send a heartbeat to \(address) port \(port)") }
+    /// What became of one datagram.
+    public enum SendOutcome: Equatable, Sendable {
+        /// Handed to the kernel (which may still hold it while it resolves the peer's address).
+        case sent
+        /// The send buffer is full: the datagram was given up rather than wait.
+        case queueFull
+        /// The kernel refused it (no route, the network unreachable, ...).
+        case failed(SystemCallError)
+    }
+
+    /// Sends one datagram without waiting. The corresponding C function is `sendto` with `MSG_DONTWAIT`.
+    public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) -> SendOutcome {
+        do {
+            let sent = try SystemCall.unlessWouldBlock("sendto", "send a heartbeat to \(address) port \(port)") {
+                SocketAddress.with(address, port: port) { sendto(fd, bytes, bytes.count, Int32(MSG_DONTWAIT), $0, $1) }
+            }
+            return sent == nil ? .queueFull : .sent
+        } catch {
+            return .failed(error)
+        }
     }
 
     /// Waits up to `timeoutMilliseconds` until a datagram is queued; whether one is. The corresponding C function is

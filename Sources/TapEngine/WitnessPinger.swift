@@ -22,7 +22,14 @@ public final class WitnessPinger {
         socket = try Socket(
             family: target.isIPv4 ? AF_INET : AF_INET6, type: SOCK_RAW,
             protocol: Int32(target.isIPv4 ? IPPROTO_ICMP : IPPROTO_ICMPV6), nonBlocking: true)
+        // Connected, the kernel hands this socket only what the witness sends: an ICMP flood to the VIP or to this
+        // node from anywhere else never reaches it.
+        try socket.connect(to: target, port: 0)
     }
+
+    /// The most datagrams one call of `answered` reads: one ping is outstanding at a time, so a few suffice, and a
+    /// flood from the witness's address must not hold the caller (the heartbeat loop).
+    static let datagramsPerCall = 64
 
     /// Sends one echo request stamped `now` (any monotonic count; a full socket queue only skips it).
     public func ping(now: Int) {
@@ -46,7 +53,7 @@ public final class WitnessPinger {
     /// Takes every datagram waiting without blocking; the send time of the latest request answered among them, or nil.
     public func answered() -> Int? {
         var answered: Int?
-        while true {
+        for _ in 0..<Self.datagramsPerCall {
             var source = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let received = buffer.withUnsafeMutableBytes { bytes in
@@ -61,6 +68,7 @@ public final class WitnessPinger {
             guard let count = received ?? nil else { return answered }
             if let sent = sendTime(count: count, from: source) { answered = max(answered ?? sent, sent) }
         }
+        return answered
     }
 
     /// The send time in an echo reply to this pinger's requests from the target, or nil.

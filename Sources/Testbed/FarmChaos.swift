@@ -29,6 +29,13 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     case nicDownUp = "nic-down-up"
     /// 100 idle TCP connections, a random-source SYN flood at full speed, then a drain of node 3.
     case synFlood = "syn-flood"
+    /// Node 2's cable cut for the long-fault time (a minute by default: past the ARP cycle), then restored.
+    case longCut = "long-cut"
+    /// Node 2 powered off for the long-fault time (its lbnode killed, its cable cut), then on and started again.
+    case poweredOff = "powered-off"
+    /// Node 3 configured on every peer but never started, its server absent (not installed yet, or powered off for
+    /// good: nothing answers ARP for its address), for the long-fault time.
+    case neverStarted = "never-started"
 }
 
 /// What a scenario measured, and whether it held.
@@ -46,9 +53,15 @@ public struct ChaosOutcome: Codable, Sendable {
 extension ChaosScenario {
     /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness).
     public func shape(_ options: inout VirtualFarm.Options) {
-        guard self == .isolated else { return }
-        options.testbed.servers = 2
-        options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
+        switch self {
+        case .isolated:
+            options.testbed.servers = 2
+            options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
+        case .neverStarted:
+            options.startNodes = [1, 2]
+            options.absentServers = [3]
+        default: break
+        }
     }
 }
 
@@ -61,15 +74,23 @@ public struct FarmChaos {
     /// machine shared with other work).
     public var recoveryBudgetMilliseconds: Double
 
-    public init(farm: VirtualFarm, floodSeconds: Double = 30, recoveryBudgetMilliseconds: Double = 500) {
+    /// How long the long faults last (`long-cut`, `powered-off`, `never-started`), in seconds.
+    public var longFaultSeconds: Double
+
+    public init(
+        farm: VirtualFarm, floodSeconds: Double = 30, recoveryBudgetMilliseconds: Double = 500,
+        longFaultSeconds: Double = 60
+    ) {
         self.farm = farm
         self.floodSeconds = floodSeconds
         self.recoveryBudgetMilliseconds = recoveryBudgetMilliseconds
+        self.longFaultSeconds = longFaultSeconds
     }
 
-    /// Lines with " view " in every node's log: each is a change of some node's view.
-    public func viewChanges() -> Int {
-        (1...farm.testbed.servers.count).map { farm.log($0).components(separatedBy: " view ").count - 1 }.reduce(0, +)
+    /// Lines with " view " in the logs of `nodes` (default: every node): each is a change of some node's view.
+    public func viewChanges(of nodes: [Int]? = nil) -> Int {
+        (nodes ?? Array(1...farm.testbed.servers.count))
+            .map { farm.log($0).components(separatedBy: " view ").count - 1 }.reduce(0, +)
     }
 
     public func run(_ scenario: ChaosScenario) throws -> ChaosOutcome {
@@ -81,14 +102,19 @@ public struct FarmChaos {
         case .isolated: return try partition(node: 2, blocking: "udp dport 7946 drop; meta l4proto icmp drop;")
         case .tapDeleted, .nicRecreated, .nicDownUp: return try dataPath(scenario, node: 2)
         case .synFlood: return try synFlood()
+        case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
         }
     }
 
     // MARK: - Requests
 
-    /// Runs `body` while 60 UDP flows send a request every 10 ms; the probe's records and when `body` started and
-    /// ended (ns since the probe started).
+    /// Runs `body` while 60 UDP flows send a request every 10 ms; the probe's records.
     func whileRequestsFlow(_ body: (FlowProbe) throws -> Void) throws -> [FlowProbe.Record] {
+        try probing(body).records
+    }
+
+    /// Runs `body` while 60 UDP flows send a request every 10 ms; the probe, stopped.
+    func probing(_ body: (FlowProbe) throws -> Void) throws -> FlowProbe {
         let client = farm.testbed.clients[0]
         let probe = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
@@ -107,7 +133,7 @@ public struct FarmChaos {
         }
         Thread.sleep(forTimeInterval: 0.5)
         probe.stop(lingerMilliseconds: 300)
-        return probe.records
+        return probe
     }
 
     /// The replies of `records` after `from` (ns) that came from `server`.

@@ -155,6 +155,7 @@ public final class FlowProbe: @unchecked Sendable {
                 let count = requests[index].withUnsafeBytes { try? socket.send($0, flags: Int32(MSG_DONTWAIT)) }
                 if count == size { sent[index] += 1 }
             }
+            sendTimes.append(now)
             sequence += 1
             next += intervalNanoseconds
             let wait = next - now
@@ -164,6 +165,10 @@ public final class FlowProbe: @unchecked Sendable {
     }
 
     private var sentCounts: [Int] = []
+
+    /// When each round of requests was sent (ns since the probe started), by sequence number. Written by the sender
+    /// thread, read after `stop()`.
+    public private(set) var sendTimes: [Int64] = []
 
     private func receive() {
         var buffers = [[UInt8]](repeating: [], count: sockets.count)

@@ -22,6 +22,9 @@ public final class VirtualFarm {
         public var realApplications = false
         /// `farm.witness`: an address every node pings while it does not hear every peer.
         public var witness: String? = nil
+        /// Servers configured on every peer but absent from the network from the start (not installed yet, powered
+        /// off for good): their cable is cut before any node starts, so nothing ever answers ARP for them.
+        public var absentServers: Set<Int> = []
 
         public init(
             testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
@@ -81,7 +84,10 @@ public final class VirtualFarm {
             if options.realApplications {
                 applications = try ApplicationServers(on: testbed, vip: vip, directory: directory + "/applications")
             }
-            for number in (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() {
+            for number in options.absentServers.sorted() {
+                try setLink(number, up: false)
+            }
+            for number in startedNodes {
                 try start(number)
             }
         } catch {
@@ -98,8 +104,17 @@ public final class VirtualFarm {
     public func socketPath(_ number: Int) -> String { "\(directory)/n\(number).sock" }
 
     /// The view of every node at weight 100, as the logs write it: "{1:100, 2:100, 3:100}".
-    public var fullView: String {
-        "{" + testbed.servers.map { "\($0.number):100" }.joined(separator: ", ") + "}"
+    public var fullView: String { Self.view(testbed.servers.map(\.number)) }
+
+    /// The nodes that start with the farm (`Options.startNodes`), in order.
+    public var startedNodes: [Int] { (options.startNodes ?? Set(testbed.servers.map(\.number))).sorted() }
+
+    /// The view of the nodes that start with the farm.
+    public var startedView: String { Self.view(startedNodes) }
+
+    /// The view of `nodes` at weight 100, as the logs write it.
+    public static func view(_ nodes: [Int]) -> String {
+        "{" + nodes.map { "\($0):100" }.joined(separator: ", ") + "}"
     }
     public func logPath(_ number: Int) -> String { "\(directory)/log\(number)" }
 

@@ -24,7 +24,7 @@ struct AppsBenchmark {
             let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery, realApplications: true))
             defer { farm.stop() }
             let everyone = farm.testbed.servers.map(\.number)
-            guard farm.waitForView(FailoverBenchmark.view(everyone), nodes: everyone) else {
+            guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
                 throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
             }
             let client = farm.testbed.clients[0].namespace
@@ -107,6 +107,6 @@ struct AppsBenchmark {
         let survivors = farm.testbed.servers.map(\.number).filter { $0 != Self.victim }
         return AppsReport.Kill(
             delivery: delivery, seconds: duration, killedAfterSeconds: killAfter, result: result,
-            survivorsAgreed: farm.waitForView(FailoverBenchmark.view(survivors), nodes: survivors, seconds: 2))
+            survivorsAgreed: farm.waitForView(VirtualFarm.view(survivors), nodes: survivors, seconds: 2))
     }
 }

@@ -13,14 +13,19 @@ struct ChaosCommand: ParsableCommand {
             speed on a node's heartbeat port; forged heartbeats spoofing a peer's address; the director, then another \
             node, frozen 1.5 s; heartbeats between node 3 and the others blocked with nftables; a TAP deleted; a NIC \
             deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
-            drain. Each scenario passes or fails on what a user relies on (no view change under a flood, no \
+            drain; node 2's cable cut for a minute (long-cut); node 2 powered off for a minute (powered-off); node 3 \
+            configured but never started (never-started). Each scenario passes or fails on what a user relies on (no view change under a flood, no \
             duplicate answer, exactly one side of a partition serving, clients served again within the budget, no \
-            connection broken by the drain). Exits 1 if any failed.
+            connection broken by the drain; while a node is away after the first failover: no view change among the \
+            survivors, nothing lost, no flow silent over 100 ms). Exits 1 if any failed.
             """
     )
 
     @Option(help: "Seconds each flood lasts.")
     var floodSeconds = 30.0
+
+    @Option(help: "Seconds a long fault lasts (long-cut, powered-off, never-started).")
+    var longFaultSeconds = 60.0
 
     @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "flood"
@@ -37,6 +42,9 @@ struct ChaosCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...600).contains(floodSeconds) else { throw ValidationError("--flood-seconds must be from 1 to 600") }
+        guard (5...3600).contains(longFaultSeconds) else {
+            throw ValidationError("--long-fault-seconds must be from 5 to 3600")
+        }
         try DeliveryOption.validate(delivery)
         for name in scenarios where ChaosScenario(rawValue: name) == nil {
             throw ValidationError("unknown scenario '\(name)'")
@@ -61,11 +69,12 @@ struct ChaosCommand: ParsableCommand {
             scenario.shape(&options)
             let farm = try VirtualFarm(options)
             defer { farm.stop() }
-            guard farm.waitForView(farm.fullView, nodes: farm.testbed.servers.map(\.number)) else {
+            guard farm.waitForView(farm.startedView, nodes: farm.startedNodes) else {
                 throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
             }
             let chaos = FarmChaos(
-                farm: farm, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget)
+                farm: farm, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget,
+                longFaultSeconds: longFaultSeconds)
             outcomes.append(try chaos.run(scenario))
             farm.stop()
         }

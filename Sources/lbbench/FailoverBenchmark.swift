@@ -52,7 +52,7 @@ struct FailoverBenchmark {
             options.delivery = delivery
             let farm = try VirtualFarm(options)
             let everyone = farm.testbed.servers.map(\.number)
-            guard farm.waitForView(Self.view(everyone), nodes: everyone) else {
+            guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
                 farm.stop()
                 throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
             }
@@ -75,11 +75,6 @@ struct FailoverBenchmark {
         probe.stop()
         return FailoverTrial(
             system: system, mode: mode, records: probe.records, victim: UInt16(victim), failedAt: failedAt)
-    }
-
-    /// "{1:100, 2:100, 3:100}", as lbnode logs a view.
-    static func view(_ nodes: [Int]) -> String {
-        "{" + nodes.map { "\($0):100" }.joined(separator: ", ") + "}"
     }
 }
 

@@ -3,6 +3,8 @@ import Glibc
 import Logging
 import RouteSetup
 
+extension LineLogHandler.Format: ExpressibleByArgument {}
+
 /// `lbnode run`: the daemon.
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,24 +33,35 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Leave (as on SIGTERM) when the process that started lbnode ends: for test harnesses and lbbench.")
     var exitWithParent = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Log lines as text or json (one object per line).",
+            discussion: "Each line has a millisecond timestamp and a severity: warning for a dead peer, a fence, a "
+                + "data path down, a failing checker, a refused reload; error for what stops the node. Under systemd "
+                + "text lines carry their syslog priority, so `journalctl -p warning` finds them."))
+    var logFormat: LineLogHandler.Format = .text
+
     func run() throws {
-        let farm: FarmConfig
-        do {
-            farm = try FarmConfig.load(path: config)
-        } catch let error as ConfigError {
-            throw CommandFailure(error.description)
+        let farm = try FarmConfig.loadForCommand(path: config)
+        let label = "lbnode[\(farm.farm.name)/\(farm.node.id)]"
+        let format = logFormat
+        LoggingSystem.bootstrap { _ in
+            LineLogHandler(label: label, format: format, syslogPrefix: LineLogHandler.writesToJournal)
         }
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        defer { LogOutput.shared.flush() }
+        let logger = Logger(label: label)
         guard Privileges.hasNetAdmin else {
             throw CommandFailure("run needs CAP_NET_ADMIN and CAP_NET_RAW: run it as root")
         }
         do {
             try Daemon(
                 config: farm, configPath: config, stateDirectory: stateDir, teardownOnExit: teardown,
-                parent: exitWithParent ? getppid() : nil
+                parent: exitWithParent ? getppid() : nil, logger: logger
             ).run()
         } catch {
-            throw CommandFailure("run failed: \(error)")
+            // One line, at error priority, through the log (it reaches the journal as such).
+            logger.error("stopped: \(error)")
+            throw ExitCode.failure
         }
     }
 }

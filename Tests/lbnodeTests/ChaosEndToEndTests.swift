@@ -14,7 +14,7 @@ struct ChaosEndToEndTests {
             scenario.shape(&$0)
         }
         defer { farm.stop() }
-        #expect(farm.waitForView(farm.fullView, nodes: farm.testbed.servers.map(\.number)), "\(farm.log(1))")
+        #expect(farm.waitForView(farm.startedView, nodes: farm.startedNodes), "\(farm.log(1))")
         let outcome = try FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800).run(scenario)
         print("chaos \(scenario) (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(

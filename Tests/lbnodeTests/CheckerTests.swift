@@ -68,13 +68,13 @@ struct CheckerTests {
             checkers:
               - { type: command, run: "true", interval_ms: 20, fails: 2, rises: 2 }
             """, file: "test")
-        let runner = CheckerRunner(config: config) { _ in }
+        let runner = CheckerRunner(config: config) { _, _ in }
         #expect(!runner.healthy)
         runner.start()
         let deadline = Date().addingTimeInterval(5)
         while !runner.healthy && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
         runner.stop()
         #expect(runner.healthy)
-        #expect(CheckerRunner(config: config, previous: runner) { _ in }.healthy)
+        #expect(CheckerRunner(config: config, previous: runner) { _, _ in }.healthy)
     }
 }

@@ -150,7 +150,10 @@ struct FarmConfigTests {
         let configPath = directory + "/web.yaml"
         try Self.example.replacingOccurrences(of: "/etc/vipfarm/web.key", with: keyPath)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
-        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("cannot read \(keyPath)") }
+        // A missing key: create one, never "write random bytes to the path" (that would replace an existing key).
+        #expect { try FarmConfig.load(path: configPath) } throws: {
+            "\($0)".contains("\(keyPath) does not exist: create the farm's key once (`lbnode keygen \(keyPath)`)")
+        }
         func write(_ data: Data, mode: Int = 0o600) throws {
             try data.write(to: URL(fileURLWithPath: keyPath))
             try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: keyPath)

@@ -32,7 +32,7 @@ struct NodeControllerTests {
     }
 
     static func sent(_ actions: [NodeAction]) -> [Heartbeat] {
-        actions.compactMap { if case .send(let heartbeat) = $0 { heartbeat } else { nil } }
+        actions.compactMap { if case .send(let heartbeat, _) = $0 { heartbeat } else { nil } }
     }
 
     static func states(_ actions: [NodeAction]) -> [EngineState] {
@@ -91,15 +91,113 @@ struct NodeControllerTests {
         #expect(controller.membership.healthy && controller.membership.view.ids.count == 3)
     }
 
-    @Test func aDrainEndsInLeaving() throws {
+    /// Steps at `now` with both peers heard and `change` applied to the inputs.
+    static func step(_ controller: inout NodeController, at now: Int, _ change: (inout NodeInputs) -> Void)
+        -> [NodeAction]
+    {
+        let digest = controller.membership.view.digest(seed: controller.membership.seed)
+        var inputs = NodeInputs()
+        inputs.heartbeats = [2, 3].map { beat($0, sequence: UInt64(now + 1), digest: digest) }
+        change(&inputs)
+        return controller.step(now: now, inputs)
+    }
+
+    @Test func aDrainEndsOnceNoConnectionIsLeftAndTheNodeStaysListedAsDrained() throws {
         var controller = try Self.controller()
         Self.run(&controller, from: 0, to: 60)
-        var inputs = NodeInputs()
-        inputs.drainSeconds = 1
-        _ = controller.step(now: 70, inputs)
+        _ = Self.step(&controller, at: 70) { $0.drainSeconds = 60 }
         #expect(controller.membership.state == .draining)
-        let last = Self.run(&controller, from: 80, to: 1080)
-        #expect(last.contains { if case .leave = $0 { true } else { false } })
+        // A count from a look that began before the peers could see the drain proves nothing: still draining.
+        _ = Self.step(&controller, at: 1000) { $0.openConnections = (0, 80) }
+        #expect(controller.membership.state == .draining)
+        _ = Self.step(&controller, at: 2000) { $0.openConnections = (3, 1000) }
+        #expect(controller.membership.state == .draining)
+        let actions = Self.step(&controller, at: 3000) { $0.openConnections = (0, 2000) }
+        #expect(controller.membership.state == .drained)
+        #expect(!actions.contains { if case .leave = $0 { true } else { false } })
+        // It serves nothing, keeps no connection, and its heartbeats say drained (the peers keep it listed).
+        let state = try #require(Self.states(actions).last)
+        #expect(!state.releasedBuckets.contains(true) && !state.isARPLeader)
+        #expect(state.table.owner(ofBucket: 0) != NodeID(1))
+        let later = Self.step(&controller, at: 3010) { _ in }
+        #expect(Self.sent(later).last?.state == .drained)
+    }
+
+    @Test func aDrainThatOutlastsItsTimeoutEndsThereAndSaysWhatItCut() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        _ = Self.step(&controller, at: 70) { $0.drainSeconds = 2 }
+        _ = Self.step(&controller, at: 1000) { $0.openConnections = (5, 500) }
+        #expect(controller.membership.state == .draining)
+        let actions = Self.step(&controller, at: 2070) { $0.openConnections = (4, 1500) }
+        #expect(controller.membership.state == .drained)
+        #expect(actions.contains { if case .log(.warning, let line) = $0 { line.contains("4 connections") } else { false } })
+    }
+
+    @Test func undrainTakesTheNodeBackAsAJoin() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        _ = Self.step(&controller, at: 70) { $0.drainSeconds = 0 }
+        _ = Self.step(&controller, at: 80) { _ in }
+        #expect(controller.membership.state == .drained)
+        _ = Self.step(&controller, at: 90) { $0.undrain = true }
+        #expect(controller.membership.state == .joining)
+        Self.run(&controller, from: 100, to: 140)
+        #expect(controller.membership.state == .active)
+        #expect(controller.membership.view.ids.contains(NodeID(1)!))
+    }
+
+    /// While a peer drains, the handover window stays open: this node takes only new connections in the buckets it
+    /// took, however long the drain lasts.
+    @Test func theHandoverWindowStaysOpenWhileAPeerDrains() throws {
+        var controller = try NodeController(
+            config: try Self.config(), virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
+            incarnation: 7, now: 0, handoverMilliseconds: 1000)
+        Self.run(&controller, from: 0, to: 60)
+        func beats(_ now: Int, draining: Bool) -> NodeInputs {
+            var inputs = NodeInputs()
+            let digest = controller.membership.view.digest(seed: controller.membership.seed)
+            inputs.heartbeats = [
+                Self.beat(2, sequence: UInt64(now + 1), digest: digest, state: draining ? .draining : .drained),
+                Self.beat(3, sequence: UInt64(now + 1), digest: digest),
+            ]
+            return inputs
+        }
+        var taken: EngineState?
+        for now in stride(from: 70, through: 5000, by: 10) {
+            taken = Self.states(controller.step(now: now, beats(now, draining: true))).last ?? taken
+        }
+        #expect(taken?.handoverBuckets.contains(true) == true)
+        var last: EngineState?
+        for now in stride(from: 5010, through: 7000, by: 10) {
+            last = Self.states(controller.step(now: now, beats(now, draining: false))).last ?? last
+        }
+        #expect(last?.handoverBuckets.contains(true) == false)
+    }
+
+    /// A peer silent for more than a second (off, cut, never started) gets one heartbeat a second, not one per
+    /// interval: its unresolved neighbour entry must not hold datagrams that cost the live peers (HeartbeatSender).
+    @Test func aPeerAwayGetsOneHeartbeatASecond() throws {
+        var controller = try Self.controller()
+        var toThree: [Int] = []
+        for now in stride(from: 0, through: 4000, by: 10) {
+            var inputs = NodeInputs()
+            inputs.heartbeats = [Self.beat(2, sequence: UInt64(now + 1))]
+            for case .send(_, let peers) in controller.step(now: now, inputs) where peers.contains(NodeID(3)!) {
+                toThree.append(now)
+            }
+        }
+        // Every interval for its first second of silence, then one a second.
+        #expect(toThree.filter { $0 <= 1000 }.count >= 99)
+        #expect(toThree.filter { $0 > 1000 } == [1010, 2010, 3010])
+        #expect(controller.awayPeers == [NodeID(3)!])
+        // Heard again: every interval at once.
+        var inputs = NodeInputs()
+        inputs.heartbeats = [Self.beat(2, sequence: 5000), Self.beat(3, sequence: 1)]
+        _ = controller.step(now: 4010, inputs)
+        let next = controller.step(now: 4020, NodeInputs())
+        #expect(next.contains { if case .send(_, let peers) = $0 { peers.contains(NodeID(3)!) } else { false } })
+        #expect(controller.awayPeers.isEmpty)
     }
 
     /// Flood mode, release before acquire: buckets taken from live peers are held until the peers report this view.
@@ -130,7 +228,7 @@ struct NodeControllerTests {
         #expect(controller.deliveryDisagreements == [NodeID(2)!: .relay])
         #expect(
             actions.contains {
-                if case .log(let line) = $0 { line.contains("node 2 uses relay delivery") } else { false }
+                if case .log(.warning, let line) = $0 { line.contains("node 2 uses relay delivery") } else { false }
             })
         Self.run(&controller, from: 20, to: 100, peers: [3])  // node 2 falls silent and dies
         #expect(controller.deliveryDisagreements.isEmpty)

@@ -25,9 +25,11 @@ extension FarmConfig {
                 "farm", "node", "peers", "rules", "checkers", "control_socket", "control_group",
                 "metrics_address",
             ])
-        let farm = try readFarm(reader, try reader.subsection(root, "farm")!)
-        let node = try readNode(reader, try reader.subsection(root, "node")!, vip: farm.vip)
-        let peers = try readPeers(reader, root, node: node)
+        let farmSection = try reader.subsection(root, "farm")!
+        let nodeSection = try reader.subsection(root, "node")!
+        let farm = try readFarm(reader, farmSection)
+        let node = try readNode(reader, nodeSection, vip: farm.vip)
+        let peers = try readPeers(reader, root, node: node, vip: farm.vip)
         if let witness = farm.witness, witness.isIPv4 != node.address.isIPv4 {
             let section = try reader.subsection(root, "farm")!
             throw reader.error(
@@ -39,7 +41,13 @@ extension FarmConfig {
             checkers: try reader.list(root, "checkers").map { try readChecker(reader, $0.node, path: $0.path) },
             controlSocket: try reader.string(root, "control_socket", default: "/run/vipfarm/\(farm.name).sock"),
             metricsAddress: try readMetricsAddress(reader, root),
-            controlGroup: try readControlGroup(reader, root))
+            controlGroup: try readControlGroup(reader, root),
+            source: Source(
+                file: file,
+                lines: [
+                    "farm.vip": farmSection.line(of: "vip"), "node.interface": nodeSection.line(of: "interface"),
+                    "node.address": nodeSection.line(of: "address"),
+                ]))
     }
 
     /// A group name or number that exists on this host.
@@ -128,7 +136,9 @@ extension FarmConfig {
             tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName))
     }
 
-    private static func readPeers(_ reader: ConfigReader, _ root: ConfigReader.Section, node: Node) throws -> [Peer] {
+    private static func readPeers(_ reader: ConfigReader, _ root: ConfigReader.Section, node: Node, vip: IPPrefix)
+        throws -> [Peer]
+    {
         var peers: [Peer] = []
         for (item, path) in try reader.list(root, "peers") {
             let section = try reader.section(item, path: path)
@@ -146,6 +156,11 @@ extension FarmConfig {
                 || peers.contains(where: { $0.address.bytes == peer.address.bytes })
             {
                 throw reader.error(section.child("address"), section.line(of: "address"), "is already used")
+            }
+            if peer.address.bytes == vip.bytes {
+                throw reader.error(
+                    section.child("address"), section.line(of: "address"),
+                    "is the VIP: a peer's address is the address of its own interface, the VIP one no server holds")
             }
             guard peer.address.isIPv4 == node.address.isIPv4 else {
                 throw reader.error(

@@ -86,6 +86,20 @@ struct FarmConfig: Equatable {
         var id: UInt32
     }
 
+    /// Where the configuration came from, and the line of the keys that are checked against the host
+    /// (`HostCheck`): "node.interface", "node.address", "farm.vip".
+    var source = Source()
+
+    struct Source: Equatable {
+        var file = ""
+        var lines: [String: Int] = [:]
+
+        /// The `ConfigError` of a key checked against the host.
+        func error(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(file: file, line: lines[key] ?? 0, key: key, message: message)
+        }
+    }
+
     /// Majority for three nodes or more; none for two (one survivor of two must serve).
     var effectiveQuorum: Membership.Quorum { farm.quorum ?? (peers.count >= 2 ? .majority : .none) }
 

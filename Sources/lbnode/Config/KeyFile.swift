@@ -14,10 +14,17 @@ struct KeyFile {
 
     static func load(path: String) throws -> KeyFile {
         var info = stat()
-        guard stat(path, &info) == 0, let data = FileManager.default.contents(atPath: path) else {
+        guard stat(path, &info) == 0 else {
+            // Only when it does not exist: advice to create one must never overwrite the farm's key.
             throw KeyFileError(
-                "cannot read \(path): create it with e.g. `head -c 32 /dev/urandom > \(path); chmod 600 \(path)` "
-                    + "and copy it to every node")
+                errno == ENOENT
+                    ? "\(path) does not exist: create the farm's key once (`lbnode keygen \(path)`) and copy that "
+                        + "same file to every node"
+                    : "cannot read \(path): \(String(cString: strerror(errno)))\(errno == EACCES ? ": run as root" : "")")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw KeyFileError(
+                "cannot read \(path)\(access(path, R_OK) != 0 && geteuid() != 0 ? ": permission denied: run as root" : "")")
         }
         guard info.st_mode & 0o007 == 0 else {
             throw KeyFileError(

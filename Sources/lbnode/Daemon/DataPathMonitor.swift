@@ -3,7 +3,7 @@ import TapEngine
 
 /// Whether the engine can deliver: its interface and TAP are the ones it opened and are up, its thread goes round,
 /// and the setup (TAP, VIP, sysctls) is still in place. Looked at every step of the I/O loop (two cheap calls per
-/// device), the setup once a second (`SetupCheck`, on its own thread).
+/// device), the setup once a second (a `BackgroundCheck`, on its own thread).
 struct DataPathMonitor {
     /// What is wrong, and whether re-applying the setup and re-opening the engine can mend it.
     struct Fault: Equatable {
@@ -13,7 +13,7 @@ struct DataPathMonitor {
 
     let interface: String
     let tap: String
-    private let setupCheck: SetupCheck
+    private let setupCheck: BackgroundCheck<String?>
     /// The devices the running engine opened (nil: no engine).
     private var opened: (interface: Int32, tap: Int32)?
     private var nextSetupCheck = 0
@@ -24,7 +24,18 @@ struct DataPathMonitor {
     init(interface: String, tap: String, setup: ServerSetup) {
         self.interface = interface
         self.tap = tap
-        setupCheck = SetupCheck(setup: setup)
+        // Relay's check runs the `nft` program: tens of milliseconds on a loaded machine, off the loop.
+        setupCheck = BackgroundCheck(label: "setup-check") { Self.drift(of: setup) }
+    }
+
+    /// What changed in the setup, or nil.
+    private static func drift(of setup: ServerSetup) -> String? {
+        do {
+            let plan = try setup.planSetup(using: try NetlinkSocket())
+            return plan.isEmpty ? nil : "the setup changed (\(plan.steps.map { "\($0)" }.joined(separator: "; ")))"
+        } catch {
+            return "the setup cannot be checked: \(error)"
+        }
     }
 
     /// A new engine opened the devices as they are now.
@@ -55,9 +66,9 @@ struct DataPathMonitor {
         }
         if now >= nextSetupCheck {
             nextSetupCheck = now + Self.setupCheckMilliseconds
-            setupCheck.start()
+            setupCheck.start(now: now)
         }
-        return setupCheck.drift.map { Fault(reason: $0, rebuild: true) }
+        return setupCheck.latest?.value.map { Fault(reason: $0, rebuild: true) }
     }
 
 }

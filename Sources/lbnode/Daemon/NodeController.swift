@@ -1,4 +1,5 @@
 import Hashing
+import Logging
 import TapEngine
 
 /// What the I/O loop gathered for one step of the node's control logic.
@@ -11,6 +12,11 @@ struct NodeInputs {
     var dataPathFault: String? = nil
     /// Seconds of drain asked for over the control socket.
     var drainSeconds: Int? = nil
+    /// `lbnode undrain`: a draining or drained node takes buckets again.
+    var undrain = false
+    /// The connections this node still serves (the kernel's TCP connections of the VIP, and the engine's flow table),
+    /// counted by a check that started at `since` (ms); nil when no count is known.
+    var openConnections: (count: Int, since: Int)? = nil
     /// A configuration re-read on SIGHUP (already validated on its own).
     var reload: FarmConfig? = nil
     /// When the latest ping the witness answered was sent (ms; nil: none answered since the last step).
@@ -23,15 +29,15 @@ struct NodeInputs {
 
 /// What the I/O loop must do after a step, in order.
 enum NodeAction {
-    /// Send this heartbeat to every peer.
-    case send(Heartbeat)
+    /// Send this heartbeat to these peers (`HeartbeatPacing`: an away peer gets one a second).
+    case send(Heartbeat, to: [NodeID])
     /// Give the engine this state.
     case swap(EngineState)
     /// Send a gratuitous ARP (this node took the leader's role).
     case announce
     /// Restart the checkers with this configuration (a reload).
     case restartCheckers(FarmConfig)
-    case log(String)
+    case log(Logger.Level, String)
     /// Leave: send `.left` and stop.
     case leave
 }
@@ -49,7 +55,10 @@ struct NodeController {
     private var nextBeat: Int
     private var lastStep: Int?
     private var handoverUntil: Int?
+    /// When the drain began and when it gives up waiting for the connections to end.
+    private var drainStartedAt: Int?
     private var drainUntil: Int?
+    private var pacing = HeartbeatPacing()
     /// The longest a bucket taken from a live node waits for the peers' agreement.
     static let holdLimitMilliseconds = 3000
     /// Until when the buckets this node takes from live nodes are held (not served) waiting for the peers' agreement.
@@ -102,7 +111,7 @@ struct NodeController {
         // A stall longer than the failover time (the process stopped, the VM frozen): the peers have taken this
         // node's buckets, so it serves nothing until it has heard the current view.
         if let last = lastStep, now - last > failoverMilliseconds {
-            actions.append(.log("this node was stalled for \(now - last) ms"))
+            actions.append(.log(.warning, "this node was stalled for \(now - last) ms"))
             apply(membership.fence(.stalled, now: now), now: now, into: &actions)
         }
         lastStep = now
@@ -113,18 +122,15 @@ struct NodeController {
         if let reload = inputs.reload { self.reload(reload, now: now, into: &actions) }
         if inputs.dataPathFault != dataPathFault {
             actions.append(
-                .log(inputs.dataPathFault.map { "data path down: \($0)" } ?? "data path can deliver again"))
+                inputs.dataPathFault.map { .log(.warning, "data path down: \($0)") }
+                    ?? .log(.notice, "data path can deliver again"))
             dataPathFault = inputs.dataPathFault
         }
         if let answered = inputs.witnessAnsweredAt { membership.witnessAnswered(at: answered) }
         let healthy = inputs.checkersHealthy && dataPathFault == nil
         if healthy != membership.healthy { apply(membership.setLocal(healthy: healthy), now: now, into: &actions) }
-        if let seconds = inputs.drainSeconds {
-            actions.append(
-                .log("draining for up to \(seconds) s: new connections go to the others, established ones stay"))
-            apply(membership.setLocal(state: .draining), now: now, into: &actions)
-            drainUntil = now + seconds * 1000
-        }
+        if let seconds = inputs.drainSeconds { drain(seconds: seconds, now: now, into: &actions) }
+        if inputs.undrain { undrain(now: now, into: &actions) }
         if now >= nextBeat && membership.mayActivate(now: now) {
             apply(membership.setLocal(state: .active), now: now, into: &actions)
         }
@@ -142,20 +148,83 @@ struct NodeController {
             actions.append(.swap(nextState(handover: handoverUntil != nil)))
         }
         if let until = handoverUntil, now >= until {
-            handoverUntil = nil
-            actions.append(.swap(nextState(handover: false)))
-            actions.append(.log("handover window over: engine state \(states.generation)"))
+            if someoneDraining {
+                // A drain keeps the window open: the draining node serves its connections, the others take only new
+                // ones, until it is drained.
+                handoverUntil = now + handoverMilliseconds
+            } else {
+                handoverUntil = nil
+                actions.append(.swap(nextState(handover: false)))
+                actions.append(.log(.info, "handover window over: table \(states.generation) without handover marks"))
+            }
         }
         noteLeaderConflict(into: &actions)
         deliveryDisagreements = deliveryDisagreements.filter { membership.peers[$0.key] != nil }
-        if inputs.stop {
-            actions.append(.leave)
-        } else if let until = drainUntil, now >= until {
-            actions.append(.log("drain time is over"))
-            actions.append(.leave)
-        }
+        finishDrainIfDone(now: now, open: inputs.openConnections, into: &actions)
+        if inputs.stop { actions.append(.leave) }
         beatIfDue(now: now, into: &actions)
         return actions
+    }
+
+    /// Whether this node or a live peer is draining.
+    private var someoneDraining: Bool {
+        membership.state == .draining || membership.peers.values.contains { $0.state == .draining }
+    }
+
+    /// Starts a drain (or, draining, sets a new timeout): the node leaves the view, its buckets go to the others,
+    /// which take only new connections in them, and it keeps serving its established ones.
+    private mutating func drain(seconds: Int, now: Int, into actions: inout [NodeAction]) {
+        guard membership.state != .drained else {
+            actions.append(.log(.notice, "drain asked for, but this node is drained already"))
+            return
+        }
+        drainUntil = now + seconds * 1000
+        if membership.state == .draining {
+            actions.append(.log(.notice, "draining: at most \(seconds) s from now"))
+            return
+        }
+        drainStartedAt = now
+        actions.append(
+            .log(
+                .notice,
+                "draining for up to \(seconds) s: new connections go to the others, established ones stay; drained "
+                    + "as soon as none is left"))
+        apply(membership.setLocal(state: .draining), now: now, into: &actions)
+    }
+
+    /// Ends the drain once no connection is left (counted by a check that started after the peers saw the drain:
+    /// none can have come in after it), or when its time is over; the node then serves nothing and stays drained.
+    private mutating func finishDrainIfDone(
+        now: Int, open: (count: Int, since: Int)?, into actions: inout [NodeAction]
+    ) {
+        guard membership.state == .draining, let started = drainStartedAt, let until = drainUntil else { return }
+        let seconds = (now - started) / 1000
+        if let open, open.count == 0, open.since >= started + failoverMilliseconds {
+            actions.append(.log(.notice, "drained: no connection left after \(seconds) s; serving nothing"))
+        } else if now >= until {
+            let left = open.map { "\($0.count) connections still open are cut" } ?? "connections may still be open"
+            actions.append(.log(.warning, "drain time is over after \(seconds) s: \(left); serving nothing"))
+        } else {
+            return
+        }
+        drainStartedAt = nil
+        drainUntil = nil
+        apply(membership.setLocal(state: .drained), now: now, into: &actions)
+        actions.append(.swap(nextState(handover: false)))
+        actions.append(.log(.notice, "drained: `lbnode undrain` takes this node back, stopping lbnode takes it out"))
+    }
+
+    /// Takes a draining or drained node back: it joins again (active after the deadline) and takes its buckets back
+    /// as in a join, new connections first.
+    private mutating func undrain(now: Int, into actions: inout [NodeAction]) {
+        guard membership.state == .draining || membership.state == .drained else {
+            actions.append(.log(.notice, "undrain asked for, but this node is \(membership.state)"))
+            return
+        }
+        drainStartedAt = nil
+        drainUntil = nil
+        actions.append(.log(.notice, "undrained: joining again"))
+        apply(membership.rejoin(now: now), now: now, into: &actions)
     }
 
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
@@ -172,11 +241,17 @@ struct NodeController {
         return beat
     }
 
+    /// The peers that get this node's heartbeats (`HeartbeatPacing`).
+    var awayPeers: Set<NodeID> { Set(config.peers.map(\.id).filter { pacing.isAway($0) }) }
+
     /// Sends the heartbeat when it is due; called again after every heartbeat taken in, so that a burst of view
     /// changes (each builds a table) does not hold this node's own heartbeats back.
     private mutating func beatIfDue(now: Int, into actions: inout [NodeAction]) {
         guard now >= nextBeat else { return }
-        actions.append(.send(nextHeartbeat(state: membership.state)))
+        let recipients = pacing.recipients(of: config.peers.map(\.id), now: now) {
+            membership.silence(of: $0, now: now)
+        }
+        actions.append(.send(nextHeartbeat(state: membership.state), to: recipients))
         nextBeat += config.farm.heartbeatIntervalMilliseconds
         if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
     }
@@ -212,7 +287,7 @@ struct NodeController {
     private mutating func apply(_ events: [MembershipEvent], now: Int, into actions: inout [NodeAction]) {
         var rebuild = false
         for event in events {
-            actions.append(.log(event.description))
+            actions.append(.log(event.level, event.description))
             switch event {
             case .viewChanged, .fenced, .unfenced: rebuild = true
             case .peerDied: lastFailover = (now, event.description)
@@ -246,8 +321,9 @@ struct NodeController {
         handoverUntil = handover ? now + handoverMilliseconds : nil
         actions.append(
             .log(
-                "engine state \(states.generation): \(states.shares[config.node.id] ?? 0) of "
-                    + "\(states.table.count) buckets here\(isLeader ? ", ARP leader" : "")"
+                .info,
+                "serving \(states.shares[config.node.id] ?? 0) of \(states.table.count) buckets (table "
+                    + "\(states.generation))\(isLeader ? ", ARP leader" : "")"
                     + "\(isLeader && config.farm.delivery != .flood ? " and director" : "")"
                     + "\(membership.fence.map { ", fenced: \($0)" } ?? "")"))
     }
@@ -258,7 +334,7 @@ struct NodeController {
         let conflict = membership.leaderConflict
         if let conflict, !inConflict {
             leaderConflicts += 1
-            actions.append(.log("node \(conflict) also claims the leader's role: the lower ID keeps it"))
+            actions.append(.log(.warning, "node \(conflict) also claims the leader's role: the lower ID keeps it"))
         }
         inConflict = conflict != nil
     }
@@ -272,6 +348,7 @@ struct NodeController {
         if let theirs {
             actions.append(
                 .log(
+                    .warning,
                     "node \(heartbeat.sender) uses \(theirs) delivery, this node \(config.farm.delivery): every node "
                         + "must use the same (set it alike everywhere, or auto on every node and restart them together)"
                 ))
@@ -280,14 +357,15 @@ struct NodeController {
 
     private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {
         if let refused = Self.fixedChanges(from: config, to: next) {
-            actions.append(.log("reload refused: \(refused) cannot change while running; restart lbnode for that"))
+            actions.append(
+                .log(.warning, "reload refused: \(refused) cannot change while running; restart lbnode for that"))
             return
         }
         config = next
         states.replaceRules(next.rules)
         actions.append(.restartCheckers(next))
         actions.append(
-            .log("reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
+            .log(.notice, "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
         let events = membership.setLocal(weight: next.node.weight)
         if events.isEmpty {  // same view: the rules still need a new state
             actions.append(.swap(nextState(handover: handoverUntil != nil)))

@@ -1,12 +1,26 @@
 /// What `lbnode status` shows: a snapshot the daemon refreshes every loop.
 struct NodeStatus: Codable, Sendable {
+    /// One configured node (this one too), whatever became of it: a node that died, left or never came stays listed,
+    /// so an alert can fire on a server that did not come back.
     struct Member: Codable, Sendable {
         var id: UInt16
+        var address: String = ""
+        /// active, joining, draining, drained, left, dead, or never heard.
         var state: String
         var healthy: Bool
         var weight: UInt32
         var buckets: Int
         var inView: Bool
+        /// Milliseconds since its last heartbeat (nil: this node, or never heard).
+        var lastHeardMillisecondsAgo: Int? = nil
+        /// Heartbeats this node sent it, and gave up (send buffer full) or had refused by the kernel.
+        var heartbeatsSent: UInt64 = 0
+        var heartbeatsNotSent: UInt64 = 0
+        var lastSendError: String? = nil
+        /// Silent for a while: sent one heartbeat a second instead of every interval.
+        var away = false
+        /// What the kernel's neighbour entry says when its address does not resolve ("no ARP answer").
+        var neighbour: String? = nil
     }
 
     var farm: String
@@ -34,6 +48,17 @@ struct NodeStatus: Codable, Sendable {
     var liveNodes: Int = 1
     var expectedNodes: Int = 1
     var quorum: Bool = true
+    /// Nodes configured (this one included), and nodes serving (in this node's view).
+    var configuredNodes: Int = 1
+    var servingNodes: Int = 0
+    /// The VIP, the interface and this node's address.
+    var vip: String = ""
+    var interface: String = ""
+    var address: String = ""
+    /// The checkers that do not pass, each with why.
+    var checkersFailing: [String] = []
+    /// While draining: the VIP's TCP connections in the kernel, and the engine's tracked ones.
+    var drainConnections: Int? = nil
     /// The witness's address and whether it answers (nil without one).
     var witness: String?
     var witnessReachable: Bool?

@@ -13,6 +13,9 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case draining = 3
     /// Gone on purpose: the others take over at once, without waiting for the timeout.
     case left = 4
+    /// Drained: serves nothing and takes nothing, but runs and heartbeats, so the others keep it listed (and count its
+    /// vote) until `lbnode undrain` takes it back or it stops.
+    case drained = 5
 
     var description: String {
         switch self {
@@ -20,6 +23,7 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .active: "active"
         case .draining: "draining"
         case .left: "left"
+        case .drained: "drained"
         }
     }
 }

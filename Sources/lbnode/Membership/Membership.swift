@@ -1,4 +1,5 @@
 import Hashing
+import Logging
 
 /// What happened to the farm, for the log (one line each) and for rebuilding the table.
 enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
@@ -26,6 +27,17 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
         case .viewChanged(let old, let new): "view \(old) -> \(new)"
         case .fenced(let reason): "fenced (\(reason)): serving nothing until this node hears the current view"
         case .unfenced: "heard the current view with quorum: rejoining"
+        }
+    }
+
+    /// How loud the log says it: a death, a fence or an unhealthy peer is a warning (something broke), a peer that
+    /// leaves or a fence lifted a notice, the rest information.
+    var level: Logger.Level {
+        switch self {
+        case .peerDied, .fenced: .warning
+        case .peerChanged(_, _, let healthy): healthy ? .info : .warning
+        case .peerLeft, .unfenced: .notice
+        case .peerUp, .viewChanged: .info
         }
     }
 }
@@ -88,6 +100,9 @@ struct Membership {
     private(set) var witnessAnsweredAt: Int?
     /// When each peer was last heard, kept after it died (a peer never heard: since this node started).
     private var lastHeardEver: [NodeID: Int] = [:]
+    /// The last heartbeat of every peer ever heard, kept after it died or left (for the status: a node that never
+    /// came back must stay visible).
+    private(set) var lastKnown: [NodeID: Peer] = [:]
     /// The latest time this membership was told of (for the properties that take no time).
     private var latest: Int
     /// Why this node serves nothing, or nil.
@@ -221,6 +236,18 @@ struct Membership {
         witnessAnsweredAt = max(witnessAnsweredAt ?? at, at)
     }
 
+    /// Milliseconds since peer `id` was last heard (since this node started, if never).
+    func silence(of id: NodeID, now: Int) -> Int { now - (lastHeardEver[id] ?? joinedAt) }
+
+    /// Whether peer `id` left on purpose (its last word was `.left`).
+    func hasDeparted(_ id: NodeID) -> Bool { departed.contains(id) }
+
+    /// Back to joining (an undrain): active again once every live peer has had time to see it.
+    mutating func rejoin(now: Int) -> [MembershipEvent] {
+        joinedAt = now
+        return setLocal(state: .joining)
+    }
+
     /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
     /// it by then, so it takes buckets only when the others see it. A fenced node, or one without quorum, may not.
     func mayActivate(now: Int) -> Bool {
@@ -261,6 +288,7 @@ struct Membership {
         let record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now)
+        lastKnown[heartbeat.sender] = record
         var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
         if heartbeat.state == .left {

@@ -66,10 +66,15 @@ final class ProbeFrames {
         }
     }
 
-    /// Takes in what arrived, waiting up to `waitMilliseconds` for the first frame.
+    /// The most frames one call takes in: a round brings a few per peer, and a flood of this EtherType must not hold
+    /// the caller (the heartbeat loop) in a loop it cannot leave.
+    static let framesPerCall = 256
+
+    /// Takes in what arrived (at most `framesPerCall`), waiting up to `waitMilliseconds` for the first frame.
     func receive(now: Int, waitMilliseconds: Int32 = 0) {
         var wait = waitMilliseconds
-        while let frame = port.receive(timeoutMilliseconds: wait) {
+        for _ in 0..<Self.framesPerCall {
+            guard let frame = port.receive(timeoutMilliseconds: wait) else { return }
             wait = 0
             let payload = frame.payload
             guard payload.count >= 6, payload.prefix(3).elementsEqual(Self.tag),

@@ -1,0 +1,78 @@
+import CKernel
+import Glibc
+import Hashing
+
+/// The kernel's TCP connections of one local address, read through sock_diag (`NETLINK_SOCK_DIAG`, the interface of
+/// `ss`): what a draining node still serves. One dump of every TCP socket per family, so it belongs on a thread that
+/// may take a few milliseconds, not on the heartbeat loop.
+public enum TCPConnections {
+    /// The TCP states of a connection that may still carry a client's data: established, being opened (SYN_RECV), or
+    /// being closed by one side while the other may still send (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING). Not
+    /// LISTEN, and not TIME_WAIT (nothing but a last ACK can come).
+    static let openStates: UInt32 = [1, 3, 4, 5, 8, 9, 11].reduce(0) { $0 | 1 << $1 }
+
+    /// How many TCP connections have `address` as their local address (IPv4 ones through an IPv6 socket too).
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C functions are `socket(AF_NETLINK, ..., NETLINK_SOCK_DIAG)`,
+    ///   `send` and `recv`.
+    public static func count(localAddress address: IPAddress) throws(SystemCallError) -> Int {
+        let mapped = address.isIPv4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
+        var total = 0
+        for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
+            let wanted = family == AF_INET ? address.bytes : mapped
+            total += try dump(family: UInt8(family)) { source in source.starts(with: wanted) }
+        }
+        return total
+    }
+
+    /// Dumps the TCP sockets of `family` in `openStates`; how many have a source address that `matches` (given the
+    /// 16 bytes of `inet_diag_sockid.idiag_src`).
+    private static func dump(family: UInt8, matches: (UnsafeRawBufferPointer) -> Bool) throws(SystemCallError) -> Int {
+        let socket = try Socket(family: AF_NETLINK, type: SOCK_DGRAM, protocol: NETLINK_SOCK_DIAG)
+        try socket.setTimeouts(milliseconds: 2000)  // a dump that never ends fails instead of hanging its thread
+        var request = [UInt8](repeating: 0, count: MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size)
+        request.withUnsafeMutableBytes { bytes in
+            var header = nlmsghdr()
+            header.nlmsg_len = UInt32(bytes.count)
+            header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
+            header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+            bytes.storeBytes(of: header, as: nlmsghdr.self)
+            var query = inet_diag_req_v2()
+            query.sdiag_family = family
+            query.sdiag_protocol = UInt8(IPPROTO_TCP)
+            query.idiag_states = openStates
+            bytes.storeBytes(of: query, toByteOffset: MemoryLayout<nlmsghdr>.size, as: inet_diag_req_v2.self)
+        }
+        try SystemCall.retrying("send", "ask the kernel for its TCP sockets") {
+            request.withUnsafeBytes { Glibc.send(socket.descriptor, $0.baseAddress, $0.count, 0) }
+        }
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var count = 0
+        let sourceOffset = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_msg>.offset(of: \.id.idiag_src)!
+        while true {
+            let received = try SystemCall.retrying("recv", "read the kernel's TCP sockets") {
+                buffer.withUnsafeMutableBytes { recv(socket.descriptor, $0.baseAddress, $0.count, 0) }
+            }
+            var offset = 0
+            let done: Bool = buffer.withUnsafeBytes { bytes in
+                while offset + MemoryLayout<nlmsghdr>.size <= received {
+                    let header = bytes.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self)
+                    let length = Int(header.nlmsg_len)
+                    guard length >= MemoryLayout<nlmsghdr>.size, offset + length <= received else { return true }
+                    switch Int32(header.nlmsg_type) {
+                    case NLMSG_DONE, NLMSG_ERROR: return true
+                    default:
+                        if length >= sourceOffset + 16,
+                            matches(UnsafeRawBufferPointer(rebasing: bytes[(offset + sourceOffset)..<(offset + sourceOffset + 16)]))
+                        {
+                            count += 1
+                        }
+                    }
+                    offset += (length + 3) & ~3  // NLMSG_ALIGN
+                }
+                return received == 0
+            }
+            if done { return count }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Crypto
+import Foundation
+import Hashing
+import TapEngine
+
+/// Sends heartbeats to the peers the controller names, without ever waiting (`HeartbeatSocket.send`), and counts per
+/// peer what became of them: the status shows a peer whose heartbeats cannot leave this node, and why.
+struct HeartbeatSender {
+    struct PeerCounts: Equatable {
+        var sent: UInt64 = 0
+        /// Given up: the send buffer was full.
+        var queueFull: UInt64 = 0
+        /// Refused by the kernel (no route, ...).
+        var failed: UInt64 = 0
+        var lastError: String?
+    }
+
+    let socket: HeartbeatSocket
+    let port: UInt16
+    let addresses: [NodeID: IPAddress]
+    private(set) var counts: [NodeID: PeerCounts] = [:]
+
+    init(socket: HeartbeatSocket, port: UInt16, peers: [FarmConfig.Peer]) {
+        self.socket = socket
+        self.port = port
+        addresses = Dictionary(uniqueKeysWithValues: peers.map { ($0.id, IPAddress(bytes: $0.address.bytes)!) })
+    }
+
+    /// Signs `heartbeat` with `key` and sends it to each of `peers`.
+    mutating func send(_ heartbeat: Heartbeat, key: SymmetricKey, to peers: [NodeID]) {
+        guard !peers.isEmpty else { return }
+        let bytes = heartbeat.encoded(key: key)
+        for peer in peers {
+            guard let address = addresses[peer] else { continue }
+            switch socket.send(bytes, to: address, port: port) {
+            case .sent: counts[peer, default: PeerCounts()].sent += 1
+            case .queueFull: counts[peer, default: PeerCounts()].queueFull += 1
+            case .failed(let error):
+                counts[peer, default: PeerCounts()].failed += 1
+                counts[peer, default: PeerCounts()].lastError = "\(error)"
+            }
+        }
+    }
+}

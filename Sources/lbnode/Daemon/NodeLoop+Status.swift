@@ -1,0 +1,92 @@
+import Foundation
+import Hashing
+import RouteSetup
+import TapEngine
+
+extension NodeLoop {
+    /// Refreshes the snapshot that `lbnode status` and `/metrics` read.
+    func publishStatus(now: Int) {
+        let membership = controller.membership
+        let states = controller.states
+        let shares = states.shares
+        let away = controller.awayPeers
+        let neighbourStates = neighbours.latest?.value ?? [:]
+        var members = config.peers.map { peer in
+            let id = peer.id
+            let live = membership.peers[id]
+            let known = live ?? membership.lastKnown[id]
+            let counts = sender.counts[id] ?? HeartbeatSender.PeerCounts()
+            let state =
+                live.map(\.state.description)
+                ?? (membership.hasDeparted(id) ? "left" : known == nil ? "never heard" : "dead")
+            let neighbour = neighbourStates[peer.address.host].flatMap { state -> String? in
+                state == .resolved ? nil : "no \(peer.address.isIPv4 ? "ARP" : "neighbour") answer (\(state))"
+            }
+            return NodeStatus.Member(
+                id: id.rawValue, address: peer.address.address, state: state, healthy: live?.healthy ?? false,
+                weight: known?.weight ?? 0, buckets: shares[id] ?? 0, inView: membership.view.ids.contains(id),
+                lastHeardMillisecondsAgo: known.map { now - $0.lastHeard },
+                heartbeatsSent: counts.sent, heartbeatsNotSent: counts.queueFull + counts.failed,
+                lastSendError: counts.lastError, away: away.contains(id), neighbour: neighbour)
+        }
+        members.append(
+            NodeStatus.Member(
+                id: config.node.id.rawValue, address: config.node.address.address,
+                state: membership.state.description, healthy: membership.healthy, weight: membership.weight,
+                buckets: shares[config.node.id] ?? 0, inView: membership.view.ids.contains(config.node.id)))
+        let counters = engine?.counters ?? EngineCounters()
+        var engineFigures: [String: UInt64] = [
+            "received": counters.received, "delivered": counters.delivered, "forwarded": counters.forwarded,
+            "answered": counters.answered, "transmitted": counters.transmitted, "batches": counters.batches,
+            "ring_drops": counters.ringDrops,
+        ]
+        for reason in DropReason.allCases where counters.dropped(reason) > 0 {
+            engineFigures["dropped_\(reason)"] = counters.dropped(reason)
+        }
+        /// An event at `at` (ms) in wall-clock time, for people reading the status.
+        func stamped(_ event: (at: Int, event: String)?) -> String? {
+            event.map {
+                "\(Date().addingTimeInterval(Double($0.at - now) / 1000).formatted(LineLogHandler.timestamp)) \($0.event)"
+            }
+        }
+        var snapshot = NodeStatus(
+            farm: config.farm.name, node: config.node.id.rawValue, state: membership.state.description,
+            leader: membership.leader?.rawValue, delivery: config.farm.delivery.rawValue, agreed: membership.agreed,
+            generation: states.generation, members: members.sorted { $0.id < $1.id }, flows: engine?.flowCount ?? 0,
+            engine: engineFigures,
+            offloads: Dictionary(uniqueKeysWithValues: OffloadKind.allCases.map { ("\($0)", counters.received($0)) }),
+            heartbeatsRejected: Dictionary(uniqueKeysWithValues: gate.rejected.map { ($0.key.rawValue, $0.value) }),
+            lastChange: stamped(controller.lastChange), lastFailover: stamped(controller.lastFailover))
+        snapshot.heartbeatsDroppedByKernel = socket.kernelDrops
+        snapshot.fenced = membership.fence?.description
+        snapshot.liveNodes = membership.liveVotes
+        snapshot.expectedNodes = membership.expectedVotes
+        snapshot.quorum = membership.hasQuorum
+        snapshot.configuredNodes = config.peers.count + 1
+        snapshot.servingNodes = membership.view.members.count
+        snapshot.vip = config.farm.vip.address
+        snapshot.interface = config.node.interface
+        snapshot.address = config.node.address.address
+        snapshot.checkersFailing = checkers.failing
+        if membership.state == .draining, let open = vipConnections.latest?.value {
+            snapshot.drainConnections = open + (engine?.flowCount ?? 0)
+        }
+        snapshot.witness = config.farm.witness?.description
+        snapshot.witnessReachable = membership.witnessAnsweredAt.map {
+            now - $0 <= Membership.witnessTimeoutMilliseconds
+        }
+        snapshot.dataPathFault = controller.dataPathFault
+        snapshot.leaderConflicts = controller.leaderConflicts
+        snapshot.deliveryAuto = config.farm.deliveryIsAuto
+        snapshot.deliveryReason = deliveryReason
+        snapshot.deliveryProblem = deliveryWatch.problem
+        snapshot.deliveryCheaper = deliveryWatch.cheaper?.rawValue
+        snapshot.deliveryDisagreements = controller.deliveryDisagreements.sorted { $0.key < $1.key }
+            .map { "node \($0.key): \($0.value)" }
+        snapshot.duplicateIDs = gate.duplicates.keys.map(\.description).sorted()
+        let flowCounters = engine?.flowCounters ?? FlowTableCounters()
+        snapshot.flowsAdmitted = flowCounters.confirmed
+        snapshot.flowsEvicted = flowCounters.evicted
+        daemon.requests.status.withLock { $0 = snapshot }
+    }
+}

@@ -1,0 +1,346 @@
+import Crypto
+import Foundation
+import Hashing
+import Logging
+import RouteSetup
+import TapEngine
+
+/// The heartbeat loop of `lbnode run`, on one thread: every turn it gathers what happened (heartbeats, checkers, the
+/// data path, requests), steps the `NodeController`, does what the controller decided, and waits for heartbeats
+/// until the next one is due.
+///
+/// Nothing on this thread may wait on something a peer, the network or the machine can hold up: heartbeat sends never
+/// block (`HeartbeatSocket`), every receive loop is bounded (heartbeats, probe frames, the witness's answers), log lines
+/// go to a writer thread (`LogOutput`), and every look that can take long (the setup with `nft`, neighbours, the VIP's
+/// connections) runs on a thread of its own (`BackgroundCheck`). Only re-opening a broken data path (a deleted TAP,
+/// a re-created NIC) applies the setup here, at most once a second, while the node serves nothing anyway.
+final class NodeLoop {
+    let daemon: Daemon
+    var config: FarmConfig { daemon.config }
+    private var keys: [Data]
+    private(set) var controller: NodeController
+    private var engineState: EngineState
+    private(set) var engine: Engine?
+    private let engineConfiguration: EngineConfiguration
+    private var monitor: DataPathMonitor
+    private let setup: ServerSetup
+    let socket: HeartbeatSocket
+    private var filter: DatagramFilter
+    private(set) var gate: HeartbeatGate
+    private(set) var sender: HeartbeatSender
+    private let sockets: NodeSockets
+    private var pending: [NodeID: Heartbeat] = [:]
+    private var lastPing = Int.min / 2
+    private let interfaceMAC: UInt64
+    private var probeFrames: ProbeFrames?
+    private(set) var deliveryWatch: DeliveryWatch
+    let deliveryReason: String?
+    private var nextProbeRound = 0
+    private(set) var checkers: CheckerRunner
+    private var nextRebuild = 0
+    /// What keeps the engine from delivering, as found at the start of this turn.
+    private var fault: DataPathMonitor.Fault?
+    private var lastWrongSourceLog = -60_000
+    private var wrongSourcesLogged: UInt64 = 0
+    private var duplicatesLogged: [IPAddress: Int] = [:]
+    /// The kernel's neighbour entries of the peers' addresses (a peer that never answered ARP shows there).
+    let neighbours: BackgroundCheck<[IPPrefix: NeighbourState]>
+    /// The VIP's TCP connections in the kernel, looked at once a second while this node drains.
+    let vipConnections: BackgroundCheck<Int?>
+    private var nextLook = 0
+    private let myAddress: IPAddress
+    /// The nice value lbnode was started with (the loop runs 10 lower).
+    private let baseNice = SystemCall.threadNice()
+    private let clock = ContinuousClock()
+    private let start = ContinuousClock.now
+
+    /// Starts the engine and the checkers on the setup just applied.
+    init(
+        daemon: Daemon, keys: [Data], sockets: NodeSockets, setup: ServerSetup, virtualMAC: UInt64, interfaceMAC: UInt64,
+        deliveryReason: String?
+    ) throws {
+        self.daemon = daemon
+        self.keys = keys
+        self.sockets = sockets
+        self.setup = setup
+        self.interfaceMAC = interfaceMAC
+        self.deliveryReason = deliveryReason
+        let config = daemon.config
+        myAddress = IPAddress(bytes: config.node.address.bytes)!
+        // Random, not the wall clock: a clock stepped back must not make a restarted node look like a replay.
+        controller = try NodeController(
+            config: config, virtualMAC: virtualMAC, interfaceMAC: interfaceMAC,
+            incarnation: UInt64.random(in: 1...UInt64.max), now: 0)
+        engineState = controller.initialState()
+        engineConfiguration = EngineConfiguration(
+            interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
+        monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
+        engine = try Engine(configuration: engineConfiguration, state: engineState)
+        socket = sockets.heartbeat
+        filter = sockets.filter
+        sender = HeartbeatSender(socket: socket, port: config.farm.heartbeatPort, peers: config.peers)
+        gate = HeartbeatGate(
+            keys: keys.map { SymmetricKey(data: $0) }, me: config.node.id, peers: sender.addresses,
+            restartAfter: controller.failoverMilliseconds)
+        deliveryWatch = DeliveryWatch(delivery: config.farm.delivery)
+        checkers = CheckerRunner(config: config) { [daemon] in daemon.log($0, $1) }
+        let interface = config.node.interface
+        neighbours = BackgroundCheck(label: "neighbours") {
+            (try? NetlinkSocket()).flatMap { netlink in
+                (try? netlink.requireLink(named: interface)).flatMap { try? netlink.neighbours(onLink: $0.index) }
+            } ?? [:]
+        }
+        let vip = IPAddress(bytes: config.farm.vip.bytes)!
+        vipConnections = BackgroundCheck(label: "vip-connections") { try? TCPConnections.count(localAddress: vip) }
+        monitor.engineOpened()
+        engine?.start()
+        probeFrames = openProbeFrames()
+        checkers.start()
+    }
+
+    private var now: Int { milliseconds(clock.now) }
+
+    private func milliseconds(_ instant: ContinuousClock.Instant) -> Int { (instant - start).wholeMilliseconds }
+
+    private func log(_ level: Logger.Level, _ message: String) { daemon.log(level, message) }
+
+    /// Runs until the node is asked to leave (a signal, the parent gone).
+    func run() {
+        log(
+            .notice,
+            "joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms, "
+                + "quorum \(config.effectiveQuorum.rawValue)")
+        raiseLoopPriority()
+        while true {
+            let instant = clock.now
+            let now = milliseconds(instant)
+            let inputs = gather(now: now)
+            var leaving = false
+            for action in controller.step(now: now, inputs) {
+                leaving = perform(action) || leaving
+            }
+            maintain(now: now)
+            // From the time of the gathering above: a stall after it still runs the lease out.
+            engine?.renewLease(checkedAt: instant, milliseconds: controller.failoverMilliseconds)
+            publishStatus(now: now)
+            if leaving { return }
+            receiveHeartbeats()
+        }
+    }
+
+    /// Tells the peers this node leaves, then stops the engine and the checkers.
+    func leave() {
+        log(.notice, "leaving: announcing to the peers")
+        let farewell = controller.leavingHeartbeat()
+        engine?.swap(controller.initialState())  // serve nothing more, then tell the peers
+        for _ in 0..<3 { sender.send(farewell, key: SymmetricKey(data: keys[0]), to: config.peers.map(\.id)) }
+        engine?.stop()
+        checkers.stop()
+    }
+
+    // MARK: - One turn
+
+    /// What the controller needs to know at `now`.
+    private func gather(now: Int) -> NodeInputs {
+        var inputs = NodeInputs()
+        inputs.heartbeats = pending.values.sorted { $0.sender < $1.sender }
+        pending.removeAll(keepingCapacity: true)
+        inputs.checkersHealthy = checkers.healthy
+        if let witness = sockets.witness {
+            inputs.witnessAnsweredAt = witness.answered()
+            if now - lastPing >= controller.witnessPingInterval(now: now) {
+                witness.ping(now: now)
+                lastPing = now
+            }
+        }
+        fault = monitor.fault(now: now, engine: engine)
+        inputs.dataPathFault = fault?.reason
+        let requests = daemon.requests.take()
+        inputs.drainSeconds = requests.drainSeconds
+        inputs.undrain = requests.undrain
+        inputs.stop = requests.stop
+        if requests.reload { inputs.reload = reloadedConfiguration() }
+        if let open = vipConnections.latest, let kernel = open.value {
+            inputs.openConnections = (kernel + (engine?.flowCount ?? 0), open.startedAt)
+        }
+        inputs.outrankedByDuplicateID = noteDuplicateIDs(now: now)
+        noteWrongSources(now: now)
+        if let parent = daemon.parent, getppid() != parent {
+            log(.notice, "the process that started lbnode (PID \(parent)) ended: leaving")
+            inputs.stop = true
+        }
+        return inputs
+    }
+
+    /// Does one action of the controller; whether it is the last (leave).
+    private func perform(_ action: NodeAction) -> Bool {
+        switch action {
+        case .send(let heartbeat, let peers): sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers)
+        case .swap(let state):
+            engineState = state
+            engine?.swap(state)
+        case .announce: engine?.announce()
+        case .restartCheckers(let next):
+            checkers.stop()
+            checkers = CheckerRunner(config: next, previous: checkers) { [daemon] in daemon.log($0, $1) }
+            atBasePriority { checkers.start() }
+        case .log(let level, let message): log(level, message)
+        case .leave: return true
+        }
+        return false
+    }
+
+    /// The housekeeping of a turn: re-open a broken data path, follow the live peers' incarnations in the kernel
+    /// filter, the delivery check's probe frames, and the looks taken on other threads.
+    private func maintain(now: Int) {
+        if let fault, fault.rebuild, now >= nextRebuild {
+            nextRebuild = now + 1000
+            rebuildDataPath(because: fault.reason)
+        }
+        // The kernel filter follows the live peers' incarnations (they change only when a peer restarts).
+        let pins = gate.liveIncarnations(now: now)
+        if pins != filter.pinned {
+            filter = filter.pinning(pins)
+            do {
+                try socket.attach(filter)
+            } catch {
+                log(.error, "cannot update the heartbeat filter: \(error)")
+            }
+        }
+        // Once a second: the peers' probe frames queue meanwhile (a few per peer), so the loop pays one look.
+        if now >= nextProbeRound, let probeFrames {
+            nextProbeRound = now + 1000
+            probeFrames.receive(now: now)
+            probeFrames.sendRound()
+            let live = Set(controller.membership.peers.keys.map(\.rawValue))
+            if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: probeFrames.lastSeen) {
+                log(deliveryWatch.problem == nil ? .notice : .warning, change)
+            }
+        }
+        if now >= nextLook {
+            nextLook = now + 1000
+            neighbours.start(now: now)
+            if controller.membership.state == .draining { vipConnections.start(now: now) }
+        }
+    }
+
+    /// Waits for heartbeats until the next one is due, then takes what queued, in batches, at most 1024 per turn: a
+    /// flood (spoofing a peer's address, or the kernel filter would have dropped it) cannot hold this node's own
+    /// heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited in a peer's kernel
+    /// while its neighbour entry was unresolved arrive together, stale.
+    private func receiveHeartbeats() {
+        let wait = Int32(max(0, min(controller.nextBeatDue - now, config.farm.heartbeatIntervalMilliseconds)))
+        guard socket.wait(timeoutMilliseconds: wait) else { return }
+        let received = now
+        for _ in 0..<16 {
+            let taken = socket.receiveBatch { datagram in
+                if let heartbeat = gate.admit(datagram.bytes, from: datagram.source, now: received) {
+                    pending[heartbeat.sender] = heartbeat  // the gate admits in order
+                }
+            }
+            if taken < 64 { break }
+        }
+    }
+
+    // MARK: - Decisions the loop still makes
+
+    /// The configuration re-read on SIGHUP (and, when only the key file changed, the new keys taken at once), or nil
+    /// when it is refused.
+    private func reloadedConfiguration() -> FarmConfig? {
+        do {
+            var next = try FarmConfig.load(path: daemon.configPath)
+            if next.farm.deliveryIsAuto && config.farm.deliveryIsAuto {
+                next.farm.delivery = config.farm.delivery
+            }
+            let nextKeys = try next.checkKeyFile(configPath: daemon.configPath).keys
+            if nextKeys != keys && NodeController.fixedChanges(from: config, to: next) == nil {
+                keys = nextKeys
+                gate.replaceKeys(keys.map { SymmetricKey(data: $0) })
+                log(.notice, "reloaded the key file: \(keys.count) keys accepted, the first signs")
+            }
+            return next
+        } catch {
+            log(.warning, "reload refused, keeping the running configuration and keys: \(error)")
+            return nil
+        }
+    }
+
+    /// Logs (every 10 s per address) another node with this node's ID; whether a lower address outranks this one.
+    private func noteDuplicateIDs(now: Int) -> Bool {
+        let recent = gate.duplicates.filter { now - $0.value <= controller.failoverMilliseconds }
+        for (address, _) in recent where now - (duplicatesLogged[address] ?? -60_000) >= 10_000 {
+            duplicatesLogged[address] = now
+            log(
+                .error,
+                "node ID \(config.node.id) is also used by \(address): "
+                    + (address < myAddress
+                        ? "the lower address keeps it, this node fences itself"
+                        : "this node (lower address) keeps it"))
+        }
+        return recent.keys.contains { $0 < myAddress }
+    }
+
+    /// Logs (every 10 s) heartbeats that claim a peer's ID from another address.
+    private func noteWrongSources(now: Int) {
+        let wrongSources = gate.rejected[.wrongSource] ?? 0
+        guard let wrong = gate.lastWrongSource, wrongSources > wrongSourcesLogged, now - lastWrongSourceLog >= 10_000
+        else { return }
+        lastWrongSourceLog = now
+        wrongSourcesLogged = wrongSources
+        log(.warning, "heartbeats claiming node \(wrong.sender) came from \(wrong.source), not its configured address")
+    }
+
+    /// Re-applies the setup and re-opens the engine on the devices as they are now (a re-created interface or TAP):
+    /// at most once a second, logged when it fails.
+    private func rebuildDataPath(because reason: String) {
+        engine?.stop()
+        engine = nil
+        monitor.engineClosed()
+        do {
+            let plan = try setup.applySetup(stateDirectory: daemon.stateDirectory)
+            let rebuilt = try Engine(configuration: engineConfiguration, state: engineState)
+            atBasePriority { rebuilt.start() }
+            engine = rebuilt
+            monitor.engineOpened()
+            probeFrames = openProbeFrames()  // the interface may be a new one
+            deliveryWatch.restart()
+            log(.notice, "data path re-opened (\(reason)): \(plan.steps.count) setup steps applied")
+        } catch {
+            log(.warning, "data path cannot be re-opened yet (\(reason)): \(error); retrying every second")
+        }
+    }
+
+    /// The probe frames of the delivery check (`DeliveryWatch`); nil, logged, if the packet socket cannot be opened.
+    private func openProbeFrames() -> ProbeFrames? {
+        do {
+            return try ProbeFrames(
+                interface: config.node.interface, ownMAC: interfaceMAC, farm: config.farm.name,
+                me: config.node.id.rawValue, peers: Set(config.peers.map(\.id.rawValue)))
+        } catch {
+            log(.warning, "delivery check off: cannot open its packet socket: \(error)")
+            return nil
+        }
+    }
+
+    // MARK: - Priorities
+
+    /// Gives the loop's thread a nice value 10 below the process's: it works a few microseconds per heartbeat, but on
+    /// a busy machine (in flood mode every engine reads every client frame) each wake-up waited behind the data path,
+    /// and failover detection cannot lose those milliseconds. A weight, not a real-time class: a loop busy on a flood
+    /// cannot starve the engine (SCHED_RR did; docs/benchmarks.md).
+    private func raiseLoopPriority() {
+        do {
+            try SystemCall.setThreadNice(max(-20, baseNice - 10))
+        } catch {
+            log(.warning, "the heartbeat loop keeps its priority: \(error)")
+        }
+    }
+
+    /// Runs `body` (which starts threads: an engine, checkers) with the loop thread at the process's own priority,
+    /// which the new threads inherit.
+    private func atBasePriority<T>(_ body: () throws -> T) rethrows -> T {
+        try? SystemCall.setThreadNice(baseNice)
+        defer { raiseLoopPriority() }
+        return try body()
+    }
+}
