@@ -20,7 +20,7 @@ struct LBNode: ParsableCommand {
             """,
         version: versionText,
         subcommands: [
-            RunCommand.self, StatusCommand.self, DrainCommand.self, CheckCommand.self, SetupCommand.self,
+            RunCommand.self, StatusCommand.self, DrainCommand.self, UndrainCommand.self, CheckCommand.self, SetupCommand.self,
             TeardownCommand.self, KeygenCommand.self, ProbeCommand.self,
         ]
     )

@@ -1,36 +1,6 @@
 import ArgumentParser
 import Foundation
 
-/// Where to find a running daemon: its configuration (which names the control socket) or the socket itself.
-struct ControlOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "The configuration file of the running node.")
-    var config: String?
-
-    @Option(help: "The control socket (default: the one the configuration names).")
-    var socket: String?
-
-    func validate() throws {
-        guard config != nil || socket != nil else { throw ValidationError("give --config FILE or --socket PATH") }
-    }
-
-    func socketPath() throws -> String {
-        if let socket { return socket }
-        do {
-            return try FarmConfig.parse(String(contentsOfFile: config!, encoding: .utf8), file: config!).controlSocket
-        } catch let error as ConfigError {
-            throw CommandFailure(error.description)
-        } catch {
-            throw CommandFailure("cannot read \(config!): \(error)")
-        }
-    }
-
-    func request(_ command: String) throws -> Data {
-        do { return try ControlServer.request(command, path: socketPath()) } catch let error as ControlError {
-            throw CommandFailure(error.description)
-        }
-    }
-}
-
 /// `lbnode status`: the running node's view of the farm.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,79 +22,78 @@ struct StatusCommand: ParsableCommand {
         guard let status = try? JSONDecoder().decode(NodeStatus.self, from: data) else {
             throw CommandFailure("the node has no status yet (still starting?)")
         }
-        print(
-            "farm \(status.farm), node \(status.node) \(status.state), \(status.delivery) delivery"
-                + "\(status.deliveryAuto ? " (auto)" : ""), leader "
-                + "\(status.leader.map(String.init) ?? "none"), views \(status.agreed ? "agree" : "differ"), "
-                + "engine state \(status.generation), \(status.flows) TCP connections tracked")
+        print(Self.render(status), terminator: "")
+    }
+
+    /// The status as people read it: the node, every configured node, then what is wrong.
+    static func render(_ status: NodeStatus) -> String {
+        var lines = [
+            "farm \(status.farm), node \(status.node) (\(status.address) on \(status.interface)) \(status.state): VIP "
+                + "\(status.vip), \(status.delivery) delivery\(status.deliveryAuto ? " (auto)" : ""), leader "
+                + "\(status.leader.map { "node \($0)" } ?? "none"), views \(status.agreed ? "agree" : "differ"), table "
+                + "\(status.generation)",
+            "nodes: \(status.servingNodes) of \(status.configuredNodes) serving; quorum \(status.quorum ? "yes" : "NO") "
+                + "(\(status.liveNodes) of \(status.expectedNodes) alive)" + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
+        ]
         for member in status.members {
-            print(
-                "  node \(member.id): \(member.state)\(member.healthy ? "" : ", unhealthy"), weight \(member.weight), "
-                    + "\(member.buckets) buckets\(member.inView ? "" : ", not in the view")")
+            var line = "  node \(member.id) \(member.address): \(member.state)"
+            if member.id == status.node {
+                line += " (this node)"
+            } else {
+                line += member.lastHeardMillisecondsAgo.map { ", last heard \(Self.age($0)) ago" } ?? ""
+            }
+            if !member.healthy && ["active", "joining", "draining"].contains(member.state) { line += ", UNHEALTHY" }
+            line += ", weight \(member.weight), \(member.buckets) buckets\(member.inView ? "" : ", not in the view")"
+            if member.away { line += "; away: sent one heartbeat a second" }
+            if let neighbour = member.neighbour { line += "; \(neighbour)" }
+            if member.heartbeatsNotSent > 0 {
+                line += "; \(member.heartbeatsNotSent) heartbeats not sent\(member.lastSendError.map { " (\($0))" } ?? "")"
+            }
+            lines.append(line)
         }
-        print(
-            "  engine: "
-                + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                .joined(separator: " "))
-        print(
-            "  received with offload metadata: "
-                + status.offloads.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-        if !status.heartbeatsRejected.isEmpty {
-            print(
-                "  heartbeats rejected: "
-                    + status.heartbeatsRejected.sorted { $0.key < $1.key }
-                    .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
-        }
-        print(
-            "  quorum: \(status.quorum ? "yes" : "NO") (\(status.liveNodes) of \(status.expectedNodes) nodes alive)"
-                + (status.fenced.map { ", FENCED: \($0)" } ?? ""))
-        if let reason = status.deliveryReason { print("  delivery auto: \(reason)") }
-        if let problem = status.deliveryProblem { print("  DELIVERY CHECK FAILING: \(problem)") }
-        if let cheaper = status.deliveryCheaper { print("  delivery check: \(cheaper) delivery would work too") }
+        if let open = status.drainConnections { lines.append("  draining: \(open) connections still open") }
+        for checker in status.checkersFailing { lines.append("  FAILING \(checker)") }
+        if let fault = status.dataPathFault { lines.append("  DATA PATH DOWN: \(fault)") }
+        if let reason = status.deliveryReason { lines.append("  delivery auto: \(reason)") }
+        if let problem = status.deliveryProblem { lines.append("  DELIVERY CHECK FAILING: \(problem)") }
+        if let cheaper = status.deliveryCheaper { lines.append("  delivery check: \(cheaper) delivery would work too") }
         if !status.deliveryDisagreements.isEmpty {
-            print("  PEERS USING ANOTHER DELIVERY: \(status.deliveryDisagreements.joined(separator: ", "))")
+            lines.append("  PEERS USING ANOTHER DELIVERY: \(status.deliveryDisagreements.joined(separator: ", "))")
         }
         if let witness = status.witness {
-            print("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
+            lines.append("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
         }
-        if let fault = status.dataPathFault { print("  DATA PATH DOWN: \(fault)") }
         if !status.duplicateIDs.isEmpty {
-            print("  this node's ID is also used by: \(status.duplicateIDs.joined(separator: ", "))")
+            lines.append("  THIS NODE'S ID IS ALSO USED BY: \(status.duplicateIDs.joined(separator: ", "))")
         }
-        if status.leaderConflicts > 0 { print("  leader conflicts: \(status.leaderConflicts)") }
-        print(
-            "  flows: \(status.flows) (\(status.flowsAdmitted) confirmed, \(status.flowsEvicted) evicted); heartbeats "
-                + "dropped by the kernel filter: \(status.heartbeatsDroppedByKernel)")
-        if let change = status.lastChange { print("  last change: \(change)") }
-        if let failover = status.lastFailover { print("  last failover: \(failover)") }
-    }
-}
-
-/// `lbnode drain`: hand this node's buckets over and leave.
-struct DrainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "drain",
-        abstract: "Hand this node's buckets to the others, keep its established connections, then stop.",
-        discussion: """
-            New connections go to the other nodes at once; the connections this node has keep being served until \
-            they end or --timeout seconds have passed, then the node leaves the farm.
-            """
-    )
-
-    @OptionGroup var control: ControlOptions
-
-    @Option(help: "Seconds to keep serving established connections.")
-    var timeout = 60
-
-    func validate() throws {
-        guard (0...86_400).contains(timeout) else { throw ValidationError("--timeout must be from 0 to 86400") }
+        if status.leaderConflicts > 0 { lines.append("  leader conflicts: \(status.leaderConflicts)") }
+        lines.append(
+            "  engine: " + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        lines.append(
+            "  received with offload metadata: "
+                + status.offloads.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        lines.append(
+            "  TCP connections tracked: \(status.flows) (\(status.flowsAdmitted) confirmed, \(status.flowsEvicted) "
+                + "evicted)")
+        if !status.heartbeatsRejected.isEmpty {
+            lines.append(
+                "  heartbeats rejected: "
+                    + status.heartbeatsRejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                    .joined(separator: " "))
+        }
+        lines.append("  heartbeats dropped by the kernel filter: \(status.heartbeatsDroppedByKernel)")
+        if let change = status.lastChange { lines.append("  last change: \(change)") }
+        if let failover = status.lastFailover { lines.append("  last failover: \(failover)") }
+        return lines.joined(separator: "\n") + "\n"
     }
 
-    func run() throws {
-        let reply = try control.request("drain \(timeout)")
-        if let refused = (try? JSONSerialization.jsonObject(with: reply) as? [String: Any])?["error"] as? String {
-            throw CommandFailure("drain refused: \(refused)")
+    /// "35 ms", "4.2 s", "3 min 12 s", "2 h 5 min".
+    static func age(_ milliseconds: Int) -> String {
+        switch milliseconds {
+        case ..<1000: return "\(milliseconds) ms"
+        case ..<60_000: return String(format: "%.1f s", Double(milliseconds) / 1000)
+        case ..<3_600_000: return "\(milliseconds / 60_000) min \(milliseconds / 1000 % 60) s"
+        default: return "\(milliseconds / 3_600_000) h \(milliseconds / 60_000 % 60) min"
         }
-        print("draining: the node stops in \(timeout) s at the latest")
     }
 }

@@ -56,6 +56,15 @@ final class MetricsServer: @unchecked Sendable {
             "vipfarm_nodes_live{\(labels)} \(status.liveNodes)",
             "# TYPE vipfarm_nodes_expected gauge",
             "vipfarm_nodes_expected{\(labels)} \(status.expectedNodes)",
+            "# HELP vipfarm_nodes_configured Nodes in the configuration, this one included (drained, left, dead too).",
+            "# TYPE vipfarm_nodes_configured gauge",
+            "vipfarm_nodes_configured{\(labels)} \(status.configuredNodes)",
+            "# HELP vipfarm_nodes_serving Nodes in this node's view: they serve buckets.",
+            "# TYPE vipfarm_nodes_serving gauge",
+            "vipfarm_nodes_serving{\(labels)} \(status.servingNodes)",
+            "# HELP vipfarm_checkers_failing Checkers of this node that do not pass.",
+            "# TYPE vipfarm_checkers_failing gauge",
+            "vipfarm_checkers_failing{\(labels)} \(status.checkersFailing.count)",
             "# HELP vipfarm_witness_reachable Whether the witness answers pings (1 without a witness).",
             "# TYPE vipfarm_witness_reachable gauge",
             "vipfarm_witness_reachable{\(labels)} \(status.witnessReachable == false ? 0 : 1)",
@@ -97,6 +106,23 @@ final class MetricsServer: @unchecked Sendable {
         lines.append("# TYPE vipfarm_member_buckets gauge")
         for member in status.members {
             lines.append("vipfarm_member_buckets{\(labels),member=\"\(member.id)\"} \(member.buckets)")
+        }
+        lines.append("# HELP vipfarm_member_last_heard_seconds Seconds since a peer's last heartbeat (-1: never heard).")
+        lines.append("# TYPE vipfarm_member_last_heard_seconds gauge")
+        for member in status.members where member.id != status.node {
+            let seconds = member.lastHeardMillisecondsAgo.map { String(format: "%.3f", Double($0) / 1000) } ?? "-1"
+            lines.append("vipfarm_member_last_heard_seconds{\(labels),member=\"\(member.id)\"} \(seconds)")
+        }
+        lines.append("# HELP vipfarm_member_heartbeats_not_sent_total Heartbeats to a peer given up or refused.")
+        lines.append("# TYPE vipfarm_member_heartbeats_not_sent_total counter")
+        for member in status.members where member.id != status.node {
+            lines.append(
+                "vipfarm_member_heartbeats_not_sent_total{\(labels),member=\"\(member.id)\"} \(member.heartbeatsNotSent)")
+        }
+        if let open = status.drainConnections {
+            lines.append("# HELP vipfarm_drain_connections Connections a draining node still serves.")
+            lines.append("# TYPE vipfarm_drain_connections gauge")
+            lines.append("vipfarm_drain_connections{\(labels)} \(open)")
         }
         lines.append("# HELP vipfarm_engine_total Engine counters (frames).")
         lines.append("# TYPE vipfarm_engine_total counter")
