@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Testbed
+@testable import lbnode
 
 /// Hostile and abnormal conditions on a three-node farm while a client's requests flow (the scenarios of
 /// `lbbench chaos`, with 5-s floods instead of 30). Heartbeats every 20 ms, dead after 5 (100 ms): the suites share two
@@ -44,4 +45,33 @@ struct ChaosEndToEndTests {
     @Test func aNICDownAndUpFailsOverAndBack() throws { try Self.run(.nicDownUp, delivery: "flood") }
 
     @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
+
+    /// A minute without node 2's cable (past the ARP cycle: its neighbour entries on the others fail and are probed
+    /// again every few seconds), in a farm whose node 4 is configured on every node but was never on the network:
+    /// after the first failover the survivors change no view, lose no request and leave no flow unanswered for 100 ms;
+    /// then node 2 comes back and serves. Each delivery mode on the network it is for (flood on a learning switch,
+    /// directed without flooding, relay on a strict virtual switch).
+    @Test(arguments: ["flood", "directed", "relay"])
+    func aLongCutBesideANodeNeverStartedLeavesTheSurvivorsSteady(delivery: String) throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = delivery
+            $0.testbed = .init(
+                servers: 4, clients: 1, unknownUnicastFlooding: delivery == "flood", portSecurity: delivery == "relay")
+            $0.startNodes = [1, 2, 3]
+            $0.absentServers = [4]
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView(farm.startedView, nodes: farm.startedNodes), "\(farm.log(1))")
+        let outcome = try FarmChaos(farm: farm, recoveryBudgetMilliseconds: 800, longFaultSeconds: 60).run(.longCut)
+        print("long cut (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
+        #expect(
+            outcome.passed,
+            "\(delivery): \(outcome.failures) \(outcome.figures)\n--- node 1\n\(farm.log(1))\n--- node 3\n\(farm.log(3))")
+        #expect((outcome.figures["sent_while_away"] ?? 0) > 60 * 50 * 50, "\(outcome.figures)")
+        // Node 4 was never heard: every survivor lists it, and sends it one heartbeat a second.
+        let status = try #require(try FarmEndToEndTests.status(farm, node: 1))
+        let absent = try #require(status.members.first { $0.id == 4 })
+        #expect(absent.state == "never heard" && absent.away, "\(absent)")
+        #expect(absent.heartbeatsSent < 200, "\(absent)")
+    }
 }
