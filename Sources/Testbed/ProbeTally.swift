@@ -39,6 +39,8 @@ public struct ProbeTally: Codable, Sendable, Equatable {
 /// a farm that must be steady. UDP flows send a request every interval, so a request of theirs sent within the window
 /// and never answered is lost; every flow not reset before the window counts for the longest silence.
 public struct WindowTally: Codable, Sendable, Equatable {
+    /// How long the window lasted.
+    public var seconds = 0.0
     /// UDP requests sent within the window, and how many of them were never answered.
     public var sent = 0
     public var lost = 0
@@ -52,6 +54,7 @@ public struct WindowTally: Codable, Sendable, Equatable {
     ///   - sendTimes: `FlowProbe.sendTimes`: when each sequence number went out.
     ///   - window: ns since the probe started.
     public init(_ records: [FlowProbe.Record], sendTimes: [Int64], window: ClosedRange<Int64>) {
+        seconds = Double(window.upperBound - window.lowerBound) / 1e9
         let sequences = sendTimes.indices.filter { window.contains(sendTimes[$0]) }.map(UInt32.init)
         for record in records {
             if let resetAt = record.resetAt {

@@ -186,10 +186,7 @@ public final class VirtualFarm {
     /// Cuts (or restores) node `number`'s cable: its port on the switch goes down, and with it the carrier of the
     /// server's interface.
     public func setLink(_ number: Int, up: Bool) throws {
-        let port = testbed.servers[number - 1].switchPort
-        try testbed.switchNamespace.run { () throws(NetlinkError) in
-            try NetlinkSocket().changeLink(named: port, LinkChange(up: up))
-        }
+        try testbed.setCable(ofServer: number, up: up)
     }
 
     /// Ends every lbnode (SIGTERM, by PID; a frozen one is thawed first), the echo servers and the testbed, and

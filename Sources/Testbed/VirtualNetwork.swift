@@ -330,4 +330,13 @@ extension VirtualNetwork {
             try Sysctl("net.ipv4.ip_forward").write("1")
         }
     }
+
+    /// Cuts (or restores) server `number`'s cable: its port on the switch goes down (up), and with it the carrier of
+    /// the server's interface.
+    public func setCable(ofServer number: Int, up: Bool) throws {
+        let port = servers[number - 1].switchPort
+        try switchNamespace.run { () throws(NetlinkError) in
+            try NetlinkSocket().changeLink(named: port, LinkChange(up: up))
+        }
+    }
 }

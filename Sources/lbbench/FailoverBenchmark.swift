@@ -18,6 +18,8 @@ struct FailoverBenchmark {
     var udpFlows: Int
     var tcpFlows: Int
     var intervalMilliseconds: Double
+    /// How long a `long-cut` lasts, in seconds.
+    var longSeconds = 60.0
     var progress: (String) -> Void
 
     /// Steady traffic before the failure.
@@ -33,7 +35,11 @@ struct FailoverBenchmark {
                         "\(system.rawValue) \(mode) \(number)/\(trials): recovery "
                             + (trial.recoveryMilliseconds.map { String(format: "%.1f ms", $0) } ?? "none")
                             + ", \(trial.requestsLost) lost, \(trial.tcpResetUnaffected) unaffected TCP resets, "
-                            + "\(trial.tcpResetBeforeFailure) before the failure")
+                            + "\(trial.tcpResetBeforeFailure) before the failure"
+                            + (trial.whileAway.map {
+                                "; while away: \(trial.viewChangesWhileAway.map(String.init) ?? "-") view changes, "
+                                    + "\($0.lost) lost, longest silence \(String(format: "%.1f", $0.longestSilenceMilliseconds)) ms"
+                            } ?? ""))
                     results.append(trial)
                 }
             }
@@ -71,10 +77,26 @@ struct FailoverBenchmark {
         Thread.sleep(forTimeInterval: Self.before)
         let failedAt = probe.now
         try subject.fail(victim, mode)
+        var away: (window: ClosedRange<Int64>, changes: Int?)?
+        if mode == .longCut {
+            // The first failover, then the steady state the rest of the cut must keep.
+            Thread.sleep(forTimeInterval: 1)
+            let settledAt = probe.now
+            let before = subject.viewChanges(excluding: victim)
+            Thread.sleep(forTimeInterval: max(1, longSeconds - 1))
+            let changes = subject.viewChanges(excluding: victim).flatMap { after in before.map { after - $0 } }
+            away = (settledAt...probe.now, changes)
+            try subject.testbed.setCable(ofServer: victim, up: true)
+        }
         Thread.sleep(forTimeInterval: system.after)
         probe.stop()
-        return FailoverTrial(
+        var trial = FailoverTrial(
             system: system, mode: mode, records: probe.records, victim: UInt16(victim), failedAt: failedAt)
+        if let away {
+            trial.whileAway = WindowTally(probe.records, sendTimes: probe.sendTimes, window: away.window)
+            trial.viewChangesWhileAway = away.changes
+        }
+        return trial
     }
 }
 
@@ -97,7 +119,10 @@ protocol FailoverSubject: AnyObject {
     var vip: IPAddress { get }
     func fail(_ number: Int, _ mode: FailureMode) throws
     func stop()
+    /// The view changes the nodes but `number` logged so far (nil: the system has no views).
+    func viewChanges(excluding number: Int) -> Int?
 }
+
 
 extension FailoverSubject {
     /// A probe from the first client to the echo application behind the VIP (see `FlowProbe`), not started.
@@ -117,10 +142,14 @@ extension VirtualFarm: FailoverSubject {
         switch mode {
         case .kill: signal(number, SIGKILL)
         case .stop: signal(number, SIGSTOP)
-        case .link: try setLink(number, up: false)
+        case .link, .longCut: try testbed.setCable(ofServer: number, up: false)
         case .drain: _ = try control(["drain", "--timeout", "30"], node: number)
         case .manual: break
         }
+    }
+
+    func viewChanges(excluding number: Int) -> Int? {
+        FarmChaos(farm: self).viewChanges(of: testbed.servers.map(\.number).filter { $0 != number })
     }
 }
 
@@ -129,14 +158,12 @@ extension KeepalivedPair: FailoverSubject {
         switch mode {
         case .kill: signal(number, SIGKILL)
         case .stop: signal(number, SIGSTOP)
-        case .link:
-            let port = testbed.servers[number - 1].switchPort
-            try testbed.switchNamespace.run { () throws(NetlinkError) in
-                try NetlinkSocket().changeLink(named: port, LinkChange(up: false))
-            }
+        case .link, .longCut: try testbed.setCable(ofServer: number, up: false)
         case .drain: signal(number, SIGTERM)  // keepalived's graceful stop: it sends priority 0, the backup takes over
         case .manual: break
         }
     }
+
+    func viewChanges(excluding number: Int) -> Int? { nil }
 
 }

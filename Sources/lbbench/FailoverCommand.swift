@@ -11,20 +11,26 @@ struct FailoverCommand: ParsableCommand {
             Per trial: a fresh testbed with three servers running `lbnode run` (heartbeat every 10 ms, dead after 3 \
             missed: the defaults) and the echo application, and a client that sends a request on every UDP and TCP \
             flow each interval. After 0.5 s of steady traffic the victim fails (kill: SIGKILL of its lbnode; link: \
-            its cable cut; stop: SIGSTOP; drain: `lbnode drain`), and the probe runs 1.5 s more. Per trial: the \
+            its cable cut; stop: SIGSTOP; drain: `lbnode drain`; long-cut: its cable cut for --long-seconds, then \
+            restored), and the probe runs 1.5 s more. Per trial: the \
             longest interruption of a flow the victim served, the time until each was answered again, requests \
             lost, duplicates, and TCP connections reset, of the victim's and of the others. Per mode: p50, p99 and \
-            max over the trials. With --compare, the same trials for keepalived (VRRPv3, Debian package) as an \
+            max over the trials. A long cut also reports, from a second after the cut until the cable came back, \
+            the view changes the survivors logged, the requests lost and the longest silence of any flow (a farm \
+            must be as steady while a server is away as before). With --compare, the same trials for keepalived (VRRPv3, Debian package) as an \
             active/passive pair on the same kind of testbed, with its fastest advertisement interval (10 ms) and \
             with its default (1 s); the master fails (drain: keepalived's graceful stop).
             """
     )
 
-    @Option(parsing: .upToNextOption, help: "Failure modes on the testbed: kill, link, stop, drain.")
+    @Option(parsing: .upToNextOption, help: "Failure modes on the testbed: kill, link, stop, drain, long-cut.")
     var modes: [FailureMode] = FailureMode.onTestbed
 
     @Option(help: "Trials per mode.")
     var trials = 10
+
+    @Option(help: "Seconds a long-cut lasts.")
+    var longSeconds = 60.0
 
     @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "directed"
@@ -71,6 +77,7 @@ struct FailoverCommand: ParsableCommand {
         guard (3...3600).contains(seconds) else { throw ValidationError("--seconds must be from 3 to 3600") }
         if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
+        guard (5...3600).contains(longSeconds) else { throw ValidationError("--long-seconds must be from 5 to 3600") }
         try DeliveryOption.validate(delivery)
         if strictSwitch && !["relay", "auto"].contains(delivery) {
             throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay or auto)")
@@ -106,7 +113,7 @@ struct FailoverCommand: ParsableCommand {
                 servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch && !noFlooding, portSecurity: strictSwitch
             ),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
-            intervalMilliseconds: intervalMs, progress: progress)
+            intervalMilliseconds: intervalMs, longSeconds: longSeconds, progress: progress)
         let report = try benchmark.run()
         try output.emit(
             "failover", title: "lbbench failover", table: report.table, value: report, charts: report.charts)

@@ -104,6 +104,23 @@ struct FailoverReport: Codable {
                 "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)", "\(summary.tcpResetBeforeFailure)",
             ])
         }
+        return table.rendered + awayTable
+    }
+
+    /// The long cuts: what the flows saw while the victim was away, after the first failover.
+    private var awayTable: String {
+        let long = trials.filter { $0.whileAway != nil }
+        guard !long.isEmpty else { return "" }
+        var table = TextTable(
+            title: "\nWhile the victim was away (long-cut, from a second after the cut until the cable came back)",
+            header: ["system", "trial", "seconds", "view changes", "requests", "lost", "dups", "longest silence ms"])
+        for (index, trial) in long.enumerated() {
+            let away = trial.whileAway!
+            table.add([
+                trial.system.rawValue, "\(index + 1)", String(format: "%.0f", away.seconds), trial.viewChangesWhileAway.map(String.init) ?? "-",
+                "\(away.sent)", "\(away.lost)", "\(away.duplicates)", String(format: "%.1f", away.longestSilenceMilliseconds),
+            ])
+        }
         return table.rendered
     }
 }

@@ -10,6 +10,9 @@ enum FailureMode: String, CaseIterable, Codable, Sendable {
     case stop
     /// `lbnode drain`: planned, announced, connections kept.
     case drain
+    /// Its cable cut for `--long-seconds` (a minute: past the ARP cycle), then restored: after the first failover the
+    /// farm must stay as steady as before it.
+    case longCut = "long-cut"
     /// On real hosts: failed by hand, or by the user's `--fail-command`.
     case manual
 
@@ -37,6 +40,10 @@ struct FailoverTrial: Codable, Sendable {
     var tcpResetUnaffected: Int
     /// TCP connections reset before the failure (not its doing: the farm had not settled when the probe began).
     var tcpResetBeforeFailure: Int
+    /// `long-cut`: what the flows saw from a second after the cut until the cable came back, and the view changes
+    /// the survivors logged meanwhile (nil for keepalived, which has no view).
+    var whileAway: WindowTally?
+    var viewChangesWhileAway: Int?
 
     /// Reads a probe's record. `victim` is the failed server's ID, `failedAt` the failure in probe nanoseconds.
     init(

@@ -13,7 +13,9 @@ struct SteadyCommand: ParsableCommand {
         discussion: """
             Builds a three-server farm with the default heartbeat settings (10 ms, dead after 3), then sends 64-byte \
             UDP frames to the VIP from many client flows as fast as the generator goes for --seconds, and counts the \
-            membership changes the nodes logged meanwhile (there must be none) and the frames each engine read.
+            membership changes the nodes logged meanwhile (there must be none) and the frames each engine read. With \
+            --dead-node, node 3 is configured on every node but absent from the network the whole time (powered off): \
+            the two others must not change their view either.
             """
     )
 
@@ -22,6 +24,9 @@ struct SteadyCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp(DeliveryOption.help))
     var delivery = "directed"
+
+    @Flag(help: "Node 3 configured everywhere but absent from the network (a server powered off) the whole time.")
+    var deadNode = false
 
     @OptionGroup var output: ReportOptions
 
@@ -33,6 +38,8 @@ struct SteadyCommand: ParsableCommand {
     struct Report: Codable {
         var seconds: Double
         var delivery: String
+        /// Node 3 was configured but absent.
+        var deadNode: Bool
         var framesSent: Int
         var framesPerSecond: Double
         /// Membership lines (a node dead, a view change) logged during the load, by node.
@@ -42,9 +49,15 @@ struct SteadyCommand: ParsableCommand {
     func run() throws {
         try requireRoot()
         warnAboutLeftovers()
-        let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery))
+        var options = VirtualFarm.Options(delivery: delivery)
+        if deadNode {
+            options.startNodes = [1, 2]
+            options.absentServers = [3]
+        }
+        let farm = try VirtualFarm(options)
         defer { farm.stop() }
-        guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]) else {
+        let nodes = farm.startedNodes
+        guard farm.waitForView(farm.startedView, nodes: nodes) else {
             throw FarmError("the farm did not form; node 1 logged:\n\(farm.log(1))")
         }
         _ = try farm.exchange(count: 1)  // the client learns the VIP's (virtual) MAC by ARP
@@ -63,23 +76,24 @@ struct SteadyCommand: ParsableCommand {
                 return try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames)
             }
         }
-        let before = (1...3).map { farm.log($0).split(separator: "\n").count }
+        let before = nodes.map { farm.log($0).split(separator: "\n").count }
         FileHandle.standardError.write(Data("lbbench steady: \(seconds) s of full load...\n".utf8))
         let sent = try blaster.get().run(seconds: seconds, rate: 0)
         var changes: [Int: [String]] = [:]
-        for node in 1...3 {
-            let lines = farm.log(node).split(separator: "\n").dropFirst(before[node - 1])
+        for (index, node) in nodes.enumerated() {
+            let lines = farm.log(node).split(separator: "\n").dropFirst(before[index])
             changes[node] = lines.filter { $0.contains(" view ") || $0.contains(" is dead") }.map(String.init)
         }
         let report = Report(
-            seconds: seconds, delivery: delivery, framesSent: sent, framesPerSecond: Double(sent) / seconds,
+            seconds: seconds, delivery: delivery, deadNode: deadNode, framesSent: sent, framesPerSecond: Double(sent) / seconds,
             falseFailovers: changes)
         do {
             var table = TextTable(
-                title: "\(String(format: "%.0f", seconds)) s at full load, \(delivery) delivery: "
+                title: "\(String(format: "%.0f", seconds)) s at full load, \(delivery) delivery"
+                    + (deadNode ? ", node 3 configured but absent: " : ": ")
                     + "\(sent) frames (\(String(format: "%.0f", report.framesPerSecond)) per second)",
                 header: ["node", "membership changes"])
-            for node in 1...3 { table.add(["\(node)", "\(changes[node]?.count ?? 0)"]) }
+            for node in nodes { table.add(["\(node)", "\(changes[node]?.count ?? 0)"]) }
             try output.emit("steady", title: "lbbench steady: no false failover", table: table.rendered, value: report)
         }
         if changes.values.contains(where: { !$0.isEmpty }) { throw ExitCode(1) }
