@@ -22,7 +22,7 @@ stage="$scratch/stage"
 rm -rf "$stage"
 scripts/install.sh --destdir "$stage" --prefix /usr --unitdir /lib/systemd/system --build "$build" --manual "$manual" >&2
 rm -f "$stage"/usr/bin/*.so  # not needed: the runtime is linked in
-gzip -9n "$stage"/usr/share/man/man1/*.1
+gzip -9n "$stage"/usr/share/man/man1/*.1 "$stage"/usr/share/man/man5/*.5
 
 # The packages that hold the shared libraries the binaries need directly (their NEEDED entries), as
 # dpkg-shlibdeps finds them.

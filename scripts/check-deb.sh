@@ -14,6 +14,11 @@ key=$(mktemp -u /tmp/vipfarm-deb-key.XXXXXX)
 rm -f "$key"
 /usr/bin/lbnode check --help >/dev/null
 man -w lbnode.run >/dev/null 2>&1 || [ -e /usr/share/man/man1/lbnode.run.1.gz ]
+[ -e /usr/share/man/man5/lbnode.yaml.5.gz ] && [ -e /usr/share/doc/vipfarm/operations.md ]
+# No page points at the source tree: the documents they name are installed.
+if zcat /usr/share/man/man1/lbnode*.1.gz /usr/share/man/man1/lbbench*.1.gz /usr/share/man/man5/lbnode.yaml.5.gz | grep -n 'docs/'; then
+    echo "deb-check: a man page points at the repository's docs/ (name the installed file or page)" >&2; exit 1
+fi
 [ -e /usr/share/bash-completion/completions/lbnode ]
 # The unit, with an instance and its configuration (the example, with its documentation addresses).
 config_made=""
@@ -30,7 +35,8 @@ else
 fi
 [ -n "$config_made" ] && rm -f /etc/vipfarm/deb-check.yaml
 dpkg -r vipfarm
-for path in /usr/bin/lbnode /usr/bin/lbbench /lib/systemd/system/vipfarm@.service /usr/share/man/man1/lbnode.1.gz; do
+for path in /usr/bin/lbnode /usr/bin/lbbench /lib/systemd/system/vipfarm@.service /usr/share/man/man1/lbnode.1.gz \
+    /usr/share/man/man5/lbnode.yaml.5.gz /usr/share/doc/vipfarm/operations.md; do
     [ ! -e "$path" ] || { echo "deb-check: $path is still there after removal" >&2; exit 1; }
 done
 dpkg --purge vipfarm >/dev/null

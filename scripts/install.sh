@@ -21,6 +21,7 @@ for binary in lbnode lbbench; do
 done
 bindir="$prefix/bin"
 install -d "$destdir$bindir" "$destdir$unitdir" "$destdir/etc/vipfarm" "$destdir$prefix/share/man/man1" \
+    "$destdir$prefix/share/man/man5" "$destdir$prefix/share/doc/vipfarm" \
     "$destdir$prefix/share/bash-completion/completions" "$destdir$prefix/share/zsh/vendor-completions" \
     "$destdir$prefix/share/fish/vendor_completions.d"
 install -m 0755 "$build/lbnode" "$build/lbbench" "$destdir$bindir/"
@@ -35,6 +36,9 @@ for binary in lbnode lbbench; do
     "$build/$binary" --generate-completion-script zsh > "$destdir$prefix/share/zsh/vendor-completions/_$binary"
     "$build/$binary" --generate-completion-script fish > "$destdir$prefix/share/fish/vendor_completions.d/$binary.fish"
 done
+# The configuration's page, and the operator's documentation the pages refer to.
+install -m 0644 packaging/lbnode.yaml.5 "$destdir$prefix/share/man/man5/"
+install -m 0644 README.md docs/*.md "$destdir$prefix/share/doc/vipfarm/"
 if [ -n "$manual" ]; then
     for page in "$manual"/*.1; do install -m 0644 "$page" "$destdir$prefix/share/man/man1/"; done
 fi

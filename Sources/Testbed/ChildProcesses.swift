@@ -44,6 +44,12 @@ public final class ChildProcesses {
         running[number]?.waitUntilExit()
     }
 
+    /// Host `number`'s process's exit status, once it has exited.
+    public func exitStatus(_ number: Int) -> Int32? {
+        guard let process = running[number], !process.isRunning else { return nil }
+        return process.terminationStatus
+    }
+
     /// Ends every process with `signal` (a frozen one is thawed first) and waits for it. Safe to call twice.
     public func stopAll(with signal: Int32) {
         for process in running.values where process.isRunning {

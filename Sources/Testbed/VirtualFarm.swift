@@ -155,20 +155,27 @@ public final class VirtualFarm {
             log: logPath(number))
     }
 
-    /// Runs `lbnode probe --json` on the servers `nodes` (default: every one) at once (no lbnode may run); the output
-    /// of each, by node.
-    public func probe(seconds: Int = 2, nodes: [Int]? = nil) -> [Int: String] {
+    /// Runs `lbnode probe --json` on the servers `nodes` (default: every one; no lbnode may run), each `startGap`
+    /// seconds after the one before (people start it by hand); the output and exit status of each, by node.
+    public func probe(
+        seconds: Int = 2, nodes: [Int]? = nil, startGap: Double = 0, peerWait: Int? = nil
+    ) -> [Int: (output: String, status: Int32)] {
         let numbers = nodes ?? testbed.servers.map(\.number)
-        for number in numbers {
+        for (index, number) in numbers.enumerated() {
+            if index > 0 && startGap > 0 { Thread.sleep(forTimeInterval: startGap) }
             try? processes.start(
                 1000 + number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
-                arguments: ["probe", "--config", configPath(number), "--json", "--seconds", "\(seconds)"],
+                arguments: ["probe", "--config", configPath(number), "--json", "--seconds", "\(seconds)"]
+                    + (peerWait.map { ["--peer-wait", "\($0)"] } ?? []),
                 log: "\(directory)/probe\(number)")
         }
-        var outputs: [Int: String] = [:]
+        var outputs: [Int: (output: String, status: Int32)] = [:]
         for number in numbers {
             processes.waitForExit(1000 + number)
-            outputs[number] = (try? String(contentsOfFile: "\(directory)/probe\(number)", encoding: .utf8)) ?? ""
+            outputs[number] = (
+                (try? String(contentsOfFile: "\(directory)/probe\(number)", encoding: .utf8)) ?? "",
+                processes.exitStatus(1000 + number) ?? -1
+            )
         }
         return outputs
     }

@@ -11,7 +11,7 @@ struct LBBench: ParsableCommand {
         abstract: "Measures vipfarm: hashing, packets per second, failover time.",
         discussion: """
             Every subcommand prints a table, or JSON with --json. Figures are medians of repeated runs; compare them \
-            with references measured in the same run, since shared machines are noisy. docs/benchmarks.md explains \
+            with references measured in the same run, since shared machines are noisy. share/doc/vipfarm/benchmarks.md explains \
             the method.
             """,
         version: "lbbench 0.1.0 (\(PacketLibrary.version); libnl \(NetlinkLibrary.version))",

@@ -3,7 +3,7 @@ import Hashing
 
 /// `--vip` and `--interface`: measure a real farm from this host instead of building a testbed.
 struct RealFarmOptions: ParsableArguments {
-    @Option(help: "A real farm's VIP: measure it from this host instead of a testbed (docs/benchmarks.md).")
+    @Option(help: "A real farm's VIP: measure it from this host instead of a testbed (share/doc/vipfarm/benchmarks.md).")
     var vip: String?
 
     @Option(help: "With --vip: the interface to send on.")

@@ -9,7 +9,7 @@ struct CheckCommand: ParsableCommand {
             Checks the file (every problem with its file, line and key), the key file (run as root: it is root's), \
             and the host: the interface exists, node.address is one of its addresses, the VIP is no address of this \
             host and lies in one of the interface's subnets (a warning otherwise). Changes nothing. Exits 1 when \
-            something must be fixed. See docs/configuration.md.
+            something must be fixed. See lbnode.yaml(5).
             """
     )
 

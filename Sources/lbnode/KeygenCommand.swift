@@ -10,7 +10,7 @@ struct KeygenCommand: ParsableCommand {
         discussion: """
             The file is created with mode 0600 and never overwritten. Copy it to every node of the farm (the same \
             key everywhere) and name it in the configuration's farm.key_file. To rotate keys, see \
-            docs/operations.md (two lines: the first signs, both are accepted).
+            the operator's guide, share/doc/vipfarm/operations.md (two lines: the first signs, both are accepted).
             """
     )
 

@@ -16,7 +16,7 @@ struct LBNode: ParsableCommand {
         discussion: """
             Every server of a farm runs lbnode. It keeps the clients whose hash bucket it owns, injects their frames \
             into a TAP device that holds the VIP, and heartbeats its peers so that the survivors take over the \
-            buckets of a server that dies. See docs/ for the operator's guide.
+            buckets of a server that dies. See lbnode.yaml(5) for the configuration and the operator's guide in share/doc/vipfarm/operations.md (under /usr or /usr/local).
             """,
         version: versionText,
         subcommands: [

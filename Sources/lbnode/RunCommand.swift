@@ -12,7 +12,7 @@ struct RunCommand: ParsableCommand {
         abstract: "Run this node of the farm: setup if needed, the engine, heartbeats and failover.",
         discussion: """
             With delivery: auto it first finds the delivery mode: it probes the network for 2 s with the peers that \
-            start with it, or takes the mode the running nodes' heartbeats name (docs/operations.md). Then it applies \
+            start with it, or takes the mode the running nodes' heartbeats name (lbnode.probe(1)). Then it applies \
             `lbnode setup` for the configured VIP if needed, starts the packet engine, and heartbeats the peers. A node joins (announces itself for dead_after intervals), then takes its buckets; when a peer \
             dies the survivors take its buckets at once, and buckets that move between live nodes are handed over \
             without breaking established TCP connections. SIGTERM or Ctrl-C leaves gracefully: the peers are told \
@@ -21,7 +21,7 @@ struct RunCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .shortAndLong, help: "The configuration file (docs/configuration.md).")
+    @Option(name: .shortAndLong, help: "The configuration file (lbnode.yaml(5)).")
     var config: String
 
     @Option(help: "Where the values that setup overwrote are saved for teardown.")

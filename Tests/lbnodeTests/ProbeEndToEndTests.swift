@@ -10,12 +10,15 @@ import Testing
 struct ProbeEndToEndTests {
     /// Probes a three-server farm (no lbnode running) on `testbed` from `nodes` (default: all); their reports.
     static func probe(
-        _ testbed: VirtualNetwork.Description, nodes: [Int]? = nil, before: (VirtualFarm) throws -> Void = { _ in }
+        _ testbed: VirtualNetwork.Description, nodes: [Int]? = nil, startGap: Double = 0, peerWait: Int? = nil,
+        before: (VirtualFarm) throws -> Void = { _ in }
     ) throws -> [FarmProbe.Report] {
         let farm = try VirtualFarm(VirtualFarm.Options(testbed: testbed, startNodes: []))
         defer { farm.stop() }
         try before(farm)
-        return farm.probe(nodes: nodes).sorted { $0.key < $1.key }.map { number, output in
+        return farm.probe(nodes: nodes, startGap: startGap, peerWait: peerWait).sorted { $0.key < $1.key }.map {
+            number, run in
+            let output = run.output
             let json = output.drop { $0 != "{" }
             let report = try? JSONDecoder().decode(FarmProbe.Report.self, from: Data(json.utf8))
             #expect(report != nil, "node \(number): \(output)")
@@ -52,8 +55,8 @@ struct ProbeEndToEndTests {
     }
 
     @Test func aVIPInUseAndASilentNodeAreReported() throws {
-        // A client holds the VIP; node 3 does not take part.
-        let reports = try Self.probe(.init(servers: 3, clients: 1), nodes: [1, 2]) { farm in
+        // A client holds the VIP; node 3 does not take part (the others wait 2 s for it to start).
+        let reports = try Self.probe(.init(servers: 3, clients: 1), nodes: [1, 2], peerWait: 2) { farm in
             try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
                 let socket = try NetlinkSocket()
                 try socket.addAddress(IPPrefix("198.18.0.100/32")!, toLink: try socket.requireLink(named: "eth0").index)
@@ -71,13 +74,33 @@ struct ProbeEndToEndTests {
         let testbed = VirtualNetwork.Description(servers: 3, clients: 1, ipv6: true)
         let farm = try VirtualFarm(VirtualFarm.Options(testbed: testbed, vip: "2001:2::100", startNodes: []))
         defer { farm.stop() }
-        let free = farm.probe(seconds: 1, nodes: [1])[1] ?? ""
+        let free = farm.probe(seconds: 1, nodes: [1], peerWait: 0)[1]?.output ?? ""
         #expect(free.contains("no answer to duplicate address detection for 2001:2::100"), "\(free)")
         try farm.testbed.clients[0].namespace.run { () throws(NetlinkError) in
             let socket = try NetlinkSocket()
             try socket.addAddress(IPPrefix("2001:2::100/128")!, toLink: try socket.requireLink(named: "eth0").index)
         }
-        let taken = farm.probe(seconds: 1, nodes: [1])[1] ?? ""
+        let taken = farm.probe(seconds: 1, nodes: [1], peerWait: 0)[1]?.output ?? ""
         #expect(taken.contains("2001:2::100 is in use by"), "\(taken)")
+    }
+
+    /// People start the probe on each server by hand: started 5 s apart, the three still agree on one mode.
+    @Test func nodesStartedSecondsApartAgree() throws {
+        let reports = try Self.probe(.init(servers: 3, clients: 1), startGap: 5)
+        for report in reports {
+            #expect(report.delivery == "flood", "\(report)")
+            #expect(report.heard.count == 2, "\(report)")
+        }
+    }
+
+    /// Alone, the probe blames nobody's switch: it says no peer is probing and exits 3.
+    @Test func aNodeProbingAloneSaysNoPeerIsProbing() throws {
+        let farm = try VirtualFarm(VirtualFarm.Options(testbed: .init(servers: 3, clients: 1), startNodes: []))
+        defer { farm.stop() }
+        let run = try #require(farm.probe(seconds: 1, nodes: [1], peerWait: 1)[1])
+        #expect(run.status == 3, "\(run.output)")
+        let report = try JSONDecoder().decode(FarmProbe.Report.self, from: Data(run.output.drop { $0 != "{" }.utf8))
+        #expect(report.explanation.contains("no peer is probing"), "\(report)")
+        #expect(!report.checks.contains { $0.detail.contains("dropped by the switch") }, "\(report)")
     }
 }

@@ -61,6 +61,12 @@ struct FarmProbe {
         var verdict: String? = nil
     }
 
+    /// How long a node waits for configured peers that have not started probing: people start `lbnode probe` on each
+    /// server by hand, seconds apart.
+    var startSkewMilliseconds = 10_000
+    /// The most datagrams one turn reads from the heartbeat port (a flood must not hold the probe's rounds back).
+    static let datagramsPerTurn = 256
+
     /// The delivery modes from the cheapest to the one that needs the least of the switch.
     static let cost: [String: Int] = ["flood": 0, "directed": 1, "relay": 2]
 
@@ -80,6 +86,8 @@ struct FarmProbe {
         let heartbeatKeys = keys.map { SymmetricKey(data: $0) }
 
         var heard: [UInt16: Message] = [:]
+        /// When each peer's first message came (ms since the start).
+        var firstHeard: [UInt16: Int] = [:]
         var running: [UInt16: Report.RunningNode] = [:]
         var vipAnswers = Set<UInt64>()
         var verdict: String?
@@ -87,7 +95,14 @@ struct FarmProbe {
         let start = clock.now
         func elapsed() -> Int { (clock.now - start).wholeMilliseconds }
         let window = Int(seconds * 1000)
-        var end = window
+        /// When to judge: a whole window after the last peer started probing (so each pair had a window of frames),
+        /// and, while a configured peer has not been heard, not before it had `startSkewMilliseconds` to start.
+        func judgeAt() -> Int {
+            let everyone = peers.allSatisfy { heard[$0.id.rawValue] != nil }
+            let waitForOthers = requireEveryPeer && !everyone ? startSkewMilliseconds : 0
+            return max(window, (firstHeard.values.max() ?? 0) + window, waitForOthers + window)
+        }
+        var end = Int.max
         var nextRound = 0
         var round = 0
         while elapsed() < end {
@@ -108,11 +123,14 @@ struct FarmProbe {
             frames.receive(now: elapsed(), waitMilliseconds: 5)
             vipAnswers.formUnion(vipProbe.answers())
             var buffer = [UInt8](repeating: 0, count: 4096)
-            while let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0 {
+            for _ in 0..<Self.datagramsPerTurn {
+                guard let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0
+                else { break }
                 let datagram = Array(buffer[0..<count])
                 if let message = Self.verify(datagram, key: keys[0]), message.farm == config.farm.name,
                     peers.contains(where: { $0.id.rawValue == message.sender })
                 {
+                    if heard[message.sender] == nil { firstHeard[message.sender] = elapsed() }
                     heard[message.sender] = message
                 } else if case .success(let heartbeat) = Heartbeat.decode(datagram, keys: heartbeatKeys),
                     peers.contains(where: { $0.id == heartbeat.sender })
@@ -124,9 +142,9 @@ struct FarmProbe {
                         leader: heartbeat.leader)
                 }
             }
-            if verdict == nil && elapsed() >= window {
+            if verdict == nil && elapsed() >= judgeAt() {
                 verdict = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery ?? "none"
-                end = max(end, window + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
+                end = min(end, elapsed() + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
             }
             if verdict != nil && heard.values.allSatisfy({ $0.verdict != nil }) && running.isEmpty {
                 // Every peer heard has its verdict: one more round so that they have this node's too.
@@ -166,15 +184,23 @@ struct FarmProbe {
                 return missing
             }
         }
-        func check(_ name: String, _ missing: [String], passed: String, failed: String) -> Report.Check {
-            Report.Check(
+        /// With no peer probing nothing about the switch can be told: its checks say so instead of blaming it.
+        let alone = heard.isEmpty
+        func check(_ name: String, _ missing: [String], passed: String, failed: String, ofSwitch: Bool = true)
+            -> Report.Check
+        {
+            if alone && ofSwitch { return Report.Check(name: name, passed: false, detail: "not judged: no peer is probing") }
+            return Report.Check(
                 name: name, passed: missing.isEmpty,
                 detail: missing.isEmpty ? passed : "\(failed): \(missing.joined(separator: ", "))")
         }
         let heartbeats = check(
             "heartbeats both ways", failing(Set(heard.keys), \.heard),
             passed: "UDP \(config.farm.heartbeatPort) to and from every peer, authenticated",
-            failed: "not heard (firewall on UDP \(config.farm.heartbeatPort), another key, or the peer is not probing)")
+            failed: alone
+                ? "no peer is probing (run lbnode probe on every node within \(startSkewMilliseconds / 1000) s)"
+                : "not heard (firewall on UDP \(config.farm.heartbeatPort), another key, or the peer is not probing)",
+            ofSwitch: false)
         let flooding = check(
             "unknown unicast flooded", failing(frames.saw(.flood), \.sawFlood),
             passed: "a frame to a MAC nobody sends from reached every node", failed: "not flooded")
@@ -200,7 +226,12 @@ struct FarmProbe {
                 : "\(config.farm.vip.address) is in use by \(vipAnswers.map(macText).sorted().joined(separator: ", "))")
         let delivery: String?
         let explanation: String
-        if !heartbeats.passed {
+        if alone {
+            delivery = nil
+            explanation =
+                "no peer is probing: start lbnode probe on the other nodes too, within "
+                + "\(startSkewMilliseconds / 1000) s of this one (lbnode run must not be running there)"
+        } else if !heartbeats.passed {
             delivery = nil
             explanation = "no delivery works until heartbeats pass both ways between every pair of nodes"
         } else if flooding.passed {
