@@ -47,6 +47,25 @@ struct ServerSetupTests {
         }
     }
 
+    /// A start that fails after the setup undoes exactly what it applied: the TAP, the VIP, the sysctls and the
+    /// record of the originals are as before.
+    @Test func anAppliedSetupIsUndoneExactly() throws {
+        try ScratchNamespace.with { scratch in
+            try scratch.run { (_) throws(NetlinkError) in try Sysctl.ipv4("eth0", "arp_ignore").write("2") }
+            let applied = try scratch.runSetup { () throws(SetupError) in
+                try Self.setup.applySetupUndoably(stateDirectory: scratch.stateDirectory)
+            }
+            #expect(!applied.plan.isEmpty)
+            try scratch.runSetup { () throws(SetupError) in try applied.undo() }
+            try scratch.run { (socket) throws(NetlinkError) in
+                #expect(try socket.link(named: "lb0") == nil)
+                #expect(try Sysctl.ipv4("eth0", "arp_ignore").read() == "2")
+                #expect(try Sysctl.ipv4("eth0", "arp_announce").read() == "0")
+            }
+            #expect(try SetupState.load(directory: scratch.stateDirectory, tapName: "lb0") == nil)
+        }
+    }
+
     @Test func teardownRestoresTheSysctlsExactlyAndRemovesTheTap() throws {
         try ScratchNamespace.with { scratch in
             // Unusual originals, so that "restored" cannot mean "set to the kernel default".
