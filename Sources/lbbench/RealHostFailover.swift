@@ -8,6 +8,9 @@ import Testbed
 /// command that does (e.g. `ssh web2 systemctl kill -s KILL lbnode`); the victim is the server whose answers stopped,
 /// and the failure is the command's start or, by hand, the victim's last answer.
 struct RealHostFailover {
+    /// A server silent this long (while its flows went on) failed; a live one answers every few milliseconds.
+    static let failureSilenceNanoseconds: Int64 = 300_000_000
+
     var vip: IPAddress
     var interface: String?
     var failCommand: String?
@@ -47,16 +50,29 @@ struct RealHostFailover {
             progress("traffic is running: fail one server now; recording for \(Int(seconds)) s")
             Thread.sleep(forTimeInterval: seconds)
         }
-        probe.stop()
-        var lastAnswer: [UInt16: Int64] = [:]
-        for record in probe.records {
-            for reply in record.replies { lastAnswer[reply.server] = max(lastAnswer[reply.server] ?? 0, reply.time) }
-        }
         let end = probe.now
-        guard let (victim, last) = lastAnswer.min(by: { $0.value < $1.value }), end - last > 1_000_000_000 else {
-            throw FarmError("every server answered until the end: no failure was seen")
+        probe.stop()
+        // The victim is the server whose answers stopped longest: it may be back before the end (a unit that systemd
+        // restarts a second after a crash rejoins within the recording).
+        var answers: [UInt16: [Int64]] = [:]
+        for record in probe.records {
+            for reply in record.replies { answers[reply.server, default: []].append(reply.time) }
         }
-        progress("server \(victim) stopped answering")
+        let silences = answers.mapValues { times -> (start: Int64, length: Int64) in
+            let sorted = times.sorted()
+            var longest = (start: sorted.last!, length: max(0, end - sorted.last!))
+            for (earlier, later) in zip(sorted, sorted.dropFirst()) where later - earlier > longest.length {
+                longest = (earlier, later - earlier)
+            }
+            return longest
+        }
+        guard let (victim, silence) = silences.max(by: { $0.value.length < $1.value.length }),
+            silence.length > Self.failureSilenceNanoseconds
+        else {
+            throw FarmError("every server answered throughout: no failure was seen")
+        }
+        progress("server \(victim) stopped answering for \(silence.length / 1_000_000) ms")
+        let last = silence.start
         let trial = FailoverTrial(
             mode: .manual, records: probe.records, victim: victim, failedAt: failedAt ?? last)
         return FailoverReport(

@@ -67,4 +67,26 @@ struct EngineStateBuilderTests {
         #expect(toThree.count > 500)
         #expect(toThree.allSatisfy { state.previousOwners[$0] == 2 && state.releasedBuckets[$0] })
     }
+
+    /// A node that joined and died within the handover window: the buckets it had taken (their connections opened on
+    /// it, the first owner never had them) are taken at once by their new owners, so its clients are reset, not left
+    /// without an answer until the window closes.
+    @Test func bucketsAJoinerTookAreTakenAtOnceWhenItDies() throws {
+        for node: UInt16 in [1, 3] {
+            var builder = try Self.builder(node: node)
+            let two = try builder.state(
+                for: Self.view([1, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+            let joined = try builder.state(
+                for: Self.view([1, 2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+            let survivors: Set<NodeID> = [NodeID(1)!, NodeID(3)!]
+            let state = try builder.state(
+                for: Self.view([1, 3]), alive: survivors, leader: NodeID(1), macs: [:], handover: true)
+            let joinersBuckets = (0..<state.table.count).filter { joined.table.owner(ofBucket: $0) == NodeID(2) }
+            #expect(joinersBuckets.count > 1000)
+            #expect(joinersBuckets.allSatisfy { !state.handoverBuckets[$0] && !state.releasedBuckets[$0] })
+            #expect(joinersBuckets.allSatisfy { state.previousOwners[$0] == 0 })
+            // The table is back to what it was before the join: the survivors own what they owned then.
+            #expect((0..<state.table.count).allSatisfy { two.table.owner(ofBucket: $0) == state.table.owner(ofBucket: $0) })
+        }
+    }
 }

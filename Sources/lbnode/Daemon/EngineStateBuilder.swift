@@ -95,6 +95,10 @@ struct EngineStateBuilder {
                 guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
                 let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
                 if new == me.rawValue && old != new && aliveIDs.contains(old) { takesFromLivePeer = true }
+                // Taken from a node that died: at once, whatever moved before (DESIGN: after a crash the new owner takes
+                // everything). Marks kept from an earlier move would send the dead node's connections to a first owner
+                // that never had them while the new owner takes only SYNs: silent for the rest of the window, not reset.
+                if old != new && !aliveIDs.contains(old) { continue }
                 // The connections that predate the window are on the first owner; if it died, they died with it.
                 var first = carried.firstOwners.indices.contains(bucket) ? carried.firstOwners[bucket] : 0
                 if !aliveIDs.contains(first) { first = 0 }
