@@ -87,8 +87,7 @@ done
 attach "$CLIENT" 198.18.0.1
 
 # The farm, as docs/configuration.md documents it.
-head -c 32 /dev/urandom >"$DIR/key"
-chmod 600 "$DIR/key"
+"$BIN/lbnode" keygen "$DIR/key" >/dev/null
 for n in 1 2 3; do
     {
         echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key, $HEARTBEAT }"
@@ -99,7 +98,8 @@ for n in 1 2 3; do
         echo "rules:"
         echo "  - { protocol: any, ports: \"5201\", mode: balanced, affinity: single }"
     } >"$DIR/n$n.yaml"
-    "$BIN/lbnode" check --config "$DIR/n$n.yaml" >/dev/null || fail "lbnode check refused n$n.yaml"
+    # On the server itself: check looks at its interface and addresses too.
+    in_ns "$ID-s$n" "$BIN/lbnode" check --config "$DIR/n$n.yaml" >/dev/null || fail "lbnode check refused n$n.yaml"
     cat >"$DIR/nginx$n.conf" <<NGINX
 daemon off; master_process off; worker_processes 1; pid $DIR/nginx$n.pid; error_log $DIR/nginx$n.log warn;
 events { worker_connections 4096; }

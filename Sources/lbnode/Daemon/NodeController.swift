@@ -146,6 +146,10 @@ struct NodeController {
         if let until = holdUntil, membership.peersAgree(since: holdSince) || now >= until {
             holdUntil = nil
             actions.append(.swap(nextState(handover: handoverUntil != nil)))
+            actions.append(
+                now >= until
+                    ? .log(.warning, "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
+                    : .log(.info, "took the held buckets: every peer agrees (after \(now - holdSince) ms)"))
         }
         if let until = handoverUntil, now >= until {
             if someoneDraining {
