@@ -42,3 +42,28 @@ extension NetlinkSocket {
         return result
     }
 }
+
+extension NetlinkSocket {
+    /// Deletes the entries of the interface `linkIndex` that are being resolved or have failed, so that the next
+    /// packet to each address asks for it at once instead of waiting for the entry's next probe (up to a second:
+    /// `retrans_time`). After a cable comes back, the entries of every address a server tried to reach meanwhile sit
+    /// in that cycle. Returns how many went. The corresponding C function is `rtnl_neigh_delete`.
+    @discardableResult
+    public func removeUnresolvedNeighbours(onLink linkIndex: Int32) throws(NetlinkError) -> Int {
+        var cache: OpaquePointer?
+        try check("list neighbours", rtnl_neigh_alloc_cache(handle, &cache))
+        defer { nl_cache_free(cache) }
+        var removed = 0
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            if rtnl_neigh_get_ifindex(current) == linkIndex,
+                NeighbourState(kernelState: rtnl_neigh_get_state(current)) != .resolved,
+                rtnl_neigh_delete(handle, current, 0) >= 0
+            {
+                removed += 1
+            }
+            object = nl_cache_get_next(current)
+        }
+        return removed
+    }
+}

@@ -71,15 +71,16 @@ public enum Decider {
             }
             return forwardOrDrop(state.bucketMACs[bucket], state: state)
         }
-        if state.holdTaking && state.handoverBuckets[bucket] { return .drop(.handoverPending) }
+        // Taking the bucket over: the connections this node already has there are its own (nobody else serves them),
+        // held or not; then new connections only.
+        if tracked && state.handoverBuckets[bucket] && flows.value(of: frame.key, now: now) == me {
+            if !frame.isTCPSyn { flows.confirm(frame.key) }
+            endIfClosing(frame, flows: &flows, now: now)
+            return .deliver
+        }
+        if state.holdTaking && state.heldBuckets[bucket] { return .drop(.handoverPending) }
         guard tracked else { return .deliver }
         if state.handoverBuckets[bucket] {
-            // Taking the bucket over: new connections only, and those this node already took.
-            if flows.value(of: frame.key, now: now) == me {
-                if !frame.isTCPSyn { flows.confirm(frame.key) }
-                endIfClosing(frame, flows: &flows, now: now)
-                return .deliver
-            }
             guard frame.isTCPSyn else { return .drop(.handoverEstablished) }
             flows.insert(frame.key, now: now, value: me)
             return .deliver

@@ -79,10 +79,19 @@ public struct EngineState: Sendable {
     /// This node's real MAC, and its peers' (relay mode: a frame from a peer's MAC was relayed to this node).
     public private(set) var ownMAC: UInt64
     public private(set) var peerMACs: [UInt64]
-    /// The buckets of `handoverBuckets` are not served at all yet: their old owner (alive) may not have heard of the
-    /// move, and in flood mode both would answer. The control plane lifts the hold once the peers report its view
-    /// (release before acquire).
-    public var holdTaking = false
+    /// Whether `heldBuckets` are held; the control plane lifts the hold once the peers report its view (release
+    /// before acquire). A Bool beside the array, so that a steady engine pays one test per frame, not a lookup.
+    public private(set) var holdTaking = false
+    /// Per bucket: taken from a live node in the change that built this state, and not served yet but for the
+    /// connections this node already has there: the old owner may not have heard of the move, and in flood mode both
+    /// would answer.
+    public private(set) var heldBuckets: [Bool] = []
+
+    /// Holds `buckets` (see `heldBuckets`) until a state without the hold replaces this one.
+    public mutating func hold(_ buckets: [Bool]) {
+        heldBuckets = buckets
+        holdTaking = buckets.contains(true)
+    }
 
     public init(
         generation: UInt64, node: NodeID, seed: FarmSeed, vip: IPAddress, virtualMAC: UInt64, table: BucketTable,

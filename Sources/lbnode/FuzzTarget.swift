@@ -43,7 +43,7 @@ enum FuzzTarget: String, CaseIterable {
             rules: [PortRule(proto: .udp, ports: [53...53], mode: .single(owner: NodeID(2)!))],
             delivery: .flood, isARPLeader: true, handoverBuckets: (0..<256).map { $0 % 3 == 0 },
             releasedBuckets: (0..<256).map { $0 % 5 == 0 })
-        flood.holdTaking = true
+        flood.hold(flood.handoverBuckets)
         let director = EngineState(
             generation: 2, node: NodeID(1)!, seed: seed, vip: vip, virtualMAC: 0x0200_0000_0064, table: table,
             delivery: .directed, isARPLeader: true, isDirector: true,

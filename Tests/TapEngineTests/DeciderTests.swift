@@ -140,6 +140,36 @@ struct DeciderTests {
         #expect(flows.count == 1)
     }
 
+    /// Release before acquire holds only what this change takes from a live node, and never the connections this node
+    /// already has: a bucket it kept (marked from an earlier move) is served, and its own connection in a bucket it
+    /// takes back is delivered while the new ones wait.
+    @Test func aHoldWaitsOnlyForWhatItTakesAndNeverForThisNodesOwnConnections() {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 1)
+        let syn = Self.tcp(port: port, flags: 0x02)
+        let kept = Self.udp(
+            port: (1000...60000).map(UInt16.init).first {
+                Self.owner(of: Self.udp(port: $0)) == 1 && Self.bucket(of: Self.udp(port: $0)) != Self.bucket(of: syn)
+            }!)
+        // This node took the connection's bucket earlier (a join) and the connection started here.
+        #expect(Decider.decide(syn, state: Self.state(node: 1, handover: [Self.bucket(of: syn)]), flows: &flows, now: 0)
+            == .deliver)
+        // A new change holds the connection's bucket (taken again) but not the UDP flow's (marked, not taken now).
+        var held = Self.state(node: 1, handover: [Self.bucket(of: syn), Self.bucket(of: kept)])
+        var taken = Array(repeating: false, count: Self.table.count)
+        taken[Self.bucket(of: syn)] = true
+        held.hold(taken)
+        #expect(Self.bucket(of: kept) != Self.bucket(of: syn))
+        #expect(Decider.decide(Self.tcp(port: port, flags: 0x10), state: held, flows: &flows, now: 1) == .deliver)
+        #expect(Decider.decide(kept, state: held, flows: &flows, now: 1) == .deliver)
+        // What is new in the held bucket waits: another connection's SYN, a UDP flow.
+        let sameBucket = (1000...60000).map(UInt16.init).filter { $0 != port }
+        let newSyn = Self.tcp(port: sameBucket.first { Self.bucket(of: Self.tcp(port: $0, flags: 0x02)) == Self.bucket(of: syn) }!, flags: 0x02)
+        let newUDP = Self.udp(port: sameBucket.first { Self.bucket(of: Self.udp(port: $0)) == Self.bucket(of: syn) }!)
+        #expect(Decider.decide(newSyn, state: held, flows: &flows, now: 1) == .drop(.handoverPending))
+        #expect(Decider.decide(newUDP, state: held, flows: &flows, now: 1) == .drop(.handoverPending))
+    }
+
     @Test func oldOwnerKeepsItsEstablishedConnectionsAfterTheBucketMoves() throws {
         var flows = Self.flows()
         let port = Self.port(ownedBy: 1)

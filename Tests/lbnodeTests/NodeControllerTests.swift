@@ -211,7 +211,7 @@ struct NodeControllerTests {
         }
         #expect(controller.membership.state == .active)
         let held = try #require(Self.states(actions).last)
-        #expect(held.holdTaking && held.handoverBuckets.contains(true))
+        #expect(held.holdTaking && held.heldBuckets.contains(true))
         let agreed = Self.run(&controller, from: 70, to: 70)
         #expect(Self.states(agreed).last?.holdTaking == false)
     }

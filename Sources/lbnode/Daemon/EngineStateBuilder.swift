@@ -19,9 +19,12 @@ struct EngineStateBuilder {
     }
     /// Buckets per node of `table`, counted once per table (the status reads them at every heartbeat taken in).
     private(set) var shares: [NodeID: Int] = [:]
-    /// Whether the last state takes a bucket from a node that is alive and owned it in the previous table (a join or a
+    /// Per bucket: the last state takes it from a node that is alive and owned it in the previous table (a join or a
     /// drain): in flood mode that node may still serve it until it hears the new view. Buckets of a dead node, even
-    /// ones with handover marks from an earlier move, have nobody else serving them.
+    /// ones with handover marks from an earlier move, have nobody else serving them; buckets this node kept have
+    /// nobody else either.
+    private(set) var takenFromLivePeers: [Bool] = []
+    /// Whether any bucket is.
     private(set) var takesFromLivePeer = false
     /// The handover marks of the last state, carried into the next while the handover window is open.
     private var handover = Handover(count: 0)
@@ -89,12 +92,16 @@ struct EngineStateBuilder {
         let carried = self.handover
         self.handover = Handover(count: table.count)
         takesFromLivePeer = false
+        takenFromLivePeers = Array(repeating: false, count: table.count)
         if handover {
             let aliveIDs = Set(alive.map(\.rawValue))
             for bucket in 0..<table.count {
                 guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
                 let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
-                if new == me.rawValue && old != new && aliveIDs.contains(old) { takesFromLivePeer = true }
+                if new == me.rawValue && old != new && aliveIDs.contains(old) {
+                    takesFromLivePeer = true
+                    takenFromLivePeers[bucket] = true
+                }
                 // Taken from a node that died: at once, whatever moved before (DESIGN: after a crash the new owner takes
                 // everything). Marks kept from an earlier move would send the dead node's connections to a first owner
                 // that never had them while the new owner takes only SYNs: silent for the rest of the window, not reset.

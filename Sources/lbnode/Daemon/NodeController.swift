@@ -37,6 +37,10 @@ enum NodeAction {
     case announce
     /// Restart the checkers with this configuration (a reload).
     case restartCheckers(FarmConfig)
+    /// Forget the interface's neighbour entries that are being resolved or failed: the node is back on the network
+    /// (its link, or its peers), and addresses it tried to reach while cut off would wait up to a second for their
+    /// next ARP probe (clients' replies, heartbeats).
+    case refreshNeighbours
     case log(Logger.Level, String)
     /// Leave: send `.left` and stop.
     case leave
@@ -124,6 +128,7 @@ struct NodeController {
             actions.append(
                 inputs.dataPathFault.map { .log(.warning, "data path down: \($0)") }
                     ?? .log(.notice, "data path can deliver again"))
+            if inputs.dataPathFault == nil { actions.append(.refreshNeighbours) }
             dataPathFault = inputs.dataPathFault
         }
         if let answered = inputs.witnessAnsweredAt { membership.witnessAnswered(at: answered) }
@@ -293,7 +298,10 @@ struct NodeController {
         for event in events {
             actions.append(.log(event.level, event.description))
             switch event {
-            case .viewChanged, .fenced, .unfenced: rebuild = true
+            case .unfenced:
+                rebuild = true
+                actions.append(.refreshNeighbours)
+            case .viewChanged, .fenced: rebuild = true
             case .peerDied: lastFailover = (now, event.description)
             default: break
             }
@@ -310,7 +318,7 @@ struct NodeController {
         // takes only a dead node's buckets holds nothing: nobody else serves them (marks carried from a join within the
         // handover window made every failover shortly after a join wait for the peers' next heartbeat).
         if config.farm.delivery == .flood && !membership.peers.isEmpty && states.takesFromLivePeer {
-            state.holdTaking = true
+            state.hold(states.takenFromLivePeers)
             holdSince = now
             holdUntil = now + Self.holdLimitMilliseconds
         } else {

@@ -185,6 +185,7 @@ final class NodeLoop {
             checkers = CheckerRunner(config: next, previous: checkers) { [daemon] in daemon.log($0, $1) }
             atBasePriority { checkers.start() }
         case .log(let level, let message): log(level, message)
+        case .refreshNeighbours: refreshNeighbours()
         case .leave: return true
         }
         return false
@@ -307,6 +308,20 @@ final class NodeLoop {
             log(.notice, "data path re-opened (\(reason)): \(plan.steps.count) setup steps applied")
         } catch {
             log(.warning, "data path cannot be re-opened yet (\(reason)): \(error); retrying every second")
+        }
+    }
+
+    /// Forgets the interface's unresolved neighbour entries, on a thread of its own (a netlink dump).
+    private func refreshNeighbours() {
+        let interface = config.node.interface
+        DispatchQueue.global(qos: .userInitiated).async { [daemon] in
+            do {
+                let netlink = try NetlinkSocket()
+                let removed = try netlink.removeUnresolvedNeighbours(onLink: try netlink.requireLink(named: interface).index)
+                if removed > 0 { daemon.log(.info, "back on the network: \(removed) unresolved neighbours asked again") }
+            } catch {
+                daemon.log(.warning, "cannot refresh the neighbours of \(interface): \(error)")
+            }
         }
     }
 
