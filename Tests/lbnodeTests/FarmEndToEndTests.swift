@@ -322,6 +322,10 @@ struct FarmEndToEndTests {
         _ = FileManager.default.createFile(atPath: flag, contents: nil)
         #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(2))")
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
+        // The status says which checker fails and why; the log has it as a warning.
+        let status = try farm.control(["status"], node: 2)
+        #expect(status.contains("FAILING checker 0 (command test ! -e \(flag)): exit status 1"), "\(status)")
+        #expect(farm.log(2).contains("warning lbnode[vfarm/2]: checker 0 (command test ! -e \(flag)) is failing"))
         try FileManager.default.removeItem(atPath: flag)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(2))")
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])

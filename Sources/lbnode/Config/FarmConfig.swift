@@ -111,3 +111,19 @@ struct FarmConfig: Equatable {
     static let defaultHeartbeatPort: UInt16 = 7946
     static let defaultMetricsAddress = "127.0.0.1:9946"
 }
+
+extension FarmConfig {
+    /// The first key that differs from `new` and cannot change while running (everything but the weight, the rules
+    /// and the checkers: a reload takes those), or `nil`.
+    func firstFixedChange(to new: FarmConfig) -> String? {
+        if farm != new.farm { return "the farm section" }
+        var oldNode = node
+        oldNode.weight = new.node.weight
+        if oldNode != new.node { return "node (other than weight)" }
+        if peers != new.peers { return "peers" }
+        if controlSocket != new.controlSocket { return "control_socket" }
+        if metricsAddress != new.metricsAddress { return "metrics_address" }
+        if controlGroup != new.controlGroup { return "control_group" }
+        return nil
+    }
+}

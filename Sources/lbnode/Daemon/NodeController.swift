@@ -368,7 +368,7 @@ struct NodeController {
     }
 
     private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {
-        if let refused = Self.fixedChanges(from: config, to: next) {
+        if let refused = config.firstFixedChange(to: next) {
             actions.append(
                 .log(.warning, "reload refused: \(refused) cannot change while running; restart lbnode for that"))
             return
@@ -383,19 +383,5 @@ struct NodeController {
             actions.append(.swap(nextState(handover: handoverUntil != nil)))
         }
         apply(events, now: now, into: &actions)
-    }
-
-    /// The first key that differs between two configurations and cannot change while running (everything but the
-    /// weight, the rules and the checkers), or `nil`.
-    static func fixedChanges(from old: FarmConfig, to new: FarmConfig) -> String? {
-        if old.farm != new.farm { return "the farm section" }
-        var oldNode = old.node
-        oldNode.weight = new.node.weight
-        if oldNode != new.node { return "node (other than weight)" }
-        if old.peers != new.peers { return "peers" }
-        if old.controlSocket != new.controlSocket { return "control_socket" }
-        if old.metricsAddress != new.metricsAddress { return "metrics_address" }
-        if old.controlGroup != new.controlGroup { return "control_group" }
-        return nil
     }
 }
