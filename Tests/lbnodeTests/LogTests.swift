@@ -36,19 +36,24 @@ struct LogTests {
     /// counted in a line of their own once it writes again.
     @Test func aBlockedWriterCostsTheCallerNothing() {
         let gate = DispatchSemaphore(value: 0)
+        let entered = DispatchSemaphore(value: 0)
         let written = Mutex<[String]>([])
         let output = LogOutput { line in
+            entered.signal()
             gate.wait()
             gate.signal()
             written.withLock { $0.append(line) }
         }
+        // The writer takes the first line and blocks in it (standard error not read).
+        output.enqueue("first\n")
+        entered.wait()
         let start = ContinuousClock.now
         for index in 0..<(LogOutput.capacity + 100) { output.enqueue("line \(index)\n") }
         #expect(ContinuousClock.now - start < .seconds(1))
         gate.signal()
         output.flush(seconds: 5)
         let lines = written.withLock { $0 }
-        #expect(lines.contains { $0.contains("log lines dropped") })
-        #expect(lines.filter { $0.hasPrefix("line ") }.count >= LogOutput.capacity)
+        #expect(lines.contains("lbnode: 100 log lines dropped: standard error was not read fast enough\n"), "\(lines.prefix(3))")
+        #expect(lines.filter { $0.hasPrefix("line ") }.count == LogOutput.capacity)
     }
 }

@@ -200,6 +200,23 @@ struct NodeControllerTests {
         #expect(controller.awayPeers.isEmpty)
     }
 
+    /// A node whose link comes back heartbeats every peer at once, away or not: paced, a peer it could not reach for
+    /// a second would hear it only a second later, and the two would build views without each other meanwhile.
+    @Test func aNodeBackOnTheNetworkHeartbeatsEveryPeerAtOnce() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 100)
+        var down = NodeInputs()
+        down.dataPathFault = "interface eth0 has no carrier"
+        for now in stride(from: 110, through: 2000, by: 10) { _ = controller.step(now: now, down) }
+        #expect(controller.awayPeers == [NodeID(2)!, NodeID(3)!])
+        let back = controller.step(now: 2010, NodeInputs())
+        #expect(back.contains { if case .refreshNeighbours = $0 { true } else { false } })
+        for now in stride(from: 2020, through: 2100, by: 10) {
+            let actions = controller.step(now: now, NodeInputs())
+            #expect(actions.contains { if case .send(_, let peers) = $0 { peers.count == 2 } else { false } }, "\(now)")
+        }
+    }
+
     /// Flood mode, release before acquire: buckets taken from live peers are held until the peers report this view.
     @Test func bucketsTakenFromLivePeersWaitForTheirAgreement() throws {
         var controller = try Self.controller()

@@ -128,7 +128,7 @@ struct NodeController {
             actions.append(
                 inputs.dataPathFault.map { .log(.warning, "data path down: \($0)") }
                     ?? .log(.notice, "data path can deliver again"))
-            if inputs.dataPathFault == nil { actions.append(.refreshNeighbours) }
+            if inputs.dataPathFault == nil { backOnTheNetwork(now: now, into: &actions) }
             dataPathFault = inputs.dataPathFault
         }
         if let answered = inputs.witnessAnsweredAt { membership.witnessAnswered(at: answered) }
@@ -250,6 +250,13 @@ struct NodeController {
         return beat
     }
 
+    /// This node can reach the network again (its data path is back, or it heard the farm after a cut): it asks for
+    /// its neighbours again and heartbeats every peer at full rate for a while, so that the farm hears it at once.
+    private mutating func backOnTheNetwork(now: Int, into actions: inout [NodeAction]) {
+        pacing.resume(now: now)
+        actions.append(.refreshNeighbours)
+    }
+
     /// The peers that get this node's heartbeats (`HeartbeatPacing`).
     var awayPeers: Set<NodeID> { Set(config.peers.map(\.id).filter { pacing.isAway($0) }) }
 
@@ -300,7 +307,7 @@ struct NodeController {
             switch event {
             case .unfenced:
                 rebuild = true
-                actions.append(.refreshNeighbours)
+                backOnTheNetwork(now: now, into: &actions)
             case .viewChanged, .fenced: rebuild = true
             case .peerDied: lastFailover = (now, event.description)
             default: break

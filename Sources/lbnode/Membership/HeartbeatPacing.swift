@@ -15,10 +15,22 @@ struct HeartbeatPacing {
 
     /// When each away peer was last sent a heartbeat.
     private var lastSentAway: [NodeID: Int] = [:]
+    /// Until when every peer gets every heartbeat (`resume`).
+    private var fullRateUntil = Int.min
+
+    /// This node is back on the network (its link up again, or its fence lifted): for `awayAfterMilliseconds` every
+    /// peer gets every heartbeat, so that the peers it could not reach hear it at once and answer at full rate too.
+    /// Paced, a peer that did not hear this node for a second would wait up to another second for the next one, and
+    /// meanwhile the two would build views without each other.
+    mutating func resume(now: Int) {
+        fullRateUntil = now + Self.awayAfterMilliseconds
+        lastSentAway = [:]
+    }
 
     /// The peers of `peers` to send the heartbeat due at `now` to; `silence` gives how long a peer has been silent.
     mutating func recipients(of peers: [NodeID], now: Int, silence: (NodeID) -> Int) -> [NodeID] {
-        peers.filter { peer in
+        if now < fullRateUntil { return peers }
+        return peers.filter { peer in
             guard silence(peer) > Self.awayAfterMilliseconds else {
                 lastSentAway[peer] = nil
                 return true
