@@ -22,9 +22,7 @@ struct RealHostFailover {
     var progress: (String) -> Void
 
     func run() throws -> FailoverReport {
-        let probe = try FlowProbe(
-            vip: vip, port: VirtualFarm.echoPort, udp: udpFlows, tcp: tcpFlows, firstPort: 30000,
-            intervalMilliseconds: intervalMilliseconds, interface: interface)
+        let probe = try openProbe()
         probe.start()
         Thread.sleep(forTimeInterval: 2)
         let answering = Set(probe.snapshot.lastServer.filter { $0 != 0 })
@@ -78,5 +76,24 @@ struct RealHostFailover {
         return FailoverReport(
             delivery: "real hosts", victim: Int(victim), udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMilliseconds, trials: [trial])
+    }
+
+    /// The probe's flows, once every server they reach accepts connections: `lbbench serve`, started a moment
+    /// earlier on some server, may still be starting (its TCP flows are refused, 10 s at most).
+    private func openProbe() throws -> FlowProbe {
+        let deadline = Date().addingTimeInterval(10)
+        var told = false
+        while true {
+            do {
+                return try FlowProbe(
+                    vip: vip, port: VirtualFarm.echoPort, udp: udpFlows, tcp: tcpFlows, firstPort: 30000,
+                    intervalMilliseconds: intervalMilliseconds, interface: interface)
+            } catch {
+                guard error.errno == ECONNREFUSED, Date() < deadline else { throw error }
+                if !told { progress("\(vip) port \(VirtualFarm.echoPort) refuses connections: waiting for `lbbench serve`") }
+                told = true
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
     }
 }

@@ -39,7 +39,8 @@ struct DrainCommand: ParsableCommand {
             return
         }
         print("draining: waiting until no connection is left (at most \(timeout) s)")
-        let deadline = Date().addingTimeInterval(Double(timeout) + 30)
+        let start = Date()
+        let deadline = start.addingTimeInterval(Double(timeout) + 30)
         var seenDraining = false
         var nextReport = Date().addingTimeInterval(5)
         while Date() < deadline {
@@ -52,7 +53,8 @@ struct DrainCommand: ParsableCommand {
             }
             switch status?.state {
             case "drained":
-                print("drained: node \(status!.node) serves nothing (`lbnode undrain` takes it back)")
+                let seconds = String(format: "%.1f", Date().timeIntervalSince(start))
+                print("drained after \(seconds) s: node \(status!.node) serves nothing (`lbnode undrain` takes it back)")
                 return
             case "draining":
                 seenDraining = true

@@ -4,6 +4,16 @@ import RouteSetup
 import TapEngine
 
 extension NodeLoop {
+    /// The open connections a client can still reach while this node drains: it owns no bucket, so a segment reaches
+    /// the application only through a connection in the engine's flow table, and only one the kernel still has is
+    /// open. Neither list alone will do: connections whose buckets moved while lbnode was down (a crash, a restart)
+    /// stay in the kernel with nobody sending to them, and a flow whose end the engine did not see stays in its table
+    /// until it idles out. The smaller count bounds both: when either is 0, nothing can be cut.
+    func reachableConnections(kernel: Int) -> Int {
+        guard let engine else { return kernel }
+        return min(kernel, engine.flowCount)
+    }
+
     /// Refreshes the snapshot that `lbnode status` and `/metrics` read.
     func publishStatus(now: Int) {
         let membership = controller.membership
@@ -69,7 +79,7 @@ extension NodeLoop {
         snapshot.address = config.node.address.address
         snapshot.checkersFailing = checkers.failing
         if membership.state == .draining, let open = vipConnections.latest?.value {
-            snapshot.drainConnections = open + (engine?.flowCount ?? 0)
+            snapshot.drainConnections = reachableConnections(kernel: open)
         }
         snapshot.witness = config.farm.witness?.description
         snapshot.witnessReachable = membership.witnessAnsweredAt.map {

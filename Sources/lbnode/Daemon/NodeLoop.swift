@@ -161,7 +161,7 @@ final class NodeLoop {
         inputs.stop = requests.stop
         if requests.reload { inputs.reload = reloadedConfiguration() }
         if let open = vipConnections.latest, let kernel = open.value {
-            inputs.openConnections = (kernel + (engine?.flowCount ?? 0), open.startedAt)
+            inputs.openConnections = (reachableConnections(kernel: kernel), open.startedAt)
         }
         inputs.outrankedByDuplicateID = noteDuplicateIDs(now: now)
         noteWrongSources(now: now)
