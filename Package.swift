@@ -28,6 +28,8 @@ let package = Package(
         ),
         // liburing behind plain C functions (see Sources/CURing/include/CURing.h for why it is not a module map).
         .target(name: "CURing", path: "Sources/CURing", linkerSettings: [.linkedLibrary("uring")]),
+        // The bpf() system call for the bucket prefilter (see Sources/CBPF/include/CBPF.h for why it is a C target).
+        .target(name: "CBPF", path: "Sources/CBPF"),
         // Kernel interfaces Swift cannot call (ring structures, TUN/TAP, ethtool and namespace calls): a shim header.
         .systemLibrary(name: "CKernel", path: "Sources/CKernel"),
         .systemLibrary(
@@ -40,7 +42,7 @@ let package = Package(
         // Pure Swift: flow keys, hashing, bucket tables, flow table. No C, no syscalls.
         .target(name: "Hashing"),
         // The fast path and every packet syscall.
-        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap", "CKernel", "CURing"]),
+        .target(name: "TapEngine", dependencies: ["Hashing", "CPcap", "CKernel", "CURing", "CBPF"]),
         // Netlink through libnl-route-3.
         .target(name: "RouteSetup", dependencies: ["CNetlink", "CKernel"]),
 
@@ -75,7 +77,9 @@ let package = Package(
             dependencies: [
                 "lbnode", "Testbed", "RouteSetup", "Hashing", "TapEngine",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            // The fuzz corpus's seeds, read from the source tree by the fuzz tests and `make fuzz`.
+            exclude: ["FuzzInputs"]
         ),
         .testTarget(name: "lbbenchTests", dependencies: ["lbbench", "Testbed", "Hashing", "TapEngine", "RouteSetup"]),
     ]

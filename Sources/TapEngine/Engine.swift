@@ -25,6 +25,8 @@ public struct EngineConfiguration: Sendable {
     /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (ring slots go back to
     /// the kernel only once its writes completed).
     public var injection: Injection = .ioUring
+    /// Keep other nodes' frames out of the ring with the bucket prefilter (eBPF), where the kernel allows it.
+    public var prefilter = true
 
     public enum Injection: String, Sendable, CaseIterable { case write, ioUring = "io_uring" }
 
@@ -59,6 +61,10 @@ public final class Engine: @unchecked Sendable {
     private var leaseChecked = false
     private let responder = Responder()
     private let clockStart = ContinuousClock.now
+    /// The ring's socket, where the prefilter is attached (nil: no prefilter), and the MAC the ring receives.
+    private var prefilterSocket: Int32?
+    private var prefilter: BucketPrefilter?
+    private var receiveMAC: UInt64 { state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC }
 
     private struct Shared {
         var pendingState: EngineState?
@@ -72,6 +78,7 @@ public final class Engine: @unchecked Sendable {
         var leaseUntil: UInt32?
         /// When the engine thread last went round its loop (engine clock, ms).
         var lastLoop: UInt32 = 0
+        var prefilter = PrefilterStatus(running: false, reason: "not started", passed: 0, dropped: 0)
     }
     private let shared = Mutex(Shared())
     private var thread: Thread?
@@ -93,6 +100,12 @@ public final class Engine: @unchecked Sendable {
             case .ioUring: try TapBatchWriter(tap: tap)
             }
         self.init(configuration: configuration, state: state, port: port, sink: sink)
+        if configuration.prefilter {
+            prefilterSocket = port.socket
+            adoptPrefilter(for: state)
+        } else {
+            shared.withLock { $0.prefilter.reason = "turned off" }
+        }
     }
 
     /// An engine on a given port and sink (tests drive it through fakes).
@@ -152,6 +165,9 @@ public final class Engine: @unchecked Sendable {
     /// The generation of the state in use, as of the last batch.
     public var stateGeneration: UInt64 { shared.withLock { $0.generation } }
 
+    /// Whether the prefilter runs (and if not, why), and what it counted.
+    public var prefilterStatus: PrefilterStatus { shared.withLock { $0.prefilter } }
+
     /// The engine's clock: milliseconds since it was created, wrapping.
     private func clock(at instant: ContinuousClock.Instant = .now) -> UInt32 {
         let elapsed = (instant - clockStart).components
@@ -195,7 +211,10 @@ public final class Engine: @unchecked Sendable {
                 return (shared.leaseUntil, shared.pendingState, shared.announce, shared.stopping)
             }
             if stopping { return }
-            if let next { state = next }
+            if let next {
+                state = next
+                if prefilterSocket != nil { adoptPrefilter(for: next) }
+            }
             self.lease = lease
             checkLease()
             leaseChecked = false
@@ -222,12 +241,37 @@ public final class Engine: @unchecked Sendable {
             let flowCount = flows.count
             let flowCounters = flows.counters
             let generation = state.generation
+            let filtered = prefilter?.counts
             shared.withLock { shared in
+                if let filtered { (shared.prefilter.passed, shared.prefilter.dropped) = filtered }
                 shared.counters.add(batch)
                 shared.flowCount = flowCount
                 shared.flowCounters = flowCounters
                 shared.generation = generation
             }
+        }
+    }
+
+    /// Points the prefilter at `state`'s buckets (before the engine decides a frame with it), or, when the state
+    /// needs another program (its rules, seed or bucket count differ), attaches a new one in place of the old. Where
+    /// the kernel refuses, every frame for the VIP goes on reaching the engine, which decides them all.
+    private func adoptPrefilter(for state: EngineState) {
+        guard let socket = prefilterSocket else { return }
+        let shape = BucketFilterShape(state: state, receiveMAC: receiveMAC)
+        if let prefilter, prefilter.shape == shape {
+            prefilter.pass(BucketPrefilter.buckets(for: state))
+            return
+        }
+        do {
+            let replacement = try BucketPrefilter(shape: shape)
+            replacement.pass(BucketPrefilter.buckets(for: state))
+            try replacement.attach(to: socket)
+            prefilter = replacement
+            shared.withLock { $0.prefilter = PrefilterStatus(running: true, reason: nil, passed: 0, dropped: 0) }
+        } catch {
+            prefilter?.pass(.all(prefilter!.shape.bucketCount))
+            let running = prefilter != nil
+            shared.withLock { $0.prefilter.running = running; $0.prefilter.reason = "\(error)" }
         }
     }
 
@@ -342,4 +386,15 @@ public final class Engine: @unchecked Sendable {
         let frame = responder.arp(to: nil, state: state, ethernetSource: source)
         if frame.count > 0 && port.send(frame) { batch.transmitted += 1 }
     }
+}
+
+/// The bucket prefilter as the engine runs it.
+public struct PrefilterStatus: Sendable, Equatable {
+    /// Frames of other nodes' buckets stay out of the ring.
+    public var running: Bool
+    /// Why it does not run (or runs an older program): the kernel's refusal, or "turned off".
+    public var reason: String?
+    /// Frames whose bucket it let through, and dropped, since it was attached.
+    public var passed: UInt64
+    public var dropped: UInt64
 }

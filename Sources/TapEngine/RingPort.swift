@@ -19,7 +19,8 @@ import Hashing
 ///
 /// - Warning: only the engine thread uses it.
 final class RingPort: PacketPort {
-    private let fd: Int32
+    /// The packet socket, where the engine attaches its prefilter.
+    let socket: Int32
     private let ring: UnsafeMutableRawPointer
     private let ringSize: Int
     private let blockSize = 1 << 20
@@ -63,7 +64,7 @@ final class RingPort: PacketPort {
         emptyHeader.initializeMemory(as: UInt8.self, repeating: 0)
         let index = Int32(if_nametoindex(interface))
         // Protocol 0: nothing is queued before the filter and the ring are in place and `bind` names the protocol.
-        let fd = index == 0 ? -1 : socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = index == 0 ? -1 : Glibc.socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         let mtu = fd < 0 ? -1 : Int(vipfarm_interface_mtu(fd, interface))
         guard index != 0, fd >= 0, mtu > 0 else {
             let error = index == 0 ? ENODEV : errno
@@ -137,18 +138,18 @@ final class RingPort: PacketPort {
             copied.deallocate()
             throw error
         }
-        self.fd = fd
+        socket = fd
         ring = mapped!
     }
 
     deinit {
         munmap(ring, ringSize)
-        close(fd)
+        close(socket)
         emptyHeader.deallocate()
         copied.deallocate()
     }
 
-    private static func set<T>(_ fd: Int32, _ level: Int32, _ option: Int32, _ value: inout T, _ operation: String)
+    private static func set<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ option: Int32, _ value: inout T, _ operation: String)
         throws(SystemCallError)
     {
         guard setsockopt(fd, level, option, &value, socklen_t(MemoryLayout<T>.size)) == 0 else {
@@ -163,12 +164,12 @@ final class RingPort: PacketPort {
             vipfarm_nap(Self.napMicroseconds)
         }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
             if poll(&poller, 1, timeoutMilliseconds) > 0 && poller.revents & Int16(POLLERR) != 0 {
                 // The interface went down (ENETDOWN): reading SO_ERROR clears it, so the next poll blocks again.
                 var error: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length)
             }
         }
         var frames = 0
@@ -195,7 +196,7 @@ final class RingPort: PacketPort {
                 complete()  // the copy buffer is reused: what was queued before goes first
                 wholeWaiting = true
                 handle(ReceivedFrame(withOffloadHeader: head, vlanTag: vlanTag, wholeLength: Int(info.length)))
-                if wholeWaiting { recv(fd, nil, 0, Int32(MSG_DONTWAIT | MSG_TRUNC)) }  // not taken: discarded unread
+                if wholeWaiting { recv(socket, nil, 0, Int32(MSG_DONTWAIT | MSG_TRUNC)) }  // not taken: discarded unread
                 wholeWaiting = false
                 endOfBatch()
                 vipfarm_slot_release(slot)
@@ -220,7 +221,7 @@ final class RingPort: PacketPort {
         wholeWaiting = false
         var vlanValid: UInt32 = 0
         var vlanTag: UInt16 = 0
-        let count = vipfarm_receive_copied(fd, copied.baseAddress, UInt(copied.count), &vlanValid, &vlanTag)
+        let count = vipfarm_receive_copied(socket, copied.baseAddress, UInt(copied.count), &vlanValid, &vlanTag)
         guard count >= OffloadHeader.size + 14 else { return nil }
         return ReceivedFrame(
             withOffloadHeader: UnsafeRawBufferPointer(rebasing: copied[0..<min(count, copied.count)]),
@@ -229,11 +230,11 @@ final class RingPort: PacketPort {
 
     @inline(__always)
     func forward(_ frame: ReceivedFrame, to mac: UInt64) -> (sent: Int, failed: Int) {
-        forwards.add(frame.withOffloadHeader, to: mac, fd: fd)
+        forwards.add(frame.withOffloadHeader, to: mac, fd: socket)
     }
 
     func flushForwards() -> (sent: Int, failed: Int) {
-        forwards.flush(fd: fd)
+        forwards.flush(fd: socket)
     }
 
     /// The corresponding C function is `sendmsg` (the empty offload header, then the frame).
@@ -246,13 +247,13 @@ final class RingPort: PacketPort {
             var message = msghdr()
             message.msg_iov = vectors.baseAddress!.assumingMemoryBound(to: iovec.self)
             message.msg_iovlen = 2
-            return sendmsg(fd, &message, 0)
+            return sendmsg(socket, &message, 0)
         }
         return sent == OffloadHeader.size + frame.count
     }
 
     func kernelDrops() -> UInt64 {
-        drops += UInt64(vipfarm_ring_drops(fd))
+        drops += UInt64(vipfarm_ring_drops(socket))
         return drops
     }
 

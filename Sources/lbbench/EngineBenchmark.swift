@@ -12,14 +12,17 @@ import Testbed
 struct EngineBenchmark {
     enum Path: String, CaseIterable, Codable {
         case baseline
-        /// The default engine: the TPACKET_V2 ring read directly, TAP writes batched through io_uring.
+        /// The default engine: the bucket prefilter, the TPACKET_V2 ring read directly, TAP writes batched through
+        /// io_uring.
         case engine = "engine ring+io_uring"
+        /// The same without the prefilter: every engine's ring takes every frame.
+        case enginePrefilterOff = "engine, prefilter off"
         case engineRingWrite = "engine ring+write"
         case nftables
 
         var engineInjection: EngineConfiguration.Injection? {
             switch self {
-            case .engine: .ioUring
+            case .engine, .enginePrefilterOff: .ioUring
             case .engineRingWrite: .write
             case .baseline, .nftables: nil
             }
@@ -73,6 +76,8 @@ struct EngineBenchmark {
                     interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
+                // Every frame in the ring, the engine's and the other node's: the ceiling of inspecting them.
+                configuration.prefilter = false
                 let state = EngineState(
                     generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
                     virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
@@ -136,7 +141,7 @@ struct EngineBenchmark {
                     switch path {
                     case .baseline:
                         return (nil, nil)
-                    case .engine, .engineRingWrite:
+                    case .engine, .enginePrefilterOff, .engineRingWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
                         let state = EngineState(
@@ -146,6 +151,7 @@ struct EngineBenchmark {
                             interface: "eth0",
                             interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
                         configuration.injection = path.engineInjection!
+                        configuration.prefilter = path != .enginePrefilterOff
                         return (try Engine(configuration: configuration, state: state), try Self.sink())
                     case .nftables:
                         let socket = try NetlinkSocket()
@@ -193,6 +199,7 @@ struct EngineBenchmark {
             deliveredPerServer: perServer,
             cpuBusySeconds: CPUSample.busySeconds(from: before, to: after),
             engineReceived: engineCounters.map(\.received),
+            prefilterDropped: engines.map(\.prefilterStatus.dropped),
             engineAccepted: engineCounters.map(\.delivered),
             engineRingDrops: engineCounters.map(\.ringDrops),
             engineDrops: engineCounters.map { counters in

@@ -14,6 +14,8 @@ struct EngineReport: Codable {
         var cpuBusySeconds: Double
         /// Engine path only: frames each engine read, ring drops, drops by reason.
         var engineReceived: [UInt64]
+        /// Engine path only: frames each engine's prefilter kept out of its ring (nil in reports from before it).
+        var prefilterDropped: [UInt64]?
         /// Engine path only: frames each engine accepted and wrote into its TAP.
         var engineAccepted: [UInt64]
         var engineRingDrops: [UInt64]
@@ -87,6 +89,14 @@ struct EngineReport: Codable {
                 ])
             }
             result.append(table.rendered)
+            for trial in rows where !trial.engineReceived.isEmpty && trial.sent > 0 {
+                // What each engine's ring took, against its share of the farm's frames (1/servers).
+                let shares = trial.engineReceived.map { f(100 * Double($0) / Double(trial.sent), 1) + " %" }
+                let kept = trial.prefilterDropped.map { " (the prefilter kept \($0.map(String.init).joined(separator: "/")) out)" }
+                result.append(
+                    "\(trial.path.rawValue): each ring took \(shares.joined(separator: ", ")) of the frames sent, "
+                        + "a share being \(f(100 / Double(trial.engineReceived.count), 1)) %" + (kept ?? ""))
+            }
             if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
                 for engine in rows where engine.path.engineInjection != nil {
                     var line =

@@ -70,6 +70,11 @@ struct StatusCommand: ParsableCommand {
         lines.append(
             "  engine: " + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         lines.append(
+            status.prefilterRunning
+                ? "  prefilter: kept \(status.prefilterDropped) frames of other nodes' buckets out of the ring, let "
+                    + "\(status.prefilterPassed) in" + (status.prefilterReason.map { " (\($0))" } ?? "")
+                : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")")
+        lines.append(
             "  received with offload metadata: "
                 + status.offloads.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         lines.append(

@@ -122,7 +122,7 @@ extension FarmConfig {
 
     private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node
     {
-        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap"])
+        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap", "prefilter"])
         let address = try address(reader, section, "address")
         guard address.bytes != vip.bytes else {
             throw reader.error(
@@ -133,7 +133,18 @@ extension FarmConfig {
             id: NodeID(try reader.integer(section, "id", in: 1...65535))!,
             interface: try reader.string(section, "interface"), address: address,
             weight: UInt32(try reader.integer(section, "weight", in: 1...65535, default: 100)),
-            tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName))
+            tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName),
+            prefilter: try onOrOff(reader, section, "prefilter", default: true))
+    }
+
+    private static func onOrOff(
+        _ reader: ConfigReader, _ section: ConfigReader.Section, _ key: String, default fallback: Bool
+    ) throws -> Bool {
+        switch try reader.string(section, key, default: fallback ? "on" : "off") {
+        case "on": return true
+        case "off": return false
+        default: throw reader.error(section.child(key), section.line(of: key), "must be on or off")
+        }
     }
 
     private static func readPeers(_ reader: ConfigReader, _ root: ConfigReader.Section, node: Node, vip: IPPrefix)

@@ -34,6 +34,8 @@ struct FarmConfig: Equatable {
         var address: IPPrefix
         var weight: UInt32
         var tap: String
+        /// Keep other nodes' frames out of the ring in the kernel (eBPF), where the kernel allows it.
+        var prefilter = true
     }
 
     struct Peer: Equatable {

@@ -134,6 +134,13 @@ final class MetricsServer: @unchecked Sendable {
         for (kind, value) in status.offloads.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_offload_frames_total{\(labels),kind=\"\(kind)\"} \(value)")
         }
+        lines.append("# HELP vipfarm_prefilter_running Whether the bucket prefilter keeps other nodes' frames out.")
+        lines.append("# TYPE vipfarm_prefilter_running gauge")
+        lines.append("vipfarm_prefilter_running{\(labels)} \(status.prefilterRunning ? 1 : 0)")
+        lines.append("# HELP vipfarm_prefilter_frames_total Frames the bucket prefilter judged by their bucket.")
+        lines.append("# TYPE vipfarm_prefilter_frames_total counter")
+        lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"dropped\"} \(status.prefilterDropped)")
+        lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"passed\"} \(status.prefilterPassed)")
         lines.append("# TYPE vipfarm_heartbeats_rejected_total counter")
         for (reason, value) in status.heartbeatsRejected.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_heartbeats_rejected_total{\(labels),reason=\"\(reason)\"} \(value)")

@@ -97,6 +97,12 @@ extension NodeLoop {
         let flowCounters = engine?.flowCounters ?? FlowTableCounters()
         snapshot.flowsAdmitted = flowCounters.confirmed
         snapshot.flowsEvicted = flowCounters.evicted
+        if let prefilter = engine?.prefilterStatus {
+            snapshot.prefilterRunning = prefilter.running
+            snapshot.prefilterReason = prefilter.reason
+            snapshot.prefilterPassed = prefilter.passed
+            snapshot.prefilterDropped = prefilter.dropped
+        }
         daemon.requests.status.withLock { $0 = snapshot }
     }
 }

@@ -72,8 +72,10 @@ final class NodeLoop {
             config: config, virtualMAC: virtualMAC, interfaceMAC: interfaceMAC,
             incarnation: UInt64.random(in: 1...UInt64.max), now: 0)
         engineState = controller.initialState()
-        engineConfiguration = EngineConfiguration(
+        var engineConfiguration = EngineConfiguration(
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
+        engineConfiguration.prefilter = config.node.prefilter
+        self.engineConfiguration = engineConfiguration
         monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
         engine = try Engine(configuration: engineConfiguration, state: engineState)
         socket = sockets.heartbeat
@@ -93,6 +95,12 @@ final class NodeLoop {
         let vip = IPAddress(bytes: config.farm.vip.bytes)!
         vipConnections = BackgroundCheck(label: "vip-connections") { try? TCPConnections.count(localAddress: vip) }
         monitor.engineOpened()
+        if let prefilter = engine?.prefilterStatus, !prefilter.running {
+            log(
+                config.node.prefilter ? .warning : .notice,
+                "prefilter off (\(prefilter.reason ?? "unknown")): every frame for the VIP enters this node's ring"
+                    + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : ""))
+        }
         engine?.start()
         probeFrames = openProbeFrames()
         checkers.start()

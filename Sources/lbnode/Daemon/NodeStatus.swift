@@ -37,6 +37,12 @@ struct NodeStatus: Codable, Sendable {
     /// with partial checksums. Every kind is listed, zeros too.
     var offloads: [String: UInt64]
     var heartbeatsRejected: [String: UInt64]
+    /// The bucket prefilter: running, or why not; frames of other nodes' buckets it kept out of the ring, and frames
+    /// it let in by their bucket.
+    var prefilterRunning = false
+    var prefilterReason: String? = nil
+    var prefilterPassed: UInt64 = 0
+    var prefilterDropped: UInt64 = 0
     /// Datagrams the kernel dropped on the heartbeat socket (its filter refused them, or its queue was full).
     var heartbeatsDroppedByKernel: UInt64 = 0
     var lastChange: String?

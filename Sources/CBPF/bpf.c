@@ -1,0 +1,46 @@
+#include "CBPF.h"
+#include <linux/bpf.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(struct bpf_insn) == 8, "an instruction is 8 bytes");
+
+static long bpf(int command, union bpf_attr *attribute) {
+    return syscall(__NR_bpf, command, attribute, sizeof *attribute);
+}
+
+int vipfarm_bpf_map_create(unsigned value_size) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.map_type = BPF_MAP_TYPE_ARRAY;
+    attribute.key_size = 4;
+    attribute.value_size = value_size;
+    attribute.max_entries = 1;
+    attribute.map_flags = BPF_F_MMAPABLE;
+    return (int)bpf(BPF_MAP_CREATE, &attribute);
+}
+
+int vipfarm_bpf_socket_filter_load(const void *instructions, unsigned count, char *log, unsigned log_size) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    attribute.insns = (unsigned long)instructions;
+    attribute.insn_cnt = count;
+    attribute.license = (unsigned long)"GPL";
+    attribute.log_buf = (unsigned long)log;
+    attribute.log_size = log_size;
+    attribute.log_level = log_size > 0 ? 1 : 0;
+    return (int)bpf(BPF_PROG_LOAD, &attribute);
+}
+
+long vipfarm_bpf_test_run(int program, const void *frame, unsigned size) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.test.prog_fd = (unsigned)program;
+    attribute.test.data_in = (unsigned long)frame;
+    attribute.test.data_size_in = size;
+    attribute.test.repeat = 1;
+    if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
+    return (long)attribute.test.retval;
+}

@@ -1,0 +1,18 @@
+#ifndef VIPFARM_CBPF_H
+#define VIPFARM_CBPF_H
+// The bpf() system call for TapEngine's bucket prefilter, behind plain functions. A C target rather than a line in
+// CKernel's shim: <linux/bpf.h> defines an eBPF `struct bpf_insn` that clashes with libpcap's classic one, which
+// Swift also sees, so the kernel header stays inside bpf.c. Instructions cross as 8-byte records (opcode, registers,
+// offset, immediate), the layout of the kernel's struct. Only TapEngine imports this module.
+
+// An array map of one value of `value_size` bytes that user space maps into memory (BPF_F_MMAPABLE): a file
+// descriptor, or -1 with errno set.
+int vipfarm_bpf_map_create(unsigned value_size);
+
+// Loads a socket filter of `count` instructions; the verifier's complaint, if any, goes to `log`. A file descriptor,
+// or -1 with errno set.
+int vipfarm_bpf_socket_filter_load(const void *instructions, unsigned count, char *log, unsigned log_size);
+
+// Runs a loaded program once over `frame` (BPF_PROG_TEST_RUN): its return value, or -1 with errno set.
+long vipfarm_bpf_test_run(int program, const void *frame, unsigned size);
+#endif

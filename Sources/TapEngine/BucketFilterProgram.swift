@@ -1,0 +1,281 @@
+import Hashing
+
+/// What a bucket filter program is built from: what the farm's classic filter checks (the receive MAC, the VIP, ARP
+/// and neighbour solicitations for it) and what places a frame in a bucket (seed, bucket count, port rules). A state
+/// of another shape needs another program; the bits of which buckets pass change with every state, in the map.
+struct BucketFilterShape: Equatable {
+    struct Rule: Equatable {
+        var proto: IPProtocol?
+        var ports: [ClosedRange<UInt16>]
+        /// The affinity that balances the rule's frames; nil: the rule is `single` or `drop`, the engine decides.
+        var affinity: Affinity?
+    }
+
+    var vip: IPAddress
+    var receiveMAC: UInt64
+    var seed: UInt64
+    var bucketCount: Int
+    var rules: [Rule]
+    var defaultAffinity: Affinity
+
+    init(state: EngineState, receiveMAC: UInt64) {
+        vip = state.vip
+        self.receiveMAC = receiveMAC
+        seed = state.seed.forDomain(.bucket)
+        bucketCount = state.table.count
+        rules = state.rules.map { rule in
+            let affinity: Affinity? = if case .balanced(let affinity) = rule.mode { affinity } else { nil }
+            return Rule(proto: rule.proto, ports: rule.ports, affinity: affinity)
+        }
+        defaultAffinity = state.defaultAffinity
+    }
+}
+
+/// The eBPF socket filter that keeps other nodes' frames out of the ring (docs/engine.md, "The prefilter").
+///
+/// It passes what the farm's classic filter passes (frames to the receive MAC and the VIP, ARP requests and neighbour
+/// solicitations for the VIP) with one exception: a TCP or UDP frame that is not a fragment, of a balanced port rule,
+/// whose bucket's bit in the map is clear, is dropped before the kernel copies it, and counted. The bucket is VH1 of
+/// the same three words the engine hashes (`Affinity.bucketHash`). Whatever it cannot decide it passes to the engine:
+/// IPv4 options, IPv6 extension headers, fragments, other protocols, `single` and `drop` rules, frames too short or
+/// not linear in the kernel's buffer.
+///
+/// The map is one value: two counters (frames the bits passed, and dropped), then one bit per bucket for TCP, then
+/// one per bucket for UDP (only TCP needs the buckets in a handover: the flow table decides their connections).
+enum BucketFilterProgram {
+    /// Value layout: `passed` at 0, `dropped` at 8, the TCP bucket bits from 16, the UDP ones after them.
+    static let passedOffset: Int16 = 0
+    static let droppedOffset: Int16 = 8
+    static let bitsOffset: Int16 = 16
+
+    /// What the program returns for a frame it keeps: as much of it as the classic filter keeps.
+    static let keep = Int32(KernelFilter.snapshotLength)
+
+    /// Frame byte 0 sits at this stack offset: so placed, the IPv4 addresses are 4-byte aligned and the IPv6 ones
+    /// 8-byte aligned, as the verifier requires of stack loads.
+    private static let frameBase: Int16 = -70
+    /// The map key (0) lives here.
+    private static let keySlot: Int16 = -8
+
+    static func instructions(for shape: BucketFilterShape, map: Int32) -> [BPFInstruction] {
+        var code = BPFAssembler()
+        let pass = code.newLabel(), drop = code.newLabel()
+        let hash = code.newLabel()
+        // Where each affinity's hash words are gathered; only those the rules reach are emitted (the verifier refuses
+        // unreachable code).
+        var affinityLabels: [Affinity: BPFAssembler.Label] = [:]
+        for affinity in Affinity.allCases { affinityLabels[affinity] = code.newLabel() }
+        var reached: Set<Affinity> = []
+
+        code.alu(.move, .r6, .r1)  // the packet, for every helper call
+        let headerBytes: Int32 = shape.vip.isIPv4 ? 38 : 58  // Ethernet, IP without options, the two ports
+        loadBytes(&code, at: 0, count: headerBytes, to: frameBase)
+        code.jump(if: .r0, .notEqual, 0, to: pass)  // shorter, or not linear: the engine decides
+        code.load(.half, .r7, from: .frame, offset: frameBase + 12)
+        code.fromBigEndian(.r7, bits: 16)
+
+        if let v4 = shape.vip.ipv4Value {
+            let arp = code.newLabel()
+            code.jump(if: .r7, .equal, 0x0806, to: arp)
+            code.jump(if: .r7, .notEqual, 0x0800, to: drop)
+            checkReceiveMAC(&code, shape.receiveMAC, else: drop)
+            code.load(.word, .r1, from: .frame, offset: frameBase + 30)
+            code.load(.r2, UInt64(v4.bigEndian))
+            code.jump(if: .r1, .notEqual, .r2, to: drop)
+            // The VIP's: from here on, what the filter cannot decide goes to the engine.
+            code.load(.byte, .r1, from: .frame, offset: frameBase + 14)
+            code.jump(if: .r1, .notEqual, 0x45, to: pass)  // IPv4 options
+            code.load(.half, .r1, from: .frame, offset: frameBase + 20)
+            code.fromBigEndian(.r1, bits: 16)
+            code.alu(.and, .r1, 0x3FFF)
+            code.jump(if: .r1, .notEqual, 0, to: pass)  // a fragment
+            code.load(.byte, .r8, from: .frame, offset: frameBase + 23)
+            code.load(.half, .r9, from: .frame, offset: frameBase + 36)
+            code.fromBigEndian(.r9, bits: 16)
+            matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
+
+            code.place(arp)  // a request (operation 1) for the VIP
+            code.load(.half, .r1, from: .frame, offset: frameBase + 20)
+            code.fromBigEndian(.r1, bits: 16)
+            code.jump(if: .r1, .notEqual, 1, to: drop)
+            loadBytes(&code, at: 38, count: 4, to: frameBase + 38)
+            code.jump(if: .r0, .notEqual, 0, to: drop)
+            code.load(.word, .r1, from: .frame, offset: frameBase + 38)
+            code.load(.r2, UInt64(v4.bigEndian))
+            code.jump(if: .r1, .equal, .r2, to: pass)
+            code.jump(to: drop)
+
+            for affinity in Affinity.allCases where reached.contains(affinity) {
+                code.place(affinityLabels[affinity]!)
+                code.alu(.move, .r3, 0)
+                code.load(.word, .r4, from: .frame, offset: frameBase + 26)
+                code.fromBigEndian(.r4, bits: 32)
+                code.load(.r1, 0x0000_FFFF_0000_0000)  // IPv4-mapped
+                code.alu(.or, .r4, .r1)
+                if affinity == .network { code.alu(.and, .r4, -256) }  // the client's /24
+                clientPort(&code, affinity, offset: frameBase + 34)
+                code.jump(to: hash)
+            }
+        } else {
+            code.jump(if: .r7, .notEqual, 0x86DD, to: drop)
+            code.load(.byte, .r8, from: .frame, offset: frameBase + 20)
+            let notSolicitation = code.newLabel()
+            code.jump(if: .r8, .notEqual, Int32(IPProtocol.icmpv6.rawValue), to: notSolicitation)
+            code.load(.byte, .r1, from: .frame, offset: frameBase + 54)
+            code.jump(if: .r1, .equal, 135, to: pass)
+            code.place(notSolicitation)
+            checkReceiveMAC(&code, shape.receiveMAC, else: drop)
+            for (index, word) in [shape.vip.high, shape.vip.low].enumerated() {
+                code.load(.double, .r1, from: .frame, offset: frameBase + 38 + Int16(index * 8))
+                code.load(.r2, word.bigEndian)
+                code.jump(if: .r1, .notEqual, .r2, to: drop)
+            }
+            code.load(.half, .r9, from: .frame, offset: frameBase + 56)
+            code.fromBigEndian(.r9, bits: 16)
+            matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
+
+            for affinity in Affinity.allCases where reached.contains(affinity) {
+                code.place(affinityLabels[affinity]!)
+                code.load(.double, .r3, from: .frame, offset: frameBase + 22)
+                code.fromBigEndian(.r3, bits: 64)
+                if affinity == .network {
+                    code.alu(.move, .r4, 0)  // the client's /64
+                } else {
+                    code.load(.double, .r4, from: .frame, offset: frameBase + 30)
+                    code.fromBigEndian(.r4, bits: 64)
+                }
+                clientPort(&code, affinity, offset: frameBase + 54)
+                code.jump(to: hash)
+            }
+        }
+
+        // r0 = VH1(seed; r3, r4, r5) & (B - 1), kept in r7 across the map lookup.
+        code.place(hash)
+        code.load(.r0, shape.seed)
+        for word in [BPFRegister.r3, .r4, .r5] { step(&code, word) }
+        code.alu(.and, .r0, Int32(shape.bucketCount - 1))
+        code.alu(.move, .r7, .r0)
+        code.alu(.move, .r1, 0)
+        code.store(.word, .r1, to: .frame, offset: keySlot)
+        code.loadMap(.r1, fileDescriptor: map)
+        code.alu(.move, .r2, .frame)
+        code.alu(.add, .r2, Int32(keySlot))
+        code.call(.mapLookupElement)
+        code.jump(if: .r0, .equal, 0, to: pass)
+        code.alu(.move, .r1, .r7)
+        code.alu(.rightShift, .r1, 3)
+        let tcpBits = code.newLabel()
+        code.jump(if: .r8, .equal, Int32(IPProtocol.tcp.rawValue), to: tcpBits)
+        code.alu(.add, .r1, Int32(bitBytes(shape.bucketCount)))
+        code.place(tcpBits)
+        code.alu(.add, .r1, .r0)
+        code.load(.byte, .r1, from: .r1, offset: bitsOffset)
+        code.alu(.move, .r2, .r7)
+        code.alu(.and, .r2, 7)
+        code.alu(.rightShift, .r1, .r2)
+        code.alu(.and, .r1, 1)
+        code.alu(.move, .r2, 1)
+        let other = code.newLabel()
+        code.jump(if: .r1, .equal, 0, to: other)
+        code.atomicAdd(.r2, to: .r0, offset: passedOffset)
+        code.jump(to: pass)
+        code.place(other)
+        code.atomicAdd(.r2, to: .r0, offset: droppedOffset)
+
+        code.place(drop)
+        code.alu(.move, .r0, 0)
+        code.exit()
+        code.place(pass)
+        code.alu(.move, .r0, keep)
+        code.exit()
+        return code.finished()
+    }
+
+    /// Bytes of one protocol's bucket bits.
+    static func bitBytes(_ bucketCount: Int) -> Int { max(1, bucketCount / 8) }
+
+    /// `bpf_skb_load_bytes_relative(skb, offset, fp + stack, count, BPF_HDR_START_MAC)`: r0 is 0 when it read them.
+    private static func loadBytes(_ code: inout BPFAssembler, at offset: Int32, count: Int32, to stack: Int16) {
+        code.alu(.move, .r1, .r6)
+        code.alu(.move, .r2, offset)
+        code.alu(.move, .r3, .frame)
+        code.alu(.add, .r3, Int32(stack))
+        code.alu(.move, .r4, count)
+        code.alu(.move, .r5, 0)
+        code.call(.loadBytesRelative)
+    }
+
+    /// The destination MAC, three big-endian halves, against `mac`.
+    private static func checkReceiveMAC(
+        _ code: inout BPFAssembler, _ mac: UInt64, else drop: BPFAssembler.Label
+    ) {
+        for half in 0..<3 {
+            code.load(.half, .r1, from: .frame, offset: frameBase + Int16(half * 2))
+            code.fromBigEndian(.r1, bits: 16)
+            code.jump(if: .r1, .notEqual, Int32(mac >> (32 - 16 * half) & 0xFFFF), to: drop)
+        }
+    }
+
+    /// The port rules in order (protocol in r8, server port in r9): the first that matches sends the frame to its
+    /// affinity's hash, or (`single`, `drop`) to the engine; none: the default affinity.
+    private static func matchRules(
+        _ code: inout BPFAssembler, _ shape: BucketFilterShape, pass: BPFAssembler.Label,
+        labels: [Affinity: BPFAssembler.Label], reached: inout Set<Affinity>
+    ) {
+        func label(_ affinity: Affinity) -> BPFAssembler.Label {
+            reached.insert(affinity)
+            return labels[affinity]!
+        }
+        let transport = code.newLabel()
+        code.jump(if: .r8, .equal, Int32(IPProtocol.tcp.rawValue), to: transport)
+        code.jump(if: .r8, .notEqual, Int32(IPProtocol.udp.rawValue), to: pass)
+        code.place(transport)
+        for rule in shape.rules {
+            let next = code.newLabel(), matched = code.newLabel()
+            if let proto = rule.proto { code.jump(if: .r8, .notEqual, Int32(proto.rawValue), to: next) }
+            if !rule.ports.isEmpty {
+                for range in rule.ports {
+                    let nextRange = code.newLabel()
+                    code.jump(if: .r9, .less, Int32(range.lowerBound), to: nextRange)
+                    code.jump(if: .r9, .lessOrEqual, Int32(range.upperBound), to: matched)
+                    code.place(nextRange)
+                }
+                code.jump(to: next)
+            }
+            code.place(matched)
+            code.jump(to: rule.affinity.map(label) ?? pass)
+            code.place(next)
+        }
+        code.jump(to: label(shape.defaultAffinity))
+    }
+
+    /// r5 = the client port (big-endian at `offset` on the stack) under `none`, else 0.
+    private static func clientPort(_ code: inout BPFAssembler, _ affinity: Affinity, offset: Int16) {
+        guard affinity == .none else {
+            code.alu(.move, .r5, 0)
+            return
+        }
+        code.load(.half, .r5, from: .frame, offset: offset)
+        code.fromBigEndian(.r5, bits: 16)
+    }
+
+    /// One VH1 step on r0 with `word`: r0 = fmix64((r0 ^ word) + stepConstant), r1 and r2 scratch.
+    private static func step(_ code: inout BPFAssembler, _ word: BPFRegister) {
+        code.alu(.xor, .r0, word)
+        code.load(.r1, FlowHash.stepConstant)
+        code.alu(.add, .r0, .r1)
+        for multiplier: UInt64 in [0xFF51_AFD7_ED55_8CCD, 0xC4CE_B9FE_1A85_EC53] {
+            xorShift(&code)
+            code.load(.r2, multiplier)
+            code.alu(.mul, .r0, .r2)
+        }
+        xorShift(&code)
+    }
+
+    /// r0 ^= r0 >> 33.
+    private static func xorShift(_ code: inout BPFAssembler) {
+        code.alu(.move, .r1, .r0)
+        code.alu(.rightShift, .r1, 33)
+        code.alu(.xor, .r0, .r1)
+    }
+}

@@ -1,0 +1,209 @@
+import Glibc
+import Hashing
+import Testing
+
+@testable import TapEngine
+
+/// The prefilter, run by the kernel (`BPF_PROG_TEST_RUN`) against the Swift code it must agree with: the bucket of
+/// every random flow (`Affinity.bucketHash` and the table), and for every kind of frame, never a drop of one the
+/// engine would take. Needs root (CAP_BPF), as CI has.
+@Suite(.enabled(if: getuid() == 0, "loading eBPF programs needs root"))
+struct BucketPrefilterTests {
+    static let vmac: UInt64 = 0x0242_C612_0064
+    static let clientMAC: UInt64 = 0x0200_0000_0107
+    static let seed = FarmSeed(farmName: "web")
+
+    /// Node 1 of three in flood mode, with a few buckets in a handover each way.
+    static func state(
+        vip: IPAddress, affinity: Affinity, rules: [PortRule] = [], bucketCount: Int = 4096,
+        random: inout SeededGenerator
+    ) -> EngineState {
+        let view = try! MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!, NodeID(3)!])
+        let table = try! TableBuilder(seed: seed, bucketCount: bucketCount).build(view, generation: 1)
+        var taking = [Bool](repeating: false, count: bucketCount)
+        var giving = taking
+        for bucket in 0..<bucketCount {
+            taking[bucket] = random.next() % 50 == 0
+            giving[bucket] = random.next() % 50 == 0
+        }
+        return EngineState(
+            generation: 1, node: NodeID(1)!, seed: seed, vip: vip, virtualMAC: vmac, table: table, rules: rules,
+            defaultAffinity: affinity, delivery: .flood, isARPLeader: true, handoverBuckets: taking,
+            releasedBuckets: giving)
+    }
+
+    static func prefilter(for state: EngineState) throws -> BucketPrefilter {
+        let filter = try BucketPrefilter(shape: BucketFilterShape(state: state, receiveMAC: vmac))
+        filter.pass(BucketPrefilter.buckets(for: state))
+        return filter
+    }
+
+    static func randomClient(like vip: IPAddress, _ random: inout SeededGenerator) -> IPAddress {
+        vip.isIPv4
+            ? IPAddress(ipv4: UInt32.random(in: 0...UInt32.max, using: &random))
+            : IPAddress(high: UInt64.random(in: 0...UInt64.max, using: &random), low: .random(in: 0...UInt64.max, using: &random))
+    }
+
+    /// A million random TCP and UDP flows over both families and the three affinities: the filter passes exactly
+    /// those whose bucket the node needs (for TCP, its buckets and those it released; for UDP, its own).
+    @Test func theKernelPutsEveryFlowInTheBucketSwiftDoes() throws {
+        var random = SeededGenerator(seed: 19)
+        var checked = 0
+        for vip in [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!] {
+            for affinity in Affinity.allCases {
+                let state = Self.state(vip: vip, affinity: affinity, random: &random)
+                let filter = try Self.prefilter(for: state)
+                let needed = BucketPrefilter.buckets(for: state)
+                var mismatches: [String] = []
+                let flows = vip.isIPv4 && affinity == .none ? 500_000 : 100_000
+                for _ in 0..<flows {
+                    let client = Self.randomClient(like: vip, &random)
+                    let port = UInt16.random(in: 1...65535, using: &random)
+                    let serverPort = UInt16.random(in: 1...65535, using: &random)
+                    let isTCP = Bool.random(using: &random)
+                    let bytes =
+                        isTCP
+                        ? PacketBuilder.tcp(
+                            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                            sourcePort: port, destinationPort: serverPort, flags: 0x10)
+                        : PacketBuilder.udp(
+                            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                            sourcePort: port, destinationPort: serverPort, payload: [1, 2, 3])
+                    let key = DeciderTests.frame(bytes).key
+                    let bucket = state.table.bucket(
+                        ofHash: affinity.bucketHash(of: key, isFragment: false, seed: Self.seed))
+                    let verdict = filter.verdict(of: bytes)
+                    let passes = isTCP ? needed.tcp[bucket] : needed.udp[bucket]
+                    if verdict != (passes ? UInt32(KernelFilter.snapshotLength) : 0), mismatches.count < 5 {
+                        mismatches.append("\(key) bucket \(bucket): \(verdict.map(String.init) ?? "no run")")
+                    }
+                    checked += 1
+                }
+                #expect(mismatches.isEmpty, "\(vip) \(affinity): \(mismatches)")
+                let counts = filter.counts
+                #expect(counts.passed + counts.dropped == UInt64(flows))
+            }
+        }
+        #expect(checked == 1_000_000)
+    }
+
+    /// Every other kind of frame: what the classic filter refuses stays out, what the filter cannot decide goes to
+    /// the engine, and nothing the engine would deliver, forward or answer is dropped.
+    @Test func framesTheFilterCannotDecideReachTheEngine() throws {
+        var random = SeededGenerator(seed: 7)
+        let vip = IPAddress("198.18.0.100")!
+        let client = IPAddress("198.18.1.7")!
+        let rules = [
+            PortRule(proto: .udp, ports: [53...53], mode: .single(owner: NodeID(2)!)),
+            PortRule(proto: .tcp, ports: [25...25], mode: .drop),
+            PortRule(proto: nil, ports: [440...450, 8443...8443], mode: .balanced(.single)),
+        ]
+        let state = Self.state(vip: vip, affinity: .none, rules: rules, random: &random)
+        let filter = try Self.prefilter(for: state)
+        func tcp(to destination: IPAddress = vip, mac: UInt64 = Self.vmac, port: UInt16, serverPort: UInt16 = 80) -> [UInt8] {
+            PacketBuilder.tcp(
+                destinationMAC: mac, sourceMAC: Self.clientMAC, source: client, destination: destination,
+                sourcePort: port, destinationPort: serverPort, flags: 0x10)
+        }
+        let notMine = (1000...).lazy.map { UInt16($0) }.first { port in
+            let key = DeciderTests.frame(tcp(port: port)).key
+            return !BucketPrefilter.buckets(for: state).tcp[
+                state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))]
+        }!
+        let ip = { (number: UInt8, payload: [UInt8], fragment: UInt16, options: [UInt8]) in
+            PacketBuilder.ip(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                protocol: number, payload: payload, fragment: fragment, options: options)
+        }
+        let segment = Array(tcp(port: notMine).dropFirst(34))
+        let passes: [(String, [UInt8])] = [
+            ("an ARP request for the VIP", arp(operation: 1, target: vip)),
+            ("a later fragment", ip(6, segment, 0x0010, [])),
+            ("a first fragment", ip(6, segment, 0x2000, [])),
+            ("IPv4 options", ip(6, segment, 0, [1, 1, 1, 1])),
+            ("ICMP", ip(1, [8, 0, 0, 0, 0, 1, 0, 1], 0, [])),
+            ("another protocol", ip(47, [0, 0, 0, 0], 0, [])),
+            ("a single rule's port", udp(port: notMine, serverPort: 53)),
+            ("a drop rule's port", tcp(port: notMine, serverPort: 25)),
+            ("a frame too short to decide", Array(tcp(port: notMine).prefix(36))),
+        ]
+        for (what, bytes) in passes {
+            #expect(filter.verdict(of: bytes) == UInt32(KernelFilter.snapshotLength), "\(what)")
+        }
+        let drops: [(String, [UInt8])] = [
+            ("another node's bucket", tcp(port: notMine)),
+            ("another MAC", tcp(mac: 0x0200_0000_0009, port: notMine)),
+            ("another address", tcp(to: IPAddress("198.18.0.101")!, port: notMine)),
+            ("an ARP request for another address", arp(operation: 1, target: IPAddress("198.18.0.101")!)),
+            ("an ARP reply", arp(operation: 2, target: vip)),
+            ("IPv6 to an IPv4 VIP", tcp(to: IPAddress("2001:db8::100")!, port: notMine)),
+        ]
+        for (what, bytes) in drops {
+            #expect(filter.verdict(of: bytes) == 0, "\(what)")
+        }
+        // A balanced rule with its own affinity: by the client address alone, on every port of its ranges.
+        for serverPort: UInt16 in [440, 445, 450, 8443] {
+            let bytes = tcp(port: notMine, serverPort: serverPort)
+            let bucket = state.table.bucket(
+                ofHash: Affinity.single.bucketHash(of: DeciderTests.frame(bytes).key, isFragment: false, seed: Self.seed))
+            let expected = BucketPrefilter.buckets(for: state).tcp[bucket] ? UInt32(KernelFilter.snapshotLength) : 0
+            #expect(filter.verdict(of: bytes) == expected, "port \(serverPort)")
+        }
+        // A bucket this node released: its TCP frames reach the flow table, its datagrams are another node's.
+        let released = (0..<state.table.count).first {
+            state.releasedBuckets[$0] && state.table.owner(ofBucket: $0) != state.node
+        }!
+        let port = (1000...).lazy.map { UInt16($0) }.first { port in
+            let key = DeciderTests.frame(udp(port: port, serverPort: 80)).key
+            return state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))
+                == released
+        }!
+        #expect(filter.verdict(of: tcp(port: port)) == UInt32(KernelFilter.snapshotLength))
+        #expect(filter.verdict(of: udp(port: port, serverPort: 80)) == 0)
+
+        // Whatever it drops, the engine would have dropped too.
+        var flows = DeciderTests.flows()
+        for (what, bytes) in passes + drops where filter.verdict(of: bytes) == 0 {
+            guard case .frame(let frame) = bytes.withUnsafeBytes({ FrameParser.parse($0) }) else { continue }
+            let verdict = Decider.decide(frame, state: state, flows: &flows, now: 0)
+            #expect(verdict.isDrop, "\(what): \(verdict)")
+        }
+
+        func udp(port: UInt16, serverPort: UInt16) -> [UInt8] {
+            PacketBuilder.udp(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                sourcePort: port, destinationPort: serverPort, payload: [])
+        }
+        func arp(operation: UInt16, target: IPAddress) -> [UInt8] {
+            PacketBuilder.arp(
+                operation: operation, ethernetSource: Self.clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
+                senderMAC: Self.clientMAC, senderIP: client.ipv4Value!, targetMAC: 0, targetIP: target.ipv4Value!)
+        }
+    }
+
+    /// An IPv6 VIP: neighbour solicitations pass whatever their address (the engine answers those for the VIP).
+    @Test func neighbourSolicitationsReachTheEngine() throws {
+        var random = SeededGenerator(seed: 3)
+        let vip = IPAddress("2001:db8::100")!
+        let filter = try Self.prefilter(for: Self.state(vip: vip, affinity: .none, random: &random))
+        let solicitation = PacketBuilder.ip(
+            destinationMAC: 0x3333_FF00_0100, sourceMAC: Self.clientMAC, source: IPAddress("2001:db8::7")!,
+            destination: IPAddress("ff02::1:ff00:100")!, protocol: 58, payload: [135, 0, 0, 0, 0, 0, 0, 0] + vip.bytes)
+        #expect(filter.verdict(of: solicitation) == UInt32(KernelFilter.snapshotLength))
+    }
+
+    /// Another mode: every bucket passes (a director forwards them all).
+    @Test func aDirectorSeesEveryBucket() {
+        var random = SeededGenerator(seed: 5)
+        var state = Self.state(vip: IPAddress("198.18.0.100")!, affinity: .none, random: &random)
+        state.delivery = .directed
+        #expect(BucketPrefilter.buckets(for: state) == .all(state.table.count))
+    }
+}
+
+extension Verdict {
+    var isDrop: Bool {
+        if case .drop = self { return true }
+        return false
+    }
+}
