@@ -13,6 +13,8 @@ public final class VirtualFarm {
         public var vip = "198.18.0.100"
         public var heartbeatIntervalMilliseconds = 10
         public var deadAfter = 3
+        /// `node.prefilter` of every node.
+        public var prefilter = true
         /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
         public var extraConfig: [Int: String] = [:]
         /// The nodes that start with the farm; the others can be started later (a join).
@@ -129,7 +131,8 @@ public final class VirtualFarm {
               key_file: \(directory)/key
               heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
               dead_after: \(options.deadAfter)\(options.witness.map { "\n  witness: \($0)" } ?? "")
-            node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address) }
+            node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address)\
+            \(options.prefilter ? "" : ", prefilter: off") }
             control_socket: \(socketPath(server.number))
             peers:
             \(peers)

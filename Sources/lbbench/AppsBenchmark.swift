@@ -8,6 +8,8 @@ import Testbed
 /// one server's lbnode is killed.
 struct AppsBenchmark {
     var deliveries: [String]
+    /// Each delivery mode with the prefilter on, off, or both one after the other.
+    var prefilterSettings: [Bool] = [true]
     var seconds: Int
     var repetitions: Int
     var connections: Int
@@ -20,55 +22,65 @@ struct AppsBenchmark {
     func run() throws -> AppsReport {
         var report = AppsReport(
             seconds: seconds, connections: connections, udpBitsPerSecond: udpBitsPerSecond, victim: Self.victim)
-        for delivery in deliveries {
-            let farm = try VirtualFarm(VirtualFarm.Options(delivery: delivery, realApplications: true))
-            defer { farm.stop() }
-            let everyone = farm.testbed.servers.map(\.number)
-            guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
-                throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
+        for mode in deliveries {
+            for prefilter in prefilterSettings {
+                try measure(mode, prefilter: prefilter, into: &report)
             }
-            let client = farm.testbed.clients[0].namespace
-            let targets = [
-                (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\(farm.testbed.servers[0].address.address)"),
-            ]
-            for repetition in 1...repetitions {
-                // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
-                for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
-                    let (web, webCPU) = try measuringCPU(of: farm) {
-                        try Wrk.run(in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
-                    }
-                    report.web.append(
-                        .init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: webCPU))
-                    progress("\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk \(Self.summary(web))")
-                    let latency = try RequestLatency.measure(in: client, address: IPAddress(address)!)
-                    report.latency.append(
-                        .init(delivery: delivery, path: path, repetition: repetition, result: latency))
-                    progress(
-                        "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): one request at a time "
-                            + String(format: "median %.0f µs, p99 %.0f µs", latency.medianMicroseconds,
-                                latency.p99Microseconds))
-                    for test in AppsReport.BulkTest.allCases {
-                        let (result, cpu) = try measuringCPU(of: farm) {
-                            try Iperf3.run(
-                                in: client, server: address, seconds: seconds, download: test == .tcpDownload,
-                                udpBitsPerSecond: test == .udp ? udpBitsPerSecond : nil)
-                        }
-                        report.bulk.append(
-                            .init(
-                                delivery: delivery, test: test, path: path, repetition: repetition, result: result,
-                                cpu: cpu))
-                        progress(
-                            "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): iperf3 \(test.rawValue) "
-                                + String(format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
-                                    result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
-                    }
-                }
-            }
-            let kill = try killDuringLoad(farm, delivery: delivery)
-            report.kills.append(kill)
-            progress("\(delivery): wrk while node \(Self.victim) is killed: \(Self.summary(kill.result))")
         }
         return report
+    }
+
+    /// One farm: the tests through the VIP and direct, then the kill; reported as `delivery` (", prefilter off").
+    private func measure(_ mode: String, prefilter: Bool, into report: inout AppsReport) throws {
+        let delivery = prefilter ? mode : "\(mode), prefilter off"
+        var options = VirtualFarm.Options(delivery: mode, realApplications: true)
+        options.prefilter = prefilter
+        let farm = try VirtualFarm(options)
+        defer { farm.stop() }
+        let everyone = farm.testbed.servers.map(\.number)
+        guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
+            throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
+        }
+        let client = farm.testbed.clients[0].namespace
+        let targets = [
+            (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\(farm.testbed.servers[0].address.address)"),
+        ]
+        for repetition in 1...repetitions {
+            // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
+            for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
+                let (web, webCPU) = try measuringCPU(of: farm) {
+                    try Wrk.run(in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
+                }
+                report.web.append(
+                    .init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: webCPU))
+                progress("\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk \(Self.summary(web))")
+                let latency = try RequestLatency.measure(in: client, address: IPAddress(address)!)
+                report.latency.append(
+                    .init(delivery: delivery, path: path, repetition: repetition, result: latency))
+                progress(
+                    "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): one request at a time "
+                        + String(format: "median %.0f µs, p99 %.0f µs", latency.medianMicroseconds,
+                            latency.p99Microseconds))
+                for test in AppsReport.BulkTest.allCases {
+                    let (result, cpu) = try measuringCPU(of: farm) {
+                        try Iperf3.run(
+                            in: client, server: address, seconds: seconds, download: test == .tcpDownload,
+                            udpBitsPerSecond: test == .udp ? udpBitsPerSecond : nil)
+                    }
+                    report.bulk.append(
+                        .init(
+                            delivery: delivery, test: test, path: path, repetition: repetition, result: result,
+                            cpu: cpu))
+                    progress(
+                        "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): iperf3 \(test.rawValue) "
+                            + String(format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
+                                result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
+                }
+            }
+        }
+        let kill = try killDuringLoad(farm, delivery: delivery)
+        report.kills.append(kill)
+        progress("\(delivery): wrk while node \(Self.victim) is killed: \(Self.summary(kill.result))")
     }
 
     /// "41135 req/s, p99 1.38 ms, 0 errors".

@@ -21,6 +21,9 @@ struct AppsCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Delivery modes to measure (directed, flood).")
     var deliveries = ["directed", "flood"]
 
+    @Option(help: "The nodes' bucket prefilter: on, off, or both (each delivery mode measured with and without it).")
+    var prefilter = "on"
+
     @Option(help: "Seconds per client run (the kill test runs twice as long).")
     var seconds = 5
 
@@ -38,6 +41,7 @@ struct AppsCommand: ParsableCommand {
     func validate() throws {
         guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
         for delivery in deliveries { try DeliveryOption.validate(delivery, option: "--deliveries") }
+        guard ["on", "off", "both"].contains(prefilter) else { throw ValidationError("--prefilter takes on, off or both") }
         guard (1...120).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 120") }
         guard (1...20).contains(repetitions) else { throw ValidationError("--repeat must be from 1 to 20") }
         guard (1...4096).contains(connections) else { throw ValidationError("--connections must be from 1 to 4096") }
@@ -48,7 +52,8 @@ struct AppsCommand: ParsableCommand {
         try requireRoot()
         warnAboutLeftovers()
         let benchmark = AppsBenchmark(
-            deliveries: deliveries, seconds: seconds, repetitions: repetitions, connections: connections,
+            deliveries: deliveries, prefilterSettings: prefilter == "both" ? [true, false] : [prefilter == "on"],
+            seconds: seconds, repetitions: repetitions, connections: connections,
             udpBitsPerSecond: udpMbits * 1_000_000
         ) { line in FileHandle.standardError.write(Data("lbbench apps: \(line)\n".utf8)) }
         let report = try benchmark.run()

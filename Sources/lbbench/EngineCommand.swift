@@ -9,9 +9,11 @@ struct EngineCommand: ParsableCommand {
         discussion: """
             Builds a fresh testbed per path (a client, a switch, two servers with a UDP sink each) and sends 64-byte \
             UDP frames from many client flows to the VIP's MAC with sendmmsg: first with nothing accepting them \
-            (baseline), then through vipfarm's engine, then through an nftables netdev ingress jhash split. Prints \
-            offered and delivered packets per second, per-server counts, loss, machine CPU and the extra CPU per \
-            delivered packet over the baseline, and the engine's drops by reason. Each rate is one trial per path.
+            (baseline), then through vipfarm's engine (with its bucket prefilter, without it, and with one TAP \
+            write per frame), then through an nftables netdev ingress jhash split. Prints offered and delivered \
+            packets per second, per-server counts, loss, machine CPU and the extra CPU per delivered packet over the \
+            baseline, the share of the frames each engine's ring took, and the engine's drops by reason. Each rate is \
+            one trial per path. Then the drain: a stopped engine's ring filled, and how fast one engine empties it.
             """
     )
 
