@@ -36,6 +36,9 @@
 // The calling thread's ID (glibc's gettid() is hidden behind _GNU_SOURCE).
 static inline int vipfarm_thread_id(void) { return (int)syscall(SYS_gettid); }
 
+// Names the calling thread (15 characters at most) for ps, top and perf; prctl is variadic.
+static inline int vipfarm_name_thread(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
 // --- TUN/TAP: TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ and TUNSETOFFLOAD are function-like macros. ---
 
 // Attaches a descriptor of /dev/net/tun to the TAP device `name`, creating it if it does not exist. With

@@ -1,3 +1,4 @@
+import CKernel
 import Foundation
 import Hashing
 import Synchronization
@@ -126,6 +127,7 @@ public final class Engine: @unchecked Sendable {
     /// Starts the engine thread.
     public func start() {
         let thread = Thread { [self] in
+            _ = vipfarm_name_thread("vipfarm-engine")  // Foundation's name stays its own on Linux
             run()
             finished.signal()
         }

@@ -14,6 +14,8 @@ struct AppsBenchmark {
     var repetitions: Int
     var connections: Int
     var udpBitsPerSecond: Int
+    /// Profile the machine (perf) during the first wrk run of each path, keeping the recordings here.
+    var profileDirectory: String? = nil
     var progress: (String) -> Void
 
     /// The server whose lbnode the kill test ends.
@@ -48,8 +50,17 @@ struct AppsBenchmark {
         for repetition in 1...repetitions {
             // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
             for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
+                let label = "\(delivery)-\(path.rawValue)".replacingOccurrences(of: ", ", with: "-")
+                    .replacingOccurrences(of: " ", with: "-")
+                let recording = try profileDirectory.flatMap { directory in
+                    repetition == 1 ? try SystemProfile.start(seconds: seconds, directory: directory, label: label) : nil
+                }
                 let (web, webCPU) = try measuringCPU(of: farm) {
                     try Wrk.run(in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
+                }
+                if let recording {
+                    let profile = try recording.finish(requests: web.requests)
+                    report.profiles = (report.profiles ?? []) + [.init(delivery: delivery, path: path, profile: profile)]
                 }
                 report.web.append(
                     .init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: webCPU))

@@ -24,6 +24,12 @@ struct AppsCommand: ParsableCommand {
     @Option(help: "The nodes' bucket prefilter: on, off, or both (each delivery mode measured with and without it).")
     var prefilter = "on"
 
+    @Option(
+        help: ArgumentHelp(
+            "Profile the machine with perf during the first wrk run of each path; keep the recordings here.",
+            valueName: "directory"))
+    var profile: String?
+
     @Option(help: "Seconds per client run (the kill test runs twice as long).")
     var seconds = 5
 
@@ -54,7 +60,7 @@ struct AppsCommand: ParsableCommand {
         let benchmark = AppsBenchmark(
             deliveries: deliveries, prefilterSettings: prefilter == "both" ? [true, false] : [prefilter == "on"],
             seconds: seconds, repetitions: repetitions, connections: connections,
-            udpBitsPerSecond: udpMbits * 1_000_000
+            udpBitsPerSecond: udpMbits * 1_000_000, profileDirectory: profile
         ) { line in FileHandle.standardError.write(Data("lbbench apps: \(line)\n".utf8)) }
         let report = try benchmark.run()
         try output.emit(

@@ -67,6 +67,14 @@ struct AppsReport: Codable {
     var latency: [Latency] = []
     var bulk: [Bulk] = []
     var kills: [Kill] = []
+    /// `--profile`: the machine during the first wrk run of each path.
+    var profiles: [Profiled]? = nil
+
+    struct Profiled: Codable {
+        var delivery: String
+        var path: Path
+        var profile: SystemProfile
+    }
 
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
@@ -167,6 +175,31 @@ struct AppsReport: Codable {
                         + (kill.survivorsAgreed ? "" : "; survivors did not agree on a view"), "-", "-",
                 ])
             }
+        }
+        guard let profiles, !profiles.isEmpty else { return table.rendered }
+        return table.rendered + "\n\n" + Self.profileTable(profiles)
+    }
+
+    /// Per path: what a request cost the machine, where its time went, and the engine's heaviest functions.
+    static func profileTable(_ profiles: [Profiled]) -> String {
+        var table = TextTable(
+            title: "Where the time goes: the machine during wrk (perf, every CPU, idle excluded)",
+            header: [
+                "delivery", "path", "switches/req", "syscalls/req", "CPU µs/req", "kernel %", "busy time by thread",
+                "engine thread's top functions",
+            ])
+        let f = { (value: Double) in String(format: "%.1f", value) }
+        for item in profiles {
+            let profile = item.profile
+            let threads = profile.busyShareByThread.sorted { $0.value > $1.value }.prefix(6)
+                .map { "\($0.key) \(f($0.value))" }.joined(separator: ", ")
+            let functions = profile.engineTopFunctions.prefix(5).map { "\($0.name) \(f($0.percent))" }
+                .joined(separator: ", ")
+            table.add([
+                item.delivery, item.path.rawValue, f(profile.contextSwitchesPerRequest),
+                f(profile.systemCallsPerRequest), f(profile.cpuMicrosecondsPerRequest), f(profile.kernelShare),
+                threads, functions.isEmpty ? "-" : functions,
+            ])
         }
         return table.rendered
     }
