@@ -5,7 +5,7 @@
 
 SWIFT ?= swift
 # Debian packages: the C libraries (found by pkg-config) and the tools the testbed and benchmarks use.
-DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev liburing-dev iproute2 nftables keepalived ethtool nginx-light iperf3 wrk python3 systemd binutils
+DEB_PACKAGES := pkg-config libpcap-dev libnl-3-dev libnl-route-3-dev liburing-dev iproute2 nftables keepalived ethtool nginx-light iperf3 wrk python3 systemd binutils linux-perf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup build release test demo bench bench-hash clean install deb deb-check
