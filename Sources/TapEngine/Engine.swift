@@ -62,7 +62,8 @@ public final class Engine: @unchecked Sendable {
     private var leaseChecked = false
     private let responder = Responder()
     private let clockStart = ContinuousClock.now
-    /// The ring's socket, where the prefilter is attached (nil: no prefilter), and the MAC the ring receives.
+    /// The ring's socket, where the prefilter is attached (nil: no prefilter), the prefilter, and the MAC the ring
+    /// receives (the prefilter checks it as the classic filter does).
     private var prefilterSocket: Int32?
     private var prefilter: BucketPrefilter?
     private var receiveMAC: UInt64 { state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC }
@@ -271,9 +272,9 @@ public final class Engine: @unchecked Sendable {
             prefilter = replacement
             shared.withLock { $0.prefilter = PrefilterStatus(running: true, reason: nil, passed: 0, dropped: 0) }
         } catch {
-            prefilter?.pass(.all(prefilter!.shape.bucketCount))
-            let running = prefilter != nil
-            shared.withLock { $0.prefilter.running = running; $0.prefilter.reason = "\(error)" }
+            // The program in place (if any) was built for other rules: it lets everything by from now on.
+            if let prefilter { prefilter.pass(.all(prefilter.shape.bucketCount)) }
+            shared.withLock { $0.prefilter.running = false; $0.prefilter.reason = "\(error)" }
         }
     }
 

@@ -152,9 +152,9 @@ final class RingPort: PacketPort {
         copied.deallocate()
     }
 
-    private static func set<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ option: Int32, _ value: inout T, _ operation: String)
-        throws(SystemCallError)
-    {
+    private static func set<T: BitwiseCopyable>(
+        _ fd: Int32, _ level: Int32, _ option: Int32, _ value: inout T, _ operation: String
+    ) throws(SystemCallError) {
         guard setsockopt(fd, level, option, &value, socklen_t(MemoryLayout<T>.size)) == 0 else {
             throw SystemCallError("setsockopt", operation)
         }

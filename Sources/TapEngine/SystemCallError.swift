@@ -15,7 +15,8 @@ public struct SystemCallError: Error, CustomStringConvertible, Equatable {
     }
 
     public var description: String {
-        let hint = errno == EPERM || errno == EACCES ? " (needs CAP_NET_ADMIN/CAP_NET_RAW: run as root)" : ""
+        let capabilities = function.hasPrefix("bpf") ? "CAP_BPF" : "CAP_NET_ADMIN/CAP_NET_RAW"
+        let hint = errno == EPERM || errno == EACCES ? " (needs \(capabilities): run as root)" : ""
         return "\(operation): \(function): \(String(cString: strerror(errno)))\(hint)"
     }
 }

@@ -72,7 +72,8 @@ struct StatusCommand: ParsableCommand {
         lines.append(
             status.prefilterRunning
                 ? "  prefilter: kept \(status.prefilterDropped) frames of other nodes' buckets out of the ring, let "
-                    + "\(status.prefilterPassed) in" + (status.prefilterReason.map { " (\($0))" } ?? "")
+                    + "\(status.prefilterPassed) in"
+                    + (status.delivery == "flood" ? "" : " (in \(status.delivery) delivery every bucket passes)")
                 : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")")
         lines.append(
             "  received with offload metadata: "

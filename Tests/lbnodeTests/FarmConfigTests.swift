@@ -65,7 +65,26 @@ struct FarmConfigTests {
         #expect(config.farm.buckets == 4096)
         #expect(config.farm.table == .balanced)
         #expect(config.node.weight == 100)
+        #expect(config.node.prefilter)
         #expect(config.peers.isEmpty && config.rules.isEmpty && config.checkers.isEmpty)
+    }
+
+    /// `node.prefilter` is on or off, and nothing else; turning it off needs a restart.
+    @Test func thePrefilterIsOnOrOff() throws {
+        func node(_ value: String) -> String {
+            """
+            farm: { name: db, vip: 198.18.0.100, key_file: /k }
+            node: { id: 7, interface: eth1, address: 198.18.0.7, prefilter: \(value) }
+            """
+        }
+        let off = try FarmConfig.parse(node("off"), file: "db.yaml")
+        #expect(!off.node.prefilter)
+        #expect(try FarmConfig.parse(node("on"), file: "db.yaml").firstFixedChange(to: off) == "node (other than weight)")
+        #expect {
+            try FarmConfig.parse(node("maybe"), file: "db.yaml")
+        } throws: { error in
+            "\(error)".contains("db.yaml:2: node.prefilter: must be on or off")
+        }
     }
 
     @Test func autoDeliveryIsProbedAtStart() throws {
