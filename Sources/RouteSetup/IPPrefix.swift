@@ -51,7 +51,7 @@ public struct IPPrefix: Hashable, Sendable, TextCodable {
     public var address: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         _ = inet_ntop(family, bytes, &text, socklen_t(text.count))
-        return String(cString: text)
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// `address/prefixLength`.

@@ -36,6 +36,7 @@ struct ScratchNamespace {
     }
 
     /// Runs `body` inside the namespace; `SetupError`s pass through.
+    @discardableResult
     func runSetup<T>(_ body: () throws(SetupError) -> T) throws -> T {
         let result: Result<T, SetupError> = try namespace.run { () throws(NetlinkError) in
             Result { () throws(SetupError) in try body() }

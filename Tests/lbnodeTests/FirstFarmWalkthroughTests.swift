@@ -179,7 +179,7 @@ final class Walkthrough {
     func process(_ command: String, on target: Int?, log: String? = nil) -> Process {
         let process = Process()
         if let log {
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardOutput = FileHandle(forWritingAtPath: log)
             process.standardError = process.standardOutput
         } else {
