@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -35,6 +36,17 @@
 
 // The calling thread's ID (glibc's gettid() is hidden behind _GNU_SOURCE).
 static inline int vipfarm_thread_id(void) { return (int)syscall(SYS_gettid); }
+
+// An eventfd that wakes a thread waiting in poll: created non-blocking; a wake adds one, a clear reads it back to 0.
+static inline int vipfarm_wake_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+static inline void vipfarm_wake(int fd) {
+    uint64_t one = 1;
+    (void)!write(fd, &one, sizeof one);
+}
+static inline void vipfarm_wake_clear(int fd) {
+    uint64_t count;
+    (void)!read(fd, &count, sizeof count);
+}
 
 // Names the calling thread (15 characters at most) for ps, top and perf; prctl is variadic.
 static inline int vipfarm_name_thread(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }

@@ -26,6 +26,8 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
 
     func add(_ block: Batch) { script.withLock { $0.append(block) } }
 
+    func wake() {}  // an empty script waits only a millisecond
+
     var batchesLeft: Int { script.withLock { $0.count } }
 
     func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
@@ -170,6 +172,21 @@ struct EngineTests {
         let (director, port, _) = Self.engine(node: 1, delivery: .directed, blocks: [block])
         _ = director.runBatch()
         #expect(port.forwarded.map(\.frame) == [theirs] && port.discardedWholes == 0)
+    }
+
+    /// The lease is read at the first frame of each batch, not when the engine began to wait: an idle engine waits
+    /// up to 100 ms, and a lease renewed meanwhile must count (else the first frames after a quiet spell, a client's
+    /// SYN among them, were dropped as fenced), while one that ran out meanwhile must too.
+    @Test func theFirstFrameAfterAWaitIsJudgedByTheLeaseAsItIsThen() {
+        let mine = D.port(ownedBy: 1)
+        let (engine, port, sink) = Self.engine(node: 1, blocks: [Self.block(Self.tcp(port: mine, flags: 0x02))])
+        engine.renewLease(checkedAt: .now - .seconds(1), milliseconds: 30)  // ran out while the engine waited
+        #expect(engine.runBatch() == 1)
+        #expect(engine.batch.dropped(.fenced) == 1 && sink.written.isEmpty)
+        engine.renewLease(checkedAt: .now, milliseconds: 30)  // renewed while it waited
+        port.add(Self.block(Self.tcp(port: mine, flags: 0x02)))
+        #expect(engine.runBatch() == 1)
+        #expect(engine.batch.delivered == 1 && sink.written.count == 1)
     }
 
     @Test func writesCompleteAtTheEndOfEveryBatch() {

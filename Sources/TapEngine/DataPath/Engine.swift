@@ -21,8 +21,10 @@ public struct EngineConfiguration: Sendable {
     public var flowUnconfirmedTimeout: UInt32 = 10_000
     /// Bytes of the receive ring.
     public var ringBytes: Int32 = 32 << 20
-    /// How long the engine waits for a frame before it looks for a new state, in ms (frames themselves wake it).
-    public var pollTimeoutMilliseconds: Int32 = 1
+    /// The longest the engine waits for a frame, in ms: frames wake it, and so do a new state, an announcement and a
+    /// stop (`PacketPort.wake`); the timeout only paces the director's periodic announcements and the flow table's
+    /// sweep when no frame comes, so an idle engine wakes ten times a second.
+    public var pollTimeoutMilliseconds: Int32 = 100
     /// How accepted frames enter the TAP: one `write` each, or batched through io_uring (ring slots go back to
     /// the kernel only once its writes completed).
     public var injection: Injection = .ioUring
@@ -139,7 +141,8 @@ public final class Engine: @unchecked Sendable {
 
     /// Stops the engine thread and waits for it (at most one batch timeout).
     public func stop() {
-        shared.withLock { $0.stopping = true }  // a batch waits at most one poll timeout
+        shared.withLock { $0.stopping = true }
+        port.wake()
         if thread != nil {
             finished.wait()
             thread = nil
@@ -149,11 +152,13 @@ public final class Engine: @unchecked Sendable {
     /// Hands the engine a new state; it takes effect at the next batch boundary.
     public func swap(_ newState: EngineState) {
         shared.withLock { $0.pendingState = newState }
+        port.wake()
     }
 
     /// Sends a gratuitous ARP for the VIP at the next batch boundary (on taking the ARP leader or director role).
     public func announce() {
         shared.withLock { $0.announce = true }
+        port.wake()
     }
 
     /// The totals so far, as of the last batch.
@@ -204,23 +209,16 @@ public final class Engine: @unchecked Sendable {
         let sweepSets = max(1, flows.slotCount / FlowTable.ways / 100)
         while true {
             now = clock()
-            // The lease is read before the pending state: a state swapped in just before a renewal comes with it.
-            let (lease, next, announce, stopping) = shared.withLock { shared in
+            let (announce, stopping) = shared.withLock { shared in
                 defer {
-                    shared.pendingState = nil
                     shared.announce = false
                     shared.lastLoop = now
                 }
-                return (shared.leaseUntil, shared.pendingState, shared.announce, shared.stopping)
+                return (shared.announce, shared.stopping)
             }
             if stopping { return }
-            if let next {
-                state = next
-                if prefilterSocket != nil { adoptPrefilter(for: next) }
-            }
-            self.lease = lease
+            takeStateAndLease()
             checkLease()
-            leaseChecked = false
             batch.reset()
             if announce { repeatsLeft = Self.announcementRepeats }
             if (announce || now &- lastAnnouncement >= announcementPeriod) && !fenced {
@@ -235,11 +233,12 @@ public final class Engine: @unchecked Sendable {
                 batch.ringDrops = drops &- lastKernelDrops
                 lastKernelDrops = drops
             }
-            // The whole table every second, a hundredth at a time: `flowCount` then follows connections that ended
+            // The whole table every second, a hundredth per 10 ms: `flowCount` then follows connections that ended
             // within a second (a drain ends when it reaches 0), at a few microseconds per sweep.
-            if now &- lastSweep >= 10 {
+            let sinceSweep = now &- lastSweep
+            if sinceSweep >= 10 {
                 lastSweep = now
-                flows.expire(now: now, sets: sweepSets)
+                flows.expire(now: now, sets: sweepSets * Int(min(sinceSweep / 10, 100)))
             }
             let flowCount = flows.count
             let flowCounters = flows.counters
@@ -253,6 +252,20 @@ public final class Engine: @unchecked Sendable {
                 shared.generation = generation
             }
         }
+    }
+
+    /// Takes a state swapped in and the lease together: the lease is read with the state, since a state swapped in
+    /// just before a renewal comes with it.
+    private func takeStateAndLease() {
+        let (lease, next) = shared.withLock { shared in
+            defer { shared.pendingState = nil }
+            return (shared.leaseUntil, shared.pendingState)
+        }
+        if let next {
+            state = next
+            if prefilterSocket != nil { adoptPrefilter(for: next) }
+        }
+        self.lease = lease
     }
 
     /// Points the prefilter at `state`'s buckets (before the engine decides a frame with it), or, when the state
@@ -285,7 +298,8 @@ public final class Engine: @unchecked Sendable {
 
     /// One batch: the frames the port has ready, each decided in place.
     func runBatch() -> Int {
-        port.receive({ handle($0) }, endOfBatch: { endOfBatch() })
+        leaseChecked = false
+        return port.receive({ handle($0) }, endOfBatch: { endOfBatch() })
     }
 
     /// Decides one frame, in place in the ring.
@@ -294,8 +308,11 @@ public final class Engine: @unchecked Sendable {
         batch.received += 1
         if let kind = received.offload.kind { batch.offloads[kind.rawValue] += 1 }
         if !leaseChecked {
+            // The batch's first frame: the engine may have waited long for it (100 ms when idle, or stopped), and the
+            // control plane renewed the lease (or swapped a state) meanwhile.
             leaseChecked = true
             now = clock()
+            takeStateAndLease()
             checkLease()
         }
         if fenced {

@@ -25,4 +25,8 @@ protocol PacketPort: AnyObject {
 
     /// Frames the kernel dropped because the ring was full, since the port opened.
     func kernelDrops() -> UInt64
+
+    /// Makes a `receive` that waits for frames return at once (or the next one, if none waits). The one call another
+    /// thread may make: the engine's `swap`, `announce` and `stop` do, so that an idle engine can wait long.
+    func wake()
 }

@@ -21,6 +21,8 @@ import Hashing
 final class RingPort: PacketPort {
     /// The packet socket, where the engine attaches its prefilter.
     let socket: Int32
+    /// An eventfd polled beside the socket: `wake` ends a wait from another thread.
+    private let wakeFD: Int32
     private let ring: UnsafeMutableRawPointer
     private let ringSize: Int
     private let blockSize = 1 << 20
@@ -53,11 +55,11 @@ final class RingPort: PacketPort {
     /// - Parameters:
     ///   - receiveMAC: the MAC client frames are sent to: the virtual MAC, or in relay mode the NIC's own.
     ///   - interfaceMAC: the NIC's own MAC, the source of forwarded frames.
-    ///   - pollTimeoutMilliseconds: the longest `receive` waits for a frame before it returns empty-handed (the engine
-    ///     then takes a new state or sends its keepalive).
+    ///   - pollTimeoutMilliseconds: the longest `receive` waits for a frame, unless `wake` ends the wait, before it
+    ///     returns empty-handed (the engine then sends its periodic announcement or sweeps its flow table).
     /// - Throws: `SystemCallError`. The corresponding C calls are `socket(AF_PACKET)`, `ioctl(SIOCGIFMTU)`,
     ///   `setsockopt(SO_ATTACH_FILTER, PACKET_IGNORE_OUTGOING, PACKET_VNET_HDR, PACKET_AUXDATA, PACKET_COPY_THRESH,
-    ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP)`, `mmap` and `bind`.
+    ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP)`, `mmap`, `bind` and `eventfd`.
     init(
         interface: String, vip: IPAddress, receiveMAC: UInt64, interfaceMAC: UInt64, ringBytes: Int32,
         pollTimeoutMilliseconds: Int32
@@ -84,6 +86,7 @@ final class RingPort: PacketPort {
         slotCount = slotsPerBlock * blockCount
         ringSize = blockSize * blockCount
         var mapped: UnsafeMutableRawPointer?
+        var wakeFD: Int32 = -1
         do throws(SystemCallError) {
             try KernelFilter.withProgram(vip: vip, virtualMAC: receiveMAC) { (program) throws(SystemCallError) in
                 try Self.set(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, "attach the farm's filter on \(interface)")
@@ -134,6 +137,8 @@ final class RingPort: PacketPort {
                         "setsockopt(PACKET_ADD_MEMBERSHIP)", "receive \(macText(membership.mac)) on \(interface)")
                 }
             }
+            wakeFD = vipfarm_wake_create()
+            guard wakeFD >= 0 else { throw SystemCallError("eventfd", "create the engine's wake-up descriptor") }
         } catch {
             if let mapped { munmap(mapped, ringSize) }
             close(fd)
@@ -142,12 +147,14 @@ final class RingPort: PacketPort {
             throw error
         }
         socket = fd
+        self.wakeFD = wakeFD
         ring = mapped!
     }
 
     deinit {
         munmap(ring, ringSize)
         close(socket)
+        close(wakeFD)
         emptyHeader.deallocate()
         copied.deallocate()
     }
@@ -168,13 +175,19 @@ final class RingPort: PacketPort {
             vipfarm_nap(Self.napMicroseconds)
         }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
-            var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-            if poll(&poller, 1, timeoutMilliseconds) > 0 && poller.revents & Int16(POLLERR) != 0 {
+            var pollers = (
+                pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+            )
+            let ready = withUnsafeMutablePointer(to: &pollers) {
+                $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, timeoutMilliseconds) }
+            }
+            if ready > 0 && pollers.0.revents & Int16(POLLERR) != 0 {
                 // The interface went down (ENETDOWN): reading SO_ERROR clears it, so the next poll blocks again.
                 var error: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length)
             }
+            if ready > 0 && pollers.1.revents != 0 { vipfarm_wake_clear(wakeFD) }
         }
         var frames = 0
         var first = current
@@ -254,6 +267,10 @@ final class RingPort: PacketPort {
             return sendmsg(socket, &message, 0)
         }
         return sent == OffloadHeader.size + frame.count
+    }
+
+    func wake() {
+        vipfarm_wake(wakeFD)
     }
 
     func kernelDrops() -> UInt64 {
