@@ -116,6 +116,21 @@ static inline int vipfarm_send_frames(int fd, const unsigned char *data, const u
     return (int)syscall(SYS_sendmmsg, fd, headers, count, 0);
 }
 
+// The same for frames that lie anywhere: frame i at frames[i] (the director's forwards, in their ring slots).
+static inline int vipfarm_send_frames_at(int fd, void *const *frames, const unsigned *lengths, unsigned count) {
+    struct iovec vectors[64];
+    struct vipfarm_mmsghdr headers[64];
+    if (count > 64) count = 64;
+    memset(headers, 0, sizeof(headers[0]) * count);
+    for (unsigned i = 0; i < count; i++) {
+        vectors[i].iov_base = frames[i];
+        vectors[i].iov_len = lengths[i];
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    return (int)syscall(SYS_sendmmsg, fd, headers, count, 0);
+}
+
 // Receives up to `count` (at most 64) datagrams with one recvmmsg(2), without waiting: datagram i lands in
 // `buffers + i * slot_size` (cut to `slot_size`), its length in lengths[i] and its sender in sources[i] (an IPv4
 // sender as a sockaddr_in in the same storage). Returns the datagrams received, or -1 with errno set.
