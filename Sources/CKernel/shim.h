@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -224,12 +225,14 @@ static inline long vipfarm_receive_copied(int fd, void *buffer, unsigned long si
 }
 
 // Sleeps `microseconds` on the calling thread, as exactly as the kernel can (timer slack 1 µs for this thread, set at
-// its first nap: the default 50 µs would double a short nap).
-static inline void vipfarm_nap(unsigned microseconds) {
+// its first nap: the default 50 µs would double a short nap), or until `wake_fd` (an eventfd) becomes readable:
+// a nap must not hold up a new state. ppoll through syscall(): glibc declares it only under _GNU_SOURCE.
+static inline void vipfarm_nap(unsigned microseconds, int wake_fd) {
     static __thread int precise;
     if (!precise) precise = prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0) == 0;
     struct timespec duration = { 0, (long)microseconds * 1000 };
-    nanosleep(&duration, NULL);
+    struct pollfd waker = { wake_fd, POLLIN, 0 };
+    syscall(SYS_ppoll, &waker, 1, &duration, NULL, 8);
 }
 
 // The interface's MTU (SIOCGIFMTU), or -1.

@@ -172,7 +172,7 @@ final class RingPort: PacketPort {
         // the engine once per frame (a wake-up costs more than the frame). After a batch of one frame (a quiet link,
         // a request and its answer) the engine waits in poll, so that the next frame wakes it at once.
         if busy && vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
-            vipfarm_nap(Self.napMicroseconds)
+            vipfarm_nap(Self.napMicroseconds, wakeFD)  // a new state (`wake`) ends it
         }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
             var pollers = (
