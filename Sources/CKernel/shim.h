@@ -94,31 +94,15 @@ static inline int vipfarm_add_membership(int fd, int ifindex, int multicast, con
     return setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &request, sizeof(request));
 }
 
-// Sends up to 64 frames with one sendmmsg(2). <sys/socket.h> declares sendmmsg and struct mmsghdr only under
+// Sends up to 64 frames with one sendmmsg(2): frame i at frames[i], lengths[i] bytes (the director's forwards, in
+// their ring slots; the generator's prebuilt frames). <sys/socket.h> declares sendmmsg and struct mmsghdr only under
 // _GNU_SOURCE (which would change glibc types Swift's Glibc module sees), so this uses the kernel's layout and the raw
-// system call. `data` holds the frames back to back, `lengths[i]` the size of frame i. Returns the frames sent, or -1
-// with errno set.
+// system call. Returns the frames sent, or -1 with errno set.
 struct vipfarm_mmsghdr {
     struct msghdr msg_hdr;
     unsigned int msg_len;
 };
-static inline int vipfarm_send_frames(int fd, const unsigned char *data, const unsigned *lengths, unsigned count) {
-    struct iovec vectors[64];
-    struct vipfarm_mmsghdr headers[64];
-    if (count > 64) count = 64;
-    memset(headers, 0, sizeof(headers[0]) * count);
-    for (unsigned i = 0; i < count; i++) {
-        vectors[i].iov_base = (void *)data;
-        vectors[i].iov_len = lengths[i];
-        data += lengths[i];
-        headers[i].msg_hdr.msg_iov = &vectors[i];
-        headers[i].msg_hdr.msg_iovlen = 1;
-    }
-    return (int)syscall(SYS_sendmmsg, fd, headers, count, 0);
-}
-
-// The same for frames that lie anywhere: frame i at frames[i] (the director's forwards, in their ring slots).
-static inline int vipfarm_send_frames_at(int fd, void *const *frames, const unsigned *lengths, unsigned count) {
+static inline int vipfarm_send_frames(int fd, void *const *frames, const unsigned *lengths, unsigned count) {
     struct iovec vectors[64];
     struct vipfarm_mmsghdr headers[64];
     if (count > 64) count = 64;

@@ -5,7 +5,7 @@ import RouteSetup
 /// Runs a program to its end in a host's namespace (a process started from a thread inherits the thread's namespace),
 /// or in the caller's with nil, and returns its exit status and its standard output and error; sent `stopSignal` (by
 /// PID) after `timeout` seconds.
-func runToEnd(
+public func runToEnd(
     in namespace: NetworkNamespace?, _ executable: String, _ arguments: [String], timeout: Double,
     stopSignal: Int32 = SIGKILL
 ) throws -> (status: Int32, output: String) {

@@ -64,11 +64,11 @@ public final class Engine: @unchecked Sendable {
     private var leaseChecked = false
     private let responder = Responder()
     private let clockStart = ContinuousClock.now
-    /// The ring's socket, where the prefilter is attached (nil: no prefilter), the prefilter, and the MAC the ring
-    /// receives (the prefilter checks it as the classic filter does).
+    /// The ring's socket, where the prefilter is attached (nil: no prefilter), and the prefilter.
     private var prefilterSocket: Int32?
     private var prefilter: BucketPrefilter?
-    private var receiveMAC: UInt64 { state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC }
+    /// The MAC the ring receives, fixed when it opens (the prefilter checks it as the classic filter does).
+    private let receiveMAC: UInt64
 
     private struct Shared {
         var pendingState: EngineState?
@@ -94,7 +94,7 @@ public final class Engine: @unchecked Sendable {
     public convenience init(configuration: EngineConfiguration, state: EngineState) throws(SystemCallError) {
         let port = try RingPort(
             interface: configuration.interface, vip: state.vip,
-            receiveMAC: state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC,
+            receiveMAC: Self.receiveMAC(for: state, configuration: configuration),
             interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes,
             pollTimeoutMilliseconds: configuration.pollTimeoutMilliseconds)
         let tap = try TapWriter(name: configuration.tapName)
@@ -118,6 +118,7 @@ public final class Engine: @unchecked Sendable {
         self.state = state
         self.port = port
         self.sink = sink
+        receiveMAC = Self.receiveMAC(for: state, configuration: configuration)
         flows = FlowTable(
             capacity: configuration.flowCapacity, idleTimeout: configuration.flowIdleTimeout,
             closingTimeout: configuration.flowClosingTimeout, unconfirmedTimeout: configuration.flowUnconfirmedTimeout,
@@ -125,6 +126,11 @@ public final class Engine: @unchecked Sendable {
     }
     deinit {
         responder.deallocate()
+    }
+
+    /// The MAC client frames are sent to: the virtual MAC, or in relay mode the NIC's own.
+    static func receiveMAC(for state: EngineState, configuration: EngineConfiguration) -> UInt64 {
+        state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC
     }
 
     /// Starts the engine thread.

@@ -57,7 +57,7 @@ final class ForwardBatch {
         var (sent, failed, next) = (0, 0, 0)
         while next < count {
             let done = max(
-                0, Int(vipfarm_send_frames_at(fd, frames + next, lengths + next, UInt32(count - next))))
+                0, Int(vipfarm_send_frames(fd, frames + next, lengths + next, UInt32(count - next))))
             sent += done
             if next + done < count { failed += 1 }  // the refused frame
             next = min(count, next + done + 1)

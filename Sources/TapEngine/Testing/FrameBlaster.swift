@@ -5,7 +5,7 @@ import Glibc
 /// a rate. Used by `lbbench`; it belongs to the namespace of the thread that creates it.
 public final class FrameBlaster {
     private let sender: FrameSender
-    /// Every frame back to back, so a batch is one contiguous run with its lengths.
+    /// Every frame back to back, with its length and where it starts.
     private let data: [UInt8]
     private let lengths: [UInt32]
     private let offsets: [Int]
@@ -32,7 +32,11 @@ public final class FrameBlaster {
         var batchIndex = 0
         let batches = lengths.count / Self.batch
         return data.withUnsafeBufferPointer { bytes in
-            lengths.withUnsafeBufferPointer { sizes in
+            // Where each frame starts, for sendmmsg's vectors.
+            let frames: [UnsafeMutableRawPointer?] = offsets.dropLast().map {
+                UnsafeMutableRawPointer(mutating: bytes.baseAddress! + $0)
+            }
+            return lengths.withUnsafeBufferPointer { sizes in
                 while clock.now < end {
                     if rate > 0 {
                         let elapsed = (clock.now - start).components
@@ -43,9 +47,10 @@ public final class FrameBlaster {
                         }
                     }
                     let first = batchIndex * Self.batch
-                    let count = vipfarm_send_frames(
-                        sender.fd, bytes.baseAddress! + offsets[first], sizes.baseAddress! + first,
-                        UInt32(Self.batch))
+                    let count = frames.withUnsafeBufferPointer { starts in
+                        vipfarm_send_frames(
+                            sender.fd, starts.baseAddress! + first, sizes.baseAddress! + first, UInt32(Self.batch))
+                    }
                     if count > 0 { sent += Int(count) }
                     batchIndex = (batchIndex + 1) % batches
                 }

@@ -28,12 +28,10 @@ struct SystemProfile: Codable {
 
     /// A recording under way.
     struct Recording {
-        let directory: String
-        let label: String
+        let statFile: String
+        let dataFile: String
         let stat: Process
         let record: Process
-        var statFile: String { "\(directory)/\(label).stat" }
-        var dataFile: String { "\(directory)/\(label).perf.data" }
 
         /// Waits for both to end and reads what they recorded.
         func finish(requests: Int) throws -> SystemProfile {
@@ -86,7 +84,7 @@ struct SystemProfile: Codable {
             "stat", "-a", "-x", ",", "-o", statFile, "-e", "context-switches,raw_syscalls:sys_enter,cpu-clock",
         ])
         let record = try perf(["record", "-a", "-g", "-F", "999", "-q", "-o", dataFile])
-        return Recording(directory: directory, label: label, stat: stat, record: record)
+        return Recording(statFile: statFile, dataFile: dataFile, stat: stat, record: record)
     }
 
     /// `perf stat -x,` lines: "value,unit,event,...".
@@ -102,17 +100,12 @@ struct SystemProfile: Codable {
 
     /// `perf report` over `data`, flat (no call graphs), sorted as `arguments` say.
     static func report(_ data: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: perf)
-        process.arguments = ["report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5"]
-            + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text
+        let (status, output) = try runToEnd(
+            in: nil, perf,
+            ["report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5"] + arguments,
+            timeout: 120)
+        guard status == 0 else { throw FarmError("perf report -i \(data) failed (exit \(status)): \(output)") }
+        return output
     }
 
     /// The engine's thread, by the name it gives itself.
