@@ -55,11 +55,13 @@ static inline int vipfarm_name_thread(const char *name) { return prctl(PR_SET_NA
 // --- TUN/TAP: TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ and TUNSETOFFLOAD are function-like macros. ---
 
 // Attaches a descriptor of /dev/net/tun to the TAP device `name`, creating it if it does not exist. With
-// `offload_header`, every frame read or written carries a struct virtio_net_hdr first (IFF_VNET_HDR).
-static inline int vipfarm_tap_attach(int fd, const char *name, int offload_header) {
+// `offload_header`, every frame read or written carries a struct virtio_net_hdr first (IFF_VNET_HDR). With
+// `multi_queue` the descriptor is one queue of a multi-queue device (IFF_MULTI_QUEUE); the kernel refuses it (EINVAL)
+// on a device created without, and the reverse.
+static inline int vipfarm_tap_attach(int fd, const char *name, int offload_header, int multi_queue) {
     struct ifreq request;
     memset(&request, 0, sizeof(request));
-    request.ifr_flags = IFF_TAP | IFF_NO_PI | (offload_header ? IFF_VNET_HDR : 0);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | (offload_header ? IFF_VNET_HDR : 0) | (multi_queue ? IFF_MULTI_QUEUE : 0);
     strncpy(request.ifr_name, name, IFNAMSIZ - 1);
     return ioctl(fd, TUNSETIFF, &request);
 }
@@ -246,6 +248,29 @@ static inline unsigned vipfarm_ring_drops(int fd) {
     socklen_t length = sizeof(stats);
     if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &length) < 0) return 0;
     return stats.tp_drops;
+}
+
+// --- PACKET_FANOUT: the engine's rings share the interface's frames, one thread each. ---
+
+// Joins `fd` (bound) to a new fanout group of mode PACKET_FANOUT_CBPF whose id the kernel picks (so that it is never
+// another program's group); returns the id, or -1.
+static inline int vipfarm_fanout_create(int fd) {
+    int value = (PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_UNIQUEID) << 16;  // the id (low 16 bits) is 0
+    if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &value, sizeof(value)) != 0) return -1;
+    socklen_t length = sizeof(value);
+    if (getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &value, &length) != 0) return -1;
+    return value & 0xFFFF;
+}
+
+// Joins `fd` (bound) to the fanout group `id` made by vipfarm_fanout_create.
+static inline int vipfarm_fanout_join(int fd, int id) {
+    int value = (id & 0xFFFF) | (PACKET_FANOUT_CBPF << 16);
+    return setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &value, sizeof(value));
+}
+
+// The classic BPF program that picks a group member for each frame (its result modulo the members).
+static inline int vipfarm_fanout_program(int fd, struct sock_fprog *program) {
+    return setsockopt(fd, SOL_PACKET, PACKET_FANOUT_DATA, program, sizeof(*program));
 }
 
 // --- Local sockets: struct ucred is declared only under _GNU_SOURCE ---

@@ -26,6 +26,16 @@ public struct FlowTableCounters: Equatable, Sendable {
     public var refused: UInt64 = 0
 
     public init() {}
+
+    /// Adds another table's totals (the engine's threads each have one).
+    public mutating func add(_ other: FlowTableCounters) {
+        inserted += other.inserted
+        evicted += other.evicted
+        expired += other.expired
+        removed += other.removed
+        confirmed += other.confirmed
+        refused += other.refused
+    }
 }
 
 /// The flows a node has accepted: fixed capacity, no allocation after `init`, O(1) lookup and insert.

@@ -1,7 +1,7 @@
 import CKernel
 import Glibc
 
-/// Persistent TAP devices (IFF_TAP | IFF_NO_PI), created so that `lbnode setup` can prepare one and `lbnode run`
+/// Persistent TAP devices (IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE), created so that `lbnode setup` can prepare one and `lbnode run`
 /// attach to it later.
 public enum TapDevice {
     /// Creates the persistent TAP device `name` in the calling thread's namespace. The corresponding C calls are
@@ -33,7 +33,11 @@ public enum TapDevice {
         let fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)
         guard fd >= 0 else { throw NetlinkError(operation: "\(operation): open /dev/net/tun", errno: errno) }
         defer { close(fd) }
-        guard vipfarm_tap_attach(fd, name, 0) >= 0 else { throw NetlinkError(operation: operation, errno: errno) }
+        // Multi-queue, so that each engine thread writes into a queue of its own; a device made without (by an
+        // older lbnode, or by hand) refuses that, and is taken as it is.
+        guard vipfarm_tap_attach(fd, name, 0, 1) >= 0 || vipfarm_tap_attach(fd, name, 0, 0) >= 0 else {
+            throw NetlinkError(operation: operation, errno: errno)
+        }
         try body(fd)
     }
 }

@@ -154,7 +154,7 @@ struct EngineTests {
         #expect(sink.written == [frame])  // one write, header and frame unchanged: the stack finishes it
         #expect(engine.batch.delivered == 1)
         #expect(engine.batch.received(.mergedTCPv4) == 1)
-        #expect(engine.flows.count == 1)
+        #expect(engine.flowTableCount == 1)
     }
 
     /// Of a frame longer than a ring slot the ring holds the head: enough to decide. The owner reads it whole and
@@ -261,7 +261,7 @@ struct EngineTests {
         _ = other.runBatch()
         #expect(ownerSink.written == [error])
         #expect(otherSink.written.isEmpty && other.batch.dropped(.notOwner) == 1)
-        #expect(owner.flows.count == 0)
+        #expect(owner.flowTableCount == 0)
     }
 
     @Test func theARPLeaderAnswersForTheVIP() {

@@ -21,6 +21,16 @@ import Hashing
 final class RingPort: PacketPort {
     /// The packet socket, where the engine attaches its prefilter.
     let socket: Int32
+    /// The fanout group this ring made (`Fanout.lead`), for the engine's other rings to join.
+    let fanoutGroup: Int32?
+
+    /// How a ring shares the interface's frames with the engine's other rings (`PACKET_FANOUT`), each frame going to
+    /// one ring as `FanoutProgram` picks: the first ring makes the group, the others join it in thread order (a
+    /// group's members are numbered in the order they joined).
+    enum Fanout {
+        case lead
+        case join(group: Int32)
+    }
     /// An eventfd polled beside the socket: `wake` ends a wait from another thread.
     private let wakeFD: Int32
     private let ring: UnsafeMutableRawPointer
@@ -62,7 +72,7 @@ final class RingPort: PacketPort {
     ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP)`, `mmap`, `bind` and `eventfd`.
     init(
         interface: String, vip: IPAddress, receiveMAC: UInt64, interfaceMAC: UInt64, ringBytes: Int32,
-        pollTimeoutMilliseconds: Int32
+        pollTimeoutMilliseconds: Int32, fanout: Fanout? = nil
     ) throws(SystemCallError) {
         timeoutMilliseconds = pollTimeoutMilliseconds
         forwards = ForwardBatch(sourceMAC: interfaceMAC)
@@ -87,9 +97,16 @@ final class RingPort: PacketPort {
         ringSize = blockSize * blockCount
         var mapped: UnsafeMutableRawPointer?
         var wakeFD: Int32 = -1
+        var group: Int32?
         do throws(SystemCallError) {
-            try KernelFilter.withProgram(vip: vip, virtualMAC: receiveMAC) { (program) throws(SystemCallError) in
-                try Self.set(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, "attach the farm's filter on \(interface)")
+            // A ring that joins a fanout group takes nothing until it has joined: before, it would get frames that
+            // the group's rings get too.
+            if case .join = fanout {
+                try Self.withDropAll { (program) throws(SystemCallError) in
+                    try Self.set(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, "attach a filter on \(interface)")
+                }
+            } else {
+                try Self.attachFarmFilter(fd, vip: vip, receiveMAC: receiveMAC, interface: interface)
             }
             var one: Int32 = 1
             try Self.set(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, "ignore outgoing frames on \(interface)")
@@ -127,6 +144,26 @@ final class RingPort: PacketPort {
                 }
             }
             guard bound == 0 else { throw SystemCallError("bind", "bind the packet socket to \(interface)") }
+            switch fanout {
+            case nil: break
+            case .lead:
+                let id = vipfarm_fanout_create(fd)
+                guard id >= 0 else { throw SystemCallError("setsockopt(PACKET_FANOUT)", "share \(interface)'s frames") }
+                var program = FanoutProgram.instructions(vip: vip)
+                let set = program.withUnsafeMutableBufferPointer { code in
+                    var fprog = sock_fprog(len: UInt16(code.count), filter: code.baseAddress)
+                    return vipfarm_fanout_program(fd, &fprog)
+                }
+                guard set == 0 else {
+                    throw SystemCallError("setsockopt(PACKET_FANOUT_DATA)", "spread \(interface)'s frames over threads")
+                }
+                group = id
+            case .join(let id):
+                guard vipfarm_fanout_join(fd, id) == 0 else {
+                    throw SystemCallError("setsockopt(PACKET_FANOUT)", "join the rings of \(interface)")
+                }
+                try Self.attachFarmFilter(fd, vip: vip, receiveMAC: receiveMAC, interface: interface)
+            }
             var memberships: [(mac: UInt64, multicast: Bool)] = [(receiveMAC, false)]
             // Neighbour solicitations for an IPv6 VIP go to its solicited-node group, 33:33:ff + its last 3 bytes.
             if !vip.isIPv4 { memberships.append((0x3333_FF00_0000 | vip.low & 0xFF_FFFF, true)) }
@@ -147,6 +184,7 @@ final class RingPort: PacketPort {
             throw error
         }
         socket = fd
+        fanoutGroup = group
         self.wakeFD = wakeFD
         ring = mapped!
     }
@@ -157,6 +195,23 @@ final class RingPort: PacketPort {
         close(wakeFD)
         emptyHeader.deallocate()
         copied.deallocate()
+    }
+
+    private static func attachFarmFilter(
+        _ fd: Int32, vip: IPAddress, receiveMAC: UInt64, interface: String
+    ) throws(SystemCallError) {
+        try KernelFilter.withProgram(vip: vip, virtualMAC: receiveMAC) { (program) throws(SystemCallError) in
+            try Self.set(fd, SOL_SOCKET, SO_ATTACH_FILTER, &program, "attach the farm's filter on \(interface)")
+        }
+    }
+
+    /// A filter that takes nothing.
+    private static func withDropAll(_ body: (inout sock_fprog) throws(SystemCallError) -> Void) throws(SystemCallError) {
+        var drop = sock_filter(code: 0x06, jt: 0, jf: 0, k: 0)  // BPF_RET | BPF_K: 0
+        try withUnsafeMutablePointer(to: &drop) { (pointer) throws(SystemCallError) in
+            var program = sock_fprog(len: 1, filter: pointer)
+            try body(&program)
+        }
     }
 
     private static func set<T: BitwiseCopyable>(

@@ -8,12 +8,17 @@ public final class TapWriter: FrameSink {
     public let name: String
     /// The TAP descriptor (batched writers submit on it).
     let fd: Int32
+    /// The descriptor is one queue of a multi-queue device: each engine thread can attach a queue of its own. A
+    /// device made without `IFF_MULTI_QUEUE` (by an older lbnode, or by hand) takes one descriptor, which the
+    /// threads then share.
+    public let isMultiQueue: Bool
     /// What the device takes (`TUNSETOFFLOAD`): checksum offload and TCP segments; UDP segments where the kernel
     /// knows them (Linux 6.2 and later).
     static let offloads = UInt32(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
     static let udpOffloads = UInt32(TUN_F_USO4 | TUN_F_USO6)
 
-    /// Attaches to the TAP device `name` (created by `lbnode setup`; attaching creates it if it does not exist).
+    /// Attaches to the TAP device `name` (created by `lbnode setup`; attaching creates it if it does not exist), as a
+    /// queue of its own if the device has several.
     ///
     /// - Throws: `SystemCallError`. The corresponding C calls are `open("/dev/net/tun")` and the `TUNSETIFF`,
     ///   `TUNSETVNETHDRSZ` and `TUNSETOFFLOAD` ioctls.
@@ -22,7 +27,8 @@ public final class TapWriter: FrameSink {
         fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw SystemCallError("open", "open /dev/net/tun for \(name)") }
         var failure: SystemCallError?
-        if vipfarm_tap_attach(fd, name, 1) < 0 {
+        isMultiQueue = vipfarm_tap_attach(fd, name, 1, 1) == 0
+        if !isMultiQueue && vipfarm_tap_attach(fd, name, 1, 0) < 0 {
             failure = SystemCallError("ioctl(TUNSETIFF)", "attach to TAP device \(name) with offload headers")
         } else if vipfarm_tap_set_header_size(fd, Int32(OffloadHeader.size)) < 0 {
             failure = SystemCallError("ioctl(TUNSETVNETHDRSZ)", "set the offload header size of \(name)")

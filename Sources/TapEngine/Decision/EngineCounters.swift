@@ -14,6 +14,9 @@ public struct EngineCounters: Sendable, Equatable {
     public var batches: UInt64 = 0
     /// Frames the kernel dropped because the ring was full (`PACKET_STATISTICS`).
     public var ringDrops: UInt64 = 0
+    /// Frames that reached a thread other than the one their client belongs to (`FanoutProgram`): 0 unless the
+    /// kernel's choice and the engine's disagree.
+    public var wrongThread: UInt64 = 0
     /// Drops by reason, indexed by `DropReason.rawValue`.
     public var drops: [UInt64] = Array(repeating: 0, count: DropReason.allCases.count)
     /// Received frames by the offload metadata they carried, indexed by `OffloadKind.rawValue`.
@@ -26,7 +29,7 @@ public struct EngineCounters: Sendable, Equatable {
     public var totalDropped: UInt64 { drops.reduce(0, +) }
 
     /// Adds another set of counters (the batch into the published totals).
-    mutating func add(_ other: EngineCounters) {
+    public mutating func add(_ other: EngineCounters) {
         received += other.received
         delivered += other.delivered
         forwarded += other.forwarded
@@ -34,6 +37,7 @@ public struct EngineCounters: Sendable, Equatable {
         transmitted += other.transmitted
         batches += other.batches
         ringDrops += other.ringDrops
+        wrongThread += other.wrongThread
         for index in drops.indices { drops[index] += other.drops[index] }
         for index in offloads.indices { offloads[index] += other.offloads[index] }
     }
@@ -47,6 +51,7 @@ public struct EngineCounters: Sendable, Equatable {
         transmitted = 0
         batches = 0
         ringDrops = 0
+        wrongThread = 0
         for index in drops.indices { drops[index] = 0 }
         for index in offloads.indices { offloads[index] = 0 }
     }

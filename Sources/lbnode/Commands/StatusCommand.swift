@@ -69,6 +69,17 @@ struct StatusCommand: ParsableCommand {
         if status.leaderConflicts > 0 { lines.append("  leader conflicts: \(status.leaderConflicts)") }
         lines.append(
             "  engine: " + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        if status.threads.count > 1 {
+            let queues =
+                status.tapQueues < status.threads.count ? ", sharing the TAP's single queue" : ", a TAP queue each"
+            lines.append("  engine threads: \(status.threads.count)\(queues)")
+            for (index, thread) in status.threads.enumerated() {
+                lines.append(
+                    "    thread \(index): received=\(thread.received) delivered=\(thread.delivered) "
+                        + "forwarded=\(thread.forwarded) dropped=\(thread.dropped) ring_drops=\(thread.ringDrops) "
+                        + "wrong_thread=\(thread.wrongThread) connections=\(thread.flows)")
+            }
+        }
         lines.append(
             status.prefilterRunning
                 ? "  prefilter: kept \(status.prefilterDropped) frames of other nodes' buckets out of the ring, let "

@@ -122,7 +122,7 @@ extension FarmConfig {
 
     private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node
     {
-        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap", "prefilter"])
+        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap", "prefilter", "engine_threads"])
         let address = try address(reader, section, "address")
         guard address.bytes != vip.bytes else {
             throw reader.error(
@@ -134,7 +134,19 @@ extension FarmConfig {
             interface: try reader.string(section, "interface"), address: address,
             weight: UInt32(try reader.integer(section, "weight", in: 1...65535, default: 100)),
             tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName),
-            prefilter: try onOrOff(reader, section, "prefilter", default: true))
+            prefilter: try onOrOff(reader, section, "prefilter", default: true),
+            engineThreads: try engineThreads(reader, section))
+    }
+
+    /// `auto` (nil: the interface's receive queues, at most the CPUs) or a number of threads.
+    private static func engineThreads(_ reader: ConfigReader, _ section: ConfigReader.Section) throws -> Int? {
+        guard let value = section.value("engine_threads"), value.string != "auto" else { return nil }
+        guard let number = value.int, (1...Node.maximumEngineThreads).contains(number) else {
+            throw reader.error(
+                section.child("engine_threads"), section.line(of: "engine_threads"),
+                "'\(value.string ?? "?")' must be auto or a whole number from 1 to \(Node.maximumEngineThreads)")
+        }
+        return number
     }
 
     private static func onOrOff(

@@ -36,6 +36,9 @@ struct FarmConfig: Equatable {
         var tap: String
         /// Keep other nodes' frames out of the ring in the kernel (eBPF), where the kernel allows it.
         var prefilter = true
+        /// Engine threads; nil (`auto`): one per receive queue of the interface, at most one per CPU.
+        var engineThreads: Int? = nil
+        static let maximumEngineThreads = 64
     }
 
     struct Peer: Equatable {

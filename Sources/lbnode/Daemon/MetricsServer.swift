@@ -129,6 +129,20 @@ final class MetricsServer: @unchecked Sendable {
         for (name, value) in status.engine.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_engine_total{\(labels),counter=\"\(name)\"} \(value)")
         }
+        lines.append("# HELP vipfarm_engine_threads Engine threads, each with a ring and a flow table of its own.")
+        lines.append("# TYPE vipfarm_engine_threads gauge")
+        lines.append("vipfarm_engine_threads{\(labels)} \(status.threads.count)")
+        lines.append("# HELP vipfarm_engine_thread_frames_total Engine counters per thread (frames).")
+        lines.append("# TYPE vipfarm_engine_thread_frames_total counter")
+        for (index, thread) in status.threads.enumerated() {
+            let figures: KeyValuePairs<String, UInt64> = [
+                "delivered": thread.delivered, "dropped": thread.dropped, "forwarded": thread.forwarded,
+                "received": thread.received, "ring_drops": thread.ringDrops, "wrong_thread": thread.wrongThread,
+            ]
+            for (name, value) in figures {
+                lines.append("vipfarm_engine_thread_frames_total{\(labels),thread=\"\(index)\",counter=\"\(name)\"} \(value)")
+            }
+        }
         lines.append("# HELP vipfarm_offload_frames_total Received frames by the offload metadata they carried.")
         lines.append("# TYPE vipfarm_offload_frames_total counter")
         for (kind, value) in status.offloads.sorted(by: { $0.key < $1.key }) {

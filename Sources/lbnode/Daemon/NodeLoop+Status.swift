@@ -48,7 +48,7 @@ extension NodeLoop {
         var engineFigures: [String: UInt64] = [
             "received": counters.received, "delivered": counters.delivered, "forwarded": counters.forwarded,
             "answered": counters.answered, "transmitted": counters.transmitted, "batches": counters.batches,
-            "ring_drops": counters.ringDrops,
+            "ring_drops": counters.ringDrops, "wrong_thread": counters.wrongThread,
         ]
         for reason in DropReason.allCases where counters.dropped(reason) > 0 {
             engineFigures["dropped_\(reason)"] = counters.dropped(reason)
@@ -97,6 +97,14 @@ extension NodeLoop {
         let flowCounters = engine?.flowCounters ?? FlowTableCounters()
         snapshot.flowsAdmitted = flowCounters.confirmed
         snapshot.flowsEvicted = flowCounters.evicted
+        snapshot.threads = (engine?.threadStatus ?? []).map { thread in
+            NodeStatus.EngineThread(
+                received: thread.counters.received, delivered: thread.counters.delivered,
+                forwarded: thread.counters.forwarded, dropped: thread.counters.totalDropped,
+                wrongThread: thread.counters.wrongThread, ringDrops: thread.counters.ringDrops,
+                flows: thread.flowCount)
+        }
+        snapshot.tapQueues = engine?.tapQueues ?? 1
         if let prefilter = engine?.prefilterStatus {
             snapshot.prefilterRunning = prefilter.running
             snapshot.prefilterReason = prefilter.reason

@@ -75,6 +75,17 @@ final class NodeLoop {
         var engineConfiguration = EngineConfiguration(
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
         engineConfiguration.prefilter = config.node.prefilter
+        let threadsReason: String
+        if let threads = config.node.engineThreads {
+            engineConfiguration.threads = threads
+            threadsReason = "engine_threads: \(threads)"
+        } else {
+            let automatic = EngineConfiguration.automaticThreads(interface: config.node.interface)
+            engineConfiguration.threads = automatic.threads
+            threadsReason =
+                "engine_threads: auto, \(automatic.receiveQueues) receive queue(s) on \(config.node.interface), "
+                + "\(automatic.cpus) CPU(s)"
+        }
         self.engineConfiguration = engineConfiguration
         monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
         engine = try Engine(configuration: engineConfiguration, state: engineState)
@@ -100,6 +111,14 @@ final class NodeLoop {
                 config.node.prefilter ? .warning : .notice,
                 "prefilter off (\(prefilter.reason ?? "unknown")): every frame for the VIP enters this node's ring"
                     + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : ""))
+        }
+        log(.info, "engine: \(engineConfiguration.threads) thread(s) (\(threadsReason))")
+        if let engine, engine.tapQueues < engineConfiguration.threads {
+            log(
+                .warning,
+                "TAP \(config.node.tap) has a single queue (it was made without multi_queue): the engine's "
+                    + "\(engineConfiguration.threads) threads share it; `lbnode teardown` then `lbnode setup` "
+                    + "makes it again with a queue per thread")
         }
         engine?.start()
         probeFrames = openProbeFrames()

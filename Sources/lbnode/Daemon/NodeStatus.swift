@@ -23,6 +23,16 @@ struct NodeStatus: Codable, Sendable {
         var neighbour: String? = nil
     }
 
+    struct EngineThread: Codable, Sendable, Equatable {
+        var received: UInt64
+        var delivered: UInt64
+        var forwarded: UInt64
+        var dropped: UInt64
+        var wrongThread: UInt64
+        var ringDrops: UInt64
+        var flows: Int
+    }
+
     var farm: String
     var node: UInt16
     var state: String
@@ -40,6 +50,10 @@ struct NodeStatus: Codable, Sendable {
     /// The bucket prefilter: running, or why not; frames of other nodes' buckets it kept out of the ring, and frames
     /// it let in by their bucket.
     var prefilterRunning = false
+    /// Per engine thread: frames received, delivered, forwarded, dropped, and that reached the wrong thread; TCP
+    /// connections in its table. The TAP's queues the threads write into (fewer than the threads: they share one).
+    var threads: [EngineThread] = []
+    var tapQueues = 1
     var prefilterReason: String? = nil
     var prefilterPassed: UInt64 = 0
     var prefilterDropped: UInt64 = 0
