@@ -15,6 +15,8 @@ public final class VirtualFarm {
         public var deadAfter = 3
         /// `node.prefilter` of every node.
         public var prefilter = true
+        /// `node.engine_threads` of every node (nil: the default, `auto`).
+        public var engineThreads: Int? = nil
         /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
         public var extraConfig: [Int: String] = [:]
         /// The nodes that start with the farm; the others can be started later (a join).
@@ -132,7 +134,7 @@ public final class VirtualFarm {
               heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
               dead_after: \(options.deadAfter)\(options.witness.map { "\n  witness: \($0)" } ?? "")
             node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address)\
-            \(options.prefilter ? "" : ", prefilter: off") }
+            \(options.prefilter ? "" : ", prefilter: off")\(options.engineThreads.map { ", engine_threads: \($0)" } ?? "") }
             control_socket: \(socketPath(server.number))
             peers:
             \(peers)

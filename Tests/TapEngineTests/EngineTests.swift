@@ -13,6 +13,9 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
         /// Frames (by index) of which the ring holds only the first `headBytes`, the whole frame waiting on the
         /// socket, as for a frame longer than a ring slot.
         var headsOnly: Set<Int> = []
+        /// After the first frame the port signals `entered` and waits for `release`: an engine thread held in the
+        /// middle of a batch.
+        var hold: (entered: DispatchSemaphore, release: DispatchSemaphore)? = nil
     }
 
     static let headBytes = 1600
@@ -47,6 +50,10 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
                         vlanTag: frame.vlan, wholeLength: frame.bytes.count - OffloadHeader.size))
                 if waiting != nil { discardedWholes += 1 }
                 waiting = nil
+            }
+            if index == 0, let hold = block.hold {
+                hold.entered.signal()
+                hold.release.wait()
             }
         }
         endOfBatch()
@@ -300,6 +307,37 @@ struct EngineTests {
         port.add(Self.block(frame))
         try Self.wait { engine.counters.delivered == 1 }
         #expect(sink.written == [frame])
+    }
+
+    /// Two threads, one held in the middle of a batch: the free one takes a new state at once, but the engine's
+    /// state generation, which says the state runs (the control plane reports the view it runs only then), stays the
+    /// old one until the held thread has finished its batch and taken the new state too.
+    @Test func aStateRunsOnlyOnceEveryThreadHasTakenIt() throws {
+        let (entered, release) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        let frame = Self.tcp(port: D.port(ownedBy: 1), flags: 2)
+        var held = ScriptedPort.Batch(frames: [(frame, false, nil), (frame, false, nil)])
+        held.hold = (entered, release)
+        let configuration = EngineConfiguration(interface: "eth0", interfaceMAC: D.macs[1]!, tapName: "lb0")
+        let engine = Engine(
+            configuration: configuration, state: D.state(node: 1),
+            ports: [(ScriptedPort([]), RecordingSink()), (ScriptedPort([held]), RecordingSink())])
+        engine.start()
+        defer {
+            release.signal()
+            engine.stop()
+        }
+        #expect(entered.wait(timeout: .now() + 5) == .success)
+        let generation = engine.stateGeneration
+        var next = D.state(node: 1)
+        next.generation = generation + 1
+        engine.swap(next)
+        try Self.wait { engine.threadStatus[0].generation == generation + 1 }
+        Thread.sleep(forTimeInterval: 0.05)
+        #expect(engine.stateGeneration == generation)
+        #expect(engine.threadStatus[1].generation == generation && engine.threadStatus[1].counters.received == 0)
+        release.signal()
+        try Self.wait { engine.stateGeneration == generation + 1 }
+        #expect(engine.threadStatus[1].counters.received == 2 && engine.counters.delivered == 2)
     }
 
     static func wait(_ condition: () -> Bool) throws {

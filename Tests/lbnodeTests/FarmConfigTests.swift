@@ -70,6 +70,25 @@ struct FarmConfigTests {
     }
 
     /// `node.prefilter` is on or off, and nothing else; turning it off needs a restart.
+    @Test func engineThreadsAreAutoOrANumber() throws {
+        func node(_ setting: String) -> String {
+            """
+            farm: { name: db, vip: 198.18.0.100, key_file: /k }
+            node: { id: 7, interface: eth1, address: 198.18.0.7\(setting) }
+            """
+        }
+        #expect(try FarmConfig.parse(node(""), file: "db.yaml").node.engineThreads == nil)
+        #expect(try FarmConfig.parse(node(", engine_threads: auto"), file: "db.yaml").node.engineThreads == nil)
+        #expect(try FarmConfig.parse(node(", engine_threads: 4"), file: "db.yaml").node.engineThreads == 4)
+        for wrong in ["0", "65", "many"] {
+            #expect {
+                try FarmConfig.parse(node(", engine_threads: \(wrong)"), file: "db.yaml")
+            } throws: { error in
+                "\(error)".contains("db.yaml:2: node.engine_threads: '\(wrong)' must be auto or a whole number from 1 to 64")
+            }
+        }
+    }
+
     @Test func thePrefilterIsOnOrOff() throws {
         func node(_ value: String) -> String {
             """

@@ -255,6 +255,45 @@ struct FarmEndToEndTests {
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 3])
     }
 
+    /// `engine_threads: 2` on every node, two clients whose addresses the fanout program gives different threads:
+    /// every request is answered once, datagrams and connections, before and after a node dies; on every node both
+    /// threads take frames, each writes into a TAP queue of its own, and no frame reaches the wrong thread.
+    @Test(arguments: ["flood", "directed"])
+    func twoEngineThreadsShareTheClientsAndNeverCross(delivery: String) throws {
+        let farm = try Self.farm {
+            $0.delivery = delivery
+            $0.engineThreads = 2
+            $0.testbed.clients = 2
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        for client in 1...2 {
+            Self.expectExactlyOnce(try farm.exchange(count: 300, client: client), count: 300, by: [1, 2, 3])
+            let answers = Self.requests(try farm.connect(count: 30, client: client), "threads")
+            #expect(answers.allSatisfy { if case .answered = $0 { true } else { false } }, "\(answers)")
+        }
+        // In directed delivery the director's engine takes every client frame; the others get theirs from the
+        // director, addressed to their own MAC, and their kernels route them to the VIP without the engine.
+        for node in 1...3 {
+            let status = try #require(try Self.status(farm, node: node))
+            #expect(status.threads.count == 2 && status.tapQueues == 2)
+            #expect(status.threads.allSatisfy { $0.wrongThread == 0 }, "node \(node): \(status.threads)")
+            if delivery == "flood" || node == 1 {
+                #expect(status.threads.allSatisfy { $0.received > 100 }, "node \(node): \(status.threads)")
+            }
+            #expect(farm.log(node).contains("engine: 2 thread(s) (engine_threads: 2)"))
+        }
+        farm.signal(2, SIGKILL)
+        #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 3], seconds: 2))
+        for client in 1...2 {
+            Self.expectExactlyOnce(try farm.exchange(count: 300, client: client), count: 300, by: [1, 3])
+        }
+        for node in [1, 3] {
+            let status = try #require(try Self.status(farm, node: node))
+            #expect(status.engine["wrong_thread"] == 0)
+        }
+    }
+
     @Test func openConnectionsSurviveAJoinAndADrain() throws {
         try Self.connectionsSurviveAJoinAndTheDirectorsDrain(Self.farm { $0.startNodes = [1, 2] })
     }
