@@ -33,6 +33,8 @@ struct EngineBenchmark {
     /// Offered frames per second for the equal-load trial (0 = as fast as the generator goes).
     var rates: [Int]
     var flows: Int
+    /// Engine threads per server: the engine paths and the drain run once per count.
+    var threadCounts = [1]
     /// Servers sharing the VIP.
     var servers = 2
     /// Frame size on the wire, with the 4-byte FCS (64 to 1518).
@@ -49,18 +51,28 @@ struct EngineBenchmark {
         var trials: [EngineReport.Trial] = []
         for rate in rates {
             for path in Path.allCases {
-                progress("\(path.rawValue) at \(rate == 0 ? "full speed" : "\(rate) pps") for \(seconds) s")
-                trials.append(try trial(path, rate: rate))
+                // One write per frame is measured with one thread only: it is the reference for io_uring.
+                let counts = path.engineInjection == nil ? [1] : path == .engineRingWrite ? [1] : threadCounts
+                for threads in counts {
+                    progress(
+                        "\(path.rawValue)\(path.engineInjection == nil ? "" : ", \(threads) thread(s)") at "
+                            + "\(rate == 0 ? "full speed" : "\(rate) pps") for \(seconds) s")
+                    trials.append(try trial(path, rate: rate, threads: threads))
+                }
             }
         }
-        progress("drain: filling a stopped engine's ring for \(seconds) s, then timing how fast it empties")
-        return EngineReport(seconds: seconds, flows: flows, trials: trials, drain: try drain())
+        var drains: [EngineReport.Drain] = []
+        for threads in threadCounts {
+            progress("drain, \(threads) thread(s): filling a stopped engine's rings for \(seconds) s, then timing how fast they empty")
+            drains.append(try drain(threads: threads))
+        }
+        return EngineReport(seconds: seconds, flows: flows, trials: trials, drains: drains)
     }
 
-    /// The engine's ceiling on one core: the ring is filled while the engine is stopped, then the engine empties
-    /// it as fast as it can (half the frames are its own and go into the TAP; no socket listens, so the kernel
-    /// drops them after IP, as in the research's "no listener" ceiling).
-    func drain() throws -> EngineReport.Drain {
+    /// The engine's ceiling with `threads` threads: the rings are filled while the engine is stopped, then the
+    /// engine empties them as fast as it can (half the frames are its own and go into the TAP; no socket listens, so
+    /// the kernel drops them after IP, as in the research's "no listener" ceiling).
+    func drain(threads: Int) throws -> EngineReport.Drain {
         let testbed = try VirtualNetwork(.init(servers: 1, clients: 1))
         defer { testbed.down() }
         let stateDirectory = NSTemporaryDirectory() + "lbbench-drain-\(testbed.id)"
@@ -76,6 +88,7 @@ struct EngineBenchmark {
                     interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
+                configuration.threads = threads
                 // Every frame in the ring, the engine's and the other node's: the ceiling of inspecting them.
                 configuration.prefilter = false
                 let state = EngineState(
@@ -109,8 +122,9 @@ struct EngineBenchmark {
         let elapsed = (last.at - start).components
         let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
         return EngineReport.Drain(
-            sent: sent, inspected: counters.received, injected: counters.delivered,
-            ringDrops: counters.ringDrops, seconds: seconds)
+            threads: threads, sent: sent, inspected: counters.received, injected: counters.delivered,
+            ringDrops: counters.ringDrops, seconds: seconds,
+            perThread: engine.threadStatus.map(\.counters.received), wrongThread: counters.wrongThread)
     }
 
     /// Client frames: UDP, `frameBytes` on the wire (with the FCS), from `flows` addresses in 198.18.128.0/17 and ports.
@@ -124,7 +138,7 @@ struct EngineBenchmark {
         }
     }
 
-    func trial(_ path: Path, rate: Int) throws -> EngineReport.Trial {
+    func trial(_ path: Path, rate: Int, threads: Int = 1) throws -> EngineReport.Trial {
         let testbed = try VirtualNetwork(.init(servers: servers, clients: 1))
         defer { testbed.down() }
         progress("testbed \(testbed.id) is up")
@@ -152,6 +166,7 @@ struct EngineBenchmark {
                             interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
                         configuration.injection = path.engineInjection!
                         configuration.prefilter = path != .enginePrefilterOff
+                        configuration.threads = threads
                         return (try Engine(configuration: configuration, state: state), try Self.sink())
                     case .nftables:
                         let socket = try NetlinkSocket()
@@ -195,13 +210,16 @@ struct EngineBenchmark {
         let engineCounters = engines.map(\.counters)
         let duration = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return EngineReport.Trial(
-            path: path, offeredRate: rate, sent: sent, seconds: duration,
+            path: path, threads: path.engineInjection == nil ? nil : threads, offeredRate: rate, sent: sent,
+            seconds: duration,
             deliveredPerServer: perServer,
             cpuBusySeconds: CPUSample.busySeconds(from: before, to: after),
             engineReceived: engineCounters.map(\.received),
             prefilterDropped: engines.map(\.prefilterStatus.dropped),
             engineAccepted: engineCounters.map(\.delivered),
             engineRingDrops: engineCounters.map(\.ringDrops),
+            threadReceived: engines.map { $0.threadStatus.map(\.counters.received) },
+            wrongThread: engineCounters.map(\.wrongThread),
             engineDrops: engineCounters.map { counters in
                 Dictionary(
                     uniqueKeysWithValues: DropReason.allCases.compactMap { reason in

@@ -12,8 +12,9 @@ struct EngineCommand: ParsableCommand {
             (baseline), then through vipfarm's engine (with its bucket prefilter, without it, and with one TAP \
             write per frame), then through an nftables netdev ingress jhash split. Prints offered and delivered \
             packets per second, per-server counts, loss, machine CPU and the extra CPU per delivered packet over the \
-            baseline, the share of the frames each engine's ring took, and the engine's drops by reason. Each rate is \
-            one trial per path. Then the drain: a stopped engine's ring filled, and how fast one engine empties it.
+            baseline, the share of the frames each engine took (and each of its threads), and the engine's drops by \
+            reason. Each rate is one trial per path and thread count (--threads). Then the drain, per thread count: \
+            a stopped engine's rings filled, and how fast the engine empties them.
             """
     )
 
@@ -26,6 +27,11 @@ struct EngineCommand: ParsableCommand {
     @Option(help: "Distinct client flows (addresses and ports).")
     var flows: Int = 4096
 
+    @Option(
+        parsing: .upToNextOption,
+        help: "Engine threads per server: the engine paths and the drain run once for each count.")
+    var threads: [Int] = [1]
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -34,13 +40,17 @@ struct EngineCommand: ParsableCommand {
             throw ValidationError("--rates must be from 0 to 5000000 (0 = full speed)")
         }
         guard (1...65536).contains(flows) else { throw ValidationError("--flows must be from 1 to 65536") }
+        guard !threads.isEmpty, threads.allSatisfy({ (1...64).contains($0) }) else {
+            throw ValidationError("--threads must be from 1 to 64")
+        }
     }
 
     func run() throws {
         try requireRoot()
-        let benchmark = EngineBenchmark(seconds: seconds, rates: rates, flows: flows) { line in
+        var benchmark = EngineBenchmark(seconds: seconds, rates: rates, flows: flows) { line in
             FileHandle.standardError.write(Data("lbbench engine: \(line)\n".utf8))
         }
+        benchmark.threadCounts = threads
         let report = try benchmark.run()
         try output.emit(
             "engine", title: "lbbench engine: the data path against nftables", table: report.table, value: report)

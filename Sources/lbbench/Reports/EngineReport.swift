@@ -4,6 +4,8 @@ import Foundation
 struct EngineReport: Codable {
     struct Trial: Codable {
         var path: EngineBenchmark.Path
+        /// Engine paths: the threads of each server's engine.
+        var threads: Int? = nil
         /// Frames per second asked of the generator; 0 = as fast as it goes.
         var offeredRate: Int
         var sent: Int
@@ -19,20 +21,30 @@ struct EngineReport: Codable {
         /// Engine path only: frames each engine accepted and wrote into its TAP.
         var engineAccepted: [UInt64]
         var engineRingDrops: [UInt64]
+        /// Engine paths: frames each engine's threads read, and frames that reached a thread other than their
+        /// client's.
+        var threadReceived: [[UInt64]]? = nil
+        var wrongThread: [UInt64]? = nil
         var engineDrops: [[String: UInt64]]
+
+        var label: String { threads.map { "\(path.rawValue), \($0) thread\($0 == 1 ? "" : "s")" } ?? path.rawValue }
 
         var delivered: Int { deliveredPerServer.reduce(0, +) }
         var offeredPerSecond: Double { Double(sent) / seconds }
         var deliveredPerSecond: Double { Double(delivered) / seconds }
     }
 
-    /// The drain-mode ceiling of one engine on one core.
+    /// The drain-mode ceiling of one engine with `threads` threads.
     struct Drain: Codable {
+        var threads: Int
         var sent: Int
         var inspected: UInt64
         var injected: UInt64
         var ringDrops: UInt64
         var seconds: Double
+        /// Frames each thread inspected, and frames on the wrong thread.
+        var perThread: [UInt64]
+        var wrongThread: UInt64
         var inspectedPerSecond: Double { Double(inspected) / seconds }
         var injectedPerSecond: Double { Double(injected) / seconds }
     }
@@ -40,7 +52,13 @@ struct EngineReport: Codable {
     var seconds: Double
     var flows: Int
     var trials: [Trial]
-    var drain: Drain?
+    var drains: [Drain]
+
+    /// The largest thread's frames over the smallest's: 1 is an even split.
+    static func balance(_ perThread: [UInt64]) -> Double? {
+        guard perThread.count > 1, let low = perThread.min(), low > 0 else { return nil }
+        return Double(perThread.max()!) / Double(low)
+    }
 
     /// Extra CPU microseconds per delivered packet over the baseline at the same offered rate.
     func extraMicrosecondsPerDelivered(_ trial: Trial) -> Double? {
@@ -78,7 +96,7 @@ struct EngineReport: Codable {
                             + " ring=\(trial.engineRingDrops[index])"
                     }.joined(separator: "; ")
                 table.add([
-                    trial.path.rawValue, f(trial.offeredPerSecond, 0), f(trial.deliveredPerSecond, 0),
+                    trial.label, f(trial.offeredPerSecond, 0), f(trial.deliveredPerSecond, 0),
                     trial.deliveredPerServer.map(String.init).joined(separator: "/"), loss,
                     f(100 * trial.cpuBusySeconds / trial.seconds / 2, 1),
                     extraMicrosecondsPerDelivered(trial).map { f($0, 2) } ?? "-",
@@ -94,13 +112,22 @@ struct EngineReport: Codable {
                 let shares = trial.engineReceived.map { f(100 * Double($0) / Double(trial.sent), 1) + " %" }
                 let kept = trial.prefilterDropped.map { " (the prefilter kept \($0.map(String.init).joined(separator: "/")) out)" }
                 result.append(
-                    "\(trial.path.rawValue): each ring took \(shares.joined(separator: ", ")) of the frames sent, "
+                    "\(trial.label): each engine took \(shares.joined(separator: ", ")) of the frames sent, "
                         + "a share being \(f(100 / Double(trial.engineReceived.count), 1)) %" + (kept ?? ""))
+                if let perThread = trial.threadReceived, perThread.contains(where: { $0.count > 1 }) {
+                    let split = perThread.map { threads in
+                        threads.map(String.init).joined(separator: "/")
+                            + (Self.balance(threads).map { " (max/min \(f($0, 3)))" } ?? "")
+                    }
+                    let wrong = (trial.wrongThread ?? []).reduce(0, +)
+                    result.append(
+                        "\(trial.label): frames per thread \(split.joined(separator: ", ")), on the wrong thread \(wrong)")
+                }
             }
             if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
                 for engine in rows where engine.path.engineInjection != nil {
                     var line =
-                        "\(engine.path.rawValue) / nftables: delivered "
+                        "\(engine.label) / nftables: delivered "
                         + "\(f(engine.deliveredPerSecond / kernel.deliveredPerSecond, 2))x"
                     if let e = extraMicrosecondsPerDelivered(engine), let k = extraMicrosecondsPerDelivered(kernel),
                         k > 0
@@ -111,15 +138,30 @@ struct EngineReport: Codable {
                 }
             }
         }
-        if let drain {
+        if !drains.isEmpty {
             var table = TextTable(
-                title: "Drain: a full ring emptied by one engine (the ceiling of one core)",
-                header: ["frames in ring", "inspected/s", "injected into TAP/s", "seconds", "ring drops"])
-            table.add([
-                "\(drain.inspected)", f(drain.inspectedPerSecond, 0), f(drain.injectedPerSecond, 0),
-                f(drain.seconds, 3), "\(drain.ringDrops)",
-            ])
+                title: "Drain: full rings emptied by one engine (its ceiling with that many threads)",
+                header: [
+                    "threads", "frames in rings", "inspected/s", "injected into TAP/s", "seconds", "ring drops",
+                    "per thread (max/min)", "wrong thread",
+                ])
+            for drain in drains {
+                table.add([
+                    "\(drain.threads)", "\(drain.inspected)", f(drain.inspectedPerSecond, 0),
+                    f(drain.injectedPerSecond, 0), f(drain.seconds, 3), "\(drain.ringDrops)",
+                    drain.perThread.map(String.init).joined(separator: "/")
+                        + (Self.balance(drain.perThread).map { " (\(f($0, 3)))" } ?? ""),
+                    "\(drain.wrongThread)",
+                ])
+            }
             result.append(table.rendered)
+            if let one = drains.first(where: { $0.threads == 1 }), one.inspectedPerSecond > 0 {
+                for more in drains where more.threads > 1 {
+                    result.append(
+                        "drain, \(more.threads) threads / 1 thread: "
+                            + "\(f(more.inspectedPerSecond / one.inspectedPerSecond, 2))x frames inspected per second")
+                }
+            }
         }
         return result.joined(separator: "\n\n")
     }
