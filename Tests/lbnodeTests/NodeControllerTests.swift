@@ -62,6 +62,38 @@ struct NodeControllerTests {
         #expect(controller.membership.leader == NodeID(1))
     }
 
+    /// Heartbeats report the view the engine runs on every thread, not the one just built: a peer that takes a
+    /// bucket from this node waits until it reports the new view (release before acquire), so it must not hear it
+    /// while an engine thread still serves the bucket.
+    @Test func heartbeatsReportAViewOnlyOnceTheEngineRunsIt() throws {
+        var controller = try Self.controller()
+        var running = controller.initialState().generation
+        var swapped = running
+        func step(_ now: Int, peers: [UInt16]) -> [Heartbeat] {
+            var inputs = NodeInputs()
+            let digest = controller.membership.view.digest(seed: controller.membership.seed)
+            inputs.heartbeats = peers.map { Self.beat($0, sequence: UInt64(now + 1), digest: digest) }
+            inputs.engineGeneration = running
+            let actions = controller.step(now: now, inputs)
+            if let state = Self.states(actions).last { swapped = state.generation }
+            return Self.sent(actions)
+        }
+        for now in stride(from: 0, through: 60, by: 10) {
+            _ = step(now, peers: [2, 3])
+            running = swapped  // an engine that keeps up
+        }
+        let three = controller.membership.view.digest(seed: controller.membership.seed)
+        #expect(controller.membership.view.ids.count == 3)
+        // Node 3 falls silent and dies; this node's engine has not taken the new state yet.
+        var reported: [UInt64] = []
+        for now in stride(from: 70, through: 150, by: 10) { reported += step(now, peers: [2]).map(\.viewDigest) }
+        let two = controller.membership.view.digest(seed: controller.membership.seed)
+        #expect(controller.membership.view.ids.count == 2 && swapped > running)
+        #expect(!reported.isEmpty && reported.allSatisfy { $0 == three })
+        running = swapped
+        #expect(step(160, peers: [2]).map(\.viewDigest) == [two])
+    }
+
     @Test func aStallLongerThanTheFailoverTimeFencesUntilThePeersAreHeard() throws {
         var controller = try Self.controller()
         Self.run(&controller, from: 0, to: 60)

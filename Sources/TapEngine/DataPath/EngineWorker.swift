@@ -158,6 +158,9 @@ final class EngineWorker: @unchecked Sendable {
         if let next {
             state = next.0
             self.serial = next.1
+            // Said at once, not after the batch: an idle thread's next batch may be 100 ms away, and the control plane
+            // reports a view to its peers only once every thread runs it.
+            status.withLock { $0.generation = next.0.generation }
         }
         self.lease = lease
     }

@@ -25,6 +25,8 @@ struct NodeInputs {
     var outrankedByDuplicateID = false
     /// The node is asked to leave (a signal, the parent gone).
     var stop = false
+    /// The generation of the state every engine thread runs (`Engine.stateGeneration`); nil: no engine to wait for.
+    var engineGeneration: UInt64? = nil
 }
 
 /// What the I/O loop must do after a step, in order.
@@ -66,6 +68,10 @@ struct NodeController {
     /// The longest a bucket taken from a live node waits for the peers' agreement.
     static let holdLimitMilliseconds = 3000
     /// Until when the buckets this node takes from live nodes are held (not served) waiting for the peers' agreement.
+    /// The views of the states handed to the engine that it may not run yet, by generation, oldest first; and the
+    /// digest of the newest view it runs (nil: no engine to ask).
+    private var swappedViews: [(generation: UInt64, digest: UInt64)] = []
+    private var runningDigest: UInt64?
     private var holdUntil: Int?
     /// When the hold began: only heartbeats taken in later can lift it.
     private var holdSince = 0
@@ -103,7 +109,28 @@ struct NodeController {
 
     /// The state the engine starts with: nothing owned.
     mutating func initialState() -> EngineState {
-        states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false)
+        let state = states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false)
+        swappedViews = [(state.generation, membership.view.digest(seed: membership.seed))]
+        return state
+    }
+
+    /// Hands the engine `state`, and notes the view it was built for.
+    private mutating func swap(_ state: EngineState, into actions: inout [NodeAction]) {
+        actions.append(.swap(state))
+        swappedViews.append((state.generation, membership.view.digest(seed: membership.seed)))
+    }
+
+    /// The view that heartbeats report: the newest one whose state every engine thread runs. A peer that takes a
+    /// bucket from this node waits until it reports the new view (release before acquire), so this node must not
+    /// report it while a thread still serves the bucket. Without an engine to ask, the view as built.
+    private mutating func noteRunning(_ generation: UInt64?) {
+        guard let generation else {
+            swappedViews.removeAll()
+            runningDigest = nil
+            return
+        }
+        while swappedViews.count > 1 && swappedViews[1].generation <= generation { swappedViews.removeFirst() }
+        if let oldest = swappedViews.first, oldest.generation <= generation { runningDigest = oldest.digest }
     }
 
     /// Milliseconds of silence after which a peer is dead (and after which this node, stalled, fences itself).
@@ -112,6 +139,7 @@ struct NodeController {
     /// One step at `now` (monotonic ms).
     mutating func step(now: Int, _ inputs: NodeInputs) -> [NodeAction] {
         var actions: [NodeAction] = []
+        noteRunning(inputs.engineGeneration)
         // A stall longer than the failover time (the process stopped, the VM frozen): the peers have taken this
         // node's buckets, so it serves nothing until it has heard the current view.
         if let last = lastStep, now - last > failoverMilliseconds {
@@ -150,7 +178,7 @@ struct NodeController {
             membership.liftFence(now: now, stillFenced: inputs.outrankedByDuplicateID), now: now, into: &actions)
         if let until = holdUntil, membership.peersAgree(since: holdSince) || now >= until {
             holdUntil = nil
-            actions.append(.swap(nextState(handover: handoverUntil != nil)))
+            swap(nextState(handover: handoverUntil != nil), into: &actions)
             actions.append(
                 now >= until
                     ? .log(.warning, "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
@@ -163,7 +191,7 @@ struct NodeController {
                 handoverUntil = now + handoverMilliseconds
             } else {
                 handoverUntil = nil
-                actions.append(.swap(nextState(handover: false)))
+                swap(nextState(handover: false), into: &actions)
                 actions.append(.log(.info, "handover window over: table \(states.generation) without handover marks"))
             }
         }
@@ -219,7 +247,7 @@ struct NodeController {
         drainStartedAt = nil
         drainUntil = nil
         apply(membership.setLocal(state: .drained), now: now, into: &actions)
-        actions.append(.swap(nextState(handover: false)))
+        swap(nextState(handover: false), into: &actions)
         actions.append(.log(.notice, "drained: `lbnode undrain` takes this node back, stopping lbnode takes it out"))
     }
 
@@ -246,7 +274,7 @@ struct NodeController {
         beat.leader = membership.leader == config.node.id
         beat.weight = membership.weight
         beat.sequence += 1
-        beat.viewDigest = membership.view.digest(seed: membership.seed)
+        beat.viewDigest = runningDigest ?? membership.view.digest(seed: membership.seed)
         return beat
     }
 
@@ -331,7 +359,7 @@ struct NodeController {
         } else {
             holdUntil = nil
         }
-        actions.append(.swap(state))
+        swap(state, into: &actions)
         // The leader announces on every change of view: another node may have claimed the role (and, directed, the
         // switch port of the virtual MAC) for a moment while the views disagreed; its engine re-announces every
         // 200 ms anyway.
@@ -387,7 +415,7 @@ struct NodeController {
             .log(.notice, "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
         let events = membership.setLocal(weight: next.node.weight)
         if events.isEmpty {  // same view: the rules still need a new state
-            actions.append(.swap(nextState(handover: handoverUntil != nil)))
+            swap(nextState(handover: handoverUntil != nil), into: &actions)
         }
         apply(events, now: now, into: &actions)
     }

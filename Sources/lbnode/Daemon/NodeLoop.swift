@@ -181,6 +181,7 @@ final class NodeLoop {
             }
         }
         fault = monitor.fault(now: now, engine: engine)
+        inputs.engineGeneration = engine?.stateGeneration
         inputs.dataPathFault = fault?.reason
         let requests = daemon.requests.take()
         inputs.drainSeconds = requests.drainSeconds
