@@ -16,6 +16,8 @@ struct AppsBenchmark {
     var udpBitsPerSecond: Int
     /// Profile the machine (perf) during the first wrk run of each path, keeping the recordings here.
     var profileDirectory: String? = nil
+    /// `node.engine_threads` of every node (nil: the default, `auto`).
+    var engineThreads: Int? = nil
     var progress: (String) -> Void
 
     /// The server whose lbnode the kill test ends.
@@ -37,6 +39,7 @@ struct AppsBenchmark {
         let delivery = prefilter ? mode : "\(mode), prefilter off"
         var options = VirtualFarm.Options(delivery: mode, realApplications: true)
         options.prefilter = prefilter
+        options.engineThreads = engineThreads
         let farm = try VirtualFarm(options)
         defer { farm.stop() }
         let everyone = farm.testbed.servers.map(\.number)

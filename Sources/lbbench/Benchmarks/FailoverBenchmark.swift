@@ -20,6 +20,8 @@ struct FailoverBenchmark {
     var intervalMilliseconds: Double
     /// How long a `long-cut` lasts, in seconds.
     var longSeconds = 60.0
+    /// `node.engine_threads` of every vipfarm node (nil: the default).
+    var engineThreads: Int? = nil
     var progress: (String) -> Void
 
     /// Steady traffic before the failure.
@@ -56,6 +58,7 @@ struct FailoverBenchmark {
         case .vipfarm:
             var options = VirtualFarm.Options(testbed: testbed)
             options.delivery = delivery
+            options.engineThreads = engineThreads
             let farm = try VirtualFarm(options)
             let everyone = farm.testbed.servers.map(\.number)
             guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {

@@ -42,6 +42,8 @@ struct AppsCommand: ParsableCommand {
     @Option(help: "iperf3 UDP rate, in Mbit/s.")
     var udpMbits = 200
 
+    @OptionGroup var engineThreads: EngineThreadsOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -60,7 +62,8 @@ struct AppsCommand: ParsableCommand {
         let benchmark = AppsBenchmark(
             deliveries: deliveries, prefilterSettings: prefilter == "both" ? [true, false] : [prefilter == "on"],
             seconds: seconds, repetitions: repetitions, connections: connections,
-            udpBitsPerSecond: udpMbits * 1_000_000, profileDirectory: profile
+            udpBitsPerSecond: udpMbits * 1_000_000, profileDirectory: profile,
+            engineThreads: engineThreads.value
         ) { line in FileHandle.standardError.write(Data("lbbench apps: \(line)\n".utf8)) }
         let report = try benchmark.run()
         try output.emit(

@@ -38,6 +38,8 @@ struct ChaosCommand: ParsableCommand {
         help: "Scenarios to run (default: all): \(ChaosScenario.allCases.map(\.rawValue).joined(separator: ", ")).")
     var scenarios: [String] = []
 
+    @OptionGroup var engineThreads: EngineThreadsOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -66,6 +68,7 @@ struct ChaosCommand: ParsableCommand {
         for scenario in chosen {
             FileHandle.standardError.write(Data("lbbench chaos: \(scenario.rawValue)...\n".utf8))
             var options = VirtualFarm.Options(delivery: delivery)
+            engineThreads.apply(to: &options)
             scenario.shape(&options)
             let farm = try VirtualFarm(options)
             defer { farm.stop() }

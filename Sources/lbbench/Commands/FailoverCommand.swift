@@ -68,6 +68,8 @@ struct FailoverCommand: ParsableCommand {
     @Flag(help: "Also measure keepalived (fastest and default advertisement interval) in the same run.")
     var compare = false
 
+    @OptionGroup var engineThreads: EngineThreadsOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -113,7 +115,8 @@ struct FailoverCommand: ParsableCommand {
                 servers: 3, clients: 1, unknownUnicastFlooding: !strictSwitch && !noFlooding, portSecurity: strictSwitch
             ),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
-            intervalMilliseconds: intervalMs, longSeconds: longSeconds, progress: progress)
+            intervalMilliseconds: intervalMs, longSeconds: longSeconds, engineThreads: engineThreads.value,
+            progress: progress)
         let report = try benchmark.run()
         try output.emit(
             "failover", title: "lbbench failover", table: report.table, value: report, charts: report.charts)

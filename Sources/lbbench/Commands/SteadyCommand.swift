@@ -28,6 +28,8 @@ struct SteadyCommand: ParsableCommand {
     @Flag(help: "Node 3 configured everywhere but absent from the network (a server powered off) the whole time.")
     var deadNode = false
 
+    @OptionGroup var engineThreads: EngineThreadsOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -50,6 +52,7 @@ struct SteadyCommand: ParsableCommand {
         try requireRoot()
         warnAboutLeftovers()
         var options = VirtualFarm.Options(delivery: delivery)
+        engineThreads.apply(to: &options)
         if deadNode {
             options.startNodes = [1, 2]
             options.absentServers = [3]
