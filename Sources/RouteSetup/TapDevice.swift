@@ -1,8 +1,8 @@
 import CKernel
 import Glibc
 
-/// Persistent TAP devices (IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE), created so that `lbnode setup` can prepare one and `lbnode run`
-/// attach to it later.
+/// Persistent TAP devices (IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE), created so that `lbnode setup` can prepare one and
+/// `lbnode run` attach to it later, a queue per engine thread.
 public enum TapDevice {
     /// Creates the persistent TAP device `name` in the calling thread's namespace. The corresponding C calls are
     /// `open("/dev/net/tun")` and the `TUNSETIFF` and `TUNSETPERSIST` ioctls.

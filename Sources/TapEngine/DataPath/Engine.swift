@@ -66,8 +66,8 @@ public final class Engine: @unchecked Sendable {
     /// Queues of the TAP device the threads write into: one per thread, or 1 when the device has a single queue
     /// (made without `IFF_MULTI_QUEUE`) and the threads share it.
     public let tapQueues: Int
-    /// The prefilter on every ring (nil: turned off), and the MAC the rings receive, fixed when they open (the
-    /// prefilter checks it as the classic filter does).
+    /// The prefilter on every ring (no socket: turned off, or fake ports), and the MAC the rings receive, fixed when
+    /// they open (the prefilter checks it as the classic filter does).
     private let prefilter = Mutex(PrefilterAttachment())
     private let receiveMAC: UInt64
     private var threads: [Thread] = []
@@ -81,19 +81,19 @@ public final class Engine: @unchecked Sendable {
         var ports: [RingPort] = []
         var sinks: [any FrameSink] = []
         var taps: [TapWriter] = []
-        for index in 0..<max(1, configuration.threads) {
-            let fanout: RingPort.Fanout? =
-                configuration.threads < 2 ? nil : index == 0 ? .lead : .join(group: ports[0].fanoutGroup!)
+        let threads = max(1, configuration.threads)
+        for index in 0..<threads {
+            // In thread order: a fanout group numbers its rings in the order they joined.
+            let fanout: RingPort.Fanout? = threads == 1 ? nil : index == 0 ? .lead : .join(group: ports[0].fanoutGroup!)
             ports.append(
                 try RingPort(
                     interface: configuration.interface, vip: state.vip, receiveMAC: receiveMAC,
-                    interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes / Int32(max(1, configuration.threads)),
+                    interfaceMAC: configuration.interfaceMAC, ringBytes: configuration.ringBytes / Int32(threads),
                     pollTimeoutMilliseconds: configuration.pollTimeoutMilliseconds, fanout: fanout))
             // A single-queue TAP takes one descriptor: the threads share it (a write is safe from any thread).
             if taps.first?.isMultiQueue ?? true { taps.append(try TapWriter(name: configuration.tapName)) }
             let tap = taps.last!
-            sinks.append(
-                configuration.injection == .write ? tap : try TapBatchWriter(tap: tap))
+            sinks.append(configuration.injection == .write ? tap : try TapBatchWriter(tap: tap))
         }
         self.init(configuration: configuration, state: state, ports: Array(zip(ports, sinks)), tapQueues: taps.count)
         if configuration.prefilter {

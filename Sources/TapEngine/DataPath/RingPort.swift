@@ -69,7 +69,8 @@ final class RingPort: PacketPort {
     ///     returns empty-handed (the engine then sends its periodic announcement or sweeps its flow table).
     /// - Throws: `SystemCallError`. The corresponding C calls are `socket(AF_PACKET)`, `ioctl(SIOCGIFMTU)`,
     ///   `setsockopt(SO_ATTACH_FILTER, PACKET_IGNORE_OUTGOING, PACKET_VNET_HDR, PACKET_AUXDATA, PACKET_COPY_THRESH,
-    ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP)`, `mmap`, `bind` and `eventfd`.
+    ///   SO_RCVBUFFORCE, PACKET_VERSION, PACKET_RX_RING, PACKET_ADD_MEMBERSHIP, PACKET_FANOUT, PACKET_FANOUT_DATA)`, `mmap`,
+    ///   `bind` and `eventfd`.
     init(
         interface: String, vip: IPAddress, receiveMAC: UInt64, interfaceMAC: UInt64, ringBytes: Int32,
         pollTimeoutMilliseconds: Int32, fanout: Fanout? = nil
