@@ -33,6 +33,13 @@ else
     rm -rf "$unit_dir"
     echo "deb-check: no systemd running here: systemd-analyze verify passed"
 fi
+# The unit's hardening: systemd's exposure score (0 safe, 10 unsafe) stays at or below 4.0 (docs/operations.md).
+unit_dir=$(mktemp -d /tmp/vipfarm-deb-units.XXXXXX)
+cp /lib/systemd/system/vipfarm@.service "$unit_dir/vipfarm@deb-check.service"
+systemd-analyze security --offline=true "$unit_dir/vipfarm@deb-check.service" | tail -n 1
+systemd-analyze security --offline=true --threshold=40 "$unit_dir/vipfarm@deb-check.service" >/dev/null || {
+    echo "deb-check: the unit's exposure rose above 4.0 (systemd-analyze security)" >&2; rm -rf "$unit_dir"; exit 1; }
+rm -rf "$unit_dir"
 [ -n "$config_made" ] && rm -f /etc/vipfarm/deb-check.yaml
 dpkg -r vipfarm
 for path in /usr/bin/lbnode /usr/bin/lbbench /lib/systemd/system/vipfarm@.service /usr/share/man/man1/lbnode.1.gz \

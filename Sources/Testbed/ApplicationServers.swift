@@ -20,6 +20,8 @@ public final class ApplicationServers {
     private let nginx = ChildProcesses()
     private let iperfOnVIP = ChildProcesses()
     private let iperfOnOwnAddress = ChildProcesses()
+    /// On a dual-stack testbed, the direct reference of an IPv6 VIP: the server's own IPv6 address.
+    private let iperfOnOwnAddress6 = ChildProcesses()
     private let directory: String
 
     /// Starts nginx and the iperf3 servers on every server of `testbed`; their logs and nginx's files go to
@@ -42,7 +44,9 @@ public final class ApplicationServers {
                 try server.namespace.run { () throws(NetlinkError) in
                     for family in ["ipv4", "ipv6"] { try Sysctl("net.\(family).ip_nonlocal_bind").write("1") }
                 }
-                for (children, address) in [(iperfOnVIP, "\(vip)"), (iperfOnOwnAddress, "\(server.address.address)")] {
+                var addresses = [(iperfOnVIP, "\(vip)"), (iperfOnOwnAddress, "\(server.address.address)")]
+                if let address6 = server.address6 { addresses.append((iperfOnOwnAddress6, "\(address6.address)")) }
+                for (children, address) in addresses {
                     try children.start(
                         server.number, in: server.namespace, executable: Self.iperfPath,
                         arguments: ["-s", "-B", "\(address)", "-p", "\(Self.iperfPort)"],
@@ -65,6 +69,7 @@ public final class ApplicationServers {
         nginx.stopAll(with: SIGKILL)  // nothing to save; nginx without a master ignores SIGTERM while it has clients
         iperfOnVIP.stopAll(with: SIGKILL)
         iperfOnOwnAddress.stopAll(with: SIGKILL)
+        iperfOnOwnAddress6.stopAll(with: SIGKILL)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -102,7 +107,8 @@ public final class ApplicationServers {
         let deadline = Date().addingTimeInterval(5)
         for server in testbed.servers {
             while try !server.namespace.run({ () throws(NetlinkError) in
-                Self.listeners(on: Self.httpPort) >= 1 && Self.listeners(on: Self.iperfPort) >= 2
+                Self.listeners(on: Self.httpPort) >= 1
+                    && Self.listeners(on: Self.iperfPort) >= (server.address6 == nil ? 2 : 3)
             }) {
                 guard Date() < deadline else {
                     throw FarmError("server \(server.number): nginx or iperf3 did not start (logs in \(directory))")

@@ -9,15 +9,19 @@ public final class ChildProcesses {
 
     /// Starts `executable` in `namespace` (a process started from a thread inherits the thread's namespace), its
     /// standard output and error appended to `log`.
-    public func start(_ number: Int, in namespace: NetworkNamespace, executable: String, arguments: [String], log: String)
-        throws
-    {
+    public func start(
+        _ number: Int, in namespace: NetworkNamespace, executable: String, arguments: [String], log: String,
+        environment: [String: String] = [:]
+    ) throws {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let result: Result<Process, Error> = try namespace.run { () throws(NetlinkError) in
             Result {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
                 process.arguments = arguments
+                if !environment.isEmpty {
+                    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+                }
                 process.standardError = FileHandle(forWritingAtPath: log)
                 process.standardOutput = FileHandle(forWritingAtPath: log)
                 try process.run()

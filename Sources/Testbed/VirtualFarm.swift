@@ -17,6 +17,8 @@ public final class VirtualFarm {
         public var prefilter = true
         /// `node.engine_threads` of every node (nil: the default, `auto`).
         public var engineThreads: Int? = nil
+        /// Environment variables for a node's `lbnode run` (e.g. systemd's `NOTIFY_SOCKET`), by node number.
+        public var environment: [Int: [String: String]] = [:]
         /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
         public var extraConfig: [Int: String] = [:]
         /// The nodes that start with the farm; the others can be started later (a join).
@@ -155,9 +157,10 @@ public final class VirtualFarm {
             number, in: testbed.servers[number - 1].namespace, executable: Self.lbnodePath,
             arguments: [
                 "run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)",
+                "--memory-dir", "\(directory)/memory\(number)",
                 "--exit-with-parent",
             ],
-            log: logPath(number))
+            log: logPath(number), environment: options.environment[number] ?? [:])
     }
 
     /// Runs `lbnode probe --json` on the servers `nodes` (default: every one; no lbnode may run), each `startGap`

@@ -6,7 +6,7 @@ import Testing
 
 /// docs/operations.md's *Your first farm, step by step*, run as written: every `sh` block of the section, command by
 /// command, on the servers and the client it names. Each server is a network namespace with a mount namespace of its
-/// own (a private /etc over the host's, a private /run), so three servers can hold /etc/vipfarm/web.yaml and
+/// own (a private /etc and /var/lib over the host's, a private /run), so three servers can hold /etc/vipfarm/web.yaml and
 /// /run/vipfarm/web.sock side by side. What the test does itself is only what a person does between the commands:
 /// copy the key, start the probes five seconds apart, and stand in for systemd (the unit's own commands, from
 /// packaging/vipfarm@.service.in, run by hand; a killed node restarted a second later, as `Restart=on-failure` does).
@@ -139,10 +139,13 @@ final class Walkthrough {
             for server in testbed.servers {
                 let root = "\(directory)/s\(server.number)"
                 try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-                // A private /etc (the host's, with writes kept in a tmpfs) and /run, for as long as the holder lives.
+                // A private /etc and /var/lib (the host's, with writes kept in a tmpfs) and /run, for as long as the
+                // holder lives.
                 let setup = """
-                    mount -t tmpfs tmpfs \(root) && mkdir \(root)/upper \(root)/work && \
+                    mount -t tmpfs tmpfs \(root) && mkdir \(root)/upper \(root)/work \(root)/lib \(root)/libwork && \
                     mount -t overlay overlay -o lowerdir=/etc,upperdir=\(root)/upper,workdir=\(root)/work /etc && \
+                    mount -t overlay overlay -o lowerdir=/var/lib,upperdir=\(root)/lib,workdir=\(root)/libwork \
+                    /var/lib && \
                     mount -t tmpfs tmpfs /run && rm -rf /etc/vipfarm && mkdir -p /etc/vipfarm && exec sleep infinity
                     """
                 let holder = Process()

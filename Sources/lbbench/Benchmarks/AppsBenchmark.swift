@@ -10,6 +10,9 @@ struct AppsBenchmark {
     var deliveries: [String]
     /// Each delivery mode with the prefilter on, off, or both one after the other.
     var prefilterSettings: [Bool] = [true]
+    /// Each delivery mode with an IPv4 VIP, an IPv6 VIP (on a dual-stack testbed, against server 1's own IPv6
+    /// address), or both.
+    var ipVersions = [4]
     var seconds: Int
     var repetitions: Int
     var connections: Int
@@ -27,17 +30,24 @@ struct AppsBenchmark {
         var report = AppsReport(
             seconds: seconds, connections: connections, udpBitsPerSecond: udpBitsPerSecond, victim: Self.victim)
         for mode in deliveries {
-            for prefilter in prefilterSettings {
-                try measure(mode, prefilter: prefilter, into: &report)
+            for version in ipVersions {
+                for prefilter in prefilterSettings {
+                    try measure(mode, ipv6: version == 6, prefilter: prefilter, into: &report)
+                }
             }
         }
         return report
     }
 
-    /// One farm: the tests through the VIP and direct, then the kill; reported as `delivery` (", prefilter off").
-    private func measure(_ mode: String, prefilter: Bool, into report: inout AppsReport) throws {
-        let delivery = prefilter ? mode : "\(mode), prefilter off"
+    /// One farm: the tests through the VIP and direct, then the kill; reported as `delivery` (", IPv6",
+    /// ", prefilter off").
+    private func measure(_ mode: String, ipv6: Bool, prefilter: Bool, into report: inout AppsReport) throws {
+        let delivery = mode + (ipv6 ? ", IPv6" : "") + (prefilter ? "" : ", prefilter off")
         var options = VirtualFarm.Options(delivery: mode, realApplications: true)
+        if ipv6 {
+            options.testbed.ipv6 = true
+            options.vip = Self.vip6
+        }
         options.prefilter = prefilter
         options.engineThreads = engineThreads
         let farm = try VirtualFarm(options)
@@ -47,8 +57,9 @@ struct AppsBenchmark {
             throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
         }
         let client = farm.testbed.clients[0].namespace
+        let server = farm.testbed.servers[0]
         let targets = [
-            (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\(farm.testbed.servers[0].address.address)"),
+            (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\((ipv6 ? server.address6! : server.address).address)"),
         ]
         for repetition in 1...repetitions {
             // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
@@ -59,7 +70,7 @@ struct AppsBenchmark {
                     repetition == 1 ? try SystemProfile.start(seconds: seconds, directory: directory, label: label) : nil
                 }
                 let (web, webCPU) = try measuringCPU(of: farm) {
-                    try Wrk.run(in: client, url: "http://\(address)/", seconds: seconds, connections: connections)
+                    try Wrk.run(in: client, url: Self.url(address), seconds: seconds, connections: connections)
                 }
                 if let recording {
                     let profile = try recording.finish(requests: web.requests)
@@ -97,6 +108,14 @@ struct AppsBenchmark {
         progress("\(delivery): wrk while node \(Self.victim) is killed: \(Self.summary(kill.result))")
     }
 
+    /// The VIP of the IPv6 runs, in the testbed's IPv6 subnet.
+    static let vip6 = "2001:2::100"
+
+    /// nginx's page at `address` (an IPv6 address in brackets).
+    static func url(_ address: String) -> String {
+        address.contains(":") ? "http://[\(address)]/" : "http://\(address)/"
+    }
+
     /// "41135 req/s, p99 1.38 ms, 0 errors".
     static func summary(_ result: Wrk.Result) -> String {
         String(
@@ -128,7 +147,7 @@ struct AppsBenchmark {
         DispatchQueue.global().asyncAfter(deadline: .now() + killAfter, execute: timer)
         defer { timer.cancel() }
         let result = try Wrk.run(
-            in: farm.testbed.clients[0].namespace, url: "http://\(farm.vip)/", seconds: duration,
+            in: farm.testbed.clients[0].namespace, url: Self.url("\(farm.vip)"), seconds: duration,
             connections: connections)
         let survivors = farm.testbed.servers.map(\.number).filter { $0 != Self.victim }
         return AppsReport.Kill(

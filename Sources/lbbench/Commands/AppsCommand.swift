@@ -14,7 +14,8 @@ struct AppsCommand: ParsableCommand {
             first: wrk requests/s, latency p99 and errors; iperf3 TCP upload and download; iperf3 UDP at a fixed rate \
             and its loss. Then wrk through the VIP while server 3's lbnode is killed (SIGKILL): its connections are \
             reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratio VIP / \
-            direct. Needs nginx-light, iperf3 and wrk (`make setup`).
+            direct. `--ip 4 6` measures each mode with an IPv4 and an IPv6 VIP. Needs nginx-light, iperf3 and wrk \
+            (`make setup`).
             """
     )
 
@@ -23,6 +24,11 @@ struct AppsCommand: ParsableCommand {
 
     @Option(help: "The nodes' bucket prefilter: on, off, or both (each delivery mode measured with and without it).")
     var prefilter = "on"
+
+    @Option(
+        name: .customLong("ip"), parsing: .upToNextOption,
+        help: "VIP families to measure: 4, 6 or both (an IPv6 VIP on a dual-stack testbed, direct to server 1's IPv6 address).")
+    var ipVersions: [Int] = [4]
 
     @Option(
         help: ArgumentHelp(
@@ -50,6 +56,9 @@ struct AppsCommand: ParsableCommand {
         guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
         for delivery in deliveries { try DeliveryOption.validate(delivery, option: "--deliveries") }
         guard ["on", "off", "both"].contains(prefilter) else { throw ValidationError("--prefilter takes on, off or both") }
+        guard !ipVersions.isEmpty, ipVersions.allSatisfy({ $0 == 4 || $0 == 6 }) else {
+            throw ValidationError("--ip takes 4 and/or 6")
+        }
         guard (1...120).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 120") }
         guard (1...20).contains(repetitions) else { throw ValidationError("--repeat must be from 1 to 20") }
         guard (1...4096).contains(connections) else { throw ValidationError("--connections must be from 1 to 4096") }
@@ -61,6 +70,7 @@ struct AppsCommand: ParsableCommand {
         warnAboutLeftovers()
         let benchmark = AppsBenchmark(
             deliveries: deliveries, prefilterSettings: prefilter == "both" ? [true, false] : [prefilter == "on"],
+            ipVersions: ipVersions,
             seconds: seconds, repetitions: repetitions, connections: connections,
             udpBitsPerSecond: udpMbits * 1_000_000, profileDirectory: profile,
             engineThreads: engineThreads.value

@@ -73,7 +73,7 @@ struct ScenariosCommand: ParsableCommand {
         var results: [Result] = []
         for variant in Self.variants {
             for delivery in Self.deliveries {
-                let (passed, detail) = Self.check(variant, delivery: delivery, engineThreads: engineThreads)
+                let (passed, detail) = Self.check(variant, delivery: delivery, engineThreads: engineThreads.value)
                 let result = Result(
                     variant: variant.name, delivery: delivery, passed: passed,
                     expectedToFail: variant.expectedToFail.contains(delivery),
@@ -108,12 +108,10 @@ struct ScenariosCommand: ParsableCommand {
     }
 
     /// The check of one variant and delivery mode: whether it passed, and what was seen.
-    static func check(
-        _ variant: Variant, delivery: String, engineThreads: EngineThreadsOption = EngineThreadsOption()
-    ) -> (Bool, String) {
+    static func check(_ variant: Variant, delivery: String, engineThreads: Int? = nil) -> (Bool, String) {
         do {
             var options = VirtualFarm.Options(testbed: variant.testbed, delivery: delivery, vip: variant.vip)
-            engineThreads.apply(to: &options)
+            options.engineThreads = engineThreads
             options.heartbeatIntervalMilliseconds = 20  // a margin: the scenarios check behaviour, not speed
             options.deadAfter = 5
             let farm = try VirtualFarm(options)

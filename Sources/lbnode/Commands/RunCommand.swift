@@ -27,6 +27,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Where the values that setup overwrote are saved for teardown.")
     var stateDir: String = ServerSetup.defaultStateDirectory
 
+    @Option(help: "Where `delivery: auto` remembers the mode it found, across reboots.")
+    var memoryDir: String = Daemon.defaultMemoryDirectory
+
     @Flag(help: "Undo the setup when stopping.")
     var teardown = false
 
@@ -55,7 +58,8 @@ struct RunCommand: ParsableCommand {
         }
         do {
             try Daemon(
-                config: farm, configPath: config, stateDirectory: stateDir, teardownOnExit: teardown,
+                config: farm, configPath: config, stateDirectory: stateDir, memoryDirectory: memoryDir,
+                teardownOnExit: teardown,
                 parent: exitWithParent ? getppid() : nil, logger: logger
             ).run()
         } catch {

@@ -16,20 +16,27 @@ final class Daemon: @unchecked Sendable {
     private(set) var config: FarmConfig
     let configPath: String
     let stateDirectory: String
+    /// What outlives a reboot: the mode `delivery: auto` found (`/var/lib/vipfarm`; the unit's `StateDirectory`).
+    let memoryDirectory: String
+    static let defaultMemoryDirectory = "/var/lib/vipfarm"
     let teardownOnExit: Bool
     /// With `--exit-with-parent`: the parent's PID; the node leaves when it is no longer the parent (it ended).
     let parent: pid_t?
     let requests = DaemonRequests()
     private var signalSources: [DispatchSourceSignal] = []
     let logger: Logger
+    /// systemd's readiness and watchdog (`Type=notify`); nil when no service manager listens.
+    let notifier = ServiceNotifier()
 
     init(
-        config: FarmConfig, configPath: String, stateDirectory: String, teardownOnExit: Bool, parent: pid_t? = nil,
+        config: FarmConfig, configPath: String, stateDirectory: String,
+        memoryDirectory: String = Daemon.defaultMemoryDirectory, teardownOnExit: Bool, parent: pid_t? = nil,
         logger: Logger
     ) {
         self.config = config
         self.configPath = configPath
         self.stateDirectory = stateDirectory
+        self.memoryDirectory = memoryDirectory
         self.teardownOnExit = teardownOnExit
         self.parent = parent
         self.logger = logger
@@ -48,7 +55,7 @@ final class Daemon: @unchecked Sendable {
         if config.farm.deliveryIsAuto {
             log(.notice, "delivery auto: probing the network with the peers that run")
             let auto = AutoDelivery(
-                config: config, keys: keys, stateDirectory: stateDirectory, log: { [self] in log(.info, $0) },
+                config: config, keys: keys, memoryDirectory: memoryDirectory, log: { [self] in log(.info, $0) },
                 stopRequested: { [self] in requests.stop })
             guard let decision = try auto.decide() else {
                 log(.notice, "stopped before the delivery mode was found: nothing was set up")

@@ -138,9 +138,11 @@ final class NodeLoop {
             "joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms, "
                 + "quorum \(config.effectiveQuorum.rawValue)")
         raiseLoopPriority()
+        daemon.notifier?.send("READY=1\nSTATUS=node \(config.node.id) of farm \(config.farm.name), joining")
         while true {
             let instant = clock.now
             let now = milliseconds(instant)
+            daemon.notifier?.feedWatchdog(now: now)  // this loop turns at least every heartbeat interval
             let inputs = gather(now: now)
             var leaving = false
             for action in controller.step(now: now, inputs) {
@@ -158,6 +160,7 @@ final class NodeLoop {
     /// Tells the peers this node leaves, then stops the engine and the checkers.
     func leave() {
         log(.notice, "leaving: announcing to the peers")
+        daemon.notifier?.send("STOPPING=1")
         let farewell = controller.leavingHeartbeat()
         engine?.swap(controller.initialState())  // serve nothing more, then tell the peers
         for _ in 0..<3 { sender.send(farewell, key: SymmetricKey(data: keys[0]), to: config.peers.map(\.id)) }

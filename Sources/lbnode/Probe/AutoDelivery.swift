@@ -4,12 +4,13 @@ import TapEngine
 /// `delivery: auto`: the mode `lbnode run` uses, found before it serves. A node that hears heartbeats of running peers
 /// joins in the mode they announce (the leader's first); nodes that start together probe together (`FarmProbe`) and
 /// all take the costliest of their verdicts; a node alone, which cannot tell what the switch does, takes the mode it
-/// picked last time (remembered in the state directory) or waits for a peer. A farm of one needs nothing of the
+/// picked last time (remembered in `/var/lib/vipfarm`) or waits for a peer. A farm of one needs nothing of the
 /// switch: relay.
 struct AutoDelivery {
     let config: FarmConfig
     let keys: [Data]
-    let stateDirectory: String
+    /// Where the decision is remembered (it outlives a reboot).
+    let memoryDirectory: String
     /// How long each probe lasts (the nodes that start within this time of each other probe together).
     var seconds = 2.0
     let log: (String) -> Void
@@ -21,7 +22,7 @@ struct AutoDelivery {
     }
 
     /// Where this node remembers its last decision.
-    var savedPath: String { "\(stateDirectory)/delivery.\(config.farm.name).\(config.node.id)" }
+    var savedPath: String { "\(memoryDirectory)/delivery.\(config.farm.name).\(config.node.id)" }
 
     /// The mode to use, or nil if the node was asked to stop first.
     func decide() throws -> Decision? {
@@ -87,7 +88,7 @@ struct AutoDelivery {
     }
 
     private func save(_ delivery: Delivery) {
-        try? FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: memoryDirectory, withIntermediateDirectories: true)
         try? Data("\(delivery.rawValue)\n".utf8).write(to: URL(fileURLWithPath: savedPath), options: .atomic)
     }
 
