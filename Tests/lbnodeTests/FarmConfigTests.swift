@@ -198,11 +198,28 @@ struct FarmConfigTests {
         }
         try write(Data(repeating: 7, count: 8))
         #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("a key of 8 bytes") }
-        try write(Data(repeating: 7, count: 32), mode: 0o644)
-        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("chmod 600 \(keyPath)") }
+        for mode in [0o644, 0o640, 0o660] {  // its group may not read it either
+            try write(Data(repeating: 7, count: 32), mode: mode)
+            #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("chmod 600 \(keyPath)") }
+        }
         try write(Data(repeating: 7, count: 32))
         #expect(try FarmConfig.load(path: configPath).farm.keyFile == keyPath)
         #expect(try KeyFile.load(path: keyPath).keys == [Data(repeating: 7, count: 32)])
+        // A configuration, or a checker's program, that another user can write is refused: it controls the node.
+        try FileManager.default.setAttributes([.posixPermissions: 0o664], ofItemAtPath: configPath)
+        #expect { try FarmConfig.load(path: configPath) } throws: { "\($0)".contains("chmod go-w \(configPath)") }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: configPath)
+        let checker = directory + "/check.sh"
+        try "#!/bin/sh\nexit 0\n".write(toFile: checker, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o757], ofItemAtPath: checker)
+        try Self.example.replacingOccurrences(of: "/etc/vipfarm/web.key", with: keyPath)
+            .replacingOccurrences(of: "/usr/local/bin/check-app", with: "\(checker) --quick")
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        #expect { try FarmConfig.load(path: configPath) } throws: {
+            "\($0)".contains("checkers[1].run") && "\($0)".contains("chmod go-w \(checker)")
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: checker)
+        #expect(try FarmConfig.load(path: configPath).checkers.count == 2)
         // A rotation: two hex lines, the first signs.
         try write(Data((String(repeating: "ab", count: 32) + "\n" + String(repeating: "0c", count: 16) + "\n").utf8))
         #expect(

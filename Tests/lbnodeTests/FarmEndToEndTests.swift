@@ -294,6 +294,47 @@ struct FarmEndToEndTests {
         }
     }
 
+    /// `systemctl restart` (SIGTERM, then a start) keeps every open connection, in both modes: the peers take the
+    /// stopped node's buckets at once, for new connections, but leave its established ones alone (dropped, never
+    /// reset); started again, it learns them from the kernel and serves them on. Connections opened meanwhile stay on
+    /// the node that took them.
+    @Test(arguments: ["flood", "directed"])
+    func aRestartedNodeKeepsItsConnections(delivery: String) throws {
+        let farm = try Self.farm { $0.delivery = delivery }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let connections = try farm.connect(count: 60)
+        let owners = Self.requests(connections, "before")
+        #expect(owners.contains(.answered(server: 2)) && owners.allSatisfy { if case .answered = $0 { true } else { false } }, "\(owners)")
+        farm.signal(2, SIGTERM)
+        farm.waitForExit(2)
+        #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 3], seconds: 2))
+        #expect(farm.log(1).contains("node 2 is stopped"), "\(farm.log(1))")
+        // Node 2's own connections while it is away: never reset. In flood delivery their segments wait (dropped by
+        // the peers; the client retransmits); in directed delivery the director still sends them to server 2, whose
+        // kernel answers them without lbnode.
+        let awayConnections = zip(connections, owners).filter { $0.1 == .answered(server: 2) }.prefix(3).map(\.0)
+        let away = awayConnections.map { $0.request(Array("away".utf8), timeoutMilliseconds: 300) }
+        #expect(away.allSatisfy { $0 == (delivery == "flood" ? .timedOut : .answered(server: 2)) }, "\(away)")
+        let meanwhile = try farm.connect(count: 30)
+        let meanwhileOwners = Self.requests(meanwhile, "meanwhile")
+        #expect(Set(meanwhileOwners).isSubset(of: [.answered(server: 1), .answered(server: 3)]), "\(meanwhileOwners)")
+        try farm.start(2)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 5), "\(farm.log(2))")
+        #expect(farm.log(2).contains("open connections of the VIP from the kernel"), "\(farm.log(2))")
+        if delivery == "flood" {
+            // What the clients sent while node 2 was away arrives with their retransmissions, and is answered.
+            for connection in awayConnections {
+                let late = connection.exchange([], timeoutMilliseconds: 3000) { reply in
+                    EchoServer.parseReply(reply).map { $0.server == 2 && $0.payload.elementsEqual("away".utf8) } ?? false
+                }
+                #expect(late != nil)
+            }
+        }
+        #expect(Self.requests(connections, "after") == owners)
+        #expect(Self.requests(meanwhile, "after") == meanwhileOwners)
+    }
+
     @Test func openConnectionsSurviveAJoinAndADrain() throws {
         try Self.connectionsSurviveAJoinAndTheDirectorsDrain(Self.farm { $0.startNodes = [1, 2] })
     }

@@ -58,6 +58,39 @@ struct MembershipTests {
         #expect(Self.ids(membership.view) == [1])
     }
 
+    /// A peer that stops (SIGTERM) leaves the view at once and no longer counts for the quorum, but stays among the
+    /// peers, so its connections keep their marks, for the restart window; back within it, it is the same peer
+    /// joining again; not back, it is gone as if it had left, not dead.
+    @Test func aStoppedPeerLeavesTheViewAtOnceAndIsKeptForTheRestartWindow() {
+        var membership = Membership(
+            me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed, now: 0,
+            peers: [NodeID(2)!, NodeID(3)!], quorum: .majority)
+        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.receive(Self.beat(3), now: 0)
+        _ = membership.setLocal(state: .active)
+        #expect(Self.ids(membership.view) == [1, 2, 3])
+        let stopped = membership.receive(Self.beat(3, .stopped, sequence: 2), now: 5)
+        #expect(stopped.contains(.peerChanged(NodeID(3)!, .stopped, healthy: true)))
+        #expect(Self.ids(membership.view) == [1, 2] && membership.stoppedPeers == [NodeID(3)!])
+        #expect(membership.expectedVotes == 2 && membership.liveVotes == 2 && membership.hasQuorum)
+        // Node 2 keeps beating; node 3 is silent, yet not dead within the window.
+        for now in stride(from: 10, through: Membership.restartWindowMilliseconds, by: 10) {
+            _ = membership.receive(Self.beat(2, sequence: UInt64(now)), now: now)
+            #expect(!membership.tick(now: now).contains { if case .peerDied = $0 { true } else { false } })
+        }
+        #expect(membership.stoppedPeers == [NodeID(3)!])
+        #expect(!membership.someoneSilent(now: 15_000, longerThan: 15))  // nobody pings the witness for it
+        let gone = membership.tick(now: Membership.restartWindowMilliseconds + 6)
+        #expect(gone == [.peerLeft(NodeID(3)!)] && membership.stoppedPeers.isEmpty && membership.hasDeparted(NodeID(3)!))
+
+        // Back within the window: joining, counted again.
+        var again = Self.membership()
+        _ = again.receive(Self.beat(3), now: 0)
+        _ = again.receive(Self.beat(3, .stopped, sequence: 2), now: 1)
+        _ = again.receive(Self.beat(3, .joining, sequence: 3), now: 2000)
+        #expect(again.stoppedPeers.isEmpty && !again.hasDeparted(NodeID(3)!) && again.peers[NodeID(3)!]?.state == .joining)
+    }
+
     @Test func theLeaderIsTheLowestActiveOrDrainingID() {
         var membership = Self.membership()
         _ = membership.receive(Self.beat(5), now: 0)

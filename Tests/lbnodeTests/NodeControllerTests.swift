@@ -94,6 +94,50 @@ struct NodeControllerTests {
         #expect(step(160, peers: [2]).map(\.viewDigest) == [two])
     }
 
+    /// A peer that stops (a restart) hands its buckets over at once: this node takes its share with handover marks
+    /// (new connections only: the stopped node's established ones keep waiting for it), without holding them for the
+    /// stopped node's agreement, which will not come; the marks stay while it is away.
+    @Test func theBucketsOfAStoppedPeerAreTakenAtOnceWithTheirConnectionsLeftToIt() throws {
+        var controller = try Self.controller()
+        // Past the handover window of the farm's forming: no bucket carries a mark any more.
+        Self.run(&controller, from: 0, to: 30_100)
+        #expect(controller.membership.view.ids.count == 3)
+        let before = controller.states.table
+        var now = 30_110
+        func step(_ beats: [Heartbeat]) -> [EngineState] {
+            var inputs = NodeInputs()
+            inputs.heartbeats = beats
+            defer { now += 10 }
+            return Self.states(controller.step(now: now, inputs))
+        }
+        func fromTwo() -> Heartbeat {
+            Self.beat(
+                2, sequence: UInt64(now), digest: controller.membership.view.digest(seed: controller.membership.seed))
+        }
+        let state = try #require(step([fromTwo(), Self.beat(3, sequence: UInt64(now), state: .stopped)]).last)
+        #expect(controller.membership.view.ids.map(\.rawValue) == [1, 2])
+        // Node 3's buckets this node takes (about half of its third): marked, none held.
+        let taken = (0..<state.table.count).filter {
+            before.owner(ofBucket: $0) == NodeID(3) && state.table.owner(ofBucket: $0) == NodeID(1)
+        }
+        #expect(taken.count > 500, "\(taken.count)")
+        #expect(taken.allSatisfy { state.handoverBuckets[$0] && !(state.holdTaking && state.heldBuckets[$0]) })
+        // Node 3 silent, node 2 beating: the marks stay for the restart window (no state without them), then node 3
+        // is gone and the next state takes its connections too.
+        var swapped: [(now: Int, state: EngineState)] = []
+        let stoppedAt = now - 10
+        while now <= stoppedAt + Membership.restartWindowMilliseconds + 200 {
+            let at = now
+            swapped += step([fromTwo()]).map { (at, $0) }
+        }
+        let within = swapped.filter { $0.now <= stoppedAt + Membership.restartWindowMilliseconds }
+        #expect(within.allSatisfy { entry in taken.allSatisfy { entry.state.handoverBuckets[$0] } })
+        let after = try #require(swapped.last)
+        #expect(after.now > stoppedAt + Membership.restartWindowMilliseconds)
+        #expect(controller.membership.stoppedPeers.isEmpty && controller.membership.hasDeparted(NodeID(3)!))
+        #expect(taken.allSatisfy { !after.state.handoverBuckets[$0] })
+    }
+
     @Test func aStallLongerThanTheFailoverTimeFencesUntilThePeersAreHeard() throws {
         var controller = try Self.controller()
         Self.run(&controller, from: 0, to: 60)

@@ -11,23 +11,48 @@ public enum TCPConnections {
     /// LISTEN, and not TIME_WAIT (nothing but a last ACK can come).
     static let openStates: UInt32 = [1, 3, 4, 5, 8, 9, 11].reduce(0) { $0 | 1 << $1 }
 
+    /// A connection of the local address: its remote end (the client) and the local port (the service).
+    public struct Connection: Equatable, Sendable {
+        public var client: IPAddress
+        public var clientPort: UInt16
+        public var serverPort: UInt16
+    }
+
     /// How many TCP connections have `address` as their local address (IPv4 ones through an IPv6 socket too).
     ///
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket(AF_NETLINK, ..., NETLINK_SOCK_DIAG)`,
     ///   `send` and `recv`.
     public static func count(localAddress address: IPAddress) throws(SystemCallError) -> Int {
-        let mapped = address.isIPv4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
-        var total = 0
-        for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
-            let wanted = family == AF_INET ? address.bytes : mapped
-            total += try dump(family: UInt8(family)) { source in source.starts(with: wanted) }
-        }
-        return total
+        try list(localAddress: address).count
     }
 
-    /// Dumps the TCP sockets of `family` in `openStates`; how many have a source address that `matches` (given the
-    /// 16 bytes of `inet_diag_sockid.idiag_src`).
-    private static func dump(family: UInt8, matches: (UnsafeRawBufferPointer) -> Bool) throws(SystemCallError) -> Int {
+    /// The TCP connections that have `address` as their local address: what a node that starts again still serves
+    /// (the kernel kept them while lbnode was away).
+    ///
+    /// - Throws: `SystemCallError`, as `count`.
+    public static func list(localAddress address: IPAddress) throws(SystemCallError) -> [Connection] {
+        let mapped = address.isIPv4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
+        var connections: [Connection] = []
+        for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
+            let wanted = family == AF_INET ? address.bytes : mapped
+            try dump(family: UInt8(family)) { id in
+                guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
+                let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0) }
+                let client =
+                    family == AF_INET || remote.starts(with: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF])
+                    ? IPAddress(bytes: remote[(family == AF_INET ? 0 : 12)..<(family == AF_INET ? 4 : 16)])!
+                    : IPAddress(bytes: remote)!
+                connections.append(
+                    Connection(
+                        client: client, clientPort: UInt16(bigEndian: id.idiag_dport),
+                        serverPort: UInt16(bigEndian: id.idiag_sport)))
+            }
+        }
+        return connections
+    }
+
+    /// Dumps the TCP sockets of `family` in `openStates`, handing each one's addresses and ports to `body`.
+    private static func dump(family: UInt8, _ body: (inet_diag_sockid) -> Void) throws(SystemCallError) {
         let socket = try Socket(family: AF_NETLINK, type: SOCK_DGRAM, protocol: NETLINK_SOCK_DIAG)
         try socket.setTimeouts(milliseconds: 2000)  // a dump that never ends fails instead of hanging its thread
         var request = [UInt8](repeating: 0, count: MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size)
@@ -47,8 +72,7 @@ public enum TCPConnections {
             request.withUnsafeBytes { Glibc.send(socket.descriptor, $0.baseAddress, $0.count, 0) }
         }
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        var count = 0
-        let sourceOffset = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_msg>.offset(of: \.id.idiag_src)!
+        let messageOffset = MemoryLayout<nlmsghdr>.size
         while true {
             let received = try SystemCall.retrying("recv", "read the kernel's TCP sockets") {
                 buffer.withUnsafeMutableBytes { recv(socket.descriptor, $0.baseAddress, $0.count, 0) }
@@ -62,17 +86,15 @@ public enum TCPConnections {
                     switch Int32(header.nlmsg_type) {
                     case NLMSG_DONE, NLMSG_ERROR: return true
                     default:
-                        if length >= sourceOffset + 16,
-                            matches(UnsafeRawBufferPointer(rebasing: bytes[(offset + sourceOffset)..<(offset + sourceOffset + 16)]))
-                        {
-                            count += 1
+                        if length >= messageOffset + MemoryLayout<inet_diag_msg>.size {
+                            body(bytes.loadUnaligned(fromByteOffset: offset + messageOffset, as: inet_diag_msg.self).id)
                         }
                     }
                     offset += (length + 3) & ~3  // NLMSG_ALIGN
                 }
                 return received == 0
             }
-            if done { return count }
+            if done { return }
         }
     }
 }

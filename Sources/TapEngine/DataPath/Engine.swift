@@ -66,6 +66,9 @@ public final class Engine: @unchecked Sendable {
     /// Queues of the TAP device the threads write into: one per thread, or 1 when the device has a single queue
     /// (made without `IFF_MULTI_QUEUE`) and the threads share it.
     public let tapQueues: Int
+    /// Why the engine writes one frame at a time although io_uring was asked for (the kernel refused it: too old,
+    /// or `io_uring_disabled`), or nil.
+    public private(set) var injectionFallback: String?
     /// The prefilter on every ring (no socket: turned off, or fake ports), and the MAC the rings receive, fixed when
     /// they open (the prefilter checks it as the classic filter does).
     private let prefilter = Mutex(PrefilterAttachment())
@@ -81,6 +84,7 @@ public final class Engine: @unchecked Sendable {
         var ports: [RingPort] = []
         var sinks: [any FrameSink] = []
         var taps: [TapWriter] = []
+        var fallback: String?
         let threads = max(1, configuration.threads)
         for index in 0..<threads {
             // In thread order: a fanout group numbers its rings in the order they joined.
@@ -93,9 +97,18 @@ public final class Engine: @unchecked Sendable {
             // A single-queue TAP takes one descriptor: the threads share it (a write is safe from any thread).
             if taps.first?.isMultiQueue ?? true { taps.append(try TapWriter(name: configuration.tapName)) }
             let tap = taps.last!
-            sinks.append(configuration.injection == .write ? tap : try TapBatchWriter(tap: tap))
+            if configuration.injection == .ioUring && fallback == nil {
+                do {
+                    sinks.append(try TapBatchWriter(tap: tap))
+                    continue
+                } catch {
+                    fallback = "\(error)"
+                }
+            }
+            sinks.append(tap)
         }
         self.init(configuration: configuration, state: state, ports: Array(zip(ports, sinks)), tapQueues: taps.count)
+        injectionFallback = fallback
         if configuration.prefilter {
             prefilter.withLock { $0.sockets = ports.map(\.socket) }
             adoptPrefilter(for: state)
@@ -127,6 +140,20 @@ public final class Engine: @unchecked Sendable {
     /// The MAC client frames are sent to: the virtual MAC, or in relay mode the NIC's own.
     static func receiveMAC(for state: EngineState, configuration: EngineConfiguration) -> UInt64 {
         state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC
+    }
+
+    /// Takes connections the kernel still has for the VIP (`TCPConnections.list`: this node was started again while
+    /// they lived) into the flow tables as this node's own, so that it serves them again as soon as it owns, or
+    /// takes back, their buckets. Call before `start`. Returns how many it took.
+    @discardableResult
+    public func learn(_ connections: [TCPConnections.Connection]) -> Int {
+        precondition(threads.isEmpty, "learn before start")
+        let node = orders.orders.withLock { $0.state.node.rawValue }
+        let keys = connections.map {
+            FlowKey(client: $0.client, clientPort: $0.clientPort, serverPort: $0.serverPort, proto: .tcp)
+        }
+        let now = orders.clock()
+        return workers.reduce(0) { $0 + $1.learn(keys, node: node, now: now) }
     }
 
     /// Starts the engine threads.

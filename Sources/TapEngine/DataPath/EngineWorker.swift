@@ -93,6 +93,16 @@ final class EngineWorker: @unchecked Sendable {
         responder.deallocate()
     }
 
+    /// Takes the connections of `keys` that belong to this thread into its flow table as `node`'s, confirmed. Before
+    /// the thread runs.
+    func learn(_ keys: [FlowKey], node: UInt16, now: UInt32) -> Int {
+        var learnt = 0
+        for key in keys where FanoutProgram.thread(ofClient: key.client, threads: threadCount) == index {
+            if flows.insert(key, now: now, value: node, confirmed: true) != .refused { learnt += 1 }
+        }
+        return learnt
+    }
+
     // MARK: - The thread
 
     func run() {

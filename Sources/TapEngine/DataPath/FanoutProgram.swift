@@ -17,7 +17,13 @@ enum FanoutProgram {
     @inline(__always)
     static func thread(of frame: Frame, threads: Int) -> Int {
         guard threads > 1, frame.kind == .ip else { return 0 }
-        let client = frame.key.client
+        return thread(ofClient: frame.key.client, threads: threads)
+    }
+
+    /// The thread of an IP frame whose client is `client`.
+    @inline(__always)
+    static func thread(ofClient client: IPAddress, threads: Int) -> Int {
+        guard threads > 1 else { return 0 }
         let word =
             client.isIPv4
             ? UInt32(truncatingIfNeeded: client.low)

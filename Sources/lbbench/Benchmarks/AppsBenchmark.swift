@@ -103,6 +103,9 @@ struct AppsBenchmark {
                 }
             }
         }
+        let restart = try restartDuringLoad(farm, delivery: delivery)
+        report.kills.append(restart)
+        progress("\(delivery): wrk while node \(Self.victim) is restarted: \(Self.summary(restart.result))")
         let kill = try killDuringLoad(farm, delivery: delivery)
         report.kills.append(kill)
         progress("\(delivery): wrk while node \(Self.victim) is killed: \(Self.summary(kill.result))")
@@ -135,6 +138,31 @@ struct AppsBenchmark {
                 machineCores: CPUSample.busySeconds(from: machineBefore, to: CPUSample.now()) / elapsed,
                 lbnodeCores: (processCPUSeconds(pids) - lbnodesBefore) / elapsed)
         )
+    }
+
+    /// wrk through the VIP for twice `seconds`; a third of the way in, server `victim`'s lbnode is restarted as
+    /// `systemctl restart` does (SIGTERM, then started again once it has exited). No connection may be cut: the
+    /// peers leave its connections alone while it is away, and it takes them back from the kernel.
+    func restartDuringLoad(_ farm: VirtualFarm, delivery: String) throws -> AppsReport.Kill {
+        let duration = 2 * seconds
+        let restartAfter = Double(duration) / 3
+        let restarted = DispatchSemaphore(value: 0)
+        let box = UncheckedBox(farm)  // the main thread only runs wrk meanwhile
+        DispatchQueue.global().asyncAfter(deadline: .now() + restartAfter) {
+            box.value.signal(Self.victim, SIGTERM)
+            box.value.waitForExit(Self.victim)
+            try? box.value.start(Self.victim)
+            restarted.signal()
+        }
+        let result = try Wrk.run(
+            in: farm.testbed.clients[0].namespace, url: Self.url("\(farm.vip)"), seconds: duration,
+            connections: connections)
+        restarted.wait()
+        let everyone = farm.testbed.servers.map(\.number)
+        return AppsReport.Kill(
+            delivery: delivery, seconds: duration, killedAfterSeconds: restartAfter, result: result,
+            survivorsAgreed: farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5),
+            restarted: true)
     }
 
     /// wrk through the VIP for twice `seconds`; a third of the way in, server `victim`'s lbnode is SIGKILLed.

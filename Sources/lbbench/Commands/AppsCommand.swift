@@ -12,7 +12,8 @@ struct AppsCommand: ParsableCommand {
             server on every server (a rule with `affinity: single` keeps each iperf3 client's connections on one \
             node). From the client, through the VIP and straight to server 1's own address, alternating which goes \
             first: wrk requests/s, latency p99 and errors; iperf3 TCP upload and download; iperf3 UDP at a fixed rate \
-            and its loss. Then wrk through the VIP while server 3's lbnode is killed (SIGKILL): its connections are \
+            and its loss. Then wrk through the VIP while server 3's lbnode is restarted (SIGTERM, then started \
+            again, as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): its connections are \
             reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratio VIP / \
             direct. `--ip 4 6` measures each mode with an IPv4 and an IPv6 VIP. Needs nginx-light, iperf3 and wrk \
             (`make setup`).
@@ -36,7 +37,7 @@ struct AppsCommand: ParsableCommand {
             valueName: "directory"))
     var profile: String?
 
-    @Option(help: "Seconds per client run (the kill test runs twice as long).")
+    @Option(help: "Seconds per client run (the restart and kill tests run twice as long).")
     var seconds = 5
 
     @Option(name: .customLong("repeat"), help: "Runs of each test per path; the table shows medians.")

@@ -49,14 +49,16 @@ struct AppsReport: Codable {
         var cpu: CPUUse
     }
 
-    /// wrk through the VIP while one server's lbnode is killed.
+    /// wrk through the VIP while one server's lbnode is killed, or restarted (SIGTERM, then started again).
     struct Kill: Codable {
         var delivery: String
         var seconds: Int
         var killedAfterSeconds: Double
         var result: Wrk.Result
-        /// The survivors logged the view without the victim.
+        /// The survivors logged the view without the victim (a kill), or every node the full view again (a restart).
         var survivorsAgreed: Bool
+        /// A restart, not a kill (nil in reports from before restarts were measured).
+        var restarted: Bool? = nil
     }
 
     var seconds: Int
@@ -168,11 +170,11 @@ struct AppsReport: Codable {
             for kill in kills where kill.delivery == delivery {
                 table.add([
                     delivery,
-                    "wrk, node \(victim) killed after \(String(format: "%.1f", kill.killedAfterSeconds)) s of "
-                        + "\(kill.seconds)",
+                    "wrk, node \(victim) \(kill.restarted == true ? "restarted" : "killed") after "
+                        + "\(String(format: "%.1f", kill.killedAfterSeconds)) s of \(kill.seconds)",
                     String(format: "%.0f req/s", kill.result.requestsPerSecond), "-", "-",
                     String(format: "%d errors, p99 %.2f ms", kill.result.errors, kill.result.p99Milliseconds)
-                        + (kill.survivorsAgreed ? "" : "; survivors did not agree on a view"), "-", "-",
+                        + (kill.survivorsAgreed ? "" : "; the nodes did not agree on a view"), "-", "-",
                 ])
             }
         }

@@ -5,12 +5,21 @@ import TapEngine
 import Yams
 
 extension FarmConfig {
-    /// Reads and validates the file at `path`; the key file must exist and hold at least 16 bytes.
+    /// Reads and validates the file at `path`; the key file must exist and hold at least 16 bytes, and neither
+    /// file, nor a checker's program named by its path, may be writable by other users (`FileSafety`).
     static func load(path: String) throws -> FarmConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(file: path, line: 0, key: "", message: "cannot read the file (does it exist?)")
         }
+        if let problem = FileSafety.problem(path) { throw ConfigError(file: path, line: 0, key: "", message: problem) }
         let config = try parse(String(decoding: data, as: UTF8.self), file: path)
+        for (index, checker) in config.checkers.enumerated() {
+            guard case .command(let command) = checker.kind,
+                let program = command.split(separator: " ").first.map(String.init), program.hasPrefix("/"),
+                let problem = FileSafety.problem(program)
+            else { continue }
+            throw ConfigError(file: path, line: 0, key: "checkers[\(index)].run", message: problem)
+        }
         try config.checkKeyFile(configPath: path)
         return config
     }

@@ -26,10 +26,10 @@ struct KeyFile {
             throw KeyFileError(
                 "cannot read \(path)\(access(path, R_OK) != 0 && geteuid() != 0 ? ": permission denied: run as root" : "")")
         }
-        guard info.st_mode & 0o007 == 0 else {
+        guard info.st_mode & 0o077 == 0 else {
             throw KeyFileError(
-                "\(path) is readable or writable by other users (mode \(String(info.st_mode & 0o777, radix: 8))): "
-                    + "run `chmod 600 \(path)`")
+                "\(path) is readable or writable by its group or other users (mode "
+                    + "\(String(info.st_mode & 0o777, radix: 8))): run `chmod 600 \(path)`")
         }
         guard info.st_uid == geteuid() || info.st_uid == 0 else {
             throw KeyFileError("\(path) belongs to user \(info.st_uid), not to root or this user: `chown` it")

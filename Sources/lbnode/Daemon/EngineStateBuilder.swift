@@ -80,11 +80,14 @@ struct EngineStateBuilder {
     /// - Parameters:
     ///   - alive: every node still heard from (or this node), whatever its state: a bucket moving away from one of
     ///     them is a planned move, handed over; one moving away from a dead node is taken at once.
+    ///   - stopped: those of them that stopped and are expected back (`MemberState.stopped`): their connections keep
+    ///     their marks, but they serve nothing meanwhile, so taking their buckets waits for nobody (no hold).
     ///   - leader: the ARP leader and, directed, the director (`Membership.leader`).
     ///   - macs: the real MAC of each node, for directed forwarding.
     ///   - handover: whether to keep and add handover marks (false when the handover window ends).
     mutating func state(
-        for view: MembershipView, alive: Set<NodeID>, leader: NodeID?, macs: [UInt16: UInt64], handover: Bool
+        for view: MembershipView, alive: Set<NodeID>, stopped: Set<NodeID> = [], leader: NodeID?,
+        macs: [UInt16: UInt64], handover: Bool
     ) -> EngineState {
         generation += 1
         let previous = table
@@ -95,10 +98,11 @@ struct EngineStateBuilder {
         takenFromLivePeers = Array(repeating: false, count: table.count)
         if handover {
             let aliveIDs = Set(alive.map(\.rawValue))
+            let stoppedIDs = Set(stopped.map(\.rawValue))
             for bucket in 0..<table.count {
                 guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
                 let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
-                if new == me.rawValue && old != new && aliveIDs.contains(old) {
+                if new == me.rawValue && old != new && aliveIDs.contains(old) && !stoppedIDs.contains(old) {
                     takesFromLivePeer = true
                     takenFromLivePeers[bucket] = true
                 }

@@ -203,9 +203,11 @@ struct NodeController {
         return actions
     }
 
-    /// Whether this node or a live peer is draining.
+    /// Whether this node or a live peer is draining, or a peer stopped and is expected back: the handover marks
+    /// stay while either serves (or will serve again) its connections.
     private var someoneDraining: Bool {
-        membership.state == .draining || membership.peers.values.contains { $0.state == .draining }
+        membership.state == .draining
+            || membership.peers.values.contains { $0.state == .draining || $0.state == .stopped }
     }
 
     /// Starts a drain (or, draining, sets a new timeout): the node leaves the view, its buckets go to the others,
@@ -265,7 +267,11 @@ struct NodeController {
     }
 
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
-    mutating func leavingHeartbeat() -> Heartbeat { nextHeartbeat(state: .left) }
+    /// The last word of a node that stops: `stopped` (its peers keep its connections for it while it restarts), or
+    /// `left` when it is drained and has none.
+    mutating func leavingHeartbeat() -> Heartbeat {
+        nextHeartbeat(state: membership.state == .drained ? .left : .stopped)
+    }
 
     private mutating func nextHeartbeat(state: MemberState) -> Heartbeat {
         beat.state = state
@@ -325,7 +331,7 @@ struct NodeController {
         }
         return states.state(
             for: membership.view, alive: Set(membership.peers.keys).union([config.node.id]),
-            leader: membership.leader, macs: macs(), handover: handover)
+            stopped: membership.stoppedPeers, leader: membership.leader, macs: macs(), handover: handover)
     }
 
     private mutating func apply(_ events: [MembershipEvent], now: Int, into actions: inout [NodeAction]) {
@@ -336,7 +342,8 @@ struct NodeController {
             case .unfenced:
                 rebuild = true
                 backOnTheNetwork(now: now, into: &actions)
-            case .viewChanged, .fenced: rebuild = true
+            // A stopped peer gone for good (its restart window ended): its connections' marks go.
+            case .viewChanged, .fenced, .peerLeft: rebuild = true
             case .peerDied: lastFailover = (now, event.description)
             default: break
             }

@@ -113,6 +113,9 @@ final class NodeLoop {
                     + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : ""))
         }
         log(.info, "engine: \(engineConfiguration.threads) thread(s) (\(threadsReason))")
+        if let fallback = engine?.injectionFallback {
+            log(.warning, "io_uring refused (\(fallback)): the engine writes into the TAP one frame at a time")
+        }
         if let engine, engine.tapQueues < engineConfiguration.threads {
             log(
                 .warning,
@@ -120,6 +123,7 @@ final class NodeLoop {
                     + "\(engineConfiguration.threads) threads share it; `lbnode teardown` then `lbnode setup` "
                     + "makes it again with a queue per thread")
         }
+        if let engine { learnOpenConnections(into: engine) }
         engine?.start()
         probeFrames = openProbeFrames()
         checkers.start()
@@ -322,6 +326,20 @@ final class NodeLoop {
         log(.warning, "heartbeats claiming node \(wrong.sender) came from \(wrong.source), not its configured address")
     }
 
+    /// Gives a new engine the VIP's connections the kernel still has: after a restart (its peers kept them for it while
+    /// it was stopped) or a re-opened data path, this node serves them again once it owns their buckets.
+    private func learnOpenConnections(into engine: Engine) {
+        let vip = IPAddress(bytes: config.farm.vip.bytes)!
+        do {
+            let open = try TCPConnections.list(localAddress: vip)
+            guard !open.isEmpty else { return }
+            let learnt = engine.learn(open)
+            log(.notice, "took \(learnt) of \(open.count) open connections of the VIP from the kernel: this node serves them again")
+        } catch {
+            log(.warning, "cannot read the VIP's open connections (\(error)): those left from before are not served again")
+        }
+    }
+
     /// Re-applies the setup and re-opens the engine on the devices as they are now (a re-created interface or TAP):
     /// at most once a second, logged when it fails.
     private func rebuildDataPath(because reason: String) {
@@ -331,6 +349,7 @@ final class NodeLoop {
         do {
             let plan = try setup.applySetup(stateDirectory: daemon.stateDirectory)
             let rebuilt = try Engine(configuration: engineConfiguration, state: engineState)
+            learnOpenConnections(into: rebuilt)
             atBasePriority { rebuilt.start() }
             engine = rebuilt
             monitor.engineOpened()

@@ -16,6 +16,11 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Drained: serves nothing and takes nothing, but runs and heartbeats, so the others keep it listed (and count its
     /// vote) until `lbnode undrain` takes it back or it stops.
     case drained = 5
+    /// Stopped (SIGTERM: `systemctl stop`, `restart`, a package upgrade), expected back. The others take its buckets
+    /// at once, as from a drain, but leave its established connections alone (their frames are dropped, never reset)
+    /// for `Membership.restartWindowMilliseconds`; started again within that time, it learns them from the kernel and
+    /// serves them on. Not back by then, it is taken for gone, as with `left`.
+    case stopped = 6
 
     var description: String {
         switch self {
@@ -24,6 +29,7 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .draining: "draining"
         case .left: "left"
         case .drained: "drained"
+        case .stopped: "stopped"
         }
     }
 }

@@ -162,7 +162,7 @@ struct Membership {
     /// Whether every configured node (but those that left) is alive and reports the same view as this node.
     var agreed: Bool {
         let digest = view.digest(seed: seed)
-        return configured.subtracting(departed).union(peers.keys).subtracting([me])
+        return configured.subtracting(departed).union(peers.keys).subtracting([me]).subtracting(stoppedPeers)
             .allSatisfy { peers[$0]?.viewDigest == digest }
     }
 
@@ -170,14 +170,21 @@ struct Membership {
     /// in a heartbeat taken in after `since` (ms): an older one may predate what changed.
     func peersAgree(since: Int = Int.min) -> Bool {
         let digest = view.digest(seed: seed)
-        return peers.values.allSatisfy { $0.viewDigest == digest && $0.lastHeard > since }
+        return peers.values.allSatisfy { $0.state == .stopped || ($0.viewDigest == digest && $0.lastHeard > since) }
     }
 
     /// The nodes that count towards the quorum: every configured one but those that left on purpose.
     var expectedVotes: Int { configured.subtracting(departed).count }
 
     /// The nodes alive and not departed, this one included.
-    var liveVotes: Int { 1 + peers.count }
+    var liveVotes: Int { 1 + peers.values.filter { $0.state != .stopped }.count }
+
+    /// How long the peers keep a stopped node's connections for it (`MemberState.stopped`): a restart takes a second
+    /// or two; a node not back by then is taken for gone.
+    static let restartWindowMilliseconds = 15_000
+
+    /// Peers that stopped and are expected back (`MemberState.stopped`).
+    var stoppedPeers: Set<NodeID> { Set(peers.filter { $0.value.state == .stopped }.keys) }
 
     /// Whether this side of a partition may serve (always, with `quorum: none` and no witness).
     var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: latest) }
@@ -191,7 +198,7 @@ struct Membership {
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
     private func quorumFailure(heardWithin window: Int, now: Int) -> FenceReason? {
-        let live = peers.filter { now - $0.value.lastHeard <= window }.map(\.key)
+        let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
             !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
@@ -294,7 +301,16 @@ struct Membership {
         if heartbeat.state == .left {
             departed.insert(heartbeat.sender)
             if peers.removeValue(forKey: heartbeat.sender) != nil { events.append(.peerLeft(heartbeat.sender)) }
+        } else if heartbeat.state == .stopped {
+            // Out of the view at once; kept among the peers (its connections' marks stay) until the restart window
+            // ends, but no longer counted for the quorum or pinged for.
+            departed.insert(heartbeat.sender)
+            if peers[heartbeat.sender]?.state != .stopped {
+                events.append(.peerChanged(heartbeat.sender, .stopped, healthy: record.healthy))
+            }
+            peers[heartbeat.sender] = record
         } else if let previous = peers[heartbeat.sender] {
+            departed.remove(heartbeat.sender)
             if previous.state != record.state || previous.healthy != record.healthy {
                 events.append(.peerChanged(heartbeat.sender, record.state, healthy: record.healthy))
             }
@@ -313,6 +329,12 @@ struct Membership {
         latest = max(latest, now)
         var events: [MembershipEvent] = []
         for (id, peer) in peers.sorted(by: { $0.key < $1.key }) where now - peer.lastHeard > deadline {
+            if peer.state == .stopped {
+                guard now - peer.lastHeard > Self.restartWindowMilliseconds else { continue }
+                peers.removeValue(forKey: id)
+                events.append(.peerLeft(id))  // it said it stopped: gone, not dead (departed since)
+                continue
+            }
             peers.removeValue(forKey: id)
             unheardSinceFence.remove(id)
             events.append(.peerDied(id, silentMilliseconds: now - peer.lastHeard))
