@@ -15,8 +15,11 @@ struct RunCommand: ParsableCommand {
             start with it, or takes the mode the running nodes' heartbeats name (lbnode.probe(1)). Then it applies \
             `lbnode setup` for the configured VIP if needed, starts the packet engine, and heartbeats the peers. A node joins (announces itself for dead_after intervals), then takes its buckets; when a peer \
             dies the survivors take its buckets at once, and buckets that move between live nodes are handed over \
-            without breaking established TCP connections. SIGTERM or Ctrl-C leaves gracefully: the peers are told \
-            at once. The setup stays unless --teardown is given. SIGHUP reloads the weight, the rules and the \
+            without breaking established TCP connections. SIGTERM or Ctrl-C stops: the peers are told at once and \
+            take the node's buckets for new connections, but keep its open ones for it for 15 s; started again \
+            within that time (systemctl restart, an upgrade), the node reads them from the kernel and serves them \
+            on. The setup stays unless --teardown is given. Under systemd (Type=notify) it says READY=1 once it \
+            serves and feeds the watchdog from its heartbeat loop. SIGHUP reloads the weight, the rules and the \
             checkers; other changes are refused with a log line (restart for those).
             """
     )
