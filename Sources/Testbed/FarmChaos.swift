@@ -36,6 +36,9 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Node 3 configured on every peer but never started, its server absent (not installed yet, or powered off for
     /// good: nothing answers ARP for its address), for the long-fault time.
     case neverStarted = "never-started"
+    /// Node 2 restarted ten times (SIGTERM, then started again once it exited, as `systemctl restart` does) under
+    /// UDP and TCP flows: no connection may be reset.
+    case restarts
 }
 
 /// What a scenario measured, and whether it held.
@@ -103,6 +106,7 @@ public struct FarmChaos {
         case .tapDeleted, .nicRecreated, .nicDownUp: return try dataPath(scenario, node: 2)
         case .synFlood: return try synFlood()
         case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
+        case .restarts: return try restarts(node: 2, times: 10)
         }
     }
 
@@ -113,13 +117,13 @@ public struct FarmChaos {
         try probing(body).records
     }
 
-    /// Runs `body` while 60 UDP flows send a request every 10 ms; the probe, stopped.
-    func probing(_ body: (FlowProbe) throws -> Void) throws -> FlowProbe {
+    /// Runs `body` while 60 UDP flows (and `tcp` TCP connections) send a request every 10 ms; the probe, stopped.
+    func probing(tcp: Int = 0, _ body: (FlowProbe) throws -> Void) throws -> FlowProbe {
         let client = farm.testbed.clients[0]
         let probe = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 try FlowProbe(
-                    vip: farm.vip, port: VirtualFarm.echoPort, udp: 60, tcp: 0, firstPort: 31000,
+                    vip: farm.vip, port: VirtualFarm.echoPort, udp: 60, tcp: tcp, firstPort: 31000,
                     intervalMilliseconds: 10)
             }
         }.get()

@@ -46,6 +46,9 @@ struct ChaosEndToEndTests {
 
     @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
 
+    @Test(arguments: ["flood", "directed"])
+    func tenRestartsResetNoConnection(delivery: String) throws { try Self.run(.restarts, delivery: delivery) }
+
     /// A minute without node 2's cable (past the ARP cycle: its neighbour entries on the others fail and are probed
     /// again every few seconds), in a farm whose node 4 is configured on every node but was never on the network:
     /// after the first failover the survivors change no view, lose no request and leave no flow unanswered for 100 ms;
