@@ -5,6 +5,8 @@
 // macros, variadic ioctl, declarations hidden behind _GNU_SOURCE). Each helper is one call or one struct access.
 // TapEngine (packets) and RouteSetup (TAP creation, namespaces, offloads) import it; nothing else does.
 #include <errno.h>
+#include <time.h>  // before linux/errqueue.h, which uses struct timespec
+#include <linux/errqueue.h>
 #include <linux/ethtool.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
@@ -271,6 +273,39 @@ static inline int vipfarm_fanout_join(int fd, int id) {
 // The classic BPF program that picks a group member for each frame (its result modulo the members).
 static inline int vipfarm_fanout_program(int fd, struct sock_fprog *program) {
     return setsockopt(fd, SOL_PACKET, PACKET_FANOUT_DATA, program, sizeof(*program));
+}
+
+// --- ICMP errors a UDP socket's datagrams met (IP_RECVERR / IPV6_RECVERR) ---
+
+// Takes one message from the socket's error queue without waiting: the datagram of ours that an ICMP error quoted
+// (as far as it was quoted) into `payload`, where it was sent in `destination`, and the error's origin, type and
+// code. Returns the datagram's length, or -1 (errno EAGAIN: the queue is empty).
+static inline long vipfarm_receive_error(int fd, void *payload, unsigned long size, struct sockaddr_in6 *destination,
+                                         unsigned char *origin, unsigned char *type, unsigned char *code) {
+    char control[256];
+    struct iovec vector = { payload, size };
+    struct msghdr message;
+    memset(&message, 0, sizeof(message));
+    memset(destination, 0, sizeof(*destination));
+    message.msg_name = destination;
+    message.msg_namelen = sizeof(*destination);
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    long count = recvmsg(fd, &message, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (count < 0) return -1;
+    *origin = 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header)) {
+        if ((header->cmsg_level == IPPROTO_IP && header->cmsg_type == IP_RECVERR) ||
+            (header->cmsg_level == IPPROTO_IPV6 && header->cmsg_type == IPV6_RECVERR)) {
+            struct sock_extended_err *error = (struct sock_extended_err *)CMSG_DATA(header);
+            *origin = error->ee_origin;
+            *type = error->ee_type;
+            *code = error->ee_code;
+        }
+    }
+    return count;
 }
 
 // --- Local sockets: struct ucred is declared only under _GNU_SOURCE ---

@@ -91,6 +91,20 @@ struct MembershipTests {
         #expect(again.stoppedPeers.isEmpty && !again.hasDeparted(NodeID(3)!) && again.peers[NodeID(3)!]?.state == .joining)
     }
 
+    /// A peer whose host refused a heartbeat (port unreachable: no lbnode) is dead at once; a stopped one (a restart)
+    /// is not touched, nor one never heard.
+    @Test func aPeerWhoseHostRefusesAHeartbeatIsDeadAtOnce() {
+        var membership = Self.membership()
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.receive(Self.beat(3), now: 0)
+        #expect(membership.refused(by: NodeID(2)!, now: 5).first == .peerRefused(NodeID(2)!))
+        #expect(Self.ids(membership.view) == [1, 3] && membership.peers[NodeID(2)!] == nil)
+        _ = membership.receive(Self.beat(3, .stopped, sequence: 2), now: 6)
+        #expect(membership.refused(by: NodeID(3)!, now: 7).isEmpty && membership.stoppedPeers == [NodeID(3)!])
+        #expect(membership.refused(by: NodeID(4)!, now: 8).isEmpty)
+    }
+
     @Test func theLeaderIsTheLowestActiveOrDrainingID() {
         var membership = Self.membership()
         _ = membership.receive(Self.beat(5), now: 0)

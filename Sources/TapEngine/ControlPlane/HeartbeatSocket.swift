@@ -43,6 +43,12 @@ public final class HeartbeatSocket {
             } else {
                 try option(Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, 255, "send heartbeats with hop limit 255")
             }
+            // ICMP errors our heartbeats meet are queued for `takeRefusals` (a peer whose lbnode is gone).
+            if ipv4 {
+                try option(Int32(IPPROTO_IP), IP_RECVERR, 1, "receive the ICMP errors of heartbeats")
+            } else {
+                try option(Int32(IPPROTO_IPV6), IPV6_RECVERR, 1, "receive the ICMP errors of heartbeats")
+            }
             try attach(filter)
             let bound = SocketAddress.with(address, port: port) { bind(fd, $0, $1) }
             guard bound == 0 else {
@@ -122,6 +128,36 @@ public final class HeartbeatSocket {
             }
         }
         return Int(count)
+    }
+
+    /// A heartbeat of ours that a peer's kernel refused: nothing listens on the port (port unreachable), so the
+    /// peer's host is up but its lbnode is not.
+    public struct Refusal: Equatable, Sendable {
+        /// Where the heartbeat was sent.
+        public let peer: IPAddress
+        /// The heartbeat, as far as the ICMP error quoted it.
+        public let quoted: [UInt8]
+    }
+
+    /// Takes up to `limit` ICMP errors from the socket's error queue without waiting; the port-unreachable ones (the
+    /// others: a router's, an administrative reject, are no evidence about lbnode). Must be called after every wait:
+    /// a queued error keeps `poll` returning. The corresponding C function is `recvmsg(MSG_ERRQUEUE)`.
+    public func takeRefusals(limit: Int = 16) -> [Refusal] {
+        var refusals: [Refusal] = []
+        var payload = [UInt8](repeating: 0, count: slotSize)
+        for _ in 0..<limit {
+            var destination = sockaddr_in6()
+            var (origin, type, code): (UInt8, UInt8, UInt8) = (0, 0, 0)
+            let count = vipfarm_receive_error(fd, &payload, UInt(payload.count), &destination, &origin, &type, &code)
+            guard count >= 0 else { break }
+            let portUnreachable =
+                (origin == UInt8(SO_EE_ORIGIN_ICMP) && type == 3 && code == 3)
+                || (origin == UInt8(SO_EE_ORIGIN_ICMP6) && type == 1 && code == 4)
+            if portUnreachable {
+                refusals.append(Refusal(peer: Self.address(destination), quoted: Array(payload[0..<min(count, payload.count)])))
+            }
+        }
+        return refusals
     }
 
     /// Datagrams the kernel dropped for this socket (refused by the filter, or the queue was full).

@@ -19,6 +19,8 @@ struct HeartbeatSender {
     let port: UInt16
     let addresses: [NodeID: IPAddress]
     private(set) var counts: [NodeID: PeerCounts] = [:]
+    /// The last heartbeats sent, as sent: a refusal counts only if it quotes one of them (`sentRecently`).
+    private var recent: [[UInt8]] = []
 
     init(socket: HeartbeatSocket, port: UInt16, peers: [FarmConfig.Peer]) {
         self.socket = socket
@@ -30,6 +32,8 @@ struct HeartbeatSender {
     mutating func send(_ heartbeat: Heartbeat, key: SymmetricKey, to peers: [NodeID]) {
         guard !peers.isEmpty else { return }
         let bytes = heartbeat.encoded(key: key)
+        recent.append(bytes)
+        if recent.count > 8 { recent.removeFirst() }
         for peer in peers {
             guard let address = addresses[peer] else { continue }
             switch socket.send(bytes, to: address, port: port) {
@@ -40,5 +44,12 @@ struct HeartbeatSender {
                 counts[peer, default: PeerCounts()].lastError = "\(error)"
             }
         }
+    }
+
+    /// Whether `quoted` (what an ICMP error quoted of a datagram of ours) is one of the last heartbeats this node
+    /// sent: the refusal is then the peer's kernel answering this node, not a forgery by a host that never saw one
+    /// (it would need this node's current incarnation and sequence, and the signature).
+    func sentRecently(_ quoted: [UInt8]) -> Bool {
+        quoted.count >= 40 && recent.contains { $0.starts(with: quoted) }
     }
 }

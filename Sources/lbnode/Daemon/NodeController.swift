@@ -27,6 +27,8 @@ struct NodeInputs {
     var stop = false
     /// The generation of the state every engine thread runs (`Engine.stateGeneration`); nil: no engine to wait for.
     var engineGeneration: UInt64? = nil
+    /// Peers whose kernels answered one of this node's last heartbeats with port unreachable: their lbnode is gone.
+    var refusedBy: Set<NodeID> = []
 }
 
 /// What the I/O loop must do after a step, in order.
@@ -172,6 +174,9 @@ struct NodeController {
             noteDelivery(of: heartbeat, into: &actions)
             apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
             beatIfDue(now: now, into: &actions)
+        }
+        for peer in inputs.refusedBy.sorted() {
+            apply(membership.refused(by: peer, now: now), now: now, into: &actions)
         }
         apply(membership.tick(now: now), now: now, into: &actions)
         apply(
@@ -344,7 +349,7 @@ struct NodeController {
                 backOnTheNetwork(now: now, into: &actions)
             // A stopped peer gone for good (its restart window ended): its connections' marks go.
             case .viewChanged, .fenced, .peerLeft: rebuild = true
-            case .peerDied: lastFailover = (now, event.description)
+            case .peerDied, .peerRefused: lastFailover = (now, event.description)
             default: break
             }
             lastChange = (now, event.description)

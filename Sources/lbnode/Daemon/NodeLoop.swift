@@ -30,6 +30,8 @@ final class NodeLoop {
     private(set) var sender: HeartbeatSender
     private let sockets: NodeSockets
     private var pending: [NodeID: Heartbeat] = [:]
+    /// Peers whose kernels refused a recent heartbeat of this node since the last step (port unreachable).
+    private var refusedBy: Set<NodeID> = []
     private var lastPing = Int.min / 2
     private let interfaceMAC: UInt64
     private var probeFrames: ProbeFrames?
@@ -179,6 +181,8 @@ final class NodeLoop {
         var inputs = NodeInputs()
         inputs.heartbeats = pending.values.sorted { $0.sender < $1.sender }
         pending.removeAll(keepingCapacity: true)
+        inputs.refusedBy = refusedBy
+        refusedBy.removeAll()
         inputs.checkersHealthy = checkers.healthy
         if let witness = sockets.witness {
             inputs.witnessAnsweredAt = witness.answered()
@@ -266,7 +270,12 @@ final class NodeLoop {
     /// while its neighbour entry was unresolved arrive together, stale.
     private func receiveHeartbeats() {
         let wait = Int32(max(0, min(controller.nextBeatDue - now, config.farm.heartbeatIntervalMilliseconds)))
-        guard socket.wait(timeoutMilliseconds: wait) else { return }
+        let ready = socket.wait(timeoutMilliseconds: wait)
+        // Drained after every wait, or poll would keep returning at once for a queued error.
+        for refusal in socket.takeRefusals() where sender.sentRecently(refusal.quoted) {
+            if let peer = sender.addresses.first(where: { $0.value == refusal.peer })?.key { refusedBy.insert(peer) }
+        }
+        guard ready else { return }
         let received = now
         for _ in 0..<16 {
             let taken = socket.receiveBatch { datagram in

@@ -11,6 +11,8 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
     case peerLeft(NodeID)
     /// A peer was silent for `deadAfter` intervals.
     case peerDied(NodeID, silentMilliseconds: Int)
+    /// A peer's kernel refused this node's heartbeat (port unreachable): its host runs, its lbnode does not.
+    case peerRefused(NodeID)
     /// The view (active, healthy members) changed.
     case viewChanged(from: MembershipView, to: MembershipView)
     /// This node stopped serving (`Membership.FenceReason`) until it hears the current view.
@@ -24,6 +26,7 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
         case .peerChanged(let id, let state, let healthy): "node \(id) is \(state)\(healthy ? "" : ", unhealthy")"
         case .peerLeft(let id): "node \(id) left"
         case .peerDied(let id, let silent): "node \(id) is dead: silent for \(silent) ms"
+        case .peerRefused(let id): "node \(id) is dead: its host refused our heartbeat (port unreachable: no lbnode)"
         case .viewChanged(let old, let new): "view \(old) -> \(new)"
         case .fenced(let reason): "fenced (\(reason)): serving nothing until this node hears the current view"
         case .unfenced: "heard the current view with quorum: rejoining"
@@ -34,7 +37,7 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
     /// leaves or a fence lifted a notice, the rest information.
     var level: Logger.Level {
         switch self {
-        case .peerDied, .fenced: .warning
+        case .peerDied, .peerRefused, .fenced: .warning
         case .peerChanged(_, _, let healthy): healthy ? .info : .warning
         case .peerLeft, .unfenced: .notice
         case .peerUp, .viewChanged: .info
@@ -341,6 +344,15 @@ struct Membership {
         }
         events += rebuildView()
         return events + checkQuorum(now: now)
+    }
+
+    /// Peer `id`'s kernel refused one of this node's recent heartbeats (port unreachable): its lbnode is gone, so it
+    /// is dead now, without waiting out the failover time. A stopped peer (a restart) is away on purpose: no change.
+    mutating func refused(by id: NodeID, now: Int) -> [MembershipEvent] {
+        guard let peer = peers[id], peer.state != .stopped else { return [] }
+        peers.removeValue(forKey: id)
+        unheardSinceFence.remove(id)
+        return [.peerRefused(id)] + rebuildView() + checkQuorum(now: now)
     }
 
     /// This node's own state, health or weight changed (activation, drain, a checker, a reload).
