@@ -154,7 +154,8 @@ public final class HeartbeatSocket {
                 (origin == UInt8(SO_EE_ORIGIN_ICMP) && type == 3 && code == 3)
                 || (origin == UInt8(SO_EE_ORIGIN_ICMP6) && type == 1 && code == 4)
             if portUnreachable {
-                refusals.append(Refusal(peer: Self.address(destination), quoted: Array(payload[0..<min(count, payload.count)])))
+                let quoted = Array(payload[0..<min(count, payload.count)])
+                refusals.append(Refusal(peer: Self.address(destination), quoted: quoted))
             }
         }
         return refusals

@@ -63,7 +63,9 @@ struct EngineBenchmark {
         }
         var drains: [EngineReport.Drain] = []
         for threads in threadCounts {
-            progress("drain, \(threads) thread(s): filling a stopped engine's rings for \(seconds) s, then timing how fast they empty")
+            progress(
+                "drain, \(threads) thread(s): filling a stopped engine's rings for \(seconds) s, then timing how fast "
+                    + "they empty")
             drains.append(try drain(threads: threads))
         }
         return EngineReport(seconds: seconds, flows: flows, trials: trials, drains: drains)

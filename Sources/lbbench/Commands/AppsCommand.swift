@@ -13,7 +13,8 @@ struct AppsCommand: ParsableCommand {
             node). From the client, through the VIP and straight to server 1's own address, alternating which goes \
             first: wrk requests/s, latency p99 and errors; iperf3 TCP upload and download; iperf3 UDP at a fixed rate \
             and its loss. Then wrk through the VIP while server 3's lbnode is restarted (SIGTERM, then started \
-            again, as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): its connections are \
+            again, as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): its \
+            connections are \
             reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratio VIP / \
             direct. `--ip 4 6` measures each mode with an IPv4 and an IPv6 VIP. Needs nginx-light, iperf3 and wrk \
             (`make setup`).
@@ -28,7 +29,9 @@ struct AppsCommand: ParsableCommand {
 
     @Option(
         name: .customLong("ip"), parsing: .upToNextOption,
-        help: "VIP families to measure: 4, 6 or both (an IPv6 VIP on a dual-stack testbed, direct to server 1's IPv6 address).")
+        help: ArgumentHelp(
+            "VIP families to measure: 4, 6 or both.",
+            discussion: "An IPv6 VIP runs on a dual-stack testbed, against server 1's own IPv6 address."))
     var ipVersions: [Int] = [4]
 
     @Option(
