@@ -98,11 +98,14 @@ struct MembershipTests {
         _ = membership.setLocal(state: .active)
         _ = membership.receive(Self.beat(2), now: 0)
         _ = membership.receive(Self.beat(3), now: 0)
-        #expect(membership.refused(by: NodeID(2)!, now: 5).first == .peerRefused(NodeID(2)!))
+        // A refusal of a heartbeat sent before the peer was last heard: from before its lbnode listened.
+        #expect(membership.refused(by: NodeID(2)!, heartbeatSentAt: 0, now: 5).isEmpty)
+        #expect(membership.refused(by: NodeID(2)!, heartbeatSentAt: 4, now: 5).first == .peerRefused(NodeID(2)!))
         #expect(Self.ids(membership.view) == [1, 3] && membership.peers[NodeID(2)!] == nil)
         _ = membership.receive(Self.beat(3, .stopped, sequence: 2), now: 6)
-        #expect(membership.refused(by: NodeID(3)!, now: 7).isEmpty && membership.stoppedPeers == [NodeID(3)!])
-        #expect(membership.refused(by: NodeID(4)!, now: 8).isEmpty)
+        #expect(membership.refused(by: NodeID(3)!, heartbeatSentAt: 7, now: 7).isEmpty)
+        #expect(membership.stoppedPeers == [NodeID(3)!])
+        #expect(membership.refused(by: NodeID(4)!, heartbeatSentAt: 8, now: 8).isEmpty)
     }
 
     @Test func theLeaderIsTheLowestActiveOrDrainingID() {

@@ -19,8 +19,9 @@ struct HeartbeatSender {
     let port: UInt16
     let addresses: [NodeID: IPAddress]
     private(set) var counts: [NodeID: PeerCounts] = [:]
-    /// The last heartbeats sent, as sent: a refusal counts only if it quotes one of them (`sentRecently`).
-    private var recent: [[UInt8]] = []
+    /// The last heartbeats sent, as sent, and when (ms): a refusal counts only if it quotes one of them
+    /// (`sentAt(quoting:)`).
+    private var recent: [(bytes: [UInt8], at: Int)] = []
 
     init(socket: HeartbeatSocket, port: UInt16, peers: [FarmConfig.Peer]) {
         self.socket = socket
@@ -29,10 +30,10 @@ struct HeartbeatSender {
     }
 
     /// Signs `heartbeat` with `key` and sends it to each of `peers`.
-    mutating func send(_ heartbeat: Heartbeat, key: SymmetricKey, to peers: [NodeID]) {
+    mutating func send(_ heartbeat: Heartbeat, key: SymmetricKey, to peers: [NodeID], at now: Int) {
         guard !peers.isEmpty else { return }
         let bytes = heartbeat.encoded(key: key)
-        recent.append(bytes)
+        recent.append((bytes, now))
         if recent.count > 8 { recent.removeFirst() }
         for peer in peers {
             guard let address = addresses[peer] else { continue }
@@ -46,10 +47,11 @@ struct HeartbeatSender {
         }
     }
 
-    /// Whether `quoted` (what an ICMP error quoted of a datagram of ours) is one of the last heartbeats this node
-    /// sent: the refusal is then the peer's kernel answering this node, not a forgery by a host that never saw one
-    /// (it would need this node's current incarnation and sequence, and the signature).
-    func sentRecently(_ quoted: [UInt8]) -> Bool {
-        quoted.count >= 40 && recent.contains { $0.starts(with: quoted) }
+    /// When this node sent the heartbeat that `quoted` (what an ICMP error quoted of a datagram of ours) is, if it
+    /// is one of the last it sent: the refusal is then the peer's kernel answering this node, not a forgery by a
+    /// host that never saw one (it would need this node's current incarnation and sequence, and the signature).
+    func sentAt(quoting quoted: [UInt8]) -> Int? {
+        guard quoted.count >= 40 else { return nil }
+        return recent.last { $0.bytes.starts(with: quoted) }?.at
     }
 }

@@ -27,8 +27,9 @@ struct NodeInputs {
     var stop = false
     /// The generation of the state every engine thread runs (`Engine.stateGeneration`); nil: no engine to wait for.
     var engineGeneration: UInt64? = nil
-    /// Peers whose kernels answered one of this node's last heartbeats with port unreachable: their lbnode is gone.
-    var refusedBy: Set<NodeID> = []
+    /// Peers whose kernels answered one of this node's last heartbeats with port unreachable (their lbnode is gone),
+    /// and when that heartbeat was sent (ms).
+    var refusedBy: [NodeID: Int] = [:]
 }
 
 /// What the I/O loop must do after a step, in order.
@@ -175,8 +176,8 @@ struct NodeController {
             apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
             beatIfDue(now: now, into: &actions)
         }
-        for peer in inputs.refusedBy.sorted() {
-            apply(membership.refused(by: peer, now: now), now: now, into: &actions)
+        for (peer, sentAt) in inputs.refusedBy.sorted(by: { $0.key < $1.key }) {
+            apply(membership.refused(by: peer, heartbeatSentAt: sentAt, now: now), now: now, into: &actions)
         }
         apply(membership.tick(now: now), now: now, into: &actions)
         apply(

@@ -30,8 +30,9 @@ final class NodeLoop {
     private(set) var sender: HeartbeatSender
     private let sockets: NodeSockets
     private var pending: [NodeID: Heartbeat] = [:]
-    /// Peers whose kernels refused a recent heartbeat of this node since the last step (port unreachable).
-    private var refusedBy: Set<NodeID> = []
+    /// Peers whose kernels refused a recent heartbeat of this node since the last step (port unreachable), and when
+    /// the latest refused one was sent (ms).
+    private var refusedBy: [NodeID: Int] = [:]
     private var lastPing = Int.min / 2
     private let interfaceMAC: UInt64
     private var probeFrames: ProbeFrames?
@@ -169,7 +170,7 @@ final class NodeLoop {
         daemon.notifier?.send("STOPPING=1")
         let farewell = controller.leavingHeartbeat()
         engine?.swap(controller.initialState())  // serve nothing more, then tell the peers
-        for _ in 0..<3 { sender.send(farewell, key: SymmetricKey(data: keys[0]), to: config.peers.map(\.id)) }
+        for _ in 0..<3 { sender.send(farewell, key: SymmetricKey(data: keys[0]), to: config.peers.map(\.id), at: now) }
         engine?.stop()
         checkers.stop()
     }
@@ -214,7 +215,8 @@ final class NodeLoop {
     /// Does one action of the controller; whether it is the last (leave).
     private func perform(_ action: NodeAction) -> Bool {
         switch action {
-        case .send(let heartbeat, let peers): sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers)
+        case .send(let heartbeat, let peers):
+            sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers, at: now)
         case .swap(let state):
             engineState = state
             engine?.swap(state)
@@ -272,8 +274,11 @@ final class NodeLoop {
         let wait = Int32(max(0, min(controller.nextBeatDue - now, config.farm.heartbeatIntervalMilliseconds)))
         let ready = socket.wait(timeoutMilliseconds: wait)
         // Drained after every wait, or poll would keep returning at once for a queued error.
-        for refusal in socket.takeRefusals() where sender.sentRecently(refusal.quoted) {
-            if let peer = sender.addresses.first(where: { $0.value == refusal.peer })?.key { refusedBy.insert(peer) }
+        for refusal in socket.takeRefusals() {
+            guard let sentAt = sender.sentAt(quoting: refusal.quoted),
+                let peer = sender.addresses.first(where: { $0.value == refusal.peer })?.key
+            else { continue }
+            refusedBy[peer] = max(refusedBy[peer] ?? sentAt, sentAt)
         }
         guard ready else { return }
         let received = now

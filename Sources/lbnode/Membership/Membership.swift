@@ -346,10 +346,12 @@ struct Membership {
         return events + checkQuorum(now: now)
     }
 
-    /// Peer `id`'s kernel refused one of this node's recent heartbeats (port unreachable): its lbnode is gone, so it
-    /// is dead now, without waiting out the failover time. A stopped peer (a restart) is away on purpose: no change.
-    mutating func refused(by id: NodeID, now: Int) -> [MembershipEvent] {
-        guard let peer = peers[id], peer.state != .stopped else { return [] }
+    /// Peer `id`'s kernel refused the heartbeat this node sent at `sentAt` (port unreachable): its lbnode is gone, so
+    /// it is dead now, without waiting out the failover time. Only if the peer was last heard before that heartbeat
+    /// left: a refusal of one sent earlier is from before the peer's lbnode listened (a node starting). A stopped
+    /// peer (a restart) is away on purpose: no change.
+    mutating func refused(by id: NodeID, heartbeatSentAt sentAt: Int, now: Int) -> [MembershipEvent] {
+        guard let peer = peers[id], peer.state != .stopped, peer.lastHeard < sentAt else { return [] }
         peers.removeValue(forKey: id)
         unheardSinceFence.remove(id)
         return [.peerRefused(id)] + rebuildView() + checkQuorum(now: now)
