@@ -35,30 +35,18 @@ public struct DatagramFilter: Sendable, Equatable {
             payloadSize: payloadSize, magic: magic, sources: sources, pinnedOffset: pinnedOffset, pinned: pinned)
     }
 
-    private enum Target { case next, accept, drop, skip(Int) }
-    private struct Step {
-        var code: UInt16
-        var k: UInt32
-        var ifTrue: Target = .next
-        var ifFalse: Target = .next
-    }
-
-    private static let loadLength: UInt16 = 0x80  // BPF_LD | BPF_W | BPF_LEN
-    private static let loadWord: UInt16 = 0x20  // BPF_LD | BPF_W | BPF_ABS
-    private static let loadByte: UInt16 = 0x30  // BPF_LD | BPF_B | BPF_ABS
-    private static let jumpIfEqual: UInt16 = 0x15  // BPF_JMP | BPF_JEQ | BPF_K
-    private static let returnValue: UInt16 = 0x06  // BPF_RET | BPF_K
-    private static let network = UInt32(bitPattern: -0x10_0000)  // SKF_NET_OFF
+    private typealias Step = ClassicBPF.Step
+    private typealias BPF = ClassicBPF
 
     /// The program as the kernel takes it.
     public func instructions(ipv4: Bool) -> [sock_filter] {
         var steps: [Step] = [
-            Step(code: Self.loadLength, k: 0),
-            Step(code: Self.jumpIfEqual, k: UInt32(8 + payloadSize), ifFalse: .drop),
-            Step(code: Self.loadWord, k: 8),
-            Step(code: Self.jumpIfEqual, k: magic, ifFalse: .drop),
-            Step(code: Self.loadByte, k: Self.network &+ (ipv4 ? 8 : 7)),
-            Step(code: Self.jumpIfEqual, k: 255, ifFalse: .drop),
+            Step(code: BPF.loadLength, k: 0),
+            Step(code: BPF.jumpIfEqual, k: UInt32(8 + payloadSize), ifFalse: .label("drop")),
+            Step(code: BPF.loadWord, k: 8),
+            Step(code: BPF.jumpIfEqual, k: magic, ifFalse: .label("drop")),
+            Step(code: BPF.loadByte, k: BPF.network &+ (ipv4 ? 8 : 7)),
+            Step(code: BPF.jumpIfEqual, k: 255, ifFalse: .label("drop")),
         ]
         // Jumps reach at most 255 instructions ahead: beyond ~60 IPv4 or ~20 IPv6 senders the address check is left
         // to user space.
@@ -73,40 +61,30 @@ public struct DatagramFilter: Sendable, Equatable {
             let length = words.count * 2 + (pin == nil ? 0 : 4)
             for (index, word) in words.enumerated() {
                 let remaining = length - index * 2 - 2
-                steps.append(Step(code: Self.loadWord, k: Self.network &+ firstOffset + UInt32(index * 4)))
+                steps.append(Step(code: BPF.loadWord, k: BPF.network &+ firstOffset + UInt32(index * 4)))
                 let last = index == words.count - 1
                 steps.append(
                     Step(
-                        code: Self.jumpIfEqual, k: word, ifTrue: last && pin == nil ? .accept : .next,
+                        code: BPF.jumpIfEqual, k: word, ifTrue: last && pin == nil ? .label("accept") : .next,
                         ifFalse: .skip(remaining)))
             }
             if let pin {
                 let offset = UInt32(8 + pinnedOffset)  // after the UDP header
-                steps.append(Step(code: Self.loadWord, k: offset))
-                steps.append(Step(code: Self.jumpIfEqual, k: UInt32(pin >> 32), ifFalse: .drop))
-                steps.append(Step(code: Self.loadWord, k: offset + 4))
+                steps.append(Step(code: BPF.loadWord, k: offset))
+                steps.append(Step(code: BPF.jumpIfEqual, k: UInt32(pin >> 32), ifFalse: .label("drop")))
+                steps.append(Step(code: BPF.loadWord, k: offset + 4))
                 steps.append(
-                    Step(code: Self.jumpIfEqual, k: UInt32(truncatingIfNeeded: pin), ifTrue: .accept, ifFalse: .drop))
+                    Step(
+                        code: BPF.jumpIfEqual, k: UInt32(truncatingIfNeeded: pin), ifTrue: .label("accept"),
+                        ifFalse: .label("drop")))
             }
         }
         if !fits || checked.isEmpty {
-            steps.append(Step(code: Self.returnValue, k: UInt32.max))
+            steps.append(Step(code: BPF.returnValue, k: UInt32.max))
         }
-        steps.append(Step(code: Self.returnValue, k: 0))  // drop
-        steps.append(Step(code: Self.returnValue, k: UInt32.max))  // accept
-        let dropIndex = steps.count - 2
-        let acceptIndex = steps.count - 1
-        return steps.enumerated().map { index, step in
-            func offset(_ target: Target) -> UInt8 {
-                switch target {
-                case .next: 0
-                case .skip(let count): UInt8(count)
-                case .drop: UInt8(dropIndex - index - 1)
-                case .accept: UInt8(acceptIndex - index - 1)
-                }
-            }
-            return sock_filter(code: step.code, jt: offset(step.ifTrue), jf: offset(step.ifFalse), k: step.k)
-        }
+        steps.append(Step(code: BPF.returnValue, k: 0, label: "drop"))
+        steps.append(Step(code: BPF.returnValue, k: UInt32.max, label: "accept"))
+        return BPF.assemble(steps)
     }
 
     private static func words(_ bytes: [UInt8]) -> [UInt32] {
