@@ -103,4 +103,22 @@ struct HeartbeatFilterTests {
         #expect(received(after: [Self.datagram(incarnation: 1), Self.datagram(incarnation: 2)]) == 1)
         #expect(received(after: [Self.datagram(incarnation: 0x0000_0002_0000_0000)]) == 0)
     }
+
+    /// A heartbeat refused by a port nobody listens on (a dead peer) leaves its ICMP error pending on the socket; the
+    /// next heartbeat, to a live peer, still goes out (the kernel fails the first send after the error once), and the
+    /// refusal is there to take.
+    @Test func aRefusedHeartbeatNeitherStopsTheNextOneNorGoesUnseen() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let port = UInt16.random(in: 40000...60000)
+        let filter = DatagramFilter(payloadSize: 80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+        let sender = try HeartbeatSocket(bindTo: loopback, port: port, filter: filter)
+        let live = try HeartbeatSocket(bindTo: loopback, port: port + 1, filter: filter)
+        let heartbeat = Self.datagram(incarnation: 1)
+        #expect(sender.send(heartbeat, to: loopback, port: port + 2) == .sent)  // nobody listens there
+        usleep(20_000)
+        #expect(sender.send(heartbeat, to: loopback, port: port + 1) == .sent)
+        #expect(live.wait(timeoutMilliseconds: 500) && live.receiveBatch { _ in } == 1)
+        let refusals = sender.takeRefusals()
+        #expect(refusals == [HeartbeatSocket.Refusal(peer: loopback, quoted: heartbeat)])
+    }
 }

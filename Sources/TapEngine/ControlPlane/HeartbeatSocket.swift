@@ -95,7 +95,18 @@ public final class HeartbeatSocket {
     }
 
     /// Sends one datagram without waiting. The corresponding C function is `sendto` with `MSG_DONTWAIT`.
+    ///
+    /// With `IP_RECVERR`, an ICMP error that an earlier datagram met (a dead peer's port unreachable) is also left
+    /// pending on the socket, and the next send, to whichever peer, fails with it once (which clears it): that send is
+    /// tried again. Without the retry, a live peer got no heartbeat from a node whose previous one went to a dead
+    /// peer, and declared it dead in turn.
     public func send(_ bytes: [UInt8], to address: IPAddress, port: UInt16) -> SendOutcome {
+        let outcome = sendOnce(bytes, to: address, port: port)
+        guard case .failed = outcome else { return outcome }
+        return sendOnce(bytes, to: address, port: port)
+    }
+
+    private func sendOnce(_ bytes: [UInt8], to address: IPAddress, port: UInt16) -> SendOutcome {
         do {
             let sent = try SystemCall.unlessWouldBlock("sendto", "send a heartbeat to \(address) port \(port)") {
                 SocketAddress.with(address, port: port) { sendto(fd, bytes, bytes.count, Int32(MSG_DONTWAIT), $0, $1) }
@@ -116,9 +127,14 @@ public final class HeartbeatSocket {
     /// Takes up to 64 queued datagrams without waiting and lends each to `body`; how many were taken. The
     /// corresponding C function is `recvmmsg`.
     public func receiveBatch(_ body: (Datagram) -> Void) -> Int {
-        let count = buffers.withUnsafeMutableBufferPointer { buffers in
-            vipfarm_receive_datagrams(fd, buffers.baseAddress, UInt32(slotSize), 64, &lengths, &sources)
+        func receive() -> Int32 {
+            buffers.withUnsafeMutableBufferPointer { buffers in
+                vipfarm_receive_datagrams(fd, buffers.baseAddress, UInt32(slotSize), 64, &lengths, &sources)
+            }
         }
+        // A pending ICMP error fails a receive once, as it does a send (see `send`).
+        var count = receive()
+        if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK { count = receive() }
         guard count > 0 else { return 0 }
         buffers.withUnsafeBytes { all in
             for index in 0..<Int(count) {
