@@ -37,11 +37,9 @@ public enum TCPConnections {
             let wanted = family == AF_INET ? address.bytes : mapped
             try dump(family: UInt8(family)) { id in
                 guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
-                let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0) }
-                let client =
-                    family == AF_INET || remote.starts(with: [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF])
-                    ? IPAddress(bytes: remote[(family == AF_INET ? 0 : 12)..<(family == AF_INET ? 4 : 16)])!
-                    : IPAddress(bytes: remote)!
+                // An IPv4 client of an IPv6 socket comes IPv4-mapped, which is how IPAddress holds IPv4 anyway.
+                let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0.prefix(family == AF_INET ? 4 : 16)) }
+                let client = IPAddress(bytes: remote)!
                 connections.append(
                     Connection(
                         client: client, clientPort: UInt16(bigEndian: id.idiag_dport),
