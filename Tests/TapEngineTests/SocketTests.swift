@@ -77,7 +77,7 @@ struct HeartbeatFilterTests {
         let loopback = IPAddress("127.0.0.1")!
         let port = UInt16.random(in: 40000...60000)
         let filter = DatagramFilter(
-            payloadSize: 80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+            payloadSizes: 80...80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
         let socket = try HeartbeatSocket(bindTo: loopback, port: port, filter: filter)
         let sender = try Socket(family: AF_INET, type: SOCK_DGRAM)
         try sender.setOption(Int32(IPPROTO_IP), IP_TTL, 255, "send with TTL 255")
@@ -110,7 +110,7 @@ struct HeartbeatFilterTests {
     @Test func aRefusedHeartbeatNeitherStopsTheNextOneNorGoesUnseen() throws {
         let loopback = IPAddress("127.0.0.1")!
         let port = UInt16.random(in: 40000...60000)
-        let filter = DatagramFilter(payloadSize: 80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+        let filter = DatagramFilter(payloadSizes: 80...80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
         let sender = try HeartbeatSocket(bindTo: loopback, port: port, filter: filter)
         let live = try HeartbeatSocket(bindTo: loopback, port: port + 1, filter: filter)
         let heartbeat = Self.datagram(incarnation: 1)

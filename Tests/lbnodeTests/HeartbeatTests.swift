@@ -9,17 +9,27 @@ struct HeartbeatTests {
     static var key: SymmetricKey { SymmetricKey(data: Array(repeating: UInt8(7), count: 32)) }
     static var otherKey: SymmetricKey { SymmetricKey(data: Array(repeating: UInt8(8), count: 32)) }
 
-    static func heartbeat(from node: UInt16 = 2, incarnation: UInt64 = 1000, sequence: UInt64 = 1) -> Heartbeat {
+    /// Node `node`'s heartbeat, answering node 1's heartbeat `answering` (incarnation 77) unless nil.
+    static func heartbeat(
+        from node: UInt16 = 2, incarnation: UInt64 = 1000, sequence: UInt64 = 1, answering: UInt64? = 5,
+        answeredIncarnation: UInt64 = 77
+    ) -> Heartbeat {
         Heartbeat(
             sender: NodeID(rawValue: node)!, state: .active, healthy: true, weight: 100,
-            incarnation: incarnation, sequence: sequence, viewDigest: 0xABCD_EF01_2345_6789, mac: 0x0200_0000_0002)
+            incarnation: incarnation, sequence: sequence, viewDigest: 0xABCD_EF01_2345_6789, mac: 0x0200_0000_0002,
+            echoes: answering.map {
+                [Heartbeat.Echo(node: 1, live: false, ageMilliseconds: 3, incarnation: answeredIncarnation, sequence: $0)]
+            } ?? [])
     }
 
     @Test func roundTrips() {
         let bytes = Self.heartbeat().encoded(key: Self.key)
-        #expect(bytes.count == Heartbeat.size)
+        #expect(bytes.count == Heartbeat.size + Heartbeat.echoSize)
         #expect(Array(bytes[0..<4]) == Array("VFHB".utf8))
         #expect(Heartbeat.decode(bytes, key: Self.key) == .success(Self.heartbeat()))
+        let none = Self.heartbeat(answering: nil)
+        #expect(Heartbeat.decode(none.encoded(key: Self.key), key: Self.key) == .success(none))
+        #expect(none.encoded(key: Self.key).count == Heartbeat.size)
     }
 
     @Test func aForgedOrDamagedHeartbeatIsRefused() {
@@ -29,16 +39,24 @@ struct HeartbeatTests {
         flipped[13] ^= 1  // the weight, under the signature
         #expect(Heartbeat.decode(flipped, key: Self.key) == .failure(.forged))
         #expect(Heartbeat.decode(Array(bytes.prefix(79)), key: Self.key) == .failure(.malformed))
+        #expect(Heartbeat.decode(Array(bytes.prefix(100)), key: Self.key) == .failure(.malformed))
+        var moreEchoes = bytes
+        moreEchoes[11] = 2  // says two echoes, carries one
+        #expect(Heartbeat.decode(moreEchoes, key: Self.key) == .failure(.malformed))
         var newer = bytes
-        newer[4] = 2
+        newer[4] = 3
         #expect(Heartbeat.decode(newer, key: Self.key) == .failure(.unsupportedVersion))
     }
 
     static let two = IPAddress("198.18.0.12")!
     static let three = IPAddress("198.18.0.13")!
 
+    /// Node 1's gate (incarnation 77), which sent its heartbeat 5 at 0.
     static func gate(keys: [SymmetricKey] = [key]) -> HeartbeatGate {
-        HeartbeatGate(keys: keys, me: NodeID(1)!, peers: [NodeID(2)!: two, NodeID(3)!: three], restartAfter: 30)
+        var gate = HeartbeatGate(
+            keys: keys, me: NodeID(1)!, peers: [NodeID(2)!: two, NodeID(3)!: three], restartAfter: 30, incarnation: 77)
+        gate.noteSent(sequence: 5, at: 0)
+        return gate
     }
 
     @Test func theGateRefusesReplaysStaleIncarnationsAndStrangers() {
@@ -76,6 +94,59 @@ struct HeartbeatTests {
         #expect(gate.admit(Self.heartbeat(from: 1).encoded(key: Self.otherKey), from: Self.two, now: 2) == nil)
         #expect(gate.duplicates.count == 1)
         #expect(gate.rejected == [.wrongSource: 1, .duplicateID: 1, .forged: 1])
+    }
+
+    /// A sender that is not live is taken in only once it answers: its heartbeat echoes this node's incarnation and a
+    /// sequence sent within the answer window. Until then it is a challenge, which this node's heartbeats echo.
+    @Test func aNewIncarnationCountsOnlyWhenItAnswersThisNodesChallenge() {
+        var gate = Self.gate()
+        #expect(gate.admit(Self.heartbeat(sequence: 1, answering: nil).encoded(key: Self.key), from: Self.two, now: 1) == nil)
+        #expect(gate.challenges[NodeID(2)!] == HeartbeatGate.Challenge(incarnation: 1000, sequence: 1, at: 1))
+        // Another incarnation of this node (a capture from before it restarted), or a sequence it never sent.
+        #expect(
+            gate.admit(
+                Self.heartbeat(sequence: 2, answeredIncarnation: 76).encoded(key: Self.key), from: Self.two, now: 2)
+                == nil)
+        #expect(gate.admit(Self.heartbeat(sequence: 3, answering: 4).encoded(key: Self.key), from: Self.two, now: 3) == nil)
+        // The answer: taken in, the challenge settled.
+        #expect(gate.admit(Self.heartbeat(sequence: 4).encoded(key: Self.key), from: Self.two, now: 4) != nil)
+        #expect(gate.challenges[NodeID(2)!] == nil)
+        // Live now: its next heartbeats need no answer.
+        #expect(gate.admit(Self.heartbeat(sequence: 5, answering: nil).encoded(key: Self.key), from: Self.two, now: 14) != nil)
+        #expect(gate.rejected == [.unanswered: 3])
+    }
+
+    /// The replay of a capture: node 2 dies, comes back with another incarnation and dies again; its first
+    /// incarnation's heartbeats, replayed later, answer a challenge long past and change nothing, while a heartbeat
+    /// that answers a recent one is taken in.
+    @Test func aReplayFromAnEarlierCaptureChangesNothing() {
+        var gate = Self.gate()
+        let captured = (0..<5).map { Self.heartbeat(sequence: UInt64(10 + $0)).encoded(key: Self.key) }
+        #expect(gate.admit(captured[0], from: Self.two, now: 1) != nil)
+        #expect(
+            gate.admit(Self.heartbeat(incarnation: 2000, sequence: 1).encoded(key: Self.key), from: Self.two, now: 40)
+                != nil)
+        for sequence in UInt64(6)...20 { gate.noteSent(sequence: sequence, at: 40 + Int(sequence) * 10) }
+        for (index, bytes) in captured.dropFirst().enumerated() {
+            #expect(gate.admit(bytes, from: Self.two, now: 300 + index * 10) == nil)
+        }
+        #expect(gate.rejected == [.unanswered: 4])
+        #expect(
+            gate.admit(
+                Self.heartbeat(incarnation: 3000, sequence: 1, answering: 20).encoded(key: Self.key), from: Self.two,
+                now: 300) != nil)
+    }
+
+    /// This node's own ID from another address counts as a duplicate only when it answers this node: a replay of this
+    /// node's own heartbeat (which echoes its peers, not itself) does not fence it.
+    @Test func aDuplicateIDMustAnswer() {
+        var gate = Self.gate()
+        #expect(gate.admit(Self.heartbeat(from: 1, answering: nil).encoded(key: Self.key), from: Self.three, now: 1) == nil)
+        #expect(gate.duplicates.isEmpty)
+        #expect(gate.challenges[NodeID(1)!]?.incarnation == 1000)
+        #expect(gate.admit(Self.heartbeat(from: 1).encoded(key: Self.key), from: Self.three, now: 2) == nil)
+        #expect(gate.duplicates == [Self.three: 2])
+        #expect(gate.rejected == [.unanswered: 1, .duplicateID: 1])
     }
 
     @Test func aRotationAcceptsBothKeys() {

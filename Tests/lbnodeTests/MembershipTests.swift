@@ -11,12 +11,17 @@ struct MembershipTests {
         Membership(me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: seed, now: now)
     }
 
-    static func beat(_ node: UInt16, _ state: MemberState = .active, healthy: Bool = true, sequence: UInt64 = 1)
-        -> Heartbeat
-    {
+    /// Node `node`'s heartbeat, which hears `listener` (and `hears`, heard `age` ms ago) unless `hearsMe` is false.
+    static func beat(
+        _ node: UInt16, _ state: MemberState = .active, healthy: Bool = true, sequence: UInt64 = 1,
+        hearsMe: Bool = true, age: UInt32 = 0, hears: [UInt16] = [], to listener: UInt16 = 1
+    ) -> Heartbeat {
         Heartbeat(
             sender: NodeID(rawValue: node)!, state: state, healthy: healthy, weight: 100, incarnation: 1,
-            sequence: sequence, viewDigest: 0, mac: 0x0200_0000_0000 + UInt64(node))
+            sequence: sequence, viewDigest: 0, mac: 0x0200_0000_0000 + UInt64(node),
+            echoes: ((hearsMe ? [listener] : []) + hears).map {
+                Heartbeat.Echo(node: $0, live: true, ageMilliseconds: age, incarnation: 1, sequence: 1)
+            })
     }
 
     static func ids(_ view: MembershipView) -> [UInt16] { view.ids.map(\.rawValue) }
@@ -157,14 +162,14 @@ struct MembershipTests {
 
     @Test func aNodeCutOffFromTheMajorityFencesAndRejoinsOnlyAfterHearingEveryone() {
         var membership = Self.farmOfThree()
-        _ = membership.receive(Self.beat(1), now: 0)
-        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3), now: 0)
         #expect(membership.mayActivate(now: 30))
         _ = membership.setLocal(state: .active)
         #expect(Self.ids(membership.view) == [1, 2, 3])
         #expect(membership.hasQuorum && membership.fence == nil)
         // Node 2 dies: two of three still make a majority.
-        _ = membership.receive(Self.beat(1, sequence: 2), now: 20)
+        _ = membership.receive(Self.beat(1, sequence: 2, to: 3), now: 20)
         #expect(membership.tick(now: 31).contains(.peerDied(NodeID(2)!, silentMilliseconds: 31)))
         #expect(membership.hasQuorum && membership.fence == nil)
         // Node 1 too: alone, one of three, no quorum: fenced, out of its own view, no leader.
@@ -174,7 +179,7 @@ struct MembershipTests {
         #expect(!membership.agreed)
         // Node 1 is heard again: quorum, but node 2... is dead, so only node 1 must be heard: the fence lifts, and
         // the node rejoins as a new one would (active only after the deadline).
-        _ = membership.receive(Self.beat(1, sequence: 3), now: 60)
+        _ = membership.receive(Self.beat(1, sequence: 3, to: 3), now: 60)
         #expect(membership.liftFence(now: 60) == [.unfenced])
         #expect(!membership.mayActivate(now: 89) && membership.mayActivate(now: 90))
     }
@@ -236,15 +241,15 @@ struct MembershipTests {
 
     @Test func aStalledNodeFencesUntilItHearsItsPeersAgain() {
         var membership = Self.farmOfThree()
-        _ = membership.receive(Self.beat(1), now: 0)
-        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3), now: 0)
         _ = membership.setLocal(state: .active)
         #expect(membership.fence(.stalled, now: 1500).first == .fenced(.stalled))
         #expect(membership.fence == .stalled && membership.state == .joining)
         #expect(membership.liftFence(now: 1500).isEmpty)  // nobody heard since
-        _ = membership.receive(Self.beat(1, sequence: 9), now: 1501)
+        _ = membership.receive(Self.beat(1, sequence: 9, to: 3), now: 1501)
         #expect(membership.liftFence(now: 1501).isEmpty)  // node 2 still unheard
-        _ = membership.receive(Self.beat(2, sequence: 9), now: 1502)
+        _ = membership.receive(Self.beat(2, sequence: 9, to: 3), now: 1502)
         #expect(membership.liftFence(now: 1502) == [.unfenced])
     }
 
@@ -265,5 +270,74 @@ struct MembershipTests {
         _ = other.receive(unhealthyClaim, now: 1)  // node 2, not in node 3's view, still claims the role
         #expect(Self.ids(other.view) == [3])
         #expect(other.leaderConflict == NodeID(2) && other.leader == NodeID(2))
+    }
+
+    // MARK: - Hearing each other
+
+    /// Two nodes, node 2 stops hearing node 1 (node 1 still hears node 2): node 1 learns it from node 2's echoes and
+    /// stands down half an interval before node 2 declares it dead, so only node 2 serves; node 1 comes back once node
+    /// 2 hears it again, as a joining node would.
+    @Test func aNodeThatALivePeerNoLongerHearsStandsDownFirst() {
+        var membership = Self.membership()
+        _ = membership.receive(Self.beat(2), now: 0)
+        #expect(membership.mayActivate(now: 30))
+        _ = membership.setLocal(state: .active)
+        #expect(membership.receive(Self.beat(2, sequence: 2, age: 20), now: 40).isEmpty)  // two heartbeats lost: not yet
+        let events = membership.receive(Self.beat(2, sequence: 3, age: 25), now: 50)
+        #expect(events.contains(.fenced(.unheard)))
+        #expect(membership.state == .joining && Self.ids(membership.view) == [2] && membership.leader == nil)
+        // Node 2 declared node 1 dead: no echo of it at all. Still fenced.
+        _ = membership.receive(Self.beat(2, sequence: 4, hearsMe: false), now: 60)
+        #expect(membership.liftFence(now: 60).isEmpty)
+        // Node 2 hears node 1 again.
+        _ = membership.receive(Self.beat(2, sequence: 5), now: 70)
+        #expect(membership.liftFence(now: 70) == [.unfenced])
+        #expect(!membership.mayActivate(now: 99) && membership.mayActivate(now: 100))
+    }
+
+    /// A peer that does not hear this node stands it down only if it would serve without it: not fenced, and with
+    /// majority quorum only if it hears a majority. A peer deaf to everyone fences itself instead; an echo of another
+    /// incarnation of this node (before a restart) is not hearing it.
+    @Test func onlyAPeerThatWouldServeWithoutThisNodeStandsItDown() {
+        func farm() -> Membership {
+            var membership = Membership(
+                me: NodeID(1)!, incarnation: 1, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed,
+                now: 0, peers: [NodeID(2)!, NodeID(3)!], quorum: .majority)
+            _ = membership.receive(Self.beat(2, hears: [3]), now: 0)
+            _ = membership.receive(Self.beat(3, hears: [2]), now: 0)
+            _ = membership.setLocal(state: .active)
+            return membership
+        }
+        // Node 2 is deaf to everyone: it has no quorum, it will fence itself; node 1 serves on.
+        var deaf = farm()
+        #expect(deaf.receive(Self.beat(2, sequence: 2, age: 27, hears: [3]), now: 30).isEmpty)
+        #expect(deaf.fence == nil && deaf.unheardBy(now: 30) == nil)
+        // Node 2 hears node 3 but not node 1: two of three, it serves without node 1, which stands down.
+        var oneWay = farm()
+        var beat = Self.beat(2, sequence: 2, hearsMe: false, hears: [3])
+        beat.echoes.append(Heartbeat.Echo(node: 1, live: true, ageMilliseconds: 26, incarnation: 1, sequence: 1))
+        #expect(oneWay.receive(beat, now: 30).contains(.fenced(.unheard)))
+        // The same, but node 2 is fenced: it serves nothing, so node 1 serves on.
+        var fenced = farm()
+        beat.fenced = true
+        #expect(fenced.receive(beat, now: 30).isEmpty && fenced.fence == nil)
+        // Node 2 echoes another incarnation of node 1: it does not hear this one.
+        var restarted = farm()
+        var other = Self.beat(2, sequence: 2, hearsMe: false, hears: [3])
+        other.echoes.append(Heartbeat.Echo(node: 1, live: true, ageMilliseconds: 0, incarnation: 99, sequence: 1))
+        #expect(restarted.receive(other, now: 30).contains(.fenced(.unheard)))
+    }
+
+    /// A joining node does not go active while a peer hears a node it does not hear: that node is alive, and this
+    /// node would take its buckets.
+    @Test func aJoiningNodeWaitsWhileAPeerHearsANodeItDoesNot() {
+        var membership = Membership(
+            me: NodeID(1)!, incarnation: 1, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed,
+            now: 0, peers: [NodeID(2)!, NodeID(3)!], quorum: .majority)
+        _ = membership.receive(Self.beat(2, hears: [3]), now: 20)
+        #expect(membership.unheardButAlive() == NodeID(3) && !membership.mayActivate(now: 40))
+        // Node 3 dies: node 2's echo of it ages past the early window, then goes.
+        _ = membership.receive(Self.beat(2, sequence: 2, age: 0, hears: []), now: 50)
+        #expect(membership.mayActivate(now: 50))
     }
 }

@@ -28,7 +28,8 @@ struct NodeControllerTests {
     static func beat(_ node: UInt16, sequence: UInt64, digest: UInt64 = 0, state: MemberState = .active) -> Heartbeat {
         Heartbeat(
             sender: NodeID(rawValue: node)!, state: state, healthy: true, weight: 100, incarnation: 1,
-            sequence: sequence, viewDigest: digest, mac: 0x0200_0000_0010 + UInt64(node))
+            sequence: sequence, viewDigest: digest, mac: 0x0200_0000_0010 + UInt64(node),
+            echoes: [Heartbeat.Echo(node: 1, live: true, ageMilliseconds: 0, incarnation: 7, sequence: 1)])
     }
 
     static func sent(_ actions: [NodeAction]) -> [Heartbeat] {
@@ -325,5 +326,22 @@ struct NodeControllerTests {
             })
         Self.run(&controller, from: 20, to: 100, peers: [3])  // node 2 falls silent and dies
         #expect(controller.deliveryDisagreements.isEmpty)
+    }
+
+    /// When a peer's silence reaches the early window, this node sends a heartbeat at once (between its regular ones)
+    /// whose echo says so: the peer stands down before this node declares it dead and takes its buckets.
+    @Test func aPeerSilentForTheEarlyWindowIsToldAtOnce() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        #expect(controller.membership.state == .active)
+        Self.run(&controller, from: 70, to: 80, peers: [3])  // node 2, last heard at 60, falls silent
+        #expect(controller.nextBeatDue == 85)
+        var inputs = NodeInputs()
+        inputs.heartbeats = [Self.beat(3, sequence: 86)]
+        let warning = Self.sent(controller.step(now: 85, inputs))
+        #expect(warning.count == 1)
+        #expect(warning.first?.echo(of: NodeID(2)!)?.ageMilliseconds == 25)
+        #expect(controller.membership.peers[NodeID(2)!] != nil)  // not dead yet
+        #expect(controller.nextBeatDue == 90)  // the regular pace goes on
     }
 }

@@ -1,7 +1,7 @@
 import CKernel
 import Hashing
 
-/// A classic BPF socket filter for a UDP socket that takes only datagrams of one size, starting with one 4-byte magic,
+/// A classic BPF socket filter for a UDP socket that takes only datagrams of a range of sizes, starting with one 4-byte magic,
 /// sent with TTL (hop limit) 255 from one of a set of addresses. Everything else is dropped in the kernel before it is
 /// queued: junk costs the receiver no wake-up, no copy and no queue space, and cannot crowd out real datagrams.
 ///
@@ -12,7 +12,7 @@ import Hashing
 /// heartbeat's incarnation). A flood that spoofs a live peer's address then reaches the socket only if it also
 /// carries that peer's current incarnation, which a sender that does not sniff the segment cannot know.
 public struct DatagramFilter: Sendable, Equatable {
-    public let payloadSize: Int
+    public let payloadSizes: ClosedRange<Int>
     public let magic: UInt32
     public let sources: [IPAddress]
     /// Where in the payload the pinned value is, and the value per pinned source.
@@ -20,9 +20,10 @@ public struct DatagramFilter: Sendable, Equatable {
     public let pinned: [IPAddress: UInt64]
 
     public init(
-        payloadSize: Int, magic: UInt32, sources: [IPAddress], pinnedOffset: Int = 0, pinned: [IPAddress: UInt64] = [:]
+        payloadSizes: ClosedRange<Int>, magic: UInt32, sources: [IPAddress], pinnedOffset: Int = 0,
+        pinned: [IPAddress: UInt64] = [:]
     ) {
-        self.payloadSize = payloadSize
+        self.payloadSizes = payloadSizes
         self.magic = magic
         self.sources = sources
         self.pinnedOffset = pinnedOffset
@@ -32,7 +33,7 @@ public struct DatagramFilter: Sendable, Equatable {
     /// The same filter with other pinned values.
     public func pinning(_ pinned: [IPAddress: UInt64]) -> DatagramFilter {
         DatagramFilter(
-            payloadSize: payloadSize, magic: magic, sources: sources, pinnedOffset: pinnedOffset, pinned: pinned)
+            payloadSizes: payloadSizes, magic: magic, sources: sources, pinnedOffset: pinnedOffset, pinned: pinned)
     }
 
     private typealias Step = ClassicBPF.Step
@@ -42,7 +43,8 @@ public struct DatagramFilter: Sendable, Equatable {
     public func instructions(ipv4: Bool) -> [sock_filter] {
         var steps: [Step] = [
             Step(code: BPF.loadLength, k: 0),
-            Step(code: BPF.jumpIfEqual, k: UInt32(8 + payloadSize), ifFalse: .label("drop")),
+            Step(code: BPF.jumpIfAbove, k: UInt32(8 + payloadSizes.upperBound), ifTrue: .label("drop")),
+            Step(code: BPF.jumpIfAtLeast, k: UInt32(8 + payloadSizes.lowerBound), ifFalse: .label("drop")),
             Step(code: BPF.loadWord, k: 8),
             Step(code: BPF.jumpIfEqual, k: magic, ifFalse: .label("drop")),
             Step(code: BPF.loadByte, k: BPF.network &+ (ipv4 ? 8 : 7)),

@@ -30,6 +30,9 @@ struct NodeInputs {
     /// Peers whose kernels answered one of this node's last heartbeats with port unreachable (their lbnode is gone),
     /// and when that heartbeat was sent (ms).
     var refusedBy: [NodeID: Int] = [:]
+    /// Authentic heartbeats the gate has not taken in, waiting for this node's challenge (`HeartbeatGate.challenges`):
+    /// this node's heartbeats echo them, so their senders can answer.
+    var challenges: [NodeID: HeartbeatGate.Challenge] = [:]
 }
 
 /// What the I/O loop must do after a step, in order.
@@ -62,6 +65,9 @@ struct NodeController {
     let handoverMilliseconds: Int
     private var beat: Heartbeat
     private var nextBeat: Int
+    /// When the last heartbeat was sent (ms).
+    private var lastBeat = Int.min / 2
+    private var challenges: [NodeID: HeartbeatGate.Challenge] = [:]
     private var lastStep: Int?
     private var handoverUntil: Int?
     /// When the drain began and when it gives up waiting for the connections to end.
@@ -100,7 +106,7 @@ struct NodeController {
         self.handoverMilliseconds = handoverMilliseconds
         states = try EngineStateBuilder(config: config, virtualMAC: virtualMAC)
         membership = Membership(
-            me: config.node.id, weight: config.node.weight,
+            me: config.node.id, incarnation: incarnation, weight: config.node.weight,
             intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds, deadAfter: config.farm.deadAfter,
             seed: FarmSeed(farmName: config.farm.name), now: now, peers: Set(config.peers.map(\.id)),
             quorum: config.effectiveQuorum, witness: config.farm.witness != nil)
@@ -150,6 +156,7 @@ struct NodeController {
             apply(membership.fence(.stalled, now: now), now: now, into: &actions)
         }
         lastStep = now
+        challenges = inputs.challenges
         // What this node knows of itself first, so that the heartbeat of this step already says it.
         if inputs.outrankedByDuplicateID {
             apply(membership.fence(.duplicateID, now: now), now: now, into: &actions)
@@ -275,11 +282,11 @@ struct NodeController {
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
     /// The last word of a node that stops: `stopped` (its peers keep its connections for it while it restarts), or
     /// `left` when it is drained and has none.
-    mutating func leavingHeartbeat() -> Heartbeat {
-        nextHeartbeat(state: membership.state == .drained ? .left : .stopped)
+    mutating func leavingHeartbeat(now: Int) -> Heartbeat {
+        nextHeartbeat(state: membership.state == .drained ? .left : .stopped, now: now)
     }
 
-    private mutating func nextHeartbeat(state: MemberState) -> Heartbeat {
+    private mutating func nextHeartbeat(state: MemberState, now: Int) -> Heartbeat {
         beat.state = state
         beat.healthy = membership.healthy
         beat.fenced = membership.fence != nil
@@ -287,7 +294,26 @@ struct NodeController {
         beat.weight = membership.weight
         beat.sequence += 1
         beat.viewDigest = runningDigest ?? membership.view.digest(seed: membership.seed)
+        beat.echoes = echoes(now: now)
         return beat
+    }
+
+    /// What this node hears: an echo per live peer, and one per challenge waiting for its answer (this node's own ID
+    /// included: another process with it can then prove it hears this node).
+    private func echoes(now: Int) -> [Heartbeat.Echo] {
+        func age(_ at: Int) -> UInt32 { UInt32(clamping: max(0, now - at)) }
+        var echoes = membership.peers.map { id, peer in
+            Heartbeat.Echo(
+                node: id.rawValue, live: true, ageMilliseconds: age(peer.lastHeard), incarnation: peer.incarnation,
+                sequence: peer.sequence)
+        }
+        for (id, challenge) in challenges where membership.peers[id]?.incarnation != challenge.incarnation {
+            echoes.append(
+                Heartbeat.Echo(
+                    node: id.rawValue, live: false, ageMilliseconds: age(challenge.at),
+                    incarnation: challenge.incarnation, sequence: challenge.sequence))
+        }
+        return Array(echoes.sorted { ($0.node, $0.live ? 0 : 1) < ($1.node, $1.live ? 0 : 1) }.prefix(Heartbeat.maximumEchoes))
     }
 
     /// This node can reach the network again (its data path is back, or it heard the farm after a cut): it asks for
@@ -303,17 +329,28 @@ struct NodeController {
     /// Sends the heartbeat when it is due; called again after every heartbeat taken in, so that a burst of view
     /// changes (each builds a table) does not hold this node's own heartbeats back.
     private mutating func beatIfDue(now: Int, into actions: inout [NodeAction]) {
-        guard now >= nextBeat else { return }
-        let recipients = pacing.recipients(of: config.peers.map(\.id), now: now) {
-            membership.silence(of: $0, now: now)
+        let warning = warningDue
+        guard now >= nextBeat || warning.map({ now >= $0 }) == true else { return }
+        let recipients = pacing.recipients(of: config.peers.map(\.id), now: now) { id in
+            // A peer whose challenge waits gets every heartbeat: it answers the next one.
+            min(membership.silence(of: id, now: now), challenges[id].map { now - $0.at } ?? Int.max)
         }
-        actions.append(.send(nextHeartbeat(state: membership.state), to: recipients))
+        actions.append(.send(nextHeartbeat(state: membership.state, now: now), to: recipients))
+        lastBeat = now
+        guard now >= nextBeat else { return }  // a warning: the regular heartbeats keep their pace
         nextBeat += config.farm.heartbeatIntervalMilliseconds
         if nextBeat < now { nextBeat = now + config.farm.heartbeatIntervalMilliseconds }
     }
 
+    /// When a peer's silence reached the early window after the last heartbeat: this node tells it at once that it
+    /// does not hear it, so the peer stands down (`Membership.unheardBy`) before this node declares it dead and
+    /// takes its buckets. A regular heartbeat could leave as late as the deadline itself.
+    private var warningDue: Int? {
+        membership.earlyWindowEnds.filter { $0 > lastBeat }.min()
+    }
+
     /// When the next heartbeat is due (the I/O loop waits for heartbeats until then).
-    var nextBeatDue: Int { nextBeat }
+    var nextBeatDue: Int { min(nextBeat, warningDue ?? Int.max) }
 
     /// How often to ping the witness: every heartbeat while a peer has been silent for more than one interval and a
     /// half (an answer newer than its last word must be there when it is declared dead), once a second otherwise.
@@ -353,6 +390,8 @@ struct NodeController {
             case .peerDied, .peerRefused: lastFailover = (now, event.description)
             default: break
             }
+            // A fence is said at once: the peers take this node's buckets as soon as they hear it.
+            if case .fenced = event { nextBeat = min(nextBeat, now) }
             lastChange = (now, event.description)
         }
         guard rebuild || membership.leader != builtLeader || (membership.fence != nil) != builtFenced else { return }

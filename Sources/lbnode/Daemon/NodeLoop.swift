@@ -71,9 +71,9 @@ final class NodeLoop {
         let config = daemon.config
         myAddress = IPAddress(bytes: config.node.address.bytes)!
         // Random, not the wall clock: a clock stepped back must not make a restarted node look like a replay.
+        let incarnation = UInt64.random(in: 1...UInt64.max)
         controller = try NodeController(
-            config: config, virtualMAC: virtualMAC, interfaceMAC: interfaceMAC,
-            incarnation: UInt64.random(in: 1...UInt64.max), now: 0)
+            config: config, virtualMAC: virtualMAC, interfaceMAC: interfaceMAC, incarnation: incarnation, now: 0)
         engineState = controller.initialState()
         var engineConfiguration = EngineConfiguration(
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
@@ -97,7 +97,7 @@ final class NodeLoop {
         sender = HeartbeatSender(socket: socket, port: config.farm.heartbeatPort, peers: config.peers)
         gate = HeartbeatGate(
             keys: keys.map { SymmetricKey(data: $0) }, me: config.node.id, peers: sender.addresses,
-            restartAfter: controller.failoverMilliseconds)
+            restartAfter: controller.failoverMilliseconds, incarnation: incarnation)
         deliveryWatch = DeliveryWatch(delivery: config.farm.delivery)
         checkers = CheckerRunner(config: config) { [daemon] in daemon.log($0, $1) }
         let interface = config.node.interface
@@ -168,7 +168,7 @@ final class NodeLoop {
     func leave() {
         log(.notice, "leaving: announcing to the peers")
         daemon.notifier?.send("STOPPING=1")
-        let farewell = controller.leavingHeartbeat()
+        let farewell = controller.leavingHeartbeat(now: now)
         engine?.swap(controller.initialState())  // serve nothing more, then tell the peers
         for _ in 0..<3 { sender.send(farewell, key: SymmetricKey(data: keys[0]), to: config.peers.map(\.id), at: now) }
         engine?.stop()
@@ -184,6 +184,7 @@ final class NodeLoop {
         pending.removeAll(keepingCapacity: true)
         inputs.refusedBy = refusedBy
         refusedBy.removeAll()
+        inputs.challenges = gate.challenges
         inputs.checkersHealthy = checkers.healthy
         if let witness = sockets.witness {
             inputs.witnessAnsweredAt = witness.answered()
@@ -216,7 +217,9 @@ final class NodeLoop {
     private func perform(_ action: NodeAction) -> Bool {
         switch action {
         case .send(let heartbeat, let peers):
-            sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers, at: now)
+            let sentAt = now
+            sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers, at: sentAt)
+            gate.noteSent(sequence: heartbeat.sequence, at: sentAt)
         case .swap(let state):
             engineState = state
             engine?.swap(state)

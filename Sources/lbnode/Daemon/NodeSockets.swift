@@ -18,7 +18,7 @@ struct NodeSockets {
     init(config: FarmConfig, requests: DaemonRequests, log: @escaping @Sendable (Logger.Level, String) -> Void) throws {
         let address = IPAddress(bytes: config.node.address.bytes)!
         filter = DatagramFilter(
-            payloadSize: Heartbeat.size, magic: Heartbeat.magicWord,
+            payloadSizes: Heartbeat.size...Heartbeat.maximumSize, magic: Heartbeat.magicWord,
             sources: config.peers.map { IPAddress(bytes: $0.address.bytes)! }, pinnedOffset: Heartbeat.incarnationOffset)
         do {
             heartbeat = try HeartbeatSocket(bindTo: address, port: config.farm.heartbeatPort, filter: filter)

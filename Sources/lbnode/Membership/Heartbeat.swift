@@ -36,20 +36,44 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
 /// The datagram every node sends to every peer each interval, authenticated with HMAC-SHA256 over the farm key.
 ///
-/// Wire format, version 1, 80 bytes, big-endian:
+/// Wire format, version 2, 80 + 24 × n bytes, big-endian:
 ///
-///     0  "VFHB"   4  version (1)   5  state   6  flags (bit 0: healthy, bit 1: fenced, bit 2: leader)
+///     0  "VFHB"   4  version (2)   5  state   6  flags (bit 0: healthy, bit 1: fenced, bit 2: leader)
 ///     7  delivery (0: not said, 1 flood, 2 directed, 3 relay: the farm's nodes must agree, and `delivery: auto`
 ///        joins a running farm in its mode)
-///     8  sender node ID (2)   10 reserved (2)   12 weight (4)
+///     8  sender node ID (2)   10 n, the number of echoes (2)   12 weight (4)
 ///     16 incarnation (8: random at every start; see `HeartbeatGate` for how a restart is told from a replay)
 ///     24 sequence (8: +1 per heartbeat within an incarnation)
 ///     32 view digest (8: `MembershipView.digest` of the sender's view)
 ///     40 the sender's MAC on the farm interface (6)   46 reserved (2)
-///     48 HMAC-SHA256 of bytes 0..<48 with the farm key (32)
+///     48 n echoes of 24 bytes (`Echo`): what the sender last heard of each node
+///     48 + 24 n  HMAC-SHA256 of everything before it, with the farm key (32)
+///
+/// Version 1 (80 bytes, no echoes) is refused: a node of version 2 cannot tell whether a node of version 1 hears it
+/// or answers its challenge, so a farm moves to version 2 all at once.
 struct Heartbeat: Equatable, Sendable {
-    static let version: UInt8 = 1
+    /// What a heartbeat's sender last heard of one node: the answer to that node's challenge (its incarnation and
+    /// sequence, which only a heartbeat it sent can carry) and how long ago that was.
+    ///
+    ///     0 node ID (2)   2 flags (1: bit 0, the node is a live member for the sender)   3 reserved (1)
+    ///     4 milliseconds since the sender last heard it, at sending (4)   8 its incarnation (8)   16 its sequence (8)
+    struct Echo: Equatable, Sendable {
+        var node: UInt16
+        /// The sender counts the node among its live peers; false: an authentic heartbeat it has not taken in yet
+        /// (another incarnation waiting for its answer, or this node's own ID from another address).
+        var live: Bool
+        var ageMilliseconds: UInt32
+        var incarnation: UInt64
+        var sequence: UInt64
+    }
+
+    static let version: UInt8 = 2
+    /// The size without echoes; each echo adds `echoSize`.
     static let size = 80
+    static let echoSize = 24
+    /// The most echoes a heartbeat carries: it must fit one 1500-byte frame, so a farm has at most 57 nodes.
+    static let maximumEchoes = 56
+    static var maximumSize: Int { size + maximumEchoes * echoSize }
     /// Where the incarnation is (the kernel filter pins a live peer's).
     static let incarnationOffset = 16
     static let magic: [UInt8] = Array("VFHB".utf8)
@@ -68,6 +92,8 @@ struct Heartbeat: Equatable, Sendable {
     var mac: UInt64
     /// The delivery mode the sender uses (nil: not said).
     var delivery: Delivery? = nil
+    /// What the sender hears: an echo per live peer, and per authentic heartbeat it has not taken in yet.
+    var echoes: [Echo] = []
 
     static let deliveryCodes: [Delivery: UInt8] = [.flood: 1, .directed: 2, .relay: 3]
 
@@ -84,11 +110,16 @@ struct Heartbeat: Equatable, Sendable {
         case duplicateID = "duplicate_id"
         /// A peer's ID from an address other than the one configured for it.
         case wrongSource = "wrong_source"
+        /// Authentic, but a new incarnation, a node coming back or this node's own ID that does not answer this node's
+        /// challenge (echo its incarnation and a recent sequence): an old capture replayed, or a node that starts and
+        /// answers within an interval.
+        case unanswered
     }
 
     init(
         sender: NodeID, state: MemberState, healthy: Bool, fenced: Bool = false, leader: Bool = false, weight: UInt32,
-        incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64, delivery: Delivery? = nil
+        incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64, delivery: Delivery? = nil,
+        echoes: [Echo] = []
     ) {
         self.sender = sender
         self.state = state
@@ -101,16 +132,27 @@ struct Heartbeat: Equatable, Sendable {
         self.viewDigest = viewDigest
         self.mac = mac
         self.delivery = delivery
+        self.echoes = echoes
     }
+
+    /// The echo of `node`, if the sender said what it heard of it.
+    func echo(of node: NodeID) -> Echo? { echoes.first { $0.node == node.rawValue } }
 
     /// The signed datagram.
     func encoded(key: SymmetricKey) -> [UInt8] {
         let flags: UInt8 = (healthy ? 1 : 0) | (fenced ? 2 : 0) | (leader ? 4 : 0)
         var bytes =
             Self.magic + [Self.version, state.rawValue, flags, delivery.flatMap { Self.deliveryCodes[$0] } ?? 0]
-        bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + [0, 0] + Self.bigEndian(UInt64(weight), 4)
+        let echoes = echoes.prefix(Self.maximumEchoes)
+        bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + Self.bigEndian(UInt64(echoes.count), 2)
+        bytes += Self.bigEndian(UInt64(weight), 4)
         bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
         bytes += Self.bigEndian(mac, 6) + [0, 0]
+        for echo in echoes {
+            bytes += Self.bigEndian(UInt64(echo.node), 2) + [echo.live ? 1 : 0, 0]
+            bytes += Self.bigEndian(UInt64(echo.ageMilliseconds), 4) + Self.bigEndian(echo.incarnation, 8)
+            bytes += Self.bigEndian(echo.sequence, 8)
+        }
         return bytes + Array(HMAC<SHA256>.authenticationCode(for: bytes, using: key))
     }
 
@@ -123,10 +165,12 @@ struct Heartbeat: Equatable, Sendable {
     static func peek(_ bytes: UnsafeRawBufferPointer) -> Result<
         (sender: UInt16, incarnation: UInt64, sequence: UInt64), Rejection
     > {
-        guard bytes.count == size, UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)) == magicWord else {
+        guard bytes.count >= size, UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)) == magicWord else {
             return .failure(.malformed)
         }
         guard bytes[4] == version else { return .failure(.unsupportedVersion) }
+        let echoes = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 10, as: UInt16.self)))
+        guard echoes <= maximumEchoes, bytes.count == size + echoes * echoSize else { return .failure(.malformed) }
         return .success(
             (
                 UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt16.self)),
@@ -141,11 +185,15 @@ struct Heartbeat: Equatable, Sendable {
     }
 
     static func decode(_ bytes: [UInt8], keys: [SymmetricKey]) -> Result<Heartbeat, Rejection> {
-        guard bytes.count == size, Array(bytes[0..<4]) == magic else { return .failure(.malformed) }
+        guard bytes.count >= size, Array(bytes[0..<4]) == magic else { return .failure(.malformed) }
         guard bytes[4] == version else { return .failure(.unsupportedVersion) }
+        let count = Int(read(bytes, 10, 2))
+        let signed = size - 32 + count * echoSize
+        guard count <= maximumEchoes, bytes.count == signed + 32 else { return .failure(.malformed) }
         guard
             keys.contains(where: {
-                HMAC<SHA256>.isValidAuthenticationCode(bytes[48..<80], authenticating: bytes[0..<48], using: $0)
+                HMAC<SHA256>.isValidAuthenticationCode(
+                    bytes[signed..<(signed + 32)], authenticating: bytes[0..<signed], using: $0)
             })
         else {
             return .failure(.forged)
@@ -157,7 +205,14 @@ struct Heartbeat: Equatable, Sendable {
                 sender: sender, state: state, healthy: bytes[6] & 1 != 0, fenced: bytes[6] & 2 != 0,
                 leader: bytes[6] & 4 != 0, weight: UInt32(read(bytes, 12, 4)),
                 incarnation: read(bytes, 16, 8), sequence: read(bytes, 24, 8), viewDigest: read(bytes, 32, 8),
-                mac: read(bytes, 40, 6), delivery: deliveryCodes.first { $0.value == bytes[7] }?.key))
+                mac: read(bytes, 40, 6), delivery: deliveryCodes.first { $0.value == bytes[7] }?.key,
+                echoes: (0..<count).map { index in
+                    let at = 48 + index * echoSize
+                    return Echo(
+                        node: UInt16(read(bytes, at, 2)), live: bytes[at + 2] & 1 != 0,
+                        ageMilliseconds: UInt32(read(bytes, at + 4, 4)), incarnation: read(bytes, at + 8, 8),
+                        sequence: read(bytes, at + 16, 8))
+                }))
     }
 
     private static func bigEndian(_ value: UInt64, _ count: Int) -> [UInt8] {

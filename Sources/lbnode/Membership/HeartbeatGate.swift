@@ -6,14 +6,33 @@ import Hashing
 /// last: a datagram that fails a cheap check costs well under a microsecond.
 ///
 /// A heartbeat is fresh when it carries its sender's current incarnation and a higher sequence than the last one
-/// accepted. Incarnations are random at every start: a different one is believed only once the sender has been silent
-/// for `restartAfter` milliseconds (it died, or restarted), so a captured heartbeat replayed while its sender lives
-/// changes nothing, and neither does a forgery with a made-up incarnation (refused before its HMAC).
+/// accepted. Incarnations are random at every start: a different one is considered only once the sender has been
+/// silent for `restartAfter` milliseconds (it died, or restarted), so a captured heartbeat replayed while its sender
+/// lives changes nothing, and neither does a forgery with a made-up incarnation (refused before its HMAC).
+///
+/// Challenge and response. A sender that is not live (a new incarnation, a node coming back, this node's own ID from
+/// another address) is taken in only when its heartbeat echoes this node's incarnation and a sequence this node sent
+/// within `answerWindow` ms: only a heartbeat made after it heard this node can, so a replay from any earlier capture
+/// changes nothing. Its authentic heartbeats meanwhile are *challenges* (`challenges`): this node's next heartbeat
+/// echoes them, and the sender answers in its next one.
 struct HeartbeatGate {
+    struct Challenge: Equatable {
+        var incarnation: UInt64
+        var sequence: UInt64
+        var at: Int
+    }
+
     private var keys: [SymmetricKey]
     private let me: NodeID
     private let peers: [NodeID: IPAddress]
     private let restartAfter: Int
+    private let incarnation: UInt64
+    /// How old the sequence of this node's that an answer echoes may be.
+    let answerWindow: Int
+    /// This node's recent heartbeats: sequence and when sent (ms), oldest first.
+    private var sent: [(sequence: UInt64, at: Int)] = []
+    /// Authentic heartbeats not taken in (waiting for an answer), per sender: the newest.
+    private(set) var challenges: [NodeID: Challenge] = [:]
     private var last: [NodeID: (incarnation: UInt64, sequence: UInt64, heardAt: Int)] = [:]
     private(set) var rejected: [Heartbeat.Rejection: UInt64] = [:]
     /// The addresses that sent authentic heartbeats with this node's own ID, and when they last did.
@@ -26,12 +45,30 @@ struct HeartbeatGate {
     /// - Parameters:
     ///   - keys: the farm keys; any of them authenticates (a rotation holds two).
     ///   - peers: the configured peers and their addresses.
-    ///   - restartAfter: milliseconds of silence after which a new incarnation of a sender is believed.
-    init(keys: [SymmetricKey], me: NodeID, peers: [NodeID: IPAddress], restartAfter: Int) {
+    ///   - restartAfter: milliseconds of silence after which a sender is no longer live (a new incarnation of it, or
+    ///     its return, must answer a challenge).
+    ///   - incarnation: this node's incarnation, which answers echo.
+    init(keys: [SymmetricKey], me: NodeID, peers: [NodeID: IPAddress], restartAfter: Int, incarnation: UInt64) {
         self.keys = keys
         self.me = me
         self.peers = peers
         self.restartAfter = restartAfter
+        self.incarnation = incarnation
+        answerWindow = 2 * restartAfter
+    }
+
+    /// This node sent its heartbeat `sequence` at `now`: answers may echo it for `answerWindow` ms.
+    mutating func noteSent(sequence: UInt64, at now: Int) {
+        sent.append((sequence, now))
+        let stale = sent.prefix { now - $0.at > answerWindow }.count
+        if stale > 0 { sent.removeFirst(stale) }
+        challenges = challenges.filter { now - $0.value.at <= answerWindow }
+    }
+
+    /// Whether `heartbeat` echoes this node's incarnation and a sequence sent within `answerWindow` ms of `now`.
+    func answers(_ heartbeat: Heartbeat, now: Int) -> Bool {
+        guard let echo = heartbeat.echo(of: me), echo.incarnation == incarnation else { return false }
+        return sent.contains { $0.sequence == echo.sequence && now - $0.at <= answerWindow }
     }
 
     /// A reload brought new keys (a rotation).
@@ -66,7 +103,13 @@ struct HeartbeatGate {
         }
         guard let sender = NodeID(rawValue: header.sender) else { return reject(.malformed) }
         if sender == me {
-            guard case .success = Heartbeat.decode(Array(bytes), keys: keys) else { return reject(.forged) }
+            guard case .success(let heartbeat) = Heartbeat.decode(Array(bytes), keys: keys) else {
+                return reject(.forged)
+            }
+            challenges[me] = Challenge(incarnation: header.incarnation, sequence: header.sequence, at: now)
+            // Another process with this ID hears this node: two nodes share an ID. Without the answer, a replay of
+            // this node's own heartbeat, which must not fence it.
+            guard answers(heartbeat, now: now) else { return reject(.unanswered) }
             duplicates[source] = now
             return reject(.duplicateID)
         }
@@ -86,9 +129,17 @@ struct HeartbeatGate {
         {
             return reject(.replayed)
         }
+        let live = last[sender].map { now - $0.heardAt <= restartAfter } ?? false
         switch Heartbeat.decode(Array(bytes), keys: keys) {
         case .failure(let reason): return reject(reason)
         case .success(let heartbeat):
+            if !live {
+                guard answers(heartbeat, now: now) else {
+                    challenges[sender] = Challenge(incarnation: header.incarnation, sequence: header.sequence, at: now)
+                    return reject(.unanswered)
+                }
+                challenges[sender] = nil
+            }
             last[sender] = (header.incarnation, header.sequence, now)
             return heartbeat
         }

@@ -73,6 +73,7 @@ struct Membership {
         case isolated = "peers silent and the witness does not answer: this node is cut off"
         case stalled = "this node was stalled longer than the failover time"
         case duplicateID = "another node with this ID at a lower address"
+        case unheard = "a live peer that can serve without this node does not hear it"
         var description: String { rawValue }
     }
 
@@ -85,9 +86,17 @@ struct Membership {
         var viewDigest: UInt64
         var mac: UInt64
         var lastHeard: Int
+        var incarnation: UInt64 = 0
+        var sequence: UInt64 = 0
+        /// What the peer hears (`Heartbeat.Echo`), as of its last heartbeat.
+        var echoes: [Heartbeat.Echo] = []
+        /// Since when this incarnation of the peer is heard without a break.
+        var since: Int = 0
     }
 
     let me: NodeID
+    /// This node's incarnation (what a peer that hears it echoes).
+    let incarnation: UInt64
     let intervalMilliseconds: Int
     let deadAfter: Int
     let seed: FarmSeed
@@ -121,9 +130,10 @@ struct Membership {
     private(set) var view: MembershipView = .empty
 
     init(
-        me: NodeID, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed, now: Int,
-        peers: Set<NodeID> = [], quorum: Quorum = .none, witness: Bool = false
+        me: NodeID, incarnation: UInt64 = 1, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed,
+        now: Int, peers: Set<NodeID> = [], quorum: Quorum = .none, witness: Bool = false
     ) {
+        self.incarnation = incarnation
         hasWitness = witness
         latest = now
         self.me = me
@@ -208,9 +218,7 @@ struct Membership {
         {
             return .isolated
         }
-        guard quorum == .majority, !majority(votes: 1 + live.count, expected: expectedVotes, live: live) else {
-            return nil
-        }
+        guard quorum == .majority, !isMajority(Set(live).union([me])) else { return nil }
         return .noQuorum
     }
 
@@ -231,15 +239,65 @@ struct Membership {
         }
     }
 
-    private func majority(votes: Int, expected: Int, live: [NodeID]) -> Bool {
-        if votes * 2 > expected { return true }
-        guard votes * 2 == expected else { return false }
-        let lowest = configured.subtracting(departed).min()
-        return lowest == me || lowest.map { live.contains($0) } == true
+    /// Whether `voters` (a node and the nodes it hears) are a majority of the farm: more than half, or exactly half
+    /// with the lowest ID among them.
+    private func isMajority(_ voters: Set<NodeID>) -> Bool {
+        let expected = expectedVotes
+        if voters.count * 2 > expected { return true }
+        guard voters.count * 2 == expected, let lowest = configured.subtracting(departed).min() else { return false }
+        return voters.contains(lowest)
     }
 
-    /// The window of the early quorum check (see `hasQuorum(heardWithin:now:)`).
-    private var earlyWindow: Int { deadline - intervalMilliseconds / 2 }
+    /// The window of the early checks: a node fences itself half an interval before its peers would declare it dead
+    /// (see `hasQuorum(heardWithin:now:)` and `unheardBy(now:)`).
+    var earlyWindow: Int { deadline - intervalMilliseconds / 2 }
+
+    // MARK: - Hearing each other (one view from asymmetric hearing)
+
+    /// Whether `peer` hears this node: its last heartbeat echoes this incarnation as a live member, heard within the
+    /// early window. A peer heard for less than the early window has not had the time yet.
+    private func hears(_ peer: Peer, now: Int) -> Bool {
+        if now - peer.since < earlyWindow { return true }
+        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue }) else { return false }
+        return echo.live && echo.incarnation == incarnation && Int(echo.ageMilliseconds) < earlyWindow
+    }
+
+    /// Whether `peer` would serve without this node: it is not fenced, active or joining, and has quorum among the
+    /// nodes it hears (by its echoes; with `quorum: none`, always).
+    private func servesWithout(_ id: NodeID, _ peer: Peer) -> Bool {
+        guard !peer.fenced, peer.state == .active || peer.state == .joining else { return false }
+        guard quorum == .majority else { return true }
+        let heard = peer.echoes.filter { $0.live && Int($0.ageMilliseconds) < earlyWindow && $0.node != me.rawValue }
+        return isMajority(Set(heard.compactMap { NodeID(rawValue: $0.node) }).intersection(configured).union([id]))
+    }
+
+    /// The live peer that does not hear this node and would serve without it, or nil. Its view gives this node's
+    /// buckets away, so this node must not serve beside it: the node that is not heard stands down (`unheard`), and
+    /// the farm converges on the view of the nodes that hear each other. The peer's heartbeats say so half an
+    /// interval before it declares this node dead (`NodeController` sends one as a peer's silence reaches the early
+    /// window), so this node stops first.
+    func unheardBy(now: Int) -> NodeID? {
+        peers.sorted { $0.key < $1.key }.first { id, peer in !hears(peer, now: now) && servesWithout(id, peer) }?.key
+    }
+
+    /// A node that a live peer hears, live and within the early window, but this node does not (not dead, not
+    /// departed): it is alive and this node is deaf to it, so this node must not take its buckets by joining.
+    func unheardButAlive() -> NodeID? {
+        let known = Set(peers.keys).union(departed).union([me])
+        for peer in peers.values where !peer.fenced {
+            for echo in peer.echoes where echo.live && Int(echo.ageMilliseconds) < earlyWindow {
+                guard let id = NodeID(rawValue: echo.node), configured.contains(id), !known.contains(id) else { continue }
+                return id
+            }
+        }
+        return nil
+    }
+
+    /// When the silence of each live peer reaches (or reached) the early window, if it is not heard before: this
+    /// node then tells it at once, in a heartbeat, that it does not hear it, before it declares it dead.
+    var earlyWindowEnds: [Int] {
+        peers.values.filter { $0.state != .stopped }.map { $0.lastHeard + earlyWindow }
+    }
 
     /// The witness answered a ping sent at `at` (only with a witness configured).
     mutating func witnessAnswered(at: Int) {
@@ -258,10 +316,12 @@ struct Membership {
         return setLocal(state: .joining)
     }
 
-    /// A joining node may go active once it has announced itself for `deadAfter` intervals: every live peer has seen
-    /// it by then, so it takes buckets only when the others see it. A fenced node, or one without quorum, may not.
+    /// A joining node may go active once it has announced itself for `deadAfter` intervals and every live peer hears
+    /// it, so it takes buckets only when the others see it; and only if it hears every node its peers hear. A fenced
+    /// node, or one without quorum, may not.
     func mayActivate(now: Int) -> Bool {
         state == .joining && now - joinedAt >= deadline && fence == nil && hasQuorum(heardWithin: deadline, now: now)
+            && unheardBy(now: now) == nil && unheardButAlive() == nil
     }
 
     /// Stops serving: back to joining (the buckets go to the others) until `fence` lifts (see `liftFence`).
@@ -276,7 +336,9 @@ struct Membership {
     /// Lifts the fence once this node has quorum, its reason is gone (`stillFenced`), and it heard every live peer
     /// since: it then rejoins as a new node does (active after the deadline).
     mutating func liftFence(now: Int, stillFenced: Bool = false) -> [MembershipEvent] {
-        guard fence != nil, !stillFenced, hasQuorum(heardWithin: deadline, now: now), unheardSinceFence.isEmpty else {
+        guard fence != nil, !stillFenced, hasQuorum(heardWithin: deadline, now: now), unheardSinceFence.isEmpty,
+            unheardBy(now: now) == nil
+        else {
             return []
         }
         fence = nil
@@ -286,7 +348,10 @@ struct Membership {
 
     /// Fences when the quorum is lost (call after every change of the peers).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
-        guard fence == nil, state != .joining, let reason = quorumFailure(heardWithin: earlyWindow, now: now) else {
+        guard fence == nil, state != .joining,
+            let reason = quorumFailure(heardWithin: earlyWindow, now: now)
+                ?? (unheardBy(now: now) != nil ? .unheard : nil)
+        else {
             return []
         }
         return fence(reason, now: now)
@@ -295,9 +360,12 @@ struct Membership {
     mutating func receive(_ heartbeat: Heartbeat, now: Int) -> [MembershipEvent] {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
+        let previous = peers[heartbeat.sender]
         let record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
-            weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now)
+            weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
+            incarnation: heartbeat.incarnation, sequence: heartbeat.sequence, echoes: heartbeat.echoes,
+            since: previous.flatMap { $0.incarnation == heartbeat.incarnation ? $0.since : nil } ?? now)
         lastKnown[heartbeat.sender] = record
         var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
