@@ -39,6 +39,13 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Node 2 restarted ten times (SIGTERM, then started again once it exited, as `systemctl restart` does) under
     /// UDP and TCP flows: no connection may be reset.
     case restarts
+    /// Node 2 stops hearing node 1's heartbeats for a few seconds (an nftables input drop: a bad optic, an asymmetric
+    /// ACL), then hears them again; then node 1 stops hearing node 2. The node not heard must stand down each time.
+    case oneWay = "one-way"
+    /// The same on a two-node farm (no third node to tell anyone the other is alive).
+    case oneWayPair = "one-way-pair"
+    /// Node 3's heartbeats captured for 2 s; node 3 killed, started, killed again; the capture replayed as node 3.
+    case replay
 }
 
 /// What a scenario measured, and whether it held.
@@ -57,9 +64,11 @@ extension ChaosScenario {
     /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness).
     public func shape(_ options: inout VirtualFarm.Options) {
         switch self {
-        case .isolated:
+        case .isolated, .oneWayPair:
             options.testbed.servers = 2
-            options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
+            if self == .isolated {
+                options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
+            }
         case .neverStarted:
             options.startNodes = [1, 2]
             options.absentServers = [3]
@@ -107,6 +116,8 @@ public struct FarmChaos {
         case .synFlood: return try synFlood()
         case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
         case .restarts: return try restarts(node: 2, times: 10)
+        case .oneWay, .oneWayPair: return try oneWay(seconds: 3)
+        case .replay: return try replay()
         }
     }
 
@@ -169,9 +180,9 @@ public struct FarmChaos {
             var payload = [UInt8](repeating: 0, count: 80)
             for byte in payload.indices { payload[byte] = UInt8.random(in: 0...255) }
             if scenario == .forgedFlood {
-                // Magic, version 1, active, healthy, node 2's ID, the largest incarnation (fresh to the gate), a
-                // random signature: only the HMAC can tell.
-                payload.replaceSubrange(0..<12, with: Array("VFHB".utf8) + [1, 2, 1, 0, 0, 2, 0, 0])
+                // Magic, version 2, active, healthy, node 2's ID, no echoes, the largest incarnation, a random
+                // signature: only the HMAC can tell.
+                payload.replaceSubrange(0..<12, with: Array("VFHB".utf8) + [2, 2, 1, 0, 0, 2, 0, 0])
                 payload.replaceSubrange(16..<24, with: [UInt8](repeating: 0xFF, count: 8))
                 payload[31] = UInt8(index)
             }

@@ -46,6 +46,21 @@ struct ChaosEndToEndTests {
 
     @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
 
+    /// One-way heartbeat loss, each direction in turn, on three nodes and on two: the node not heard stands down, no
+    /// request is answered twice, and the farm is one again once the loss ends.
+    @Test(arguments: ["flood", "directed"])
+    func oneWayHeartbeatLossAnswersNothingTwice(delivery: String) throws { try Self.run(.oneWay, delivery: delivery) }
+
+    @Test(arguments: ["flood", "directed"])
+    func oneWayHeartbeatLossBetweenTwoNodes(delivery: String) throws { try Self.run(.oneWayPair, delivery: delivery) }
+
+    /// A capture of node 3's heartbeats, replayed after it was restarted and killed again, changes no view and loses
+    /// nothing.
+    @Test(arguments: ["flood", "directed"])
+    func aReplayFromAnEarlierIncarnationChangesNothing(delivery: String) throws {
+        try Self.run(.replay, delivery: delivery)
+    }
+
     @Test(arguments: ["flood", "directed"])
     func tenRestartsResetNoConnection(delivery: String) throws { try Self.run(.restarts, delivery: delivery) }
 

@@ -399,7 +399,11 @@ struct Membership {
     mutating func tick(now: Int) -> [MembershipEvent] {
         latest = max(latest, now)
         var events: [MembershipEvent] = []
-        for (id, peer) in peers.sorted(by: { $0.key < $1.key }) where now - peer.lastHeard > deadline {
+        // A peer that does not hear this node sends it a heartbeat only once a second after a while
+        // (`HeartbeatPacing`): it is dead only when two of those are missing.
+        let paced = 2 * HeartbeatPacing.awayIntervalMilliseconds
+        for (id, peer) in peers.sorted(by: { $0.key < $1.key })
+        where now - peer.lastHeard > deadline + (hears(peer, now: now) ? 0 : paced) {
             if peer.state == .stopped {
                 guard now - peer.lastHeard > Self.restartWindowMilliseconds else { continue }
                 peers.removeValue(forKey: id)

@@ -1,0 +1,159 @@
+import Foundation
+import Glibc
+import Hashing
+import RouteSetup
+import TapEngine
+
+extension FarmChaos {
+    // MARK: - One-way heartbeat loss
+
+    /// Node 2 stops hearing node 1's heartbeats (an nftables input drop on node 2: a bad optic, an asymmetric ACL),
+    /// for `seconds`, then hears them again; then the other way round. Held when no request was answered twice, no
+    /// flow went without an answer longer than the recovery budget, the node that was not heard stood down each time,
+    /// and the farm came back to one view after each.
+    func oneWay(seconds: Double) throws -> ChaosOutcome {
+        let table = "vfoneway"
+        var stoodDown = 0
+        var reunited = 0
+        var recoveries: [Double] = []
+        let standDown = "fenced (a live peer that can serve without this node does not hear it)"
+        let records = try whileRequestsFlow { probe in
+            for (deaf, unheard) in [(2, 1), (1, 2)] {
+                let before = farm.log(unheard).components(separatedBy: standDown).count
+                let from = IPAddress(bytes: farm.testbed.servers[unheard - 1].address.bytes)!
+                let cutAt = probe.now
+                try farm.testbed.servers[deaf - 1].namespace.run { () throws(NetlinkError) in
+                    Result {
+                        try NFTables.apply(
+                            """
+                            table inet \(table) {
+                              chain in { type filter hook input priority 0; ip saddr \(from) udp dport 7946 drop; }
+                            }
+                            """)
+                    }
+                }.get()
+                Thread.sleep(forTimeInterval: seconds)
+                recoveries.append(Self.recovery(of: probe.records, after: cutAt) ?? -1)
+                try farm.testbed.servers[deaf - 1].namespace.run { () throws(NetlinkError) in
+                    Result { try NFTables.apply("delete table inet \(table)") }
+                }.get()
+                if farm.log(unheard).components(separatedBy: standDown).count > before { stoodDown += 1 }
+                let everyone = farm.testbed.servers.map(\.number)
+                if farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { reunited += 1 }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+        var outcome = ChaosOutcome(
+            scenario: farm.testbed.servers.count == 2 ? .oneWayPair : .oneWay, passed: true, tally: ProbeTally(records))
+        outcome.figures = [
+            "stood_down": Double(stoodDown), "reunited": Double(reunited), "duplicates": Double(outcome.tally.duplicates),
+            "recovery_ms_2_deaf_to_1": recoveries.first ?? -1, "recovery_ms_1_deaf_to_2": recoveries.last ?? -1,
+            "longest_gap_ms": outcome.tally.longestGapMilliseconds,
+        ]
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        if stoodDown < 2 { outcome.failures.append("the node not heard stood down \(stoodDown) of 2 times") }
+        if reunited < 2 { outcome.failures.append("one view again after \(reunited) of 2 heals") }
+        if outcome.tally.longestGapMilliseconds > recoveryBudgetMilliseconds {
+            outcome.failures.append("a flow went \(Int(outcome.tally.longestGapMilliseconds)) ms without an answer")
+        }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    // MARK: - Replay across incarnations
+
+    /// Node 3's heartbeats captured on its segment for 2 s; node 3 killed, started again, killed again; then the
+    /// capture replayed, as node 3, to nodes 1 and 2 at its original pace. Held when no view changed during the replay
+    /// (node 3 stays dead), no request was lost after the second failover, and the replayed heartbeats were refused as
+    /// unanswered challenges.
+    func replay() throws -> ChaosOutcome {
+        let node3 = farm.testbed.servers[2]
+        let source = node3.address.bytes
+        var captured: [(at: Double, frame: ProbePort.Received)] = []
+        var replayedAt: Int64 = 0
+        var replayEndedAt: Int64 = 0
+        var changesDuringReplay = 0
+        var upDuringReplay = false
+        let probe = try probing { probe in
+            captured = try node3.namespace.run { () throws(NetlinkError) in
+                Result { () throws(SystemCallError) in try Self.captureHeartbeats(from: source, seconds: 2) }
+            }.get()
+            farm.signal(3, SIGKILL)
+            farm.waitForExit(3)
+            Thread.sleep(forTimeInterval: 1)
+            try farm.start(3)
+            let everyone = farm.testbed.servers.map(\.number)
+            _ = farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5)
+            Thread.sleep(forTimeInterval: 0.5)
+            farm.signal(3, SIGKILL)
+            farm.waitForExit(3)
+            _ = farm.waitForView(VirtualFarm.view([1, 2]), nodes: [1, 2], seconds: 5)
+            Thread.sleep(forTimeInterval: 0.5)
+            let logsBefore = [1, 2].map { farm.log($0) }
+            let changesBefore = viewChanges(of: [1, 2])
+            replayedAt = probe.now
+            try node3.namespace.run { () throws(NetlinkError) in
+                Result { () throws(SystemCallError) in try Self.replay(captured) }
+            }.get()
+            replayEndedAt = probe.now
+            Thread.sleep(forTimeInterval: 0.5)
+            changesDuringReplay = viewChanges(of: [1, 2]) - changesBefore
+            upDuringReplay = zip([1, 2], logsBefore).contains { farm.log($0).dropFirst($1.count).contains("node 3 is up") }
+        }
+        let records = probe.records
+        var outcome = ChaosOutcome(scenario: .replay, passed: true, tally: ProbeTally(records))
+        let afterReplay = WindowTally(records, sendTimes: probe.sendTimes, window: replayedAt...replayEndedAt)
+        outcome.figures = [
+            "captured": Double(captured.count), "view_changes_during_replay": Double(changesDuringReplay),
+            "lost_during_replay": Double(afterReplay.lost), "duplicates": Double(outcome.tally.duplicates),
+        ]
+        if captured.count < 50 { outcome.failures.append("only \(captured.count) heartbeats captured") }
+        if changesDuringReplay != 0 || upDuringReplay {
+            outcome.failures.append("the replay changed the survivors' view \(changesDuringReplay) times")
+        }
+        if afterReplay.lost != 0 { outcome.failures.append("\(afterReplay.lost) requests lost during the replay") }
+        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+
+    /// The heartbeats `source` sends (as frames, and when, in seconds from the first) during `seconds`, as an attacker
+    /// on the segment sees them.
+    static func captureHeartbeats(from source: [UInt8], seconds: Double) throws(SystemCallError) -> [(
+        at: Double, frame: ProbePort.Received
+    )] {
+        let sniffer = try ProbePort(interface: "eth0", etherType: 0x0800)
+        let start = ContinuousClock.now
+        var frames: [(at: Double, frame: ProbePort.Received)] = []
+        while ContinuousClock.now - start < .seconds(seconds) {
+            guard let frame = sniffer.receive(timeoutMilliseconds: 50) else { continue }
+            let ip = Array(frame.payload)
+            guard ip.count >= 28, ip[9] == 17, Array(ip[12..<16]) == source,
+                UInt16(ip[22]) << 8 | UInt16(ip[23]) == 7946
+            else { continue }
+            let elapsed = ContinuousClock.now - start
+            frames.append((Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, frame))
+        }
+        return frames
+    }
+
+    /// Sends `frames` again as they were, at their original pace.
+    static func replay(_ frames: [(at: Double, frame: ProbePort.Received)]) throws(SystemCallError) {
+        let port = try ProbePort(interface: "eth0", etherType: 0x0800)
+        let start = ContinuousClock.now
+        for (at, frame) in frames {
+            let due = start + .milliseconds(Int(at * 1000))
+            if due > ContinuousClock.now { Thread.sleep(until: due) }
+            try port.send(to: frame.destination, from: frame.source, payload: Array(frame.payload))
+        }
+    }
+}
+
+extension Thread {
+    /// Sleeps until `instant` of the continuous clock.
+    static func sleep(until instant: ContinuousClock.Instant) {
+        let left = instant - ContinuousClock.now
+        guard left > .zero else { return }
+        sleep(forTimeInterval: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
+    }
+}
