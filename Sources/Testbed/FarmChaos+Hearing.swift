@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Glibc
 import Hashing
 import RouteSetup
@@ -69,15 +70,25 @@ extension FarmChaos {
     func replay() throws -> ChaosOutcome {
         let node3 = farm.testbed.servers[2]
         let source = node3.address.bytes
-        var captured: [(at: Double, frame: ProbePort.Received)] = []
+        var captured: [CapturedFrame] = []
         var replayedAt: Int64 = 0
         var replayEndedAt: Int64 = 0
         var changesDuringReplay = 0
         var upDuringReplay = false
+        var rejectedBefore: [String: Int] = [:]
+        var refused: [String: Int] = [:]
         let probe = try probing { probe in
-            captured = try node3.namespace.run { () throws(NetlinkError) in
-                Result { () throws(SystemCallError) in try Self.captureHeartbeats(from: source, seconds: 2) }
-            }.get()
+            // Where an attacker sees them: as they reach nodes 1 and 2 (a packet socket sees the frames a host
+            // sends only with ETH_P_ALL).
+            let receivers = farm.testbed.servers.prefix(2)
+            let captures = Mutex([[CapturedFrame]](repeating: [], count: receivers.count))
+            DispatchQueue.concurrentPerform(iterations: receivers.count) { index in
+                let frames = try? receivers[index].namespace.run { () throws(NetlinkError) in
+                    Result { () throws(SystemCallError) in try Self.captureHeartbeats(from: source, seconds: 2) }
+                }.get()
+                captures.withLock { $0[index] = frames ?? [] }
+            }
+            captured = captures.withLock { $0 }.flatMap { $0 }.sorted { $0.at < $1.at }
             farm.signal(3, SIGKILL)
             farm.waitForExit(3)
             Thread.sleep(forTimeInterval: 1)
@@ -91,6 +102,7 @@ extension FarmChaos {
             Thread.sleep(forTimeInterval: 0.5)
             let logsBefore = [1, 2].map { farm.log($0) }
             let changesBefore = viewChanges(of: [1, 2])
+            rejectedBefore = rejectedHeartbeats()
             replayedAt = probe.now
             try node3.namespace.run { () throws(NetlinkError) in
                 Result { () throws(SystemCallError) in try Self.replay(captured) }
@@ -98,6 +110,7 @@ extension FarmChaos {
             replayEndedAt = probe.now
             Thread.sleep(forTimeInterval: 0.5)
             changesDuringReplay = viewChanges(of: [1, 2]) - changesBefore
+            refused = rejectedHeartbeats().merging(rejectedBefore.mapValues { -$0 }, uniquingKeysWith: +)
             upDuringReplay = zip([1, 2], logsBefore).contains { farm.log($0).dropFirst($1.count).contains("node 3 is up") }
         }
         let records = probe.records
@@ -105,11 +118,17 @@ extension FarmChaos {
         let afterReplay = WindowTally(records, sendTimes: probe.sendTimes, window: replayedAt...replayEndedAt)
         outcome.figures = [
             "captured": Double(captured.count), "view_changes_during_replay": Double(changesDuringReplay),
+            "refused_unanswered": Double(refused["unanswered"] ?? 0),
+            "refused_otherwise": Double(refused.filter { $0.key != "unanswered" }.values.reduce(0, +)),
             "lost_during_replay": Double(afterReplay.lost), "duplicates": Double(outcome.tally.duplicates),
         ]
         if captured.count < 50 { outcome.failures.append("only \(captured.count) heartbeats captured") }
         if changesDuringReplay != 0 || upDuringReplay {
             outcome.failures.append("the replay changed the survivors' view \(changesDuringReplay) times")
+        }
+        if (refused["unanswered"] ?? 0) < captured.count / 2 {
+            outcome.failures.append(
+                "\(captured.count) heartbeats replayed, refused: \(refused.filter { $0.value != 0 }) (unanswered expected)")
         }
         if afterReplay.lost != 0 { outcome.failures.append("\(afterReplay.lost) requests lost during the replay") }
         if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
@@ -117,36 +136,64 @@ extension FarmChaos {
         return outcome
     }
 
-    /// The heartbeats `source` sends (as frames, and when, in seconds from the first) during `seconds`, as an attacker
-    /// on the segment sees them.
-    static func captureHeartbeats(from source: [UInt8], seconds: Double) throws(SystemCallError) -> [(
-        at: Double, frame: ProbePort.Received
-    )] {
+    /// Heartbeats nodes 1 and 2 refused, by reason (`lbnode status`).
+    func rejectedHeartbeats() -> [String: Int] {
+        var rejected: [String: Int] = [:]
+        for node in [1, 2] {
+            let status = (try? farm.control(["status", "--json"], node: node)).flatMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            for case let (reason, count as Int) in status?["heartbeatsRejected"] as? [String: Any] ?? [:] {
+                rejected[reason, default: 0] += count
+            }
+        }
+        return rejected
+    }
+
+    /// The heartbeats from `source` that reach the calling thread's namespace during `seconds`, as frames, and when (in
+    /// seconds from the start).
+    static func captureHeartbeats(from source: [UInt8], seconds: Double) throws(SystemCallError) -> [CapturedFrame] {
         let sniffer = try ProbePort(interface: "eth0", etherType: 0x0800)
         let start = ContinuousClock.now
-        var frames: [(at: Double, frame: ProbePort.Received)] = []
+        var frames: [CapturedFrame] = []
         while ContinuousClock.now - start < .seconds(seconds) {
             guard let frame = sniffer.receive(timeoutMilliseconds: 50) else { continue }
-            let ip = Array(frame.payload)
+            var ip = Array(frame.payload)
             guard ip.count >= 28, ip[9] == 17, Array(ip[12..<16]) == source,
                 UInt16(ip[22]) << 8 | UInt16(ip[23]) == 7946
             else { continue }
+            // On veth with checksum offload the UDP checksum is not filled in yet (on a wire it would be): leave
+            // it out, as IPv4 allows, or the replay is dropped for a bad checksum instead of reaching lbnode.
+            let udp = Int(ip[0] & 0x0F) * 4
+            ip[udp + 6] = 0
+            ip[udp + 7] = 0
             let elapsed = ContinuousClock.now - start
-            frames.append((Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, frame))
+            frames.append(
+                CapturedFrame(
+                    at: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                    destination: frame.destination, source: frame.source, payload: ip))
         }
         return frames
     }
 
     /// Sends `frames` again as they were, at their original pace.
-    static func replay(_ frames: [(at: Double, frame: ProbePort.Received)]) throws(SystemCallError) {
+    static func replay(_ frames: [CapturedFrame]) throws(SystemCallError) {
         let port = try ProbePort(interface: "eth0", etherType: 0x0800)
         let start = ContinuousClock.now
-        for (at, frame) in frames {
-            let due = start + .milliseconds(Int(at * 1000))
-            if due > ContinuousClock.now { Thread.sleep(until: due) }
-            try port.send(to: frame.destination, from: frame.source, payload: Array(frame.payload))
+        for frame in frames {
+            Thread.sleep(until: start + .milliseconds(Int(frame.at * 1000)))
+            try port.send(to: frame.destination, from: frame.source, payload: frame.payload)
         }
     }
+}
+
+/// A frame seen on the segment, and when (seconds from the start of the capture).
+struct CapturedFrame: Sendable {
+    var at: Double
+    var destination: UInt64
+    var source: UInt64
+    /// What follows the Ethernet header.
+    var payload: [UInt8]
 }
 
 extension Thread {
