@@ -77,27 +77,29 @@ struct HeartbeatFilterTests {
         let loopback = IPAddress("127.0.0.1")!
         let port = UInt16.random(in: 40000...60000)
         let filter = DatagramFilter(
-            payloadSizes: 80...80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+            payloadSizes: 80...200, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
         let socket = try HeartbeatSocket(bindTo: loopback, port: port, filter: filter)
         let sender = try Socket(family: AF_INET, type: SOCK_DGRAM)
         try sender.setOption(Int32(IPPROTO_IP), IP_TTL, 255, "send with TTL 255")
+        var sizes: [Int] = []
         func received(after datagrams: [[UInt8]]) -> Int {
             for datagram in datagrams { sender.send(datagram, to: loopback, port: port) }
             var count = 0
             while socket.wait(timeoutMilliseconds: 50) {
-                let taken = socket.receiveBatch { _ in }
+                let taken = socket.receiveBatch { sizes.append($0.bytes.count) }
                 if taken == 0 { break }
                 count += taken
             }
             return count
         }
-        // Unpinned: any incarnation; never another size or magic.
+        // Unpinned: any incarnation; never a size out of the range or another magic. The largest arrives whole.
         #expect(
             received(after: [
-                Self.datagram(incarnation: 1), Self.datagram(incarnation: 2),
+                Self.datagram(incarnation: 1), Self.datagram(incarnation: 2, size: 200),
                 Self.datagram(magic: "XXXX", incarnation: 1),
-                Self.datagram(incarnation: 1, size: 81),
+                Self.datagram(incarnation: 1, size: 79), Self.datagram(incarnation: 1, size: 201),
             ]) == 2)
+        #expect(sizes == [80, 200])
         // Pinned to incarnation 2: a flood with another one stays in the kernel.
         try socket.attach(filter.pinning([loopback: 2]))
         #expect(received(after: [Self.datagram(incarnation: 1), Self.datagram(incarnation: 2)]) == 1)

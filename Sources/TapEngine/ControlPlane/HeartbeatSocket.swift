@@ -13,7 +13,8 @@ import Hashing
 /// default), and a send that would still wait is given up (`SendOutcome.queueFull`).
 public final class HeartbeatSocket {
     private let fd: Int32
-    private let slotSize = 128
+    /// Room for the largest datagram the filter lets through.
+    private let slotSize: Int
     private var buffers: [UInt8]
     private var lengths = [UInt32](repeating: 0, count: 64)
     private var sources = [sockaddr_in6](repeating: sockaddr_in6(), count: 64)
@@ -31,6 +32,7 @@ public final class HeartbeatSocket {
         bindTo address: IPAddress, port: UInt16, filter: DatagramFilter, receiveBufferBytes: Int32 = 4 << 20,
         sendBufferBytes: Int32 = 4 << 20
     ) throws(SystemCallError) {
+        slotSize = filter.payloadSizes.upperBound
         buffers = [UInt8](repeating: 0, count: 64 * slotSize)
         ipv4 = address.isIPv4
         fd = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
