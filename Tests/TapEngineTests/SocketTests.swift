@@ -63,6 +63,47 @@ struct SocketTests {
         }
         #expect(answered == 1234)
     }
+
+    /// An answer counts only for a request still outstanding, with its token, and tells the time the pinger kept, not
+    /// the time in the packet: a reply that claims the far future, answers a request never sent or repeats one already
+    /// answered changes nothing.
+    @Test(privileged) func theWitnessPingerTakesOnlyAnswersToItsOutstandingRequests() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let sniffer = try Socket(family: AF_INET, type: SOCK_RAW, protocol: Int32(IPPROTO_ICMP), nonBlocking: true)
+        let pinger = try WitnessPinger(target: loopback)
+        pinger.ping(now: 1234)
+        // The request as anyone on the path sees it: identifier, sequence, token.
+        var request: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        for _ in 0..<100 where request.isEmpty {
+            usleep(1000)
+            while let count = buffer.withUnsafeMutableBytes({ try? sniffer.receive(into: $0) }) ?? nil {
+                let icmp = Array(buffer[20..<count])
+                if icmp.count >= 24, icmp[0] == 8 { request = icmp }
+            }
+        }
+        #expect(!request.isEmpty)
+        var answered: Int?
+        for _ in 0..<100 where answered == nil {
+            usleep(1000)
+            answered = pinger.answered()
+        }
+        #expect(answered == 1234)  // the kernel's own answer
+        func reply(sequenceOffset: UInt8 = 0, time: UInt64) -> [UInt8] {
+            var message = [0, 0, 0, 0] + Array(request[4..<16])
+            message[7] &+= sequenceOffset
+            withUnsafeBytes(of: time.bigEndian) { message += $0 }
+            let sum = PacketBuilder.internetChecksum(message)
+            message[2] = UInt8(sum >> 8)
+            message[3] = UInt8(sum & 0xFF)
+            return message
+        }
+        for forged in [reply(time: UInt64(Int64.max)), reply(sequenceOffset: 1, time: 5000)] {
+            sniffer.send(forged, to: loopback, port: 0)
+        }
+        usleep(20_000)
+        #expect(pinger.answered() == nil)
+    }
 }
 
 /// The heartbeat socket's kernel filter on loopback: size, magic, TTL 255, the source, and a pinned incarnation.

@@ -171,6 +171,18 @@ struct FarmConfigTests {
         } throws: { "\($0)".contains("web.yaml:24: control_group: no group 'vipfarm-no-such-group' on this host") }
     }
 
+    /// A heartbeat echoes every node its sender hears and must fit one frame: 57 nodes at most.
+    @Test func aFarmHasAtMost57Nodes() throws {
+        func farm(peers: Int) -> String {
+            "farm: { name: web, vip: 198.18.0.100, key_file: /k }\nnode: { id: 1, interface: eth0, address: 198.18.1.1 }\n"
+                + "peers:\n" + (2...(peers + 1)).map { "  - { id: \($0), address: 198.18.1.\($0) }" }.joined(separator: "\n")
+        }
+        #expect(try FarmConfig.parse(farm(peers: 56), file: "f").peers.count == 56)
+        #expect { try FarmConfig.parse(farm(peers: 57), file: "f") } throws: {
+            "\($0)".contains("peers[56]: a farm has at most 57 nodes")
+        }
+    }
+
     @Test func missingSectionsAndKeysAreNamed() {
         #expect(throws: ConfigError.self) { try FarmConfig.parse("node: { id: 1 }", file: "f") }
         #expect {

@@ -230,6 +230,21 @@ struct MembershipTests {
         #expect(membership.liftFence(now: 1031) == [.unfenced])
     }
 
+    /// At long intervals the witness is pinged once per interval: its answers may be up to three intervals old
+    /// before a survivor of a death takes itself for the one cut off.
+    @Test func theWitnessTimeoutScalesWithTheInterval() {
+        var membership = Membership(
+            me: NodeID(1)!, weight: 100, intervalMilliseconds: 1000, deadAfter: 3, seed: Self.seed, now: 0,
+            peers: [NodeID(2)!], quorum: .none, witness: true)
+        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.setLocal(state: .active)
+        membership.witnessAnswered(at: 1500)  // after node 2's next heartbeat was due
+        #expect(membership.tick(now: 3100).contains(.peerDied(NodeID(2)!, silentMilliseconds: 3100)))
+        #expect(membership.fence == nil && membership.witnessTimeoutMilliseconds == 3000)
+        #expect(membership.tick(now: 4500).isEmpty)
+        #expect(membership.tick(now: 4501).contains(.fenced(.isolated)))
+    }
+
     @Test func withAWitnessThatAnsweredOnlyBeforeTheCutANodeFencesBeforeItsPeerIsDeclaredDead() {
         var membership = Self.pairWithWitness()
         membership.witnessAnswered(at: 15)  // sent before node 2's next heartbeat was due: proves nothing

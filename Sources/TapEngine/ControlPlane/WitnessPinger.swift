@@ -4,14 +4,17 @@ import Hashing
 
 /// Pings one address (an ICMP or ICMPv6 echo over a raw socket, so no `ping` program is needed) and tells when the
 /// latest answered request was sent: the witness by which a node that stops hearing its peers tells "they are gone"
-/// from "I am cut off". A request carries its send time and a random token, so an answer proves the path worked after
-/// that time (however late it is read), and a forged one needs the token.
+/// from "I am cut off". Each request carries a fresh random token, and the pinger keeps when it sent it: an answer
+/// proves the path worked after that time (however late it is read), a forged one needs the token of a request still
+/// outstanding, and no answer can claim a time the pinger did not send at (one from the future, say).
 public final class WitnessPinger {
     public let target: IPAddress
     private let socket: Socket
     private let identifier = UInt16.random(in: 1...UInt16.max)
-    private let token = UInt64.random(in: 0...UInt64.max)
     private var sequence: UInt16 = 0
+    /// The requests not answered yet, by sequence: their token and when they were sent (the newest `outstandingLimit`).
+    private var outstanding: [UInt16: (token: UInt64, sentAt: Int)] = [:]
+    static let outstandingLimit = 64
     private var buffer = [UInt8](repeating: 0, count: 2048)
 
     /// Opens the raw socket (needs CAP_NET_RAW).
@@ -34,6 +37,9 @@ public final class WitnessPinger {
     /// Sends one echo request stamped `now` (any monotonic count; a full socket queue only skips it).
     public func ping(now: Int) {
         sequence &+= 1
+        let token = UInt64.random(in: 0...UInt64.max)
+        outstanding[sequence] = (token, now)
+        outstanding[sequence &- UInt16(Self.outstandingLimit)] = nil
         var message: [UInt8] = [target.isIPv4 ? 8 : 128, 0, 0, 0]  // echo request, code 0, checksum
         message += [UInt8(identifier >> 8), UInt8(identifier & 0xFF), UInt8(sequence >> 8), UInt8(sequence & 0xFF)]
         withUnsafeBytes(of: token.bigEndian) { message += $0 }
@@ -71,8 +77,18 @@ public final class WitnessPinger {
         return answered
     }
 
-    /// The send time in an echo reply to this pinger's requests from the target, or nil.
+    /// When the request this echo reply answers was sent, if it answers an outstanding one of this pinger's from the
+    /// target (it is then answered: a replay of the reply counts no more).
     private func sendTime(count: Int, from source: sockaddr_storage) -> Int? {
+        guard let (sequence, token) = reply(count: count, from: source), let request = outstanding[sequence],
+            request.token == token
+        else { return nil }
+        outstanding[sequence] = nil
+        return request.sentAt
+    }
+
+    /// The sequence and token of an echo reply to this pinger's requests from the target, or nil.
+    private func reply(count: Int, from source: sockaddr_storage) -> (sequence: UInt16, token: UInt64)? {
         var message = buffer[0..<count]
         var source = source
         if target.isIPv4 {
@@ -86,8 +102,7 @@ public final class WitnessPinger {
         }
         let bytes = Array(message)
         func field(_ offset: Int, _ size: Int) -> UInt64 { bytes[offset..<offset + size].reduce(0) { $0 << 8 | UInt64($1) } }
-        guard bytes.count >= 24, bytes[0] == (target.isIPv4 ? 0 : 129), field(4, 2) == identifier, field(8, 8) == token
-        else { return nil }
-        return Int(Int64(bitPattern: field(16, 8)))
+        guard bytes.count >= 24, bytes[0] == (target.isIPv4 ? 0 : 129), field(4, 2) == identifier else { return nil }
+        return (UInt16(field(6, 2)), field(8, 8))
     }
 }

@@ -199,6 +199,12 @@ extension FarmConfig {
                     section.child("address"), section.line(of: "address"),
                     "must be of the same family as node.address (heartbeats use one socket)")
             }
+            guard peers.count < Heartbeat.maximumEchoes else {
+                throw reader.error(
+                    path, section.line(of: "id"),
+                    "a farm has at most \(Heartbeat.maximumEchoes + 1) nodes: a heartbeat names every node its sender "
+                        + "hears and must fit one 1500-byte frame")
+            }
             peers.append(peer)
         }
         return peers

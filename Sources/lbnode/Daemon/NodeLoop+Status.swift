@@ -83,7 +83,7 @@ extension NodeLoop {
         }
         snapshot.witness = config.farm.witness?.description
         snapshot.witnessReachable = membership.witnessAnsweredAt.map {
-            now - $0 <= Membership.witnessTimeoutMilliseconds
+            now - $0 <= membership.witnessTimeoutMilliseconds
         }
         snapshot.dataPathFault = controller.dataPathFault
         snapshot.leaderConflicts = controller.leaderConflicts

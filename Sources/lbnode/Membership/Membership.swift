@@ -147,8 +147,10 @@ struct Membership {
         lastHeardEver = Dictionary(uniqueKeysWithValues: peers.map { ($0, now) })
     }
 
-    /// How old the witness's last answer may be while some peer is silent.
-    static let witnessTimeoutMilliseconds = 1000
+    /// How old the witness's last answer may be while some peer is silent: a second, or three intervals when they are
+    /// longer (the witness is pinged once per interval at most, so a fixed second would fence every survivor of a
+    /// death at an interval of 500 ms or more).
+    var witnessTimeoutMilliseconds: Int { max(1000, 3 * intervalMilliseconds) }
 
     /// Milliseconds of silence after which a peer is dead.
     var deadline: Int { intervalMilliseconds * deadAfter }
@@ -227,7 +229,7 @@ struct Membership {
     /// would have come, so a cut that silenced them came earlier, and the answer crossed the network after it.
     private func witnessVouches(since: Int?, now: Int) -> Bool {
         guard let answered = witnessAnsweredAt else { return false }
-        return answered > (since ?? Int.min) && now - answered <= Self.witnessTimeoutMilliseconds
+        return answered > (since ?? Int.min) && now - answered <= witnessTimeoutMilliseconds
     }
 
     /// Whether a peer has been silent longer than `milliseconds` (or is not heard at all): the I/O loop then pings
