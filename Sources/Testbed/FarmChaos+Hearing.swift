@@ -47,7 +47,8 @@ extension FarmChaos {
         var outcome = ChaosOutcome(
             scenario: farm.testbed.servers.count == 2 ? .oneWayPair : .oneWay, passed: true, tally: ProbeTally(records))
         outcome.figures = [
-            "stood_down": Double(stoodDown), "reunited": Double(reunited), "duplicates": Double(outcome.tally.duplicates),
+            "stood_down": Double(stoodDown), "reunited": Double(reunited),
+            "duplicates": Double(outcome.tally.duplicates),
             "recovery_ms_2_deaf_to_1": recoveries.first ?? -1, "recovery_ms_1_deaf_to_2": recoveries.last ?? -1,
             "longest_gap_ms": outcome.tally.longestGapMilliseconds,
         ]
@@ -111,7 +112,9 @@ extension FarmChaos {
             Thread.sleep(forTimeInterval: 0.5)
             changesDuringReplay = viewChanges(of: [1, 2]) - changesBefore
             refused = rejectedHeartbeats().merging(rejectedBefore.mapValues { -$0 }, uniquingKeysWith: +)
-            upDuringReplay = zip([1, 2], logsBefore).contains { farm.log($0).dropFirst($1.count).contains("node 3 is up") }
+            upDuringReplay = zip([1, 2], logsBefore).contains { node, before in
+                farm.log(node).dropFirst(before.count).contains("node 3 is up")
+            }
         }
         let records = probe.records
         var outcome = ChaosOutcome(scenario: .replay, passed: true, tally: ProbeTally(records))
@@ -128,7 +131,8 @@ extension FarmChaos {
         }
         if (refused["unanswered"] ?? 0) < captured.count / 2 {
             outcome.failures.append(
-                "\(captured.count) heartbeats replayed, refused: \(refused.filter { $0.value != 0 }) (unanswered expected)")
+                "\(captured.count) heartbeats replayed, refused: \(refused.filter { $0.value != 0 }) "
+                    + "(unanswered expected)")
         }
         if afterReplay.lost != 0 { outcome.failures.append("\(afterReplay.lost) requests lost during the replay") }
         if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }

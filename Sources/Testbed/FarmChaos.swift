@@ -12,6 +12,9 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Heartbeat-shaped datagrams with a wrong key at full speed, spoofing node 2's address with TTL 255 (they pass
     /// the kernel filter and cost node 1 an HMAC each).
     case forgedFlood = "forged-flood"
+    /// Node 3 killed; then heartbeat-shaped datagrams with made-up incarnations at full speed to node 1, spoofing node
+    /// 3's address and port with TTL 255: a dead peer's incarnation is not pinned, so they pass the kernel filter.
+    case deadPeerFlood = "dead-peer-flood"
     /// The director (node 1) frozen 1.5 s with SIGSTOP, then SIGCONT.
     case freezeDirector = "freeze-director"
     /// Node 3 frozen 1.5 s.
@@ -39,8 +42,8 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Node 2 restarted ten times (SIGTERM, then started again once it exited, as `systemctl restart` does) under
     /// UDP and TCP flows: no connection may be reset.
     case restarts
-    /// Node 2 stops hearing node 1's heartbeats for a few seconds (an nftables input drop: a bad optic, an asymmetric
-    /// ACL), then hears them again; then node 1 stops hearing node 2. The node not heard must stand down each time.
+    /// Node 2 stops hearing node 1's heartbeats for the long-fault time (an nftables input drop: a bad optic, an
+    /// asymmetric ACL), then hears them again; then node 1 stops hearing node 2. The node not heard must stand down.
     case oneWay = "one-way"
     /// The same on a two-node farm (no third node to tell anyone the other is alive).
     case oneWayPair = "one-way-pair"
@@ -86,7 +89,8 @@ public struct FarmChaos {
     /// machine shared with other work).
     public var recoveryBudgetMilliseconds: Double
 
-    /// How long the long faults last (`long-cut`, `powered-off`, `never-started`), in seconds.
+    /// How long the long faults last (`long-cut`, `powered-off`, `never-started`; `one-way`, `one-way-pair` each
+    /// direction), in seconds.
     public var longFaultSeconds: Double
 
     public init(
@@ -107,7 +111,7 @@ public struct FarmChaos {
 
     public func run(_ scenario: ChaosScenario) throws -> ChaosOutcome {
         switch scenario {
-        case .junkFlood, .forgedFlood: return try flood(scenario)
+        case .junkFlood, .forgedFlood, .deadPeerFlood: return try flood(scenario)
         case .freezeDirector: return try freeze(scenario, node: 1)
         case .freezeOther: return try freeze(scenario, node: 3)
         case .partition: return try partition(node: 3, blocking: "udp dport 7946 drop;")
@@ -116,7 +120,7 @@ public struct FarmChaos {
         case .synFlood: return try synFlood()
         case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
         case .restarts: return try restarts(node: 2, times: 10)
-        case .oneWay, .oneWayPair: return try oneWay(seconds: 3)
+        case .oneWay, .oneWayPair: return try oneWay(seconds: longFaultSeconds)
         case .replay: return try replay()
         }
     }
@@ -171,7 +175,7 @@ public struct FarmChaos {
     func flood(_ scenario: ChaosScenario) throws -> ChaosOutcome {
         let client = farm.testbed.clients[0]
         let target = farm.testbed.servers[0]
-        let spoofed = farm.testbed.servers[1]
+        let spoofed = farm.testbed.servers[scenario == .deadPeerFlood ? 2 : 1]
         let clientAddress = IPAddress(bytes: client.address.bytes)!
         let targetAddress = IPAddress(bytes: target.address.bytes)!
         let targetMAC = macValue(target.mac!.bytes)
@@ -179,18 +183,29 @@ public struct FarmChaos {
         let frames: [[UInt8]] = (0..<256).map { index in
             var payload = [UInt8](repeating: 0, count: 80)
             for byte in payload.indices { payload[byte] = UInt8.random(in: 0...255) }
-            if scenario == .forgedFlood {
-                // Magic, version 2, active, healthy, node 2's ID, no echoes, the largest incarnation, a random
-                // signature: only the HMAC can tell.
-                payload.replaceSubrange(0..<12, with: Array("VFHB".utf8) + [2, 2, 1, 0, 0, 2, 0, 0])
-                payload.replaceSubrange(16..<24, with: [UInt8](repeating: 0xFF, count: 8))
+            let spoofing = scenario != .junkFlood
+            if spoofing {
+                // Magic, version 2, active, healthy, the spoofed node's ID, no echoes, an incarnation (node 2's is
+                // pinned, so the largest; dead node 3's is not, so a made-up one for each), a random signature: only
+                // the HMAC can tell.
+                let node = UInt8(scenario == .deadPeerFlood ? 3 : 2)
+                payload.replaceSubrange(0..<12, with: Array("VFHB".utf8) + [2, 2, 1, 0, 0, node, 0, 0])
+                if scenario == .forgedFlood {
+                    payload.replaceSubrange(16..<24, with: [UInt8](repeating: 0xFF, count: 8))
+                }
                 payload[31] = UInt8(index)
             }
             return PacketBuilder.udp(
                 destinationMAC: targetMAC, sourceMAC: clientMAC,
-                source: scenario == .forgedFlood ? IPAddress(bytes: spoofed.address.bytes)! : clientAddress,
+                source: spoofing ? IPAddress(bytes: spoofed.address.bytes)! : clientAddress,
                 destination: targetAddress, sourcePort: 7946, destinationPort: 7946, payload: payload,
-                ttl: scenario == .forgedFlood ? 255 : 64)
+                ttl: spoofing ? 255 : 64)
+        }
+        if scenario == .deadPeerFlood {
+            farm.signal(3, SIGKILL)
+            farm.waitForExit(3)
+            _ = farm.waitForView(VirtualFarm.view([1, 2]), nodes: [1, 2], seconds: 5)
+            Thread.sleep(forTimeInterval: 0.5)
         }
         let changesBefore = viewChanges()
         var sent = 0

@@ -55,7 +55,7 @@ enum FuzzTarget: String, CaseIterable {
     private static let peerAddress = IPAddress("198.18.0.12")!
     nonisolated(unsafe) private static let gate = HeartbeatGate(
         keys: [key], me: NodeID(1)!, peers: [NodeID(2)!: peerAddress, NodeID(3)!: IPAddress("198.18.0.13")!],
-        restartAfter: 30, incarnation: 1)
+        restartAfter: 30, incarnation: 1, interval: 10)
 }
 
 #if FUZZING

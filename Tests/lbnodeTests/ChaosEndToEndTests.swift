@@ -5,8 +5,8 @@ import Testing
 @testable import lbnode
 
 /// Hostile and abnormal conditions on a three-node farm while a client's requests flow (the scenarios of
-/// `lbbench chaos`, with 5-s floods instead of 30). Heartbeats every 20 ms, dead after 5 (100 ms): the suites share two
-/// cores, in debug builds. Each scenario gets a fresh farm.
+/// `lbbench chaos`, with 5-s floods instead of 30 and 10-s one-way losses instead of a minute). Heartbeats every 20 ms,
+/// dead after 5 (100 ms): the suites share two cores, in debug builds. Each scenario gets a fresh farm.
 @Suite(privileged, .serialized)
 struct ChaosEndToEndTests {
     static func run(_ scenario: ChaosScenario, delivery: String = "directed") throws {
@@ -16,7 +16,9 @@ struct ChaosEndToEndTests {
         }
         defer { farm.stop() }
         #expect(farm.waitForView(farm.startedView, nodes: farm.startedNodes), "\(farm.log(1))")
-        let outcome = try FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800).run(scenario)
+        let outcome = try FarmChaos(
+            farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800, longFaultSeconds: 10
+        ).run(scenario)
         print("chaos \(scenario) (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(
             outcome.passed,

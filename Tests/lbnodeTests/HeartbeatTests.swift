@@ -54,7 +54,8 @@ struct HeartbeatTests {
     /// Node 1's gate (incarnation 77), which sent its heartbeat 5 at 0.
     static func gate(keys: [SymmetricKey] = [key]) -> HeartbeatGate {
         var gate = HeartbeatGate(
-            keys: keys, me: NodeID(1)!, peers: [NodeID(2)!: two, NodeID(3)!: three], restartAfter: 30, incarnation: 77)
+            keys: keys, me: NodeID(1)!, peers: [NodeID(2)!: two, NodeID(3)!: three], restartAfter: 30, incarnation: 77,
+            interval: 10)
         gate.noteSent(sequence: 5, at: 0)
         return gate
     }
@@ -113,7 +114,11 @@ struct HeartbeatTests {
         #expect(gate.challenges[NodeID(2)!] == nil)
         // Live now: its next heartbeats need no answer.
         #expect(gate.admit(Self.heartbeat(sequence: 5, answering: nil).encoded(key: Self.key), from: Self.two, now: 14) != nil)
-        #expect(gate.rejected == [.unanswered: 3])
+        // Silent for long (it does not hear this node, and sends once a second): the same incarnation, further on,
+        // still needs no answer; an older sequence of it is a replay.
+        #expect(gate.admit(Self.heartbeat(sequence: 9, answering: nil).encoded(key: Self.key), from: Self.two, now: 1000) != nil)
+        #expect(gate.admit(Self.heartbeat(sequence: 8, answering: nil).encoded(key: Self.key), from: Self.two, now: 2000) == nil)
+        #expect(gate.rejected == [.unanswered: 3, .replayed: 1])
     }
 
     /// The replay of a capture: node 2 dies, comes back with another incarnation and dies again; its first
@@ -128,13 +133,37 @@ struct HeartbeatTests {
                 != nil)
         for sequence in UInt64(6)...20 { gate.noteSent(sequence: sequence, at: 40 + Int(sequence) * 10) }
         for (index, bytes) in captured.dropFirst().enumerated() {
-            #expect(gate.admit(bytes, from: Self.two, now: 300 + index * 10) == nil)
+            #expect(gate.admit(bytes, from: Self.two, now: 250 + index * 10) == nil)
         }
         #expect(gate.rejected == [.unanswered: 4])
         #expect(
             gate.admit(
                 Self.heartbeat(incarnation: 3000, sequence: 1, answering: 20).encoded(key: Self.key), from: Self.two,
-                now: 300) != nil)
+                now: 295) != nil)
+    }
+
+    /// A flood of made-up incarnations in the name of a peer that is not live costs one HMAC per interval (so does
+    /// one in this node's own name); the incarnation of an authentic challenge is always checked, so a real restart
+    /// is not held up by it once seen.
+    @Test func unknownIncarnationsOfAPeerThatIsNotLiveCostOneHMACPerInterval() {
+        var gate = Self.gate()
+        func admit(_ node: UInt16, _ incarnation: UInt64, sequence: UInt64 = 1, key: SymmetricKey, answering: UInt64? = 5,
+            now: Int) -> Heartbeat?
+        {
+            gate.admit(
+                Self.heartbeat(from: node, incarnation: incarnation, sequence: sequence, answering: answering)
+                    .encoded(key: key), from: Self.three, now: now)
+        }
+        for incarnation in UInt64(1)...100 {
+            _ = admit(3, incarnation, key: Self.otherKey, now: 1)
+            _ = admit(1, incarnation, key: Self.otherKey, now: 1)
+        }
+        #expect(gate.rejected == [.forged: 2, .throttled: 198])
+        // The next interval, the real node 3 starts: its first heartbeat is checked (a challenge), its answer too.
+        #expect(admit(3, 500, key: Self.key, answering: nil, now: 11) == nil)
+        _ = admit(3, 501, key: Self.otherKey, now: 12)
+        #expect(admit(3, 500, sequence: 2, key: Self.key, now: 13) != nil)
+        #expect(gate.rejected == [.forged: 2, .throttled: 199, .unanswered: 1])
     }
 
     /// This node's own ID from another address counts as a duplicate only when it answers this node: a replay of this

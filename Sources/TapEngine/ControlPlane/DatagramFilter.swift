@@ -1,9 +1,9 @@
 import CKernel
 import Hashing
 
-/// A classic BPF socket filter for a UDP socket that takes only datagrams of a range of sizes, starting with one 4-byte magic,
-/// sent with TTL (hop limit) 255 from one of a set of addresses. Everything else is dropped in the kernel before it is
-/// queued: junk costs the receiver no wake-up, no copy and no queue space, and cannot crowd out real datagrams.
+/// A classic BPF socket filter for a UDP socket that takes only datagrams of a range of sizes, starting with one 4-byte
+/// magic, sent with TTL (hop limit) 255 from one of a set of addresses. Everything else is dropped in the kernel before
+/// it is queued: junk costs the receiver no wake-up, no copy and no queue space, and cannot crowd out real datagrams.
 ///
 /// TTL 255 (RFC 5082, GTSM; VRRP does the same) proves the sender is on the segment: every router decrements it.
 /// A UDP socket's filter sees the UDP header at offset 0; the IP header is reached through `SKF_NET_OFF`.

@@ -14,17 +14,22 @@ struct ChaosCommand: ParsableCommand {
             node, frozen 1.5 s; heartbeats between node 3 and the others blocked with nftables; a TAP deleted; a NIC \
             deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
             drain; node 2's cable cut for a minute (long-cut); node 2 powered off for a minute (powered-off); node 3 \
-            configured but never started (never-started). Each scenario passes or fails on what a user relies on (no view change under a flood, no \
-            duplicate answer, exactly one side of a partition serving, clients served again within the budget, no \
-            connection broken by the drain; while a node is away after the first failover: no view change among the \
-            survivors, nothing lost, no flow silent over 100 ms). Exits 1 if any failed.
+            configured but never started (never-started); node 2 restarted ten times (restarts); node 2 deaf to node \
+            1's heartbeats for the long-fault time, then node 1 deaf to node 2's, on three nodes (one-way) and on two \
+            (one-way-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay). \
+            Each scenario passes or fails on what a user relies on (no view change under a flood or a replay, no \
+            duplicate answer, exactly one side of a partition serving, the node not heard standing down, clients \
+            served again within the budget, no connection broken by the drain; while a node is away after the first \
+            failover: no view change among the survivors, nothing lost, no flow silent over 100 ms). Exits 1 if any \
+            failed.
             """
     )
 
     @Option(help: "Seconds each flood lasts.")
     var floodSeconds = 30.0
 
-    @Option(help: "Seconds a long fault lasts (long-cut, powered-off, never-started).")
+    @Option(
+        help: "Seconds a long fault lasts (long-cut, powered-off, never-started; one-way(-pair): each direction).")
     var longFaultSeconds = 60.0
 
     @Option(help: ArgumentHelp(DeliveryOption.help))

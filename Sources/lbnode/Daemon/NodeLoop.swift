@@ -34,6 +34,8 @@ final class NodeLoop {
     /// the latest refused one was sent (ms).
     private var refusedBy: [NodeID: Int] = [:]
     private var lastPing = Int.min / 2
+    /// When the controller last had a heartbeat sent: the engine's lease counts from it.
+    private var lastBeatInstant: ContinuousClock.Instant?
     private let interfaceMAC: UInt64
     private var probeFrames: ProbeFrames?
     private(set) var deliveryWatch: DeliveryWatch
@@ -97,7 +99,8 @@ final class NodeLoop {
         sender = HeartbeatSender(socket: socket, port: config.farm.heartbeatPort, peers: config.peers)
         gate = HeartbeatGate(
             keys: keys.map { SymmetricKey(data: $0) }, me: config.node.id, peers: sender.addresses,
-            restartAfter: controller.failoverMilliseconds, incarnation: incarnation)
+            restartAfter: controller.failoverMilliseconds, incarnation: incarnation,
+            interval: config.farm.heartbeatIntervalMilliseconds)
         deliveryWatch = DeliveryWatch(delivery: config.farm.delivery)
         checkers = CheckerRunner(config: config) { [daemon] in daemon.log($0, $1) }
         let interface = config.node.interface
@@ -156,8 +159,10 @@ final class NodeLoop {
                 leaving = perform(action) || leaving
             }
             maintain(now: now)
-            // From the time of the gathering above: a stall after it still runs the lease out.
-            engine?.renewLease(checkedAt: instant, milliseconds: controller.failoverMilliseconds)
+            // From this node's last heartbeat, however often the loop turns (it turns at every peer's heartbeat): the
+            // peers declare this node dead the failover time after they last heard it, so the engine stops then too,
+            // even when only this loop stalled. (A heartbeat is due every interval, whether or not any peer gets it.)
+            engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.failoverMilliseconds)
             publishStatus(now: now)
             if leaving { return }
             receiveHeartbeats()
@@ -217,6 +222,7 @@ final class NodeLoop {
     private func perform(_ action: NodeAction) -> Bool {
         switch action {
         case .send(let heartbeat, let peers):
+            lastBeatInstant = clock.now
             let sentAt = now
             sender.send(heartbeat, key: SymmetricKey(data: keys[0]), to: peers, at: sentAt)
             gate.noteSent(sequence: heartbeat.sequence, at: sentAt)

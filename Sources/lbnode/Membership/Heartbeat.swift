@@ -114,6 +114,9 @@ struct Heartbeat: Equatable, Sendable {
         /// challenge (echo its incarnation and a recent sequence): an old capture replayed, or a node that starts and
         /// answers within an interval.
         case unanswered
+        /// Not checked: another unknown incarnation of a sender that is not live within the same interval (a flood of
+        /// made-up ones costs one HMAC per interval; a real restart is checked at the next).
+        case throttled
     }
 
     init(

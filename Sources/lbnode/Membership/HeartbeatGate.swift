@@ -10,10 +10,11 @@ import Hashing
 /// silent for `restartAfter` milliseconds (it died, or restarted), so a captured heartbeat replayed while its sender
 /// lives changes nothing, and neither does a forgery with a made-up incarnation (refused before its HMAC).
 ///
-/// Challenge and response. A sender that is not live (a new incarnation, a node coming back, this node's own ID from
-/// another address) is taken in only when its heartbeat echoes this node's incarnation and a sequence this node sent
-/// within `answerWindow` ms: only a heartbeat made after it heard this node can, so a replay from any earlier capture
-/// changes nothing. Its authentic heartbeats meanwhile are *challenges* (`challenges`): this node's next heartbeat
+/// Challenge and response. A new incarnation of a sender (a restart, or a sender never heard), or this node's own ID
+/// from another address, is taken in only when its heartbeat echoes this node's incarnation and a sequence this node
+/// sent within `answerWindow` ms: only a heartbeat made after it heard this node can, so a replay from any earlier
+/// capture changes nothing. (The incarnation taken in last needs no answer, however long its sender was silent: only
+/// the sender can sign a higher sequence than any this node took in, and a replay of one it took in is `replayed`.) Its authentic heartbeats meanwhile are *challenges* (`challenges`): this node's next heartbeat
 /// echoes them, and the sender answers in its next one.
 struct HeartbeatGate {
     struct Challenge: Equatable {
@@ -33,6 +34,10 @@ struct HeartbeatGate {
     private var sent: [(sequence: UInt64, at: Int)] = []
     /// Authentic heartbeats not taken in (waiting for an answer), per sender: the newest.
     private(set) var challenges: [NodeID: Challenge] = [:]
+    /// The heartbeat interval: a sender that is not live gets one HMAC per interval for an incarnation not seen yet.
+    private let interval: Int
+    /// When an unknown incarnation of each sender (this node's own ID included) was last checked.
+    private var lastUnknownChecked: [UInt16: Int] = [:]
     private var last: [NodeID: (incarnation: UInt64, sequence: UInt64, heardAt: Int)] = [:]
     private(set) var rejected: [Heartbeat.Rejection: UInt64] = [:]
     /// The addresses that sent authentic heartbeats with this node's own ID, and when they last did.
@@ -48,13 +53,28 @@ struct HeartbeatGate {
     ///   - restartAfter: milliseconds of silence after which a sender is no longer live (a new incarnation of it, or
     ///     its return, must answer a challenge).
     ///   - incarnation: this node's incarnation, which answers echo.
-    init(keys: [SymmetricKey], me: NodeID, peers: [NodeID: IPAddress], restartAfter: Int, incarnation: UInt64) {
+    ///   - interval: the heartbeat interval (ms).
+    init(
+        keys: [SymmetricKey], me: NodeID, peers: [NodeID: IPAddress], restartAfter: Int, incarnation: UInt64,
+        interval: Int
+    ) {
+        self.interval = interval
         self.keys = keys
         self.me = me
         self.peers = peers
         self.restartAfter = restartAfter
         self.incarnation = incarnation
         answerWindow = 2 * restartAfter
+    }
+
+    /// Whether a heartbeat of `sender` with `incarnation` may cost an HMAC now: always for the incarnation of its
+    /// latest authentic challenge, once per interval for any other. A flood of made-up incarnations in a dead peer's
+    /// (or this node's own) name then costs one HMAC per interval, not one per datagram.
+    private mutating func mayCheckUnknown(_ sender: UInt16, _ incarnation: UInt64, now: Int) -> Bool {
+        if let id = NodeID(rawValue: sender), challenges[id]?.incarnation == incarnation { return true }
+        if let last = lastUnknownChecked[sender], now - last < interval { return false }
+        lastUnknownChecked[sender] = now
+        return true
     }
 
     /// This node sent its heartbeat `sequence` at `now`: answers may echo it for `answerWindow` ms.
@@ -103,6 +123,7 @@ struct HeartbeatGate {
         }
         guard let sender = NodeID(rawValue: header.sender) else { return reject(.malformed) }
         if sender == me {
+            guard mayCheckUnknown(header.sender, header.incarnation, now: now) else { return reject(.throttled) }
             guard case .success(let heartbeat) = Heartbeat.decode(Array(bytes), keys: keys) else {
                 return reject(.forged)
             }
@@ -129,11 +150,17 @@ struct HeartbeatGate {
         {
             return reject(.replayed)
         }
-        let live = last[sender].map { now - $0.heardAt <= restartAfter } ?? false
+        // Another incarnation than the last one taken in (or a sender never heard) must answer. The same one, with a
+        // higher sequence than any taken in, can only come from the sender itself, however long it was silent: a peer
+        // that does not hear this node heartbeats it once a second (`HeartbeatPacing`) and cannot answer.
+        let unknown = header.incarnation != last[sender]?.incarnation
+        if unknown {
+            guard mayCheckUnknown(header.sender, header.incarnation, now: now) else { return reject(.throttled) }
+        }
         switch Heartbeat.decode(Array(bytes), keys: keys) {
         case .failure(let reason): return reject(reason)
         case .success(let heartbeat):
-            if !live {
+            if unknown {
                 guard answers(heartbeat, now: now) else {
                     challenges[sender] = Challenge(incarnation: header.incarnation, sequence: header.sequence, at: now)
                     return reject(.unanswered)
