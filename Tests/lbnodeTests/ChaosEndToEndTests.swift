@@ -30,6 +30,9 @@ struct ChaosEndToEndTests {
 
     @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: "flood") }
 
+    /// A flood spoofing a dead peer (whose incarnation is not pinned) at full speed changes no view among the live.
+    @Test func aFloodSpoofingADeadPeerChangesNothing() throws { try Self.run(.deadPeerFlood, delivery: "flood") }
+
     @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
 
     @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: "flood") }
