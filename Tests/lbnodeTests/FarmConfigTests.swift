@@ -98,7 +98,7 @@ struct FarmConfigTests {
         }
         let off = try FarmConfig.parse(node("off"), file: "db.yaml")
         #expect(!off.node.prefilter)
-        #expect(try FarmConfig.parse(node("on"), file: "db.yaml").firstFixedChange(to: off) == "node (other than weight)")
+        #expect(try FarmConfig.parse(node("on"), file: "db.yaml").restartOnlyChanges(to: off) == ["node.prefilter"])
         #expect {
             try FarmConfig.parse(node("maybe"), file: "db.yaml")
         } throws: { error in

@@ -344,4 +344,31 @@ struct NodeControllerTests {
         #expect(controller.membership.peers[NodeID(2)!] != nil)  // not dead yet
         #expect(controller.nextBeatDue == 90)  // the regular pace goes on
     }
+
+    /// A reload applies the weight (and rules, checkers) and names the keys that wait for a restart, which keep their
+    /// running values.
+    @Test func aReloadAppliesWhatItCanAndNamesWhatWaitsForARestart() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        var next = try FarmConfig.parse(
+            """
+            farm: { name: web, vip: 198.18.0.101, delivery: flood, key_file: /k }
+            node: { id: 1, interface: eth0, address: 198.18.0.11, weight: 50 }
+            peers:
+              - { id: 2, address: 198.18.0.12 }
+              - { id: 3, address: 198.18.0.13 }
+              - { id: 4, address: 198.18.0.14 }
+            """, file: "test")
+        next.node.prefilter = false
+        var inputs = NodeInputs()
+        inputs.reload = next
+        let logs = controller.step(now: 70, inputs).compactMap { if case .log(_, let line) = $0 { line } else { nil } }
+        #expect(
+            logs.contains(
+                "reload: farm.vip, node.prefilter, peers changed, which take effect only when lbnode starts: running "
+                    + "with the old values until `systemctl restart`"), "\(logs)")
+        #expect(controller.config.node.weight == 50 && controller.membership.weight == 50)
+        #expect(controller.config.farm.vip == (try Self.config()).farm.vip && controller.config.peers.count == 2)
+        #expect(controller.config.node.prefilter)
+    }
 }

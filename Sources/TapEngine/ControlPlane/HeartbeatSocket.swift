@@ -142,7 +142,7 @@ public final class HeartbeatSocket {
             for index in 0..<Int(count) {
                 let start = index * slotSize
                 let bytes = UnsafeRawBufferPointer(rebasing: all[start..<(start + min(Int(lengths[index]), slotSize))])
-                body(Datagram(source: Self.address(sources[index]), bytes: bytes))
+                body(Datagram(source: SocketAddress.address(of: sources[index]), bytes: bytes))
             }
         }
         return Int(count)
@@ -173,7 +173,7 @@ public final class HeartbeatSocket {
                 || (origin == UInt8(SO_EE_ORIGIN_ICMP6) && type == 1 && code == 4)
             if portUnreachable {
                 let quoted = Array(payload[0..<min(count, payload.count)])
-                refusals.append(Refusal(peer: Self.address(destination), quoted: quoted))
+                refusals.append(Refusal(peer: SocketAddress.address(of: destination), quoted: quoted))
             }
         }
         return refusals
@@ -181,14 +181,4 @@ public final class HeartbeatSocket {
 
     /// Datagrams the kernel dropped for this socket (refused by the filter, or the queue was full).
     public var kernelDrops: UInt64 { UInt64(vipfarm_socket_drops(fd)) }
-
-    private static func address(_ storage: sockaddr_in6) -> IPAddress {
-        if storage.sin6_family == sa_family_t(AF_INET) {
-            let v4 = withUnsafeBytes(of: storage) { raw in
-                raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: UInt32.self)
-            }
-            return IPAddress(ipv4: UInt32(bigEndian: v4))
-        }
-        return IPAddress(bytes: withUnsafeBytes(of: storage.sin6_addr) { Array($0) })!
-    }
 }

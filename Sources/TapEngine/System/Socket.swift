@@ -166,6 +166,22 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Receives a datagram into `buffer`: its size and its sender, or nil when nothing waits on a non-blocking socket.
+    public func receiveFrom(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> (
+        count: Int, source: IPAddress
+    )? {
+        var source = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        let count = try withUnsafeMutablePointer(to: &source) { pointer throws(SystemCallError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address throws(SystemCallError) in
+                try SystemCall.unlessWouldBlock("recvfrom", "receive a datagram") {
+                    Glibc.recvfrom(descriptor, buffer.baseAddress, buffer.count, 0, address, &length)
+                }
+            }
+        }
+        return count.map { ($0, SocketAddress.address(of: source)) }
+    }
+
     /// Waits up to `timeoutMilliseconds` for `events`; whether they came.
     public func wait(for events: Int16, timeoutMilliseconds: Int32) throws(SystemCallError) -> Bool {
         var entry = [pollfd(fd: descriptor, events: events, revents: 0)]

@@ -1,8 +1,19 @@
 import Glibc
 import Hashing
 
-/// `sockaddr_in` or `sockaddr_in6` for an address and port, lent to a C call.
+/// `sockaddr_in` or `sockaddr_in6` for an address and port, lent to a C call; and back.
 public enum SocketAddress {
+    /// The address in `storage`, a `sockaddr_in` or `sockaddr_in6` a call filled in.
+    public static func address(of storage: sockaddr_in6) -> IPAddress {
+        if storage.sin6_family == sa_family_t(AF_INET) {
+            let v4 = withUnsafeBytes(of: storage) { raw in
+                raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: UInt32.self)
+            }
+            return IPAddress(ipv4: UInt32(bigEndian: v4))
+        }
+        return IPAddress(bytes: withUnsafeBytes(of: storage.sin6_addr) { Array($0) })!
+    }
+
     public static func with<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T)
         -> T
     {

@@ -118,17 +118,43 @@ struct FarmConfig: Equatable {
 }
 
 extension FarmConfig {
-    /// The first key that differs from `new` and cannot change while running (everything but the weight, the rules
-    /// and the checkers: a reload takes those), or `nil`.
-    func firstFixedChange(to new: FarmConfig) -> String? {
-        if farm != new.farm { return "the farm section" }
-        var oldNode = node
-        oldNode.weight = new.node.weight
-        if oldNode != new.node { return "node (other than weight)" }
-        if peers != new.peers { return "peers" }
-        if controlSocket != new.controlSocket { return "control_socket" }
-        if metricsAddress != new.metricsAddress { return "metrics_address" }
-        if controlGroup != new.controlGroup { return "control_group" }
-        return nil
+    /// The keys (as the file names them) that differ in `new` and take effect only when lbnode starts: everything but
+    /// the weight, the rules, the checkers and the key file's content, which a reload takes.
+    func restartOnlyChanges(to new: FarmConfig) -> [String] {
+        var changed: [String] = []
+        func note<Value: Equatable>(_ key: String, _ old: Value, _ next: Value) { if old != next { changed.append(key) } }
+        note("farm.name", farm.name, new.farm.name)
+        note("farm.vip", farm.vip, new.farm.vip)
+        note("farm.delivery", farm.deliveryIsAuto ? nil : farm.delivery, new.farm.deliveryIsAuto ? nil : new.farm.delivery)
+        note("farm.key_file", farm.keyFile, new.farm.keyFile)
+        note("farm.heartbeat_port", farm.heartbeatPort, new.farm.heartbeatPort)
+        note("farm.heartbeat_interval_ms", farm.heartbeatIntervalMilliseconds, new.farm.heartbeatIntervalMilliseconds)
+        note("farm.dead_after", farm.deadAfter, new.farm.deadAfter)
+        note("farm.buckets", farm.buckets, new.farm.buckets)
+        note("farm.table", farm.table, new.farm.table)
+        note("farm.quorum", farm.quorum, new.farm.quorum)
+        note("farm.witness", farm.witness, new.farm.witness)
+        note("node.id", node.id, new.node.id)
+        note("node.interface", node.interface, new.node.interface)
+        note("node.address", node.address, new.node.address)
+        note("node.tap", node.tap, new.node.tap)
+        note("node.prefilter", node.prefilter, new.node.prefilter)
+        note("node.engine_threads", node.engineThreads, new.node.engineThreads)
+        note("peers", peers, new.peers)
+        note("control_socket", controlSocket, new.controlSocket)
+        note("metrics_address", metricsAddress, new.metricsAddress)
+        note("control_group", controlGroup, new.controlGroup)
+        return changed
+    }
+
+    /// This configuration with what a reload takes from `new` (the weight, the rules, the checkers); the keys of
+    /// `restartOnlyChanges(to:)` keep their running values.
+    func reloaded(from new: FarmConfig) -> FarmConfig {
+        var next = self
+        next.node.weight = new.node.weight
+        next.rules = new.rules
+        next.checkers = new.checkers
+        next.source = new.source
+        return next
     }
 }

@@ -454,12 +454,17 @@ struct NodeController {
         }
     }
 
-    private mutating func reload(_ next: FarmConfig, now: Int, into actions: inout [NodeAction]) {
-        if let refused = config.firstFixedChange(to: next) {
+    /// Applies what a reload can (the weight, the rules, the checkers) and says which changed keys wait for a restart.
+    private mutating func reload(_ file: FarmConfig, now: Int, into actions: inout [NodeAction]) {
+        let waiting = config.restartOnlyChanges(to: file)
+        if !waiting.isEmpty {
             actions.append(
-                .log(.warning, "reload refused: \(refused) cannot change while running; restart lbnode for that"))
-            return
+                .log(
+                    .warning,
+                    "reload: \(waiting.joined(separator: ", ")) changed, which take effect only when lbnode starts: "
+                        + "running with the old values until `systemctl restart`"))
         }
+        let next = config.reloaded(from: file)
         config = next
         states.replaceRules(next.rules)
         actions.append(.restartCheckers(next))

@@ -312,7 +312,7 @@ final class NodeLoop {
                 next.farm.delivery = config.farm.delivery
             }
             let nextKeys = try next.checkKeyFile(configPath: daemon.configPath).keys
-            if nextKeys != keys && config.firstFixedChange(to: next) == nil {
+            if nextKeys != keys && next.farm.keyFile == config.farm.keyFile {
                 keys = nextKeys
                 gate.replaceKeys(keys.map { SymmetricKey(data: $0) })
                 log(.notice, "reloaded the key file: \(keys.count) keys accepted, the first signs")

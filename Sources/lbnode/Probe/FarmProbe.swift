@@ -13,7 +13,8 @@ import TapEngine
 ///
 /// It also sends ARP probes for the VIP (RFC 5227: sender address 0.0.0.0), or for an IPv6 VIP duplicate address
 /// detection's neighbour solicitations (RFC 4862), and reports any answer: the VIP in use. Heartbeats of nodes that
-/// already run are reported with the delivery they say they use (`delivery: auto` joins the farm in that mode).
+/// already run are reported with the delivery they say they use (`delivery: auto` joins the farm in that mode), if they
+/// answer the probe's own heartbeats (`ProbeChallenge`).
 struct FarmProbe {
     let config: FarmConfig
     /// The farm's keys: the first signs, any verifies.
@@ -81,7 +82,15 @@ struct FarmProbe {
         let address = IPAddress(bytes: config.node.address.bytes)!
         let udp = try Socket(for: address, type: SOCK_DGRAM, nonBlocking: true)
         try udp.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "share the heartbeat port")
+        // TTL 255, as heartbeats: a running node's kernel filter takes nothing else (the probe's heartbeats are its
+        // challenges).
+        if address.isIPv4 {
+            try udp.setOption(Int32(IPPROTO_IP), IP_TTL, 255, "send with TTL 255")
+        } else {
+            try udp.setOption(Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, 255, "send with hop limit 255")
+        }
         try udp.bind(address, port: config.farm.heartbeatPort)
+        var challenge = ProbeChallenge(me: config.node.id)
         let vipProbe = try VIPConflictProbe(interface: config.node.interface, vip: config.farm.vip, ownMAC: ownMAC)
         let heartbeatKeys = keys.map { SymmetricKey(data: $0) }
 
@@ -116,15 +125,20 @@ struct FarmProbe {
                     sawFlood: frames.saw(.flood).sorted(), sawForged: frames.saw(.forged).sorted(),
                     sawLearned: frames.saw(.learned).sorted(), verdict: verdict)
                 let signed = Self.sign(message, key: keys[0])
+                let beat = challenge.nextHeartbeat(at: elapsed(), weight: config.node.weight, mac: ownMAC)
+                    .encoded(key: heartbeatKeys[0])
                 for peer in peers {
-                    udp.send(signed, to: IPAddress(bytes: peer.address.bytes)!, port: config.farm.heartbeatPort)
+                    for datagram in [signed, beat] {
+                        udp.send(datagram, to: IPAddress(bytes: peer.address.bytes)!, port: config.farm.heartbeatPort)
+                    }
                 }
             }
             frames.receive(now: elapsed(), waitMilliseconds: 5)
             vipAnswers.formUnion(vipProbe.answers())
             var buffer = [UInt8](repeating: 0, count: 4096)
             for _ in 0..<Self.datagramsPerTurn {
-                guard let count = (buffer.withUnsafeMutableBytes { try? udp.receive(into: $0) }) ?? nil, count > 0
+                guard let (count, source) = (buffer.withUnsafeMutableBytes { try? udp.receiveFrom(into: $0) }) ?? nil,
+                    count > 0
                 else { break }
                 let datagram = Array(buffer[0..<count])
                 if let message = Self.verify(datagram, key: keys[0]), message.farm == config.farm.name,
@@ -132,8 +146,8 @@ struct FarmProbe {
                 {
                     if heard[message.sender] == nil { firstHeard[message.sender] = elapsed() }
                     heard[message.sender] = message
-                } else if case .success(let heartbeat) = Heartbeat.decode(datagram, keys: heartbeatKeys),
-                    peers.contains(where: { $0.id == heartbeat.sender })
+                } else if let heartbeat = challenge.runningNode(
+                    datagram, from: source, keys: heartbeatKeys, peers: peers, now: elapsed())
                 {
                     // A node that runs: a few more rounds hear the others (and the leader), then the probe is over.
                     if running.isEmpty { end = min(end, elapsed() + 300) }
