@@ -101,23 +101,24 @@ struct HeartbeatTests {
     /// sequence sent within the answer window. Until then it is a challenge, which this node's heartbeats echo.
     @Test func aNewIncarnationCountsOnlyWhenItAnswersThisNodesChallenge() {
         var gate = Self.gate()
-        #expect(gate.admit(Self.heartbeat(sequence: 1, answering: nil).encoded(key: Self.key), from: Self.two, now: 1) == nil)
+        func admit(_ sequence: UInt64, answering: UInt64? = 5, incarnation answered: UInt64 = 77, now: Int) -> Bool {
+            let beat = Self.heartbeat(sequence: sequence, answering: answering, answeredIncarnation: answered)
+            return gate.admit(beat.encoded(key: Self.key), from: Self.two, now: now) != nil
+        }
+        #expect(!admit(1, answering: nil, now: 1))
         #expect(gate.challenges[NodeID(2)!] == HeartbeatGate.Challenge(incarnation: 1000, sequence: 1, at: 1))
         // Another incarnation of this node (a capture from before it restarted), or a sequence it never sent.
-        #expect(
-            gate.admit(
-                Self.heartbeat(sequence: 2, answeredIncarnation: 76).encoded(key: Self.key), from: Self.two, now: 2)
-                == nil)
-        #expect(gate.admit(Self.heartbeat(sequence: 3, answering: 4).encoded(key: Self.key), from: Self.two, now: 3) == nil)
+        #expect(!admit(2, incarnation: 76, now: 2))
+        #expect(!admit(3, answering: 4, now: 3))
         // The answer: taken in, the challenge settled.
-        #expect(gate.admit(Self.heartbeat(sequence: 4).encoded(key: Self.key), from: Self.two, now: 4) != nil)
+        #expect(admit(4, now: 4))
         #expect(gate.challenges[NodeID(2)!] == nil)
         // Live now: its next heartbeats need no answer.
-        #expect(gate.admit(Self.heartbeat(sequence: 5, answering: nil).encoded(key: Self.key), from: Self.two, now: 14) != nil)
+        #expect(admit(5, answering: nil, now: 14))
         // Silent for long (it does not hear this node, and sends once a second): the same incarnation, further on,
         // still needs no answer; an older sequence of it is a replay.
-        #expect(gate.admit(Self.heartbeat(sequence: 9, answering: nil).encoded(key: Self.key), from: Self.two, now: 1000) != nil)
-        #expect(gate.admit(Self.heartbeat(sequence: 8, answering: nil).encoded(key: Self.key), from: Self.two, now: 2000) == nil)
+        #expect(admit(9, answering: nil, now: 1000))
+        #expect(!admit(8, answering: nil, now: 2000))
         #expect(gate.rejected == [.unanswered: 3, .replayed: 1])
     }
 

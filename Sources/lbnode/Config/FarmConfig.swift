@@ -122,10 +122,13 @@ extension FarmConfig {
     /// the weight, the rules, the checkers and the key file's content, which a reload takes.
     func restartOnlyChanges(to new: FarmConfig) -> [String] {
         var changed: [String] = []
-        func note<Value: Equatable>(_ key: String, _ old: Value, _ next: Value) { if old != next { changed.append(key) } }
+        func note<Value: Equatable>(_ key: String, _ old: Value, _ next: Value) {
+            if old != next { changed.append(key) }
+        }
         note("farm.name", farm.name, new.farm.name)
         note("farm.vip", farm.vip, new.farm.vip)
-        note("farm.delivery", farm.deliveryIsAuto ? nil : farm.delivery, new.farm.deliveryIsAuto ? nil : new.farm.delivery)
+        note(
+            "farm.delivery", farm.deliveryIsAuto ? nil : farm.delivery, new.farm.deliveryIsAuto ? nil : new.farm.delivery)
         note("farm.key_file", farm.keyFile, new.farm.keyFile)
         note("farm.heartbeat_port", farm.heartbeatPort, new.farm.heartbeatPort)
         note("farm.heartbeat_interval_ms", farm.heartbeatIntervalMilliseconds, new.farm.heartbeatIntervalMilliseconds)

@@ -313,7 +313,8 @@ struct NodeController {
                     node: id.rawValue, live: false, ageMilliseconds: age(challenge.at),
                     incarnation: challenge.incarnation, sequence: challenge.sequence))
         }
-        return Array(echoes.sorted { ($0.node, $0.live ? 0 : 1) < ($1.node, $1.live ? 0 : 1) }.prefix(Heartbeat.maximumEchoes))
+        let ordered = echoes.sorted { ($0.node, $0.live ? 0 : 1) < ($1.node, $1.live ? 0 : 1) }
+        return Array(ordered.prefix(Heartbeat.maximumEchoes))
     }
 
     /// This node can reach the network again (its data path is back, or it heard the farm after a cut): it asks for

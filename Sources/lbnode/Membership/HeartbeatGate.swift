@@ -13,9 +13,10 @@ import Hashing
 /// Challenge and response. A new incarnation of a sender (a restart, or a sender never heard), or this node's own ID
 /// from another address, is taken in only when its heartbeat echoes this node's incarnation and a sequence this node
 /// sent within `answerWindow` ms: only a heartbeat made after it heard this node can, so a replay from any earlier
-/// capture changes nothing. (The incarnation taken in last needs no answer, however long its sender was silent: only
-/// the sender can sign a higher sequence than any this node took in, and a replay of one it took in is `replayed`.) Its authentic heartbeats meanwhile are *challenges* (`challenges`): this node's next heartbeat
-/// echoes them, and the sender answers in its next one.
+/// capture changes nothing. Until it answers, its authentic heartbeats are *challenges* (`challenges`): this node's
+/// next heartbeat echoes them, and the sender answers in its next one. (The incarnation taken in last needs no answer,
+/// however long its sender was silent: only the sender can sign a higher sequence than any this node took in, and a
+/// replay of one it took in is `replayed`.)
 struct HeartbeatGate {
     struct Challenge: Equatable {
         var incarnation: UInt64

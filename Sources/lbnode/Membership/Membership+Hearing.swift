@@ -35,7 +35,9 @@ extension Membership {
         let known = Set(peers.keys).union(departed).union([me])
         for peer in peers.values where !peer.fenced {
             for echo in peer.echoes where echo.live && Int(echo.ageMilliseconds) < earlyWindow {
-                guard let id = NodeID(rawValue: echo.node), configured.contains(id), !known.contains(id) else { continue }
+                guard let id = NodeID(rawValue: echo.node), configured.contains(id), !known.contains(id) else {
+                    continue
+                }
                 return id
             }
         }
