@@ -286,4 +286,25 @@ struct DeciderTests {
         flows.insert(segment.key, now: 0, value: 2, confirm: true)
         #expect(Decider.decide(segment, state: node2, flows: &flows, now: 1) == .deliver)
     }
+
+    /// A frame from a peer's MAC still meets the port rules: a host that spoofs node 1's MAC toward node 2 reaches
+    /// neither a `drop` port nor a `single` port node 2 does not own (a peer never relays those to it).
+    @Test func inRelayModeAFrameFromAPeersMACStillMeetsThePortRules() {
+        var flows = Self.flows()
+        let rules = [
+            PortRule(proto: .tcp, ports: [22...22], mode: .drop),
+            PortRule(proto: .tcp, ports: [25...25], mode: .single(owner: NodeID(1)!)),
+            PortRule(proto: .tcp, ports: [26...26], mode: .single(owner: NodeID(2)!)),
+        ]
+        let node2 = Self.state(node: 2, delivery: .relay, rules: rules)
+        func fromNode1(toPort port: UInt16) -> Frame {
+            Self.frame(
+                PacketBuilder.tcp(
+                    destinationMAC: Self.macs[2]!, sourceMAC: Self.macs[1]!, source: IPAddress("198.18.1.7")!,
+                    destination: Self.vip, sourcePort: 1000, destinationPort: port, flags: 0x02))
+        }
+        #expect(Decider.decide(fromNode1(toPort: 22), state: node2, flows: &flows, now: 0) == .drop(.ruleDrop))
+        #expect(Decider.decide(fromNode1(toPort: 25), state: node2, flows: &flows, now: 0) == .drop(.notOwner))
+        #expect(Decider.decide(fromNode1(toPort: 26), state: node2, flows: &flows, now: 0) == .deliver)
+    }
 }

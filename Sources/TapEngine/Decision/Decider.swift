@@ -103,15 +103,22 @@ public enum Decider {
     }
 
     /// A frame a peer relayed (relay mode): the peer decided it, so it is delivered (and, in a bucket this node owns,
-    /// its connection remembered), but for one case. A node that relays without having seen a connection start (a new
-    /// director, or one a client reached while its ARP entry still named another node) sends an established
-    /// connection of a bucket in handover to the bucket's previous owner; if that is this node and it does not have
-    /// the connection, it was opened on the bucket's new owner: pass it on there.
+    /// its connection remembered), but for three cases. The port rules hold for it as for a client's own frame: a
+    /// `drop` port is dropped and a `single` port delivered only by its owner (a peer never relays those elsewhere, so
+    /// such a frame is a host on the segment spoofing a peer's MAC, or views that disagree for a moment). And a node
+    /// that relays without having seen a connection start (a new director, or one a client reached while its ARP entry
+    /// still named another node) sends an established connection of a bucket in handover to the bucket's previous
+    /// owner; if that is this node and it does not have the connection, it was opened on the bucket's new owner: pass
+    /// it on there.
     @inline(__always)
     static func relayed(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
-        guard frame.key.proto == .tcp, !frame.isFragment,
-            case .balanced(let affinity) = state.mode(for: frame.key.proto, port: frame.key.serverPort)
-        else { return .deliver }
+        let affinity: Affinity
+        switch state.mode(for: frame.key.proto, port: frame.key.serverPort) {
+        case .drop: return .drop(.ruleDrop)
+        case .single(let owner): return owner == state.node ? .deliver : .drop(.notOwner)
+        case .balanced(let balanced): affinity = balanced
+        }
+        guard frame.key.proto == .tcp, !frame.isFragment else { return .deliver }
         let bucket = state.table.bucket(
             ofHash: affinity.bucketHash(of: frame.key, isFragment: false, seed: state.seed))
         let me = state.node.rawValue
