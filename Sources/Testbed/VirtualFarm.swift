@@ -19,6 +19,8 @@ public final class VirtualFarm {
         public var engineThreads: Int? = nil
         /// Environment variables for a node's `lbnode run` (e.g. systemd's `NOTIFY_SOCKET`), by node number.
         public var environment: [Int: [String: String]] = [:]
+        /// Extra arguments for a node's `lbnode run` (e.g. `--lone-wait 2`), by node number.
+        public var extraArguments: [Int: [String]] = [:]
         /// Extra YAML lines for a node's configuration (e.g. a `checkers:` section), by node number.
         public var extraConfig: [Int: String] = [:]
         /// The nodes that start with the farm; the others can be started later (a join).
@@ -159,7 +161,7 @@ public final class VirtualFarm {
                 "run", "--config", configPath(number), "--state-dir", "\(directory)/state\(number)",
                 "--memory-dir", "\(directory)/memory\(number)",
                 "--exit-with-parent",
-            ],
+            ] + (options.extraArguments[number] ?? []),
             log: logPath(number), environment: options.environment[number] ?? [:])
     }
 

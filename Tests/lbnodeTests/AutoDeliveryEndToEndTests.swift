@@ -127,4 +127,24 @@ struct AutoDeliveryEndToEndTests {
                 "delivery auto: directed (no peer answered the probe; directed, which this node's last"),
             "\(farm.log(1))")
     }
+
+    /// A node alone with no mode remembered (its farm's first start, or its memory lost) waits a bounded time for a
+    /// peer, then serves in relay delivery, which works on any switch; the peers that start later join in it.
+    @Test func aNodeAloneTakesRelayAfterTheLoneWait() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = "auto"
+            $0.testbed = .init(servers: 2, clients: 1, unknownUnicastFlooding: false)
+            $0.startNodes = [1]
+            $0.extraArguments = [1: ["--lone-wait", "2"]]
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100}", nodes: [1], seconds: 10), "\(farm.log(1))")
+        #expect(
+            farm.log(1).contains("delivery auto: relay (no peer answered the probe for 2 s and no mode was remembered"),
+            "\(farm.log(1))")
+        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 200), count: 200, by: [1])
+        try farm.start(2)
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2], seconds: 10), "\(farm.log(2))")
+        #expect(farm.log(2).contains("runs the farm in relay delivery"), "\(farm.log(2))")
+    }
 }

@@ -33,6 +33,12 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Where `delivery: auto` remembers the mode it found, across reboots.")
     var memoryDir: String = Daemon.defaultMemoryDirectory
 
+    @Option(
+        help: ArgumentHelp(
+            "With delivery: auto, seconds a node alone with no mode remembered waits for a peer before it takes relay.",
+            discussion: "Relay works on any switch, and peers that start later join in it. 0 waits for ever."))
+    var loneWait: Int = 60
+
     @Flag(help: "Undo the setup when stopping.")
     var teardown = false
 
@@ -47,6 +53,10 @@ struct RunCommand: ParsableCommand {
                 + "text lines carry their syslog priority, so `journalctl -p warning` finds them."))
     var logFormat: LineLogHandler.Format = .text
 
+    func validate() throws {
+        guard loneWait >= 0 else { throw ValidationError("--lone-wait must be 0 (for ever) or a number of seconds") }
+    }
+
     func run() throws {
         let farm = try FarmConfig.loadForCommand(path: config)
         let label = "lbnode[\(farm.farm.name)/\(farm.node.id)]"
@@ -60,11 +70,12 @@ struct RunCommand: ParsableCommand {
             throw CommandFailure("run needs CAP_NET_ADMIN and CAP_NET_RAW: run it as root")
         }
         do {
-            try Daemon(
+            let daemon = Daemon(
                 config: farm, configPath: config, stateDirectory: stateDir, memoryDirectory: memoryDir,
                 teardownOnExit: teardown,
-                parent: exitWithParent ? getppid() : nil, logger: logger
-            ).run()
+                parent: exitWithParent ? getppid() : nil, logger: logger)
+            daemon.loneWaitSeconds = loneWait > 0 ? loneWait : nil
+            try daemon.run()
         } catch {
             // One line, at error priority, through the log (it reaches the journal as such).
             logger.error("stopped: \(error)")

@@ -19,6 +19,8 @@ final class Daemon: @unchecked Sendable {
     /// What outlives a reboot: the mode `delivery: auto` found (`/var/lib/vipfarm`; the unit's `StateDirectory`).
     let memoryDirectory: String
     static let defaultMemoryDirectory = "/var/lib/vipfarm"
+    /// With `delivery: auto`: how long a node alone waits for a peer before it takes relay (nil: for ever).
+    var loneWaitSeconds: Int? = 60
     let teardownOnExit: Bool
     /// With `--exit-with-parent`: the parent's PID; the node leaves when it is no longer the parent (it ended).
     let parent: pid_t?
@@ -54,9 +56,10 @@ final class Daemon: @unchecked Sendable {
         var deliveryReason: String?
         if config.farm.deliveryIsAuto {
             log(.notice, "delivery auto: probing the network with the peers that run")
-            let auto = AutoDelivery(
+            var auto = AutoDelivery(
                 config: config, keys: keys, memoryDirectory: memoryDirectory, log: { [self] in log(.info, $0) },
                 stopRequested: { [self] in requests.stop })
+            auto.loneWaitSeconds = loneWaitSeconds
             guard let decision = try auto.decide() else {
                 log(.notice, "stopped before the delivery mode was found: nothing was set up")
                 return

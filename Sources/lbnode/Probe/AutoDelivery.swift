@@ -4,8 +4,9 @@ import TapEngine
 /// `delivery: auto`: the mode `lbnode run` uses, found before it serves. A node that hears heartbeats of running peers
 /// joins in the mode they announce (the leader's first); nodes that start together probe together (`FarmProbe`) and
 /// all take the costliest of their verdicts; a node alone, which cannot tell what the switch does, takes the mode it
-/// picked last time (remembered in `/var/lib/vipfarm`) or waits for a peer. A farm of one needs nothing of the
-/// switch: relay.
+/// picked last time (remembered in `/var/lib/vipfarm`) or waits for a peer, at most `loneWaitSeconds`, then takes
+/// relay, which works on any switch (peers that start later join in it). A farm of one needs nothing of the switch:
+/// relay.
 struct AutoDelivery {
     let config: FarmConfig
     let keys: [Data]
@@ -13,6 +14,8 @@ struct AutoDelivery {
     let memoryDirectory: String
     /// How long each probe lasts (the nodes that start within this time of each other probe together).
     var seconds = 2.0
+    /// How long a node alone, with no mode remembered, waits for a peer before it takes relay (nil: for ever).
+    var loneWaitSeconds: Int? = 60
     let log: (String) -> Void
     let stopRequested: () -> Bool
 
@@ -38,6 +41,7 @@ struct AutoDelivery {
             lastLog = (line, .now)
             log(line)
         }
+        let start = ContinuousClock.now
         while !stopRequested() {
             let report = try FarmProbe(config: config, keys: keys, seconds: seconds, requireEveryPeer: false).run()
             if let decision = Self.adopt(report.running) {
@@ -69,9 +73,17 @@ struct AutoDelivery {
                     delivery: saved,
                     reason: "no peer answered the probe; \(saved), which this node's last probe picked (\(savedPath))")
             }
+            if let wait = loneWaitSeconds, ContinuousClock.now - start >= .seconds(wait) {
+                save(.relay)
+                return Decision(
+                    delivery: .relay,
+                    reason: "no peer answered the probe for \(wait) s and no mode was remembered: relay, which works "
+                        + "on any switch (peers that start later join in it)")
+            }
             note(
                 "delivery auto: no peer answered the probe yet; waiting for one (a node alone cannot tell what the "
-                    + "switch does). Start lbnode on another node, or set delivery in the configuration")
+                    + "switch does)\(loneWaitSeconds.map { ", at most \($0) s, then relay" } ?? ""). Start lbnode on "
+                    + "another node, or set delivery in the configuration")
         }
         return nil
     }
