@@ -1,5 +1,6 @@
 import Foundation
 import RouteSetup
+import TapEngine
 import Testing
 
 @testable import Testbed
@@ -68,6 +69,45 @@ struct ProbeEndToEndTests {
             #expect(passed["heartbeats both ways"] == false && report.delivery == nil, "\(report)")
             #expect(report.checks.first?.detail.contains("3->\(report.node)") == true, "\(report)")
         }
+    }
+
+    /// A host that takes the VIP while the farm runs is found within the watch's interval, shown in the status and
+    /// the metrics, logged as an error, and its leaving logged too.
+    @Test func aVIPTakenByAnotherHostWhileTheFarmRunsIsReported() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = "flood"
+            $0.testbed.servers = 2
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView(farm.fullView, nodes: [1, 2]), "\(farm.log(1))")
+        let client = farm.testbed.clients[0]
+        let holder = VIPWatch.text(macValue(client.mac!.bytes))
+        func vipOnClient(_ add: Bool) throws {
+            try client.namespace.run { () throws(NetlinkError) in
+                let socket = try NetlinkSocket()
+                let eth0 = try socket.requireLink(named: "eth0").index
+                if add {
+                    try socket.addAddress(IPPrefix("198.18.0.100/32")!, toLink: eth0)
+                } else {
+                    try socket.removeAddress(IPPrefix("198.18.0.100/32")!, fromLink: eth0)
+                }
+            }
+        }
+        try vipOnClient(true)
+        let found = Date().addingTimeInterval(15)
+        while Date() < found && !farm.log(1).contains("is also answered by \(holder)") {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(farm.log(1).contains("is also answered by \(holder), not a node of this farm"), "\(farm.log(1))")
+        let status = try #require(try FarmEndToEndTests.status(farm, node: 1))
+        #expect(status.vipAlsoAnsweredBy == [holder])
+        try vipOnClient(false)
+        let gone = Date().addingTimeInterval(15)
+        while Date() < gone && !farm.log(1).contains("is answered by the farm alone again") {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(farm.log(1).contains("is answered by the farm alone again"), "\(farm.log(1))")
+        #expect(!farm.log(2).contains("also answered by 02:"))  // the farm's own answers are never a conflict
     }
 
     @Test func anIPv6VIPInUseIsFoundByDuplicateAddressDetection() throws {

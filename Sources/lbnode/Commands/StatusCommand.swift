@@ -63,6 +63,9 @@ struct StatusCommand: ParsableCommand {
         if let witness = status.witness {
             lines.append("  witness: \(witness) \(status.witnessReachable == true ? "answers" : "DOES NOT ANSWER")")
         }
+        if !status.vipAlsoAnsweredBy.isEmpty {
+            lines.append("  THE VIP IS ALSO ANSWERED BY: \(status.vipAlsoAnsweredBy.joined(separator: ", "))")
+        }
         if !status.duplicateIDs.isEmpty {
             lines.append("  THIS NODE'S ID IS ALSO USED BY: \(status.duplicateIDs.joined(separator: ", "))")
         }

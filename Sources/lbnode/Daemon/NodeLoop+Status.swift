@@ -94,6 +94,7 @@ extension NodeLoop {
         snapshot.deliveryDisagreements = controller.deliveryDisagreements.sorted { $0.key < $1.key }
             .map { "node \($0.key): \($0.value)" }
         snapshot.duplicateIDs = gate.duplicates.keys.map(\.description).sorted()
+        snapshot.vipAlsoAnsweredBy = vipWatch.holders.sorted().map(VIPWatch.text)
         let flowCounters = engine?.flowCounters ?? FlowTableCounters()
         snapshot.flowsAdmitted = flowCounters.confirmed
         snapshot.flowsEvicted = flowCounters.evicted

@@ -53,6 +53,9 @@ final class NodeLoop {
     /// The VIP's TCP connections in the kernel, looked at once a second while this node drains.
     let vipConnections: BackgroundCheck<Int?>
     private var nextLook = 0
+    /// Another host answering for the VIP, looked for every 10 s.
+    private(set) var vipWatch: VIPWatch
+    private let virtualMAC: UInt64
     private let myAddress: IPAddress
     /// The nice value lbnode was started with (the loop runs 10 lower).
     private let baseNice = SystemCall.threadNice()
@@ -111,6 +114,8 @@ final class NodeLoop {
         }
         let vip = IPAddress(bytes: config.farm.vip.bytes)!
         vipConnections = BackgroundCheck(label: "vip-connections") { try? TCPConnections.count(localAddress: vip) }
+        self.virtualMAC = virtualMAC
+        vipWatch = VIPWatch(interface: interface, vip: config.farm.vip, ownMAC: interfaceMAC, now: 0)
         monitor.engineOpened()
         if let prefilter = engine?.prefilterStatus, !prefilter.running {
             log(
@@ -272,6 +277,10 @@ final class NodeLoop {
             nextLook = now + 1000
             neighbours.start(now: now)
             if controller.membership.state == .draining { vipConnections.start(now: now) }
+        }
+        let farmMACs = Set(controller.membership.lastKnown.values.map(\.mac)).union([virtualMAC, interfaceMAC])
+        for line in vipWatch.step(now: now, farmMACs: farmMACs) {
+            log(vipWatch.holders.isEmpty ? .notice : .error, line)
         }
     }
 

@@ -97,6 +97,8 @@ struct NodeStatus: Codable, Sendable {
     var deliveryDisagreements: [String] = []
     /// Addresses that sent authentic heartbeats with this node's own ID.
     var duplicateIDs: [String] = []
+    /// MACs of hosts other than the farm's nodes that answered for the VIP at the last look.
+    var vipAlsoAnsweredBy: [String] = []
     /// Connections admitted to and evicted from the flow table.
     var flowsAdmitted: UInt64 = 0
     var flowsEvicted: UInt64 = 0
