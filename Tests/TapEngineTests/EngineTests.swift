@@ -271,6 +271,23 @@ struct EngineTests {
         #expect(owner.flowTableCount == 0)
     }
 
+    /// A flood of ARP requests for the VIP gets a burst of answers, then about one a millisecond; the rest are dropped
+    /// and counted.
+    @Test func aFloodOfARPRequestsGetsABudgetOfAnswers() {
+        let request = Self.withHeader(
+            .init(),
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: Self.clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
+                senderMAC: Self.clientMAC, senderIP: Self.client.ipv4Value!, targetMAC: 0,
+                targetIP: D.vip.ipv4Value!))
+        let flood = ScriptedPort.Batch(frames: Array(repeating: (request, false, nil), count: 1000))
+        let (leader, port, _) = Self.engine(node: 1, blocks: [flood])
+        _ = leader.runBatch()
+        #expect(leader.batch.answered + leader.batch.dropped(.answerRateLimited) == 1000)
+        #expect(leader.batch.answered >= AnswerBudget.burst && leader.batch.answered < AnswerBudget.burst + 50)
+        #expect(port.sent.count == Int(leader.batch.answered))
+    }
+
     @Test func theARPLeaderAnswersForTheVIP() {
         let request = Self.withHeader(
             .init(),

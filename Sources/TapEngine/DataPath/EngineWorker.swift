@@ -62,6 +62,8 @@ final class EngineWorker: @unchecked Sendable {
     /// What the current batch counted (tests that drive `runBatch` read it; `run` resets it per batch).
     private(set) var batch = EngineCounters()
     private var now: UInt32 = 0
+    /// ARP replies and neighbour advertisements this thread may still send (a flood of requests gets few).
+    private var answerBudget = AnswerBudget()
     /// The lease ran out: every frame is dropped (counted as `fenced`), no ARP is answered, nothing is announced.
     private var fenced = false
     /// The lease as of this batch, and whether the first frame of the batch checked it (after the port's wait: the
@@ -226,6 +228,10 @@ final class EngineWorker: @unchecked Sendable {
                 guard let whole = whole(of: received) else { return }
                 countForwarded(port.forward(whole, to: mac))
             case .answer:
+                guard answerBudget.take(now: now) else {
+                    batch.drops[DropReason.answerRateLimited.rawValue] += 1
+                    return
+                }
                 let reply =
                     frame.kind == .neighbourSolicitation
                     ? responder.neighbourAdvertisement(to: frame, state: state, ethernetSource: interfaceMAC)

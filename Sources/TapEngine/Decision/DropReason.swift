@@ -42,6 +42,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case fenced
     /// Relay mode: a frame for the VIP sent to another node's MAC (a switch flooded it here).
     case otherHost
+    /// An ARP request or neighbour solicitation for the VIP beyond the answers' budget (`AnswerBudget`): a flood.
+    case answerRateLimited
 
     public var description: String {
         switch self {
@@ -71,6 +73,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .handoverPending: "handover_pending"
         case .fenced: "fenced"
         case .otherHost: "other_host"
+        case .answerRateLimited: "answer_rate_limited"
         }
     }
 
