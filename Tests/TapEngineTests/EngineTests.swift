@@ -271,15 +271,19 @@ struct EngineTests {
         #expect(owner.flowTableCount == 0)
     }
 
+    /// A client's ARP request for the VIP, as the ring hands it over.
+    static var arpRequestForTheVIP: [UInt8] {
+        withHeader(
+            .init(),
+            PacketBuilder.arp(
+                operation: 1, ethernetSource: clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF, senderMAC: clientMAC,
+                senderIP: client.ipv4Value!, targetMAC: 0, targetIP: D.vip.ipv4Value!))
+    }
+
     /// A flood of ARP requests for the VIP gets a burst of answers, then about one a millisecond; the rest are dropped
     /// and counted.
     @Test func aFloodOfARPRequestsGetsABudgetOfAnswers() {
-        let request = Self.withHeader(
-            .init(),
-            PacketBuilder.arp(
-                operation: 1, ethernetSource: Self.clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
-                senderMAC: Self.clientMAC, senderIP: Self.client.ipv4Value!, targetMAC: 0,
-                targetIP: D.vip.ipv4Value!))
+        let request = Self.arpRequestForTheVIP
         let flood = ScriptedPort.Batch(frames: Array(repeating: (request, false, nil), count: 1000))
         let (leader, port, _) = Self.engine(node: 1, blocks: [flood])
         _ = leader.runBatch()
@@ -289,12 +293,7 @@ struct EngineTests {
     }
 
     @Test func theARPLeaderAnswersForTheVIP() {
-        let request = Self.withHeader(
-            .init(),
-            PacketBuilder.arp(
-                operation: 1, ethernetSource: Self.clientMAC, ethernetDestination: 0xFFFF_FFFF_FFFF,
-                senderMAC: Self.clientMAC, senderIP: Self.client.ipv4Value!, targetMAC: 0,
-                targetIP: D.vip.ipv4Value!))
+        let request = Self.arpRequestForTheVIP
         let (leader, port, sink) = Self.engine(node: 1, blocks: [Self.block(request)])
         _ = leader.runBatch()
         #expect(sink.written.isEmpty && leader.batch.answered == 1)

@@ -290,7 +290,10 @@ final class Walkthrough {
             try process.run()
             let text = output(of: [process])
             process.waitUntilExit()
-            if text.contains("nodes: 3 of 3 serving") || Date() >= deadline { return text }
+            // Settled: every node serves and the peers report the same view (a heartbeat after the last one joined).
+            if (text.contains("nodes: 3 of 3 serving") && text.contains("views agree")) || Date() >= deadline {
+                return text
+            }
             Thread.sleep(forTimeInterval: 0.5)
         }
     }
