@@ -158,9 +158,9 @@ extension FarmChaos {
     /// seconds from the start).
     static func captureHeartbeats(from source: [UInt8], seconds: Double) throws(SystemCallError) -> [CapturedFrame] {
         let sniffer = try ProbePort(interface: "eth0", etherType: 0x0800)
-        let start = ContinuousClock.now
+        let start = Date()
         var frames: [CapturedFrame] = []
-        while ContinuousClock.now - start < .seconds(seconds) {
+        while Date().timeIntervalSince(start) < seconds {
             guard let frame = sniffer.receive(timeoutMilliseconds: 50) else { continue }
             var ip = Array(frame.payload)
             guard ip.count >= 28, ip[9] == 17, Array(ip[12..<16]) == source,
@@ -171,11 +171,10 @@ extension FarmChaos {
             let udp = Int(ip[0] & 0x0F) * 4
             ip[udp + 6] = 0
             ip[udp + 7] = 0
-            let elapsed = ContinuousClock.now - start
             frames.append(
                 CapturedFrame(
-                    at: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                    destination: frame.destination, source: frame.source, payload: ip))
+                    at: Date().timeIntervalSince(start), destination: frame.destination, source: frame.source,
+                    payload: ip))
         }
         return frames
     }
@@ -183,9 +182,10 @@ extension FarmChaos {
     /// Sends `frames` again as they were, at their original pace.
     static func replay(_ frames: [CapturedFrame]) throws(SystemCallError) {
         let port = try ProbePort(interface: "eth0", etherType: 0x0800)
-        let start = ContinuousClock.now
+        let start = Date()
         for frame in frames {
-            Thread.sleep(until: start + .milliseconds(Int(frame.at * 1000)))
+            let wait = frame.at - Date().timeIntervalSince(start)
+            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
             try port.send(to: frame.destination, from: frame.source, payload: frame.payload)
         }
     }
@@ -198,13 +198,4 @@ struct CapturedFrame: Sendable {
     var source: UInt64
     /// What follows the Ethernet header.
     var payload: [UInt8]
-}
-
-extension Thread {
-    /// Sleeps until `instant` of the continuous clock.
-    static func sleep(until instant: ContinuousClock.Instant) {
-        let left = instant - ContinuousClock.now
-        guard left > .zero else { return }
-        sleep(forTimeInterval: Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
-    }
 }

@@ -278,8 +278,11 @@ final class NodeLoop {
             neighbours.start(now: now)
             if controller.membership.state == .draining { vipConnections.start(now: now) }
         }
-        let farmMACs = Set(controller.membership.lastKnown.values.map(\.mac)).union([virtualMAC, interfaceMAC])
-        for line in vipWatch.step(now: now, farmMACs: farmMACs) {
+        // The farm's MACs are gathered only when a look has finished (every 10 s), not at every turn.
+        let lines = vipWatch.step(
+            now: now,
+            farmMACs: Set(controller.membership.lastKnown.values.map(\.mac)).union([virtualMAC, interfaceMAC]))
+        for line in lines {
             log(vipWatch.holders.isEmpty ? .notice : .error, line)
         }
     }

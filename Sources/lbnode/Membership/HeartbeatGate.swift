@@ -12,7 +12,7 @@ import Hashing
 ///
 /// Challenge and response. A new incarnation of a sender (a restart, or a sender never heard), or this node's own ID
 /// from another address, is taken in only when its heartbeat echoes this node's incarnation and a sequence this node
-/// sent within `answerWindow` ms: only a heartbeat made after it heard this node can, so a replay from any earlier
+/// sent within two failover times (`Challenges`): only a heartbeat made after it heard this node can, so a replay from any earlier
 /// capture changes nothing. Until it answers, its authentic heartbeats are *challenges* (`challenges`): this node's
 /// next heartbeat echoes them, and the sender answers in its next one. (The incarnation taken in last needs no answer,
 /// however long its sender was silent: only the sender can sign a higher sequence than any this node took in, and a
@@ -28,11 +28,8 @@ struct HeartbeatGate {
     private let me: NodeID
     private let peers: [NodeID: IPAddress]
     private let restartAfter: Int
-    private let incarnation: UInt64
-    /// How old the sequence of this node's that an answer echoes may be.
-    let answerWindow: Int
-    /// This node's recent heartbeats: sequence and when sent (ms), oldest first.
-    private var sent: [(sequence: UInt64, at: Int)] = []
+    /// This node's recent heartbeats, which answers echo (kept for two failover times).
+    private var sent: Challenges
     /// Authentic heartbeats not taken in (waiting for an answer), per sender: the newest.
     private(set) var challenges: [NodeID: Challenge] = [:]
     /// The heartbeat interval: a sender that is not live gets one HMAC per interval for an incarnation not seen yet.
@@ -64,8 +61,7 @@ struct HeartbeatGate {
         self.me = me
         self.peers = peers
         self.restartAfter = restartAfter
-        self.incarnation = incarnation
-        answerWindow = 2 * restartAfter
+        sent = Challenges(me: me, incarnation: incarnation, window: 2 * restartAfter)
     }
 
     /// Whether a heartbeat of `sender` with `incarnation` may cost an HMAC now: always for the incarnation of its
@@ -78,18 +74,10 @@ struct HeartbeatGate {
         return true
     }
 
-    /// This node sent its heartbeat `sequence` at `now`: answers may echo it for `answerWindow` ms.
+    /// This node sent its heartbeat `sequence` at `now`: answers may echo it for two failover times.
     mutating func noteSent(sequence: UInt64, at now: Int) {
-        sent.append((sequence, now))
-        let stale = sent.prefix { now - $0.at > answerWindow }.count
-        if stale > 0 { sent.removeFirst(stale) }
-        challenges = challenges.filter { now - $0.value.at <= answerWindow }
-    }
-
-    /// Whether `heartbeat` echoes this node's incarnation and a sequence sent within `answerWindow` ms of `now`.
-    func answers(_ heartbeat: Heartbeat, now: Int) -> Bool {
-        guard let echo = heartbeat.echo(of: me), echo.incarnation == incarnation else { return false }
-        return sent.contains { $0.sequence == echo.sequence && now - $0.at <= answerWindow }
+        sent.noteSent(sequence: sequence, at: now)
+        challenges = challenges.filter { now - $0.value.at <= sent.window }
     }
 
     /// A reload brought new keys (a rotation).
@@ -131,7 +119,7 @@ struct HeartbeatGate {
             challenges[me] = Challenge(incarnation: header.incarnation, sequence: header.sequence, at: now)
             // Another process with this ID hears this node: two nodes share an ID. Without the answer, a replay of
             // this node's own heartbeat, which must not fence it.
-            guard answers(heartbeat, now: now) else { return reject(.unanswered) }
+            guard sent.answered(by: heartbeat, now: now) else { return reject(.unanswered) }
             duplicates[source] = now
             return reject(.duplicateID)
         }
@@ -162,7 +150,7 @@ struct HeartbeatGate {
         case .failure(let reason): return reject(reason)
         case .success(let heartbeat):
             if unknown {
-                guard answers(heartbeat, now: now) else {
+                guard sent.answered(by: heartbeat, now: now) else {
                     challenges[sender] = Challenge(incarnation: header.incarnation, sequence: header.sequence, at: now)
                     return reject(.unanswered)
                 }

@@ -9,23 +9,25 @@ import TapEngine
 /// `answerWindowMilliseconds`: a heartbeat replayed from any capture, or sent from elsewhere, counts for nothing, nor
 /// does the delivery mode it names.
 struct ProbeChallenge {
-    let me: NodeID
-    let incarnation = UInt64.random(in: 1...UInt64.max)
     private var sequence: UInt64 = 0
-    /// The probe's heartbeats: sequence and when sent (ms), the newest last.
-    private var sent: [(sequence: UInt64, at: Int)] = []
-    /// How old the probe heartbeat a running node echoes may be (a running node answers within an interval).
+    /// The probe's heartbeats; a running node answers within an interval, so a second is plenty.
+    private var sent: Challenges
     static let answerWindowMilliseconds = 1000
 
-    init(me: NodeID) { self.me = me }
+    init(me: NodeID) {
+        sent = Challenges(
+            me: me, incarnation: UInt64.random(in: 1...UInt64.max), window: Self.answerWindowMilliseconds)
+    }
+
+    /// The incarnation the probe heartbeats with.
+    var incarnation: UInt64 { sent.incarnation }
 
     /// The next heartbeat to send every peer at `now` (ms): this node joining, with the probe's incarnation.
     mutating func nextHeartbeat(at now: Int, weight: UInt32, mac: UInt64) -> Heartbeat {
         sequence += 1
-        sent.append((sequence, now))
-        sent.removeAll { now - $0.at > Self.answerWindowMilliseconds }
+        sent.noteSent(sequence: sequence, at: now)
         return Heartbeat(
-            sender: me, state: .joining, healthy: true, weight: weight, incarnation: incarnation, sequence: sequence,
+            sender: sent.me, state: .joining, healthy: true, weight: weight, incarnation: incarnation, sequence: sequence,
             viewDigest: 0, mac: mac)
     }
 
@@ -36,9 +38,7 @@ struct ProbeChallenge {
     ) -> Heartbeat? {
         guard case .success(let heartbeat) = Heartbeat.decode(bytes, keys: keys),
             let peer = peers.first(where: { $0.id == heartbeat.sender }),
-            IPAddress(bytes: peer.address.bytes) == source,
-            let echo = heartbeat.echo(of: me), echo.incarnation == incarnation,
-            sent.contains(where: { $0.sequence == echo.sequence && now - $0.at <= Self.answerWindowMilliseconds })
+            IPAddress(bytes: peer.address.bytes) == source, sent.answered(by: heartbeat, now: now)
         else { return nil }
         return heartbeat
     }

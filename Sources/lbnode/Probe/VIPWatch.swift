@@ -37,14 +37,14 @@ final class VIPWatch {
     /// Starts a look when one is due, and judges the last one against `farmMACs` (the virtual MAC and the nodes' own):
     /// the lines to log, an error for a holder first seen (again every ten minutes while it lasts) and a notice when
     /// none is left.
-    func step(now: Int, farmMACs: Set<UInt64>) -> [String] {
+    func step(now: Int, farmMACs: @autoclosure () -> Set<UInt64>) -> [String] {
         if now >= nextCheck {
             nextCheck = now + Self.intervalMilliseconds
             check.start(now: now)
         }
         guard let latest = check.latest, latest.startedAt != judged else { return [] }
         judged = latest.startedAt
-        let found = latest.value.subtracting(farmMACs)
+        let found = latest.value.subtracting(farmMACs())
         var lines: [String] = []
         for holder in found.sorted() where now - (lastLogged[holder] ?? Int.min / 2) >= Self.repeatMilliseconds {
             lastLogged[holder] = now
@@ -60,7 +60,5 @@ final class VIPWatch {
         return lines
     }
 
-    static func text(_ mac: UInt64) -> String {
-        (0..<6).map { String(format: "%02x", UInt8(truncatingIfNeeded: mac >> (8 * (5 - $0)))) }.joined(separator: ":")
-    }
+    static func text(_ mac: UInt64) -> String { HardwareAddress(bytes: PacketBuilder.macBytes(mac))!.description }
 }
