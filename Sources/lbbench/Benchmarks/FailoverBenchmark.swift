@@ -22,6 +22,8 @@ struct FailoverBenchmark {
     var longSeconds = 60.0
     /// `node.engine_threads` of every vipfarm node (nil: the default).
     var engineThreads: Int? = nil
+    /// The heartbeat settings of every vipfarm node (nil fields: the defaults).
+    var heartbeat = HeartbeatOption.Settings()
     var progress: (String) -> Void
 
     /// Steady traffic before the failure.
@@ -59,6 +61,7 @@ struct FailoverBenchmark {
             var options = VirtualFarm.Options(testbed: testbed)
             options.delivery = delivery
             options.engineThreads = engineThreads
+            heartbeat.apply(to: &options)
             let farm = try VirtualFarm(options)
             let everyone = farm.testbed.servers.map(\.number)
             guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {

@@ -45,6 +45,8 @@ struct ChaosCommand: ParsableCommand {
 
     @OptionGroup var engineThreads: EngineThreadsOption
 
+    @OptionGroup var heartbeat: HeartbeatOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -74,6 +76,7 @@ struct ChaosCommand: ParsableCommand {
             FileHandle.standardError.write(Data("lbbench chaos: \(scenario.rawValue)...\n".utf8))
             var options = VirtualFarm.Options(delivery: delivery)
             engineThreads.apply(to: &options)
+            heartbeat.settings.apply(to: &options)
             scenario.shape(&options)
             let farm = try VirtualFarm(options)
             defer { farm.stop() }

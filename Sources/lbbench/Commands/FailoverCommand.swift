@@ -70,6 +70,8 @@ struct FailoverCommand: ParsableCommand {
 
     @OptionGroup var engineThreads: EngineThreadsOption
 
+    @OptionGroup var heartbeat: HeartbeatOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -116,7 +118,7 @@ struct FailoverCommand: ParsableCommand {
             ),
             victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMs, longSeconds: longSeconds, engineThreads: engineThreads.value,
-            progress: progress)
+            heartbeat: heartbeat.settings, progress: progress)
         let report = try benchmark.run()
         try output.emit(
             "failover", title: "lbbench failover", table: report.table, value: report, charts: report.charts)

@@ -30,6 +30,8 @@ struct SteadyCommand: ParsableCommand {
 
     @OptionGroup var engineThreads: EngineThreadsOption
 
+    @OptionGroup var heartbeat: HeartbeatOption
+
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
@@ -53,6 +55,7 @@ struct SteadyCommand: ParsableCommand {
         warnAboutLeftovers()
         var options = VirtualFarm.Options(delivery: delivery)
         engineThreads.apply(to: &options)
+        heartbeat.settings.apply(to: &options)
         if deadNode {
             options.startNodes = [1, 2]
             options.absentServers = [3]

@@ -353,6 +353,9 @@ struct NodeController {
     /// When the next heartbeat is due (the I/O loop waits for heartbeats until then).
     var nextBeatDue: Int { min(nextBeat, warningDue ?? Int.max) }
 
+    /// When the I/O loop must turn next, heartbeats or not: a heartbeat due, or a silent peer's deadline.
+    var nextTurnDue: Int { min(nextBeatDue, membership.nextExpiry ?? Int.max) }
+
     /// How often to ping the witness: every heartbeat while a peer has been silent for more than one interval and a
     /// half (an answer newer than its last word must be there when it is declared dead), once a second otherwise.
     func witnessPingInterval(now: Int) -> Int {

@@ -287,12 +287,12 @@ final class NodeLoop {
         }
     }
 
-    /// Waits for heartbeats until the next one is due, then takes what queued, in batches, at most 1024 per turn: a
-    /// flood (spoofing a peer's address, or the kernel filter would have dropped it) cannot hold this node's own
-    /// heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited in a peer's kernel
+    /// Waits for heartbeats until the next turn is due (a heartbeat to send, a silent peer's deadline), then takes
+    /// what queued, in batches, at most 1024 per turn: a flood (spoofing a peer's address, or the kernel filter would
+    /// have dropped it) cannot hold this node's own heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited in a peer's kernel
     /// while its neighbour entry was unresolved arrive together, stale.
     private func receiveHeartbeats() {
-        let wait = Int32(max(0, min(controller.nextBeatDue - now, config.farm.heartbeatIntervalMilliseconds)))
+        let wait = Int32(max(0, min(controller.nextTurnDue - now, config.farm.heartbeatIntervalMilliseconds)))
         let ready = socket.wait(timeoutMilliseconds: wait)
         // Drained after every wait, or poll would keep returning at once for a queued error.
         for refusal in socket.takeRefusals() {

@@ -354,13 +354,9 @@ struct Membership {
     mutating func tick(now: Int) -> [MembershipEvent] {
         latest = max(latest, now)
         var events: [MembershipEvent] = []
-        // A peer that does not hear this node sends it a heartbeat only once a second after a while
-        // (`HeartbeatPacing`): it is dead only when two of those are missing.
-        let paced = 2 * HeartbeatPacing.awayIntervalMilliseconds
         for (id, peer) in peers.sorted(by: { $0.key < $1.key })
-        where now - peer.lastHeard > deadline + (hears(peer, now: now) ? 0 : paced) {
+        where now - peer.lastHeard > silenceAllowed(peer, now: now) {
             if peer.state == .stopped {
-                guard now - peer.lastHeard > Self.restartWindowMilliseconds else { continue }
                 peers.removeValue(forKey: id)
                 events.append(.peerLeft(id))  // it said it stopped: gone, not dead (departed since)
                 continue
@@ -371,6 +367,20 @@ struct Membership {
         }
         events += rebuildView()
         return events + checkQuorum(now: now)
+    }
+
+    /// How long `peer` may stay silent before it is taken out: the deadline; for a peer that does not hear this node,
+    /// two of its paced heartbeats more (`HeartbeatPacing`: it then sends only one a second); for a stopped peer, the
+    /// restart window.
+    private func silenceAllowed(_ peer: Peer, now: Int) -> Int {
+        if peer.state == .stopped { return max(deadline, Self.restartWindowMilliseconds) }
+        return deadline + (hears(peer, now: now) ? 0 : 2 * HeartbeatPacing.awayIntervalMilliseconds)
+    }
+
+    /// When `tick` must run next to take a silent peer out on time (nil without peers): the loop waits for heartbeats
+    /// until then, not until its next heartbeat, which may be most of an interval later.
+    var nextExpiry: Int? {
+        peers.values.map { $0.lastHeard + silenceAllowed($0, now: latest) + 1 }.min()
     }
 
     /// Peer `id`'s kernel refused the heartbeat this node sent at `sentAt` (port unreachable): its lbnode is gone, so
