@@ -15,6 +15,12 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Node 3 killed; then heartbeat-shaped datagrams with made-up incarnations at full speed to node 1, spoofing node
     /// 3's address and port with TTL 255: a dead peer's incarnation is not pinned, so they pass the kernel filter.
     case deadPeerFlood = "dead-peer-flood"
+    /// Frames of other EtherTypes at full speed to the VIP's MAC and to broadcast, a third of them of the nodes' probe
+    /// EtherType (with and without its tag): the engines' and the probe sockets' kernel filters drop them.
+    case etherTypeFlood = "ethertype-flood"
+    /// With a witness (the client's address): ICMP echo requests to the VIP from random sources, and echo replies
+    /// spoofing the witness to node 1, at full speed.
+    case icmpFlood = "icmp-flood"
     /// The director (node 1) frozen 1.5 s with SIGSTOP, then SIGCONT.
     case freezeDirector = "freeze-director"
     /// Node 3 frozen 1.5 s.
@@ -64,7 +70,8 @@ public struct ChaosOutcome: Codable, Sendable {
 }
 
 extension ChaosScenario {
-    /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness).
+    /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness),
+    /// `one-way-pair` (two) and `icmp-flood` (with the first client as the witness).
     public func shape(_ options: inout VirtualFarm.Options) {
         switch self {
         case .isolated, .oneWayPair:
@@ -72,6 +79,8 @@ extension ChaosScenario {
             if self == .isolated {
                 options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
             }
+        case .icmpFlood:
+            options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
         case .neverStarted:
             options.startNodes = [1, 2]
             options.absentServers = [3]
@@ -112,6 +121,8 @@ public struct FarmChaos {
     public func run(_ scenario: ChaosScenario) throws -> ChaosOutcome {
         switch scenario {
         case .junkFlood, .forgedFlood, .deadPeerFlood: return try flood(scenario)
+        case .etherTypeFlood: return try underFlood(scenario) { try etherTypeFloodFrames() }
+        case .icmpFlood: return try underFlood(scenario) { try icmpFloodFrames() }
         case .freezeDirector: return try freeze(scenario, node: 1)
         case .freezeOther: return try freeze(scenario, node: 3)
         case .partition: return try partition(node: 3, blocking: "udp dport 7946 drop;")
@@ -207,27 +218,7 @@ public struct FarmChaos {
             _ = farm.waitForView(VirtualFarm.view([1, 2]), nodes: [1, 2], seconds: 5)
             Thread.sleep(forTimeInterval: 0.5)
         }
-        let changesBefore = viewChanges()
-        var sent = 0
-        let records = try whileRequestsFlow { _ in
-            sent = try client.namespace.run { () throws(NetlinkError) in
-                Result { () throws(SystemCallError) in
-                    try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames)
-                        .run(seconds: floodSeconds, rate: 0)
-                }
-            }.get()
-        }
-        let changes = viewChanges() - changesBefore
-        var outcome = ChaosOutcome(scenario: scenario, passed: true, tally: ProbeTally(records))
-        outcome.figures = [
-            "view_changes": Double(changes), "attack_frames": Double(sent),
-            "attack_pps": Double(sent) / floodSeconds,
-        ]
-        if changes != 0 { outcome.failures.append("\(changes) view changes during the flood") }
-        if outcome.tally.lost != 0 { outcome.failures.append("\(outcome.tally.lost) requests lost") }
-        if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
-        outcome.passed = outcome.failures.isEmpty
-        return outcome
+        return try underFlood(scenario) { frames }
     }
 
     // MARK: - Freezes

@@ -126,6 +126,46 @@ struct DeciderTests {
         #expect(Decider.decide(web, state: Self.state(node: 1, rules: rules), flows: &flows, now: 0) == .deliver)
     }
 
+    /// A datagram in fragments to a `single` or a `drop` port: its later fragments, which have no ports, go where
+    /// its first went, on every node; decided alone they would follow the default rule and the addresses' bucket.
+    @Test func laterFragmentsFollowTheirFirstFragmentsPortRule() {
+        func fragment(port: UInt16, offset: UInt16, identification: UInt16) -> Frame {
+            let udp = [0x9C, 0x40] + [UInt8(port >> 8), UInt8(port & 0xFF)] + [0, 100, 0, 0] + [UInt8](repeating: 7, count: 16)
+            return Self.frame(
+                PacketBuilder.ip(
+                    destinationMAC: Self.vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
+                    destination: Self.vip, protocol: 17, payload: offset == 0 ? udp : [UInt8](repeating: 7, count: 16),
+                    fragment: offset == 0 ? 0x2000 : offset / 8, identification: identification))
+        }
+        let first = fragment(port: 5000, offset: 0, identification: 1)
+        let alone = Self.table.owner(ofHash: Affinity.none.bucketHash(of: first.key, isFragment: true, seed: Self.seed))!
+        let other: UInt16 = alone.rawValue == 1 ? 2 : 1
+        let rules = [
+            PortRule(proto: .udp, ports: [53...53], mode: .drop),
+            PortRule(proto: .udp, ports: [5000...5000], mode: .single(owner: NodeID(rawValue: other)!)),
+        ]
+        for node: UInt16 in [1, 2] {
+            var flows = Self.flows()
+            var fragments = FragmentTable()
+            let state = Self.state(node: node, rules: rules)
+            func decide(_ frame: Frame, now: UInt32 = 10) -> Verdict {
+                Decider.decide(frame, state: state, flows: &flows, fragments: &fragments, now: now)
+            }
+            let owner: Verdict = node == other ? .deliver : .drop(.notOwner)
+            let notOwner: Verdict = node == alone.rawValue ? .deliver : .drop(.notOwner)
+            #expect(decide(first) == owner)
+            #expect(decide(fragment(port: 5000, offset: 24, identification: 1)) == owner)
+            #expect(decide(fragment(port: 5000, offset: 48, identification: 1)) == owner)
+            // Another datagram (another identification) whose first fragment was not seen: decided alone.
+            #expect(decide(fragment(port: 5000, offset: 24, identification: 2)) == notOwner)
+            // A first fragment's verdict holds for the lifetime only.
+            #expect(decide(fragment(port: 5000, offset: 72, identification: 1), now: 10 + FragmentTable.lifetime) == notOwner)
+            // A dropped port: every fragment dropped.
+            #expect(decide(fragment(port: 53, offset: 0, identification: 3)) == .drop(.ruleDrop))
+            #expect(decide(fragment(port: 53, offset: 24, identification: 3)) == .drop(.ruleDrop))
+        }
+    }
+
     @Test func newOwnerInAHandoverTakesOnlyNewConnections() {
         var flows = Self.flows()
         let port = Self.port(ownedBy: 1)

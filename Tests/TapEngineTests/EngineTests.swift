@@ -288,8 +288,26 @@ struct EngineTests {
         let (leader, port, _) = Self.engine(node: 1, blocks: [flood])
         _ = leader.runBatch()
         #expect(leader.batch.answered + leader.batch.dropped(.answerRateLimited) == 1000)
-        #expect(leader.batch.answered >= AnswerBudget.burst && leader.batch.answered < AnswerBudget.burst + 50)
+        #expect(leader.batch.answered >= AnswerBudget.arp.burst && leader.batch.answered < AnswerBudget.arp.burst + 50)
         #expect(port.sent.count == Int(leader.batch.answered))
+    }
+
+    /// A ping flood to the VIP: the owner delivers a burst, then about one a millisecond, and counts the rest; a ping
+    /// now and then always goes through.
+    @Test func aPingFloodToTheVIPGetsABudget() {
+        let echo: [UInt8] = [8, 0, 0xF7, 0xFF, 0, 0, 0, 0]
+        let ping = Self.withHeader(
+            .init(),
+            PacketBuilder.ip(
+                destinationMAC: D.vmac, sourceMAC: Self.clientMAC, source: Self.client, destination: D.vip,
+                protocol: 1, payload: echo))
+        let flood = ScriptedPort.Batch(frames: Array(repeating: (ping, false, nil), count: 3000))
+        let engines = [UInt16(1), 2].map { Self.engine(node: $0, blocks: [flood]) }
+        for (engine, _, _) in engines { _ = engine.runBatch() }
+        let (owner, _, sink) = engines.first { !$0.2.written.isEmpty }!
+        #expect(sink.written.count + Int(owner.batch.dropped(.echoRateLimited)) == 3000)
+        #expect(sink.written.count >= Int(AnswerBudget.echo.burst) && sink.written.count < Int(AnswerBudget.echo.burst) + 50)
+        #expect(engines.allSatisfy { $0.0.batch.dropped(.notOwner) == 3000 || $0.0 === owner })
     }
 
     @Test func theARPLeaderAnswersForTheVIP() {

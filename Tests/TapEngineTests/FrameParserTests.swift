@@ -84,12 +84,12 @@ struct FrameParserTests {
             PacketBuilder.ip(
                 destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
                 source: Self.client, destination: Self.vip, protocol: 17, payload: udp, fragment: 0x2000))
-        #expect(first.isFragment)
+        #expect(first.isFragment && !first.isLaterFragment && first.fragmentID == 0x1234)
         let later = try Self.parsed(
             PacketBuilder.ip(
                 destinationMAC: Self.vmac, sourceMAC: Self.clientMAC,
                 source: Self.client, destination: Self.vip, protocol: 17, payload: [1, 2, 3, 4], fragment: 0x0003))
-        #expect(later.isFragment)
+        #expect(later.isFragment && later.isLaterFragment && later.fragmentID == 0x1234)
         #expect(later.key.clientPort == 0)
         #expect(later.key.proto == .udp)
     }
@@ -103,14 +103,14 @@ struct FrameParserTests {
             destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
             destination: Self.vip6, protocol: 0, payload: hopByHop + fragmentHeader + udp)
         let frame = try Self.parsed(bytes)
-        #expect(frame.isFragment)
+        #expect(frame.isFragment && !frame.isLaterFragment && frame.fragmentID == 9)
         #expect(frame.key.proto == .udp)
         #expect(frame.key.clientPort == 40000)
         let later = PacketBuilder.ip(
             destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.client6,
             destination: Self.vip6, protocol: 44, payload: [17, 0, 0x05, 0x00, 0, 0, 0, 9, 1, 2, 3, 4])
         let laterFrame = try Self.parsed(later)
-        #expect(laterFrame.isFragment)
+        #expect(laterFrame.isFragment && laterFrame.isLaterFragment && laterFrame.fragmentID == 9)
         #expect(laterFrame.key.clientPort == 0)
     }
 

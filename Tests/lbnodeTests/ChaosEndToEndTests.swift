@@ -33,6 +33,14 @@ struct ChaosEndToEndTests {
     /// A flood spoofing a dead peer (whose incarnation is not pinned) at full speed changes no view among the live.
     @Test func aFloodSpoofingADeadPeerChangesNothing() throws { try Self.run(.deadPeerFlood, delivery: "flood") }
 
+    /// Frames of other EtherTypes (the nodes' probe EtherType among them) at full speed lose no request.
+    @Test(arguments: ["flood", "directed"])
+    func anEtherTypeFloodLosesNothing(delivery: String) throws { try Self.run(.etherTypeFlood, delivery: delivery) }
+
+    /// ICMP at full speed to the VIP and, from the witness's address, to a node lose no request and change no view.
+    @Test(arguments: ["flood", "directed"])
+    func anICMPFloodWithAWitnessLosesNothing(delivery: String) throws { try Self.run(.icmpFlood, delivery: delivery) }
+
     @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
 
     @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: "flood") }

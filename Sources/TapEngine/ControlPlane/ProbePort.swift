@@ -19,7 +19,10 @@ public final class ProbePort {
 
     /// - Throws: `SystemCallError`. The corresponding C functions are `socket(AF_PACKET)`, `bind` and
     ///   `setsockopt(PACKET_ADD_MEMBERSHIP)`.
-    public init(interface: String, etherType: UInt16, receiving macs: [UInt64] = []) throws(SystemCallError) {
+    ///   With a `tag` (one to four bytes), the kernel drops every frame whose payload does not start with it.
+    public init(interface: String, etherType: UInt16, receiving macs: [UInt64] = [], tag: [UInt8] = [])
+        throws(SystemCallError)
+    {
         self.etherType = etherType
         socket = try Socket(family: AF_PACKET, type: SOCK_RAW, protocol: Int32(etherType.bigEndian), nonBlocking: true)
         let index = Int32(bitPattern: if_nametoindex(interface))
@@ -35,12 +38,34 @@ public final class ProbePort {
                 }
             }
         }
+        if !tag.isEmpty { try attachTagFilter(tag) }
         for mac in macs {
             var bytes = PacketBuilder.macBytes(mac)
             let multicast = bytes[0] & 1 == 1
             try SystemCall.retrying("setsockopt(PACKET_ADD_MEMBERSHIP)", "receive frames for a probe MAC") {
                 vipfarm_add_membership(socket.descriptor, index, multicast ? 1 : 0, &bytes)
             }
+        }
+    }
+
+    /// A classic BPF program: load the payload's first four bytes (a shorter frame fails the load: dropped), keep the
+    /// tag's, compare.
+    private func attachTagFilter(_ tag: [UInt8]) throws(SystemCallError) {
+        precondition((1...4).contains(tag.count), "a probe tag has one to four bytes")
+        let value = tag.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (24 - 8 * UInt32($1.offset)) }
+        let mask = UInt32.max << (32 - 8 * UInt32(tag.count))
+        var program = [
+            sock_filter(code: 0x20, jt: 0, jf: 0, k: 14),  // BPF_LD | BPF_W | BPF_ABS: the payload's first word
+            sock_filter(code: 0x54, jt: 0, jf: 0, k: mask),  // BPF_ALU | BPF_AND | BPF_K
+            sock_filter(code: 0x15, jt: 0, jf: 1, k: value),  // BPF_JMP | BPF_JEQ | BPF_K
+            sock_filter(code: 0x06, jt: 0, jf: 0, k: 0xFFFF),  // BPF_RET: take it
+            sock_filter(code: 0x06, jt: 0, jf: 0, k: 0),  // BPF_RET: drop it
+        ]
+        try program.withUnsafeMutableBufferPointer { instructions throws(SystemCallError) in
+            try socket.setOption(
+                SOL_SOCKET, SO_ATTACH_FILTER,
+                bytes: sock_fprog(len: UInt16(instructions.count), filter: instructions.baseAddress),
+                "filter the probe frames by their tag")
         }
     }
 

@@ -28,7 +28,22 @@ public final class WitnessPinger {
         // Connected, the kernel hands this socket only what the witness sends: an ICMP flood to the VIP or to this
         // node from anywhere else never reaches it.
         try socket.connect(to: target, port: 0)
+        // And of what the witness sends, only echo replies: the kernel drops its other ICMP types.
+        if target.isIPv4 {
+            try socket.setOption(
+                Self.solRaw, Self.icmpFilter, bytes: ~UInt32(1 << 0), "let only echo replies reach the witness socket")
+        } else {
+            var blocked = [UInt32](repeating: .max, count: 8)  // struct icmp6_filter: a set bit blocks a type
+            blocked[129 >> 5] &= ~(1 << (129 & 31))
+            let filter = (blocked[0], blocked[1], blocked[2], blocked[3], blocked[4], blocked[5], blocked[6], blocked[7])
+            try socket.setOption(
+                Int32(IPPROTO_ICMPV6), Self.icmpFilter, bytes: filter, "let only echo replies reach the witness socket")
+        }
     }
+
+    /// `SOL_RAW`, and `ICMP_FILTER` (IPv4, a bit mask of the types to block) which is also `ICMP6_FILTER`'s number.
+    private static let solRaw: Int32 = 255
+    private static let icmpFilter: Int32 = 1
 
     /// The most datagrams one call of `answered` reads: one ping is outstanding at a time, so a few suffice, and a
     /// flood from the witness's address must not hold the caller (the heartbeat loop).

@@ -57,13 +57,16 @@ final class EngineWorker: @unchecked Sendable {
     private let orders: EngineOrders
     private let interfaceMAC: UInt64
     private(set) var flows: FlowTable
+    /// The verdicts of recent first fragments, for the later ones.
+    private var fragments = FragmentTable()
     private var state: EngineState
     private var serial: UInt64 = 0
     /// What the current batch counted (tests that drive `runBatch` read it; `run` resets it per batch).
     private(set) var batch = EngineCounters()
     private var now: UInt32 = 0
     /// ARP replies and neighbour advertisements this thread may still send (a flood of requests gets few).
-    private var answerBudget = AnswerBudget()
+    private var answerBudget = AnswerBudget.arp
+    private var echoBudget = AnswerBudget.echo
     /// The lease ran out: every frame is dropped (counted as `fenced`), no ARP is answered, nothing is announced.
     private var fenced = false
     /// The lease as of this batch, and whether the first frame of the batch checked it (after the port's wait: the
@@ -220,12 +223,12 @@ final class EngineWorker: @unchecked Sendable {
             if threadCount > 1 && FanoutProgram.thread(of: frame, threads: threadCount) != index {
                 batch.wrongThread += 1
             }
-            switch Decider.decide(frame, state: state, flows: &flows, now: now) {
+            switch Decider.decide(frame, state: state, flows: &flows, fragments: &fragments, now: now) {
             case .deliver:
-                guard let whole = whole(of: received) else { return }
+                guard withinEchoBudget(frame), let whole = whole(of: received) else { return }
                 count(sink.queue(whole.withOffloadHeader))
             case .forward(let mac):
-                guard let whole = whole(of: received) else { return }
+                guard withinEchoBudget(frame), let whole = whole(of: received) else { return }
                 countForwarded(port.forward(whole, to: mac))
             case .answer:
                 guard answerBudget.take(now: now) else {
@@ -244,6 +247,14 @@ final class EngineWorker: @unchecked Sendable {
                 batch.drops[reason.rawValue] += 1
             }
         }
+    }
+
+    /// Whether `frame` may go on: anything but a ping, and a ping within the echo budget (else counted).
+    @inline(__always)
+    private func withinEchoBudget(_ frame: Frame) -> Bool {
+        guard frame.isEchoRequest, !echoBudget.take(now: now) else { return true }
+        batch.drops[DropReason.echoRateLimited.rawValue] += 1
+        return false
     }
 
     /// The frame itself, or, when the ring held only its head, the whole frame from the port (nil, counted as cut,

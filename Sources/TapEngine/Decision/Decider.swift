@@ -20,6 +20,18 @@ public enum Verdict: Sendable, Equatable {
 /// already took) in a bucket it is taking over. Other protocols follow the table at once, so that no datagram is
 /// ever delivered by two nodes. The table is consulted for other nodes' buckets only when they are released ones.
 public enum Decider {
+    /// `decide`, with later fragments following their first fragment's verdict (`FragmentTable`).
+    @inline(__always)
+    public static func decide(
+        _ frame: Frame, state: EngineState, flows: inout FlowTable, fragments: inout FragmentTable, now: UInt32
+    ) -> Verdict {
+        guard frame.isFragment else { return decide(frame, state: state, flows: &flows, now: now) }
+        if let first = fragments.verdict(ofLater: frame, now: now) { return first }
+        let verdict = decide(frame, state: state, flows: &flows, now: now)
+        fragments.remember(frame, verdict, now: now)
+        return verdict
+    }
+
     public static func decide(_ frame: Frame, state: EngineState, flows: inout FlowTable, now: UInt32) -> Verdict {
         switch frame.kind {
         case .arpRequest, .neighbourSolicitation:

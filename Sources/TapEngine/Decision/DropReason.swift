@@ -44,6 +44,9 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case otherHost
     /// An ARP request or neighbour solicitation for the VIP beyond the answers' budget (`AnswerBudget`): a flood.
     case answerRateLimited
+    /// An ICMP echo request (ping) to the VIP beyond the echo budget: a ping flood, dropped before the server's kernel
+    /// answers it.
+    case echoRateLimited
 
     public var description: String {
         switch self {
@@ -74,6 +77,7 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .fenced: "fenced"
         case .otherHost: "other_host"
         case .answerRateLimited: "answer_rate_limited"
+        case .echoRateLimited: "echo_rate_limited"
         }
     }
 

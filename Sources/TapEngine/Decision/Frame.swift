@@ -24,10 +24,16 @@ public struct Frame: Sendable, Equatable {
     public var destination = IPAddress(high: 0, low: 0)
     /// An IP fragment (IPv4 MF or offset, or an IPv6 fragment header): its ports are not usable.
     public var isFragment = false
+    /// A fragment other than the first: it has no transport header, so no ports.
+    public var isLaterFragment = false
+    /// A fragment's identification (IPv4: 16 bits; IPv6: 32), which its datagram's fragments share.
+    public var fragmentID: UInt32 = 0
     /// An ICMP or ICMPv6 error (unreachable, fragmentation needed / packet too big, time exceeded, parameter problem)
     /// about a packet the VIP sent: `key` is the flow of the packet it quotes, so the error reaches the node that owns
     /// the connection (path MTU discovery through the farm).
     public var isICMPError = false
+    /// An ICMP echo request or ICMPv6 echo request (a ping).
+    public var isEchoRequest = false
     /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10), 0 otherwise.
     public var tcpFlags: UInt8 = 0
     /// Offset of the network header (after Ethernet and VLAN tags).

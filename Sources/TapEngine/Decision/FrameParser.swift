@@ -73,11 +73,13 @@ public enum FrameParser {
         guard wholeLength >= offset + totalLength else { return .drop(.truncatedIPv4) }
         let fragment = be16(bytes, offset + 6)
         frame.isFragment = fragment & 0x3FFF != 0  // MF or a nonzero offset
+        frame.isLaterFragment = fragment & 0x1FFF != 0
+        frame.fragmentID = UInt32(be16(bytes, offset + 4))
         frame.key.proto = IPProtocol(rawValue: bytes[offset + 9])
         frame.key.client = IPAddress(ipv4: be32(bytes, offset + 12))
         frame.destination = IPAddress(ipv4: be32(bytes, offset + 16))
         // Only the first fragment (offset 0) carries the transport header.
-        guard fragment & 0x1FFF == 0 else { return .frame(frame) }
+        guard !frame.isLaterFragment else { return .frame(frame) }
         return parseTransport(bytes, offset + headerLength, end: min(offset + totalLength, bytes.count), &frame)
     }
 
@@ -95,6 +97,8 @@ public enum FrameParser {
             return .drop(.badIPv6ExtensionHeader)
         }
         frame.isFragment = headers.isFragment
+        frame.isLaterFragment = headers.isLaterFragment
+        frame.fragmentID = headers.identification
         frame.key.proto = IPProtocol(rawValue: headers.next)
         // Later fragments carry no transport header.
         guard !headers.isLaterFragment else { return .frame(frame) }
@@ -102,14 +106,15 @@ public enum FrameParser {
     }
 
     /// Walks IPv6 extension headers from `next` at `position`: where the transport header starts and which protocol
-    /// it is, and whether a fragment header came first (a later fragment has no transport header). `nil` when the
-    /// headers run past `end` or there are more than `maximumExtensionHeaders`.
+    /// it is, and whether a fragment header came first (a later fragment has no transport header) with its
+    /// identification. `nil` when the headers run past `end` or there are more than `maximumExtensionHeaders`.
     static func skipExtensionHeaders(_ bytes: UnsafeRawBufferPointer, next: UInt8, at position: Int, end: Int)
-        -> (next: UInt8, position: Int, isFragment: Bool, isLaterFragment: Bool)?
+        -> (next: UInt8, position: Int, isFragment: Bool, isLaterFragment: Bool, identification: UInt32)?
     {
         var next = next
         var position = position
         var isFragment = false
+        var identification: UInt32 = 0
         for _ in 0..<maximumExtensionHeaders {
             switch next {
             case 0, 43, 60:  // hop-by-hop, routing, destination options: (length + 1) * 8 bytes
@@ -123,13 +128,14 @@ public enum FrameParser {
             case 44:  // fragment header, 8 bytes
                 guard end >= position + 8 else { return nil }
                 isFragment = true
+                identification = be32(bytes, position + 4)
                 let fragmentOffset = be16(bytes, position + 2) & 0xFFF8
                 next = bytes[position]
                 position += 8
-                if fragmentOffset != 0 { return (next, position, true, true) }
+                if fragmentOffset != 0 { return (next, position, true, true, identification) }
             default:
                 guard position <= end else { return nil }
-                return (next, position, isFragment, false)
+                return (next, position, isFragment, false, identification)
             }
         }
         return nil
@@ -155,12 +161,15 @@ public enum FrameParser {
             guard end >= offset + 4 else { return .drop(.truncatedTransport) }
             switch bytes[offset] {
             case 3, 4, 11, 12: keyByQuotedIPv4(bytes, offset + 8, end: end, &frame)
+            case 8: frame.isEchoRequest = true
             default: break
             }
         case .icmpv6:
             guard end >= offset + 4 else { return .drop(.truncatedTransport) }
             if (1...4).contains(bytes[offset]) {
                 keyByQuotedIPv6(bytes, offset + 8, end: end, &frame)
+            } else if bytes[offset] == 128 {
+                frame.isEchoRequest = true
             } else if bytes[offset] == 135 {  // neighbour solicitation: 4-byte reserved, then the 16-byte target
                 guard end >= offset + 24 else { return .drop(.truncatedTransport) }
                 frame.kind = .neighbourSolicitation

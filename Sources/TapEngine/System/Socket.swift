@@ -47,6 +47,18 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Sets an option whose value is a C struct or array (`value`'s bytes, as they are in memory). The corresponding C
+    /// function is `setsockopt`.
+    public func setOption<Value>(_ level: Int32, _ name: Int32, bytes value: Value, _ operation: @autoclosure () -> String)
+        throws(SystemCallError)
+    {
+        _ = try withUnsafeBytes(of: value) { bytes throws(SystemCallError) in
+            try SystemCall.retrying("setsockopt", operation()) {
+                setsockopt(descriptor, level, name, bytes.baseAddress, socklen_t(bytes.count))
+            }
+        }
+    }
+
     /// Send and receive calls give up after `milliseconds` (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
     public func setTimeouts(milliseconds: Int) throws(SystemCallError) {
         var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)

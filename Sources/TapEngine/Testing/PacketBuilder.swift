@@ -49,13 +49,14 @@ public enum PacketBuilder {
     /// An IPv4 (with `fragment` = flags and offset, and optional options) or IPv6 packet carrying `payload`.
     public static func ip(
         destinationMAC: UInt64, sourceMAC: UInt64, source: IPAddress, destination: IPAddress, protocol number: UInt8,
-        payload: [UInt8], fragment: UInt16 = 0, options: [UInt8] = [], vlan: UInt16? = nil, ttl: UInt8 = 64
+        payload: [UInt8], fragment: UInt16 = 0, options: [UInt8] = [], vlan: UInt16? = nil, ttl: UInt8 = 64,
+        identification: UInt16 = 0x1234
     ) -> [UInt8] {
         if let from = source.ipv4Value, let to = destination.ipv4Value {
             precondition(options.count % 4 == 0, "IPv4 options come in 4-byte words")
             var header =
                 [0x45 + UInt8(options.count / 4), 0] + be16(UInt16(20 + options.count + payload.count))
-                + be16(0x1234) + be16(fragment) + [ttl, number] + be16(0) + be32(from) + be32(to) + options
+                + be16(identification) + be16(fragment) + [ttl, number] + be16(0) + be32(from) + be32(to) + options
             let checksum = internetChecksum(header)
             header[10] = UInt8(checksum >> 8)
             header[11] = UInt8(checksum & 0xFF)

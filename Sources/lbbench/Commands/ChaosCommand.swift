@@ -10,7 +10,9 @@ struct ChaosCommand: ParsableCommand {
         discussion: """
             For every scenario a fresh three-server farm (default heartbeats: 10 ms, dead after 3) serves 60 UDP \
             client flows, a request every 10 ms each, while one thing goes wrong: junk UDP at the generator's full \
-            speed on a node's heartbeat port; forged heartbeats spoofing a peer's address; the director, then another \
+            speed on a node's heartbeat port; forged heartbeats spoofing a peer's address, a live one or a dead one \
+            (dead-peer-flood); frames of other EtherTypes (ethertype-flood); ICMP to the VIP and, from the witness's \
+            address, to a node, with a witness configured (icmp-flood); the director, then another \
             node, frozen 1.5 s; heartbeats between node 3 and the others blocked with nftables; a TAP deleted; a NIC \
             deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
             drain; node 2's cable cut for a minute (long-cut); node 2 powered off for a minute (powered-off); node 3 \

@@ -45,7 +45,7 @@ final class ProbeFrames {
         self.ownMAC = ownMAC
         port = try ProbePort(
             interface: interface, etherType: Self.etherType,
-            receiving: [Self.floodMAC(farm: farm), Self.forgedMAC(farm: farm, node: me)])
+            receiving: [Self.floodMAC(farm: farm), Self.forgedMAC(farm: farm, node: me)], tag: Self.tag)
     }
 
     /// The peers a frame of `kind` came from (ever).
