@@ -39,3 +39,56 @@ extension FarmChaos {
         return outcome
     }
 }
+
+extension FarmChaos {
+    /// wrk through the VIP (32 keep-alive connections to nginx on every server) while node `node` is restarted `times`
+    /// times as `systemctl restart` does, each time back in the view before the next. Held when wrk saw no socket
+    /// error and no failed answer, and every restart happened while it ran.
+    func restartsUnderWrk(node: Int, times: Int) throws -> ChaosOutcome {
+        let seconds = 3 * times + 3
+        let everyone = farm.testbed.servers.map(\.number)
+        let box = UncheckedFarm(farm)  // the calling thread only runs wrk meanwhile
+        let restarts = RestartTally()
+        let done = DispatchSemaphore(value: 0)
+        let started = Date()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) {
+            defer { done.signal() }
+            for _ in 0..<times {
+                box.farm.signal(node, SIGTERM)
+                box.farm.waitForExit(node)
+                guard (try? box.farm.start(node)) != nil else { return }
+                if box.farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { restarts.rejoined += 1 }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+            restarts.finishedAfter = Date().timeIntervalSince(started)
+        }
+        let result = try Wrk.run(
+            in: farm.testbed.clients[0].namespace, url: "http://\(farm.vip)/", seconds: seconds, connections: 32)
+        done.wait()
+        var outcome = ChaosOutcome(scenario: .restartsUnderWrk, passed: true, tally: ProbeTally([]))
+        outcome.figures = [
+            "restarts": Double(times), "rejoined": Double(restarts.rejoined), "wrk_requests": Double(result.requests),
+            "wrk_requests_per_second": result.requestsPerSecond, "wrk_errors": Double(result.errors),
+            "wrk_p99_ms": result.p99Milliseconds,
+        ]
+        if result.errors != 0 { outcome.failures.append("wrk saw \(result.errors) socket errors or failed answers") }
+        if restarts.rejoined < times { outcome.failures.append("node \(node) rejoined \(restarts.rejoined) of \(times) times") }
+        if let finished = restarts.finishedAfter, finished > Double(seconds) {
+            outcome.failures.append("the restarts took \(Int(finished)) s, longer than wrk's \(seconds) s")
+        }
+        outcome.passed = outcome.failures.isEmpty
+        return outcome
+    }
+}
+
+/// What the restarting thread counted (read once it signalled).
+private final class RestartTally: @unchecked Sendable {
+    var rejoined = 0
+    var finishedAfter: Double?
+}
+
+/// The farm, handed to the restarting thread while the caller only waits for wrk.
+private struct UncheckedFarm: @unchecked Sendable {
+    let farm: VirtualFarm
+    init(_ farm: VirtualFarm) { self.farm = farm }
+}

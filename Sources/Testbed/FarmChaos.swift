@@ -48,6 +48,8 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// Node 2 restarted ten times (SIGTERM, then started again once it exited, as `systemctl restart` does) under
     /// UDP and TCP flows: no connection may be reset.
     case restarts
+    /// wrk (32 keep-alive connections to nginx) through the VIP while node 2 is restarted ten times: no socket error.
+    case restartsUnderWrk = "restarts-wrk"
     /// Node 2 stops hearing node 1's heartbeats for the long-fault time (an nftables input drop: a bad optic, an
     /// asymmetric ACL), then hears them again; then node 1 stops hearing node 2. The node not heard must stand down.
     case oneWay = "one-way"
@@ -71,7 +73,8 @@ public struct ChaosOutcome: Codable, Sendable {
 
 extension ChaosScenario {
     /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness),
-    /// `one-way-pair` (two) and `icmp-flood` (with the first client as the witness).
+    /// `one-way-pair` (two), `icmp-flood` (with the first client as the witness) and `restarts-wrk` (nginx on every
+    /// server).
     public func shape(_ options: inout VirtualFarm.Options) {
         switch self {
         case .isolated, .oneWayPair:
@@ -79,6 +82,8 @@ extension ChaosScenario {
             if self == .isolated {
                 options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
             }
+        case .restartsUnderWrk:
+            options.realApplications = true
         case .icmpFlood:
             options.witness = VirtualNetwork.Host.address(role: .client, number: 1).address.description
         case .neverStarted:
@@ -131,6 +136,7 @@ public struct FarmChaos {
         case .synFlood: return try synFlood()
         case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
         case .restarts: return try restarts(node: 2, times: 10)
+        case .restartsUnderWrk: return try restartsUnderWrk(node: 2, times: 10)
         case .oneWay, .oneWayPair: return try oneWay(seconds: longFaultSeconds)
         case .replay: return try replay()
         }

@@ -77,6 +77,12 @@ struct ChaosEndToEndTests {
     @Test(arguments: ["flood", "directed"])
     func tenRestartsResetNoConnection(delivery: String) throws { try Self.run(.restarts, delivery: delivery) }
 
+    /// `systemctl restart` ten times under wrk through the VIP to nginx: not one socket error.
+    @Test(arguments: ["flood", "directed"])
+    func tenRestartsUnderWrkCostNoRequest(delivery: String) throws {
+        try Self.run(.restartsUnderWrk, delivery: delivery)
+    }
+
     /// A minute without node 2's cable (past the ARP cycle: its neighbour entries on the others fail and are probed
     /// again every few seconds), in a farm whose node 4 is configured on every node but was never on the network:
     /// after the first failover the survivors change no view, lose no request and leave no flow unanswered for 100 ms;

@@ -8,7 +8,7 @@ struct ChaosCommand: ParsableCommand {
         commandName: "chaos",
         abstract: "Attack and break a testbed farm while requests flow, and check what holds (needs root).",
         discussion: """
-            For every scenario a fresh three-server farm (default heartbeats: 10 ms, dead after 3) serves 60 UDP \
+            For every scenario a fresh three-server farm (default heartbeats: 5 ms, dead after 4) serves 60 UDP \
             client flows, a request every 10 ms each, while one thing goes wrong: junk UDP at the generator's full \
             speed on a node's heartbeat port; forged heartbeats spoofing a peer's address, a live one or a dead one \
             (dead-peer-flood); frames of other EtherTypes (ethertype-flood); ICMP to the VIP and, from the witness's \
@@ -16,7 +16,8 @@ struct ChaosCommand: ParsableCommand {
             node, frozen 1.5 s; heartbeats between node 3 and the others blocked with nftables; a TAP deleted; a NIC \
             deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
             drain; node 2's cable cut for a minute (long-cut); node 2 powered off for a minute (powered-off); node 3 \
-            configured but never started (never-started); node 2 restarted ten times (restarts); node 2 deaf to node \
+            configured but never started (never-started); node 2 restarted ten times (restarts), and again under wrk \
+            through the VIP to nginx (restarts-wrk); node 2 deaf to node \
             1's heartbeats for the long-fault time, then node 1 deaf to node 2's, on three nodes (one-way) and on two \
             (one-way-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay). \
             Each scenario passes or fails on what a user relies on (no view change under a flood or a replay, no \

@@ -105,8 +105,8 @@ extension FarmConfig {
                     default: Int(defaultHeartbeatPort))),
             heartbeatIntervalMilliseconds: try reader.integer(
                 section, "heartbeat_interval_ms", in: 1...10_000,
-                default: 10),
-            deadAfter: try reader.integer(section, "dead_after", in: 2...1000, default: 3),
+                default: FarmConfig.defaultHeartbeatIntervalMilliseconds),
+            deadAfter: try reader.integer(section, "dead_after", in: 2...1000, default: FarmConfig.defaultDeadAfter),
             buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced),
             quorum: section.value("quorum") == nil
                 ? nil : try reader.choice(section, "quorum", default: Membership.Quorum.majority),
