@@ -223,6 +223,14 @@ static inline void vipfarm_nap(unsigned microseconds, int wake_fd) {
     syscall(SYS_ppoll, &waker, 1, &duration, NULL, 8);
 }
 
+// Waits up to `microseconds` for `fd` to become readable (or to hold an error): 1 if it is, 0 if not, -1 on error.
+// ppoll, to the microsecond where poll rounds up to the millisecond.
+static inline int vipfarm_wait_readable(int fd, long microseconds) {
+    struct timespec duration = { microseconds / 1000000, (microseconds % 1000000) * 1000 };
+    struct pollfd poller = { fd, POLLIN, 0 };
+    return (int)syscall(SYS_ppoll, &poller, 1, &duration, NULL, 8);
+}
+
 // The interface's MTU (SIOCGIFMTU), or -1.
 static inline int vipfarm_interface_mtu(int fd, const char *name) {
     struct ifreq request = { 0 };

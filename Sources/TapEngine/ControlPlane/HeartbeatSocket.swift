@@ -122,8 +122,14 @@ public final class HeartbeatSocket {
     /// Waits up to `timeoutMilliseconds` until a datagram is queued; whether one is. The corresponding C function is
     /// `poll`.
     public func wait(timeoutMilliseconds: Int32) -> Bool {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&poller, 1, timeoutMilliseconds) > 0
+        wait(timeoutMicroseconds: Int(timeoutMilliseconds) * 1000)
+    }
+
+    /// Waits up to `timeoutMicroseconds` for a datagram (or a queued error): whether one is there. To the
+    /// microsecond, where `poll` rounds up to the next millisecond: a peer's deadline is checked when it passes. The
+    /// corresponding C function is `ppoll` (`vipfarm_wait_readable`).
+    public func wait(timeoutMicroseconds: Int) -> Bool {
+        vipfarm_wait_readable(fd, timeoutMicroseconds) > 0
     }
 
     /// Takes up to 64 queued datagrams without waiting and lends each to `body`; how many were taken. The

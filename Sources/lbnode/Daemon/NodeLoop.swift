@@ -292,8 +292,10 @@ final class NodeLoop {
     /// have dropped it) cannot hold this node's own heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited in a peer's kernel
     /// while its neighbour entry was unresolved arrive together, stale.
     private func receiveHeartbeats() {
-        let wait = Int32(max(0, min(controller.nextTurnDue - now, config.farm.heartbeatIntervalMilliseconds)))
-        let ready = socket.wait(timeoutMilliseconds: wait)
+        // Until the millisecond the next turn is due begins (the controller counts whole milliseconds since `start`).
+        let due = start + .milliseconds(min(controller.nextTurnDue, now + config.farm.heartbeatIntervalMilliseconds))
+        let wait = max(Duration.zero, due - clock.now)
+        let ready = socket.wait(timeoutMicroseconds: Int(wait / .microseconds(1)))
         // Drained after every wait, or poll would keep returning at once for a queued error.
         for refusal in socket.takeRefusals() {
             guard let sentAt = sender.sentAt(quoting: refusal.quoted),
