@@ -114,9 +114,9 @@ struct FarmConfig: Equatable {
     }
 
     static let defaultHeartbeatPort: UInt16 = 7946
-    /// A heartbeat every 5 ms, dead after 4 missed (20 ms): failover p99 under 25 ms, kill and link, both modes, and
+    /// A heartbeat every 4 ms, dead after 4 missed (16 ms): failover p99 under 25 ms, kill and link, both modes, and
     /// no false failover in 600 s at full packet load on two cores (docs/benchmarks.md, "Failover under 25 ms").
-    static let defaultHeartbeatIntervalMilliseconds = 5
+    static let defaultHeartbeatIntervalMilliseconds = 4
     static let defaultDeadAfter = 4
     static let defaultMetricsAddress = "127.0.0.1:9946"
 }
