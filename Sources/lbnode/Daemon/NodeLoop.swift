@@ -289,8 +289,9 @@ final class NodeLoop {
 
     /// Waits for heartbeats until the next turn is due (a heartbeat to send, a silent peer's deadline), then takes
     /// what queued, in batches, at most 1024 per turn: a flood (spoofing a peer's address, or the kernel filter would
-    /// have dropped it) cannot hold this node's own heartbeats back. Of a burst from one sender only the newest counts: heartbeats that waited in a peer's kernel
-    /// while its neighbour entry was unresolved arrive together, stale.
+    /// have dropped it) cannot hold this node's own heartbeats back. Of a burst from one sender only the newest
+    /// counts: heartbeats that waited in a peer's kernel while its neighbour entry was unresolved arrive together,
+    /// stale.
     private func receiveHeartbeats() {
         // Until the millisecond the next turn is due begins (the controller counts whole milliseconds since `start`).
         let due = start + .milliseconds(min(controller.nextTurnDue, now + config.farm.heartbeatIntervalMilliseconds))
