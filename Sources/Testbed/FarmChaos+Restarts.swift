@@ -10,9 +10,7 @@ extension FarmChaos {
         var lastStart: Int64 = 0
         let probe = try probing(tcp: 40) { probe in
             for _ in 0..<times {
-                farm.signal(node, SIGTERM)
-                farm.waitForExit(node)
-                try farm.start(node)
+                try farm.restart(node)
                 lastStart = probe.now
                 let everyone = farm.testbed.servers.map(\.number)
                 if farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { rejoined += 1 }
@@ -47,17 +45,17 @@ extension FarmChaos {
     func restartsUnderWrk(node: Int, times: Int) throws -> ChaosOutcome {
         let seconds = 3 * times + 3
         let everyone = farm.testbed.servers.map(\.number)
-        let box = UncheckedFarm(farm)  // the calling thread only runs wrk meanwhile
+        let box = UncheckedBox(farm)  // the calling thread only runs wrk meanwhile
         let restarts = RestartTally()
         let done = DispatchSemaphore(value: 0)
         let started = Date()
         DispatchQueue.global().asyncAfter(deadline: .now() + 1) {
             defer { done.signal() }
             for _ in 0..<times {
-                box.farm.signal(node, SIGTERM)
-                box.farm.waitForExit(node)
-                guard (try? box.farm.start(node)) != nil else { return }
-                if box.farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { restarts.rejoined += 1 }
+                guard (try? box.value.restart(node)) != nil else { return }
+                if box.value.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) {
+                    restarts.rejoined += 1
+                }
                 Thread.sleep(forTimeInterval: 0.5)
             }
             restarts.finishedAfter = Date().timeIntervalSince(started)
@@ -72,7 +70,9 @@ extension FarmChaos {
             "wrk_p99_ms": result.p99Milliseconds,
         ]
         if result.errors != 0 { outcome.failures.append("wrk saw \(result.errors) socket errors or failed answers") }
-        if restarts.rejoined < times { outcome.failures.append("node \(node) rejoined \(restarts.rejoined) of \(times) times") }
+        if restarts.rejoined < times {
+            outcome.failures.append("node \(node) rejoined \(restarts.rejoined) of \(times) times")
+        }
         if let finished = restarts.finishedAfter, finished > Double(seconds) {
             outcome.failures.append("the restarts took \(Int(finished)) s, longer than wrk's \(seconds) s")
         }
@@ -85,10 +85,4 @@ extension FarmChaos {
 private final class RestartTally: @unchecked Sendable {
     var rejoined = 0
     var finishedAfter: Double?
-}
-
-/// The farm, handed to the restarting thread while the caller only waits for wrk.
-private struct UncheckedFarm: @unchecked Sendable {
-    let farm: VirtualFarm
-    init(_ farm: VirtualFarm) { self.farm = farm }
 }

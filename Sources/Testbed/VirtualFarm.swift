@@ -190,6 +190,13 @@ public final class VirtualFarm {
         return outputs
     }
 
+    /// Restarts node `number`'s lbnode as `systemctl restart` does: SIGTERM, then, once it has exited, started again.
+    public func restart(_ number: Int) throws {
+        signal(number, SIGTERM)
+        waitForExit(number)
+        try start(number)
+    }
+
     /// Sends `signal` to node `number`'s lbnode, by its PID.
     public func signal(_ number: Int, _ signal: Int32) {
         processes.signal(number, signal)

@@ -126,7 +126,7 @@ struct HeartbeatFilterTests {
         func received(after datagrams: [[UInt8]]) -> Int {
             for datagram in datagrams { sender.send(datagram, to: loopback, port: port) }
             var count = 0
-            while socket.wait(timeoutMilliseconds: 50) {
+            while socket.wait(timeoutMicroseconds: 50_000) {
                 let taken = socket.receiveBatch { sizes.append($0.bytes.count) }
                 if taken == 0 { break }
                 count += taken
@@ -160,7 +160,7 @@ struct HeartbeatFilterTests {
         #expect(sender.send(heartbeat, to: loopback, port: port + 2) == .sent)  // nobody listens there
         usleep(20_000)
         #expect(sender.send(heartbeat, to: loopback, port: port + 1) == .sent)
-        #expect(live.wait(timeoutMilliseconds: 500) && live.receiveBatch { _ in } == 1)
+        #expect(live.wait(timeoutMicroseconds: 500_000) && live.receiveBatch { _ in } == 1)
         let refusals = sender.takeRefusals()
         #expect(refusals == [HeartbeatSocket.Refusal(peer: loopback, quoted: heartbeat)])
     }

@@ -119,12 +119,6 @@ public final class HeartbeatSocket {
         }
     }
 
-    /// Waits up to `timeoutMilliseconds` until a datagram is queued; whether one is. The corresponding C function is
-    /// `poll`.
-    public func wait(timeoutMilliseconds: Int32) -> Bool {
-        wait(timeoutMicroseconds: Int(timeoutMilliseconds) * 1000)
-    }
-
     /// Waits up to `timeoutMicroseconds` for a datagram (or a queued error): whether one is there. To the
     /// microsecond, where `poll` rounds up to the next millisecond: a peer's deadline is checked when it passes. The
     /// corresponding C function is `ppoll` (`vipfarm_wait_readable`).

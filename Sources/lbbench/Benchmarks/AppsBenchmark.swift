@@ -149,9 +149,7 @@ struct AppsBenchmark {
         let restarted = DispatchSemaphore(value: 0)
         let box = UncheckedBox(farm)  // the main thread only runs wrk meanwhile
         DispatchQueue.global().asyncAfter(deadline: .now() + restartAfter) {
-            box.value.signal(Self.victim, SIGTERM)
-            box.value.waitForExit(Self.victim)
-            try? box.value.start(Self.victim)
+            try? box.value.restart(Self.victim)
             restarted.signal()
         }
         let result = try Wrk.run(

@@ -249,9 +249,3 @@ struct EngineBenchmark {
             """
     }
 }
-
-/// Hands a non-Sendable value to another thread whose use the caller orders (the sink thread owns it until joined).
-final class UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
