@@ -6,6 +6,10 @@
 
 _Static_assert(sizeof(struct bpf_insn) == 8, "an instruction is 8 bytes");
 
+// enum bpf_attach_type's tcx ingress (Linux 6.6), newer than Debian 12's headers, which end at BPF_LSM_CGROUP (43):
+// after it come BPF_STRUCT_OPS, BPF_NETFILTER, then this.
+enum { VIPFARM_BPF_TCX_INGRESS = 46 };
+
 static long bpf(int command, union bpf_attr *attribute) {
     return syscall(__NR_bpf, command, attribute, sizeof *attribute);
 }
@@ -21,10 +25,10 @@ int vipfarm_bpf_map_create(unsigned value_size) {
     return (int)bpf(BPF_MAP_CREATE, &attribute);
 }
 
-int vipfarm_bpf_socket_filter_load(const void *instructions, unsigned count, char *log, unsigned log_size) {
+static int load(enum bpf_prog_type type, const void *instructions, unsigned count, char *log, unsigned log_size) {
     union bpf_attr attribute;
     memset(&attribute, 0, sizeof attribute);
-    attribute.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    attribute.prog_type = type;
     attribute.insns = (unsigned long)instructions;
     attribute.insn_cnt = count;
     attribute.license = (unsigned long)"GPL";
@@ -34,12 +38,39 @@ int vipfarm_bpf_socket_filter_load(const void *instructions, unsigned count, cha
     return (int)bpf(BPF_PROG_LOAD, &attribute);
 }
 
-long vipfarm_bpf_test_run(int program, const void *frame, unsigned size) {
+int vipfarm_bpf_socket_filter_load(const void *instructions, unsigned count, char *log, unsigned log_size) {
+    return load(BPF_PROG_TYPE_SOCKET_FILTER, instructions, count, log, log_size);
+}
+
+int vipfarm_bpf_classifier_load(const void *instructions, unsigned count, char *log, unsigned log_size) {
+    return load(BPF_PROG_TYPE_SCHED_CLS, instructions, count, log, log_size);
+}
+
+int vipfarm_bpf_tcx_ingress_attach(int program, int ifindex) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.link_create.prog_fd = (unsigned)program;
+    attribute.link_create.target_ifindex = (unsigned)ifindex;
+    attribute.link_create.attach_type = VIPFARM_BPF_TCX_INGRESS;
+    return (int)bpf(BPF_LINK_CREATE, &attribute);
+}
+
+int vipfarm_bpf_link_update(int link, int program) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.link_update.link_fd = (unsigned)link;
+    attribute.link_update.new_prog_fd = (unsigned)program;
+    return (int)bpf(BPF_LINK_UPDATE, &attribute);
+}
+
+long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *out, unsigned out_size) {
     union bpf_attr attribute;
     memset(&attribute, 0, sizeof attribute);
     attribute.test.prog_fd = (unsigned)program;
     attribute.test.data_in = (unsigned long)frame;
     attribute.test.data_size_in = size;
+    attribute.test.data_out = (unsigned long)out;
+    attribute.test.data_size_out = out ? out_size : 0;
     attribute.test.repeat = 1;
     if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
     return (long)attribute.test.retval;

@@ -87,6 +87,94 @@ struct BucketPrefilterTests {
         #expect(checked == 1_000_000)
     }
 
+    static let tapMAC: UInt64 = 0x0200_00AA_BB01
+    static let target = KernelDeliveryTarget(tapIndex: 1, interfaceIndex: 1, interfaceMAC: 0x0200_0000_0011)
+
+    /// The classifier over random TCP and UDP flows, in flood delivery and on a director in directed delivery, with
+    /// buckets in handovers each way: a TCP frame of a bucket in steady ownership is delivered (the TAP's MAC as its
+    /// destination) or forwarded (the owner's MAC, from the node's own), exactly as `KernelDeliveryPlan` says, and the
+    /// socket filter then keeps it out of the ring; everything else is left to the stack and the ring. Past the lease,
+    /// the classifier touches nothing.
+    @Test func theClassifierTakesExactlyTheBucketsInSteadyOwnership() throws {
+        var random = SeededGenerator(seed: 23)
+        for vip in [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!] {
+            for delivery in [Delivery.flood, .directed] {
+                var state = Self.state(vip: vip, affinity: .none, random: &random)
+                if delivery == .directed {
+                    state = EngineState(
+                        generation: 1, node: state.node, seed: state.seed, vip: vip, virtualMAC: Self.vmac,
+                        table: state.table, delivery: .directed, isARPLeader: true, isDirector: true,
+                        handoverBuckets: state.handoverBuckets, releasedBuckets: state.releasedBuckets,
+                        previousOwners: (0..<state.table.count).map { _ in random.next() % 40 == 0 ? 2 : 0 },
+                        nodeMACs: [1: Self.target.interfaceMAC, 2: 0x0200_0000_0012, 3: 0x0200_0000_0013])
+                }
+                let filter = try BucketPrefilter(
+                    shape: BucketFilterShape(state: state, receiveMAC: Self.vmac), deliveringTo: Self.target)
+                let buckets = BucketPrefilter.buckets(for: state, tapMAC: Self.tapMAC)
+                filter.pass(buckets)
+                let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
+                #expect(actions.contains { $0 >> 48 == BucketFilterProgram.deliverKind })
+                #expect(delivery == .flood || actions.contains { $0 >> 48 == BucketFilterProgram.forwardKind })
+                var mismatches: [String] = []
+                var taken = 0
+                for _ in 0..<50_000 {
+                    let client = Self.randomClient(like: vip, &random)
+                    let port = UInt16.random(in: 1...65535, using: &random)
+                    let isTCP = random.next() % 4 != 0
+                    let bytes =
+                        isTCP
+                        ? PacketBuilder.tcp(
+                            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                            sourcePort: port, destinationPort: 80, flags: random.next() % 2 == 0 ? 0x02 : 0x10)
+                        : PacketBuilder.udp(
+                            destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
+                            sourcePort: port, destinationPort: 53, payload: [1])
+                    let key = DeciderTests.frame(bytes).key
+                    let bucket = state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))
+                    let action = isTCP ? actions[bucket] : 0
+                    guard let (result, out) = filter.classifierVerdict(of: bytes) else {
+                        Issue.record("the classifier did not run")
+                        return
+                    }
+                    var expected = bytes
+                    if action != 0 {
+                        taken += 1
+                        let kind = action >> 48
+                        let destination = kind == BucketFilterProgram.deliverKind ? Self.tapMAC : state.bucketMACs[bucket]
+                        expected.replaceSubrange(0..<6, with: Self.macBytes(destination))
+                        if kind == BucketFilterProgram.forwardKind {
+                            expected.replaceSubrange(6..<12, with: Self.macBytes(Self.target.interfaceMAC))
+                        }
+                    }
+                    let resultExpected = action != 0 ? BucketFilterProgram.redirected : BucketFilterProgram.next
+                    let ring = filter.verdict(of: bytes) ?? 1
+                    // The ring has a frame of a needed bucket unless the classifier took it.
+                    let needed = isTCP ? buckets.tcp[bucket] : buckets.udp[bucket]
+                    if (result, out) != (resultExpected, expected) || (ring != 0) != needed
+                        || (action != 0 && needed), mismatches.count < 5
+                    {
+                        mismatches.append("\(key) bucket \(bucket) action \(action): \(result) ring \(ring)")
+                    }
+                }
+                #expect(mismatches.isEmpty, "\(vip) \(delivery): \(mismatches)")
+                #expect(taken > 10_000)
+                let counts = filter.counts
+                #expect(counts.delivered + counts.forwarded == UInt64(taken))
+                #expect(delivery == .directed || counts.forwarded == 0)
+
+                filter.leaseRuns(until: 1)
+                let late = PacketBuilder.tcp(
+                    destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.randomClient(like: vip, &random),
+                    destination: vip, sourcePort: 1000, destinationPort: 80, flags: 0x10)
+                for _ in 0..<200 {
+                    #expect(filter.classifierVerdict(of: late)?.result == BucketFilterProgram.next)
+                }
+            }
+        }
+    }
+
+    static func macBytes(_ mac: UInt64) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0)) } }
+
     /// Every other kind of frame: what the classic filter refuses stays out, what the filter cannot decide goes to
     /// the engine, and nothing the engine would deliver, forward or answer is dropped.
     @Test func framesTheFilterCannotDecideReachTheEngine() throws {

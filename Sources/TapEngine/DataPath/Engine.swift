@@ -30,6 +30,10 @@ public struct EngineConfiguration: Sendable {
     public var injection: Injection = .ioUring
     /// Keep other nodes' frames out of the ring with the bucket prefilter (eBPF), where the kernel allows it.
     public var prefilter = true
+    /// Let the kernel deliver (and a director forward) the TCP frames of buckets in steady ownership itself, with a
+    /// classifier at the interface's ingress that the prefilter's map steers (docs/engine.md, "Kernel delivery"),
+    /// where the kernel allows it. Needs the prefilter.
+    public var kernelDelivery = true
     /// Engine threads: each has a ring, a TAP queue and a flow table of its own, and the clients whose addresses the
     /// fanout program gives it. The rings share `ringBytes` and the threads `flowCapacity`.
     public var threads = 1
@@ -110,8 +114,19 @@ public final class Engine: @unchecked Sendable {
         self.init(configuration: configuration, state: state, ports: Array(zip(ports, sinks)), tapQueues: taps.count)
         injectionFallback = fallback
         if configuration.prefilter {
-            prefilter.withLock { $0.sockets = ports.map(\.socket) }
-            adoptPrefilter(for: state)
+            prefilter.withLock { attachment in
+                attachment.sockets = ports.map(\.socket)
+                if configuration.kernelDelivery {
+                    do throws(SystemCallError) {
+                        attachment.delivery = try Self.kernelDeliveryTarget(configuration)
+                    } catch {
+                        attachment.status.kernelDeliveryReason = "\(error)"
+                    }
+                } else {
+                    attachment.status.kernelDeliveryReason = "turned off"
+                }
+            }
+            _ = adoptPrefilter(for: state)
         } else {
             prefilter.withLock { $0.status.reason = "turned off" }
         }
@@ -156,6 +171,26 @@ public final class Engine: @unchecked Sendable {
         return workers.reduce(0) { $0 + $1.learn(keys, node: node, now: now) }
     }
 
+    /// Where the kernel delivers: the TAP's index and MAC, the interface's index.
+    private static func kernelDeliveryTarget(
+        _ configuration: EngineConfiguration
+    ) throws(SystemCallError) -> (target: KernelDeliveryTarget, tapMAC: UInt64) {
+        let tapIndex = Int32(if_nametoindex(configuration.tapName))
+        let interfaceIndex = Int32(if_nametoindex(configuration.interface))
+        guard tapIndex > 0, interfaceIndex > 0 else {
+            throw SystemCallError("if_nametoindex", "find \(configuration.tapName) and \(configuration.interface)")
+        }
+        let path = "/sys/class/net/\(configuration.tapName)/address"
+        let text = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let bytes = text?.split(separator: ":").compactMap { UInt8($0, radix: 16) } ?? []
+        guard bytes.count == 6 else { throw SystemCallError("read", "read the MAC of \(configuration.tapName)", errno: EINVAL) }
+        return (
+            KernelDeliveryTarget(
+                tapIndex: tapIndex, interfaceIndex: interfaceIndex, interfaceMAC: configuration.interfaceMAC),
+            bytes.reduce(0) { $0 << 8 | UInt64($1) }
+        )
+    }
+
     /// Starts the engine threads.
     public func start() {
         threads = workers.map { worker in
@@ -177,16 +212,40 @@ public final class Engine: @unchecked Sendable {
         for worker in workers { worker.port.wake() }
         for _ in threads { finished.wait() }
         threads = []
+        // The kernel delivers nothing for a node whose engine is not running.
+        prefilter.withLock { $0.link = nil }
     }
 
-    /// Hands the engine a new state; each thread takes it at its next batch boundary.
+    /// Hands the engine a new state; each thread takes it at its next batch boundary. Buckets the kernel delivered and
+    /// this node now releases first come back to the ring, and their connections (which the flow tables never saw)
+    /// are read from the kernel and given to the threads with the state, so that this node keeps serving them.
     public func swap(_ newState: EngineState) {
-        adoptPrefilter(for: newState)
+        let released = adoptPrefilter(for: newState)
+        let connections = released.contains(true) ? connections(in: released, of: newState) : []
         orders.orders.withLock { orders in
             orders.state = newState
             orders.serial &+= 1
+            if !connections.isEmpty {
+                for worker in workers { orders.learning[worker.index, default: []] += connections }
+            }
         }
         for worker in workers { worker.port.wake() }
+    }
+
+    /// The VIP's open TCP connections whose bucket in `state` is flagged in `buckets`.
+    private func connections(in buckets: [Bool], of state: EngineState) -> [FlowKey] {
+        // A SYN the classifier redirected just before its bucket came back to the ring may still wait in the
+        // kernel's backlog: give it time to become a socket.
+        usleep(1000)
+        guard let open = try? TCPConnections.list(localAddress: state.vip) else { return [] }
+        return open.compactMap { connection in
+            let key = FlowKey(
+                client: connection.client, clientPort: connection.clientPort, serverPort: connection.serverPort,
+                proto: .tcp)
+            guard case .balanced(let affinity) = state.mode(for: .tcp, port: key.serverPort) else { return nil }
+            let bucket = state.table.bucket(ofHash: affinity.bucketHash(of: key, isFragment: false, seed: state.seed))
+            return buckets[bucket] ? key : nil
+        }
     }
 
     /// Sends a gratuitous ARP for the VIP at the next batch boundary (on taking the ARP leader or director role).
@@ -218,7 +277,11 @@ public final class Engine: @unchecked Sendable {
     public var prefilterStatus: PrefilterStatus {
         prefilter.withLock { attachment in
             var status = attachment.status
-            if let current = attachment.current, status.running { (status.passed, status.dropped) = current.counts }
+            if let current = attachment.current, status.running {
+                let counts = current.counts
+                (status.passed, status.dropped) = (counts.passed, counts.dropped)
+                (status.deliveredInKernel, status.forwardedInKernel) = (counts.delivered, counts.forwarded)
+            }
             return status
         }
     }
@@ -231,6 +294,17 @@ public final class Engine: @unchecked Sendable {
     public func renewLease(checkedAt checked: ContinuousClock.Instant, milliseconds: Int) {
         let until = orders.clock(at: checked) &+ UInt32(clamping: milliseconds)
         orders.orders.withLock { $0.leaseUntil = until }
+        // The classifier's clock is CLOCK_BOOTTIME, as ContinuousClock's on Linux.
+        var boot = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &boot)
+        let sinceCheck = (ContinuousClock.now - checked).components
+        let nanoseconds =
+            Int64(boot.tv_sec) * 1_000_000_000 + Int64(boot.tv_nsec) - sinceCheck.seconds * 1_000_000_000
+            - sinceCheck.attoseconds / 1_000_000_000 + Int64(milliseconds) * 1_000_000
+        prefilter.withLock { attachment in
+            attachment.leaseUntil = UInt64(max(0, nanoseconds))
+            attachment.current?.leaseRuns(until: attachment.leaseUntil)
+        }
     }
 
     /// Milliseconds since the slowest engine thread last went round its loop (each does at least every poll
@@ -240,29 +314,89 @@ public final class Engine: @unchecked Sendable {
         return threadStatus.map { Int(Int32(bitPattern: now &- $0.lastLoop)) }.max() ?? 0
     }
 
-    /// Points the prefilter at `state`'s buckets, or, when the state needs another program (its rules, seed or bucket
-    /// count differ), attaches a new one to every ring in place of the old. Where the kernel refuses, every frame for
-    /// the VIP goes on reaching the engine, which decides them all.
-    private func adoptPrefilter(for state: EngineState) {
+    /// Points the prefilter (and the kernel delivery classifier) at `state`'s buckets, or, when the state needs other
+    /// programs (its rules, seed or bucket count differ), attaches new ones to every ring and to the interface in place
+    /// of the old. Where the kernel refuses, every frame for the VIP goes on reaching the engine, which decides them
+    /// all. Returns the buckets whose connections the flow tables must learn (`KernelDeliveryPlan.released`).
+    private func adoptPrefilter(for state: EngineState) -> [Bool] {
         let shape = BucketFilterShape(state: state, receiveMAC: receiveMAC)
-        prefilter.withLock { attachment in
-            guard !attachment.sockets.isEmpty else { return }
+        return prefilter.withLock { attachment in
+            let none = Array(repeating: false, count: state.table.count)
+            guard !attachment.sockets.isEmpty else { return none }
+            let tapMAC = attachment.delivery?.tapMAC
             if let current = attachment.current, current.shape == shape {
-                current.pass(BucketPrefilter.buckets(for: state))
-                return
+                let buckets = BucketPrefilter.buckets(for: state, tapMAC: current.classifier == nil ? nil : tapMAC)
+                current.pass(buckets)
+                defer { attachment.actions = buckets.actions }
+                return KernelDeliveryPlan.released(from: attachment.actions, to: state)
             }
+            // Everything to the ring, and nothing left to the old classifier, while the programs change.
+            attachment.current?.pass(.all(attachment.current!.shape.bucketCount))
             do throws(SystemCallError) {
-                let replacement = try BucketPrefilter(shape: shape)
-                replacement.pass(BucketPrefilter.buckets(for: state))
+                let replacement = try newPrefilter(shape, &attachment)
+                let buckets = BucketPrefilter.buckets(for: state, tapMAC: replacement.classifier == nil ? nil : tapMAC)
+                var meanwhile = Buckets.all(shape.bucketCount)
+                meanwhile.actions = buckets.actions
+                replacement.pass(meanwhile)
+                replacement.leaseRuns(until: attachment.leaseUntil)
                 for socket in attachment.sockets { try replacement.attach(to: socket) }
+                attachClassifier(replacement, &attachment)
+                replacement.pass(
+                    attachment.link == nil ? BucketPrefilter.buckets(for: state, tapMAC: nil) : buckets)
                 attachment.current = replacement
-                attachment.status = PrefilterStatus(running: true, reason: nil, passed: 0, dropped: 0)
+                attachment.status.running = true
+                attachment.status.reason = nil
+                attachment.status.kernelDelivery = attachment.link != nil
+                defer { attachment.actions = attachment.link == nil ? nil : buckets.actions }
+                return attachment.link == nil ? none : KernelDeliveryPlan.released(from: nil, to: state)
             } catch {
-                // The program in place (if any) was built for other rules: it lets everything by from now on.
-                if let current = attachment.current { current.pass(.all(current.shape.bucketCount)) }
+                // The programs in place (if any) were built for other rules: they let everything by from now on.
+                attachment.link = nil
+                attachment.actions = nil
                 attachment.status.running = false
+                attachment.status.kernelDelivery = false
                 attachment.status.reason = "\(error)"
+                return none
             }
+        }
+    }
+
+    private typealias Buckets = BucketPrefilter.Buckets
+
+    /// The programs for `shape`: the socket filter, and the classifier where the kernel delivers (without it, and
+    /// the kernel's reason said, if only the classifier is refused).
+    private func newPrefilter(
+        _ shape: BucketFilterShape, _ attachment: inout PrefilterAttachment
+    ) throws(SystemCallError) -> BucketPrefilter {
+        guard let target = attachment.delivery?.target else { return try BucketPrefilter(shape: shape) }
+        do {
+            return try BucketPrefilter(shape: shape, deliveringTo: target)
+        } catch {
+            attachment.delivery = nil
+            attachment.status.kernelDeliveryReason = "\(error)"
+            return try BucketPrefilter(shape: shape)
+        }
+    }
+
+    /// Runs `prefilter`'s classifier at the interface's ingress: a new link, or the old one's program replaced. Where
+    /// the kernel refuses, the engine delivers everything, and the status says why.
+    private func attachClassifier(_ prefilter: BucketPrefilter, _ attachment: inout PrefilterAttachment) {
+        guard let classifier = prefilter.classifier, let target = attachment.delivery?.target else {
+            attachment.link = nil
+            return
+        }
+        do throws(SystemCallError) {
+            if let link = attachment.link {
+                try link.replace(with: classifier)
+            } else {
+                attachment.link = try KernelDeliveryLink(
+                    program: classifier, interfaceIndex: target.interfaceIndex, interface: configuration.interface)
+            }
+            attachment.status.kernelDeliveryReason = nil
+        } catch {
+            attachment.link = nil
+            attachment.delivery = nil
+            attachment.status.kernelDeliveryReason = "\(error)"
         }
     }
 
@@ -278,6 +412,13 @@ struct PrefilterAttachment: @unchecked Sendable {
     var sockets: [Int32] = []
     var current: BucketPrefilter?
     var status = PrefilterStatus(running: false, reason: "not started", passed: 0, dropped: 0)
+    /// Where the kernel delivers; nil: it does not (turned off, refused, or fake ports).
+    var delivery: (target: KernelDeliveryTarget, tapMAC: UInt64)?
+    /// The classifier's tcx link while it runs, and the actions it was last given.
+    var link: KernelDeliveryLink?
+    var actions: [UInt64]?
+    /// The engine's lease, for the classifier (CLOCK_BOOTTIME ns).
+    var leaseUntil = UInt64.max
 }
 
 /// The bucket prefilter as the engine runs it.
@@ -289,4 +430,10 @@ public struct PrefilterStatus: Sendable, Equatable {
     /// Frames whose bucket it let through, and dropped, since it was attached.
     public var passed: UInt64
     public var dropped: UInt64
+    /// The kernel delivers (and forwards) the TCP frames of buckets in steady ownership itself; if not, why.
+    public var kernelDelivery = false
+    public var kernelDeliveryReason: String? = nil
+    /// Frames the classifier delivered into the TAP, and forwarded to their owners, since it was attached.
+    public var deliveredInKernel: UInt64 = 0
+    public var forwardedInKernel: UInt64 = 0
 }

@@ -15,6 +15,8 @@ final class EngineOrders: Sendable {
         /// A gratuitous ARP is due (thread 0 sends it).
         var announce = false
         var stopping = false
+        /// Connections each thread (by index) takes into its flow table with the next state (`Engine.swap`).
+        var learning: [Int: [FlowKey]] = [:]
     }
     let orders: Mutex<Orders>
     private let clockStart = ContinuousClock.now
@@ -167,9 +169,13 @@ final class EngineWorker: @unchecked Sendable {
     /// state, since a state swapped in just before a renewal comes with it.
     private func takeStateAndLease() {
         let serial = self.serial
-        let (lease, next) = orders.orders.withLock { orders in
-            (orders.leaseUntil, orders.serial == serial ? nil : (orders.state, orders.serial))
+        let (lease, next, learning) = orders.orders.withLock { orders in
+            (
+                orders.leaseUntil, orders.serial == serial ? nil : (orders.state, orders.serial),
+                orders.learning.removeValue(forKey: index)
+            )
         }
+        if let learning, let next { _ = learn(learning, node: next.0.node.rawValue, now: now) }
         if let next {
             state = next.0
             self.serial = next.1

@@ -24,7 +24,7 @@ struct BPFRegister: Equatable {
 }
 
 /// Writes eBPF programs the way the kernel's `filter.h` macros do, with named labels for jumps (resolved when the
-/// program is finished). Only what the bucket filter uses: 64-bit ALU, loads and stores, atomic add, helper calls,
+/// program is finished). Only what the bucket programs use: 64-bit ALU, loads and stores, atomic add, helper calls,
 /// conditional jumps.
 struct BPFAssembler {
     enum Operation: UInt8 {
@@ -40,10 +40,13 @@ struct BPFAssembler {
         case word = 0x00, half = 0x08, byte = 0x10, double = 0x18
     }
 
-    /// A helper function the kernel offers socket filters (`enum bpf_func_id`).
+    /// A helper function the kernel offers socket filters and classifiers (`enum bpf_func_id`).
     enum Helper: Int32 {
         case mapLookupElement = 1
+        case storeBytes = 9
+        case redirect = 23
         case loadBytesRelative = 68
+        case bootTimeNanoseconds = 125
     }
 
     struct Label: Hashable {

@@ -31,33 +31,80 @@ struct BucketFilterShape: Equatable {
     }
 }
 
-/// The eBPF socket filter that keeps other nodes' frames out of the ring (docs/engine.md, "The prefilter").
+/// Where the kernel delivers frames itself (docs/engine.md, "Kernel delivery"): the TAP whose ingress takes a
+/// delivered frame, and the interface (and its MAC) a forwarded one leaves from.
+struct KernelDeliveryTarget: Equatable {
+    var tapIndex: Int32
+    var interfaceIndex: Int32
+    var interfaceMAC: UInt64
+}
+
+/// The eBPF programs that place a frame in its bucket in the kernel (docs/engine.md, "The prefilter" and "Kernel
+/// delivery"), generated from one shape so that they agree on every frame.
 ///
-/// It passes what the farm's classic filter passes (frames to the receive MAC and the VIP, ARP requests and neighbour
-/// solicitations for the VIP) with one exception: a TCP or UDP frame that is not a fragment, of a balanced port rule,
-/// whose bucket's bit in the map is clear, is dropped before the kernel copies it, and counted. The bucket is VH1 of
-/// the same three words the engine hashes (`Affinity.bucketHash`). Whatever it cannot decide it passes to the engine:
-/// IPv4 options, IPv6 extension headers, fragments, other protocols, `single` and `drop` rules, frames too short or
-/// not linear in the kernel's buffer.
+/// The socket filter keeps other nodes' frames out of the ring. It passes what the farm's classic filter passes
+/// (frames to the receive MAC and the VIP, ARP requests and neighbour solicitations for the VIP) with one exception: a
+/// TCP or UDP frame that is not a fragment, of a balanced port rule, whose bucket's bit in the map is clear, is dropped
+/// before the kernel copies it, and counted. The bucket is VH1 of the same three words the engine hashes
+/// (`Affinity.bucketHash`). Whatever it cannot decide it passes to the engine: IPv4 options, IPv6 extension headers,
+/// fragments, other protocols, `single` and `drop` rules, frames too short or not linear in the kernel's buffer.
 ///
-/// The map is one value: two counters (frames the bits passed, and dropped), then one bit per bucket for TCP, then
-/// one per bucket for UDP (only TCP needs the buckets in a handover: the flow table decides their connections).
+/// The classifier runs at the interface's ingress (tcx), after the ring's socket has had its look, and takes the TCP
+/// frames of buckets in steady ownership out of the stack: by the bucket's action in the map it rewrites the
+/// destination MAC and redirects the frame to the TAP's ingress (deliver), or rewrites both MACs and sends it out of
+/// the interface to the bucket's owner (forward, a director). Anything else, and everything once the lease has run
+/// out, it leaves alone (`TCX_NEXT`).
+///
+/// The map is one value that both programs read: counters, the lease, one bit per bucket for TCP and one per bucket
+/// for UDP (only TCP needs the buckets in a handover: the flow table decides their connections), then one action per
+/// bucket (8 bytes: the destination MAC in wire order, then the kind; 0 = the engine decides).
 enum BucketFilterProgram {
-    /// Value layout: `passed` at 0, `dropped` at 8, the TCP bucket bits from 16, the UDP ones after them.
+    enum Kind: Equatable {
+        case socketFilter
+        case classifier(KernelDeliveryTarget)
+    }
+
+    /// Value layout: the counters, the lease (CLOCK_BOOTTIME ns; past it the classifier touches nothing), the bits.
     static let passedOffset: Int16 = 0
     static let droppedOffset: Int16 = 8
-    static let bitsOffset: Int16 = 16
+    static let deliveredOffset: Int16 = 16
+    static let forwardedOffset: Int16 = 24
+    static let leaseOffset: Int16 = 32
+    static let bitsOffset: Int16 = 40
 
-    /// What the program returns for a frame it keeps: as much of it as the classic filter keeps.
+    /// An action's kind, in its byte 6.
+    static let deliverKind: UInt64 = 1
+    static let forwardKind: UInt64 = 2
+
+    /// Where the actions start: after both protocols' bits, 8-byte aligned.
+    static func actionsOffset(_ bucketCount: Int) -> Int { (Int(bitsOffset) + 2 * bitBytes(bucketCount) + 7) / 8 * 8 }
+
+    /// Bytes of the whole value.
+    static func valueBytes(_ bucketCount: Int) -> Int { actionsOffset(bucketCount) + 8 * bucketCount }
+
+    /// An action: send the frame to `mac` (deliver: the TAP's own MAC).
+    static func action(_ kind: UInt64, mac: UInt64) -> UInt64 { kind << 48 | wireOrder(mac) }
+
+    /// A MAC's six bytes in wire order, as the low bytes of a little-endian word.
+    static func wireOrder(_ mac: UInt64) -> UInt64 { (mac & 0xFFFF_FFFF_FFFF).byteSwapped >> 16 }
+
+    /// What the socket filter returns for a frame it keeps: as much of it as the classic filter keeps.
     static let keep = Int32(KernelFilter.snapshotLength)
+    /// What the classifier returns for a frame it leaves to the stack and to the programs after it.
+    static let next: Int32 = -1
+    /// `TC_ACT_REDIRECT`, which `bpf_redirect` returns.
+    static let redirected: Int32 = 7
 
     /// Frame byte 0 sits at this stack offset: so placed, the IPv4 addresses are 4-byte aligned and the IPv6 ones
     /// 8-byte aligned, as the verifier requires of stack loads.
     private static let frameBase: Int16 = -70
     /// The map key (0) lives here.
     private static let keySlot: Int16 = -8
+    /// The classifier's new MACs are written from here (over the frame's copy, no longer needed by then).
+    private static let destinationSlot: Int16 = -24
+    private static let sourceSlot: Int16 = -32
 
-    static func instructions(for shape: BucketFilterShape, map: Int32) -> [BPFInstruction] {
+    static func instructions(for shape: BucketFilterShape, map: Int32, kind: Kind = .socketFilter) -> [BPFInstruction] {
         var code = BPFAssembler()
         let pass = code.newLabel(), drop = code.newLabel()
         let hash = code.newLabel()
@@ -68,6 +115,11 @@ enum BucketFilterProgram {
         var reached: Set<Affinity> = []
 
         code.alu(.move, .r6, .r1)  // the packet, for every helper call
+        if case .classifier = kind {
+            let vlanPresent: Int16 = 20  // struct __sk_buff: a tag the NIC took out goes to the engine
+            code.load(.word, .r1, from: .r6, offset: vlanPresent)
+            code.jump(if: .r1, .notEqual, 0, to: pass)
+        }
         let headerBytes: Int32 = shape.vip.isIPv4 ? 38 : 58  // Ethernet, IP without options, the two ports
         loadBytes(&code, at: 0, count: headerBytes, to: frameBase)
         code.jump(if: .r0, .notEqual, 0, to: pass)  // shorter, or not linear: the engine decides
@@ -155,13 +207,15 @@ enum BucketFilterProgram {
         for word in [BPFRegister.r3, .r4, .r5] { step(&code, word) }
         code.alu(.and, .r0, Int32(shape.bucketCount - 1))
         code.alu(.move, .r7, .r0)
-        code.alu(.move, .r1, 0)
-        code.store(.word, .r1, to: .frame, offset: keySlot)
-        code.loadMap(.r1, fileDescriptor: map)
-        code.alu(.move, .r2, .frame)
-        code.alu(.add, .r2, Int32(keySlot))
-        code.call(.mapLookupElement)
-        code.jump(if: .r0, .equal, 0, to: pass)
+        if case .classifier(let target) = kind {
+            act(&code, shape, map: map, target: target, pass: pass)
+            code.place(drop)
+            code.place(pass)
+            code.alu(.move, .r0, next)
+            code.exit()
+            return code.finished()
+        }
+        lookUp(&code, map: map, else: pass)
         code.alu(.move, .r1, .r7)
         code.alu(.rightShift, .r1, 3)
         let tcpBits = code.newLabel()
@@ -189,6 +243,71 @@ enum BucketFilterProgram {
         code.alu(.move, .r0, keep)
         code.exit()
         return code.finished()
+    }
+
+    /// r0 = the map's value, or to `missing` if there is none.
+    private static func lookUp(_ code: inout BPFAssembler, map: Int32, else missing: BPFAssembler.Label) {
+        code.alu(.move, .r1, 0)
+        code.store(.word, .r1, to: .frame, offset: keySlot)
+        code.loadMap(.r1, fileDescriptor: map)
+        code.alu(.move, .r2, .frame)
+        code.alu(.add, .r2, Int32(keySlot))
+        code.call(.mapLookupElement)
+        code.jump(if: .r0, .equal, 0, to: missing)
+    }
+
+    /// The classifier's end (bucket in r7, protocol in r8): a TCP frame whose bucket has an action, within the lease,
+    /// gets its new MACs and is redirected; anything else goes on to `pass`.
+    private static func act(
+        _ code: inout BPFAssembler, _ shape: BucketFilterShape, map: Int32, target: KernelDeliveryTarget,
+        pass: BPFAssembler.Label
+    ) {
+        code.jump(if: .r8, .notEqual, Int32(IPProtocol.tcp.rawValue), to: pass)
+        lookUp(&code, map: map, else: pass)
+        code.alu(.move, .r1, .r7)
+        code.alu(.leftShift, .r1, 3)
+        code.alu(.add, .r1, .r0)
+        code.load(.double, .r9, from: .r1, offset: Int16(actionsOffset(shape.bucketCount)))
+        code.jump(if: .r9, .equal, 0, to: pass)
+        code.alu(.move, .r7, .r0)  // the value, across the calls
+        code.call(.bootTimeNanoseconds)
+        code.load(.double, .r1, from: .r7, offset: leaseOffset)
+        code.jump(if: .r0, .greaterOrEqual, .r1, to: pass)
+        code.store(.double, .r9, to: .frame, offset: destinationSlot)
+        storeMAC(&code, at: 0, from: destinationSlot)
+        code.jump(if: .r0, .notEqual, 0, to: pass)
+        code.alu(.rightShift, .r9, 48)
+        code.alu(.move, .r2, 1)
+        let forward = code.newLabel()
+        code.jump(if: .r9, .equal, Int32(forwardKind), to: forward)
+        code.atomicAdd(.r2, to: .r7, offset: deliveredOffset)
+        redirect(&code, to: target.tapIndex, ingress: true)
+
+        code.place(forward)
+        code.atomicAdd(.r2, to: .r7, offset: forwardedOffset)
+        code.load(.r1, wireOrder(target.interfaceMAC))
+        code.store(.double, .r1, to: .frame, offset: sourceSlot)
+        storeMAC(&code, at: 6, from: sourceSlot)
+        redirect(&code, to: target.interfaceIndex, ingress: false)
+    }
+
+    /// `bpf_skb_store_bytes(skb, offset, fp + slot, 6, 0)`: r0 is 0 when it wrote them.
+    private static func storeMAC(_ code: inout BPFAssembler, at offset: Int32, from slot: Int16) {
+        code.alu(.move, .r1, .r6)
+        code.alu(.move, .r2, offset)
+        code.alu(.move, .r3, .frame)
+        code.alu(.add, .r3, Int32(slot))
+        code.alu(.move, .r4, 6)
+        code.alu(.move, .r5, 0)
+        code.call(.storeBytes)
+    }
+
+    /// Returns `bpf_redirect(index, ingress ? BPF_F_INGRESS : 0)`.
+    private static func redirect(_ code: inout BPFAssembler, to index: Int32, ingress: Bool) {
+        code.alu(.move, .r1, index)
+        code.alu(.move, .r2, ingress ? 1 : 0)
+        code.call(.redirect)
+        code.exit()
     }
 
     /// Bytes of one protocol's bucket bits.

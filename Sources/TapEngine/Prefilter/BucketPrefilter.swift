@@ -2,28 +2,32 @@ import CBPF
 import CKernel
 import Glibc
 import Hashing
+import Synchronization
 
-/// The bucket prefilter in the kernel: a `BucketFilterProgram` loaded as a socket filter, and its map, which this
-/// process maps into memory so that a new state's bucket bits are plain stores (no system call per bucket, none per
-/// frame). The kernel refuses it without CAP_BPF or on a kernel too old for mappable maps (5.5); the ring then keeps
-/// the classic filter and every frame for the VIP.
+/// The bucket programs in the kernel: a `BucketFilterProgram` loaded as a socket filter, the same loaded as a
+/// classifier when the kernel delivers (`deliveringTo`), and their map, which this process maps into memory so that
+/// a new state's buckets are plain stores (no system call per bucket, none per frame). The kernel refuses the filter
+/// without CAP_BPF or on a kernel too old for mappable maps (5.5); the ring then keeps the classic filter and every
+/// frame for the VIP.
 ///
-/// - Warning: after `init`, only the engine thread uses it.
+/// - Warning: after `init`, only the engine's control side uses it, under its lock.
 final class BucketPrefilter {
     let shape: BucketFilterShape
     private let map: Int32
     private let program: Int32
+    /// The classifier, when the kernel delivers steady buckets itself.
+    let classifier: Int32?
     private let value: UnsafeMutableRawPointer
     private let mappedBytes: Int
     private let bitBytes: Int
 
-    /// Creates the map and loads the program (the verifier checks it here).
+    /// Creates the map and loads the programs (the verifier checks them here).
     ///
-    /// - Throws: `SystemCallError`, with the verifier's last words when it refused the program.
-    init(shape: BucketFilterShape) throws(SystemCallError) {
+    /// - Throws: `SystemCallError`, with the verifier's last words when it refused a program.
+    init(shape: BucketFilterShape, deliveringTo target: KernelDeliveryTarget? = nil) throws(SystemCallError) {
         self.shape = shape
         bitBytes = BucketFilterProgram.bitBytes(shape.bucketCount)
-        let valueBytes = Int(BucketFilterProgram.bitsOffset) + 2 * bitBytes
+        let valueBytes = BucketFilterProgram.valueBytes(shape.bucketCount)
         map = vipfarm_bpf_map_create(UInt32(valueBytes))
         guard map >= 0 else {
             throw SystemCallError("bpf(BPF_MAP_CREATE)", "create the prefilter's map of \(shape.bucketCount) buckets")
@@ -37,28 +41,50 @@ final class BucketPrefilter {
             throw error
         }
         value = address
-        let instructions = BucketFilterProgram.instructions(for: shape, map: map)
+        value.storeBytes(of: UInt64.max, toByteOffset: Int(BucketFilterProgram.leaseOffset), as: UInt64.self)
+        let map = map
+        var loaded: [Int32] = []
+        do throws(SystemCallError) {
+            loaded.append(try Self.load(shape, map: map, kind: .socketFilter, what: "the prefilter"))
+            if let target {
+                loaded.append(
+                    try Self.load(shape, map: map, kind: .classifier(target), what: "the kernel delivery classifier"))
+            }
+        } catch {
+            for program in loaded { close(program) }
+            munmap(value, mappedBytes)
+            close(map)
+            throw error
+        }
+        program = loaded[0]
+        classifier = loaded.count > 1 ? loaded[1] : nil
+    }
+
+    private static func load(
+        _ shape: BucketFilterShape, map: Int32, kind: BucketFilterProgram.Kind, what: String
+    ) throws(SystemCallError) -> Int32 {
+        let instructions = BucketFilterProgram.instructions(for: shape, map: map, kind: kind)
         var log = [CChar](repeating: 0, count: 1 << 16)
-        program = instructions.withUnsafeBytes { code in
-            vipfarm_bpf_socket_filter_load(
-                code.baseAddress, UInt32(instructions.count), &log,
-                UInt32(log.count))
+        let program = instructions.withUnsafeBytes { code in
+            kind == .socketFilter
+                ? vipfarm_bpf_socket_filter_load(code.baseAddress, UInt32(instructions.count), &log, UInt32(log.count))
+                : vipfarm_bpf_classifier_load(code.baseAddress, UInt32(instructions.count), &log, UInt32(log.count))
         }
         guard program >= 0 else {
             let saved = errno
             let said = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             let last = said.split(separator: "\n").suffix(2).joined(separator: "; ")
-            munmap(value, mappedBytes)
-            close(map)
             throw SystemCallError(
                 "bpf(BPF_PROG_LOAD)",
-                "load the prefilter (\(instructions.count) instructions)" + (last.isEmpty ? "" : ": \(last)"),
+                "load \(what) (\(instructions.count) instructions)" + (last.isEmpty ? "" : ": \(last)"),
                 errno: saved)
         }
+        return program
     }
 
     deinit {
         munmap(value, mappedBytes)
+        if let classifier { close(classifier) }
         close(program)
         close(map)
     }
@@ -70,51 +96,99 @@ final class BucketPrefilter {
         else { throw SystemCallError("setsockopt(SO_ATTACH_BPF)", "attach the prefilter") }
     }
 
-    /// Lets through the TCP and UDP frames of the buckets whose flag is set (and only counts them), from the next
-    /// frame on.
+    /// From the next frame on: the ring gets the TCP and UDP frames of the buckets whose flag is set, and the
+    /// classifier takes those of the buckets with an action. In two steps, so that no frame is lost between them: first
+    /// both the old and the new (a frame may then reach the ring and be delivered by the kernel too, which TCP takes as
+    /// a duplicate segment), then only the new.
     func pass(_ buckets: Buckets) {
-        precondition(buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount)
-        for (index, flags) in [buckets.tcp, buckets.udp].enumerated() {
-            let bits = value + Int(BucketFilterProgram.bitsOffset) + index * bitBytes
-            for byte in 0..<bitBytes {
-                var packed: UInt8 = 0
-                for bit in 0..<8 where byte * 8 + bit < flags.count && flags[byte * 8 + bit] { packed |= 1 << bit }
-                bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
+        precondition(
+            buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount
+                && buckets.actions.count == shape.bucketCount)
+        let actions = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
+        for step in 0..<2 {
+            for (index, flags) in [buckets.tcp, buckets.udp].enumerated() {
+                let bits = value + Int(BucketFilterProgram.bitsOffset) + index * bitBytes
+                for byte in 0..<bitBytes {
+                    var packed: UInt8 = 0
+                    for bit in 0..<8 where byte * 8 + bit < flags.count && flags[byte * 8 + bit] { packed |= 1 << bit }
+                    if step == 0 { packed |= bits.load(fromByteOffset: byte, as: UInt8.self) }
+                    bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
+                }
             }
+            for (bucket, action) in buckets.actions.enumerated() where step == 1 || action != 0 {
+                actions.storeBytes(of: action, toByteOffset: 8 * bucket, as: UInt64.self)
+            }
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
         }
     }
 
-    /// Per protocol, per bucket: the node needs its frames.
+    /// The classifier acts until `bootTime` (CLOCK_BOOTTIME, ns), and not after: the engine's lease.
+    func leaseRuns(until bootTime: UInt64) {
+        value.storeBytes(of: bootTime, toByteOffset: Int(BucketFilterProgram.leaseOffset), as: UInt64.self)
+    }
+
+    /// Per protocol, per bucket: the node needs its frames in the ring; and per bucket, what the classifier does with
+    /// its TCP frames (`BucketFilterProgram.action`; 0: nothing, the ring has them).
     struct Buckets: Equatable {
         var tcp: [Bool]
         var udp: [Bool]
+        var actions: [UInt64]
 
         static func all(_ count: Int) -> Buckets {
-            Buckets(tcp: Array(repeating: true, count: count), udp: Array(repeating: true, count: count))
+            Buckets(
+                tcp: Array(repeating: true, count: count), udp: Array(repeating: true, count: count),
+                actions: Array(repeating: 0, count: count))
         }
     }
 
-    /// Frames whose bucket was passed, and dropped, since the program was loaded.
-    var counts: (passed: UInt64, dropped: UInt64) {
-        (
-            value.load(fromByteOffset: Int(BucketFilterProgram.passedOffset), as: UInt64.self),
-            value.load(fromByteOffset: Int(BucketFilterProgram.droppedOffset), as: UInt64.self)
+    /// What the programs counted since they were loaded: frames whose bucket the socket filter passed and dropped,
+    /// and frames the classifier delivered and forwarded.
+    var counts: (passed: UInt64, dropped: UInt64, delivered: UInt64, forwarded: UInt64) {
+        func counter(_ offset: Int16) -> UInt64 { value.load(fromByteOffset: Int(offset), as: UInt64.self) }
+        return (
+            counter(BucketFilterProgram.passedOffset), counter(BucketFilterProgram.droppedOffset),
+            counter(BucketFilterProgram.deliveredOffset), counter(BucketFilterProgram.forwardedOffset)
         )
     }
 
     /// The buckets a node needs to see in `state`: in flood mode the ones it owns, and for TCP those it released in
     /// a handover too (it still serves the connections it has there: its flow table decides); in the other modes
-    /// every bucket (a director forwards them all, a relay target sees only what was relayed to it).
-    static func buckets(for state: EngineState) -> Buckets {
-        guard state.delivery == .flood else { return .all(state.table.count) }
-        let owned = (0..<state.table.count).map { state.table.owner(ofBucket: $0) == state.node }
-        return Buckets(tcp: zip(owned, state.releasedBuckets).map { $0 || $1 }, udp: owned)
+    /// every bucket (a director forwards them all, a relay target sees only what was relayed to it). With `tapMAC`
+    /// (the kernel delivers), the TCP frames of buckets in steady ownership are the classifier's, and out of the
+    /// ring (`KernelDeliveryPlan`).
+    static func buckets(for state: EngineState, tapMAC: UInt64? = nil) -> Buckets {
+        let count = state.table.count
+        var buckets = Buckets.all(count)
+        if state.delivery == .flood {
+            let owned = (0..<count).map { state.table.owner(ofBucket: $0) == state.node }
+            buckets.tcp = zip(owned, state.releasedBuckets).map { $0 || $1 }
+            buckets.udp = owned
+        }
+        if let tapMAC {
+            buckets.actions = KernelDeliveryPlan.actions(for: state, tapMAC: tapMAC)
+            for bucket in 0..<count where buckets.actions[bucket] != 0 { buckets.tcp[bucket] = false }
+        }
+        return buckets
     }
 
-    /// What the program returns for `frame` (Ethernet header first): 0 dropped, else the bytes kept. The kernel runs
-    /// it as it would for the socket (`BPF_PROG_TEST_RUN`); nil if it could not.
+    /// What the socket filter returns for `frame` (Ethernet header first): 0 dropped, else the bytes kept. The kernel
+    /// runs it as it would for the socket (`BPF_PROG_TEST_RUN`); nil if it could not.
     func verdict(of frame: [UInt8]) -> UInt32? {
-        let result = frame.withUnsafeBytes { vipfarm_bpf_test_run(program, $0.baseAddress, UInt32($0.count)) }
+        let result = frame.withUnsafeBytes { vipfarm_bpf_test_run(program, $0.baseAddress, UInt32($0.count), nil, 0) }
         return result < 0 ? nil : UInt32(result)
+    }
+
+    /// What the classifier returns for `frame`, and the frame as it left it; nil if it could not run.
+    func classifierVerdict(of frame: [UInt8]) -> (result: Int32, frame: [UInt8])? {
+        guard let classifier else { return nil }
+        var out = [UInt8](repeating: 0, count: frame.count + 64)
+        let result = frame.withUnsafeBytes { input in
+            out.withUnsafeMutableBytes { output in
+                vipfarm_bpf_test_run(
+                    classifier, input.baseAddress, UInt32(input.count), output.baseAddress, UInt32(output.count))
+            }
+        }
+        guard result >= 0 else { return nil }
+        return (Int32(truncatingIfNeeded: result), Array(out.prefix(frame.count)))
     }
 }

@@ -90,6 +90,12 @@ struct StatusCommand: ParsableCommand {
                     + (status.delivery == "flood" ? "" : " (in \(status.delivery) delivery every bucket passes)")
                 : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")")
         lines.append(
+            status.kernelDelivery
+                ? "  kernel delivery: delivered \(status.deliveredInKernel) and forwarded \(status.forwardedInKernel) "
+                    + "TCP frames of buckets in steady ownership without the engine"
+                : "  kernel delivery: OFF, the engine delivers every frame: "
+                    + (status.kernelDeliveryReason ?? status.prefilterReason ?? "unknown"))
+        lines.append(
             "  received with offload metadata: "
                 + status.offloads.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         lines.append(

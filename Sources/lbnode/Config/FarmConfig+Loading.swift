@@ -131,7 +131,9 @@ extension FarmConfig {
 
     private static func readNode(_ reader: ConfigReader, _ section: ConfigReader.Section, vip: IPPrefix) throws -> Node
     {
-        try reader.rejectUnknown(section, known: ["id", "interface", "address", "weight", "tap", "prefilter", "engine_threads"])
+        try reader.rejectUnknown(section, known: [
+                "id", "interface", "address", "weight", "tap", "prefilter", "kernel_delivery", "engine_threads",
+            ])
         let address = try address(reader, section, "address")
         guard address.bytes != vip.bytes else {
             throw reader.error(
@@ -144,6 +146,7 @@ extension FarmConfig {
             weight: UInt32(try reader.integer(section, "weight", in: 1...65535, default: 100)),
             tap: try reader.string(section, "tap", default: ServerSetup.defaultTapName),
             prefilter: try onOrOff(reader, section, "prefilter", default: true),
+            kernelDelivery: try onOrOff(reader, section, "kernel_delivery", default: true),
             engineThreads: try engineThreads(reader, section))
     }
 

@@ -36,6 +36,8 @@ struct FarmConfig: Equatable {
         var tap: String
         /// Keep other nodes' frames out of the ring in the kernel (eBPF), where the kernel allows it.
         var prefilter = true
+        /// Let the kernel deliver the TCP frames of buckets in steady ownership itself (needs the prefilter).
+        var kernelDelivery = true
         /// Engine threads; nil (`auto`): one per receive queue of the interface, at most one per CPU.
         var engineThreads: Int? = nil
         static let maximumEngineThreads = 64
@@ -147,6 +149,7 @@ extension FarmConfig {
         note("node.address", node.address, new.node.address)
         note("node.tap", node.tap, new.node.tap)
         note("node.prefilter", node.prefilter, new.node.prefilter)
+        note("node.kernel_delivery", node.kernelDelivery, new.node.kernelDelivery)
         note("node.engine_threads", node.engineThreads, new.node.engineThreads)
         note("peers", peers, new.peers)
         note("control_socket", controlSocket, new.controlSocket)

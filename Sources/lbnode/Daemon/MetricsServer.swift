@@ -158,6 +158,13 @@ final class MetricsServer: @unchecked Sendable {
         lines.append("# TYPE vipfarm_prefilter_frames_total counter")
         lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"dropped\"} \(status.prefilterDropped)")
         lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"passed\"} \(status.prefilterPassed)")
+        lines.append("# HELP vipfarm_kernel_delivery_running Whether the kernel delivers steady buckets' TCP frames itself.")
+        lines.append("# TYPE vipfarm_kernel_delivery_running gauge")
+        lines.append("vipfarm_kernel_delivery_running{\(labels)} \(status.kernelDelivery ? 1 : 0)")
+        lines.append("# HELP vipfarm_kernel_delivery_frames_total TCP frames the kernel delivered or forwarded itself.")
+        lines.append("# TYPE vipfarm_kernel_delivery_frames_total counter")
+        lines.append("vipfarm_kernel_delivery_frames_total{\(labels),action=\"delivered\"} \(status.deliveredInKernel)")
+        lines.append("vipfarm_kernel_delivery_frames_total{\(labels),action=\"forwarded\"} \(status.forwardedInKernel)")
         lines.append("# TYPE vipfarm_heartbeats_rejected_total counter")
         for (reason, value) in status.heartbeatsRejected.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_heartbeats_rejected_total{\(labels),reason=\"\(reason)\"} \(value)")

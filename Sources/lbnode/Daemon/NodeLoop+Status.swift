@@ -111,6 +111,10 @@ extension NodeLoop {
             snapshot.prefilterReason = prefilter.reason
             snapshot.prefilterPassed = prefilter.passed
             snapshot.prefilterDropped = prefilter.dropped
+            snapshot.kernelDelivery = prefilter.kernelDelivery
+            snapshot.kernelDeliveryReason = prefilter.kernelDeliveryReason
+            snapshot.deliveredInKernel = prefilter.deliveredInKernel
+            snapshot.forwardedInKernel = prefilter.forwardedInKernel
         }
         daemon.requests.status.withLock { $0 = snapshot }
     }

@@ -83,6 +83,7 @@ final class NodeLoop {
         var engineConfiguration = EngineConfiguration(
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
         engineConfiguration.prefilter = config.node.prefilter
+        engineConfiguration.kernelDelivery = config.node.kernelDelivery
         let threadsReason: String
         if let threads = config.node.engineThreads {
             engineConfiguration.threads = threads
@@ -122,6 +123,16 @@ final class NodeLoop {
                 config.node.prefilter ? .warning : .notice,
                 "prefilter off (\(prefilter.reason ?? "unknown")): every frame for the VIP enters this node's ring"
                     + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : ""))
+        }
+        if let prefilter = engine?.prefilterStatus {
+            if prefilter.kernelDelivery {
+                log(.info, "kernel delivery on: the kernel delivers the TCP frames of buckets in steady ownership")
+            } else if config.node.prefilter {
+                log(
+                    config.node.kernelDelivery ? .warning : .notice,
+                    "kernel delivery off (\(prefilter.kernelDeliveryReason ?? prefilter.reason ?? "unknown")): the "
+                        + "engine delivers every frame" + (config.node.kernelDelivery ? ", at a cost in throughput and latency" : ""))
+            }
         }
         log(.info, "engine: \(engineConfiguration.threads) thread(s) (\(threadsReason))")
         if let fallback = engine?.injectionFallback {

@@ -57,6 +57,12 @@ struct NodeStatus: Codable, Sendable {
     var prefilterReason: String? = nil
     var prefilterPassed: UInt64 = 0
     var prefilterDropped: UInt64 = 0
+    /// Kernel delivery: running, or why not; TCP frames the kernel delivered into the TAP and forwarded to their
+    /// owners itself.
+    var kernelDelivery = false
+    var kernelDeliveryReason: String? = nil
+    var deliveredInKernel: UInt64 = 0
+    var forwardedInKernel: UInt64 = 0
     /// Datagrams the kernel dropped on the heartbeat socket (its filter refused them, or its queue was full).
     var heartbeatsDroppedByKernel: UInt64 = 0
     var lastChange: String?
