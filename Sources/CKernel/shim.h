@@ -54,6 +54,23 @@ static inline void vipfarm_wake_clear(int fd) {
 // Names the calling thread (15 characters at most) for ps, top and perf; prctl is variadic.
 static inline int vipfarm_name_thread(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
 
+// The hardware address of the interface `name` in this process's network namespace (sysfs shows the namespace of
+// whoever mounted it): 0 with the six bytes in `mac`, or -1 with errno set.
+static inline int vipfarm_interface_mac(const char *name, unsigned char mac[6]) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    int result = ioctl(fd, SIOCGIFHWADDR, &request);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (result != 0) return -1;
+    memcpy(mac, request.ifr_hwaddr.sa_data, 6);
+    return 0;
+}
+
 // --- TUN/TAP: TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ and TUNSETOFFLOAD are function-like macros. ---
 
 // Attaches a descriptor of /dev/net/tun to the TAP device `name`, creating it if it does not exist. With

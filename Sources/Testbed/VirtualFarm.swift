@@ -15,6 +15,8 @@ public final class VirtualFarm {
         public var deadAfter = 3
         /// `node.prefilter` of every node.
         public var prefilter = true
+        /// `node.kernel_delivery` of every node.
+        public var kernelDelivery = true
         /// `node.engine_threads` of every node (nil: the default, `auto`).
         public var engineThreads: Int? = nil
         /// Environment variables for a node's `lbnode run` (e.g. systemd's `NOTIFY_SOCKET`), by node number.
@@ -138,7 +140,8 @@ public final class VirtualFarm {
               heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
               dead_after: \(options.deadAfter)\(options.witness.map { "\n  witness: \($0)" } ?? "")
             node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address)\
-            \(options.prefilter ? "" : ", prefilter: off")\(options.engineThreads.map { ", engine_threads: \($0)" } ?? "") }
+            \(options.prefilter ? "" : ", prefilter: off")\(options.kernelDelivery ? "" : ", kernel_delivery: off")\
+            \(options.engineThreads.map { ", engine_threads: \($0)" } ?? "") }
             control_socket: \(socketPath(server.number))
             peers:
             \(peers)
@@ -247,6 +250,27 @@ public final class VirtualFarm {
                 return true
             }
             Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    /// Waits until no node of `nodes` is in a handover window any more: a join leaves one of 30 s, during which the
+    /// moved buckets' connections go through the engines, and only after it are they all in steady ownership, which
+    /// the kernel delivers. False after `seconds` (a failover opens no window, so a farm that has had one waits
+    /// out the time).
+    public func waitForHandoversToEnd(nodes: [Int], seconds: Double = 40) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let steady = nodes.allSatisfy { number in
+                let lines = log(number).split(separator: "\n")
+                guard let over = lines.lastIndex(where: { $0.contains("handover window over") }) else { return false }
+                return over > (lines.lastIndex(where: { $0.contains(" view ") }) ?? -1)
+            }
+            if steady {
+                Thread.sleep(forTimeInterval: 0.1)  // the engines take the state at their next batch
+                return true
+            }
+            Thread.sleep(forTimeInterval: 0.1)
         }
         return false
     }

@@ -372,8 +372,41 @@ struct FarmEndToEndTests {
         #expect(Self.requests(meanwhile, "after") == meanwhileOwners)
     }
 
-    @Test func openConnectionsSurviveAJoinAndADrain() throws {
-        try Self.connectionsSurviveAJoinAndTheDirectorsDrain(Self.farm { $0.startNodes = [1, 2] })
+    /// In flood delivery the kernel delivers the connections of steady buckets, so the flow tables never saw them: a
+    /// node that gives buckets to a joining one learns them from the kernel first (`KernelDeliveryPlan.released`).
+    @Test(arguments: ["flood", "directed"])
+    func openConnectionsSurviveAJoinAndADrain(delivery: String) throws {
+        try Self.connectionsSurviveAJoinAndTheDirectorsDrain(
+            Self.farm {
+                $0.startNodes = [1, 2]
+                $0.delivery = delivery
+            })
+    }
+
+    /// The kernel delivers the TCP frames of steady buckets itself (and the director forwards them, in directed
+    /// delivery); datagrams still go through the engines, and every request is answered once either way. The farm
+    /// forms by joins, whose handover windows (30 s) keep the moved buckets with the engines: the buckets the first
+    /// node to start kept are the steady ones here.
+    @Test(arguments: ["flood", "directed"])
+    func theKernelDeliversTheConnectionsOfSteadyBuckets(delivery: String) throws {
+        let farm = try Self.farm { $0.delivery = delivery }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        let connections = try farm.connect(count: 60)
+        let owners = Self.requests(connections, "first")
+        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2), .answered(server: 3)], "\(owners)")
+        #expect(Self.requests(connections, "second") == owners)
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+        var taken: [Int: UInt64] = [:]
+        for node in 1...3 {
+            let status = try #require(try Self.status(farm, node: node))
+            #expect(status.kernelDelivery, "\(status.kernelDeliveryReason ?? "")")
+            taken[node] = status.deliveredInKernel + status.forwardedInKernel
+            if delivery == "directed" && node != 1 { #expect(taken[node] == 0, "only the director's ring sees frames") }
+        }
+        // A third of the connections or more, with two requests, their ACKs and the handshake's last ACK each.
+        #expect(taken.values.reduce(0, +) > 60, "\(taken)")
+        #expect(try farm.control(["status"], node: 1).contains("kernel delivery: delivered"))
     }
 
     /// Nodes 1 and 2 serve connections; node 3 joins, then node 1 (the director) drains: no connection moves.

@@ -180,14 +180,14 @@ public final class Engine: @unchecked Sendable {
         guard tapIndex > 0, interfaceIndex > 0 else {
             throw SystemCallError("if_nametoindex", "find \(configuration.tapName) and \(configuration.interface)")
         }
-        let path = "/sys/class/net/\(configuration.tapName)/address"
-        let text = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        let bytes = text?.split(separator: ":").compactMap { UInt8($0, radix: 16) } ?? []
-        guard bytes.count == 6 else { throw SystemCallError("read", "read the MAC of \(configuration.tapName)", errno: EINVAL) }
+        var mac = [UInt8](repeating: 0, count: 6)
+        guard vipfarm_interface_mac(configuration.tapName, &mac) == 0 else {
+            throw SystemCallError("ioctl(SIOCGIFHWADDR)", "read the MAC of \(configuration.tapName)")
+        }
         return (
             KernelDeliveryTarget(
                 tapIndex: tapIndex, interfaceIndex: interfaceIndex, interfaceMAC: configuration.interfaceMAC),
-            bytes.reduce(0) { $0 << 8 | UInt64($1) }
+            mac.reduce(0) { $0 << 8 | UInt64($1) }
         )
     }
 

@@ -10,6 +10,8 @@ struct AppsBenchmark {
     var deliveries: [String]
     /// Each delivery mode with the prefilter on, off, or both one after the other.
     var prefilterSettings: [Bool] = [true]
+    /// Each with kernel delivery on, off, or both (it needs the prefilter: one run without the prefilter).
+    var kernelDeliverySettings: [Bool] = [true]
     /// Each delivery mode with an IPv4 VIP, an IPv6 VIP (on a dual-stack testbed, against server 1's own IPv6
     /// address), or both.
     var ipVersions = [4]
@@ -32,7 +34,11 @@ struct AppsBenchmark {
         for mode in deliveries {
             for version in ipVersions {
                 for prefilter in prefilterSettings {
-                    try measure(mode, ipv6: version == 6, prefilter: prefilter, into: &report)
+                    for kernelDelivery in kernelDeliverySettings where prefilter || kernelDelivery == kernelDeliverySettings[0] {
+                        try measure(
+                            mode, ipv6: version == 6, prefilter: prefilter, kernelDelivery: prefilter && kernelDelivery,
+                            into: &report)
+                    }
                 }
             }
         }
@@ -40,15 +46,20 @@ struct AppsBenchmark {
     }
 
     /// One farm: the tests through the VIP and direct, then the kill; reported as `delivery` (", IPv6",
-    /// ", prefilter off").
-    private func measure(_ mode: String, ipv6: Bool, prefilter: Bool, into report: inout AppsReport) throws {
-        let delivery = mode + (ipv6 ? ", IPv6" : "") + (prefilter ? "" : ", prefilter off")
+    /// ", prefilter off", ", kernel delivery off").
+    private func measure(
+        _ mode: String, ipv6: Bool, prefilter: Bool, kernelDelivery: Bool, into report: inout AppsReport
+    ) throws {
+        let delivery =
+            mode + (ipv6 ? ", IPv6" : "")
+            + (prefilter ? (kernelDelivery ? "" : ", kernel delivery off") : ", prefilter off")
         var options = VirtualFarm.Options(delivery: mode, realApplications: true)
         if ipv6 {
             options.testbed.ipv6 = true
             options.vip = Self.vip6
         }
         options.prefilter = prefilter
+        options.kernelDelivery = kernelDelivery
         options.engineThreads = engineThreads
         let farm = try VirtualFarm(options)
         defer { farm.stop() }
@@ -56,6 +67,9 @@ struct AppsBenchmark {
         guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
             throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
         }
+        // Measured in steady ownership, as a farm runs, not in the handover windows its nodes' joins opened.
+        progress("\(delivery): waiting for the joins' handover windows to end (30 s)")
+        if !farm.waitForHandoversToEnd(nodes: everyone) { progress("\(delivery): a handover window is still open") }
         let client = farm.testbed.clients[0].namespace
         let server = farm.testbed.servers[0]
         let targets = [

@@ -28,6 +28,12 @@ struct AppsCommand: ParsableCommand {
     var prefilter = "on"
 
     @Option(
+        help: ArgumentHelp(
+            "The nodes' kernel delivery: on, off, or both (each delivery mode measured with and without it).",
+            discussion: "Off is measured only with the prefilter on: kernel delivery needs it."))
+    var kernelDelivery = "on"
+
+    @Option(
         name: .customLong("ip"), parsing: .upToNextOption,
         help: ArgumentHelp(
             "VIP families to measure: 4, 6 or both.",
@@ -60,6 +66,9 @@ struct AppsCommand: ParsableCommand {
         guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
         for delivery in deliveries { try DeliveryOption.validate(delivery, option: "--deliveries") }
         guard ["on", "off", "both"].contains(prefilter) else { throw ValidationError("--prefilter takes on, off or both") }
+        guard ["on", "off", "both"].contains(kernelDelivery) else {
+            throw ValidationError("--kernel-delivery takes on, off or both")
+        }
         guard !ipVersions.isEmpty, ipVersions.allSatisfy({ $0 == 4 || $0 == 6 }) else {
             throw ValidationError("--ip takes 4 and/or 6")
         }
@@ -74,6 +83,7 @@ struct AppsCommand: ParsableCommand {
         warnAboutLeftovers()
         let benchmark = AppsBenchmark(
             deliveries: deliveries, prefilterSettings: prefilter == "both" ? [true, false] : [prefilter == "on"],
+            kernelDeliverySettings: kernelDelivery == "both" ? [true, false] : [kernelDelivery == "on"],
             ipVersions: ipVersions,
             seconds: seconds, repetitions: repetitions, connections: connections,
             udpBitsPerSecond: udpMbits * 1_000_000, profileDirectory: profile,
