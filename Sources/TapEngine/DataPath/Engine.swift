@@ -325,7 +325,7 @@ public final class Engine: @unchecked Sendable {
             guard !attachment.sockets.isEmpty else { return none }
             let tapMAC = attachment.delivery?.tapMAC
             if let current = attachment.current, current.shape == shape {
-                let buckets = BucketPrefilter.buckets(for: state, tapMAC: current.classifier == nil ? nil : tapMAC)
+                let buckets = BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC)
                 current.pass(buckets)
                 defer { attachment.actions = buckets.actions }
                 return KernelDeliveryPlan.released(from: attachment.actions, to: state)

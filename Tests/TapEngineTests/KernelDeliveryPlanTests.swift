@@ -1,0 +1,80 @@
+import Hashing
+import Testing
+
+@testable import TapEngine
+
+/// The rule behind kernel delivery: a bucket gets an action only if the engine would give every TCP frame of it that
+/// very verdict whatever its flow table holds and whatever the frame's flags, since the kernel decides without them.
+/// Checked against `Decider` in every delivery mode and role, with buckets in handovers, held and released.
+struct KernelDeliveryPlanTests {
+    static let tapMAC: UInt64 = 0x0200_00AA_BB01
+    static let clientMAC: UInt64 = 0x0200_0000_0107
+    static let macs: [UInt16: UInt64] = [1: 0x0200_0000_0011, 2: 0x0200_0000_0012, 3: 0x0200_0000_0013]
+
+    static func state(_ delivery: Delivery, director: Bool, random: inout SeededGenerator) -> EngineState {
+        let seed = FarmSeed(farmName: "web")
+        let view = try! MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!, NodeID(3)!])
+        let table = try! TableBuilder(seed: seed, bucketCount: 1024).build(view, generation: 1)
+        func some(_ oneIn: UInt64) -> [Bool] { (0..<1024).map { _ in random.next() % oneIn == 0 } }
+        let owned = (0..<1024).map { table.owner(ofBucket: $0) == NodeID(1)! }
+        var state = EngineState(
+            generation: 1, node: NodeID(1)!, seed: seed, vip: IPAddress("198.18.0.100")!, virtualMAC: 0x0242_C612_0064,
+            table: table, delivery: delivery, isARPLeader: director, isDirector: director,
+            handoverBuckets: zip(some(8), owned).map { $0 && $1 }, releasedBuckets: zip(some(8), owned).map { $0 && !$1 },
+            previousOwners: delivery == .flood ? nil : (0..<1024).map { _ in random.next() % 8 == 0 ? 2 : 0 },
+            nodeMACs: macs)
+        state.hold(zip(some(10), owned).map { $0 && $1 })
+        return state
+    }
+
+    @Test(arguments: [(Delivery.flood, false), (.directed, true), (.directed, false), (.relay, true), (.relay, false)])
+    func everyBucketWithAnActionGetsThatVerdictWhateverTheFlowTableHolds(delivery: Delivery, director: Bool) {
+        var random = SeededGenerator(seed: 31)
+        let state = Self.state(delivery, director: director, random: &random)
+        let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
+        let receiveMAC = delivery == .relay ? Self.macs[1]! : state.virtualMAC
+        var checked = 0
+        var acted = Set<UInt64>()
+        for _ in 0..<5_000 {
+            let client = IPAddress(ipv4: UInt32.random(in: 0...UInt32.max, using: &random))
+            let port = UInt16.random(in: 1024...65535, using: &random)
+            let syn = PacketBuilder.tcp(
+                destinationMAC: receiveMAC, sourceMAC: Self.clientMAC, source: client, destination: state.vip,
+                sourcePort: port, destinationPort: 80, flags: 0x02)
+            let key = DeciderTests.frame(syn).key
+            let bucket = state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: state.seed))
+            let action = actions[bucket]
+            guard action != 0 else { continue }
+            acted.insert(action >> 48)
+            let expected: Verdict =
+                action >> 48 == BucketFilterProgram.deliverKind ? .deliver : .forward(state.bucketMACs[bucket])
+            let sources = delivery == .relay ? [Self.clientMAC, Self.macs[2]!] : [Self.clientMAC]
+            for source in sources {
+                for flags: UInt8 in [0x02, 0x10, 0x11, 0x04] {
+                    let frame = DeciderTests.frame(
+                        PacketBuilder.tcp(
+                            destinationMAC: receiveMAC, sourceMAC: source, source: client, destination: state.vip,
+                            sourcePort: port, destinationPort: 80, flags: flags))
+                    for known: UInt16? in [nil, 1, 2, 3] {
+                        var flows = DeciderTests.flows()
+                        if let known { _ = flows.insert(key, now: 0, value: known, confirmed: true) }
+                        let verdict = Decider.decide(frame, state: state, flows: &flows, now: 1)
+                        #expect(
+                            verdict == expected,
+                            "bucket \(bucket) flags \(flags) known \(known.map(String.init) ?? "-"): \(verdict)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        switch (delivery, director) {
+        case (.directed, false):
+            #expect(acted.isEmpty)
+        case (.directed, true):
+            #expect(acted == [BucketFilterProgram.deliverKind, BucketFilterProgram.forwardKind])
+        default:
+            #expect(acted == [BucketFilterProgram.deliverKind])
+        }
+        #expect(delivery == .directed && !director || checked > 5_000)
+    }
+}
