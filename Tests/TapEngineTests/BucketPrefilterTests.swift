@@ -130,7 +130,8 @@ struct BucketPrefilterTests {
                             destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: vip,
                             sourcePort: port, destinationPort: 53, payload: [1])
                     let key = DeciderTests.frame(bytes).key
-                    let bucket = state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))
+                    let bucket = state.table.bucket(
+                        ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))
                     let action = isTCP ? actions[bucket] : 0
                     guard let (result, out) = filter.classifierVerdict(of: bytes) else {
                         Issue.record("the classifier did not run")
@@ -140,7 +141,8 @@ struct BucketPrefilterTests {
                     if action != 0 {
                         taken += 1
                         let kind = action >> 48
-                        let destination = kind == BucketFilterProgram.deliverKind ? Self.tapMAC : state.bucketMACs[bucket]
+                        let destination =
+                            kind == BucketFilterProgram.deliverKind ? Self.tapMAC : state.bucketMACs[bucket]
                         expected.replaceSubrange(0..<6, with: Self.macBytes(destination))
                         if kind == BucketFilterProgram.forwardKind {
                             expected.replaceSubrange(6..<12, with: Self.macBytes(Self.target.interfaceMAC))

@@ -20,7 +20,8 @@ struct KernelDeliveryPlanTests {
         var state = EngineState(
             generation: 1, node: NodeID(1)!, seed: seed, vip: IPAddress("198.18.0.100")!, virtualMAC: 0x0242_C612_0064,
             table: table, delivery: delivery, isARPLeader: director, isDirector: director,
-            handoverBuckets: zip(some(8), owned).map { $0 && $1 }, releasedBuckets: zip(some(8), owned).map { $0 && !$1 },
+            handoverBuckets: zip(some(8), owned).map { $0 && $1 },
+            releasedBuckets: zip(some(8), owned).map { $0 && !$1 },
             previousOwners: delivery == .flood ? nil : (0..<1024).map { _ in random.next() % 8 == 0 ? 2 : 0 },
             nodeMACs: macs)
         state.hold(zip(some(10), owned).map { $0 && $1 })
@@ -42,7 +43,8 @@ struct KernelDeliveryPlanTests {
                 destinationMAC: receiveMAC, sourceMAC: Self.clientMAC, source: client, destination: state.vip,
                 sourcePort: port, destinationPort: 80, flags: 0x02)
             let key = DeciderTests.frame(syn).key
-            let bucket = state.table.bucket(ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: state.seed))
+            let bucket = state.table.bucket(
+                ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: state.seed))
             let action = actions[bucket]
             guard action != 0 else { continue }
             acted.insert(action >> 48)

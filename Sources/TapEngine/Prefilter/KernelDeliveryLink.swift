@@ -14,7 +14,9 @@ final class KernelDeliveryLink {
     init(program: Int32, interfaceIndex: Int32, interface: String) throws(SystemCallError) {
         link = vipfarm_bpf_tcx_ingress_attach(program, interfaceIndex)
         guard link >= 0 else {
-            throw SystemCallError("bpf(BPF_LINK_CREATE)", "attach the kernel delivery classifier to \(interface)'s ingress (tcx, Linux 6.6)")
+            throw SystemCallError(
+                "bpf(BPF_LINK_CREATE)",
+                "attach the kernel delivery classifier to \(interface)'s ingress (tcx, Linux 6.6)")
         }
         self.interfaceIndex = interfaceIndex
     }

@@ -23,7 +23,8 @@ enum KernelDeliveryPlan {
                 guard state.previousOwners[bucket] == 0 else { return 0 }
             }
             if owner == state.node {
-                return state.handoverBuckets[bucket] ? 0 : BucketFilterProgram.action(BucketFilterProgram.deliverKind, mac: tapMAC)
+                guard !state.handoverBuckets[bucket] else { return 0 }
+                return BucketFilterProgram.action(BucketFilterProgram.deliverKind, mac: tapMAC)
             }
             // Forwarding a bucket it released would cut the connections it still serves there; relay forwards only
             // a client's own frames (not a peer's), which the classifier does not tell apart.

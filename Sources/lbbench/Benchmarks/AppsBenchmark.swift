@@ -33,10 +33,11 @@ struct AppsBenchmark {
             seconds: seconds, connections: connections, udpBitsPerSecond: udpBitsPerSecond, victim: Self.victim)
         for mode in deliveries {
             for version in ipVersions {
+                // Kernel delivery needs the prefilter: without it, one run.
                 for prefilter in prefilterSettings {
-                    for kernelDelivery in kernelDeliverySettings where prefilter || kernelDelivery == kernelDeliverySettings[0] {
+                    for kernelDelivery in prefilter ? kernelDeliverySettings : [false] {
                         try measure(
-                            mode, ipv6: version == 6, prefilter: prefilter, kernelDelivery: prefilter && kernelDelivery,
+                            mode, ipv6: version == 6, prefilter: prefilter, kernelDelivery: kernelDelivery,
                             into: &report)
                     }
                 }

@@ -131,7 +131,8 @@ final class NodeLoop {
                 log(
                     config.node.kernelDelivery ? .warning : .notice,
                     "kernel delivery off (\(prefilter.kernelDeliveryReason ?? prefilter.reason ?? "unknown")): the "
-                        + "engine delivers every frame" + (config.node.kernelDelivery ? ", at a cost in throughput and latency" : ""))
+                        + "engine delivers every frame"
+                        + (config.node.kernelDelivery ? ", at a cost in throughput and latency" : ""))
             }
         }
         log(.info, "engine: \(engineConfiguration.threads) thread(s) (\(threadsReason))")
