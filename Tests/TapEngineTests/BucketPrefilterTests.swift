@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Hashing
 import Testing
@@ -173,6 +174,34 @@ struct BucketPrefilterTests {
                 }
             }
         }
+    }
+
+    /// A ping flood to the VIP stays out of the ring: the filter lets a burst of pings in, then one a millisecond, and
+    /// counts the rest; echo replies and pings to other addresses are not its business.
+    @Test(arguments: [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!])
+    func aPingFloodStaysOutOfTheRing(vip: IPAddress) throws {
+        var random = SeededGenerator(seed: 41)
+        let filter = try Self.prefilter(for: Self.state(vip: vip, affinity: .none, random: &random))
+        let client = vip.isIPv4 ? IPAddress("198.18.1.7")! : IPAddress("2001:db8::7")!
+        func icmp(type: UInt8, to destination: IPAddress = vip) -> [UInt8] {
+            PacketBuilder.ip(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: client, destination: destination,
+                protocol: vip.isIPv4 ? 1 : 58, payload: [type, 0, 0, 0, 0, 1, 0, 1])
+        }
+        let request = icmp(type: vip.isIPv4 ? 8 : 128)
+        let started = ContinuousClock.now
+        var passed = 0
+        for _ in 0..<3000 where filter.verdict(of: request) != 0 { passed += 1 }
+        let elapsed = (ContinuousClock.now - started).components
+        let milliseconds = Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000) + 1
+        #expect(passed >= Int(BucketFilterProgram.echoBurst) && passed <= Int(BucketFilterProgram.echoBurst) + milliseconds)
+        #expect(filter.counts.echoDropped == UInt64(3000 - passed))
+        #expect(filter.verdict(of: icmp(type: vip.isIPv4 ? 0 : 129)) != 0, "an echo reply is the engine's to decide")
+        let elsewhere = vip.isIPv4 ? IPAddress("198.18.0.101")! : IPAddress("2001:db8::101")!
+        #expect(filter.verdict(of: icmp(type: vip.isIPv4 ? 8 : 128, to: elsewhere)) == 0, "not the VIP's")
+        #expect(filter.counts.echoDropped == UInt64(3000 - passed))
+        Thread.sleep(forTimeInterval: 0.02)
+        #expect(filter.verdict(of: request) != 0, "the budget refills, a ping a millisecond")
     }
 
     static func macBytes(_ mac: UInt64) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (40 - 8 * $0)) } }

@@ -279,7 +279,7 @@ public final class Engine: @unchecked Sendable {
             var status = attachment.status
             if let current = attachment.current, status.running {
                 let counts = current.counts
-                (status.passed, status.dropped) = (counts.passed, counts.dropped)
+                (status.passed, status.dropped, status.echoDropped) = (counts.passed, counts.dropped, counts.echoDropped)
                 (status.deliveredInKernel, status.forwardedInKernel) = (counts.delivered, counts.forwarded)
             }
             return status
@@ -430,6 +430,8 @@ public struct PrefilterStatus: Sendable, Equatable {
     /// Frames whose bucket it let through, and dropped, since it was attached.
     public var passed: UInt64
     public var dropped: UInt64
+    /// Pings to the VIP beyond the echo budget, kept out of the ring.
+    public var echoDropped: UInt64 = 0
     /// The kernel delivers (and forwards) the TCP frames of buckets in steady ownership itself; if not, why.
     public var kernelDelivery = false
     public var kernelDeliveryReason: String? = nil

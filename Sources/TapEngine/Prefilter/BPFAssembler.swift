@@ -28,7 +28,7 @@ struct BPFRegister: Equatable {
 /// conditional jumps.
 struct BPFAssembler {
     enum Operation: UInt8 {
-        case add = 0x00, sub = 0x10, mul = 0x20, or = 0x40, and = 0x50, leftShift = 0x60, rightShift = 0x70
+        case add = 0x00, sub = 0x10, mul = 0x20, divide = 0x30, or = 0x40, and = 0x50, leftShift = 0x60, rightShift = 0x70
         case xor = 0xA0, move = 0xB0
     }
 
@@ -43,6 +43,7 @@ struct BPFAssembler {
     /// A helper function the kernel offers socket filters and classifiers (`enum bpf_func_id`).
     enum Helper: Int32 {
         case mapLookupElement = 1
+        case monotonicNanoseconds = 5
         case storeBytes = 9
         case redirect = 23
         case loadBytesRelative = 68

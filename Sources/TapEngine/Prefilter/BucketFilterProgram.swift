@@ -70,7 +70,15 @@ enum BucketFilterProgram {
     static let deliveredOffset: Int16 = 16
     static let forwardedOffset: Int16 = 24
     static let leaseOffset: Int16 = 32
-    static let bitsOffset: Int16 = 40
+    /// The socket filter's echo budget: tokens, when it last refilled (CLOCK_MONOTONIC ns), pings it dropped.
+    static let echoTokensOffset: Int16 = 40
+    static let echoRefilledOffset: Int16 = 48
+    static let echoDroppedOffset: Int16 = 56
+    static let bitsOffset: Int16 = 64
+
+    /// Pings to the VIP the socket filter lets into the ring: `echoBurst` at once, then one a millisecond (the
+    /// engine's own budget, `AnswerBudget.echo`, is the same per thread): a ping flood stays out of the ring.
+    static let echoBurst: Int32 = 1000
 
     /// An action's kind, in its byte 6.
     static let deliverKind: UInt64 = 1
@@ -107,7 +115,7 @@ enum BucketFilterProgram {
     static func instructions(for shape: BucketFilterShape, map: Int32, kind: Kind = .socketFilter) -> [BPFInstruction] {
         var code = BPFAssembler()
         let pass = code.newLabel(), drop = code.newLabel()
-        let hash = code.newLabel()
+        let hash = code.newLabel(), echo = code.newLabel()
         // Where each affinity's hash words are gathered; only those the rules reach are emitted (the verifier refuses
         // unreachable code).
         var affinityLabels: [Affinity: BPFAssembler.Label] = [:]
@@ -142,6 +150,7 @@ enum BucketFilterProgram {
             code.alu(.and, .r1, 0x3FFF)
             code.jump(if: .r1, .notEqual, 0, to: pass)  // a fragment
             code.load(.byte, .r8, from: .frame, offset: frameBase + 23)
+            if kind == .socketFilter { checkEcho(&code, type: 8, at: frameBase + 34, protocol: 1, echo: echo) }
             code.load(.half, .r9, from: .frame, offset: frameBase + 36)
             code.fromBigEndian(.r9, bits: 16)
             matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
@@ -182,6 +191,7 @@ enum BucketFilterProgram {
                 code.load(.r2, word.bigEndian)
                 code.jump(if: .r1, .notEqual, .r2, to: drop)
             }
+            if kind == .socketFilter { checkEcho(&code, type: 128, at: frameBase + 54, protocol: 58, echo: echo) }
             code.load(.half, .r9, from: .frame, offset: frameBase + 56)
             code.fromBigEndian(.r9, bits: 16)
             matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
@@ -242,7 +252,55 @@ enum BucketFilterProgram {
         code.place(pass)
         code.alu(.move, .r0, keep)
         code.exit()
+        spendEcho(&code, map: map, at: echo, pass: pass, drop: drop)
         return code.finished()
+    }
+
+    /// An echo request (ICMP `type` at `offset`, protocol in r8) goes to the echo budget.
+    private static func checkEcho(
+        _ code: inout BPFAssembler, type: Int32, at offset: Int16, protocol: Int32, echo: BPFAssembler.Label
+    ) {
+        let other = code.newLabel()
+        code.jump(if: .r8, .notEqual, `protocol`, to: other)
+        code.load(.byte, .r1, from: .frame, offset: offset)
+        code.jump(if: .r1, .equal, type, to: echo)
+        code.place(other)
+    }
+
+    /// The echo budget, a token bucket in the map (its read-modify-write is not atomic: frames on two CPUs at once
+    /// may both take the last token, which a budget can afford). Beyond it the ping is dropped and counted.
+    private static func spendEcho(
+        _ code: inout BPFAssembler, map: Int32, at echo: BPFAssembler.Label, pass: BPFAssembler.Label,
+        drop: BPFAssembler.Label
+    ) {
+        code.place(echo)
+        lookUp(&code, map: map, else: pass)
+        code.alu(.move, .r7, .r0)
+        code.call(.monotonicNanoseconds)
+        code.load(.double, .r1, from: .r7, offset: echoRefilledOffset)
+        code.load(.double, .r3, from: .r7, offset: echoTokensOffset)
+        code.alu(.move, .r2, .r0)
+        code.alu(.sub, .r2, .r1)
+        code.alu(.divide, .r2, 1_000_000)  // whole milliseconds since the last refill: a token each
+        let spend = code.newLabel()
+        code.jump(if: .r2, .equal, 0, to: spend)
+        code.alu(.add, .r3, .r2)
+        code.alu(.mul, .r2, 1_000_000)
+        code.alu(.add, .r1, .r2)
+        code.store(.double, .r1, to: .r7, offset: echoRefilledOffset)
+        code.jump(if: .r3, .lessOrEqual, echoBurst, to: spend)
+        code.alu(.move, .r3, echoBurst)
+        code.place(spend)
+        let empty = code.newLabel()
+        code.jump(if: .r3, .equal, 0, to: empty)
+        code.alu(.sub, .r3, 1)
+        code.store(.double, .r3, to: .r7, offset: echoTokensOffset)
+        code.jump(to: pass)
+        code.place(empty)
+        code.store(.double, .r3, to: .r7, offset: echoTokensOffset)
+        code.alu(.move, .r2, 1)
+        code.atomicAdd(.r2, to: .r7, offset: echoDroppedOffset)
+        code.jump(to: drop)
     }
 
     /// r0 = the map's value, or to `missing` if there is none.

@@ -142,12 +142,13 @@ final class BucketPrefilter {
     }
 
     /// What the programs counted since they were loaded: frames whose bucket the socket filter passed and dropped,
-    /// and frames the classifier delivered and forwarded.
-    var counts: (passed: UInt64, dropped: UInt64, delivered: UInt64, forwarded: UInt64) {
+    /// pings beyond its echo budget, and frames the classifier delivered and forwarded.
+    var counts: (passed: UInt64, dropped: UInt64, echoDropped: UInt64, delivered: UInt64, forwarded: UInt64) {
         func counter(_ offset: Int16) -> UInt64 { value.load(fromByteOffset: Int(offset), as: UInt64.self) }
         return (
             counter(BucketFilterProgram.passedOffset), counter(BucketFilterProgram.droppedOffset),
-            counter(BucketFilterProgram.deliveredOffset), counter(BucketFilterProgram.forwardedOffset)
+            counter(BucketFilterProgram.echoDroppedOffset), counter(BucketFilterProgram.deliveredOffset),
+            counter(BucketFilterProgram.forwardedOffset)
         )
     }
 

@@ -87,6 +87,7 @@ struct StatusCommand: ParsableCommand {
             status.prefilterRunning
                 ? "  prefilter: kept \(status.prefilterDropped) frames of other nodes' buckets out of the ring, let "
                     + "\(status.prefilterPassed) in"
+                    + (status.prefilterEchoDropped > 0 ? "; \(status.prefilterEchoDropped) pings beyond the budget" : "")
                     + (status.delivery == "flood" ? "" : " (in \(status.delivery) delivery every bucket passes)")
                 : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")")
         lines.append(

@@ -159,6 +159,8 @@ final class MetricsServer: @unchecked Sendable {
         lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"dropped\"} \(status.prefilterDropped)")
         lines.append("vipfarm_prefilter_frames_total{\(labels),verdict=\"passed\"} \(status.prefilterPassed)")
         lines.append(
+            "vipfarm_prefilter_frames_total{\(labels),verdict=\"echo_rate_limited\"} \(status.prefilterEchoDropped)")
+        lines.append(
             "# HELP vipfarm_kernel_delivery_running Whether the kernel delivers steady buckets' TCP frames itself.")
         lines.append("# TYPE vipfarm_kernel_delivery_running gauge")
         lines.append("vipfarm_kernel_delivery_running{\(labels)} \(status.kernelDelivery ? 1 : 0)")

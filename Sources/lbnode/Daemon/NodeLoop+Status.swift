@@ -111,6 +111,7 @@ extension NodeLoop {
             snapshot.prefilterReason = prefilter.reason
             snapshot.prefilterPassed = prefilter.passed
             snapshot.prefilterDropped = prefilter.dropped
+            snapshot.prefilterEchoDropped = prefilter.echoDropped
             snapshot.kernelDelivery = prefilter.kernelDelivery
             snapshot.kernelDeliveryReason = prefilter.kernelDeliveryReason
             snapshot.deliveredInKernel = prefilter.deliveredInKernel

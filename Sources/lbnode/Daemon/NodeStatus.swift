@@ -57,6 +57,8 @@ struct NodeStatus: Codable, Sendable {
     var prefilterReason: String? = nil
     var prefilterPassed: UInt64 = 0
     var prefilterDropped: UInt64 = 0
+    /// Pings to the VIP beyond the echo budget that the prefilter kept out of the ring.
+    var prefilterEchoDropped: UInt64 = 0
     /// Kernel delivery: running, or why not; TCP frames the kernel delivered into the TAP and forwarded to their
     /// owners itself.
     var kernelDelivery = false
