@@ -66,6 +66,27 @@ struct ResponderTests {
         #expect(PacketBuilder.internetChecksum(pseudo) == 0)
     }
 
+    /// The announcement of an IPv6 VIP (a director's, every 200 ms, so that the switch learns the virtual MAC on its
+    /// port): an unsolicited advertisement to all nodes, override set, solicited not, from the MAC it is sent from.
+    @Test func anIPv6VIPIsAnnouncedByAnUnsolicitedAdvertisement() throws {
+        let vip = IPAddress("2001:2::100")!
+        let responder = Responder()
+        defer { responder.deallocate() }
+        let virtualMAC: UInt64 = 0x0242_C612_0064
+        let advert = Array(
+            responder.neighbourAdvertisement(to: nil, state: try Self.state(vip: vip), ethernetSource: virtualMAC))
+        #expect(advert.count == 86)
+        #expect(Array(advert[0..<6]) == [0x33, 0x33, 0, 0, 0, 1])
+        #expect(Array(advert[6..<12]) == PacketBuilder.macBytes(virtualMAC))
+        #expect(advert[21] == 255)
+        #expect(Array(advert[38..<54]) == IPAddress("ff02::1")!.bytes)
+        #expect(advert[54] == 136 && advert[58] == 0x20, "override, not solicited")
+        #expect(Array(advert[62..<78]) == vip.bytes)
+        #expect(Array(advert[80..<86]) == PacketBuilder.macBytes(virtualMAC))
+        let pseudo = Array(advert[22..<54]) + [0, 0, 0, 32, 0, 0, 0, 58] + Array(advert[54...])
+        #expect(PacketBuilder.internetChecksum(pseudo) == 0)
+    }
+
     @Test func duplicateAddressDetectionIsNotAnswered() throws {
         let vip = IPAddress("2001:2::100")!
         let probe = Self.frame(

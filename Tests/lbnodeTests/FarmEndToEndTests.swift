@@ -273,6 +273,23 @@ struct FarmEndToEndTests {
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
     }
 
+    /// Directed delivery with an IPv6 VIP: the director announces the VIP with unsolicited neighbour advertisements
+    /// from the virtual MAC, so the switch learns it on the director's port and stops flooding the clients' frames to
+    /// every server (the other nodes' rings then see almost none of them: `not_director`).
+    @Test func anIPv6DirectorTeachesTheSwitchTheVirtualMAC() throws {
+        let farm = try Self.farm {
+            $0.testbed.ipv6 = true
+            $0.vip = "2001:2::100"
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+        for node in [2, 3] {
+            let status = try #require(try Self.status(farm, node: node))
+            #expect((status.engine["dropped_not_director"] ?? 0) < 30, "node \(node): \(status.engine)")
+        }
+    }
+
     @Test func floodDeliveryServesAndFailsOverToo() throws {
         let farm = try Self.farm { $0.delivery = "flood" }
         defer { farm.stop() }

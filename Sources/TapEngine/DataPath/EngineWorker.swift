@@ -314,7 +314,10 @@ final class EngineWorker: @unchecked Sendable {
     /// learns the virtual MAC on its port.
     private func sendAnnouncement() {
         let source = state.delivery == .directed && state.isDirector ? state.virtualMAC : interfaceMAC
-        let frame = responder.arp(to: nil, state: state, ethernetSource: source)
+        let frame =
+            state.vip.isIPv4
+            ? responder.arp(to: nil, state: state, ethernetSource: source)
+            : responder.neighbourAdvertisement(to: nil, state: state, ethernetSource: source)
         if frame.count > 0 && port.send(frame) { batch.transmitted += 1 }
     }
 }

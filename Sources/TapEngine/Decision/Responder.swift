@@ -46,17 +46,20 @@ struct Responder {
         return UnsafeRawBufferPointer(start: buffer.baseAddress, count: 60)
     }
 
-    /// A neighbour advertisement answering `solicitation` for the IPv6 VIP: solicited and override set, target = the
-    /// VIP, target link-layer address option = the virtual MAC.
+    /// A neighbour advertisement for the IPv6 VIP, target link-layer address option = the answer MAC: answering
+    /// `solicitation` (solicited and override set), or with none, unsolicited to all nodes (override set: RFC 4861
+    /// 7.2.6), the IPv6 counterpart of a gratuitous ARP, which teaches the switch the source MAC.
     ///
     /// - Warning: the returned bytes are valid until the next call.
-    func neighbourAdvertisement(to solicitation: Frame, state: EngineState, ethernetSource: UInt64)
+    func neighbourAdvertisement(to solicitation: Frame?, state: EngineState, ethernetSource: UInt64)
         -> UnsafeRawBufferPointer
     {
         // A solicitation from the unspecified address is duplicate address detection: someone else wants the VIP.
-        guard !state.vip.isIPv4, solicitation.key.client != IPAddress(high: 0, low: 0) else {
+        guard !state.vip.isIPv4, solicitation?.key.client != IPAddress(high: 0, low: 0) else {
             return UnsafeRawBufferPointer(start: nil, count: 0)
         }
+        let allNodes = IPAddress(high: 0xFF02_0000_0000_0000, low: 1)
+        let destination = solicitation?.key.client ?? allNodes
         var offset = 0
         func put(_ value: UInt64, bytes: Int) {
             for index in 0..<bytes {
@@ -64,7 +67,7 @@ struct Responder {
             }
             offset += bytes
         }
-        put(solicitation.sourceMAC, bytes: 6)
+        put(solicitation?.sourceMAC ?? 0x3333_0000_0001, bytes: 6)
         put(ethernetSource, bytes: 6)
         put(0x86DD, bytes: 2)
         put(0x6000_0000, bytes: 4)  // version 6, no traffic class or flow label
@@ -73,11 +76,11 @@ struct Responder {
         put(255, bytes: 1)  // hop limit 255, as neighbour discovery requires
         put(state.vip.high, bytes: 8)
         put(state.vip.low, bytes: 8)
-        put(solicitation.key.client.high, bytes: 8)
-        put(solicitation.key.client.low, bytes: 8)
+        put(destination.high, bytes: 8)
+        put(destination.low, bytes: 8)
         let icmp = offset
         put(0x8800_0000, bytes: 4)  // type 136, code 0, checksum filled below
-        put(0x6000_0000, bytes: 4)  // solicited, override
+        put(solicitation == nil ? 0x2000_0000 : 0x6000_0000, bytes: 4)  // (solicited,) override
         put(state.vip.high, bytes: 8)
         put(state.vip.low, bytes: 8)
         put(0x0201, bytes: 2)  // option: target link-layer address, 8 bytes
