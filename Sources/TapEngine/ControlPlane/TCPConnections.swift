@@ -16,6 +16,11 @@ public enum TCPConnections {
         public var client: IPAddress
         public var clientPort: UInt16
         public var serverPort: UInt16
+
+        /// The flow the engine's tables know the connection by.
+        public var flowKey: FlowKey {
+            FlowKey(client: client, clientPort: clientPort, serverPort: serverPort, proto: .tcp)
+        }
     }
 
     /// How many TCP connections have `address` as their local address (IPv4 ones through an IPv6 socket too).

@@ -164,9 +164,7 @@ public final class Engine: @unchecked Sendable {
     public func learn(_ connections: [TCPConnections.Connection]) -> Int {
         precondition(threads.isEmpty, "learn before start")
         let node = orders.orders.withLock { $0.state.node.rawValue }
-        let keys = connections.map {
-            FlowKey(client: $0.client, clientPort: $0.clientPort, serverPort: $0.serverPort, proto: .tcp)
-        }
+        let keys = connections.map(\.flowKey)
         let now = orders.clock()
         return workers.reduce(0) { $0 + $1.learn(keys, node: node, now: now) }
     }
@@ -238,13 +236,9 @@ public final class Engine: @unchecked Sendable {
         // kernel's backlog: give it time to become a socket.
         usleep(1000)
         guard let open = try? TCPConnections.list(localAddress: state.vip) else { return [] }
-        return open.compactMap { connection in
-            let key = FlowKey(
-                client: connection.client, clientPort: connection.clientPort, serverPort: connection.serverPort,
-                proto: .tcp)
-            guard case .balanced(let affinity) = state.mode(for: .tcp, port: key.serverPort) else { return nil }
-            let bucket = state.table.bucket(ofHash: affinity.bucketHash(of: key, isFragment: false, seed: state.seed))
-            return buckets[bucket] ? key : nil
+        return open.map(\.flowKey).filter { key in
+            guard case .balanced(let affinity) = state.mode(for: .tcp, port: key.serverPort) else { return false }
+            return buckets[state.table.bucket(ofHash: affinity.bucketHash(of: key, isFragment: false, seed: state.seed))]
         }
     }
 
@@ -277,6 +271,7 @@ public final class Engine: @unchecked Sendable {
     public var prefilterStatus: PrefilterStatus {
         prefilter.withLock { attachment in
             var status = attachment.status
+            status.kernelDelivery = attachment.link != nil
             if let current = attachment.current, status.running {
                 let counts = current.counts
                 (status.passed, status.dropped, status.echoDropped) = (counts.passed, counts.dropped, counts.echoDropped)
@@ -325,10 +320,9 @@ public final class Engine: @unchecked Sendable {
             guard !attachment.sockets.isEmpty else { return none }
             let tapMAC = attachment.delivery?.tapMAC
             if let current = attachment.current, current.shape == shape {
-                let buckets = BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC)
-                current.pass(buckets)
-                defer { attachment.actions = buckets.actions }
-                return KernelDeliveryPlan.released(from: attachment.actions, to: state)
+                let before = current.actions
+                current.pass(BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC))
+                return KernelDeliveryPlan.released(from: before, to: state)
             }
             // Everything to the ring, and nothing left to the old classifier, while the programs change.
             attachment.current?.pass(.all(attachment.current!.shape.bucketCount))
@@ -346,15 +340,11 @@ public final class Engine: @unchecked Sendable {
                 attachment.current = replacement
                 attachment.status.running = true
                 attachment.status.reason = nil
-                attachment.status.kernelDelivery = attachment.link != nil
-                defer { attachment.actions = attachment.link == nil ? nil : buckets.actions }
                 return attachment.link == nil ? none : KernelDeliveryPlan.released(from: nil, to: state)
             } catch {
                 // The programs in place (if any) were built for other rules: they let everything by from now on.
                 attachment.link = nil
-                attachment.actions = nil
                 attachment.status.running = false
-                attachment.status.kernelDelivery = false
                 attachment.status.reason = "\(error)"
                 return none
             }
@@ -414,9 +404,8 @@ struct PrefilterAttachment: @unchecked Sendable {
     var status = PrefilterStatus(running: false, reason: "not started", passed: 0, dropped: 0)
     /// Where the kernel delivers; nil: it does not (turned off, refused, or fake ports).
     var delivery: (target: KernelDeliveryTarget, tapMAC: UInt64)?
-    /// The classifier's tcx link while it runs, and the actions it was last given.
+    /// The classifier's tcx link while it runs (its actions are in the prefilter's map).
     var link: KernelDeliveryLink?
-    var actions: [UInt64]?
     /// The engine's lease, for the classifier (CLOCK_BOOTTIME ns).
     var leaseUntil = UInt64.max
 }

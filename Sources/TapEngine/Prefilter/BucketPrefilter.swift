@@ -122,6 +122,12 @@ final class BucketPrefilter {
         }
     }
 
+    /// Per bucket, the classifier's action as the map holds it now (`BucketFilterProgram.action`; 0: none).
+    var actions: [UInt64] {
+        let actions = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
+        return (0..<shape.bucketCount).map { actions.load(fromByteOffset: 8 * $0, as: UInt64.self) }
+    }
+
     /// The classifier acts until `bootTime` (CLOCK_BOOTTIME, ns), and not after: the engine's lease.
     func leaseRuns(until bootTime: UInt64) {
         value.storeBytes(of: bootTime, toByteOffset: Int(BucketFilterProgram.leaseOffset), as: UInt64.self)
