@@ -185,6 +185,23 @@ struct MembershipTests {
         #expect(!membership.mayActivate(now: 89) && membership.mayActivate(now: 90))
     }
 
+    /// A partition cuts node 3 off just after its peers' last heartbeats, which say they heard it 9 ms before they
+    /// left: they declare it dead 30 ms after that (at 42), so it fences half an interval earlier (at 37), counting
+    /// from their hearing, not from its own (which would be at 46, after they took its buckets).
+    @Test func aNodeCutOffFencesBeforeItsPeersCanDeclareItDead() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(1, sequence: 2, age: 9, to: 3), now: 20)
+        _ = membership.receive(Self.beat(2, sequence: 2, age: 9, to: 3), now: 20)
+        #expect(membership.heardMe(membership.peers[NodeID(1)!]!) == 11)
+        #expect(membership.nextExpiry == 37)  // the loop turns then to check
+        #expect(membership.tick(now: 36).isEmpty)
+        #expect(membership.tick(now: 37).contains(.fenced(.noQuorum)))
+        #expect(membership.state == .joining && Self.ids(membership.view) == [1, 2])
+    }
+
     @Test func exactlyHalfServesOnlyWithTheLowestID() {
         // Four nodes split two and two: {1, 2} keeps serving, {3, 4} fences.
         func half(_ me: UInt16, _ other: UInt16) -> Membership {
@@ -322,6 +339,7 @@ struct MembershipTests {
             _ = membership.receive(Self.beat(2, hears: [3]), now: 0)
             _ = membership.receive(Self.beat(3, hears: [2]), now: 0)
             _ = membership.setLocal(state: .active)
+            _ = membership.receive(Self.beat(3, sequence: 2, hears: [2]), now: 30)
             return membership
         }
         // Node 2 is deaf to everyone: it has no quorum, it will fence itself; node 1 serves on.

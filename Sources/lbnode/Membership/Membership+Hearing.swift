@@ -11,6 +11,16 @@ extension Membership {
         return echo.live && echo.incarnation == incarnation && Int(echo.ageMilliseconds) < earlyWindow
     }
 
+    /// When `peer` last heard this node, as far as this node knows: its last heartbeat's echo of this incarnation,
+    /// dated back by the echo's age (when it was received, without one). The peer may have heard a later heartbeat
+    /// since, so it declares this node dead no earlier than this plus the deadline; when this node last heard the peer
+    /// can be up to an interval later, too late to count the early checks from.
+    func heardMe(_ peer: Peer) -> Int {
+        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation })
+        else { return peer.lastHeard }
+        return peer.lastHeard - Int(echo.ageMilliseconds)
+    }
+
     /// Whether `peer` would serve without this node: it is not fenced, active or joining, and has quorum among the
     /// nodes it hears (by its echoes; with `quorum: none`, always).
     func servesWithout(_ id: NodeID, _ peer: Peer) -> Bool {

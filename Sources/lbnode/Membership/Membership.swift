@@ -204,15 +204,14 @@ struct Membership {
     /// Whether this side of a partition may serve (always, with `quorum: none` and no witness).
     var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: latest) }
 
-    /// Whether this side may serve, counting only the peers heard within `window` ms of `now`. The node checks its
-    /// own quorum half an interval earlier than its peers declare it dead, so that a node cut off stops serving before
-    /// the others take its buckets (not earlier: a starved machine would fence for nothing).
+    /// Whether this side may serve, counting only the peers heard within `window` ms of `now`.
     func hasQuorum(heardWithin window: Int, now: Int) -> Bool {
         quorumFailure(heardWithin: window, now: now) == nil
     }
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
-    private func quorumFailure(heardWithin window: Int, now: Int) -> FenceReason? {
+    /// `votersHeardMe`: a peer votes for the majority only if it also heard this node within `window` (`heardMe`).
+    private func quorumFailure(heardWithin window: Int, now: Int, votersHeardMe: Bool = false) -> FenceReason? {
         let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
@@ -220,7 +219,9 @@ struct Membership {
         {
             return .isolated
         }
-        guard quorum == .majority, !isMajority(Set(live).union([me])) else { return nil }
+        guard quorum == .majority else { return nil }
+        let voters = votersHeardMe ? live.filter { peers[$0].map { now - heardMe($0) <= window } == true } : live
+        guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
     }
 
@@ -251,7 +252,7 @@ struct Membership {
     }
 
     /// The window of the early checks: a node fences itself half an interval before its peers would declare it dead
-    /// (see `hasQuorum(heardWithin:now:)` and `unheardBy(now:)`).
+    /// (see `checkQuorum(now:)` and `unheardBy(now:)`).
     var earlyWindow: Int { deadline - intervalMilliseconds / 2 }
 
     /// The witness answered a ping sent at `at` (only with a witness configured).
@@ -301,10 +302,13 @@ struct Membership {
         return [.unfenced]
     }
 
-    /// Fences when the quorum is lost (call after every change of the peers).
+    /// Fences when the quorum is lost (call after every change of the peers). The early check: a peer votes only if it
+    /// heard this node within the early window (`heardMe`), so that a node cut off stops serving half an interval
+    /// before the others may declare it dead and take its buckets (not earlier: a starved machine would fence for
+    /// nothing).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
         guard fence == nil, state != .joining,
-            let reason = quorumFailure(heardWithin: earlyWindow, now: now)
+            let reason = quorumFailure(heardWithin: earlyWindow, now: now, votersHeardMe: true)
                 ?? (unheardBy(now: now) != nil ? .unheard : nil)
         else {
             return []
@@ -380,7 +384,13 @@ struct Membership {
     /// When `tick` must run next to take a silent peer out on time (nil without peers): the loop waits for heartbeats
     /// until then, not until its next heartbeat, which may be most of an interval later.
     var nextExpiry: Int? {
-        peers.values.map { $0.lastHeard + silenceAllowed($0, now: latest) + 1 }.min()
+        let expiries = peers.values.map { $0.lastHeard + silenceAllowed($0, now: latest) + 1 }
+        guard fence == nil, state != .joining, quorum == .majority || hasWitness else { return expiries.min() }
+        // The early checks fail one millisecond after the window ends, not as it ends.
+        let earlyChecks = peers.values.filter { $0.state != .stopped }.flatMap {
+            [heardMe($0), $0.lastHeard].map { $0 + earlyWindow + 1 }.filter { $0 > latest }
+        }
+        return (expiries + earlyChecks).min()
     }
 
     /// Peer `id`'s kernel refused the heartbeat this node sent at `sentAt` (port unreachable): its lbnode is gone, so
