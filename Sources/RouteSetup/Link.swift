@@ -13,6 +13,9 @@ public struct Link: Equatable, Sendable {
     public let masterIndex: Int32
     /// The link kind ("tun", "veth", "bridge", ...), or `nil` for a physical NIC.
     public let kind: String?
+    /// Received frames the interface dropped: no room in its ring or queue (`rx_dropped`, `rx_missed_errors`,
+    /// `rx_fifo_errors`, `rx_over_errors`).
+    public let receiveDrops: UInt64
 
     // The UAPI values of `linux/if.h` (Glibc and the kernel header import them as different types).
     static let upFlag: UInt32 = 0x1
@@ -35,6 +38,8 @@ public struct Link: Equatable, Sendable {
         mtu = rtnl_link_get_mtu(link)
         masterIndex = rtnl_link_get_master(link)
         kind = rtnl_link_get_type(link).map { String(cString: $0) }
+        receiveDrops = [RTNL_LINK_RX_DROPPED, RTNL_LINK_RX_MISSED_ERR, RTNL_LINK_RX_FIFO_ERR, RTNL_LINK_RX_OVER_ERR]
+            .reduce(0) { $0 &+ rtnl_link_get_stat(link, $1) }
     }
 }
 

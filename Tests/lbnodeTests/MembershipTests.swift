@@ -14,11 +14,11 @@ struct MembershipTests {
     /// Node `node`'s heartbeat, which hears `listener` (and `hears`, heard `age` ms ago) unless `hearsMe` is false.
     static func beat(
         _ node: UInt16, _ state: MemberState = .active, healthy: Bool = true, sequence: UInt64 = 1,
-        hearsMe: Bool = true, age: UInt32 = 0, hears: [UInt16] = [], to listener: UInt16 = 1
+        hearsMe: Bool = true, age: UInt32 = 0, hears: [UInt16] = [], to listener: UInt16 = 1, deadline: UInt16 = 0
     ) -> Heartbeat {
         Heartbeat(
             sender: NodeID(rawValue: node)!, state: state, healthy: healthy, weight: 100, incarnation: 1,
-            sequence: sequence, viewDigest: 0, mac: 0x0200_0000_0000 + UInt64(node),
+            sequence: sequence, viewDigest: 0, mac: 0x0200_0000_0000 + UInt64(node), deadlineMilliseconds: deadline,
             echoes: ((hearsMe ? [listener] : []) + hears).map {
                 Heartbeat.Echo(node: $0, live: true, ageMilliseconds: age, incarnation: 1, sequence: 1)
             })
@@ -186,8 +186,8 @@ struct MembershipTests {
     }
 
     /// A partition cuts node 3 off just after its peers' last heartbeats, which say they heard it 9 ms before they
-    /// left: they declare it dead 30 ms after that (at 42), so it fences half an interval earlier (at 37), counting
-    /// from their hearing, not from its own (which would be at 46, after they took its buckets).
+    /// left: they declare it dead 30 ms after that (at 42), so it fences before (at 41, counting from half an
+    /// interval before it heard them), not half an interval after its own hearing (at 46, after they took over).
     @Test func aNodeCutOffFencesBeforeItsPeersCanDeclareItDead() {
         var membership = Self.farmOfThree()
         _ = membership.receive(Self.beat(1, to: 3), now: 0)
@@ -195,11 +195,78 @@ struct MembershipTests {
         _ = membership.setLocal(state: .active)
         _ = membership.receive(Self.beat(1, sequence: 2, age: 9, to: 3), now: 20)
         _ = membership.receive(Self.beat(2, sequence: 2, age: 9, to: 3), now: 20)
-        #expect(membership.heardMe(membership.peers[NodeID(1)!]!) == 11)
-        #expect(membership.nextExpiry == 37)  // the loop turns then to check
-        #expect(membership.tick(now: 36).isEmpty)
-        #expect(membership.tick(now: 37).contains(.fenced(.noQuorum)))
+        #expect(membership.heardMe(membership.peers[NodeID(1)!]!) == 15)
+        #expect(membership.nextExpiry == 41)  // the loop turns then to check
+        #expect(membership.tick(now: 40).isEmpty)
+        #expect(membership.tick(now: 41).contains(.fenced(.noQuorum)))
         #expect(membership.state == .joining && Self.ids(membership.view) == [1, 2])
+    }
+
+    // MARK: - Receive loss
+
+    @Test func receiveLossLengthensTheDeadlineForAsLongAsAPeerMayGoByIt() {
+        var tolerance = LossTolerance(baseMilliseconds: 30)
+        var grew = tolerance.note(drops: 500, now: 0)
+        #expect(!grew)  // the first reading is the baseline
+        var said = tolerance.announce(now: 0)
+        #expect(said == 30 && tolerance.applied(now: 0) == 30)
+        grew = tolerance.note(drops: 501, now: 10)
+        said = tolerance.announce(now: 10)
+        #expect(grew && said == 100 && tolerance.applied(now: 10) == 100)
+        grew = tolerance.note(drops: 501, now: 1_000)
+        said = tolerance.announce(now: 2_000)
+        #expect(!grew && said == 100)  // two seconds after the last drop, still under loss
+        said = tolerance.announce(now: 2_011)
+        #expect(said == 30)  // then the farm's deadline is said again...
+        // ... but applied until no peer can go by the last heartbeat that said 100.
+        #expect(tolerance.applied(now: 2_100) == 100 && tolerance.applied(now: 2_101) == 30)
+        grew = tolerance.note(drops: 3, now: 2_200)
+        #expect(!grew)  // a re-created interface starts from zero: a new baseline
+        #expect(tolerance.applied(now: 2_200) == 30)
+        #expect(LossTolerance(baseMilliseconds: 250).longMilliseconds == 250)  // never shorter than the farm's
+    }
+
+    /// Node 3's host drops received frames: a peer silent for 31 ms is not dead yet, at 101 ms it is; node 1, which
+    /// says it applies 100 ms too, still votes for node 3.
+    @Test func aNodeUnderReceiveLossWaitsTheLongDeadline() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.noteReceiveDrops(10, now: 0)
+        let grew = membership.noteReceiveDrops(20, now: 5)
+        let said = membership.announceDeadline(now: 5)
+        #expect(grew && said == 100)
+        _ = membership.receive(Self.beat(1, sequence: 2, to: 3, deadline: 100), now: 10)  // under loss too
+        let early = membership.tick(now: 31)
+        #expect(early.isEmpty && Self.ids(membership.view) == [1, 2, 3])
+        let late = membership.tick(now: 101)
+        #expect(late.contains(.peerDied(NodeID(2)!, silentMilliseconds: 101)))
+        #expect(membership.fence == nil)  // node 1 still votes
+    }
+
+    /// Its peers said they apply 100 ms: node 3, cut off from them, keeps serving past 25 ms of silence (they do
+    /// not take its buckets yet), and fences half an interval before they may (at 96), still first.
+    @Test func aPeersLongDeadlineMovesTheEarlyChecks() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1, to: 3, deadline: 100), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3, deadline: 100), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.noteReceiveDrops(0, now: 0)
+        let grew = membership.noteReceiveDrops(1, now: 1)  // this host drops too: its own deadline is 100 as well
+        let early = membership.tick(now: 40)
+        #expect(grew && early.isEmpty && membership.fence == nil)
+        #expect(membership.nextExpiry == 96)
+        let late = membership.tick(now: 96)
+        #expect(late.contains(.fenced(.noQuorum)))
+        // A peer that said 100 ms and echoes this node 40 ms old still hears it: no stand-down for that.
+        var heard = Self.farmOfThree()
+        _ = heard.receive(Self.beat(1, to: 3), now: 0)
+        _ = heard.receive(Self.beat(2, to: 3), now: 0)
+        _ = heard.setLocal(state: .active)
+        _ = heard.receive(Self.beat(1, sequence: 2, age: 40, hears: [2], to: 3, deadline: 100), now: 50)
+        _ = heard.receive(Self.beat(2, sequence: 2, age: 40, hears: [1], to: 3, deadline: 100), now: 50)
+        #expect(heard.fence == nil && heard.unheardBy(now: 50) == nil)
     }
 
     @Test func exactlyHalfServesOnlyWithTheLowestID() {

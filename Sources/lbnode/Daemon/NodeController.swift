@@ -30,6 +30,9 @@ struct NodeInputs {
     /// Peers whose kernels answered one of this node's last heartbeats with port unreachable (their lbnode is gone),
     /// and when that heartbeat was sent (ms).
     var refusedBy: [NodeID: Int] = [:]
+    /// How many received frames this host has dropped (the farm interface's drops and the kernel's backlog), a
+    /// count that only grows; nil when not read this step.
+    var receiveDrops: UInt64? = nil
     /// Authentic heartbeats the gate has not taken in, waiting for this node's challenge (`HeartbeatGate.challenges`):
     /// this node's heartbeats echo them, so their senders can answer.
     var challenges: [NodeID: HeartbeatGate.Challenge] = [:]
@@ -69,6 +72,8 @@ struct NodeController {
     private var lastBeat = Int.min / 2
     private var challenges: [NodeID: HeartbeatGate.Challenge] = [:]
     private var lastStep: Int?
+    /// The start of receive loss was logged, its end not yet.
+    private var lossLogged = false
     private var handoverUntil: Int?
     /// When the drain began and when it gives up waiting for the connections to end.
     private var drainStartedAt: Int?
@@ -170,6 +175,7 @@ struct NodeController {
             dataPathFault = inputs.dataPathFault
         }
         if let answered = inputs.witnessAnsweredAt { membership.witnessAnswered(at: answered) }
+        if let drops = inputs.receiveDrops { noteReceiveDrops(drops, now: now, into: &actions) }
         let healthy = inputs.checkersHealthy && dataPathFault == nil
         if healthy != membership.healthy { apply(membership.setLocal(healthy: healthy), now: now, into: &actions) }
         if let seconds = inputs.drainSeconds { drain(seconds: seconds, now: now, into: &actions) }
@@ -280,6 +286,27 @@ struct NodeController {
     }
 
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
+    /// A growing count of dropped received frames: a flood may be dropping heartbeats with it, so this node gives
+    /// silent peers the long deadline (`LossTolerance`) and says so; logged as the loss starts and once it has ended.
+    private mutating func noteReceiveDrops(_ drops: UInt64, now: Int, into actions: inout [NodeAction]) {
+        let wasUnderLoss = membership.tolerance.underLoss(now: now)
+        if membership.noteReceiveDrops(drops, now: now), !wasUnderLoss {
+            actions.append(
+                .log(
+                    .warning,
+                    "this host drops received frames: peers now get \(membership.tolerance.longMilliseconds) ms of "
+                        + "silence before they are declared dead (heartbeats may be lost with the rest), and are told"))
+            lossLogged = true
+        } else if lossLogged, !membership.tolerance.underLoss(now: now) {
+            lossLogged = false
+            actions.append(
+                .log(
+                    .notice,
+                    "no received frame dropped for \(LossTolerance.memoryMilliseconds) ms: back to the "
+                        + "\(membership.deadline)-ms deadline"))
+        }
+    }
+
     /// The last word of a node that stops: `stopped` (its peers keep its connections for it while it restarts), or
     /// `left` when it is drained and has none.
     mutating func leavingHeartbeat(now: Int) -> Heartbeat {
@@ -295,6 +322,7 @@ struct NodeController {
         beat.sequence += 1
         beat.viewDigest = runningDigest ?? membership.view.digest(seed: membership.seed)
         beat.echoes = echoes(now: now)
+        beat.deadlineMilliseconds = membership.announceDeadline(now: now)
         return beat
     }
 

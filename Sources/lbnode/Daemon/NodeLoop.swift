@@ -23,6 +23,7 @@ final class NodeLoop {
     private(set) var engine: Engine?
     private let engineConfiguration: EngineConfiguration
     private var monitor: DataPathMonitor
+    private var receiveDrops: ReceiveDropCounter
     private let setup: ServerSetup
     let socket: HeartbeatSocket
     private var filter: DatagramFilter
@@ -97,6 +98,8 @@ final class NodeLoop {
         }
         self.engineConfiguration = engineConfiguration
         monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
+        receiveDrops = ReceiveDropCounter(
+            interface: config.node.interface, intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds)
         engine = try Engine(configuration: engineConfiguration, state: engineState)
         socket = sockets.heartbeat
         filter = sockets.filter
@@ -216,6 +219,7 @@ final class NodeLoop {
             }
         }
         fault = monitor.fault(now: now, engine: engine)
+        inputs.receiveDrops = receiveDrops.read(now: now)
         inputs.engineGeneration = engine?.stateGeneration
         inputs.dataPathFault = fault?.reason
         let requests = daemon.requests.take()

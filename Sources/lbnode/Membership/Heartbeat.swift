@@ -45,7 +45,8 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 ///     16 incarnation (8: random at every start; see `HeartbeatGate` for how a restart is told from a replay)
 ///     24 sequence (8: +1 per heartbeat within an incarnation)
 ///     32 view digest (8: `MembershipView.digest` of the sender's view)
-///     40 the sender's MAC on the farm interface (6)   46 reserved (2)
+///     40 the sender's MAC on the farm interface (6)
+///     46 the deadline the sender applies to its peers, in ms (2: 0, not said, is the farm's; `LossTolerance`)
 ///     48 n echoes of 24 bytes (`Echo`): what the sender last heard of each node
 ///     48 + 24 n  HMAC-SHA256 of everything before it, with the farm key (32)
 ///
@@ -94,6 +95,9 @@ struct Heartbeat: Equatable, Sendable {
     var delivery: Delivery? = nil
     /// What the sender hears: an echo per live peer, and per authentic heartbeat it has not taken in yet.
     var echoes: [Echo] = []
+    /// How long the sender lets a peer stay silent before it declares it dead (0: the farm's deadline). Longer while
+    /// its host drops received frames (`LossTolerance`); a node counts its early checks against the sender from it.
+    var deadlineMilliseconds: UInt16 = 0
 
     static let deliveryCodes: [Delivery: UInt8] = [.flood: 1, .directed: 2, .relay: 3]
 
@@ -122,8 +126,9 @@ struct Heartbeat: Equatable, Sendable {
     init(
         sender: NodeID, state: MemberState, healthy: Bool, fenced: Bool = false, leader: Bool = false, weight: UInt32,
         incarnation: UInt64, sequence: UInt64, viewDigest: UInt64, mac: UInt64, delivery: Delivery? = nil,
-        echoes: [Echo] = []
+        deadlineMilliseconds: UInt16 = 0, echoes: [Echo] = []
     ) {
+        self.deadlineMilliseconds = deadlineMilliseconds
         self.sender = sender
         self.state = state
         self.healthy = healthy
@@ -150,7 +155,7 @@ struct Heartbeat: Equatable, Sendable {
         bytes += Self.bigEndian(UInt64(sender.rawValue), 2) + Self.bigEndian(UInt64(echoes.count), 2)
         bytes += Self.bigEndian(UInt64(weight), 4)
         bytes += Self.bigEndian(incarnation, 8) + Self.bigEndian(sequence, 8) + Self.bigEndian(viewDigest, 8)
-        bytes += Self.bigEndian(mac, 6) + [0, 0]
+        bytes += Self.bigEndian(mac, 6) + Self.bigEndian(UInt64(deadlineMilliseconds), 2)
         for echo in echoes {
             bytes += Self.bigEndian(UInt64(echo.node), 2) + [echo.live ? 1 : 0, 0]
             bytes += Self.bigEndian(UInt64(echo.ageMilliseconds), 4) + Self.bigEndian(echo.incarnation, 8)
@@ -209,6 +214,7 @@ struct Heartbeat: Equatable, Sendable {
                 leader: bytes[6] & 4 != 0, weight: UInt32(read(bytes, 12, 4)),
                 incarnation: read(bytes, 16, 8), sequence: read(bytes, 24, 8), viewDigest: read(bytes, 32, 8),
                 mac: read(bytes, 40, 6), delivery: deliveryCodes.first { $0.value == bytes[7] }?.key,
+                deadlineMilliseconds: UInt16(read(bytes, 46, 2)),
                 echoes: (0..<count).map { index in
                     let at = 48 + index * echoSize
                     return Echo(

@@ -6,19 +6,22 @@ extension Membership {
     /// Whether `peer` hears this node: its last heartbeat echoes this incarnation as a live member, heard within the
     /// early window. A peer heard for less than the early window has not had the time yet.
     func hears(_ peer: Peer, now: Int) -> Bool {
-        if now - peer.since < earlyWindow { return true }
+        if now - peer.since < earlyWindow(of: peer) { return true }
         guard let echo = peer.echoes.first(where: { $0.node == me.rawValue }) else { return false }
-        return echo.live && echo.incarnation == incarnation && Int(echo.ageMilliseconds) < earlyWindow
+        return echo.live && echo.incarnation == incarnation && Int(echo.ageMilliseconds) < earlyWindow(of: peer)
     }
 
-    /// When `peer` last heard this node, as far as this node knows: its last heartbeat's echo of this incarnation,
-    /// dated back by the echo's age (when it was received, without one). The peer may have heard a later heartbeat
-    /// since, so it declares this node dead no earlier than this plus the deadline; when this node last heard the peer
-    /// can be up to an interval later, too late to count the early checks from.
+    /// When `peer` last heard this node, for the early checks: as its last heartbeat's echo says (dated back by the
+    /// echo's age), but no more than half an interval before this node heard the peer. The peer declares this node
+    /// dead no earlier than this plus its deadline; when this node heard the peer can be up to an interval later.
+    /// Bounded, so that a heartbeat a few milliseconds late does not fence this node (at 10 ms × 3 an echo's age
+    /// alone would age past the early window between two heartbeats); without a fresh echo (a peer that does not
+    /// hear this node is `unheardBy`'s to judge), when this node heard the peer.
     func heardMe(_ peer: Peer) -> Int {
-        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation })
+        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation }),
+            Int(echo.ageMilliseconds) < earlyWindow(of: peer)
         else { return peer.lastHeard }
-        return peer.lastHeard - Int(echo.ageMilliseconds)
+        return peer.lastHeard - min(Int(echo.ageMilliseconds), intervalMilliseconds / 2)
     }
 
     /// Whether `peer` would serve without this node: it is not fenced, active or joining, and has quorum among the
@@ -26,7 +29,9 @@ extension Membership {
     func servesWithout(_ id: NodeID, _ peer: Peer) -> Bool {
         guard !peer.fenced, peer.state == .active || peer.state == .joining else { return false }
         guard quorum == .majority else { return true }
-        let heard = peer.echoes.filter { $0.live && Int($0.ageMilliseconds) < earlyWindow && $0.node != me.rawValue }
+        let heard = peer.echoes.filter {
+            $0.live && Int($0.ageMilliseconds) < earlyWindow(of: peer) && $0.node != me.rawValue
+        }
         return isMajority(Set(heard.compactMap { NodeID(rawValue: $0.node) }).intersection(configured).union([id]))
     }
 
@@ -44,7 +49,7 @@ extension Membership {
     func unheardButAlive() -> NodeID? {
         let known = Set(peers.keys).union(departed).union([me])
         for peer in peers.values where !peer.fenced {
-            for echo in peer.echoes where echo.live && Int(echo.ageMilliseconds) < earlyWindow {
+            for echo in peer.echoes where echo.live && Int(echo.ageMilliseconds) < earlyWindow(of: peer) {
                 guard let id = NodeID(rawValue: echo.node), configured.contains(id), !known.contains(id) else {
                     continue
                 }
@@ -57,6 +62,26 @@ extension Membership {
     /// When the silence of each live peer reaches (or reached) the early window, if it is not heard before: this
     /// node then tells it at once, in a heartbeat, that it does not hear it, before it declares it dead.
     var earlyWindowEnds: [Int] {
-        peers.values.filter { $0.state != .stopped }.map { $0.lastHeard + earlyWindow }
+        peers.values.filter { $0.state != .stopped }.map { $0.lastHeard + earlyWindow(now: latest) }
     }
+}
+
+/// Deadlines under receive loss (`LossTolerance`).
+extension Membership {
+    /// How long a silent peer may stay silent now before this node declares it dead.
+    func appliedDeadline(now: Int) -> Int { tolerance.applied(now: now) }
+
+    /// The window of this node's early checks: half an interval before it would declare a silent peer dead.
+    func earlyWindow(now: Int) -> Int { appliedDeadline(now: now) - intervalMilliseconds / 2 }
+
+    /// The window of the early checks against `peer`: half an interval before it would declare a node it does not
+    /// hear dead, by the deadline its last heartbeat said it applies.
+    func earlyWindow(of peer: Peer) -> Int { peer.deadline - intervalMilliseconds / 2 }
+
+    /// Takes in the host's count of received frames it dropped; true when it grew (this node then applies, and
+    /// announces, the long deadline).
+    mutating func noteReceiveDrops(_ count: UInt64, now: Int) -> Bool { tolerance.note(drops: count, now: now) }
+
+    /// The deadline a heartbeat sent now says (`Heartbeat.deadlineMilliseconds`).
+    mutating func announceDeadline(now: Int) -> UInt16 { UInt16(clamping: tolerance.announce(now: now)) }
 }

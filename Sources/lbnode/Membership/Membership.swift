@@ -92,6 +92,8 @@ struct Membership {
         var echoes: [Heartbeat.Echo] = []
         /// Since when this incarnation of the peer is heard without a break.
         var since: Int = 0
+        /// The deadline the peer applies to a silent node, as its last heartbeat said (`LossTolerance`).
+        var deadline: Int = 0
     }
 
     let me: NodeID
@@ -116,7 +118,7 @@ struct Membership {
     /// came back must stay visible).
     private(set) var lastKnown: [NodeID: Peer] = [:]
     /// The latest time this membership was told of (for the properties that take no time).
-    private var latest: Int
+    private(set) var latest: Int
     /// Why this node serves nothing, or nil.
     private(set) var fence: FenceReason?
     /// Live peers not heard from since this node was fenced.
@@ -128,6 +130,8 @@ struct Membership {
     /// When this node started joining: it may become active once every live peer has had time to see it.
     private(set) var joinedAt: Int
     private(set) var view: MembershipView = .empty
+    /// The deadline this node applies, longer while its host drops received frames.
+    var tolerance: LossTolerance
 
     init(
         me: NodeID, incarnation: UInt64 = 1, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed,
@@ -144,6 +148,7 @@ struct Membership {
         self.deadAfter = deadAfter
         self.seed = seed
         joinedAt = now
+        tolerance = LossTolerance(baseMilliseconds: intervalMilliseconds * deadAfter)
         lastHeardEver = Dictionary(uniqueKeysWithValues: peers.map { ($0, now) })
     }
 
@@ -152,7 +157,7 @@ struct Membership {
     /// death at an interval of 500 ms or more).
     var witnessTimeoutMilliseconds: Int { max(1000, 3 * intervalMilliseconds) }
 
-    /// Milliseconds of silence after which a peer is dead.
+    /// Milliseconds of silence after which a peer is dead, the farm's: `appliedDeadline` may be longer.
     var deadline: Int { intervalMilliseconds * deadAfter }
 
     /// The lowest ID in the view or draining: it answers ARP for the VIP and, in directed mode, directs. Should a
@@ -202,7 +207,7 @@ struct Membership {
     var stoppedPeers: Set<NodeID> { Set(peers.filter { $0.value.state == .stopped }.keys) }
 
     /// Whether this side of a partition may serve (always, with `quorum: none` and no witness).
-    var hasQuorum: Bool { hasQuorum(heardWithin: deadline, now: latest) }
+    var hasQuorum: Bool { hasQuorum(heardWithin: appliedDeadline(now: latest), now: latest) }
 
     /// Whether this side may serve, counting only the peers heard within `window` ms of `now`.
     func hasQuorum(heardWithin window: Int, now: Int) -> Bool {
@@ -210,7 +215,8 @@ struct Membership {
     }
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
-    /// `votersHeardMe`: a peer votes for the majority only if it also heard this node within `window` (`heardMe`).
+    /// `votersHeardMe`: a peer votes for the majority only if it also heard this node within its own early window
+    /// (`heardMe`, `earlyWindow(of:)`).
     private func quorumFailure(heardWithin window: Int, now: Int, votersHeardMe: Bool = false) -> FenceReason? {
         let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
@@ -220,7 +226,8 @@ struct Membership {
             return .isolated
         }
         guard quorum == .majority else { return nil }
-        let voters = votersHeardMe ? live.filter { peers[$0].map { now - heardMe($0) <= window } == true } : live
+        let voters =
+            votersHeardMe ? live.filter { peers[$0].map { now - heardMe($0) <= earlyWindow(of: $0) } == true } : live
         guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
     }
@@ -251,10 +258,6 @@ struct Membership {
         return voters.contains(lowest)
     }
 
-    /// The window of the early checks: a node fences itself half an interval before its peers would declare it dead
-    /// (see `checkQuorum(now:)` and `unheardBy(now:)`).
-    var earlyWindow: Int { deadline - intervalMilliseconds / 2 }
-
     /// The witness answered a ping sent at `at` (only with a witness configured).
     mutating func witnessAnswered(at: Int) {
         witnessAnsweredAt = max(witnessAnsweredAt ?? at, at)
@@ -276,7 +279,8 @@ struct Membership {
     /// it, so it takes buckets only when the others see it; and only if it hears every node its peers hear. A fenced
     /// node, or one without quorum, may not.
     func mayActivate(now: Int) -> Bool {
-        state == .joining && now - joinedAt >= deadline && fence == nil && hasQuorum(heardWithin: deadline, now: now)
+        state == .joining && now - joinedAt >= deadline && fence == nil
+            && hasQuorum(heardWithin: appliedDeadline(now: now), now: now)
             && unheardBy(now: now) == nil && unheardButAlive() == nil
     }
 
@@ -292,7 +296,8 @@ struct Membership {
     /// Lifts the fence once this node has quorum, its reason is gone (`stillFenced`), and it heard every live peer
     /// since: it then rejoins as a new node does (active after the deadline).
     mutating func liftFence(now: Int, stillFenced: Bool = false) -> [MembershipEvent] {
-        guard fence != nil, !stillFenced, hasQuorum(heardWithin: deadline, now: now), unheardSinceFence.isEmpty,
+        guard fence != nil, !stillFenced, hasQuorum(heardWithin: appliedDeadline(now: now), now: now),
+            unheardSinceFence.isEmpty,
             unheardBy(now: now) == nil
         else {
             return []
@@ -308,7 +313,7 @@ struct Membership {
     /// nothing).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
         guard fence == nil, state != .joining,
-            let reason = quorumFailure(heardWithin: earlyWindow, now: now, votersHeardMe: true)
+            let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, votersHeardMe: true)
                 ?? (unheardBy(now: now) != nil ? .unheard : nil)
         else {
             return []
@@ -324,7 +329,8 @@ struct Membership {
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
             incarnation: heartbeat.incarnation, sequence: heartbeat.sequence, echoes: heartbeat.echoes,
-            since: previous.flatMap { $0.incarnation == heartbeat.incarnation ? $0.since : nil } ?? now)
+            since: previous.flatMap { $0.incarnation == heartbeat.incarnation ? $0.since : nil } ?? now,
+            deadline: heartbeat.deadlineMilliseconds == 0 ? deadline : Int(heartbeat.deadlineMilliseconds))
         lastKnown[heartbeat.sender] = record
         var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
@@ -378,7 +384,7 @@ struct Membership {
     /// restart window.
     private func silenceAllowed(_ peer: Peer, now: Int) -> Int {
         if peer.state == .stopped { return max(deadline, Self.restartWindowMilliseconds) }
-        return deadline + (hears(peer, now: now) ? 0 : 2 * HeartbeatPacing.awayIntervalMilliseconds)
+        return appliedDeadline(now: now) + (hears(peer, now: now) ? 0 : 2 * HeartbeatPacing.awayIntervalMilliseconds)
     }
 
     /// When `tick` must run next to take a silent peer out on time (nil without peers): the loop waits for heartbeats
@@ -388,7 +394,8 @@ struct Membership {
         guard fence == nil, state != .joining, quorum == .majority || hasWitness else { return expiries.min() }
         // The early checks fail one millisecond after the window ends, not as it ends.
         let earlyChecks = peers.values.filter { $0.state != .stopped }.flatMap {
-            [heardMe($0), $0.lastHeard].map { $0 + earlyWindow + 1 }.filter { $0 > latest }
+            [heardMe($0) + earlyWindow(of: $0), $0.lastHeard + earlyWindow(now: latest)].map { $0 + 1 }
+                .filter { $0 > latest }
         }
         return (expiries + earlyChecks).min()
     }
