@@ -30,9 +30,8 @@ struct NodeInputs {
     /// Peers whose kernels answered one of this node's last heartbeats with port unreachable (their lbnode is gone),
     /// and when that heartbeat was sent (ms).
     var refusedBy: [NodeID: Int] = [:]
-    /// How many received frames this host has dropped (the farm interface's drops and the kernel's backlog), a
-    /// count that only grows; nil when not read this step.
-    var receiveDrops: UInt64? = nil
+    /// How many received frames this host has dropped; nil when not read this step.
+    var receiveDrops: ReceiveDrops? = nil
     /// Authentic heartbeats the gate has not taken in, waiting for this node's challenge (`HeartbeatGate.challenges`):
     /// this node's heartbeats echo them, so their senders can answer.
     var challenges: [NodeID: HeartbeatGate.Challenge] = [:]
@@ -74,6 +73,7 @@ struct NodeController {
     private var lastStep: Int?
     /// The start of receive loss was logged, its end not yet.
     private var lossLogged = false
+    private var lastDrops = ReceiveDrops()
     private var handoverUntil: Int?
     /// When the drain began and when it gives up waiting for the connections to end.
     private var drainStartedAt: Int?
@@ -286,23 +286,26 @@ struct NodeController {
     }
 
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
-    /// A growing count of dropped received frames: a flood may be dropping heartbeats with it, so this node gives
-    /// silent peers the long deadline (`LossTolerance`) and says so; logged as the loss starts and once it has ended.
-    private mutating func noteReceiveDrops(_ drops: UInt64, now: Int, into actions: inout [NodeAction]) {
+    /// A growing count of dropped received frames: a flood may be dropping heartbeats with the rest, so this node
+    /// gives silent peers the long deadline (`LossTolerance`) and says so; logged as the loss starts and once it has
+    /// ended.
+    private mutating func noteReceiveDrops(_ drops: ReceiveDrops, now: Int, into actions: inout [NodeAction]) {
         let wasUnderLoss = membership.tolerance.underLoss(now: now)
-        if membership.noteReceiveDrops(drops, now: now), !wasUnderLoss {
+        defer { lastDrops = drops }
+        if membership.noteReceiveDrops(drops.total, now: now), !wasUnderLoss {
             actions.append(
                 .log(
                     .warning,
-                    "this host drops received frames: peers now get \(membership.tolerance.longMilliseconds) ms of "
-                        + "silence before they are declared dead (heartbeats may be lost with the rest), and are told"))
+                    "this host drops received frames (\(drops.grown(since: lastDrops).joined(separator: ", "))): peers "
+                        + "now get \(membership.tolerance.longMilliseconds) ms of silence before they are declared "
+                        + "dead (their heartbeats may be lost too), and are told"))
             lossLogged = true
         } else if lossLogged, !membership.tolerance.underLoss(now: now) {
             lossLogged = false
             actions.append(
                 .log(
                     .notice,
-                    "no received frame dropped for \(LossTolerance.memoryMilliseconds) ms: back to the "
+                    "no received frame dropped for \(LossTolerance.memoryMilliseconds / 1000) s: back to the "
                         + "\(membership.deadline)-ms deadline"))
         }
     }

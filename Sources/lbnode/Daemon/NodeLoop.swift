@@ -60,6 +60,7 @@ final class NodeLoop {
     private let myAddress: IPAddress
     /// The nice value lbnode was started with (the loop runs 10 lower).
     private let baseNice = SystemCall.threadNice()
+    private var realtimeRefusalLogged = false
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
@@ -219,7 +220,13 @@ final class NodeLoop {
             }
         }
         fault = monitor.fault(now: now, engine: engine)
-        inputs.receiveDrops = receiveDrops.read(now: now)
+        // And two signs of a flood, often before it drops anything else: pings to the VIP beyond the kernel's budget,
+        // and datagrams the heartbeat socket dropped.
+        if var drops = receiveDrops.read(now: now) {
+            drops.pings = engine?.prefilterStatus.echoDropped ?? 0
+            drops.heartbeatSocket = socket.kernelDrops
+            inputs.receiveDrops = drops
+        }
         inputs.engineGeneration = engine?.stateGeneration
         inputs.dataPathFault = fault?.reason
         let requests = daemon.requests.take()
@@ -449,11 +456,25 @@ final class NodeLoop {
     /// cannot starve the engine (SCHED_RR did; docs/benchmarks.md).
     private func raiseLoopPriority() {
         do {
+            try SystemCall.setThreadRealtime(priority: Self.realtimePriority)
+            return
+        } catch {
+            if !realtimeRefusalLogged {
+                log(.notice, "the heartbeat loop runs at a raised nice value instead of real-time: \(error)")
+                realtimeRefusalLogged = true
+            }
+        }
+        do {
             try SystemCall.setThreadNice(max(-20, baseNice - 10))
         } catch {
             log(.warning, "the heartbeat loop keeps its priority: \(error)")
         }
     }
+
+    /// The heartbeat loop's `SCHED_FIFO` priority: above every normal thread and the kernel's softirq threads (a flood
+    /// that fills the CPUs with receive work must not hold heartbeats back), low among real-time ones. It sleeps
+    /// between heartbeats; the kernel keeps 5 % of each second for the normal policy whatever it does.
+    static let realtimePriority: Int32 = 10
 
     /// Runs `body` (which starts threads: an engine, checkers) with the loop thread at the process's own priority,
     /// which the new threads inherit.

@@ -1,9 +1,30 @@
 import Glibc
 import RouteSetup
 
-/// How many received frames this host has dropped: the farm interface's own drops (its ring or queue full) and the
-/// kernel's per-CPU backlog drops (`/proc/net/softnet_stat`). A flood that fills either drops heartbeats with it, so
-/// a growing count makes silent peers' deadlines longer (`LossTolerance`). Read at most once per interval.
+/// Counts of received frames this host dropped, each only growing (until its interface or program is re-created).
+struct ReceiveDrops: Equatable {
+    /// The farm interface's own drops: no room in its ring or queue.
+    var interface: UInt64 = 0
+    /// The kernel's per-CPU backlog drops (`/proc/net/softnet_stat`), for the whole host.
+    var backlog: UInt64 = 0
+    /// Pings to the VIP beyond the kernel's budget (the prefilter's `echo_rate_limited`).
+    var pings: UInt64 = 0
+    /// Datagrams the heartbeat socket dropped: its kernel filter's, or no room in its buffer.
+    var heartbeatSocket: UInt64 = 0
+
+    var total: UInt64 { interface &+ backlog &+ pings &+ heartbeatSocket }
+
+    /// The counts that grew since `earlier`, named as the log says them.
+    func grown(since earlier: ReceiveDrops) -> [String] {
+        [
+            (interface, earlier.interface, "the interface's"), (backlog, earlier.backlog, "the kernel's backlog"),
+            (pings, earlier.pings, "pings beyond the budget"), (heartbeatSocket, earlier.heartbeatSocket, "the heartbeat socket's"),
+        ].filter { $0.0 > $0.1 }.map { "\($0.2) +\($0.0 - $0.1)" }
+    }
+}
+
+/// Reads the farm interface's drops and the kernel's backlog drops, at most once per interval. A flood that fills
+/// either drops heartbeats with it, so growing counts make silent peers' deadlines longer (`LossTolerance`).
 struct ReceiveDropCounter {
     let interface: String
     let intervalMilliseconds: Int
@@ -16,12 +37,12 @@ struct ReceiveDropCounter {
         netlink = try? NetlinkSocket()
     }
 
-    /// The count, if an interval has passed since the last reading; nil otherwise.
-    mutating func read(now: Int) -> UInt64? {
+    /// The interface's and the backlog's counts, if an interval has passed since the last reading; nil otherwise.
+    mutating func read(now: Int) -> ReceiveDrops? {
         guard now - readAt >= intervalMilliseconds else { return nil }
         readAt = now
         let link = (try? netlink?.link(named: interface))??.receiveDrops ?? 0
-        return link &+ Self.backlogDrops()
+        return ReceiveDrops(interface: link, backlog: Self.backlogDrops())
     }
 
     /// The second column of `/proc/net/softnet_stat` (hexadecimal, a line per CPU): frames dropped because the

@@ -11,8 +11,9 @@ struct LossTolerance: Equatable {
     let baseMilliseconds: Int
     /// The deadline while this host drops received frames.
     let longMilliseconds: Int
-    /// How long the long deadline is announced after the last drop seen.
-    static let memoryMilliseconds = 2_000
+    /// How long the long deadline is announced after the last sign of loss: a flood comes in bursts, and each would
+    /// find the farm at the short deadline again after a shorter memory.
+    static let memoryMilliseconds = 30_000
     /// The deadline under loss: 100 ms, which holds the heartbeats of a farm through a flood at a generator's full
     /// speed on the testbed (docs/benchmarks.md), or the farm's deadline if that is longer.
     static let longMilliseconds = 100
@@ -29,10 +30,15 @@ struct LossTolerance: Equatable {
     /// When a heartbeat last announced the long deadline.
     private var longAnnouncedAt: Int?
 
-    /// Takes in the host's count of dropped received frames; true when it grew (the first reading is the baseline).
+    /// How many more drops than at the last reading (an interval earlier) are a sign of loss: a flood drops thousands
+    /// an interval; a stray datagram that a filter turned away, or a frame a NIC refused now and then, are not one.
+    static let minimumDrops: UInt64 = 16
+
+    /// Takes in the host's count of dropped received frames; true when it grew by `minimumDrops` or more (the first
+    /// reading is the baseline).
     mutating func note(drops count: UInt64, now: Int) -> Bool {
         defer { drops = count }
-        guard let previous = drops, count > previous else { return false }
+        guard let previous = drops, count >= previous &+ Self.minimumDrops else { return false }
         lossSeenAt = now
         return true
     }
