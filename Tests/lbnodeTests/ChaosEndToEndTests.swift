@@ -41,6 +41,24 @@ struct ChaosEndToEndTests {
     @Test(arguments: ["flood", "directed"])
     func anICMPFloodWithAWitnessLosesNothing(delivery: String) throws { try Self.run(.icmpFlood, delivery: delivery) }
 
+    /// The same flood in flood delivery (every server receives it) at the default heartbeats, 10 ms × 3: every node
+    /// sees its host drop received frames, gives silent peers 100 ms and says so, and no view changes.
+    @Test func anICMPFloodAtTheDefaultHeartbeatsChangesNoView() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = "flood"
+            $0.heartbeatIntervalMilliseconds = 10
+            $0.deadAfter = 3
+            ChaosScenario.icmpFlood.shape(&$0)
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView(farm.startedView, nodes: farm.startedNodes), "\(farm.log(1))")
+        let outcome = try FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800).run(.icmpFlood)
+        print("chaos icmp flood at 10 ms x 3: \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
+        let logs = farm.testbed.servers.map { farm.log($0.number) }
+        #expect(outcome.figures["view_changes"] == 0 && outcome.tally.duplicates == 0, "\(outcome.failures)\n\(logs)")
+        #expect(logs.allSatisfy { $0.contains("this host drops received frames") }, "\(logs)")
+    }
+
     @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
 
     @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: "flood") }

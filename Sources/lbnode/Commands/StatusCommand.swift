@@ -33,7 +33,9 @@ struct StatusCommand: ParsableCommand {
                 + "\(status.leader.map { "node \($0)" } ?? "none"), views \(status.agreed ? "agree" : "differ"), table "
                 + "\(status.generation)",
             "nodes: \(status.servingNodes) of \(status.configuredNodes) serving; quorum \(status.quorum ? "yes" : "NO") "
-                + "(\(status.liveNodes) of \(status.expectedNodes) alive)" + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
+                + "(\(status.liveNodes) of \(status.expectedNodes) alive); dead after \(status.deadAfterMilliseconds) ms "
+                + "of silence" + (status.receiveLoss ? " (this host drops received frames)" : "")
+                + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
         ]
         for member in status.members {
             var line = "  node \(member.id) \(member.address): \(member.state)"

@@ -72,6 +72,8 @@ extension NodeLoop {
         snapshot.liveNodes = membership.liveVotes
         snapshot.expectedNodes = membership.expectedVotes
         snapshot.quorum = membership.hasQuorum
+        snapshot.deadAfterMilliseconds = membership.appliedDeadline(now: now)
+        snapshot.receiveLoss = membership.tolerance.underLoss(now: now)
         snapshot.configuredNodes = config.peers.count + 1
         snapshot.servingNodes = membership.view.members.count
         snapshot.vip = config.farm.vip.address

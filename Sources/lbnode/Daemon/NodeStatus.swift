@@ -76,6 +76,10 @@ struct NodeStatus: Codable, Sendable {
     var liveNodes: Int = 1
     var expectedNodes: Int = 1
     var quorum: Bool = true
+    /// How long a silent peer may stay silent before this node declares it dead, and whether that is the long
+    /// deadline of a host that drops received frames (`LossTolerance`).
+    var deadAfterMilliseconds: Int = 0
+    var receiveLoss = false
     /// Nodes configured (this one included), and nodes serving (in this node's view).
     var configuredNodes: Int = 1
     var servingNodes: Int = 0

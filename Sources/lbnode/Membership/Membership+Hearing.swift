@@ -75,13 +75,6 @@ extension Membership {
     func earlyWindow(now: Int) -> Int { appliedDeadline(now: now) - intervalMilliseconds / 2 }
 
     /// The window of the early checks against `peer`: half an interval before it would declare a node it does not
-    /// hear dead, by the deadline its last heartbeat said it applies.
-    func earlyWindow(of peer: Peer) -> Int { peer.deadline - intervalMilliseconds / 2 }
-
-    /// Takes in the host's count of received frames it dropped; true when it grew (this node then applies, and
-    /// announces, the long deadline).
-    mutating func noteReceiveDrops(_ count: UInt64, now: Int) -> Bool { tolerance.note(drops: count, now: now) }
-
-    /// The deadline a heartbeat sent now says (`Heartbeat.deadlineMilliseconds`).
-    mutating func announceDeadline(now: Int) -> UInt16 { UInt16(clamping: tolerance.announce(now: now)) }
+    /// hear dead, by the deadline its last heartbeat said it applies (the farm's, if it said none).
+    func earlyWindow(of peer: Peer) -> Int { (peer.deadline > 0 ? peer.deadline : deadline) - intervalMilliseconds / 2 }
 }

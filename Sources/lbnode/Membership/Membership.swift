@@ -92,7 +92,8 @@ struct Membership {
         var echoes: [Heartbeat.Echo] = []
         /// Since when this incarnation of the peer is heard without a break.
         var since: Int = 0
-        /// The deadline the peer applies to a silent node, as its last heartbeat said (`LossTolerance`).
+        /// The deadline the peer applies to a silent node, as its last heartbeat said (`LossTolerance`; 0: not said,
+        /// the farm's).
         var deadline: Int = 0
     }
 
@@ -131,7 +132,7 @@ struct Membership {
     private(set) var joinedAt: Int
     private(set) var view: MembershipView = .empty
     /// The deadline this node applies, longer while its host drops received frames.
-    var tolerance: LossTolerance
+    private(set) var tolerance: LossTolerance
 
     init(
         me: NodeID, incarnation: UInt64 = 1, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed,
@@ -321,6 +322,13 @@ struct Membership {
         return fence(reason, now: now)
     }
 
+    /// Takes in the host's count of received frames it dropped; true when it grew enough to be a sign of loss (this
+    /// node then applies, and announces, the long deadline: `LossTolerance`).
+    mutating func noteReceiveDrops(_ count: UInt64, now: Int) -> Bool { tolerance.note(drops: count, now: now) }
+
+    /// The deadline a heartbeat sent now says (`Heartbeat.deadlineMilliseconds`).
+    mutating func announceDeadline(now: Int) -> UInt16 { UInt16(clamping: tolerance.announce(now: now)) }
+
     mutating func receive(_ heartbeat: Heartbeat, now: Int) -> [MembershipEvent] {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
@@ -330,7 +338,7 @@ struct Membership {
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
             incarnation: heartbeat.incarnation, sequence: heartbeat.sequence, echoes: heartbeat.echoes,
             since: previous.flatMap { $0.incarnation == heartbeat.incarnation ? $0.since : nil } ?? now,
-            deadline: heartbeat.deadlineMilliseconds == 0 ? deadline : Int(heartbeat.deadlineMilliseconds))
+            deadline: Int(heartbeat.deadlineMilliseconds))
         lastKnown[heartbeat.sender] = record
         var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
