@@ -36,9 +36,6 @@ extension SystemCall {
         return getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(vipfarm_thread_id()))
     }
 
-    /// Sets the calling thread's nice value (-20 to 19; lower is a larger share of the CPU when threads compete).
-    ///
-    /// - Throws: `SystemCallError`. The corresponding C function is `setpriority(PRIO_PROCESS, gettid(), value)`.
     /// Runs this thread under `SCHED_FIFO` at `priority` (1-99): it then runs before any thread of the normal policy,
     /// the kernel's softirq threads included, whenever it is runnable. Threads it starts do not inherit the policy
     /// (`SCHED_RESET_ON_FORK`). Needs `CAP_SYS_NICE` (and a unit without `RestrictRealtime=`).
@@ -51,6 +48,9 @@ extension SystemCall {
         }
     }
 
+    /// Sets the calling thread's nice value (-20 to 19; lower is a larger share of the CPU when threads compete).
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C function is `setpriority(PRIO_PROCESS, gettid(), value)`.
     public static func setThreadNice(_ value: Int32) throws(SystemCallError) {
         let thread = id_t(vipfarm_thread_id())
         try retrying("setpriority", "set this thread's nice value to \(value)") {

@@ -285,7 +285,6 @@ struct NodeController {
         apply(membership.rejoin(now: now), now: now, into: &actions)
     }
 
-    /// The heartbeat that says this node leaves (sent three times by the I/O loop).
     /// A growing count of dropped received frames: a flood may be dropping heartbeats with the rest, so this node
     /// gives silent peers the long deadline (`LossTolerance`) and says so; logged as the loss starts and once it has
     /// ended.
@@ -310,6 +309,7 @@ struct NodeController {
         }
     }
 
+    /// The heartbeat that says this node leaves (sent three times by the I/O loop).
     /// The last word of a node that stops: `stopped` (its peers keep its connections for it while it restarts), or
     /// `left` when it is drained and has none.
     mutating func leavingHeartbeat(now: Int) -> Heartbeat {

@@ -450,10 +450,12 @@ final class NodeLoop {
 
     // MARK: - Priorities
 
-    /// Gives the loop's thread a nice value 10 below the process's: it works a few microseconds per heartbeat, but on
-    /// a busy machine (in flood mode every engine reads every client frame) each wake-up waited behind the data path,
-    /// and failover detection cannot lose those milliseconds. A weight, not a real-time class: a loop busy on a flood
-    /// cannot starve the engine (SCHED_RR did; docs/benchmarks.md).
+    /// Runs the loop's thread under `SCHED_FIFO` (`realtimePriority`), or where that is refused at a nice value 10
+    /// below the process's: it works a few microseconds per heartbeat, but on a busy machine (in flood mode every
+    /// engine reads every client frame; a flood's softirqs) each wake-up waited behind the rest, and failover
+    /// detection cannot lose those milliseconds. Its work per turn is bounded (1024 datagrams at most), and the threads
+    /// it starts do not inherit the class: an earlier try with SCHED_RR starved the engine (docs/benchmarks.md), this
+    /// one lost no request under the floods that reach the loop (junk, forged, dead-peer).
     private func raiseLoopPriority() {
         do {
             try SystemCall.setThreadRealtime(priority: Self.realtimePriority)

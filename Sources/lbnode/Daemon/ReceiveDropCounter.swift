@@ -18,7 +18,8 @@ struct ReceiveDrops: Equatable {
     func grown(since earlier: ReceiveDrops) -> [String] {
         [
             (interface, earlier.interface, "the interface's"), (backlog, earlier.backlog, "the kernel's backlog"),
-            (pings, earlier.pings, "pings beyond the budget"), (heartbeatSocket, earlier.heartbeatSocket, "the heartbeat socket's"),
+            (pings, earlier.pings, "pings beyond the budget"),
+            (heartbeatSocket, earlier.heartbeatSocket, "the heartbeat socket's"),
         ].filter { $0.0 > $0.1 }.map { "\($0.2) +\($0.0 - $0.1)" }
     }
 }

@@ -18,8 +18,8 @@ extension Membership {
     /// alone would age past the early window between two heartbeats); without a fresh echo (a peer that does not
     /// hear this node is `unheardBy`'s to judge), when this node heard the peer.
     func heardMe(_ peer: Peer) -> Int {
-        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation }),
-            Int(echo.ageMilliseconds) < earlyWindow(of: peer)
+        let echo = peer.echoes.first { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation }
+        guard let echo, Int(echo.ageMilliseconds) < earlyWindow(of: peer)
         else { return peer.lastHeard }
         return peer.lastHeard - min(Int(echo.ageMilliseconds), intervalMilliseconds / 2)
     }
