@@ -345,6 +345,25 @@ struct NodeControllerTests {
         #expect(controller.nextBeatDue == 90)  // the regular pace goes on
     }
 
+    /// The host drops received frames (pings beyond the budget, here): the node says so once, with what grew, and its
+    /// heartbeats announce 100 ms; a peer silent for 60 ms is not dead. Thirty seconds later it is back to 30 ms.
+    @Test func receiveDropsLengthenTheDeadlineAndTheHeartbeatsSaySo() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        _ = Self.step(&controller, at: 70) { $0.receiveDrops = ReceiveDrops() }
+        let actions = Self.step(&controller, at: 80) { $0.receiveDrops = ReceiveDrops(pings: 1894) }
+        let logs = actions.compactMap { if case .log(_, let line) = $0 { line } else { nil } }
+        #expect(logs.contains { $0.hasPrefix("this host drops received frames (pings beyond the budget +1894)") })
+        let silent = Self.run(&controller, from: 90, to: 140, peers: [3])  // node 2 falls silent after 80
+        #expect(Self.sent(silent).last?.deadlineMilliseconds == 100)
+        #expect(controller.membership.peers[NodeID(2)!] != nil && controller.membership.fence == nil)
+        Self.run(&controller, from: 150, to: 30_080, peers: [3])
+        let later = Self.step(&controller, at: 30_090) { $0.receiveDrops = ReceiveDrops(pings: 1894) }
+        let notices = later.compactMap { if case .log(_, let line) = $0 { line } else { nil } }
+        #expect(notices.contains("no received frame dropped for 30 s: back to the 30-ms deadline"), "\(notices)")
+        #expect(controller.membership.appliedDeadline(now: 30_190) == 30)
+    }
+
     /// A reload applies the weight (and rules, checkers) and names the keys that wait for a restart, which keep their
     /// running values.
     @Test func aReloadAppliesWhatItCanAndNamesWhatWaitsForARestart() throws {
