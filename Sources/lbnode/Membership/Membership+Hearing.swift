@@ -6,9 +6,15 @@ extension Membership {
     /// Whether `peer` hears this node: its last heartbeat echoes this incarnation as a live member, heard within the
     /// early window. A peer heard for less than the early window has not had the time yet.
     func hears(_ peer: Peer, now: Int) -> Bool {
-        if now - peer.since < earlyWindow(of: peer) { return true }
-        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue }) else { return false }
-        return echo.live && echo.incarnation == incarnation && Int(echo.ageMilliseconds) < earlyWindow(of: peer)
+        now - peer.since < earlyWindow(of: peer) || freshEcho(of: peer) != nil
+    }
+
+    /// The peer's echo of this incarnation as a live member, heard within the peer's early window, or nil.
+    private func freshEcho(of peer: Peer) -> Heartbeat.Echo? {
+        guard let echo = peer.echoes.first(where: { $0.node == me.rawValue }), echo.live,
+            echo.incarnation == incarnation, Int(echo.ageMilliseconds) < earlyWindow(of: peer)
+        else { return nil }
+        return echo
     }
 
     /// When `peer` last heard this node, for the early checks: as its last heartbeat's echo says (dated back by the
@@ -18,9 +24,7 @@ extension Membership {
     /// alone would age past the early window between two heartbeats); without a fresh echo (a peer that does not
     /// hear this node is `unheardBy`'s to judge), when this node heard the peer.
     func heardMe(_ peer: Peer) -> Int {
-        let echo = peer.echoes.first { $0.node == me.rawValue && $0.live && $0.incarnation == incarnation }
-        guard let echo, Int(echo.ageMilliseconds) < earlyWindow(of: peer)
-        else { return peer.lastHeard }
+        guard let echo = freshEcho(of: peer) else { return peer.lastHeard }
         return peer.lastHeard - min(Int(echo.ageMilliseconds), intervalMilliseconds / 2)
     }
 
