@@ -232,6 +232,11 @@ public final class VirtualFarm {
         (try? String(contentsOfFile: logPath(number), encoding: .utf8)) ?? ""
     }
 
+    /// Every node's log, each under a "--- node N" line: what a failed test shows.
+    public var logs: String {
+        testbed.servers.map { "--- node \($0.number)\n\(log($0.number))" }.joined(separator: "\n")
+    }
+
     /// The view in node `number`'s last view line, e.g. "{1:100, 2:100}".
     public func lastView(_ number: Int) -> String? {
         guard let line = log(number).split(separator: "\n").last(where: { $0.contains(" view ") }),

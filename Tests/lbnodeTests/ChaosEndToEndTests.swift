@@ -22,7 +22,7 @@ struct ChaosEndToEndTests {
         print("chaos \(scenario) (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(
             outcome.passed,
-            "\(scenario) (\(delivery)): \(outcome.failures) \(outcome.figures) \(outcome.tally)\n--- node 1\n\(farm.log(1))\n--- node 2\n\(farm.log(2))\n--- node 3\n\(farm.log(3))"
+            "\(scenario) (\(delivery)): \(outcome.failures) \(outcome.figures) \(outcome.tally)\n\(farm.logs)"
         )
     }
 
@@ -121,7 +121,7 @@ struct ChaosEndToEndTests {
         print("long cut (\(delivery)): \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(
             outcome.passed,
-            "\(delivery): \(outcome.failures) \(outcome.figures)\n--- node 1\n\(farm.log(1))\n--- node 3\n\(farm.log(3))")
+            "\(delivery): \(outcome.failures) \(outcome.figures)\n\(farm.logs)")
         #expect((outcome.figures["sent_while_away"] ?? 0) > 60 * 50 * 50, "\(outcome.figures)")
         // Node 4 was never heard: every survivor lists it, and sends it one heartbeat a second.
         let status = try #require(try FarmEndToEndTests.status(farm, node: 1))

@@ -437,7 +437,7 @@ struct FarmEndToEndTests {
         // Node 3 joins: a third of the buckets move to it, but the connections stay where they are.
         try farm.start(3)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
-        #expect(Self.requests(connections, "joined") == owners)
+        #expect(Self.requests(connections, "joined") == owners, "\(farm.logs)")
         let newer = try farm.connect(count: 60)
         let newOwners = Self.requests(newer, "new")
         #expect(newOwners.contains(.answered(server: 3)), "\(newOwners)")
@@ -445,7 +445,7 @@ struct FarmEndToEndTests {
         // Node 1 (the director) drains: it leaves the view at once, yet serves its connections until it stops.
         _ = try farm.control(["drain", "--timeout", "3"], node: 1)
         #expect(farm.waitForView("{2:100, 3:100}", nodes: [2, 3], seconds: 2))
-        #expect(Self.requests(connections, "draining") == owners)
+        #expect(Self.requests(connections, "draining") == owners, "\(farm.logs)")
         #expect(Self.requests(newer, "draining") == newOwners)
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [2, 3])
     }

@@ -48,6 +48,15 @@ extension SystemCall {
         }
     }
 
+    /// Returns this thread to the normal policy (`SCHED_OTHER`) from a real-time one.
+    public static func setThreadNormalPolicy() throws(SystemCallError) {
+        let thread = pid_t(vipfarm_thread_id())
+        var parameters = sched_param(sched_priority: 0)
+        try retrying("sched_setscheduler", "return this thread to SCHED_OTHER") {
+            sched_setscheduler(thread, SCHED_OTHER, &parameters)
+        }
+    }
+
     /// Sets the calling thread's nice value (-20 to 19; lower is a larger share of the CPU when threads compete).
     ///
     /// - Throws: `SystemCallError`. The corresponding C function is `setpriority(PRIO_PROCESS, gettid(), value)`.

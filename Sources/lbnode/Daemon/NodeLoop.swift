@@ -61,6 +61,9 @@ final class NodeLoop {
     /// The nice value lbnode was started with (the loop runs 10 lower).
     private let baseNice = SystemCall.threadNice()
     private var realtimeRefusalLogged = false
+    /// Whether the loop's thread runs under `SCHED_FIFO` now.
+    private var realtime = false
+    private var floodGuard: HeartbeatFloodGuard
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
 
@@ -71,6 +74,7 @@ final class NodeLoop {
     ) throws {
         self.daemon = daemon
         self.keys = keys
+        floodGuard = HeartbeatFloodGuard(now: 0)
         self.sockets = sockets
         self.setup = setup
         self.interfaceMAC = interfaceMAC
@@ -328,14 +332,38 @@ final class NodeLoop {
             refusedBy[peer] = max(refusedBy[peer] ?? sentAt, sentAt)
         }
         guard ready else { return }
-        let received = now
+        let began = clock.now
+        let received = milliseconds(began)
+        var count = 0
         for _ in 0..<16 {
             let taken = socket.receiveBatch { datagram in
                 if let heartbeat = gate.admit(datagram.bytes, from: datagram.source, now: received) {
                     pending[heartbeat.sender] = heartbeat  // the gate admits in order
                 }
             }
+            count += taken
             if taken < 64 { break }
+        }
+        let reading = (clock.now - began) / .microseconds(1)
+        if let change = floodGuard.noteReading(microseconds: Int(reading), datagrams: count, now: received) {
+            noteFlood(change)
+        }
+    }
+
+    /// Leaves real-time priority while the heartbeat port is flooded, and returns to it after; says so.
+    private func noteFlood(_ change: HeartbeatFloodGuard.Change) {
+        switch change {
+        case .flooded(let rate):
+            let rejected = gate.rejected.max { $0.value < $1.value }.map { ", most refused as \($0.key)" } ?? ""
+            log(
+                .warning,
+                "heartbeat port flooded: about \(rate) datagrams/s reach this node\(rejected); reading them takes over "
+                    + "a quarter of the heartbeat loop's time, so it "
+                    + (realtime ? "leaves real-time priority until a second of calm" : "shares the CPU"))
+            if realtime { raiseLoopPriority() }
+        case .calm:
+            raiseLoopPriority()
+            log(.notice, "heartbeat port calm for a second" + (realtime ? ": the heartbeat loop runs real-time again" : ""))
         }
     }
 
@@ -453,17 +481,23 @@ final class NodeLoop {
     /// Runs the loop's thread under `SCHED_FIFO` (`realtimePriority`), or where that is refused at a nice value 10
     /// below the process's: it works a few microseconds per heartbeat, but on a busy machine (in flood mode every
     /// engine reads every client frame; a flood's softirqs) each wake-up waited behind the rest, and failover
-    /// detection cannot lose those milliseconds. Its work per turn is bounded (1024 datagrams at most), and the threads
-    /// it starts do not inherit the class: an earlier try with SCHED_RR starved the engine (docs/benchmarks.md), this
-    /// one lost no request under the floods that reach the loop (junk, forged, dead-peer).
+    /// detection cannot lose those milliseconds. The threads it starts do not inherit the class (an earlier try with
+    /// SCHED_RR starved the engine, docs/benchmarks.md), and a flood that keeps it reading sends it back to the normal
+    /// policy until the flood ends (`HeartbeatFloodGuard`).
     private func raiseLoopPriority() {
-        do {
-            try SystemCall.setThreadRealtime(priority: Self.realtimePriority)
-            return
-        } catch {
-            if !realtimeRefusalLogged {
-                log(.notice, "the heartbeat loop runs at a raised nice value instead of real-time: \(error)")
-                realtimeRefusalLogged = true
+        realtime = false
+        if floodGuard.flooded {
+            try? SystemCall.setThreadNormalPolicy()
+        } else {
+            do {
+                try SystemCall.setThreadRealtime(priority: Self.realtimePriority)
+                realtime = true
+                return
+            } catch {
+                if !realtimeRefusalLogged {
+                    log(.notice, "the heartbeat loop runs at a raised nice value instead of real-time: \(error)")
+                    realtimeRefusalLogged = true
+                }
             }
         }
         do {
