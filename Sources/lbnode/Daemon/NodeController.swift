@@ -415,7 +415,9 @@ struct NodeController {
     private mutating func apply(_ events: [MembershipEvent], now: Int, into actions: inout [NodeAction]) {
         var rebuild = false
         for event in events {
-            actions.append(.log(event.level, event.description))
+            // A fence says what this node heard of each peer: the log line an operator reads first.
+            let detail = if case .fenced = event { " (\(membership.hearing(now: now)))" } else { "" }
+            actions.append(.log(event.level, event.description + detail))
             switch event {
             case .unfenced:
                 rebuild = true

@@ -28,6 +28,16 @@ extension Membership {
         return peer.lastHeard - min(Int(echo.ageMilliseconds), intervalMilliseconds / 2)
     }
 
+    /// What this node hears of each configured peer, for the log line of a fence: when it last heard it and, by its
+    /// echo, when the peer last heard this node.
+    func hearing(now: Int) -> String {
+        configured.subtracting([me]).sorted().map { id in
+            guard let peer = peers[id] else { return "node \(id) \(departed.contains(id) ? "left" : "not heard")" }
+            let echo = freshEcho(of: peer) != nil ? "it heard this node \(now - heardMe(peer)) ms ago" : "no fresh echo"
+            return "node \(id) heard \(now - peer.lastHeard) ms ago, \(echo)"
+        }.joined(separator: "; ")
+    }
+
     /// Whether `peer` would serve without this node: it is not fenced, active or joining, and has quorum among the
     /// nodes it hears (by its echoes; with `quorum: none`, always).
     func servesWithout(_ id: NodeID, _ peer: Peer) -> Bool {
