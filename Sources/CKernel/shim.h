@@ -40,6 +40,25 @@
 // The calling thread's ID (glibc's gettid() is hidden behind _GNU_SOURCE).
 static inline int vipfarm_thread_id(void) { return (int)syscall(SYS_gettid); }
 
+// Moves thread `tid` onto CPU `cpu`, then gives it back the CPUs it had: a thread queued on a CPU that cannot schedule
+// (a long kernel section without a preemption point) moves without that CPU's help and runs at once. Raw system calls:
+// the glibc wrappers and CPU_SET are declared only under _GNU_SOURCE.
+static inline int vipfarm_move_thread(int tid, unsigned cpu) {
+    unsigned long saved[16], one[16];
+    long size = syscall(SYS_sched_getaffinity, tid, sizeof saved, saved);
+    if (size <= 0 || cpu >= (unsigned long)size * 8) return -1;
+    memset(one, 0, sizeof one);
+    one[cpu / (8 * sizeof(unsigned long))] = 1UL << (cpu % (8 * sizeof(unsigned long)));
+    if (syscall(SYS_sched_setaffinity, tid, (size_t)size, one) != 0) return -1;
+    return (int)syscall(SYS_sched_setaffinity, tid, (size_t)size, saved);
+}
+
+// The CPU the calling thread runs on (-1 if unknown).
+static inline int vipfarm_current_cpu(void) {
+    unsigned cpu = 0;
+    return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+
 // An eventfd that wakes a thread waiting in poll: created non-blocking; a wake adds one, a clear reads it back to 0.
 static inline int vipfarm_wake_create(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 static inline void vipfarm_wake(int fd) {

@@ -193,13 +193,28 @@ struct MembershipTests {
         _ = membership.receive(Self.beat(1, to: 3), now: 0)
         _ = membership.receive(Self.beat(2, to: 3), now: 0)
         _ = membership.setLocal(state: .active)
-        _ = membership.receive(Self.beat(1, sequence: 2, age: 9, to: 3), now: 20)
-        _ = membership.receive(Self.beat(2, sequence: 2, age: 9, to: 3), now: 20)
+        _ = membership.receive(Self.beat(1, sequence: 2, age: 9, hears: [2], to: 3), now: 20)
+        _ = membership.receive(Self.beat(2, sequence: 2, age: 9, hears: [1], to: 3), now: 20)
         #expect(membership.heardMe(membership.peers[NodeID(1)!]!) == 15)
         #expect(membership.nextExpiry == 41)  // the loop turns then to check
         #expect(membership.tick(now: 40).isEmpty)
         #expect(membership.tick(now: 41).contains(.fenced(.noQuorum)))
         #expect(membership.state == .joining && Self.ids(membership.view) == [1, 2])
+    }
+
+    /// Node 3 of a farm of three, node 2 not running: node 1, silent for most of the deadline (a busy host), hears
+    /// nobody but node 3, so it cannot take node 3's buckets without it: node 3 does not fence early, only once node 1
+    /// is dead and the quorum with it.
+    @Test func aPeerThatCannotServeWithoutThisNodeFencesNobodyEarly() {
+        var membership = Self.farmOfThree()
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(1, sequence: 2, age: 9, to: 3), now: 20)
+        #expect(membership.tick(now: 41).isEmpty && membership.tick(now: 50).isEmpty)
+        _ = membership.receive(Self.beat(1, sequence: 3, age: 1, to: 3), now: 50)  // its late heartbeat
+        #expect(membership.tick(now: 79).isEmpty && membership.fence == nil)
+        let dead = membership.tick(now: 81)
+        #expect(dead.contains(.peerDied(NodeID(1)!, silentMilliseconds: 31)) && dead.contains(.fenced(.noQuorum)))
     }
 
     // MARK: - Receive loss
@@ -251,8 +266,8 @@ struct MembershipTests {
     /// not take its buckets yet), and fences half an interval before they may (at 96), still first.
     @Test func aPeersLongDeadlineMovesTheEarlyChecks() {
         var membership = Self.farmOfThree()
-        _ = membership.receive(Self.beat(1, to: 3, deadline: 100), now: 0)
-        _ = membership.receive(Self.beat(2, to: 3, deadline: 100), now: 0)
+        _ = membership.receive(Self.beat(1, hears: [2], to: 3, deadline: 100), now: 0)
+        _ = membership.receive(Self.beat(2, hears: [1], to: 3, deadline: 100), now: 0)
         _ = membership.setLocal(state: .active)
         _ = membership.noteReceiveDrops(0, now: 0)
         let grew = membership.noteReceiveDrops(100, now: 1)  // this host drops too: its own deadline is 100 as well

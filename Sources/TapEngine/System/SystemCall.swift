@@ -48,6 +48,21 @@ extension SystemCall {
         }
     }
 
+    /// The calling thread's ID (the kernel's, as `gettid` gives it).
+    public static func threadID() -> Int32 { Int32(vipfarm_thread_id()) }
+
+    /// Moves thread `thread` onto the CPU the caller runs on, then gives it back the CPUs it had. A real-time thread
+    /// woken on a CPU that runs a long kernel section without a preemption point stays queued there (the scheduler
+    /// keeps it on its CPU, trusting preemption); moved, it runs at once.
+    ///
+    /// - Throws: `SystemCallError`. The corresponding C functions are `sched_getaffinity` and `sched_setaffinity`.
+    public static func moveThreadToThisCPU(_ thread: Int32) throws(SystemCallError) {
+        let cpu = vipfarm_current_cpu()
+        _ = try retrying("sched_setaffinity", "move thread \(thread) to CPU \(cpu)") {
+            cpu < 0 ? -1 : vipfarm_move_thread(thread, UInt32(cpu))
+        }
+    }
+
     /// Returns this thread to the normal policy (`SCHED_OTHER`) from a real-time one.
     public static func setThreadNormalPolicy() throws(SystemCallError) {
         let thread = pid_t(vipfarm_thread_id())

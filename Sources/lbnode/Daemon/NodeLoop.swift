@@ -63,6 +63,10 @@ final class NodeLoop {
     private var realtimeRefusalLogged = false
     /// Whether the loop's thread runs under `SCHED_FIFO` now.
     private var realtime = false
+    /// Moves the loop off a CPU that cannot run it (only when it runs real-time).
+    private var rescue: WakeupRescue?
+    private var rescuesLogged = 0
+    private var lastRescueLog = -60_000
     private var floodGuard: HeartbeatFloodGuard
     private let clock = ContinuousClock()
     private let start = ContinuousClock.now
@@ -173,6 +177,11 @@ final class NodeLoop {
             "joining: \(config.peers.count) peers, heartbeat every \(config.farm.heartbeatIntervalMilliseconds) ms, "
                 + "quorum \(config.effectiveQuorum.rawValue)")
         raiseLoopPriority()
+        if realtime {
+            rescue = WakeupRescue()
+            rescue?.start()
+        }
+        defer { rescue?.stop() }
         daemon.notifier?.send("READY=1\nSTATUS=node \(config.node.id) of farm \(config.farm.name), joining")
         while true {
             let instant = clock.now
@@ -189,6 +198,7 @@ final class NodeLoop {
             // even when only this loop stalled. (A heartbeat is due every interval, whether or not any peer gets it.)
             engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.failoverMilliseconds)
             publishStatus(now: now)
+            noteRescues(now: now)
             if leaving { return }
             receiveHeartbeats()
         }
@@ -323,7 +333,9 @@ final class NodeLoop {
         // Until the millisecond the next turn is due begins (the controller counts whole milliseconds since `start`).
         let due = start + .milliseconds(min(controller.nextTurnDue, now + config.farm.heartbeatIntervalMilliseconds))
         let wait = max(Duration.zero, due - clock.now)
+        rescue?.waiting(until: due)
         let ready = socket.wait(timeoutMicroseconds: Int(wait / .microseconds(1)))
+        rescue?.woke()
         // Drained after every wait, or poll would keep returning at once for a queued error.
         for refusal in socket.takeRefusals() {
             guard let sentAt = sender.sentAt(quoting: refusal.quoted),
@@ -348,6 +360,20 @@ final class NodeLoop {
         if let change = floodGuard.noteReading(microseconds: Int(reading), datagrams: count, now: received) {
             noteFlood(change)
         }
+    }
+
+    /// Says (every 10 s at most) that the loop was moved off a CPU that could not run it, or once why it cannot be.
+    private func noteRescues(now: Int) {
+        guard let rescue else { return }
+        if let failure = rescue.takeFailure() {
+            log(.notice, "the heartbeat loop cannot be moved off a CPU that does not run it: \(failure)")
+        }
+        let count = rescue.rescues.load(ordering: .relaxed)
+        guard count > rescuesLogged, now - lastRescueLog >= 10_000 else { return }
+        let times = count - rescuesLogged == 1 ? "once" : "\(count - rescuesLogged) times"
+        log(.info, "moved the heartbeat loop off a CPU busy in the kernel \(times) (it would have waited there)")
+        rescuesLogged = count
+        lastRescueLog = now
     }
 
     /// Leaves real-time priority while the heartbeat port is flooded, and returns to it after; says so.

@@ -216,10 +216,11 @@ struct Membership {
     }
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
-    /// `votersHeardMe`: a peer votes for the majority only if it also heard this node within its own early window
-    /// (`heardMe`, `earlyWindow(of:)`).
-    private func quorumFailure(heardWithin window: Int, now: Int, votersHeardMe: Bool = false) -> FenceReason? {
-        let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
+    /// `early`: the early check (`votesEarly`) instead of "heard within `window`".
+    private func quorumFailure(heardWithin window: Int, now: Int, early: Bool = false) -> FenceReason? {
+        let live = peers.filter { id, peer in
+            peer.state != .stopped && (early ? votesEarly(id, peer, now: now) : now - peer.lastHeard <= window)
+        }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
             !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
@@ -227,10 +228,18 @@ struct Membership {
             return .isolated
         }
         guard quorum == .majority else { return nil }
-        let voters =
-            votersHeardMe ? live.filter { peers[$0].map { now - heardMe($0) <= earlyWindow(of: $0) } == true } : live
-        guard !isMajority(Set(voters).union([me])) else { return nil }
+        guard !isMajority(Set(live).union([me])) else { return nil }
         return .noQuorum
+    }
+
+    /// Whether `peer` still counts for this node's quorum in the early check. A peer that could serve without this
+    /// node (`servesWithout`) counts only while this node heard it within the early window and it heard this node
+    /// within its own (`heardMe`): were this node cut off, that peer would take its buckets at its deadline, so this
+    /// node must stop before. A peer that could not (it hears nobody else of a majority) cannot take them: it counts
+    /// until it is dead, so a peer stalled for most of the deadline (a busy host) fences nobody.
+    private func votesEarly(_ id: NodeID, _ peer: Peer, now: Int) -> Bool {
+        guard servesWithout(id, peer) else { return now - peer.lastHeard <= appliedDeadline(now: now) }
+        return now - peer.lastHeard <= earlyWindow(now: now) && now - heardMe(peer) <= earlyWindow(of: peer)
     }
 
     /// The witness answered a ping sent after `since` and within the last `witnessTimeoutMilliseconds`. `since` is an
@@ -308,13 +317,13 @@ struct Membership {
         return [.unfenced]
     }
 
-    /// Fences when the quorum is lost (call after every change of the peers). The early check: a peer votes only if it
-    /// heard this node within the early window (`heardMe`), so that a node cut off stops serving half an interval
-    /// before the others may declare it dead and take its buckets (not earlier: a starved machine would fence for
-    /// nothing).
+    /// Fences when the quorum is lost (call after every change of the peers). The early check (`votesEarly`): a peer
+    /// that could serve without this node votes only if it heard this node within the early window (`heardMe`), so
+    /// that a node cut off stops serving half an interval before the others may declare it dead and take its buckets
+    /// (not earlier: a starved machine would fence for nothing).
     private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
         guard fence == nil, state != .joining,
-            let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, votersHeardMe: true)
+            let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
                 ?? (unheardBy(now: now) != nil ? .unheard : nil)
         else {
             return []
