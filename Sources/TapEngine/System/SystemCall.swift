@@ -48,6 +48,18 @@ extension SystemCall {
         }
     }
 
+    /// Keeps every page of this process in memory once touched, now and later (`mlockall` with `MCL_ONFAULT`: nothing
+    /// is faulted in ahead, so reserved stacks and arenas cost nothing until used). A host that reclaims cold pages
+    /// (memory pressure, or proactive reclaim such as DAMON's on VMs) otherwise pages out code the heartbeat loop runs
+    /// rarely, and the loop then waits for the disk.
+    ///
+    /// - Throws: `SystemCallError` (without `CAP_IPC_LOCK`, beyond `RLIMIT_MEMLOCK`). The corresponding C function is
+    ///   `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`.
+    public static func lockMemory() throws(SystemCallError) {
+        let onFault: Int32 = 4  // MCL_ONFAULT, linux/mman.h (Linux 4.4)
+        _ = try retrying("mlockall", "lock this process's pages in memory") { mlockall(MCL_CURRENT | MCL_FUTURE | onFault) }
+    }
+
     /// The calling thread's ID (the kernel's, as `gettid` gives it).
     public static func threadID() -> Int32 { Int32(vipfarm_thread_id()) }
 

@@ -50,6 +50,11 @@ final class Daemon: @unchecked Sendable {
 
     func run() throws {
         installSignalHandlers()  // before setup: a TERM or HUP during it must not kill the process half-way
+        do {
+            try SystemCall.lockMemory()
+        } catch {
+            log(.notice, "pages stay swappable (\(error)): a host that reclaims memory can stall the heartbeat loop")
+        }
         let keys = try config.checkKeyFile(configPath: configPath).keys
         let findings = try config.checkHost()
         for warning in findings.warnings { log(.warning, "\(warning)") }

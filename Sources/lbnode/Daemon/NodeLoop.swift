@@ -389,7 +389,8 @@ final class NodeLoop {
             if realtime { raiseLoopPriority() }
         case .calm:
             raiseLoopPriority()
-            log(.notice, "heartbeat port calm for a second" + (realtime ? ": the heartbeat loop runs real-time again" : ""))
+            let again = realtime ? ": the heartbeat loop runs real-time again" : ""
+            log(.notice, "heartbeat port calm for a second\(again)")
         }
     }
 
