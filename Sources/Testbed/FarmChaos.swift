@@ -123,6 +123,25 @@ public struct FarmChaos {
             .map { farm.log($0).components(separatedBy: " view ").count - 1 }.reduce(0, +)
     }
 
+    /// Waits until no node's view changed for `quietSeconds` (at most `seconds`); whether it did: a farm still settling
+    /// after its start would charge its own view changes to the fault that follows.
+    public func waitUntilSteady(quietSeconds: Double = 2, seconds: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var changes = viewChanges()
+        var since = Date()
+        while Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            let now = viewChanges()
+            if now != changes {
+                changes = now
+                since = Date()
+            } else if Date().timeIntervalSince(since) >= quietSeconds {
+                return true
+            }
+        }
+        return false
+    }
+
     public func run(_ scenario: ChaosScenario) throws -> ChaosOutcome {
         switch scenario {
         case .junkFlood, .forgedFlood, .deadPeerFlood: return try flood(scenario)

@@ -57,7 +57,9 @@ extension SystemCall {
     ///   `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`.
     public static func lockMemory() throws(SystemCallError) {
         let onFault: Int32 = 4  // MCL_ONFAULT, linux/mman.h (Linux 4.4)
-        _ = try retrying("mlockall", "lock this process's pages in memory") { mlockall(MCL_CURRENT | MCL_FUTURE | onFault) }
+        _ = try retrying("mlockall", "lock this process's pages in memory") {
+            mlockall(MCL_CURRENT | MCL_FUTURE | onFault)
+        }
     }
 
     /// The calling thread's ID (the kernel's, as `gettid` gives it).

@@ -154,9 +154,10 @@ struct NodeController {
     mutating func step(now: Int, _ inputs: NodeInputs) -> [NodeAction] {
         var actions: [NodeAction] = []
         noteRunning(inputs.engineGeneration)
-        // A stall longer than the failover time (the process stopped, the VM frozen): the peers have taken this
-        // node's buckets, so it serves nothing until it has heard the current view.
-        if let last = lastStep, now - last > failoverMilliseconds {
+        // A stall longer than the deadline its last heartbeat announced (the process stopped, the VM frozen): the
+        // peers have taken this node's buckets, so it serves nothing until it has heard the current view. Under receive
+        // loss that is the long deadline: the peers wait it out, and a shorter stall must not fence for nothing.
+        if let last = lastStep, now - last > max(failoverMilliseconds, Int(beat.deadlineMilliseconds)) {
             actions.append(.log(.warning, "this node was stalled for \(now - last) ms"))
             apply(membership.fence(.stalled, now: now), now: now, into: &actions)
         }

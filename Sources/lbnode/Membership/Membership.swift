@@ -216,11 +216,10 @@ struct Membership {
     }
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
-    /// `early`: the early check (`votesEarly`) instead of "heard within `window`".
+    /// `early`: the peers that vote for the majority are those of the early check (`votesEarly`), not all heard within
+    /// `window`.
     private func quorumFailure(heardWithin window: Int, now: Int, early: Bool = false) -> FenceReason? {
-        let live = peers.filter { id, peer in
-            peer.state != .stopped && (early ? votesEarly(id, peer, now: now) : now - peer.lastHeard <= window)
-        }.map(\.key)
+        let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
             !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
@@ -228,7 +227,9 @@ struct Membership {
             return .isolated
         }
         guard quorum == .majority else { return nil }
-        guard !isMajority(Set(live).union([me])) else { return nil }
+        let voters =
+            early ? peers.filter { $0.value.state != .stopped && votesEarly($0.key, $0.value, now: now) }.map(\.key) : live
+        guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
     }
 
