@@ -227,10 +227,14 @@ struct Membership {
             return .isolated
         }
         guard quorum == .majority else { return nil }
-        let voters =
-            early ? peers.filter { $0.value.state != .stopped && votesEarly($0.key, $0.value, now: now) }.map(\.key) : live
+        let voters = early ? earlyVoters(now: now) : live
         guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
+    }
+
+    /// The peers that vote for this node's majority in the early check (`votesEarly`).
+    private func earlyVoters(now: Int) -> [NodeID] {
+        peers.filter { $0.value.state != .stopped && votesEarly($0.key, $0.value, now: now) }.map(\.key)
     }
 
     /// Whether `peer` still counts for this node's quorum in the early check. A peer that could serve without this
