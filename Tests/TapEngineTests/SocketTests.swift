@@ -147,6 +147,24 @@ struct HeartbeatFilterTests {
         #expect(received(after: [Self.datagram(incarnation: 0x0000_0002_0000_0000)]) == 0)
     }
 
+    /// A dying lbnode's descriptors are released from the highest down, and its packet sockets, tcx links and TAP
+    /// each wait for an RCU grace period there (50 ms in all on a 2-core VM). The heartbeat socket sits above every
+    /// descriptor opened after it, so it closes first and a peer's next heartbeat meets port unreachable.
+    @Test func theHeartbeatSocketSitsAboveTheDescriptorsOpenedAfterIt() throws {
+        let loopback = IPAddress("127.0.0.1")!
+        let filter = DatagramFilter(payloadSizes: 80...80, magic: 0x5646_4842, sources: [loopback], pinnedOffset: 16)
+        let heartbeat = try HeartbeatSocket(
+            bindTo: loopback, port: UInt16.random(in: 40000...60000), filter: filter)
+        let later = try Socket(family: AF_INET, type: SOCK_DGRAM)
+        var pipeEnds: [Int32] = [-1, -1]
+        #expect(pipe(&pipeEnds) == 0)
+        defer { pipeEnds.forEach { close($0) } }
+        #expect(heartbeat.fd > max(later.descriptor, pipeEnds[0], pipeEnds[1]))
+        var limit = rlimit()
+        #expect(getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        if limit.rlim_cur >= 1024 { #expect(heartbeat.fd >= 1023) }
+    }
+
     /// A heartbeat refused by a port nobody listens on (a dead peer) leaves its ICMP error pending on the socket; the
     /// next heartbeat, to a live peer, still goes out (the kernel fails the first send after the error once), and the
     /// refusal is there to take.

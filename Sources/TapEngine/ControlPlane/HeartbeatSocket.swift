@@ -12,7 +12,7 @@ import Hashing
 /// forced well above what the neighbour queues of many dead peers can hold (`unres_qlen_bytes`, 208 KiB each by
 /// default), and a send that would still wait is given up (`SendOutcome.queueFull`).
 public final class HeartbeatSocket {
-    private let fd: Int32
+    let fd: Int32
     /// Room for the largest datagram the filter lets through.
     private let slotSize: Int
     private var buffers: [UInt8]
@@ -35,8 +35,11 @@ public final class HeartbeatSocket {
         slotSize = filter.payloadSizes.upperBound
         buffers = [UInt8](repeating: 0, count: 64 * slotSize)
         ipv4 = address.isIPv4
-        fd = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
+        let opened = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard opened >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
+        // Released first when lbnode dies, so the peers' next heartbeat meets port unreachable (`takeRefusals`)
+        // within milliseconds, before the rings and the TAP have waited out their grace periods.
+        fd = SystemCall.movedToTopOfTable(opened)
         do throws(SystemCallError) {
             try option(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, "set a \(receiveBufferBytes)-byte queue")
             try option(SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, "set a \(sendBufferBytes)-byte send buffer")

@@ -95,4 +95,22 @@ extension SystemCall {
             setpriority(__priority_which_t(PRIO_PROCESS.rawValue), thread, value)
         }
     }
+
+    /// Moves descriptor `fd` to the top of this process's descriptor table (the highest number the soft
+    /// `RLIMIT_NOFILE` allows, at most 1023) and closes the original; returns the new number, or `fd` where no higher
+    /// one is free. A process that dies has its descriptors released from the highest down (the kernel defers each
+    /// release and runs the last one queued first), and packet sockets, tcx links and the TAP each wait there for an
+    /// RCU grace period: 50 ms in all on a 2-core VM. A descriptor on top is released before any of them.
+    ///
+    /// The corresponding C functions are `getrlimit(RLIMIT_NOFILE)` and `fcntl(F_DUPFD_CLOEXEC)`.
+    public static func movedToTopOfTable(_ fd: Int32) -> Int32 {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return fd }
+        let top = Int32(clamping: min(limit.rlim_cur, 1024)) - 1
+        guard top > fd else { return fd }
+        let moved = fcntl(fd, F_DUPFD_CLOEXEC, top)
+        guard moved >= 0 else { return fd }
+        close(fd)
+        return moved
+    }
 }
