@@ -11,8 +11,8 @@ public final class VirtualFarm {
         public var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
         public var delivery = "directed"
         public var vip = "198.18.0.100"
-        public var heartbeatIntervalMilliseconds = 10  // lbnode's defaults: 10 ms, dead after 3
-        public var deadAfter = 3
+        public var heartbeatIntervalMilliseconds = 4  // lbnode's defaults: 4 ms, dead after 4
+        public var deadAfter = 4
         /// `node.prefilter` of every node.
         public var prefilter = true
         /// `node.kernel_delivery` of every node.
@@ -38,7 +38,7 @@ public final class VirtualFarm {
 
         public init(
             testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
-            vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int = 10, deadAfter: Int = 3,
+            vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int = 4, deadAfter: Int = 4,
             extraConfig: [Int: String] = [:], startNodes: Set<Int>? = nil, realApplications: Bool = false
         ) {
             self.testbed = testbed

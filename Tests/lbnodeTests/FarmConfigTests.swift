@@ -61,7 +61,7 @@ struct FarmConfigTests {
             node: { id: 7, interface: eth1, address: 2001:db8::7 }
             """, file: "db.yaml")
         #expect(config.farm.heartbeatPort == 7946)
-        #expect(config.farm.heartbeatIntervalMilliseconds == 10 && config.farm.deadAfter == 3)
+        #expect(config.farm.heartbeatIntervalMilliseconds == 4 && config.farm.deadAfter == 4)
         #expect(config.farm.buckets == 4096)
         #expect(config.farm.table == .balanced)
         #expect(config.node.weight == 100)

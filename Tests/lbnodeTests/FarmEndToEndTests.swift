@@ -12,7 +12,7 @@ import Testing
 /// sending from many ports.
 @Suite(privileged, .serialized)
 struct FarmEndToEndTests {
-    /// Tests share two cores with other tests, in debug builds: a wider heartbeat margin than the defaults (10 ms × 3),
+    /// Tests share two cores with other tests, in debug builds: a wider heartbeat margin than the defaults (4 ms × 4),
     /// which the failover benchmark measures.
     static func farm(_ change: (inout VirtualFarm.Options) -> Void = { _ in }) throws -> VirtualFarm {
         var options = VirtualFarm.Options()

@@ -6,7 +6,7 @@ import Testing
 /// A farm built by hand with iproute2, none of vipfarm's testbed code, every host with the kernel's defaults for a
 /// veth (checksum offload, TSO), as a new user builds one: `scripts/handmade-farm.sh` (see its header). It runs the
 /// debug build's lbnode and lbbench with the suites' heartbeat margin (20 ms, dead after 5, as FarmEndToEndTests):
-/// with lbnode's defaults (10 ms x 3) a debug build starved of CPU by flood delivery and GRO on two cores misses
+/// with lbnode's defaults (4 ms x 4) a debug build starved of CPU by flood delivery and GRO on two cores misses
 /// heartbeats for tens of ms, a peer is declared dead while it serves, and both answer its clients (no quorum yet). So
 /// recovery (100 ms of silence, then a debug build's table build) is allowed 250 ms here; the release build is held
 /// to 50 ms with the defaults, by `lbbench failover` and by the script run by hand.

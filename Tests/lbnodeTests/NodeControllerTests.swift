@@ -10,7 +10,13 @@ struct NodeControllerTests {
     static func config(delivery: String = "flood") throws -> FarmConfig {
         try FarmConfig.parse(
             """
-            farm: { name: web, vip: 198.18.0.100, delivery: \(delivery), key_file: /k }
+            farm:
+              name: web
+              vip: 198.18.0.100
+              delivery: \(delivery)
+              key_file: /k
+              heartbeat_interval_ms: 10
+              dead_after: 3
             node: { id: 1, interface: eth0, address: 198.18.0.11 }
             peers:
               - { id: 2, address: 198.18.0.12 }
@@ -371,7 +377,8 @@ struct NodeControllerTests {
         Self.run(&controller, from: 0, to: 60)
         var next = try FarmConfig.parse(
             """
-            farm: { name: web, vip: 198.18.0.101, delivery: flood, key_file: /k }
+            farm:
+             { name: web, vip: 198.18.0.101, delivery: flood, key_file: /k, heartbeat_interval_ms: 10, dead_after: 3 }
             node: { id: 1, interface: eth0, address: 198.18.0.11, weight: 50 }
             peers:
               - { id: 2, address: 198.18.0.12 }

@@ -9,8 +9,8 @@ import Testbed
 struct Demo {
     var delivery = "directed"
     /// The heartbeat settings (the defaults of lbnode unless a test needs a margin).
-    var heartbeatIntervalMilliseconds = 10
-    var deadAfter = 3
+    var heartbeatIntervalMilliseconds = 4
+    var deadAfter = 4
     /// Seconds per phase.
     var phaseSeconds = 8.0
     var write: (String) -> Void = { print($0, terminator: "") }

@@ -8,7 +8,7 @@ struct ChaosCommand: ParsableCommand {
         commandName: "chaos",
         abstract: "Attack and break a testbed farm while requests flow, and check what holds (needs root).",
         discussion: """
-            For every scenario a fresh three-server farm (default heartbeats: 10 ms, dead after 3) serves 60 UDP \
+            For every scenario a fresh three-server farm (default heartbeats: 4 ms, dead after 4) serves 60 UDP \
             client flows, a request every 10 ms each, while one thing goes wrong: junk UDP at the generator's full \
             speed on a node's heartbeat port; forged heartbeats spoofing a peer's address, a live one or a dead one \
             (dead-peer-flood); frames of other EtherTypes (ethertype-flood); ICMP to the VIP and, from the witness's \

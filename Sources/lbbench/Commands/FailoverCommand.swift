@@ -8,7 +8,7 @@ struct FailoverCommand: ParsableCommand {
         commandName: "failover",
         abstract: "Measure failover: a server fails while many flows talk to the farm (needs root).",
         discussion: """
-            Per trial: a fresh testbed with three servers running `lbnode run` (heartbeat every 10 ms, dead after 3 \
+            Per trial: a fresh testbed with three servers running `lbnode run` (heartbeat every 4 ms, dead after 4 \
             missed: the defaults) and the echo application, and a client that sends a request on every UDP and TCP \
             flow each interval. After 0.5 s of steady traffic the victim fails (kill: SIGKILL of its lbnode; link: \
             its cable cut; stop: SIGSTOP; drain: `lbnode drain`; long-cut: its cable cut for --long-seconds, then \

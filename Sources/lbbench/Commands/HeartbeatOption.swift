@@ -2,12 +2,12 @@ import ArgumentParser
 import Testbed
 
 /// `--heartbeat-ms N --dead-after K`: the heartbeat settings of every node of a virtual farm (default: lbnode's own
-/// defaults), to measure a shorter failover time before it becomes a default.
+/// defaults), to measure other settings before they become a default.
 struct HeartbeatOption: ParsableArguments {
-    @Option(name: .customLong("heartbeat-ms"), help: "farm.heartbeat_interval_ms of every node (default: 10).")
+    @Option(name: .customLong("heartbeat-ms"), help: "farm.heartbeat_interval_ms of every node (default: 4).")
     var intervalMilliseconds: Int?
 
-    @Option(name: .customLong("dead-after"), help: "farm.dead_after of every node (default: 3).")
+    @Option(name: .customLong("dead-after"), help: "farm.dead_after of every node (default: 4).")
     var deadAfter: Int?
 
     func validate() throws {

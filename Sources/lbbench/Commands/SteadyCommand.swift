@@ -11,7 +11,7 @@ struct SteadyCommand: ParsableCommand {
         commandName: "steady",
         abstract: "Check that a farm under full packet load never fails over by mistake (needs root).",
         discussion: """
-            Builds a three-server farm with the default heartbeat settings (10 ms, dead after 3), then sends 64-byte \
+            Builds a three-server farm with the default heartbeat settings (4 ms, dead after 4), then sends 64-byte \
             UDP frames to the VIP from many client flows as fast as the generator goes for --seconds, and counts the \
             membership changes the nodes logged meanwhile (there must be none) and the frames each engine read. With \
             --dead-node, node 3 is configured on every node but absent from the network the whole time (powered off): \

@@ -116,11 +116,11 @@ struct FarmConfig: Equatable {
     }
 
     static let defaultHeartbeatPort: UInt16 = 7946
-    /// A heartbeat every 10 ms, dead after 3 missed (30 ms). Every 4 ms, dead after 4 fails over in under 25 ms and
-    /// held 600 s of full load, but a flood at a generator's full speed made the kernel drop heartbeats with the flood
-    /// for longer than 16 ms on two cores, and the views flapped (docs/benchmarks.md, "Failover under 25 ms").
-    static let defaultHeartbeatIntervalMilliseconds = 10
-    static let defaultDeadAfter = 3
+    /// A heartbeat every 4 ms, dead after 4 missed (16 ms): failover p99 under 25 ms, kill and link, both modes;
+    /// 600 s of full load and floods at a generator's full speed without a view change (docs/benchmarks.md,
+    /// "The default: 4 ms × 4"). A host that drops received frames gives silent peers 100 ms while it does.
+    static let defaultHeartbeatIntervalMilliseconds = 4
+    static let defaultDeadAfter = 4
     static let defaultMetricsAddress = "127.0.0.1:9946"
 }
 

@@ -42,7 +42,7 @@ struct HeartbeatGate {
     private(set) var duplicates: [IPAddress: Int] = [:]
     /// The last heartbeat refused because it came from an unexpected address: (claimed sender, address).
     private(set) var lastWrongSource: (sender: UInt16, source: IPAddress)?
-    /// How far the sequence of a live sender may jump (heartbeats lost in a burst): a minute at 10 ms.
+    /// How far the sequence of a live sender may jump (heartbeats lost in a burst): 24 s at 4 ms.
     static let sequenceWindow: UInt64 = 6000
 
     /// - Parameters:
