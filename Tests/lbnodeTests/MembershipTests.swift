@@ -217,6 +217,30 @@ struct MembershipTests {
         #expect(dead.contains(.peerDied(NodeID(1)!, silentMilliseconds: 31)) && dead.contains(.fenced(.noQuorum)))
     }
 
+    /// Node 3 of three. Node 2's lbnode is killed and its kernel refuses node 3's heartbeat; node 1's last heartbeat,
+    /// sent before it noticed, still echoes node 2, and then node 1 is late (a survivor busy with the failover). That
+    /// echo makes no majority for node 1 without node 3: node 3 keeps serving until node 1 is dead. Had node 2 only
+    /// fallen silent (it may live beyond a cut that isolates node 3), node 3 stands down at the early window.
+    @Test func anEchoOfAPeerWhoseKernelRefusedUsMakesNoMajority() {
+        for refused in [true, false] {
+            var membership = Self.farmOfThree()
+            _ = membership.receive(Self.beat(1, hears: [2], to: 3), now: 0)
+            _ = membership.receive(Self.beat(2, hears: [1], to: 3), now: 0)
+            _ = membership.setLocal(state: .active)
+            _ = membership.receive(Self.beat(1, sequence: 2, hears: [2], to: 3), now: 10)
+            _ = membership.receive(Self.beat(2, sequence: 2, hears: [1], to: 3), now: 10)
+            if refused {
+                let gone = membership.refused(by: NodeID(2)!, heartbeatSentAt: 11, now: 12)
+                #expect(gone.contains(.peerRefused(NodeID(2)!)))
+            }
+            let early = membership.tick(now: 36)  // past the early window (25 ms) of node 1's last word
+            #expect(early.contains(.fenced(.noQuorum)) != refused, "refused: \(refused), \(early)")
+            if refused {
+                #expect(membership.tick(now: 41).contains(.fenced(.noQuorum)))  // node 1 dead: 1 of 3
+            }
+        }
+    }
+
     // MARK: - Receive loss
 
     @Test func receiveLossLengthensTheDeadlineForAsLongAsAPeerMayGoByIt() {

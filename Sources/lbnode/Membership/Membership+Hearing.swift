@@ -39,12 +39,14 @@ extension Membership {
     }
 
     /// Whether `peer` would serve without this node: it is not fenced, active or joining, and has quorum among the
-    /// nodes it hears (by its echoes; with `quorum: none`, always).
+    /// nodes it hears (by its echoes; with `quorum: none`, always). An echo of an lbnode whose kernel refused this
+    /// node's heartbeat counts for nothing: the peer heard it before it died, and a dead node makes no majority.
     func servesWithout(_ id: NodeID, _ peer: Peer) -> Bool {
         guard !peer.fenced, peer.state == .active || peer.state == .joining else { return false }
         guard quorum == .majority else { return true }
-        let heard = peer.echoes.filter {
-            $0.live && Int($0.ageMilliseconds) < earlyWindow(of: peer) && $0.node != me.rawValue
+        let heard = peer.echoes.filter { echo in
+            echo.live && Int(echo.ageMilliseconds) < earlyWindow(of: peer) && echo.node != me.rawValue
+                && NodeID(rawValue: echo.node).flatMap { goneIncarnations[$0] } != echo.incarnation
         }
         return isMajority(Set(heard.compactMap { NodeID(rawValue: $0.node) }).intersection(configured).union([id]))
     }

@@ -108,6 +108,9 @@ struct Membership {
     let quorum: Quorum
     /// Peers whose last word was that they leave (they do not count towards the quorum until heard again).
     private(set) var departed: Set<NodeID> = []
+    /// The incarnation of each peer whose kernel refused this node's heartbeat (`refused(by:)`): that lbnode is gone,
+    /// so a live peer's echo of it (sent before the peer noticed) makes no majority (`servesWithout`).
+    private(set) var goneIncarnations: [NodeID: UInt64] = [:]
     /// Whether a witness is configured. While some peers are silent, a node serves only if the witness vouches for
     /// it (`witnessVouches`): a node cut off from the network must not serve, a node whose peers died must.
     let hasWitness: Bool
@@ -428,6 +431,7 @@ struct Membership {
     /// peer (a restart) is away on purpose: no change.
     mutating func refused(by id: NodeID, heartbeatSentAt sentAt: Int, now: Int) -> [MembershipEvent] {
         guard let peer = peers[id], peer.state != .stopped, peer.lastHeard < sentAt else { return [] }
+        goneIncarnations[id] = peer.incarnation
         peers.removeValue(forKey: id)
         unheardSinceFence.remove(id)
         return [.peerRefused(id)] + rebuildView() + checkQuorum(now: now)
