@@ -148,7 +148,7 @@ struct HeartbeatFilterTests {
     }
 
     /// A dying lbnode's descriptors are released from the highest down, and its packet sockets, tcx links and TAP
-    /// each wait for an RCU grace period there (50 ms in all on a 2-core VM). The heartbeat socket sits above every
+    /// each wait for an RCU grace period there (60 ms in all on a 2-core VM). The heartbeat socket sits above every
     /// descriptor opened after it, so it closes first and a peer's next heartbeat meets port unreachable.
     @Test func theHeartbeatSocketSitsAboveTheDescriptorsOpenedAfterIt() throws {
         let loopback = IPAddress("127.0.0.1")!

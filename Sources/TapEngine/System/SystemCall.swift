@@ -100,7 +100,7 @@ extension SystemCall {
     /// `RLIMIT_NOFILE` allows, at most 1023) and closes the original; returns the new number, or `fd` where no higher
     /// one is free. A process that dies has its descriptors released from the highest down (the kernel defers each
     /// release and runs the last one queued first), and packet sockets, tcx links and the TAP each wait there for an
-    /// RCU grace period: 50 ms in all on a 2-core VM. A descriptor on top is released before any of them.
+    /// RCU grace period: 60 ms in all on a 2-core VM. A descriptor on top is released before any of them.
     ///
     /// The corresponding C functions are `getrlimit(RLIMIT_NOFILE)` and `fcntl(F_DUPFD_CLOEXEC)`.
     public static func movedToTopOfTable(_ fd: Int32) -> Int32 {
