@@ -5,7 +5,7 @@
 # documented configuration, Debian's nginx, an iperf3 server and `lbbench serve`; one client runs the checks:
 #   1. `lbbench failover --vip`, N times: UDP and TCP flows answered exactly once, then server 2's lbnode killed
 #      (SIGKILL) and started again: recovery time, requests lost, resets of connections on servers that stayed up.
-#   2. wrk against nginx through the VIP: requests/s, 0 errors.
+#   2. wrk against nginx through the VIP (requests/s, 0 errors), then straight to server 1 (the reference).
 #   3. iperf3 TCP upload and download through the VIP and straight to server 1, and UDP at a fixed rate.
 # Prints the figures and "handmade farm: pass" or "handmade farm: FAIL: <why>" (exit 1). Everything it creates
 # (namespaces, processes, files) is removed when it ends, also on failure or Ctrl-C.
@@ -161,6 +161,11 @@ rate=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk.out")
 errors=$(awk '/Socket errors|Non-2xx/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) sum += $i} END {print sum + 0}' "$DIR/wrk.out")
 echo "wrk through the VIP: $rate requests/s, $errors errors"
 [ "$errors" = 0 ] || fail "wrk saw $errors errors"
+in_ns "$CLIENT" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --timeout 2s "http://198.18.0.11/" >"$DIR/wrk-direct.out" 2>&1 ||
+    fail "wrk straight to server 1"
+direct=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk-direct.out")
+ratio=$(awk -v v="$rate" -v d="$direct" 'BEGIN { if (d > 0) printf "%.2f", v / d; else print "-" }')
+echo "wrk straight to server 1: $direct requests/s (through the VIP: ${ratio}x)"
 
 # 3. iperf3 through the VIP and straight to server 1.
 iperf() {

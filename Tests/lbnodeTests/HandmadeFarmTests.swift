@@ -29,5 +29,6 @@ struct HandmadeFarmTests {
         #expect(status == 0, "\(summary)")
         #expect(text.contains("handmade farm: pass"), "\(summary)")
         #expect(text.contains("wrk through the VIP:") && text.contains(", 0 errors"), "\(summary)")
+        #expect(text.contains("wrk straight to server 1:") && !text.contains("(through the VIP: -x)"), "\(summary)")
     }
 }
