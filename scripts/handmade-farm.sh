@@ -12,7 +12,7 @@
 #
 # usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
 #                                 [--recovery-limit MS]   (the longest recovery that passes; default 50)
-#                                 [--heartbeat MS/N]      (heartbeat interval and dead_after; default 4/4, lbnode's)
+#                                 [--heartbeat MS/N]      (heartbeat interval and dead_after; default: lbnode's)
 # Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
 # HOLD=SECONDS keeps the farm up that long at the end (pass or fail), to look around with `ip netns exec`.
 set -euo pipefail
@@ -23,7 +23,7 @@ BIN="$(cd "$(dirname "$0")/.." && pwd)/.build/release"
 SECONDS_PER_RUN=3
 TRIALS=5
 RECOVERY_LIMIT=50
-HEARTBEAT="heartbeat_interval_ms: 4, dead_after: 4"
+HEARTBEAT=""  # lbnode's defaults
 while [ $# -gt 0 ]; do
     case "$1" in
         --delivery) DELIVERY="$2"; shift 2 ;;
@@ -90,7 +90,7 @@ attach "$CLIENT" 198.18.0.1
 "$BIN/lbnode" keygen "$DIR/key" >/dev/null
 for n in 1 2 3; do
     {
-        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key, $HEARTBEAT }"
+        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key${HEARTBEAT:+, $HEARTBEAT} }"
         echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n }"
         echo "control_socket: $DIR/n$n.sock"
         echo "peers:"

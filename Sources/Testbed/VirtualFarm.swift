@@ -11,8 +11,9 @@ public final class VirtualFarm {
         public var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
         public var delivery = "directed"
         public var vip = "198.18.0.100"
-        public var heartbeatIntervalMilliseconds = 4  // lbnode's defaults: 4 ms, dead after 4
-        public var deadAfter = 4
+        /// `farm.heartbeat_interval_ms` and `farm.dead_after` of every node (nil: left out, so lbnode's defaults).
+        public var heartbeatIntervalMilliseconds: Int?
+        public var deadAfter: Int?
         /// `node.prefilter` of every node.
         public var prefilter = true
         /// `node.kernel_delivery` of every node.
@@ -38,7 +39,7 @@ public final class VirtualFarm {
 
         public init(
             testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
-            vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int = 4, deadAfter: Int = 4,
+            vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int? = nil, deadAfter: Int? = nil,
             extraConfig: [Int: String] = [:], startNodes: Set<Int>? = nil, realApplications: Bool = false
         ) {
             self.testbed = testbed
@@ -131,14 +132,16 @@ public final class VirtualFarm {
     private func configuration(for server: VirtualNetwork.Host) -> String {
         let peers = testbed.servers.filter { $0.number != server.number }
             .map { "  - { id: \($0.number), address: \($0.address.address) }" }.joined(separator: "\n")
+        let farmOptions = [
+            options.heartbeatIntervalMilliseconds.map { "heartbeat_interval_ms: \($0)" },
+            options.deadAfter.map { "dead_after: \($0)" }, options.witness.map { "witness: \($0)" },
+        ].compactMap { $0.map { "\n  \($0)" } }.joined()
         return """
             farm:
               name: vfarm
               vip: \(options.vip)
               delivery: \(options.delivery)
-              key_file: \(directory)/key
-              heartbeat_interval_ms: \(options.heartbeatIntervalMilliseconds)
-              dead_after: \(options.deadAfter)\(options.witness.map { "\n  witness: \($0)" } ?? "")
+              key_file: \(directory)/key\(farmOptions)
             node: { id: \(server.number), interface: \(testbed.hostInterface), address: \(server.address.address)\
             \(options.prefilter ? "" : ", prefilter: off")\(options.kernelDelivery ? "" : ", kernel_delivery: off")\
             \(options.engineThreads.map { ", engine_threads: \($0)" } ?? "") }

@@ -8,9 +8,9 @@ import Testbed
 /// coming back, shown live; then a summary. Everything it builds is removed at the end, also on failure or Ctrl-C.
 struct Demo {
     var delivery = "directed"
-    /// The heartbeat settings (the defaults of lbnode unless a test needs a margin).
-    var heartbeatIntervalMilliseconds = 4
-    var deadAfter = 4
+    /// The heartbeat settings (nil: lbnode's defaults; a test sets a margin).
+    var heartbeatIntervalMilliseconds: Int?
+    var deadAfter: Int?
     /// Seconds per phase.
     var phaseSeconds = 8.0
     var write: (String) -> Void = { print($0, terminator: "") }
