@@ -6,55 +6,91 @@ import RouteSetup
 import TapEngine
 
 extension FarmChaos {
-    // MARK: - One-way heartbeat loss
+    // MARK: - Heartbeat loss between two nodes
 
-    /// Node 2 stops hearing node 1's heartbeats (an nftables input drop on node 2: a bad optic, an asymmetric ACL),
-    /// for `seconds`, then hears them again; then the other way round. Held when no request was answered twice, no
-    /// flow went without an answer longer than the recovery budget, the node that was not heard stood down each time,
-    /// and the farm came back to one view after each.
-    func oneWay(seconds: Double) throws -> ChaosOutcome {
-        let table = "vfoneway"
+    /// One round of heartbeat loss: each `(deaf, unheard)` pair is an nftables input drop on node `deaf` of node
+    /// `unheard`'s heartbeats; `standsDown` is the node that must stop serving, and `keeps` the other node of the pair,
+    /// which must not.
+    struct HearingCut {
+        var drops: [(deaf: Int, unheard: Int)]
+        var standsDown: Int
+        var keeps: Int
+    }
+
+    /// The rounds of a hearing scenario, as the rules in docs/architecture.md say who stands down: the node not
+    /// heard, unless a third node hears both (then the higher ID of the pair).
+    static func hearingCuts(_ scenario: ChaosScenario) -> [HearingCut] {
+        switch scenario {
+        case .oneWayPair:
+            [HearingCut(drops: [(2, 1)], standsDown: 1, keeps: 2), HearingCut(drops: [(1, 2)], standsDown: 2, keeps: 1)]
+        case .deafPair:
+            [
+                HearingCut(drops: [(2, 1), (1, 2)], standsDown: 2, keeps: 1),
+                HearingCut(drops: [(3, 2), (2, 3)], standsDown: 3, keeps: 2),
+            ]
+        default:
+            [HearingCut(drops: [(2, 1)], standsDown: 2, keeps: 1), HearingCut(drops: [(1, 2)], standsDown: 2, keeps: 1)]
+        }
+    }
+
+    /// Heartbeat loss between two nodes (`hearingCuts`), each round for `seconds`, then healed. Held when no request
+    /// was answered twice, no flow went without an answer longer than the recovery budget, the expected node stood
+    /// down each time and the other node of the pair did not, and the farm came back to one view after each.
+    func hearingLoss(_ scenario: ChaosScenario, seconds: Double) throws -> ChaosOutcome {
+        let table = "vfhearing"
+        let cuts = Self.hearingCuts(scenario)
         var stoodDown = 0
+        var bothStoodDown = 0
         var reunited = 0
-        var recoveries: [Double] = []
-        let standDown = "fenced (a live peer that can serve without this node does not hear it)"
+        var recoveries: [String: Double] = [:]
+        func fences(_ node: Int) -> Int { farm.log(node).components(separatedBy: "fenced (").count - 1 }
         let records = try whileRequestsFlow { probe in
-            for (deaf, unheard) in [(2, 1), (1, 2)] {
-                let before = farm.log(unheard).components(separatedBy: standDown).count
-                let from = IPAddress(bytes: farm.testbed.servers[unheard - 1].address.bytes)!
+            for cut in cuts {
+                let before = (fences(cut.standsDown), fences(cut.keeps))
                 let cutAt = probe.now
-                try farm.testbed.servers[deaf - 1].namespace.run { () throws(NetlinkError) in
-                    Result {
-                        try NFTables.apply(
-                            """
-                            table inet \(table) {
-                              chain in { type filter hook input priority 0; ip saddr \(from) udp dport 7946 drop; }
-                            }
-                            """)
-                    }
-                }.get()
+                for drop in cut.drops {
+                    let from = IPAddress(bytes: farm.testbed.servers[drop.unheard - 1].address.bytes)!
+                    try farm.testbed.servers[drop.deaf - 1].namespace.run { () throws(NetlinkError) in
+                        Result {
+                            try NFTables.apply(
+                                """
+                                table inet \(table) {
+                                  chain in { type filter hook input priority 0; ip saddr \(from) udp dport 7946 drop; }
+                                }
+                                """)
+                        }
+                    }.get()
+                }
                 Thread.sleep(forTimeInterval: seconds)
-                recoveries.append(Self.recovery(of: probe.records, after: cutAt) ?? -1)
-                try farm.testbed.servers[deaf - 1].namespace.run { () throws(NetlinkError) in
-                    Result { try NFTables.apply("delete table inet \(table)") }
-                }.get()
-                if farm.log(unheard).components(separatedBy: standDown).count > before { stoodDown += 1 }
+                let name = cut.drops.map { "\($0.deaf)_deaf_to_\($0.unheard)" }.joined(separator: "_and_")
+                recoveries["recovery_ms_\(name)"] = Self.recovery(of: probe.records, after: cutAt) ?? -1
+                for drop in cut.drops {
+                    try farm.testbed.servers[drop.deaf - 1].namespace.run { () throws(NetlinkError) in
+                        Result { try NFTables.apply("delete table inet \(table)") }
+                    }.get()
+                }
+                if fences(cut.standsDown) > before.0 {
+                    stoodDown += 1
+                    if fences(cut.keeps) > before.1 { bothStoodDown += 1 }
+                }
                 let everyone = farm.testbed.servers.map(\.number)
                 if farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { reunited += 1 }
                 Thread.sleep(forTimeInterval: 0.5)
             }
         }
-        var outcome = ChaosOutcome(
-            scenario: farm.testbed.servers.count == 2 ? .oneWayPair : .oneWay, passed: true, tally: ProbeTally(records))
-        outcome.figures = [
-            "stood_down": Double(stoodDown), "reunited": Double(reunited),
-            "duplicates": Double(outcome.tally.duplicates),
-            "recovery_ms_2_deaf_to_1": recoveries.first ?? -1, "recovery_ms_1_deaf_to_2": recoveries.last ?? -1,
-            "longest_gap_ms": outcome.tally.longestGapMilliseconds,
-        ]
+        var outcome = ChaosOutcome(scenario: scenario, passed: true, tally: ProbeTally(records))
+        outcome.figures = recoveries.merging(
+            [
+                "stood_down": Double(stoodDown), "both_stood_down": Double(bothStoodDown),
+                "reunited": Double(reunited), "duplicates": Double(outcome.tally.duplicates),
+                "longest_gap_ms": outcome.tally.longestGapMilliseconds,
+            ], uniquingKeysWith: { $1 })
         if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
-        if stoodDown < 2 { outcome.failures.append("the node not heard stood down \(stoodDown) of 2 times") }
-        if reunited < 2 { outcome.failures.append("one view again after \(reunited) of 2 heals") }
+        if stoodDown < cuts.count {
+            outcome.failures.append("the node that had to stand down did so \(stoodDown) of \(cuts.count) times")
+        }
+        if bothStoodDown > 0 { outcome.failures.append("both nodes of the pair stood down \(bothStoodDown) times") }
+        if reunited < cuts.count { outcome.failures.append("one view again after \(reunited) of \(cuts.count) heals") }
         if outcome.tally.longestGapMilliseconds > recoveryBudgetMilliseconds {
             outcome.failures.append("a flow went \(Int(outcome.tally.longestGapMilliseconds)) ms without an answer")
         }

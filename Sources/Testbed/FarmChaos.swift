@@ -51,10 +51,14 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     /// wrk (32 keep-alive connections to nginx) through the VIP while node 2 is restarted ten times: no socket error.
     case restartsUnderWrk = "restarts-wrk"
     /// Node 2 stops hearing node 1's heartbeats for the long-fault time (an nftables input drop: a bad optic, an
-    /// asymmetric ACL), then hears them again; then node 1 stops hearing node 2. The node not heard must stand down.
+    /// asymmetric ACL), then hears them again; then node 1 stops hearing node 2. Node 3 hears both, so node 2, the
+    /// higher ID of the pair, must stand down both times, and node 1 never.
     case oneWay = "one-way"
-    /// The same on a two-node farm (no third node to tell anyone the other is alive).
+    /// The same on a two-node farm (no third node to tell anyone the other is alive): the node not heard stands down.
     case oneWayPair = "one-way-pair"
+    /// Nodes 1 and 2 stop hearing each other for the long-fault time while node 3 hears both; then nodes 2 and 3. The
+    /// higher ID of the pair must stand down, the lower one serve on.
+    case deafPair = "deaf-pair"
     /// Node 3's heartbeats captured for 2 s; node 3 killed, started, killed again; the capture replayed as node 3.
     case replay
 }
@@ -156,7 +160,7 @@ public struct FarmChaos {
         case .longCut, .poweredOff, .neverStarted: return try longFault(scenario)
         case .restarts: return try restarts(node: 2, times: 10)
         case .restartsUnderWrk: return try restartsUnderWrk(node: 2, times: 10)
-        case .oneWay, .oneWayPair: return try oneWay(seconds: longFaultSeconds)
+        case .oneWay, .oneWayPair, .deafPair: return try hearingLoss(scenario, seconds: longFaultSeconds)
         case .replay: return try replay()
         }
     }

@@ -85,13 +85,21 @@ struct ChaosEndToEndTests {
 
     @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
 
-    /// One-way heartbeat loss, each direction in turn, on three nodes and on two: the node not heard stands down, no
-    /// request is answered twice, and the farm is one again once the loss ends.
+    /// One-way heartbeat loss, each direction in turn, on three nodes and on two: one node of the pair stands down
+    /// (the higher ID when a third node hears both, else the node not heard), no request is answered twice, and the
+    /// farm is one again once the loss ends.
     @Test(arguments: ["flood", "directed"])
     func oneWayHeartbeatLossAnswersNothingTwice(delivery: String) throws { try Self.run(.oneWay, delivery: delivery) }
 
     @Test(arguments: ["flood", "directed"])
     func oneWayHeartbeatLossBetweenTwoNodes(delivery: String) throws { try Self.run(.oneWayPair, delivery: delivery) }
+
+    /// Two nodes that stop hearing each other while the third hears both: the higher ID stands down, the lower serves
+    /// on, nothing is answered twice.
+    @Test(arguments: ["flood", "directed"])
+    func twoNodesDeafToEachOtherAnswerNothingTwice(delivery: String) throws {
+        try Self.run(.deafPair, delivery: delivery)
+    }
 
     /// A capture of node 3's heartbeats, replayed after it was restarted and killed again, changes no view and loses
     /// nothing.

@@ -437,37 +437,84 @@ struct MembershipTests {
     }
 
     /// A peer that does not hear this node stands it down only if it would serve without it: not fenced, and with
-    /// majority quorum only if it hears a majority. A peer deaf to everyone fences itself instead; an echo of another
+    /// majority quorum only if it hears a majority; and only if it is not the one to stand down itself (the higher ID,
+    /// told by a third node that this node is alive). A peer deaf to everyone fences itself instead; an echo of another
     /// incarnation of this node (before a restart) is not hearing it.
     @Test func onlyAPeerThatWouldServeWithoutThisNodeStandsItDown() {
-        func farm() -> Membership {
+        /// Node `me` of three, every node hearing every other.
+        func farm(me: UInt16) -> Membership {
+            let others: [UInt16] = [1, 2, 3].filter { $0 != me }
             var membership = Membership(
-                me: NodeID(1)!, incarnation: 1, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed,
-                now: 0, peers: [NodeID(2)!, NodeID(3)!], quorum: .majority)
-            _ = membership.receive(Self.beat(2, hears: [3]), now: 0)
-            _ = membership.receive(Self.beat(3, hears: [2]), now: 0)
+                me: NodeID(rawValue: me)!, incarnation: 1, weight: 100, intervalMilliseconds: 10, deadAfter: 3,
+                seed: Self.seed, now: 0, peers: Set(others.map { NodeID(rawValue: $0)! }), quorum: .majority)
+            for (node, other) in [(others[0], others[1]), (others[1], others[0])] {
+                _ = membership.receive(Self.beat(node, hears: [other], to: me), now: 0)
+            }
             _ = membership.setLocal(state: .active)
-            _ = membership.receive(Self.beat(3, sequence: 2, hears: [2]), now: 30)
+            _ = membership.receive(Self.beat(others[1], sequence: 2, hears: [others[0]], to: me), now: 30)
             return membership
         }
-        // Node 2 is deaf to everyone: it has no quorum, it will fence itself; node 1 serves on.
-        var deaf = farm()
-        #expect(deaf.receive(Self.beat(2, sequence: 2, age: 27, hears: [3]), now: 30).isEmpty)
+        /// Node 2's heartbeat: it hears `hears`, and echoes node `me` 26 ms old (past the early window).
+        func staleEcho(of me: UInt16, hears: [UInt16], incarnation: UInt64 = 1) -> Heartbeat {
+            var beat = Self.beat(2, sequence: 2, hearsMe: false, hears: hears)
+            beat.echoes.append(
+                Heartbeat.Echo(node: me, live: true, ageMilliseconds: 26, incarnation: incarnation, sequence: 1))
+            return beat
+        }
+        // Node 2 is deaf to everyone: it has no quorum, it will fence itself; node 3 serves on.
+        var deaf = farm(me: 3)
+        #expect(deaf.receive(Self.beat(2, sequence: 2, age: 27, hears: [1], to: 3), now: 30).isEmpty)
         #expect(deaf.fence == nil && deaf.unheardBy(now: 30) == nil)
-        // Node 2 hears node 3 but not node 1: two of three, it serves without node 1, which stands down.
-        var oneWay = farm()
-        var beat = Self.beat(2, sequence: 2, hearsMe: false, hears: [3])
-        beat.echoes.append(Heartbeat.Echo(node: 1, live: true, ageMilliseconds: 26, incarnation: 1, sequence: 1))
-        #expect(oneWay.receive(beat, now: 30).contains(.fenced(.unheard)))
-        // The same, but node 2 is fenced: it serves nothing, so node 1 serves on.
-        var fenced = farm()
+        // Node 2 hears node 1 but not node 3: two of three, it serves without node 3, which stands down.
+        var oneWay = farm(me: 3)
+        #expect(oneWay.receive(staleEcho(of: 3, hears: [1]), now: 30).contains(.fenced(.unheard)))
+        // The same, but node 2 is fenced: it serves nothing, so node 3 serves on.
+        var fenced = farm(me: 3)
+        var beat = staleEcho(of: 3, hears: [1])
         beat.fenced = true
         #expect(fenced.receive(beat, now: 30).isEmpty && fenced.fence == nil)
-        // Node 2 echoes another incarnation of node 1: it does not hear this one.
-        var restarted = farm()
-        var other = Self.beat(2, sequence: 2, hearsMe: false, hears: [3])
-        other.echoes.append(Heartbeat.Echo(node: 1, live: true, ageMilliseconds: 0, incarnation: 99, sequence: 1))
-        #expect(restarted.receive(other, now: 30).contains(.fenced(.unheard)))
+        // Node 2 echoes another incarnation of node 3: it does not hear this one.
+        var restarted = farm(me: 3)
+        #expect(restarted.receive(staleEcho(of: 3, hears: [1], incarnation: 99), now: 30).contains(.fenced(.unheard)))
+        // Node 2 does not hear node 1 (a lower ID), but node 3 does, and node 2 hears node 3: node 2 learns that node
+        // 1 is alive and stands down itself (`deafTo`), so node 1 serves on.
+        var higher = farm(me: 1)
+        #expect(higher.receive(staleEcho(of: 1, hears: [3]), now: 30).isEmpty && higher.fence == nil)
+    }
+
+    /// Node 2 of three; node 3 hears nodes 1 and 2. Node 2 stops hearing node 1 (whether node 1 still hears node 2
+    /// or not, node 2 cannot tell): node 3's echoes say node 1 is alive, so node 2, the higher ID, stands down half an
+    /// interval before node 1 could declare it dead, and comes back once it hears node 1 again. Had node 1 died,
+    /// node 3 would have stopped hearing it when node 2 did: node 2 serves on.
+    @Test func ofTwoNodesThatDoNotHearEachOtherTheHigherIDStandsDown() {
+        func farm() -> Membership {
+            var membership = Membership(
+                me: NodeID(2)!, incarnation: 1, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed,
+                now: 0, peers: [NodeID(1)!, NodeID(3)!], quorum: .majority)
+            _ = membership.receive(Self.beat(1, hears: [3], to: 2), now: 0)
+            _ = membership.receive(Self.beat(3, hears: [1], to: 2), now: 0)
+            _ = membership.setLocal(state: .active)
+            return membership
+        }
+        var deaf = farm()
+        _ = deaf.receive(Self.beat(3, sequence: 2, age: 2, hears: [1], to: 2), now: 10)
+        _ = deaf.receive(Self.beat(3, sequence: 3, age: 2, hears: [1], to: 2), now: 20)
+        #expect(deaf.tick(now: 24).isEmpty)
+        #expect(deaf.tick(now: 25).contains(.fenced(.deafPair)))  // node 1 declares node 2 dead at 30 at the earliest
+        #expect(deaf.deafTo(now: 25) == NodeID(1) && deaf.state == .joining)
+        _ = deaf.receive(Self.beat(3, sequence: 4, age: 2, hears: [1], to: 2), now: 30)
+        #expect(deaf.liftFence(now: 40).isEmpty)
+        _ = deaf.receive(Self.beat(1, sequence: 5, hears: [3], to: 2), now: 50)  // heard again
+        _ = deaf.receive(Self.beat(3, sequence: 5, age: 1, hears: [1], to: 2), now: 50)
+        #expect(deaf.liftFence(now: 50) == [.unfenced])
+        // Node 1 dies: node 3 last heard it when node 2 did, so its echoes age alike.
+        var died = farm()
+        for (sequence, at) in [(2, 10), (3, 20), (4, 30)] {
+            _ = died.receive(
+                Self.beat(3, sequence: UInt64(sequence), age: UInt32(at - 1), hears: [1], to: 2), now: at)
+        }
+        #expect(died.tick(now: 31).contains(.peerDied(NodeID(1)!, silentMilliseconds: 31)))
+        #expect(died.fence == nil && died.deafTo(now: 31) == nil)
     }
 
     /// A joining node does not go active while a peer hears a node it does not hear: that node is alive, and this

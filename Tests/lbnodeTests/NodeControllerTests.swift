@@ -316,6 +316,27 @@ struct NodeControllerTests {
         #expect(Self.states(agreed).last?.holdTaking == false)
     }
 
+    /// A peer that says it is fenced serves nothing: its buckets are taken without waiting for its view, which may
+    /// never agree (it stood down because it does not hear a node).
+    @Test func theBucketsOfAFencedPeerAreTakenWithoutItsAgreement() throws {
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        #expect(controller.membership.state == .active)
+        func step(_ now: Int) -> [NodeAction] {
+            var fenced = Self.beat(2, sequence: UInt64(now), digest: 12345, state: .joining)
+            fenced.fenced = true
+            let digest = controller.membership.view.digest(seed: controller.membership.seed)
+            var inputs = NodeInputs()
+            inputs.heartbeats = [fenced, Self.beat(3, sequence: UInt64(now), digest: digest)]
+            return controller.step(now: now, inputs)
+        }
+        let held = try #require(Self.states(step(70)).last)  // node 3 has not said it runs the new view yet
+        #expect(held.holdTaking)
+        let taken = try #require(Self.states(step(80)).last)  // it has; node 2's view does not count
+        #expect(!taken.holdTaking && !taken.heldBuckets.contains(true))
+        #expect(controller.states.shares[NodeID(2)!] == nil)
+    }
+
     /// A peer whose heartbeats name another delivery mode is reported (its frames would never meet this node's).
     @Test func aPeerUsingAnotherDeliveryIsReported() throws {
         var controller = try Self.controller()

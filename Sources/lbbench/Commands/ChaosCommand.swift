@@ -19,9 +19,11 @@ struct ChaosCommand: ParsableCommand {
             configured but never started (never-started); node 2 restarted ten times (restarts), and again under wrk \
             through the VIP to nginx (restarts-wrk); node 2 deaf to node \
             1's heartbeats for the long-fault time, then node 1 deaf to node 2's, on three nodes (one-way) and on two \
-            (one-way-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay). \
+            (one-way-pair); nodes 1 and 2 deaf to each other while node 3 hears both, then nodes 2 and 3 \
+            (deaf-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay). \
             Each scenario passes or fails on what a user relies on (no view change under a flood or a replay, no \
-            duplicate answer, exactly one side of a partition serving, the node not heard standing down, clients \
+            duplicate answer, exactly one side of a partition serving, exactly one node of a pair that does not \
+            hear the other standing down, clients \
             served again within the budget, no connection broken by the drain; while a node is away after the first \
             failover: no view change among the survivors, nothing lost, no flow silent over 100 ms). Exits 1 if any \
             failed.
@@ -32,7 +34,7 @@ struct ChaosCommand: ParsableCommand {
     var floodSeconds = 30.0
 
     @Option(
-        help: "Seconds a long fault lasts (long-cut, powered-off, never-started; one-way(-pair): each direction).")
+        help: "Seconds a long fault lasts (long-cut, powered-off, never-started; one-way(-pair), deaf-pair: a round).")
     var longFaultSeconds = 60.0
 
     @Option(help: ArgumentHelp(DeliveryOption.help))

@@ -57,7 +57,43 @@ extension Membership {
     /// interval before it declares this node dead (`NodeController` sends one as a peer's silence reaches the early
     /// window), so this node stops first.
     func unheardBy(now: Int) -> NodeID? {
-        peers.sorted { $0.key < $1.key }.first { id, peer in !hears(peer, now: now) && servesWithout(id, peer) }?.key
+        peers.sorted { $0.key < $1.key }.first { id, peer in
+            !hears(peer, now: now) && servesWithout(id, peer) && !standsDownItself(id, peer)
+        }?.key
+    }
+
+    /// Whether `peer`, which does not hear this node, stands down itself instead (`deafTo`): it has the higher ID,
+    /// it knew this incarnation of this node, and it hears a node that hears this node, so it learns that this node
+    /// is alive and that it is the one deaf to it.
+    private func standsDownItself(_ id: NodeID, _ peer: Peer) -> Bool {
+        guard id > me, peer.knowsMe else { return false }
+        return peer.echoes.contains { echo in
+            guard echo.live, echo.node != me.rawValue, Int(echo.ageMilliseconds) < earlyWindow(of: peer),
+                let witness = NodeID(rawValue: echo.node).flatMap({ peers[$0] }), !witness.fenced
+            else { return false }
+            return freshEcho(of: witness) != nil
+        }
+    }
+
+    /// A node with a lower ID that this node no longer hears (silent for the early window, or dead) although a live
+    /// peer heard the same incarnation of it an interval or more after this node last did: the two do not hear each
+    /// other, or this node does not hear it, while a third hears both. Of such a pair the higher ID stands down
+    /// (`deafPair`), half an interval before the lower one could declare it dead; the lower one serves on
+    /// (`standsDownItself` keeps the rule above from standing it down too), so the farm converges on one owner per
+    /// bucket. A node that died or was cut off from everyone is not heard later by anybody: no such node.
+    func deafTo(now: Int) -> NodeID? {
+        let window = earlyWindow(now: now)
+        for (_, witness) in peers.sorted(by: { $0.key < $1.key })
+        where !witness.fenced && witness.state != .stopped && now - witness.lastHeard <= window {
+            for echo in witness.echoes where echo.live {
+                guard let id = NodeID(rawValue: echo.node), id < me, !departed.contains(id),
+                    let known = lastKnown[id], known.incarnation == echo.incarnation,
+                    goneIncarnations[id] != echo.incarnation, now - known.lastHeard >= window
+                else { continue }
+                if witness.lastHeard - Int(echo.ageMilliseconds) >= known.lastHeard + intervalMilliseconds { return id }
+            }
+        }
+        return nil
     }
 
     /// A node that a live peer hears, live and within the early window, but this node does not (not dead, not

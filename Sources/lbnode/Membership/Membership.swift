@@ -74,6 +74,7 @@ struct Membership {
         case stalled = "this node was stalled longer than the failover time"
         case duplicateID = "another node with this ID at a lower address"
         case unheard = "a live peer that can serve without this node does not hear it"
+        case deafPair = "a peer hears a node with a lower ID that this node does not hear: the higher ID stands down"
         var description: String { rawValue }
     }
 
@@ -90,6 +91,9 @@ struct Membership {
         var sequence: UInt64 = 0
         /// What the peer hears (`Heartbeat.Echo`), as of its last heartbeat.
         var echoes: [Heartbeat.Echo] = []
+        /// This incarnation of the peer has echoed this node's current incarnation as live: it knows this node, so it
+        /// can tell when it loses it (`Membership.deafTo`).
+        var knowsMe = false
         /// Since when this incarnation of the peer is heard without a break.
         var since: Int = 0
         /// The deadline the peer applies to a silent node, as its last heartbeat said (`LossTolerance`; 0: not said,
@@ -191,10 +195,14 @@ struct Membership {
     }
 
     /// Whether every live peer reports the same view as this node (a move between live nodes is then known to both)
-    /// in a heartbeat taken in after `since` (ms): an older one may predate what changed.
+    /// in a heartbeat taken in after `since` (ms): an older one may predate what changed. A peer that says it is
+    /// fenced serves nothing (its engine stopped before it said so), so its view does not matter: one fenced because
+    /// it does not hear a node may never agree.
     func peersAgree(since: Int = Int.min) -> Bool {
         let digest = view.digest(seed: seed)
-        return peers.values.allSatisfy { $0.state == .stopped || ($0.viewDigest == digest && $0.lastHeard > since) }
+        return peers.values.allSatisfy {
+            $0.state == .stopped || ($0.lastHeard > since && ($0.fenced || $0.viewDigest == digest))
+        }
     }
 
     /// The nodes that count towards the quorum: every configured one but those that left on purpose.
@@ -316,7 +324,7 @@ struct Membership {
     mutating func liftFence(now: Int, stillFenced: Bool = false) -> [MembershipEvent] {
         guard fence != nil, !stillFenced, hasQuorum(heardWithin: appliedDeadline(now: now), now: now),
             unheardSinceFence.isEmpty,
-            unheardBy(now: now) == nil
+            unheardBy(now: now) == nil, deafTo(now: now) == nil
         else {
             return []
         }
@@ -329,10 +337,14 @@ struct Membership {
     /// that could serve without this node votes only if it heard this node within the early window (`heardMe`), so
     /// that a node cut off stops serving half an interval before the others may declare it dead and take its buckets
     /// (not earlier: a starved machine would fence for nothing).
-    private mutating func checkQuorum(now: Int) -> [MembershipEvent] {
+    ///
+    /// The deaf-pair rule (`deafTo`) is checked only once a turn's heartbeats are all in (`tick`): one of them may
+    /// show that this node hears the node another one vouches for.
+    private mutating func checkQuorum(now: Int, turnDone: Bool = false) -> [MembershipEvent] {
         guard fence == nil, state != .joining,
             let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
                 ?? (unheardBy(now: now) != nil ? .unheard : nil)
+                ?? (turnDone && deafTo(now: now) != nil ? .deafPair : nil)
         else {
             return []
         }
@@ -350,12 +362,15 @@ struct Membership {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
         let previous = peers[heartbeat.sender]
-        let record = Peer(
+        var record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
             incarnation: heartbeat.incarnation, sequence: heartbeat.sequence, echoes: heartbeat.echoes,
             since: previous.flatMap { $0.incarnation == heartbeat.incarnation ? $0.since : nil } ?? now,
             deadline: Int(heartbeat.deadlineMilliseconds))
+        let echoesMe = heartbeat.echo(of: me).map { $0.live && $0.incarnation == incarnation } ?? false
+        let known = lastKnown[heartbeat.sender]  // kept while it was dead: it still knows this node when heard again
+        record.knowsMe = echoesMe || (known?.incarnation == heartbeat.incarnation && known?.knowsMe == true)
         lastKnown[heartbeat.sender] = record
         var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
@@ -401,7 +416,7 @@ struct Membership {
             events.append(.peerDied(id, silentMilliseconds: now - peer.lastHeard))
         }
         events += rebuildView()
-        return events + checkQuorum(now: now)
+        return events + checkQuorum(now: now, turnDone: true)
     }
 
     /// How long `peer` may stay silent before it is taken out: the deadline; for a peer that does not hear this node,
