@@ -10,9 +10,11 @@ import TapEngine
 /// until the next one is due.
 ///
 /// Nothing on this thread may wait on something a peer, the network or the machine can hold up: heartbeat sends never
-/// block (`HeartbeatSocket`), every receive loop is bounded (heartbeats, probe frames, the witness's answers), log lines
-/// go to a writer thread (`LogOutput`), and every look that can take long (the setup with `nft`, neighbours, the VIP's
-/// connections) runs on a thread of its own (`BackgroundCheck`). Only re-opening a broken data path (a deleted TAP,
+/// block (`HeartbeatSocket`), every receive loop is bounded, log lines go to a writer thread (`LogOutput`), and every
+/// look that can take long (the setup with `nft`, neighbours, the VIP's connections, the delivery check's probe
+/// frames) runs on a thread of its own (`BackgroundCheck`). The witness's answers are read here, at most 64 a turn:
+/// the kernel hands that socket only echo replies from the witness, and a failover decision needs the answer the
+/// moment it is made, which a reader of lower priority could miss under the very load that makes peers fall silent. Only re-opening a broken data path (a deleted TAP,
 /// a re-created NIC) applies the setup here, at most once a second, while the node serves nothing anyway.
 final class NodeLoop {
     let daemon: Daemon
@@ -38,7 +40,8 @@ final class NodeLoop {
     /// When the controller last had a heartbeat sent: the engine's lease counts from it.
     private var lastBeatInstant: ContinuousClock.Instant?
     private let interfaceMAC: UInt64
-    private var probeFrames: ProbeFrames?
+    /// The delivery check's probe frames, a round a second on a thread of its own (nil: its socket did not open).
+    private var probeRounds: BackgroundCheck<[ProbeFrames.Kind: [UInt16: Int]]>?
     private(set) var deliveryWatch: DeliveryWatch
     let deliveryReason: String?
     private var nextProbeRound = 0
@@ -160,7 +163,7 @@ final class NodeLoop {
         }
         if let engine { learnOpenConnections(into: engine) }
         engine?.start()
-        probeFrames = openProbeFrames()
+        probeRounds = openProbeRounds()
         checkers.start()
     }
 
@@ -300,15 +303,17 @@ final class NodeLoop {
                 log(.error, "cannot update the heartbeat filter: \(error)")
             }
         }
-        // Once a second: the peers' probe frames queue meanwhile (a few per peer), so the loop pays one look.
-        if now >= nextProbeRound, let probeFrames {
+        // Once a second, judged on what the last round found (the window is 5 s): the peers' probe frames queue
+        // meanwhile, and the next round reads them and sends this node's on a thread of its own.
+        if now >= nextProbeRound, let probeRounds {
             nextProbeRound = now + 1000
-            probeFrames.receive(now: now)
-            probeFrames.sendRound()
-            let live = Set(controller.membership.peers.keys.map(\.rawValue))
-            if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: probeFrames.lastSeen) {
-                log(deliveryWatch.problem == nil ? .notice : .warning, change)
+            if let seen = probeRounds.latest?.value {
+                let live = Set(controller.membership.peers.keys.map(\.rawValue))
+                if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: seen) {
+                    log(deliveryWatch.problem == nil ? .notice : .warning, change)
+                }
             }
+            probeRounds.start(now: now)
         }
         if now >= nextLook {
             nextLook = now + 1000
@@ -469,7 +474,7 @@ final class NodeLoop {
             atBasePriority { rebuilt.start() }
             engine = rebuilt
             monitor.engineOpened()
-            probeFrames = openProbeFrames()  // the interface may be a new one
+            probeRounds = openProbeRounds()  // the interface may be a new one
             deliveryWatch.restart()
             log(.notice, "data path re-opened (\(reason)): \(plan.steps.count) setup steps applied")
         } catch {
@@ -491,15 +496,24 @@ final class NodeLoop {
         }
     }
 
-    /// The probe frames of the delivery check (`DeliveryWatch`); nil, logged, if the packet socket cannot be opened.
-    private func openProbeFrames() -> ProbeFrames? {
+    /// The probe frames of the delivery check (`DeliveryWatch`), a round each time a look starts: what arrived since
+    /// the last one (at most `ProbeFrames.framesPerCall`: a flood of their EtherType costs this loop nothing), then
+    /// this node's round sent. Nil, logged, if the packet socket cannot be opened.
+    private func openProbeRounds() -> BackgroundCheck<[ProbeFrames.Kind: [UInt16: Int]]>? {
+        let frames: ProbeFrames
         do {
-            return try ProbeFrames(
+            frames = try ProbeFrames(
                 interface: config.node.interface, ownMAC: interfaceMAC, farm: config.farm.name,
                 me: config.node.id.rawValue, peers: Set(config.peers.map(\.id.rawValue)))
         } catch {
             log(.warning, "delivery check off: cannot open its packet socket: \(error)")
             return nil
+        }
+        let start = start
+        return BackgroundCheck(label: "probe-frames") {
+            frames.receive(now: (ContinuousClock.now - start).wholeMilliseconds)
+            frames.sendRound()
+            return frames.lastSeen
         }
     }
 

@@ -69,9 +69,9 @@ extension Membership {
         guard id > me, peer.knowsMe else { return false }
         return peer.echoes.contains { echo in
             guard echo.live, echo.node != me.rawValue, Int(echo.ageMilliseconds) < earlyWindow(of: peer),
-                let witness = NodeID(rawValue: echo.node).flatMap({ peers[$0] }), !witness.fenced
+                let third = NodeID(rawValue: echo.node).flatMap({ peers[$0] }), !third.fenced
             else { return false }
-            return freshEcho(of: witness) != nil
+            return freshEcho(of: third) != nil
         }
     }
 
@@ -83,14 +83,14 @@ extension Membership {
     /// bucket. A node that died or was cut off from everyone is not heard later by anybody: no such node.
     func deafTo(now: Int) -> NodeID? {
         let window = earlyWindow(now: now)
-        for (_, witness) in peers.sorted(by: { $0.key < $1.key })
-        where !witness.fenced && witness.state != .stopped && now - witness.lastHeard <= window {
-            for echo in witness.echoes where echo.live {
+        for (_, third) in peers.sorted(by: { $0.key < $1.key })
+        where !third.fenced && third.state != .stopped && now - third.lastHeard <= window {
+            for echo in third.echoes where echo.live {
                 guard let id = NodeID(rawValue: echo.node), id < me, !departed.contains(id),
                     let known = lastKnown[id], known.incarnation == echo.incarnation,
                     goneIncarnations[id] != echo.incarnation, now - known.lastHeard >= window
                 else { continue }
-                if witness.lastHeard - Int(echo.ageMilliseconds) >= known.lastHeard + intervalMilliseconds { return id }
+                if third.lastHeard - Int(echo.ageMilliseconds) >= known.lastHeard + intervalMilliseconds { return id }
             }
         }
         return nil

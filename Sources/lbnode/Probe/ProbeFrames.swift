@@ -11,7 +11,10 @@ import TapEngine
 ///   switch accepts a foreign source MAC (forged transmits, MAC changes), and then the switch learns it on the port;
 /// - `learned`: to each peer whose `forged` broadcast arrived, a frame to that peer's probe MAC: it arrives if the
 ///   switch learned the MAC (or floods). `directed` delivery needs these two, or flooding.
-final class ProbeFrames {
+///
+/// Not thread-safe: one thread at a time (`lbnode run` reads and sends them on `BackgroundCheck`'s queue, one look at
+/// a time).
+final class ProbeFrames: @unchecked Sendable {
     enum Kind: UInt8, CaseIterable {
         case flood = 0x46  // "F"
         case forged = 0x56  // "V"
