@@ -35,8 +35,9 @@ public struct TableBuilder: Sendable {
         self.algorithm = algorithm
     }
 
-    /// The table of `view`, stamped with `generation`.
-    public func build(_ view: MembershipView, generation: UInt64) -> BucketTable {
+    /// The table of `view`, stamped with `generation`. With `logs` that hold the view's members (`logs(for:)`), it
+    /// costs comparisons only; the table is the same either way.
+    public func build(_ view: MembershipView, generation: UInt64, logs: RendezvousLogs? = nil) -> BucketTable {
         let members = view.members
         guard !members.isEmpty else {
             return BucketTable(owners: Array(repeating: 0, count: bucketCount), generation: generation)
@@ -46,15 +47,16 @@ public struct TableBuilder: Sendable {
             case .rendezvous: Array(repeating: .max, count: members.count)
             case .balanced: quotas(of: members)
             }
-        let rendezvousSeed = seed.forDomain(.rendezvous)
+        let columns = members.map { member in
+            logs.flatMap { $0.bucketCount == bucketCount ? $0.columns[member.id] : nil } ?? column(of: member.id)
+        }
         var owners = [UInt16](repeating: 0, count: bucketCount)
         for bucket in 0..<bucketCount {
             var best = -1
             var bestWeight: UInt64 = 0
             var bestLog: UInt64 = 1
             for (index, member) in members.enumerated() where remaining[index] > 0 {
-                let u = FlowHash.step(rendezvousSeed, UInt64(member.id.rawValue) << 32 | UInt64(bucket))
-                let log = FixedPointLog.negativeLog2Q24(u)
+                let log = UInt64(columns[index][bucket])
                 let weight = UInt64(member.weight)
                 // weight / log > bestWeight / bestLog, cross-multiplied (both logs are positive). Members are sorted by
                 // ID, so on an exact tie the lower ID, seen first, stays best.
@@ -66,6 +68,23 @@ public struct TableBuilder: Sendable {
             remaining[best] -= 1
         }
         return BucketTable(owners: owners, generation: generation)
+    }
+
+    /// The rendezvous logs of `nodes` (at most `RendezvousLogs.entryLimit` in all, the first nodes by ID), to build
+    /// every later table from.
+    public func logs(for nodes: some Sequence<NodeID>) -> RendezvousLogs {
+        let kept = Set(nodes).sorted().prefix(max(1, RendezvousLogs.entryLimit / bucketCount))
+        return RendezvousLogs(
+            bucketCount: bucketCount, columns: Dictionary(uniqueKeysWithValues: kept.map { ($0, column(of: $0)) }))
+    }
+
+    /// `-log2(u)` of every bucket for `node` (Q.24, at most 64 << 24, so it fits 32 bits): the denominator of its
+    /// scores, the weight being the numerator.
+    func column(of node: NodeID) -> [UInt32] {
+        let rendezvousSeed = seed.forDomain(.rendezvous)
+        return (0..<bucketCount).map { bucket in
+            UInt32(FixedPointLog.negativeLog2Q24(FlowHash.step(rendezvousSeed, UInt64(node.rawValue) << 32 | UInt64(bucket))))
+        }
     }
 
     /// Each member's exact share of the buckets by largest remainder: `floor(B * w / W)`, plus one bucket for the
@@ -82,4 +101,15 @@ public struct TableBuilder: Sendable {
         for index in order.prefix(missing) { quotas[index] += 1 }
         return quotas
     }
+}
+
+/// The rendezvous logs (`TableBuilder.column(of:)`) of some nodes for every bucket. They depend only on the seed, the
+/// node and the bucket, so a node computes its farm's once and each table it builds after costs comparisons only: a
+/// view changes on the heartbeat loop, where a build of many milliseconds delays the node's heartbeats.
+public struct RendezvousLogs: Sendable {
+    /// The most logs kept (16 MiB): a farm of 57 nodes at 65,536 buckets fits; beyond, the other nodes' are computed
+    /// at each build.
+    public static let entryLimit = 1 << 22
+    let bucketCount: Int
+    let columns: [NodeID: [UInt32]]
 }

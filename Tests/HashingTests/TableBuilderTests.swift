@@ -58,6 +58,36 @@ struct TableBuilderTests {
         }
     }
 
+    /// Logs computed once for a farm's nodes give the same tables as computing them at each build, also for views with
+    /// a member the logs do not hold and for logs of another bucket count; the golden table holds with them.
+    @Test(arguments: TableAlgorithm.allCases)
+    func tablesBuiltFromKeptLogsAreTheSame(algorithm: TableAlgorithm) throws {
+        let builder = Self.builder(algorithm)
+        for view in Self.randomViews(count: 30, maxNodes: 16, weighted: true, seed: 5) {
+            let all = builder.logs(for: view.ids)
+            let some = builder.logs(for: view.ids.dropFirst())
+            let other = Self.builder(algorithm, buckets: 1024).logs(for: view.ids)
+            let plain = builder.build(view, generation: 1)
+            #expect(builder.build(view, generation: 1, logs: all) == plain)
+            #expect(builder.build(view, generation: 1, logs: some) == plain)
+            #expect(builder.build(view, generation: 1, logs: other) == plain)
+        }
+        let golden = try MembershipView([
+            Member(id: NodeID(1)!, weight: 100), Member(id: NodeID(2)!, weight: 100),
+            Member(id: NodeID(3)!, weight: 200), Member(id: NodeID(7)!, weight: 50),
+        ])
+        let small = Self.builder(algorithm, buckets: 64)
+        #expect(
+            small.build(golden, generation: 1, logs: small.logs(for: golden.ids)) == small.build(golden, generation: 1))
+    }
+
+    /// The kept logs stop at `RendezvousLogs.entryLimit`: the first nodes by ID.
+    @Test func keptLogsAreBounded() {
+        let builder = Self.builder(.balanced, buckets: 1 << 20)
+        let logs = builder.logs(for: (1...9).map { NodeID(rawValue: $0)! })
+        #expect(logs.columns.keys.sorted() == (1...4).map { NodeID(rawValue: $0)! })
+    }
+
     @Test func anEmptyViewOwnsNothing() {
         let table = Self.builder(.balanced).build(.empty, generation: 1)
         #expect(table.shares.isEmpty)

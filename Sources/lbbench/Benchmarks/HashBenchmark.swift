@@ -143,6 +143,8 @@ struct HashBenchmark {
         let builder = try! TableBuilder(seed: seed, bucketCount: buckets, algorithm: algorithm)
         var table = builder.build(view, generation: 1)
         let buildNs = nanosecondsPerOperation(operations: 1) { table = builder.build(view, generation: 1) }
+        let logs = builder.logs(for: view.ids)
+        let keptNs = nanosecondsPerOperation(operations: 1) { table = builder.build(view, generation: 1, logs: logs) }
 
         let shares = table.shares
         let total = Double(view.totalWeight)
@@ -169,6 +171,7 @@ struct HashBenchmark {
             view: view.description,
             nodes: view.members.count,
             buildMilliseconds: buildNs / 1e6,
+            buildFromKeptLogsMilliseconds: keptNs / 1e6,
             worstShareDeviationPercent: 100 * worstDeviation,
             leaveMovedPercent: percent(leaveMoved.count),
             leaveMovedBetweenOthersPercent: percent(leaveExtra.count),

@@ -13,6 +13,8 @@ struct EngineStateBuilder {
     let delivery: Delivery
     private(set) var rules: [PortRule]
     let tables: TableBuilder
+    /// Every configured node's rendezvous logs, computed once: a view change then builds its table in comparisons.
+    let logs: RendezvousLogs
     private(set) var generation: UInt64 = 0
     private(set) var table: BucketTable {
         didSet { shares = table.shares }
@@ -50,6 +52,7 @@ struct EngineStateBuilder {
         self.virtualMAC = virtualMAC
         delivery = config.farm.delivery
         tables = try TableBuilder(seed: seed, bucketCount: config.farm.buckets, algorithm: config.farm.table)
+        logs = tables.logs(for: config.peers.map(\.id) + [config.node.id])
         table = try BucketTable.unowned(count: config.farm.buckets)
         rules = Self.portRules(config.rules)
     }
@@ -91,7 +94,7 @@ struct EngineStateBuilder {
     ) -> EngineState {
         generation += 1
         let previous = table
-        table = tables.build(view, generation: generation)
+        table = tables.build(view, generation: generation, logs: logs)
         let carried = self.handover
         self.handover = Handover(count: table.count)
         takesFromLivePeer = false
