@@ -83,7 +83,8 @@ public struct TableBuilder: Sendable {
     func column(of node: NodeID) -> [UInt32] {
         let rendezvousSeed = seed.forDomain(.rendezvous)
         return (0..<bucketCount).map { bucket in
-            UInt32(FixedPointLog.negativeLog2Q24(FlowHash.step(rendezvousSeed, UInt64(node.rawValue) << 32 | UInt64(bucket))))
+            let u = FlowHash.step(rendezvousSeed, UInt64(node.rawValue) << 32 | UInt64(bucket))
+            return UInt32(FixedPointLog.negativeLog2Q24(u))
         }
     }
 

@@ -14,8 +14,9 @@ import TapEngine
 /// look that can take long (the setup with `nft`, neighbours, the VIP's connections, the delivery check's probe
 /// frames) runs on a thread of its own (`BackgroundCheck`). The witness's answers are read here, at most 64 a turn:
 /// the kernel hands that socket only echo replies from the witness, and a failover decision needs the answer the
-/// moment it is made, which a reader of lower priority could miss under the very load that makes peers fall silent. Only re-opening a broken data path (a deleted TAP,
-/// a re-created NIC) applies the setup here, at most once a second, while the node serves nothing anyway.
+/// moment it is made, which a reader of lower priority could miss under the very load that makes peers fall silent.
+/// Only re-opening a broken data path (a deleted TAP, a re-created NIC) applies the setup here, at most once a second,
+/// while the node serves nothing anyway.
 final class NodeLoop {
     let daemon: Daemon
     var config: FarmConfig { daemon.config }

@@ -196,8 +196,8 @@ struct Membership {
 
     /// Whether every live peer reports the same view as this node (a move between live nodes is then known to both)
     /// in a heartbeat taken in after `since` (ms): an older one may predate what changed. A peer that says it is
-    /// fenced serves nothing (its engine stopped before it said so), so its view does not matter: one fenced because
-    /// it does not hear a node may never agree.
+    /// fenced serves nothing (its engine was given an empty state before that heartbeat left), so its view does not
+    /// matter: one fenced because it does not hear a node may never agree.
     func peersAgree(since: Int = Int.min) -> Bool {
         let digest = view.digest(seed: seed)
         return peers.values.allSatisfy {
