@@ -46,6 +46,8 @@ final class NodeLoop {
     private(set) var deliveryWatch: DeliveryWatch
     let deliveryReason: String?
     private var nextProbeRound = 0
+    /// When the probe round last judged began (ms).
+    private var judgedProbeRound: Int?
     private(set) var checkers: CheckerRunner
     private var nextRebuild = 0
     /// What keeps the engine from delivering, as found at the start of this turn.
@@ -304,17 +306,20 @@ final class NodeLoop {
                 log(.error, "cannot update the heartbeat filter: \(error)")
             }
         }
-        // Once a second, judged on what the last round found (the window is 5 s): the peers' probe frames queue
-        // meanwhile, and the next round reads them and sends this node's on a thread of its own.
-        if now >= nextProbeRound, let probeRounds {
-            nextProbeRound = now + 1000
-            if let seen = probeRounds.latest?.value {
+        // A round once a second, on a thread of its own: it reads the peers' probe frames that queued meanwhile and
+        // sends this node's. What it found is judged at the first turn after it finished.
+        if let probeRounds {
+            if now >= nextProbeRound {
+                nextProbeRound = now + 1000
+                probeRounds.start(now: now)
+            }
+            if let round = probeRounds.latest, round.startedAt != judgedProbeRound {
+                judgedProbeRound = round.startedAt
                 let live = Set(controller.membership.peers.keys.map(\.rawValue))
-                if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: seen) {
+                if let change = deliveryWatch.evaluate(now: now, live: live, lastSeen: round.value) {
                     log(deliveryWatch.problem == nil ? .notice : .warning, change)
                 }
             }
-            probeRounds.start(now: now)
         }
         if now >= nextLook {
             nextLook = now + 1000
