@@ -76,6 +76,9 @@ public struct ChaosOutcome: Codable, Sendable {
 }
 
 extension ChaosScenario {
+    /// Whether the scenario is a flood at the generator's full speed.
+    public var isFlood: Bool { [.junkFlood, .forgedFlood, .deadPeerFlood, .etherTypeFlood, .icmpFlood].contains(self) }
+
     /// The farm the scenario runs on: three nodes, but for `isolated` (two, with the first client as the witness),
     /// `one-way-pair` (two), `icmp-flood` (with the first client as the witness) and `restarts-wrk` (nginx on every
     /// server).

@@ -275,8 +275,8 @@ final class Walkthrough {
             }
         case let command where command.hasPrefix("cat > /etc/vipfarm/web.yaml"):
             // The one change to the guide: the suites' heartbeat margin (FarmEndToEndTests). Three debug builds on two
-            // shared cores take longer than the defaults' 16-ms deadline to build their tables at a view change, so a
-            // farm at the defaults flaps here; the release build holds them (`lbbench failover`, `steady`, `chaos`).
+            // shared cores take longer than the defaults' 16-ms deadline to handle a view change, so a farm at the
+            // defaults flaps here; the release build holds them (`lbbench failover`, `steady`, `chaos`).
             let margin = command.replacingOccurrences(
                 of: "key_file: /etc/vipfarm/web.key }",
                 with: "key_file: /etc/vipfarm/web.key, heartbeat_interval_ms: 20, dead_after: 5 }")
