@@ -114,6 +114,11 @@ public struct FarmChaos {
     /// direction), in seconds.
     public var longFaultSeconds: Double
 
+    /// The share of requests a flood may cost (0: none, as `lbbench chaos` holds; the end-to-end tests allow 0.1 %
+    /// for the shared kernel's backlog, their debug builds beside the attacker on two cores). A view change is never
+    /// allowed.
+    public var floodLossAllowance: Double = 0
+
     public init(
         farm: VirtualFarm, floodSeconds: Double = 30, recoveryBudgetMilliseconds: Double = 500,
         longFaultSeconds: Double = 60
