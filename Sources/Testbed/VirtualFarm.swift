@@ -9,7 +9,7 @@ import TapEngine
 public final class VirtualFarm {
     public struct Options {
         public var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
-        public var delivery = "directed"
+        public var delivery: DeliverySetting = .fixed(.directed)
         public var vip = "198.18.0.100"
         /// `farm.heartbeat_interval_ms` and `farm.dead_after` of every node (nil: left out, so lbnode's defaults).
         public var heartbeatIntervalMilliseconds: Int?
@@ -38,7 +38,7 @@ public final class VirtualFarm {
         public var absentServers: Set<Int> = []
 
         public init(
-            testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: String = "directed",
+            testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: DeliverySetting = .fixed(.directed),
             vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int? = nil, deadAfter: Int? = nil,
             extraConfig: [Int: String] = [:], startNodes: Set<Int>? = nil, realApplications: Bool = false
         ) {

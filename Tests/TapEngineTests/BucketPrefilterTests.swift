@@ -17,7 +17,7 @@ struct BucketPrefilterTests {
     /// Node 1 of three in flood mode, with a few buckets in a handover each way.
     static func state(
         vip: IPAddress, affinity: Affinity, rules: [PortRule] = [], bucketCount: Int = 4096,
-        random: inout SeededGenerator
+        delivery: Delivery = .flood, random: inout SeededGenerator
     ) -> EngineState {
         let view = try! MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!, NodeID(3)!])
         let table = try! TableBuilder(seed: seed, bucketCount: bucketCount).build(view, generation: 1)
@@ -29,7 +29,7 @@ struct BucketPrefilterTests {
         }
         return EngineState(
             generation: 1, node: NodeID(1)!, seed: seed, vip: vip, virtualMAC: vmac, table: table, rules: rules,
-            defaultAffinity: affinity, delivery: .flood, isARPLeader: true, handoverBuckets: taking,
+            defaultAffinity: affinity, delivery: delivery, isARPLeader: true, handoverBuckets: taking,
             releasedBuckets: giving)
     }
 
@@ -314,8 +314,7 @@ struct BucketPrefilterTests {
     /// Another mode: every bucket passes (a director forwards them all).
     @Test func aDirectorSeesEveryBucket() {
         var random = SeededGenerator(seed: 5)
-        var state = Self.state(vip: IPAddress("198.18.0.100")!, affinity: .none, random: &random)
-        state.delivery = .directed
+        let state = Self.state(vip: IPAddress("198.18.0.100")!, affinity: .none, delivery: .directed, random: &random)
         #expect(BucketPrefilter.buckets(for: state) == .all(state.table.count))
     }
 }

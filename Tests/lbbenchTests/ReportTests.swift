@@ -1,4 +1,5 @@
 import Foundation
+import TapEngine
 import Testing
 
 @testable import Testbed

@@ -14,9 +14,9 @@ struct ScenarioTests {
     }
 
     @Test func directedWorksBehindARouterAndFloodCannotWorkWithoutFlooding() {
-        let routed = ScenariosCommand.check(Self.variant("clients behind a router"), delivery: "directed")
+        let routed = ScenariosCommand.check(Self.variant("clients behind a router"), delivery: .fixed(.directed))
         #expect(routed.0, "\(routed.1)")
-        let noFlood = ScenariosCommand.check(Self.variant("bridge, unknown-unicast flooding off"), delivery: "flood")
+        let noFlood = ScenariosCommand.check(Self.variant("bridge, unknown-unicast flooding off"), delivery: .fixed(.flood))
         #expect(!noFlood.0, "\(noFlood.1)")
     }
 
@@ -24,11 +24,11 @@ struct ScenarioTests {
     /// relay serves each once, before and after a failover; auto picks relay there.
     @Test func onAStrictVirtualSwitchOnlyRelayServes() {
         let strict = Self.variant("strict virtual switch (no flooding, source MAC locked per port)")
-        for delivery in ["flood", "directed"] {
+        for delivery in [DeliverySetting.fixed(.flood), .fixed(.directed)] {
             let result = ScenariosCommand.check(strict, delivery: delivery)
             #expect(!result.0, "\(delivery): \(result.1)")
         }
-        for delivery in ["relay", "auto"] {
+        for delivery in [DeliverySetting.fixed(.relay), .auto] {
             let result = ScenariosCommand.check(strict, delivery: delivery)
             #expect(result.0, "\(delivery): \(result.1)")
         }

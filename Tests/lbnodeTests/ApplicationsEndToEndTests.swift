@@ -1,6 +1,7 @@
 import Foundation
 import Hashing
 import RouteSetup
+import TapEngine
 import Testing
 
 @testable import Testbed
@@ -10,8 +11,8 @@ import Testing
 /// servers' NICs): Debian's nginx under wrk, iperf3 bulk transfers both ways, on a three-server farm of `lbnode run`.
 @Suite(privileged, .serialized)
 struct ApplicationsEndToEndTests {
-    static func farm(delivery: String, kernelDelivery: Bool = true) throws -> VirtualFarm {
-        var options = VirtualFarm.Options(delivery: delivery, realApplications: true)
+    static func farm(delivery: Delivery, kernelDelivery: Bool = true) throws -> VirtualFarm {
+        var options = VirtualFarm.Options(delivery: .fixed(delivery), realApplications: true)
         options.kernelDelivery = kernelDelivery
         options.heartbeatIntervalMilliseconds = 20  // the suites' margin on two cores, in debug builds
         options.deadAfter = 5
@@ -49,8 +50,8 @@ struct ApplicationsEndToEndTests {
 
     /// With kernel delivery, the buckets the first node to start kept are the kernel's (the others are in the joins'
     /// handover windows): it and the engine share the load. Without, the engines take every frame, merged ones too.
-    @Test(arguments: ["directed", "flood"], [true, false])
-    func nginxAndIperf3ThroughTheVIP(delivery: String, kernelDelivery: Bool) throws {
+    @Test(arguments: [Delivery.directed, .flood], [true, false])
+    func nginxAndIperf3ThroughTheVIP(delivery: Delivery, kernelDelivery: Bool) throws {
         let farm = try Self.farm(delivery: delivery, kernelDelivery: kernelDelivery)
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")

@@ -1,4 +1,5 @@
 import Foundation
+import TapEngine
 import Testing
 
 @testable import Testbed
@@ -19,7 +20,7 @@ struct AutoDeliveryEndToEndTests {
     /// farm survives the leader's death, and that the leader, restarted, joins in the same mode.
     static func servesAndFailsOver(on testbed: VirtualNetwork.Description, expected: String) throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = "auto"
+            $0.delivery = .auto
             $0.testbed = testbed
         }
         defer { farm.stop() }
@@ -70,7 +71,7 @@ struct AutoDeliveryEndToEndTests {
     /// The switch stops flooding under a farm that picked flood: every node's delivery check says so, in its status
     /// and its log; flooding back, the check passes again.
     @Test func aSwitchThatStopsFloodingIsReported() throws {
-        let farm = try FarmEndToEndTests.farm { $0.delivery = "auto" }
+        let farm = try FarmEndToEndTests.farm { $0.delivery = .auto }
         defer { farm.stop() }
         #expect(farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 15), "\(farm.log(1))")
         #expect(Self.status(farm, 2)?.delivery == "flood")
@@ -98,7 +99,7 @@ struct AutoDeliveryEndToEndTests {
     /// its last probe picked.
     @Test func aNodeAloneWaitsThenRemembersTheFarmsMode() throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = "auto"
+            $0.delivery = .auto
             $0.testbed = .init(servers: 3, clients: 1, unknownUnicastFlooding: false)
             $0.startNodes = [1]
         }
@@ -132,7 +133,7 @@ struct AutoDeliveryEndToEndTests {
     /// peer, then serves in relay delivery, which works on any switch; the peers that start later join in it.
     @Test func aNodeAloneTakesRelayAfterTheLoneWait() throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = "auto"
+            $0.delivery = .auto
             $0.testbed = .init(servers: 2, clients: 1, unknownUnicastFlooding: false)
             $0.startNodes = [1]
             $0.extraArguments = [1: ["--lone-wait", "2"]]

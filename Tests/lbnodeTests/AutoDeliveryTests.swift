@@ -10,12 +10,12 @@ struct AutoDeliveryTests {
 
     @Test func aJoinerTakesTheLeadersModeElseTheLowestIDs() {
         let leader = AutoDelivery.adopt([
-            Running(node: 1, delivery: "flood", leader: false), Running(node: 2, delivery: "relay", leader: true),
+            Running(node: 1, delivery: .flood, leader: false), Running(node: 2, delivery: .relay, leader: true),
         ])
         #expect(leader?.delivery == .relay)
         #expect(leader?.reason.contains("node 2, the leader,") == true)
         let lowest = AutoDelivery.adopt([
-            Running(node: 3, delivery: "relay", leader: false), Running(node: 2, delivery: "directed", leader: false),
+            Running(node: 3, delivery: .relay, leader: false), Running(node: 2, delivery: .directed, leader: false),
         ])
         #expect(lowest?.delivery == .directed)
         #expect(AutoDelivery.adopt([Running(node: 2, delivery: nil, leader: true)]) == nil)  // an older node
@@ -26,22 +26,22 @@ struct AutoDeliveryTests {
         return FarmProbe(config: config, keys: [], requireEveryPeer: false)
     }
 
-    static func report(_ delivery: String?) -> FarmProbe.Report {
+    static func report(_ delivery: Delivery?) -> FarmProbe.Report {
         FarmProbe.Report(farm: "web", node: 1, checks: [], delivery: delivery, vipInUse: false, explanation: "seen")
     }
 
     /// A pair that only relay serves rules the cheaper modes out for the whole farm; a cheaper verdict changes nothing.
     @Test func theFarmTakesTheCostliestVerdict() throws {
         let probe = try Self.probe()
-        var report = Self.report("flood")
-        probe.combine(&report, verdicts: [2: "flood", 3: "relay"])
-        #expect(report.delivery == "relay")
+        var report = Self.report(.flood)
+        probe.combine(&report, verdicts: [2: .flood, 3: .relay])
+        #expect(report.delivery == .relay)
         #expect(report.explanation.contains("node 3 found relay works"))
-        var costly = Self.report("directed")
-        probe.combine(&costly, verdicts: [2: "flood", 3: "directed"])
-        #expect(costly.delivery == "directed" && costly.explanation == "seen")
-        var broken = Self.report("flood")
-        probe.combine(&broken, verdicts: [2: "none"])
+        var costly = Self.report(.directed)
+        probe.combine(&costly, verdicts: [2: .flood, 3: .directed])
+        #expect(costly.delivery == .directed && costly.explanation == "seen")
+        var broken = Self.report(.flood)
+        probe.combine(&broken, verdicts: [2: nil])
         #expect(broken.delivery == nil)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TapEngine
 import Testing
 
 @testable import Testbed
@@ -9,9 +10,9 @@ import Testing
 /// dead after 5 (100 ms): the suites share two cores, in debug builds. Each scenario gets a fresh farm.
 @Suite(privileged, .serialized)
 struct ChaosEndToEndTests {
-    static func run(_ scenario: ChaosScenario, delivery: String = "directed") throws {
+    static func run(_ scenario: ChaosScenario, delivery: Delivery = .directed) throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = delivery
+            $0.delivery = .fixed(delivery)
             scenario.shape(&$0)
         }
         defer { farm.stop() }
@@ -34,18 +35,18 @@ struct ChaosEndToEndTests {
 
     @Test func junkOnTheHeartbeatPortChangesNothing() throws { try Self.run(.junkFlood) }
 
-    @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: "flood") }
+    @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: .flood) }
 
     /// A flood spoofing a dead peer (whose incarnation is not pinned) at full speed changes no view among the live.
-    @Test func aFloodSpoofingADeadPeerChangesNothing() throws { try Self.run(.deadPeerFlood, delivery: "flood") }
+    @Test func aFloodSpoofingADeadPeerChangesNothing() throws { try Self.run(.deadPeerFlood, delivery: .flood) }
 
     /// Frames of other EtherTypes (the nodes' probe EtherType among them) at full speed lose no request.
-    @Test(arguments: ["flood", "directed"])
-    func anEtherTypeFloodLosesNothing(delivery: String) throws { try Self.run(.etherTypeFlood, delivery: delivery) }
+    @Test(arguments: [Delivery.flood, .directed])
+    func anEtherTypeFloodLosesNothing(delivery: Delivery) throws { try Self.run(.etherTypeFlood, delivery: delivery) }
 
     /// ICMP at full speed to the VIP and, from the witness's address, to a node lose no request and change no view.
-    @Test(arguments: ["flood", "directed"])
-    func anICMPFloodWithAWitnessLosesNothing(delivery: String) throws { try Self.run(.icmpFlood, delivery: delivery) }
+    @Test(arguments: [Delivery.flood, .directed])
+    func anICMPFloodWithAWitnessLosesNothing(delivery: Delivery) throws { try Self.run(.icmpFlood, delivery: delivery) }
 
     /// The same flood in flood delivery (every server receives it) at 10 ms × 3, the shortest heartbeats a debug build
     /// holds on two shared cores (its view changes take most of a 16-ms deadline; the release build holds the default
@@ -53,7 +54,7 @@ struct ChaosEndToEndTests {
     /// says so, and no view changes.
     @Test func anICMPFloodAtShortHeartbeatsChangesNoView() throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = "flood"
+            $0.delivery = .fixed(.flood)
             $0.heartbeatIntervalMilliseconds = 10
             $0.deadAfter = 3
             ChaosScenario.icmpFlood.shape(&$0)
@@ -75,51 +76,51 @@ struct ChaosEndToEndTests {
 
     @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
 
-    @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: "flood") }
+    @Test func aFrozenNodeInFloodModeAnswersNothingTwice() throws { try Self.run(.freezeOther, delivery: .flood) }
 
-    @Test func aPartitionLeavesExactlyOneSideServing() throws { try Self.run(.partition, delivery: "flood") }
+    @Test func aPartitionLeavesExactlyOneSideServing() throws { try Self.run(.partition, delivery: .flood) }
 
     @Test func aPartitionInDirectedModeToo() throws { try Self.run(.partition) }
 
-    @Test func aNodeCutOffFromItsPeerAndTheWitnessFencesItself() throws { try Self.run(.isolated, delivery: "flood") }
+    @Test func aNodeCutOffFromItsPeerAndTheWitnessFencesItself() throws { try Self.run(.isolated, delivery: .flood) }
 
-    @Test func aDeletedTapIsRecreated() throws { try Self.run(.tapDeleted, delivery: "flood") }
+    @Test func aDeletedTapIsRecreated() throws { try Self.run(.tapDeleted, delivery: .flood) }
 
     @Test func aRecreatedNICIsReopened() throws { try Self.run(.nicRecreated) }
 
-    @Test func aNICDownAndUpFailsOverAndBack() throws { try Self.run(.nicDownUp, delivery: "flood") }
+    @Test func aNICDownAndUpFailsOverAndBack() throws { try Self.run(.nicDownUp, delivery: .flood) }
 
-    @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: "flood") }
+    @Test func aSYNFloodFlushesNoConnectionBeforeADrain() throws { try Self.run(.synFlood, delivery: .flood) }
 
     /// One-way heartbeat loss, each direction in turn, on three nodes and on two: one node of the pair stands down
     /// (the higher ID when a third node hears both, else the node not heard), no request is answered twice, and the
     /// farm is one again once the loss ends.
-    @Test(arguments: ["flood", "directed"])
-    func oneWayHeartbeatLossAnswersNothingTwice(delivery: String) throws { try Self.run(.oneWay, delivery: delivery) }
+    @Test(arguments: [Delivery.flood, .directed])
+    func oneWayHeartbeatLossAnswersNothingTwice(delivery: Delivery) throws { try Self.run(.oneWay, delivery: delivery) }
 
-    @Test(arguments: ["flood", "directed"])
-    func oneWayHeartbeatLossBetweenTwoNodes(delivery: String) throws { try Self.run(.oneWayPair, delivery: delivery) }
+    @Test(arguments: [Delivery.flood, .directed])
+    func oneWayHeartbeatLossBetweenTwoNodes(delivery: Delivery) throws { try Self.run(.oneWayPair, delivery: delivery) }
 
     /// Two nodes that stop hearing each other while the third hears both: the higher ID stands down, the lower serves
     /// on, nothing is answered twice.
-    @Test(arguments: ["flood", "directed"])
-    func twoNodesDeafToEachOtherAnswerNothingTwice(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed])
+    func twoNodesDeafToEachOtherAnswerNothingTwice(delivery: Delivery) throws {
         try Self.run(.deafPair, delivery: delivery)
     }
 
     /// A capture of node 3's heartbeats, replayed after it was restarted and killed again, changes no view and loses
     /// nothing.
-    @Test(arguments: ["flood", "directed"])
-    func aReplayFromAnEarlierIncarnationChangesNothing(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed])
+    func aReplayFromAnEarlierIncarnationChangesNothing(delivery: Delivery) throws {
         try Self.run(.replay, delivery: delivery)
     }
 
-    @Test(arguments: ["flood", "directed"])
-    func tenRestartsResetNoConnection(delivery: String) throws { try Self.run(.restarts, delivery: delivery) }
+    @Test(arguments: [Delivery.flood, .directed])
+    func tenRestartsResetNoConnection(delivery: Delivery) throws { try Self.run(.restarts, delivery: delivery) }
 
     /// `systemctl restart` ten times under wrk through the VIP to nginx: not one socket error.
-    @Test(arguments: ["flood", "directed"])
-    func tenRestartsUnderWrkCostNoRequest(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed])
+    func tenRestartsUnderWrkCostNoRequest(delivery: Delivery) throws {
         try Self.run(.restartsUnderWrk, delivery: delivery)
     }
 
@@ -128,12 +129,12 @@ struct ChaosEndToEndTests {
     /// after the first failover the survivors change no view, lose no request and leave no flow unanswered for 100 ms;
     /// then node 2 comes back and serves. Each delivery mode on the network it is for (flood on a learning switch,
     /// directed without flooding, relay on a strict virtual switch).
-    @Test(arguments: ["flood", "directed", "relay"])
-    func aLongCutBesideANodeNeverStartedLeavesTheSurvivorsSteady(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed, .relay])
+    func aLongCutBesideANodeNeverStartedLeavesTheSurvivorsSteady(delivery: Delivery) throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = delivery
+            $0.delivery = .fixed(delivery)
             $0.testbed = .init(
-                servers: 4, clients: 1, unknownUnicastFlooding: delivery == "flood", portSecurity: delivery == "relay")
+                servers: 4, clients: 1, unknownUnicastFlooding: delivery == .flood, portSecurity: delivery == .relay)
             $0.startNodes = [1, 2, 3]
             $0.absentServers = [4]
         }

@@ -109,9 +109,9 @@ struct FarmConfigTests {
     @Test func autoDeliveryIsProbedAtStart() throws {
         let config = try FarmConfig.parse(
             Self.example.replacingOccurrences(of: "delivery: directed", with: "delivery: auto"), file: "web.yaml")
-        #expect(config.farm.deliveryIsAuto)
+        #expect(config.farm.deliverySetting == .auto)
         #expect(config.farm.delivery == .relay)  // until the probe says otherwise: the mode that needs nothing
-        #expect(try !FarmConfig.parse(Self.example, file: "web.yaml").farm.deliveryIsAuto)
+        #expect(try FarmConfig.parse(Self.example, file: "web.yaml").farm.deliverySetting != .auto)
     }
 
     /// Each bad value is refused with its line and key.

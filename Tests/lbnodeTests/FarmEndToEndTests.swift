@@ -307,7 +307,7 @@ struct FarmEndToEndTests {
     }
 
     @Test func floodDeliveryServesAndFailsOverToo() throws {
-        let farm = try Self.farm { $0.delivery = "flood" }
+        let farm = try Self.farm { $0.delivery = .fixed(.flood) }
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         let before = try farm.exchange(count: 300)
@@ -328,10 +328,10 @@ struct FarmEndToEndTests {
     /// `engine_threads: 2` on every node, two clients whose addresses the fanout program gives different threads:
     /// every request is answered once, datagrams and connections, before and after a node dies; on every node both
     /// threads take frames, each writes into a TAP queue of its own, and no frame reaches the wrong thread.
-    @Test(arguments: ["flood", "directed"])
-    func twoEngineThreadsShareTheClientsAndNeverCross(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed])
+    func twoEngineThreadsShareTheClientsAndNeverCross(delivery: Delivery) throws {
         let farm = try Self.farm {
-            $0.delivery = delivery
+            $0.delivery = .fixed(delivery)
             $0.engineThreads = 2
             $0.testbed.clients = 2
         }
@@ -348,7 +348,7 @@ struct FarmEndToEndTests {
             let status = try #require(try Self.status(farm, node: node))
             #expect(status.threads.count == 2 && status.tapQueues == 2)
             #expect(status.threads.allSatisfy { $0.wrongThread == 0 }, "node \(node): \(status.threads)")
-            if delivery == "flood" || node == 1 {
+            if delivery == .flood || node == 1 {
                 #expect(status.threads.allSatisfy { $0.received > 100 }, "node \(node): \(status.threads)")
             }
             #expect(farm.log(node).contains("engine: 2 thread(s) (engine_threads: 2)"))
@@ -368,9 +368,9 @@ struct FarmEndToEndTests {
     /// stopped node's buckets at once, for new connections, but leave its established ones alone (dropped, never
     /// reset); started again, it learns them from the kernel and serves them on. Connections opened meanwhile stay on
     /// the node that took them.
-    @Test(arguments: ["flood", "directed"])
-    func aRestartedNodeKeepsItsConnections(delivery: String) throws {
-        let farm = try Self.farm { $0.delivery = delivery }
+    @Test(arguments: [Delivery.flood, .directed])
+    func aRestartedNodeKeepsItsConnections(delivery: Delivery) throws {
+        let farm = try Self.farm { $0.delivery = .fixed(delivery) }
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         let connections = try farm.connect(count: 60)
@@ -385,14 +385,14 @@ struct FarmEndToEndTests {
         // kernel answers them without lbnode.
         let awayConnections = zip(connections, owners).filter { $0.1 == .answered(server: 2) }.prefix(3).map(\.0)
         let away = awayConnections.map { $0.request(Array("away".utf8), timeoutMilliseconds: 300) }
-        #expect(away.allSatisfy { $0 == (delivery == "flood" ? .timedOut : .answered(server: 2)) }, "\(away)")
+        #expect(away.allSatisfy { $0 == (delivery == .flood ? .timedOut : .answered(server: 2)) }, "\(away)")
         let meanwhile = try farm.connect(count: 30)
         let meanwhileOwners = Self.requests(meanwhile, "meanwhile")
         #expect(Set(meanwhileOwners).isSubset(of: [.answered(server: 1), .answered(server: 3)]), "\(meanwhileOwners)")
         try farm.start(2)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 5), "\(farm.log(2))")
         #expect(farm.log(2).contains("open connections of the VIP from the kernel"), "\(farm.log(2))")
-        if delivery == "flood" {
+        if delivery == .flood {
             // What the clients sent while node 2 was away arrives with their retransmissions, and is answered.
             for connection in awayConnections {
                 let late = connection.exchange([], timeoutMilliseconds: 3000) { reply in
@@ -407,12 +407,12 @@ struct FarmEndToEndTests {
 
     /// In flood delivery the kernel delivers the connections of steady buckets, so the flow tables never saw them: a
     /// node that gives buckets to a joining one learns them from the kernel first (`KernelDeliveryPlan.released`).
-    @Test(arguments: ["flood", "directed"])
-    func openConnectionsSurviveAJoinAndADrain(delivery: String) throws {
+    @Test(arguments: [Delivery.flood, .directed])
+    func openConnectionsSurviveAJoinAndADrain(delivery: Delivery) throws {
         try Self.connectionsSurviveAJoinAndTheDirectorsDrain(
             Self.farm {
                 $0.startNodes = [1, 2]
-                $0.delivery = delivery
+                $0.delivery = .fixed(delivery)
             })
     }
 
@@ -420,9 +420,9 @@ struct FarmEndToEndTests {
     /// delivery); datagrams still go through the engines, and every request is answered once either way. The farm
     /// forms by joins, whose handover windows (30 s) keep the moved buckets with the engines: the buckets the first
     /// node to start kept are the steady ones here.
-    @Test(arguments: ["flood", "directed"])
-    func theKernelDeliversTheConnectionsOfSteadyBuckets(delivery: String) throws {
-        let farm = try Self.farm { $0.delivery = delivery }
+    @Test(arguments: [Delivery.flood, .directed])
+    func theKernelDeliversTheConnectionsOfSteadyBuckets(delivery: Delivery) throws {
+        let farm = try Self.farm { $0.delivery = .fixed(delivery) }
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         let connections = try farm.connect(count: 60)
@@ -435,7 +435,7 @@ struct FarmEndToEndTests {
             let status = try #require(try Self.status(farm, node: node))
             #expect(status.kernelDelivery, "\(status.kernelDeliveryReason ?? "")")
             taken[node] = status.deliveredInKernel + status.forwardedInKernel
-            if delivery == "directed" && node != 1 { #expect(taken[node] == 0, "only the director's ring sees frames") }
+            if delivery == .directed && node != 1 { #expect(taken[node] == 0, "only the director's ring sees frames") }
         }
         // A third of the connections or more, with two requests, their ACKs and the handshake's last ACK each.
         #expect(taken.values.reduce(0, +) > 60, "\(taken)")

@@ -33,14 +33,14 @@ struct ProbeEndToEndTests {
 
     @Test func aLearningBridgeFloodsSoFloodIsNamed() throws {
         for report in try Self.probe(.init(servers: 3, clients: 1)) {
-            #expect(report.delivery == "flood", "\(report)")
+            #expect(report.delivery == .flood, "\(report)")
             #expect(Self.passed(report).values.allSatisfy { $0 }, "\(report)")
         }
     }
 
     @Test func aBridgeThatDoesNotFloodGetsDirected() throws {
         for report in try Self.probe(.init(servers: 3, clients: 1, unknownUnicastFlooding: false)) {
-            #expect(report.delivery == "directed", "\(report)")
+            #expect(report.delivery == .directed, "\(report)")
             let passed = Self.passed(report)
             #expect(passed["unknown unicast flooded"] == false && passed["foreign source MAC learned"] == true)
         }
@@ -48,7 +48,7 @@ struct ProbeEndToEndTests {
 
     @Test func aStrictVirtualSwitchGetsRelay() throws {
         for report in try Self.probe(.init(servers: 3, clients: 1, unknownUnicastFlooding: false, portSecurity: true)) {
-            #expect(report.delivery == "relay", "\(report)")
+            #expect(report.delivery == .relay, "\(report)")
             let passed = Self.passed(report)
             #expect(passed["heartbeats both ways"] == true && passed["foreign source MAC accepted"] == false)
             #expect(passed["VIP free"] == true && passed["MTUs agree"] == true)
@@ -75,7 +75,7 @@ struct ProbeEndToEndTests {
     /// the metrics, logged as an error, and its leaving logged too.
     @Test func aVIPTakenByAnotherHostWhileTheFarmRunsIsReported() throws {
         let farm = try FarmEndToEndTests.farm {
-            $0.delivery = "flood"
+            $0.delivery = .fixed(.flood)
             $0.testbed.servers = 2
         }
         defer { farm.stop() }
@@ -128,7 +128,7 @@ struct ProbeEndToEndTests {
     @Test func nodesStartedSecondsApartAgree() throws {
         let reports = try Self.probe(.init(servers: 3, clients: 1), startGap: 5)
         for report in reports {
-            #expect(report.delivery == "flood", "\(report)")
+            #expect(report.delivery == .flood, "\(report)")
             #expect(report.heard.count == 2, "\(report)")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TapEngine
 import Testing
 
 @testable import Testbed
@@ -10,7 +11,7 @@ import Testing
 struct RelayEndToEndTests {
     static func farm(_ change: (inout VirtualFarm.Options) -> Void = { _ in }) throws -> VirtualFarm {
         try FarmEndToEndTests.farm {
-            $0.delivery = "relay"
+            $0.delivery = .fixed(.relay)
             $0.testbed = .init(servers: 3, clients: 1, unknownUnicastFlooding: false, portSecurity: true)
             change(&$0)
         }

@@ -154,7 +154,7 @@ public final class Engine: @unchecked Sendable {
 
     /// The MAC client frames are sent to: the virtual MAC, or in relay mode the NIC's own.
     static func receiveMAC(for state: EngineState, configuration: EngineConfiguration) -> UInt64 {
-        state.delivery == .relay ? configuration.interfaceMAC : state.virtualMAC
+        state.role.usesOwnMAC ? configuration.interfaceMAC : state.virtualMAC
     }
 
     /// Takes connections the kernel still has for the VIP (`TCPConnections.list`: this node was started again while

@@ -305,7 +305,7 @@ final class EngineWorker: @unchecked Sendable {
     /// still learn it.
     private var announcementPeriod: UInt32 {
         guard state.isDirector else { return UInt32.max }
-        return state.delivery == .relay && repeatsLeft == 0 ? 1000 : 200
+        return state.role.announcesSlowlyOnceSettled && repeatsLeft == 0 ? 1000 : 200
     }
     static let announcementRepeats = 8
     private var repeatsLeft = 0
@@ -313,7 +313,7 @@ final class EngineWorker: @unchecked Sendable {
     /// Gratuitous ARP for the VIP; in directed mode the director sends it from the virtual MAC, so that the switch
     /// learns the virtual MAC on its port.
     private func sendAnnouncement() {
-        let source = state.delivery == .directed && state.isDirector ? state.virtualMAC : interfaceMAC
+        let source = state.role.announcesVirtualMAC ? state.virtualMAC : interfaceMAC
         let frame =
             state.vip.isIPv4
             ? responder.arp(to: nil, state: state, ethernetSource: source)

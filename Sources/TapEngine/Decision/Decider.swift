@@ -43,8 +43,8 @@ public enum Decider {
             break
         }
         guard frame.destination == state.vip else { return .drop(.notForVIP) }
-        if state.delivery == .directed && !state.isDirector { return .drop(.notDirector) }
-        if state.delivery == .relay {
+        if !state.role.decidesClientFrames { return .drop(.notDirector) }
+        if state.role.usesOwnMAC {
             // Only frames sent to this node's own MAC are its business; one a peer relayed was decided there.
             guard frame.destinationMAC == state.ownMAC else { return .drop(.otherHost) }
             if state.peerMACs.contains(frame.sourceMAC) { return relayed(frame, state: state, flows: &flows, now: now) }
@@ -70,7 +70,7 @@ public enum Decider {
             ofHash: affinity.bucketHash(of: frame.key, isFragment: frame.isFragment, seed: state.seed))
         guard let owner = state.table.owner(ofBucket: bucket) else { return .drop(.noOwner) }
         let me = state.node.rawValue
-        if tracked && state.delivery != .flood && state.isDirector && state.previousOwners[bucket] != 0 {
+        if tracked && state.role.steersHandovers && state.previousOwners[bucket] != 0 {
             return directDuringHandover(
                 frame, owner: owner.rawValue, previous: state.previousOwners[bucket],
                 state: state, flows: &flows, now: now)
@@ -162,7 +162,7 @@ public enum Decider {
         } else if frame.isTCPSyn {
             target = owner
             flows.insert(frame.key, now: now, value: owner)
-        } else if state.delivery == .relay && previous == state.node.rawValue && owner != previous {
+        } else if state.role.usesOwnMAC && previous == state.node.rawValue && owner != previous {
             // Relay: this node would have the connection had it started here before the handover (the flow table
             // holds the connections a node serves); it started while a client's ARP entry still named another node,
             // which sent its SYN to the owner.
@@ -187,9 +187,7 @@ public enum Decider {
     /// not yet moved to the new director).
     @inline(__always)
     static func forwardOrDrop(_ mac: UInt64, state: EngineState) -> Verdict {
-        guard (state.delivery == .directed && state.isDirector) || state.delivery == .relay else {
-            return .drop(.notOwner)
-        }
+        guard state.role.forwards else { return .drop(.notOwner) }
         return mac == 0 ? .drop(.forwardFailed) : .forward(mac)
     }
 }

@@ -1,18 +1,5 @@
 import Hashing
 
-/// How client frames reach the servers (DESIGN.md).
-public enum Delivery: String, Sendable, CaseIterable {
-    /// The virtual MAC is never a source MAC, so switches flood its frames to every server; each keeps its own.
-    case flood
-    /// The director receives every frame, keeps its own and forwards the others to their owner's real MAC.
-    case directed
-    /// No MAC tricks: the director answers ARP/ND for the VIP with its own NIC's MAC, so clients send to it as to any
-    /// host; it keeps its own frames and relays the others from its own MAC to their owners, whose engines deliver
-    /// them. For switches that neither flood nor accept a foreign source MAC (strict virtual switches). The kernel's
-    /// own path for the VIP on the NIC is closed by an ingress drop (`lbnode setup`).
-    case relay
-}
-
 /// A port rule: which traffic it covers and how it is shared. The first rule that matches a frame wins.
 public struct PortRule: Sendable, Equatable {
     public enum Mode: Sendable, Equatable {
@@ -56,11 +43,13 @@ public struct EngineState: Sendable {
     /// Rules in order; a frame no rule matches is balanced with `defaultAffinity`.
     public var rules: [PortRule]
     public var defaultAffinity: Affinity
-    public var delivery: Delivery
+    public let delivery: Delivery
     /// This node answers ARP (and IPv6 neighbour solicitations) for the VIP.
     public var isARPLeader: Bool
     /// In `directed` and `relay` mode, this node receives the VIP's frames and forwards what it does not own.
-    public var isDirector: Bool
+    public let isDirector: Bool
+    /// What `delivery` means for this node, worked out once: the data path reads it instead of testing the mode.
+    public let role: DeliveryRole
     /// Per bucket: this node is taking it over in a planned handover, so it takes only new TCP connections there
     /// while the old owner finishes its established ones.
     public var handoverBuckets: [Bool]
@@ -110,6 +99,7 @@ public struct EngineState: Sendable {
         self.delivery = delivery
         self.isARPLeader = isARPLeader
         self.isDirector = isDirector
+        role = DeliveryRole(delivery, isDirector: isDirector)
         self.handoverBuckets = handoverBuckets ?? Array(repeating: false, count: table.count)
         self.releasedBuckets = releasedBuckets ?? Array(repeating: false, count: table.count)
         self.previousOwners = previousOwners ?? Array(repeating: 0, count: table.count)
@@ -120,7 +110,7 @@ public struct EngineState: Sendable {
     }
 
     /// The MAC that ARP replies and announcements for the VIP give: the virtual MAC, or in relay mode this node's own.
-    public var answerMAC: UInt64 { delivery == .relay ? ownMAC : virtualMAC }
+    public var answerMAC: UInt64 { role.usesOwnMAC ? ownMAC : virtualMAC }
 
     /// The mode of the first rule that matches, or the default.
     @inline(__always)

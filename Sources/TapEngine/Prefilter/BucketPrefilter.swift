@@ -166,7 +166,7 @@ final class BucketPrefilter {
     static func buckets(for state: EngineState, tapMAC: UInt64? = nil) -> Buckets {
         let count = state.table.count
         var buckets = Buckets.all(count)
-        if state.delivery == .flood {
+        if !state.role.seesEveryBucket {
             let owned = (0..<count).map { state.table.owner(ofBucket: $0) == state.node }
             buckets.tcp = zip(owned, state.releasedBuckets).map { $0 || $1 }
             buckets.udp = owned

@@ -12,23 +12,17 @@ enum KernelDeliveryPlan {
         (0..<state.table.count).map { bucket in
             guard let owner = state.table.owner(ofBucket: bucket) else { return 0 }
             if state.holdTaking && state.heldBuckets[bucket] { return 0 }
-            switch state.delivery {
-            case .flood:
-                break
-            case .directed:
-                // A node that is not the director drops what reaches its ring; the director routes a bucket in a
-                // handover by connection.
-                guard state.isDirector, state.previousOwners[bucket] == 0 else { return 0 }
-            case .relay:
-                guard state.previousOwners[bucket] == 0 else { return 0 }
-            }
+            // A node that is not the directed director drops what reaches its ring; a director routes a bucket in a
+            // handover by connection.
+            guard state.role.decidesClientFrames else { return 0 }
+            if state.role.steersHandovers && state.previousOwners[bucket] != 0 { return 0 }
             if owner == state.node {
                 guard !state.handoverBuckets[bucket] else { return 0 }
                 return BucketFilterProgram.action(BucketFilterProgram.deliverKind, mac: tapMAC)
             }
             // Forwarding a bucket it released would cut the connections it still serves there; relay forwards only
             // a client's own frames (not a peer's), which the classifier does not tell apart.
-            guard state.delivery == .directed, !state.releasedBuckets[bucket], state.bucketMACs[bucket] != 0 else {
+            guard state.role.forwardsWholeBuckets, !state.releasedBuckets[bucket], state.bucketMACs[bucket] != 0 else {
                 return 0
             }
             return BucketFilterProgram.action(BucketFilterProgram.forwardKind, mac: state.bucketMACs[bucket])

@@ -1,5 +1,6 @@
 import Foundation
 import Hashing
+import TapEngine
 import Testbed
 
 /// `lbbench apps` on the testbed: per delivery mode a three-server farm of `lbnode run` on hosts with the kernel's
@@ -7,7 +8,7 @@ import Testbed
 /// and straight to server 1's own address (the reference, measured in the same run). Then wrk through the VIP while
 /// one server's lbnode is killed.
 struct AppsBenchmark {
-    var deliveries: [String]
+    var deliveries: [DeliverySetting]
     /// Each delivery mode with the prefilter on, off, or both one after the other.
     var prefilterSettings: [Bool] = [true]
     /// Each with kernel delivery on, off, or both (it needs the prefilter: one run without the prefilter).
@@ -49,10 +50,10 @@ struct AppsBenchmark {
     /// One farm: the tests through the VIP and direct, then the kill; reported as `delivery` (", IPv6",
     /// ", prefilter off", ", kernel delivery off").
     private func measure(
-        _ mode: String, ipv6: Bool, prefilter: Bool, kernelDelivery: Bool, into report: inout AppsReport
+        _ mode: DeliverySetting, ipv6: Bool, prefilter: Bool, kernelDelivery: Bool, into report: inout AppsReport
     ) throws {
         let delivery =
-            mode + (ipv6 ? ", IPv6" : "")
+            "\(mode)" + (ipv6 ? ", IPv6" : "")
             + (prefilter ? (kernelDelivery ? "" : ", kernel delivery off") : ", prefilter off")
         var options = VirtualFarm.Options(delivery: mode, realApplications: true)
         if ipv6 {

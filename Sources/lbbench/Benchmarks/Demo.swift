@@ -7,7 +7,7 @@ import Testbed
 /// `lbbench demo`: a farm of three servers on a virtual network, clients talking to its VIP, a server failing and
 /// coming back, shown live; then a summary. Everything it builds is removed at the end, also on failure or Ctrl-C.
 struct Demo {
-    var delivery = "directed"
+    var delivery: DeliverySetting = .fixed(.directed)
     /// The heartbeat settings (nil: lbnode's defaults; a test sets a margin).
     var heartbeatIntervalMilliseconds: Int?
     var deadAfter: Int?

@@ -11,7 +11,7 @@ struct FailoverBenchmark {
     var systems: [FailoverSystem] = [.vipfarm]
     var modes: [FailureMode]
     var trials: Int
-    var delivery: String
+    var delivery: DeliverySetting
     /// The network of every trial.
     var testbed = VirtualNetwork.Description(servers: 3, clients: 1)
     var victim: Int
@@ -49,7 +49,7 @@ struct FailoverBenchmark {
             }
         }
         return FailoverReport(
-            delivery: delivery, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
+            delivery: delivery.description, victim: victim, udpFlows: udpFlows, tcpFlows: tcpFlows,
             intervalMilliseconds: intervalMilliseconds, trials: results)
     }
 

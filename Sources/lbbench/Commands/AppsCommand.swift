@@ -1,4 +1,5 @@
 import ArgumentParser
+import TapEngine
 import Foundation
 
 /// `lbbench apps`: real applications (nginx under wrk, iperf3) through the VIP against straight to one server.
@@ -21,8 +22,8 @@ struct AppsCommand: ParsableCommand {
             """
     )
 
-    @Option(parsing: .upToNextOption, help: "Delivery modes to measure (directed, flood).")
-    var deliveries = ["directed", "flood"]
+    @Option(parsing: .upToNextOption, help: "The delivery modes to measure, each on a farm of its own.")
+    var deliveries: [DeliverySetting] = [.fixed(.directed), .fixed(.flood)]
 
     @Option(help: "The nodes' bucket prefilter: on, off, or both (each delivery mode measured with and without it).")
     var prefilter = "on"
@@ -64,7 +65,6 @@ struct AppsCommand: ParsableCommand {
 
     func validate() throws {
         guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
-        for delivery in deliveries { try DeliveryOption.validate(delivery, option: "--deliveries") }
         guard ["on", "off", "both"].contains(prefilter) else { throw ValidationError("--prefilter takes on, off or both") }
         guard ["on", "off", "both"].contains(kernelDelivery) else {
             throw ValidationError("--kernel-delivery takes on, off or both")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TapEngine
 import Testbed
 
 /// `lbbench chaos`: hostile and abnormal conditions on a testbed farm, with figures.
@@ -37,8 +38,8 @@ struct ChaosCommand: ParsableCommand {
         help: "Seconds a long fault lasts (long-cut, powered-off, never-started; one-way(-pair), deaf-pair: a round).")
     var longFaultSeconds = 60.0
 
-    @Option(help: ArgumentHelp(DeliveryOption.help))
-    var delivery = "flood"
+    @Option(help: ArgumentHelp(DeliverySetting.help))
+    var delivery: DeliverySetting = .fixed(.flood)
 
     @Option(help: "Milliseconds within which a failed node's clients must be served again.")
     var recoveryBudget = 250.0
@@ -59,7 +60,6 @@ struct ChaosCommand: ParsableCommand {
         guard (5...3600).contains(longFaultSeconds) else {
             throw ValidationError("--long-fault-seconds must be from 5 to 3600")
         }
-        try DeliveryOption.validate(delivery)
         for name in scenarios where ChaosScenario(rawValue: name) == nil {
             throw ValidationError("unknown scenario '\(name)'")
         }
@@ -95,7 +95,7 @@ struct ChaosCommand: ParsableCommand {
             farm.stop()
         }
         let report = Report(
-            delivery: delivery, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget,
+            delivery: delivery.description, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget,
             outcomes: outcomes)
         var table = TextTable(
             title: "Hostile conditions, \(delivery) delivery (floods \(Int(floodSeconds)) s, recovery budget "

@@ -1,13 +1,11 @@
 import ArgumentParser
+import TapEngine
 
-/// The `--delivery` values of the testbed commands: lbnode's delivery modes.
-enum DeliveryOption {
-    static let names = ["directed", "flood", "relay", "auto"]
-    static let help = "directed, flood, relay, or auto (each lbnode probes the network at start and picks one)."
+/// `--delivery` of the testbed commands: lbnode's `delivery:` settings, refused with the list when misspelt.
+extension DeliverySetting: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
 
-    static func validate(_ delivery: String, option: String = "--delivery") throws {
-        guard names.contains(delivery) else {
-            throw ValidationError("\(option) must be directed, flood, relay or auto, not '\(delivery)'")
-        }
-    }
+    public static var allValueStrings: [String] { all.map(\.description) }
+
+    static let help = "How client frames reach the servers; auto: each lbnode probes the network at start and picks one."
 }

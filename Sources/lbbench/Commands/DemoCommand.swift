@@ -1,4 +1,5 @@
 import ArgumentParser
+import TapEngine
 import Foundation
 
 /// `lbbench demo`: the whole product on one machine, in under a minute.
@@ -16,8 +17,8 @@ struct DemoCommand: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp(DeliveryOption.help))
-    var delivery = "directed"
+    @Option(help: ArgumentHelp(DeliverySetting.help))
+    var delivery: DeliverySetting = .fixed(.directed)
 
     @Option(help: "Seconds per phase.")
     var phaseSeconds = 8.0
@@ -25,7 +26,6 @@ struct DemoCommand: ParsableCommand {
     @OptionGroup var output: ReportOptions
 
     func validate() throws {
-        try DeliveryOption.validate(delivery)
         guard (1...120).contains(phaseSeconds) else { throw ValidationError("--phase-seconds must be from 1 to 120") }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TapEngine
 import Foundation
 import Hashing
 
@@ -32,8 +33,8 @@ struct FailoverCommand: ParsableCommand {
     @Option(help: "Seconds a long-cut lasts.")
     var longSeconds = 60.0
 
-    @Option(help: ArgumentHelp(DeliveryOption.help))
-    var delivery = "directed"
+    @Option(help: ArgumentHelp(DeliverySetting.help))
+    var delivery: DeliverySetting = .fixed(.directed)
 
     @Flag(
         help: """
@@ -82,11 +83,10 @@ struct FailoverCommand: ParsableCommand {
         if modes.contains(.manual) { throw ValidationError("--modes: manual is what --vip measures") }
         guard (1...1000).contains(trials) else { throw ValidationError("--trials must be from 1 to 1000") }
         guard (5...3600).contains(longSeconds) else { throw ValidationError("--long-seconds must be from 5 to 3600") }
-        try DeliveryOption.validate(delivery)
-        if strictSwitch && !["relay", "auto"].contains(delivery) {
+        if strictSwitch && ![.fixed(.relay), .auto].contains(delivery) {
             throw ValidationError("--strict-switch: only relay delivery works there (--delivery relay or auto)")
         }
-        if noFlooding && delivery == "flood" {
+        if noFlooding && delivery == .fixed(.flood) {
             throw ValidationError(
                 "--no-flooding: flood delivery cannot work there (--delivery directed, relay or auto)")
         }

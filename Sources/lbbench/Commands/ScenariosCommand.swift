@@ -1,4 +1,5 @@
 import ArgumentParser
+import TapEngine
 import Foundation
 import Hashing
 import Testbed
@@ -54,7 +55,7 @@ struct ScenariosCommand: ParsableCommand {
         Variant(name: "802.1Q VLAN 100", testbed: .init(servers: 3, clients: 1, vlan: 100)),
     ]
 
-    static let deliveries = ["directed", "flood", "relay", "auto"]
+    static let deliveries: [DeliverySetting] = [.fixed(.directed), .fixed(.flood), .fixed(.relay), .auto]
 
     struct Result: Codable {
         var variant: String
@@ -72,8 +73,9 @@ struct ScenariosCommand: ParsableCommand {
         warnAboutLeftovers()
         var results: [Result] = []
         for variant in Self.variants {
-            for delivery in Self.deliveries {
-                let (passed, detail) = Self.check(variant, delivery: delivery, engineThreads: engineThreads.value)
+            for setting in Self.deliveries {
+                let delivery = setting.description
+                let (passed, detail) = Self.check(variant, delivery: setting, engineThreads: engineThreads.value)
                 let result = Result(
                     variant: variant.name, delivery: delivery, passed: passed,
                     expectedToFail: variant.expectedToFail.contains(delivery),
@@ -87,9 +89,9 @@ struct ScenariosCommand: ParsableCommand {
         }
         do {
             var table = TextTable(
-                title: "Scenarios: requests and failover per network", header: ["network"] + Self.deliveries)
+                title: "Scenarios: requests and failover per network", header: ["network"] + Self.deliveries.map(\.description))
             for variant in Self.variants {
-                let cells = Self.deliveries.map { delivery -> String in
+                let cells = Self.deliveries.map(\.description).map { delivery -> String in
                     guard let result = results.first(where: { $0.variant == variant.name && $0.delivery == delivery })
                     else { return "-" }
                     if result.skipped { return "skipped: this kernel has no 802.1Q" }
@@ -108,7 +110,7 @@ struct ScenariosCommand: ParsableCommand {
     }
 
     /// The check of one variant and delivery mode: whether it passed, and what was seen.
-    static func check(_ variant: Variant, delivery: String, engineThreads: Int? = nil) -> (Bool, String) {
+    static func check(_ variant: Variant, delivery: DeliverySetting, engineThreads: Int? = nil) -> (Bool, String) {
         do {
             var options = VirtualFarm.Options(testbed: variant.testbed, delivery: delivery, vip: variant.vip)
             options.engineThreads = engineThreads
@@ -119,7 +121,7 @@ struct ScenariosCommand: ParsableCommand {
             guard farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 15) else {
                 return (false, "no view")
             }
-            if delivery == "auto" {
+            if delivery == .auto {
                 let picked = [1, 2, 3].map { Self.delivery(of: farm, node: $0) ?? "none" }
                 guard picked.allSatisfy({ $0 == variant.autoPicks }) else {
                     return (false, "picked \(picked.joined(separator: ", ")), not \(variant.autoPicks)")

@@ -22,8 +22,8 @@ struct SteadyCommand: ParsableCommand {
     @Option(help: "Seconds of full load.")
     var seconds = 60.0
 
-    @Option(help: ArgumentHelp(DeliveryOption.help))
-    var delivery = "directed"
+    @Option(help: ArgumentHelp(DeliverySetting.help))
+    var delivery: DeliverySetting = .fixed(.directed)
 
     @Flag(help: "Node 3 configured everywhere but absent from the network (a server powered off) the whole time.")
     var deadNode = false
@@ -36,7 +36,6 @@ struct SteadyCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...3600).contains(seconds) else { throw ValidationError("--seconds must be from 1 to 3600") }
-        try DeliveryOption.validate(delivery)
     }
 
     struct Report: Codable {
@@ -91,7 +90,7 @@ struct SteadyCommand: ParsableCommand {
             changes[node] = lines.filter { $0.contains(" view ") || $0.contains(" is dead") }.map(String.init)
         }
         let report = Report(
-            seconds: seconds, delivery: delivery, deadNode: deadNode, framesSent: sent, framesPerSecond: Double(sent) / seconds,
+            seconds: seconds, delivery: delivery.description, deadNode: deadNode, framesSent: sent, framesPerSecond: Double(sent) / seconds,
             falseFailovers: changes)
         do {
             var table = TextTable(

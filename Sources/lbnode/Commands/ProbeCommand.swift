@@ -71,10 +71,10 @@ struct ProbeCommand: ParsableCommand {
             }
             for node in report.running {
                 print(
-                    "  node \(node.node) already runs lbnode (\(node.delivery ?? "unknown") delivery"
+                    "  node \(node.node) already runs lbnode (\(node.delivery?.rawValue ?? "unknown") delivery"
                         + "\(node.leader ? ", the leader" : "")): it takes no part in the probe")
             }
-            print("delivery that works for the farm: \(report.delivery ?? "none")")
+            print("delivery that works for the farm: \(report.delivery?.rawValue ?? "none")")
             print("  \(report.explanation)")
         }
         if report.heard.isEmpty && report.running.isEmpty { throw ExitCode(3) }

@@ -89,15 +89,22 @@ struct ConfigReader {
         return number
     }
 
-    /// One of `choices` (by its raw value).
+    /// One of `T`'s cases (by its raw value), or `fallback` when the key is absent.
     func choice<T: RawRepresentable & CaseIterable>(_ section: Section, _ key: String, default fallback: T) throws -> T
     where T.RawValue == String {
+        T(rawValue: try choice(section, key, among: T.allCases.map(\.rawValue), default: fallback.rawValue))!
+    }
+
+    /// The value of `key` among `values` (by their descriptions), or `fallback` when the key is absent.
+    func choice<T: CustomStringConvertible>(_ section: Section, _ key: String, among values: [T], default fallback: T)
+        throws -> T
+    {
         guard section.value(key) != nil else { return fallback }
         let text = try string(section, key)
-        guard let value = T(rawValue: text) else {
+        guard let value = values.first(where: { $0.description == text }) else {
             throw error(
                 section.child(key), section.line(of: key),
-                "'\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+                "'\(text)' is not one of \(values.map(\.description).joined(separator: ", "))")
         }
         return value
     }

@@ -94,10 +94,10 @@ extension FarmConfig {
             throw reader.error(
                 section.child("buckets"), section.line(of: "buckets"), "\(buckets) is not a power of two")
         }
-        let delivery = try reader.choice(section, "delivery", default: DeliveryChoice.directed)
+        let delivery = try reader.choice(
+            section, "delivery", among: DeliverySetting.all, default: DeliverySetting.fixed(.directed))
         return Farm(
-            name: name, vip: vip, delivery: Delivery(rawValue: delivery.rawValue) ?? .relay,
-            deliveryIsAuto: delivery == .auto,
+            name: name, vip: vip, delivery: delivery.fixed ?? .relay, deliverySetting: delivery,
             keyFile: try reader.string(section, "key_file"),
             heartbeatPort: UInt16(
                 try reader.integer(

@@ -11,8 +11,8 @@ struct FarmConfig: Equatable {
         /// The delivery mode in use: the configured one, or with `delivery: auto` the one the probe at start picked
         /// (until then relay, the mode that needs nothing of the switch).
         var delivery: Delivery
-        /// `delivery: auto`: `lbnode run` probes the network at start (`AutoDelivery`).
-        var deliveryIsAuto = false
+        /// `delivery:` as configured; with `auto`, `lbnode run` probes the network at start (`AutoDelivery`).
+        var deliverySetting: DeliverySetting
         /// The shared secret for heartbeat authentication.
         var keyFile: String
         var heartbeatPort: UInt16
@@ -110,11 +110,6 @@ struct FarmConfig: Equatable {
     /// Majority for three nodes or more; none for two (one survivor of two must serve).
     var effectiveQuorum: Membership.Quorum { farm.quorum ?? (peers.count >= 2 ? .majority : .none) }
 
-    /// What `delivery` may say.
-    enum DeliveryChoice: String, CaseIterable {
-        case auto, flood, directed, relay
-    }
-
     static let defaultHeartbeatPort: UInt16 = 7946
     /// A heartbeat every 4 ms, dead after 4 missed (16 ms): failover p99 under 25 ms, kill and link, both modes;
     /// 600 s of full load and floods at a generator's full speed without a view change (docs/benchmarks.md,
@@ -134,8 +129,7 @@ extension FarmConfig {
         }
         note("farm.name", farm.name, new.farm.name)
         note("farm.vip", farm.vip, new.farm.vip)
-        note(
-            "farm.delivery", farm.deliveryIsAuto ? nil : farm.delivery, new.farm.deliveryIsAuto ? nil : new.farm.delivery)
+        note("farm.delivery", farm.deliverySetting, new.farm.deliverySetting)
         note("farm.key_file", farm.keyFile, new.farm.keyFile)
         note("farm.heartbeat_port", farm.heartbeatPort, new.farm.heartbeatPort)
         note("farm.heartbeat_interval_ms", farm.heartbeatIntervalMilliseconds, new.farm.heartbeatIntervalMilliseconds)

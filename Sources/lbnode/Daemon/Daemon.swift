@@ -59,7 +59,7 @@ final class Daemon: @unchecked Sendable {
         let findings = try config.checkHost()
         for warning in findings.warnings { log(.warning, "\(warning)") }
         var deliveryReason: String?
-        if config.farm.deliveryIsAuto {
+        if config.farm.deliverySetting == .auto {
             log(.notice, "delivery auto: probing the network with the peers that run")
             var auto = AutoDelivery(
                 config: config, keys: keys, memoryDirectory: memoryDirectory, log: { [self] in log(.info, $0) },

@@ -89,7 +89,7 @@ extension NodeLoop {
         }
         snapshot.dataPathFault = controller.dataPathFault
         snapshot.leaderConflicts = controller.leaderConflicts
-        snapshot.deliveryAuto = config.farm.deliveryIsAuto
+        snapshot.deliveryAuto = config.farm.deliverySetting == .auto
         snapshot.deliveryReason = deliveryReason
         snapshot.deliveryProblem = deliveryWatch.problem
         snapshot.deliveryCheaper = deliveryWatch.cheaper?.rawValue

@@ -412,7 +412,7 @@ final class NodeLoop {
     private func reloadedConfiguration() -> FarmConfig? {
         do {
             var next = try FarmConfig.load(path: daemon.configPath)
-            if next.farm.deliveryIsAuto && config.farm.deliveryIsAuto {
+            if next.farm.deliverySetting == .auto && config.farm.deliverySetting == .auto {
                 next.farm.delivery = config.farm.delivery
             }
             let nextKeys = try next.checkKeyFile(configPath: daemon.configPath).keys

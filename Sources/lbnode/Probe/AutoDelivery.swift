@@ -53,7 +53,7 @@ struct AutoDelivery {
                     "delivery auto: node \(running.node) runs lbnode but its heartbeats do not say its delivery mode "
                         + "(an older version?): set delivery to that mode in this node's configuration")
             } else if !report.heard.isEmpty {
-                if let delivery = report.delivery.flatMap(Delivery.init(rawValue:)) {
+                if let delivery = report.delivery {
                     if report.vipInUse, let check = report.checks.first(where: { $0.name == "VIP free" }) {
                         log("delivery auto: WARNING: \(check.detail): clients may reach that host instead of the farm")
                     }
@@ -90,9 +90,9 @@ struct AutoDelivery {
 
     /// The mode the running nodes announce: the leader's, or else the lowest ID's.
     static func adopt(_ running: [FarmProbe.Report.RunningNode]) -> Decision? {
-        let sayers = running.filter { $0.delivery.flatMap(Delivery.init(rawValue:)) != nil }
+        let sayers = running.filter { $0.delivery != nil }
         guard let chosen = sayers.first(where: \.leader) ?? sayers.min(by: { $0.node < $1.node }),
-            let delivery = chosen.delivery.flatMap(Delivery.init(rawValue:))
+            let delivery = chosen.delivery
         else { return nil }
         return Decision(
             delivery: delivery,

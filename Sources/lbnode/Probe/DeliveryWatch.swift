@@ -53,8 +53,7 @@ struct DeliveryWatch {
             judged.isEmpty
             ? nil
             : [Delivery.flood, .directed].first { mode in
-                (FarmProbe.cost[mode.rawValue] ?? 0) < (FarmProbe.cost[delivery.rawValue] ?? 0)
-                    && (mode == .flood ? flooded : learned).count == judged.count
+                mode < delivery && (mode == .flood ? flooded : learned).count == judged.count
             }
         let next =
             failing.isEmpty

@@ -34,14 +34,14 @@ struct FarmProbe {
         /// A node that already runs lbnode (its heartbeats came in), and the delivery mode its heartbeats name.
         struct RunningNode: Codable, Equatable {
             var node: UInt16
-            var delivery: String?
+            var delivery: Delivery?
             var leader: Bool
         }
         var farm: String
         var node: UInt16
         var checks: [Check]
         /// The cheapest delivery mode that works for every node heard (flood, directed, relay), or nil.
-        var delivery: String?
+        var delivery: Delivery?
         var vipInUse: Bool
         var explanation: String
         /// The peers whose probe messages came in.
@@ -67,9 +67,6 @@ struct FarmProbe {
     var startSkewMilliseconds = 10_000
     /// The most datagrams one turn reads from the heartbeat port (a flood must not hold the probe's rounds back).
     static let datagramsPerTurn = 256
-
-    /// The delivery modes from the cheapest to the one that needs the least of the switch.
-    static let cost: [String: Int] = ["flood": 0, "directed": 1, "relay": 2]
 
     func run() throws -> Report {
         let me = config.node.id.rawValue
@@ -152,12 +149,12 @@ struct FarmProbe {
                     // A node that runs: a few more rounds hear the others (and the leader), then the probe is over.
                     if running.isEmpty { end = min(end, elapsed() + 300) }
                     running[heartbeat.sender.rawValue] = Report.RunningNode(
-                        node: heartbeat.sender.rawValue, delivery: heartbeat.delivery?.rawValue,
+                        node: heartbeat.sender.rawValue, delivery: heartbeat.delivery,
                         leader: heartbeat.leader)
                 }
             }
             if verdict == nil && elapsed() >= judgeAt() {
-                verdict = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery ?? "none"
+                verdict = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery?.rawValue ?? "none"
                 end = min(end, elapsed() + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
             }
             if verdict != nil && heard.values.allSatisfy({ $0.verdict != nil }) && running.isEmpty {
@@ -167,22 +164,24 @@ struct FarmProbe {
         }
         var report = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: vipAnswers)
         report.running = running.values.sorted { $0.node < $1.node }
-        combine(&report, verdicts: heard.compactMapValues(\.verdict))
+        combine(&report, verdicts: heard.compactMapValues { $0.verdict.map(Delivery.init(rawValue:)) })
         return report
     }
 
     /// The farm's verdict: the costliest of this node's and its peers' (a pair one of them cannot use rules a mode out
-    /// for the whole farm).
-    func combine(_ report: inout Report, verdicts: [UInt16: String]) {
+    /// for the whole farm). A peer's nil verdict (no mode works there) is costlier than any mode.
+    func combine(_ report: inout Report, verdicts: [UInt16: Delivery?]) {
         guard let own = report.delivery else { return }
-        let costliest = verdicts.filter { $0.value != own }.max {
-            (Self.cost[$0.value] ?? 3) < (Self.cost[$1.value] ?? 3)
+        func costlier(_ verdict: Delivery?, than other: Delivery?) -> Bool {
+            guard let verdict else { return other != nil }
+            return other.map { verdict > $0 } ?? false
         }
-        guard let (node, theirs) = costliest, (Self.cost[theirs] ?? 3) > (Self.cost[own] ?? 3) else { return }
-        report.delivery = Self.cost[theirs] == nil ? nil : theirs
+        let costliest = verdicts.max { costlier($1.value, than: $0.value) }
+        guard let (node, theirs) = costliest, costlier(theirs, than: own) else { return }
+        report.delivery = theirs
         report.explanation +=
-            "; but node \(node) found \(theirs == "none" ? "no mode" : theirs) works between it and "
-            + "its peers: \(report.delivery ?? "none") for the farm"
+            "; but node \(node) found \(theirs?.rawValue ?? "no mode") works between it and "
+            + "its peers: \(theirs?.rawValue ?? "none") for the farm"
     }
 
     /// This node's verdicts from what it saw (`frames`) and what its peers said they saw (`heard`).
@@ -238,7 +237,7 @@ struct FarmProbe {
                 ? "no answer to \(config.farm.vip.isIPv4 ? "ARP probes" : "duplicate address detection") for "
                     + config.farm.vip.address.description
                 : "\(config.farm.vip.address) is in use by \(vipAnswers.map(macText).sorted().joined(separator: ", "))")
-        let delivery: String?
+        let delivery: Delivery?
         let explanation: String
         if alone {
             delivery = nil
@@ -249,14 +248,14 @@ struct FarmProbe {
             delivery = nil
             explanation = "no delivery works until heartbeats pass both ways between every pair of nodes"
         } else if flooding.passed {
-            delivery = "flood"
+            delivery = .flood
             explanation = "the switch floods unknown unicast: flood, the cheapest (directed and relay work too)"
         } else if forged.passed && learned.passed {
-            delivery = "directed"
+            delivery = .directed
             explanation =
                 "no flooding, but the switch accepts and learns a server's second MAC: directed (relay works too)"
         } else {
-            delivery = "relay"
+            delivery = .relay
             explanation =
                 "the switch neither floods unknown unicast nor \(forged.passed ? "learns" : "accepts") a second MAC "
                 + "per port (a strict virtual switch): relay, which needs neither"
