@@ -49,7 +49,7 @@ extension FarmChaos {
     /// (0x88B5) to broadcast, half of them with the probe tag and a made-up node.
     func etherTypeFloodFrames() throws -> [[UInt8]] {
         let vipMAC = try vipMAC()
-        let clientMAC = macValue(farm.testbed.clients[0].mac!.bytes)
+        let clientMAC = farm.testbed.clients[0].macValue
         let others: [UInt16] = [0x88B5, 0x88CC, 0x8809, 0x9000, 0x1234, 0x88E5, 0x8847, 0x0842]
         return (0..<768).map { index in
             var payload = (0..<46).map { _ in UInt8.random(in: 0...255) }
@@ -69,8 +69,8 @@ extension FarmChaos {
     func icmpFloodFrames() throws -> [[UInt8]] {
         let vipMAC = try vipMAC()
         let client = farm.testbed.clients[0]
-        let clientMAC = macValue(client.mac!.bytes)
-        let witness = IPAddress(bytes: client.address.bytes)!
+        let clientMAC = client.macValue
+        let witness = client.ip
         let node = farm.testbed.servers[0]
         func echo(type: UInt8) -> [UInt8] {
             var message: [UInt8] = [type, 0, 0, 0] + (0..<28).map { _ in UInt8.random(in: 0...255) }
@@ -82,8 +82,8 @@ extension FarmChaos {
         return (0..<1024).map { index in
             if index % 4 == 0 {
                 return PacketBuilder.ip(
-                    destinationMAC: macValue(node.mac!.bytes), sourceMAC: clientMAC, source: witness,
-                    destination: IPAddress(bytes: node.address.bytes)!, protocol: 1, payload: echo(type: index % 8 == 0 ? 0 : 8))
+                    destinationMAC: node.macValue, sourceMAC: clientMAC, source: witness,
+                    destination: node.ip, protocol: 1, payload: echo(type: index % 8 == 0 ? 0 : 8))
             }
             return PacketBuilder.ip(
                 destinationMAC: vipMAC, sourceMAC: clientMAC,

@@ -49,7 +49,7 @@ extension FarmChaos {
                 let before = (fences(cut.standsDown), fences(cut.keeps))
                 let cutAt = probe.now
                 for drop in cut.drops {
-                    let from = IPAddress(bytes: farm.testbed.servers[drop.unheard - 1].address.bytes)!
+                    let from = farm.testbed.servers[drop.unheard - 1].ip
                     try farm.testbed.servers[drop.deaf - 1].namespace.run { () throws(NetlinkError) in
                         Result {
                             try NFTables.apply(

@@ -224,10 +224,10 @@ public struct FarmChaos {
         let client = farm.testbed.clients[0]
         let target = farm.testbed.servers[0]
         let spoofed = farm.testbed.servers[scenario == .deadPeerFlood ? 2 : 1]
-        let clientAddress = IPAddress(bytes: client.address.bytes)!
-        let targetAddress = IPAddress(bytes: target.address.bytes)!
-        let targetMAC = macValue(target.mac!.bytes)
-        let clientMAC = macValue(client.mac!.bytes)
+        let clientAddress = client.ip
+        let targetAddress = target.ip
+        let targetMAC = target.macValue
+        let clientMAC = client.macValue
         let frames: [[UInt8]] = (0..<256).map { index in
             var payload = [UInt8](repeating: 0, count: 80)
             for byte in payload.indices { payload[byte] = UInt8.random(in: 0...255) }
@@ -245,7 +245,7 @@ public struct FarmChaos {
             }
             return PacketBuilder.udp(
                 destinationMAC: targetMAC, sourceMAC: clientMAC,
-                source: spoofing ? IPAddress(bytes: spoofed.address.bytes)! : clientAddress,
+                source: spoofing ? spoofed.ip : clientAddress,
                 destination: targetAddress, sourcePort: 7946, destinationPort: 7946, payload: payload,
                 ttl: spoofing ? 255 : 64)
         }
@@ -406,7 +406,7 @@ public struct FarmChaos {
         let connections = try farm.connect(count: 100)
         let firstAnswers = connections.map { $0.request(Array("a".utf8), timeoutMilliseconds: 3000) }
         let vipMAC = try client.namespace.run { () throws(NetlinkError) in Self.neighbourMAC(of: farm.vip) } ?? 0
-        let clientMAC = macValue(client.mac!.bytes)
+        let clientMAC = client.macValue
         // Random sources on the segment's prefix, random ports: every SYN a new flow in some node's buckets.
         let frames: [[UInt8]] = (0..<4096).map { _ in
             PacketBuilder.tcp(

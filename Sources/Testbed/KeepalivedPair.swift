@@ -80,7 +80,7 @@ public final class KeepalivedPair {
         let client = testbed.clients[0]
         return try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) -> Int? in
-                let socket = try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 0)
+                let socket = try DatagramSocket(bindTo: client.ip, port: 0)
                 try socket.send(Array("ping".utf8), to: vip, port: VirtualFarm.echoPort)
                 return try socket.receive(timeoutMilliseconds: 200).flatMap { EchoServer.parseReply($0)?.server }
             }

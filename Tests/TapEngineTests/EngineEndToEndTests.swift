@@ -54,10 +54,10 @@ struct EngineEndToEndTests {
                         isARPLeader: index == 0, isDirector: index == 0,
                         nodeMACs: Dictionary(
                             uniqueKeysWithValues: testbed.servers.enumerated().map {
-                                (UInt16($0.offset + 1), macValue($0.element.mac!.bytes))
+                                (UInt16($0.offset + 1), $0.element.macValue)
                             }))
                     var configuration = EngineConfiguration(
-                        interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                        interface: "eth0", interfaceMAC: server.macValue,
                         tapName: "lb0")
                     configuration.injection = injection
                     let directory = stateDirectory + "/\(index)"
@@ -135,9 +135,9 @@ struct EngineEndToEndTests {
         var expected: [[UInt32]] = [[], []]
         try farm.fromClient { sender, client in
             // The client's own stack asks for the VIP by ARP and sends one datagram, as any client would.
-            try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 5000)
+            try DatagramSocket(bindTo: client.ip, port: 5000)
                 .send([0xFF, 0xFF, 0xFF, 0xFF], to: Self.vip, port: Self.port)
-            let clientMAC = macValue(client.mac!.bytes)
+            let clientMAC = client.macValue
             for index in 0..<count {
                 let (key, frame) = Self.datagram(index, to: farm.vmac, from: clientMAC)
                 let owner = farm.table.owner(
@@ -256,7 +256,7 @@ struct EngineEndToEndTests {
         #expect(farm.engines.allSatisfy { $0.stateGeneration == 2 })
         try farm.fromClient { sender, client in
             for index in 0..<500 {
-                try sender.send(Self.datagram(index, to: farm.vmac, from: macValue(client.mac!.bytes)).1)
+                try sender.send(Self.datagram(index, to: farm.vmac, from: client.macValue).1)
             }
         }
         let received = try farm.drain()

@@ -39,8 +39,8 @@ struct TestbedTests {
     @Test func clientsReachServersThroughTheSwitch() throws {
         let testbed = try VirtualNetwork(.init(servers: 2, clients: 1))
         defer { testbed.down() }
-        let server = IPAddress(bytes: testbed.servers[1].address.bytes)!
-        let client = IPAddress(bytes: testbed.clients[0].address.bytes)!
+        let server = testbed.servers[1].ip
+        let client = testbed.clients[0].ip
         let receiver = try testbed.servers[1].namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in try DatagramSocket(bindTo: server, port: 9000) }
         }.get()

@@ -137,7 +137,7 @@ struct FarmEndToEndTests {
         }
         let sender = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
-                let socket = try DatagramSocket(bindTo: IPAddress(bytes: client.address.bytes)!, port: 7000)
+                let socket = try DatagramSocket(bindTo: client.ip, port: 7000)
                 for bytes in [beat(2, .left).encoded(key: key), beat(2, .left).encoded(key: SymmetricKey(size: .bits256))] {
                     try socket.send(bytes, to: IPAddress("198.18.0.11")!, port: 7946)
                 }
@@ -147,7 +147,7 @@ struct FarmEndToEndTests {
         func spoof(_ heartbeat: Heartbeat, key: SymmetricKey) throws(SystemCallError) {
             try sender.send(
                 PacketBuilder.udp(
-                    destinationMAC: macValue(node1.mac!.bytes), sourceMAC: macValue(client.mac!.bytes),
+                    destinationMAC: node1.macValue, sourceMAC: client.macValue,
                     source: IPAddress("198.18.0.13")!, destination: IPAddress("198.18.0.11")!,
                     sourcePort: 7946, destinationPort: 7946, payload: heartbeat.encoded(key: key), ttl: 255))
         }

@@ -81,7 +81,7 @@ struct ProbeEndToEndTests {
         defer { farm.stop() }
         #expect(farm.waitForView(farm.fullView, nodes: [1, 2]), "\(farm.log(1))")
         let client = farm.testbed.clients[0]
-        let holder = VIPWatch.text(macValue(client.mac!.bytes))
+        let holder = VIPWatch.text(client.macValue)
         func vipOnClient(_ add: Bool) throws {
             try client.namespace.run { () throws(NetlinkError) in
                 let socket = try NetlinkSocket()

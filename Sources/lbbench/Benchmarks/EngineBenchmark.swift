@@ -46,6 +46,8 @@ struct EngineBenchmark {
     static let port: UInt16 = 9000
     static let seed = FarmSeed(farmName: "lbbench")
     static let virtualMAC = HardwareAddress(bytes: [0x02, 0x42] + vipPrefix.bytes.suffix(4))!
+    /// `virtualMAC` as the engine takes it.
+    static let virtualMACValue = macValue(virtualMAC.bytes)
 
     func run() throws -> EngineReport {
         var trials: [EngineReport.Trial] = []
@@ -87,7 +89,7 @@ struct EngineBenchmark {
                 try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                     .applySetup(stateDirectory: stateDirectory)
                 var configuration = EngineConfiguration(
-                    interface: "eth0", interfaceMAC: macValue(server.mac!.bytes),
+                    interface: "eth0", interfaceMAC: server.macValue,
                     tapName: "lb0")
                 configuration.ringBytes = 256 << 20
                 configuration.threads = threads
@@ -95,7 +97,7 @@ struct EngineBenchmark {
                 configuration.prefilter = false
                 let state = EngineState(
                     generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
-                    virtualMAC: macValue(Self.virtualMAC.bytes), table: table)
+                    virtualMAC: Self.virtualMACValue, table: table)
                 return try Engine(configuration: configuration, state: state)
             }
         }
@@ -105,7 +107,7 @@ struct EngineBenchmark {
             () throws(NetlinkError) in
             Result {
                 try FrameBlaster(
-                    interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes)))
+                    interface: "eth0", frames: clientFrames(clientMAC: testbed.clients[0].macValue))
             }
         }
         let sent = try blasterResult.get().run(seconds: seconds, rate: 0)
@@ -133,7 +135,7 @@ struct EngineBenchmark {
     func clientFrames(clientMAC: UInt64) -> [[UInt8]] {
         (0..<flows).map { index in
             PacketBuilder.udp(
-                destinationMAC: macValue(Self.virtualMAC.bytes), sourceMAC: clientMAC,
+                destinationMAC: Self.virtualMACValue, sourceMAC: clientMAC,
                 source: IPAddress(ipv4: 0xC612_8000 + UInt32(index % 32768)), destination: Self.vip,
                 sourcePort: UInt16(10000 + (index * 7919) % 50000), destinationPort: Self.port,
                 payload: Array(repeating: 0, count: frameBytes - 46))
@@ -162,10 +164,10 @@ struct EngineBenchmark {
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
                         let state = EngineState(
                             generation: 1, node: NodeID(index + 1)!, seed: Self.seed, vip: Self.vip,
-                            virtualMAC: macValue(Self.virtualMAC.bytes), table: table, isARPLeader: index == 0)
+                            virtualMAC: Self.virtualMACValue, table: table, isARPLeader: index == 0)
                         var configuration = EngineConfiguration(
                             interface: "eth0",
-                            interfaceMAC: macValue(server.mac!.bytes), tapName: "lb0")
+                            interfaceMAC: server.macValue, tapName: "lb0")
                         configuration.injection = path.engineInjection!
                         configuration.prefilter = path != .enginePrefilterOff
                         configuration.threads = threads
@@ -188,7 +190,7 @@ struct EngineBenchmark {
             () throws(NetlinkError) in
             Result {
                 try FrameBlaster(
-                    interface: "eth0", frames: clientFrames(clientMAC: macValue(testbed.clients[0].mac!.bytes)))
+                    interface: "eth0", frames: clientFrames(clientMAC: testbed.clients[0].macValue))
             }
         }
         let blaster = try blasterResult.get()

@@ -24,7 +24,7 @@ struct FrameWorkBenchmark {
     func buildFrames() -> (data: [UInt8], offsets: [Int]) {
         var random = SeededGenerator(seed: 5)
         let vip = EngineBenchmark.vip
-        let vmac = macValue(EngineBenchmark.virtualMAC.bytes)
+        let vmac = EngineBenchmark.virtualMACValue
         var data: [UInt8] = []
         var offsets = [0]
         for index in 0..<frames {
@@ -62,7 +62,7 @@ struct FrameWorkBenchmark {
             MembershipView(equalWeights: [NodeID(1)!, NodeID(2)!]), generation: 1)
         let state = EngineState(
             generation: 1, node: NodeID(1)!, seed: EngineBenchmark.seed, vip: EngineBenchmark.vip,
-            virtualMAC: macValue(EngineBenchmark.virtualMAC.bytes), table: table, isARPLeader: true)
+            virtualMAC: EngineBenchmark.virtualMACValue, table: table, isARPLeader: true)
         var flows = FlowTable(capacity: 1 << 20, idleTimeout: 300_000, closingTimeout: 10_000, seed: 3)
         var verdictCounts = [Int](repeating: 0, count: DropReason.allCases.count + 3)
         let clock = ContinuousClock()

@@ -74,8 +74,8 @@ struct SteadyCommand: ParsableCommand {
                 }
                 let frames = (0..<4096).map { index in
                     PacketBuilder.udp(
-                        destinationMAC: virtualMAC, sourceMAC: macValue(client.mac!.bytes),
-                        source: IPAddress(bytes: client.address.bytes)!, destination: farm.vip,
+                        destinationMAC: virtualMAC, sourceMAC: client.macValue,
+                        source: client.ip, destination: farm.vip,
                         sourcePort: UInt16(10000 + index), destinationPort: 9, payload: Array(repeating: 0, count: 18))
                 }
                 return try FrameBlaster(interface: VirtualNetwork.hostInterface, frames: frames)

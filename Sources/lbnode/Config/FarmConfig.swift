@@ -163,3 +163,20 @@ extension FarmConfig {
         return next
     }
 }
+
+// The configuration holds RouteSetup's address types (what `lbnode setup` configures); the engine, the sockets and the
+// heartbeats take Hashing's `IPAddress`. They are converted here, once (the module layout keeps the two apart).
+extension FarmConfig.Farm {
+    /// The VIP as the engine and the sockets take it.
+    var vipAddress: IPAddress { IPAddress(bytes: vip.bytes)! }
+}
+
+extension FarmConfig.Node {
+    /// This node's heartbeat address as sockets take it.
+    var ip: IPAddress { IPAddress(bytes: address.bytes)! }
+}
+
+extension FarmConfig.Peer {
+    /// The peer's heartbeat address as sockets take it.
+    var ip: IPAddress { IPAddress(bytes: address.bytes)! }
+}

@@ -48,7 +48,7 @@ struct EngineStateBuilder {
     init(config: FarmConfig, virtualMAC: UInt64) throws {
         me = config.node.id
         seed = FarmSeed(farmName: config.farm.name)
-        vip = IPAddress(bytes: config.farm.vip.bytes)!
+        vip = config.farm.vipAddress
         self.virtualMAC = virtualMAC
         delivery = config.farm.delivery
         tables = try TableBuilder(seed: seed, bucketCount: config.farm.buckets, algorithm: config.farm.table)

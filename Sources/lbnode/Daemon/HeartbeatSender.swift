@@ -26,7 +26,7 @@ struct HeartbeatSender {
     init(socket: HeartbeatSocket, port: UInt16, peers: [FarmConfig.Peer]) {
         self.socket = socket
         self.port = port
-        addresses = Dictionary(uniqueKeysWithValues: peers.map { ($0.id, IPAddress(bytes: $0.address.bytes)!) })
+        addresses = Dictionary(uniqueKeysWithValues: peers.map { ($0.id, $0.ip) })
     }
 
     /// Signs `heartbeat` with `key` and sends it to each of `peers`.

@@ -90,7 +90,7 @@ final class NodeLoop {
         self.interfaceMAC = interfaceMAC
         self.deliveryReason = deliveryReason
         let config = daemon.config
-        myAddress = IPAddress(bytes: config.node.address.bytes)!
+        myAddress = config.node.ip
         // Random, not the wall clock: a clock stepped back must not make a restarted node look like a replay.
         let incarnation = UInt64.random(in: 1...UInt64.max)
         controller = try NodeController(
@@ -131,7 +131,7 @@ final class NodeLoop {
                 (try? netlink.requireLink(named: interface)).flatMap { try? netlink.neighbours(onLink: $0.index) }
             } ?? [:]
         }
-        let vip = IPAddress(bytes: config.farm.vip.bytes)!
+        let vip = config.farm.vipAddress
         vipConnections = BackgroundCheck(label: "vip-connections") { try? TCPConnections.count(localAddress: vip) }
         self.virtualMAC = virtualMAC
         vipWatch = VIPWatch(interface: interface, vip: config.farm.vip, ownMAC: interfaceMAC, now: 0)
@@ -456,7 +456,7 @@ final class NodeLoop {
     /// Gives a new engine the VIP's connections the kernel still has: after a restart (its peers kept them for it while
     /// it was stopped) or a re-opened data path, this node serves them again once it owns their buckets.
     private func learnOpenConnections(into engine: Engine) {
-        let vip = IPAddress(bytes: config.farm.vip.bytes)!
+        let vip = config.farm.vipAddress
         do {
             let open = try TCPConnections.list(localAddress: vip)
             guard !open.isEmpty else { return }

@@ -16,10 +16,10 @@ struct NodeSockets {
 
     /// - Throws: `CommandFailure` naming the socket and what to do.
     init(config: FarmConfig, requests: DaemonRequests, log: @escaping @Sendable (Logger.Level, String) -> Void) throws {
-        let address = IPAddress(bytes: config.node.address.bytes)!
+        let address = config.node.ip
         filter = DatagramFilter(
             payloadSizes: Heartbeat.size...Heartbeat.maximumSize, magic: Heartbeat.magicWord,
-            sources: config.peers.map { IPAddress(bytes: $0.address.bytes)! }, pinnedOffset: Heartbeat.incarnationOffset)
+            sources: config.peers.map { $0.ip }, pinnedOffset: Heartbeat.incarnationOffset)
         do {
             heartbeat = try HeartbeatSocket(bindTo: address, port: config.farm.heartbeatPort, filter: filter)
         } catch {

@@ -76,7 +76,7 @@ struct FarmProbe {
         let frames = try ProbeFrames(
             interface: config.node.interface, ownMAC: ownMAC, farm: config.farm.name, me: me,
             peers: Set(peers.map(\.id.rawValue)))
-        let address = IPAddress(bytes: config.node.address.bytes)!
+        let address = config.node.ip
         let udp = try Socket(for: address, type: SOCK_DGRAM, nonBlocking: true)
         try udp.setOption(SOL_SOCKET, SO_REUSEADDR, 1, "share the heartbeat port")
         // TTL 255, as heartbeats: a running node's kernel filter takes nothing else (the probe's heartbeats are its
@@ -126,7 +126,7 @@ struct FarmProbe {
                     .encoded(key: heartbeatKeys[0])
                 for peer in peers {
                     for datagram in [signed, beat] {
-                        udp.send(datagram, to: IPAddress(bytes: peer.address.bytes)!, port: config.farm.heartbeatPort)
+                        udp.send(datagram, to: peer.ip, port: config.farm.heartbeatPort)
                     }
                 }
             }

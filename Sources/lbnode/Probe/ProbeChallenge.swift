@@ -38,7 +38,7 @@ struct ProbeChallenge {
     ) -> Heartbeat? {
         guard case .success(let heartbeat) = Heartbeat.decode(bytes, keys: keys),
             let peer = peers.first(where: { $0.id == heartbeat.sender }),
-            IPAddress(bytes: peer.address.bytes) == source, sent.answered(by: heartbeat, now: now)
+            peer.ip == source, sent.answered(by: heartbeat, now: now)
         else { return nil }
         return heartbeat
     }
