@@ -71,7 +71,7 @@ public struct FlowTable: ~Copyable {
     public static let ways = 8
     /// Bytes of memory per slot.
     public static let bytesPerSlot = 16
-    static let bytesPerSet = ways * bytesPerSlot
+    public static let bytesPerSet = ways * bytesPerSlot
     static let seenOffset = 4 * ways
     static let fingerprintOffset = 8 * ways
     /// The word stored per slot: bit 0 = closing (TCP FIN seen), bits 1-16 = the flow's value, bit 17 = confirmed,
@@ -261,6 +261,13 @@ public struct FlowTable: ~Copyable {
     }
 
     // MARK: - Hashes and sets
+
+    /// Where the flow `key` is or would go: its two sets, `bytesPerSet` bytes from each address. A set is usually a
+    /// cache miss (the table is larger than the caches), so a caller with other work to do prefetches both first.
+    public func sets(of key: FlowKey) -> (first: UnsafeRawPointer, second: UnsafeRawPointer) {
+        let (first, second) = sets(of: FlowHash.hash(seed: seed, key.client.high, key.client.low, key.portsWord))
+        return (UnsafeRawPointer(storage + first * Self.bytesPerSet), UnsafeRawPointer(storage + second * Self.bytesPerSet))
+    }
 
     /// Two independent VH1 hashes of a flow: `primary` picks the sets and the tag, `fingerprint` (its top 47 bits)
     /// confirms a match.

@@ -33,21 +33,36 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
 
     var batchesLeft: Int { script.withLock { $0.count } }
 
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
+    func receive(_ handle: (ReceivedFrame, _ next: ReceivedFrame?) -> Void, endOfBatch: () -> Void) -> Int {
         guard let block = script.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
             Thread.sleep(forTimeInterval: 0.001)  // an empty ring: the block timeout
             return 0
         }
+        // The block's frames side by side in one buffer, as in a ring: each stays in place until the batch ends, so
+        // that a frame handed over as the next one is where it was when its turn comes.
+        let starts = block.frames.reduce(into: [0]) { $0.append($0.last! + $1.bytes.count) }
+        let ring = UnsafeMutableRawBufferPointer.allocate(byteCount: max(starts.last!, 1), alignment: 16)
+        defer { ring.deallocate() }
         for (index, frame) in block.frames.enumerated() {
-            frame.bytes.withUnsafeBytes { bytes in
-                guard block.headsOnly.contains(index) else {
-                    return handle(ReceivedFrame(withOffloadHeader: bytes, isTruncated: frame.truncated, vlanTag: frame.vlan))
-                }
+            UnsafeMutableRawBufferPointer(rebasing: ring[starts[index]..<starts[index + 1]]).copyBytes(from: frame.bytes)
+        }
+        func bytes(_ index: Int, count: Int? = nil) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: ring.baseAddress! + starts[index], count: count ?? block.frames[index].bytes.count)
+        }
+        func whole(_ index: Int) -> ReceivedFrame? {
+            guard index < block.frames.count, !block.headsOnly.contains(index) else { return nil }
+            let frame = block.frames[index]
+            return ReceivedFrame(withOffloadHeader: bytes(index), isTruncated: frame.truncated, vlanTag: frame.vlan)
+        }
+        for (index, frame) in block.frames.enumerated() {
+            if let received = whole(index) {
+                handle(received, whole(index + 1))
+            } else {
                 waiting = frame.bytes
                 handle(
                     ReceivedFrame(
-                        withOffloadHeader: UnsafeRawBufferPointer(rebasing: bytes[0..<Self.headBytes]),
-                        vlanTag: frame.vlan, wholeLength: frame.bytes.count - OffloadHeader.size))
+                        withOffloadHeader: bytes(index, count: Self.headBytes), vlanTag: frame.vlan,
+                        wholeLength: frame.bytes.count - OffloadHeader.size), nil)
                 if waiting != nil { discardedWholes += 1 }
                 waiting = nil
             }

@@ -5,8 +5,10 @@
 protocol PacketPort: AnyObject {
     /// Hands the frames that are ready (or arrive within the poll timeout) to `handle`, in place in the ring, and
     /// calls `endOfBatch` after the last frame of each batch, before their ring slots go back to the kernel: writes
-    /// queued from a batch must complete there. Returns how many frames were handed over.
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int
+    /// queued from a batch must complete there. With each frame comes the one after it, when it is ready and
+    /// handed over next in the same batch (`next`, valid until that frame's turn), so that the engine can start on
+    /// it (`EngineWorker`'s lookahead). Returns how many frames were handed over.
+    func receive(_ handle: (ReceivedFrame, _ next: ReceivedFrame?) -> Void, endOfBatch: () -> Void) -> Int
 
     /// The whole frame whose head `handle` was given (`ReceivedFrame.wholeLength`), read from where it waits; valid
     /// until `handle` returns. Nil if it is gone (the queue had no room): count it as cut. A head whose frame is not

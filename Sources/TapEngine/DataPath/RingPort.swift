@@ -223,7 +223,7 @@ final class RingPort: PacketPort {
         }
     }
 
-    func receive(_ handle: (ReceivedFrame) -> Void, endOfBatch: () -> Void) -> Int {
+    func receive(_ handle: (ReceivedFrame, _ next: ReceivedFrame?) -> Void, endOfBatch: () -> Void) -> Int {
         // Frames are coming in bunches: a nap gathers the next ones into one batch, where waiting in poll would wake
         // the engine once per frame (a wake-up costs more than the frame). After a batch of one frame (a quiet link,
         // a request and its answer) the engine waits in poll, so that the next frame wakes it at once.
@@ -260,15 +260,16 @@ final class RingPort: PacketPort {
             let slot = slot(current)
             let status = vipfarm_slot_status(slot)
             guard status & UInt32(TP_STATUS_USER) != 0 else { break }
-            let info = vipfarm_slot_info(slot)
-            let head = UnsafeRawBufferPointer(
-                start: UnsafeRawPointer(info.frame) - OffloadHeader.size, count: Int(info.captured) + OffloadHeader.size)
-            let vlanTag = status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil
             if status & UInt32(TP_STATUS_COPY) != 0 {
+                let info = vipfarm_slot_info(slot)
+                let head = UnsafeRawBufferPointer(
+                    start: UnsafeRawPointer(info.frame) - OffloadHeader.size,
+                    count: Int(info.captured) + OffloadHeader.size)
+                let vlanTag = status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil
                 // The slot holds the head; the whole frame waits on the socket, read only if the engine takes it.
                 complete()  // the copy buffer is reused: what was queued before goes first
                 wholeWaiting = true
-                handle(ReceivedFrame(withOffloadHeader: head, vlanTag: vlanTag, wholeLength: Int(info.length)))
+                handle(ReceivedFrame(withOffloadHeader: head, vlanTag: vlanTag, wholeLength: Int(info.length)), nil)
                 if wholeWaiting { recv(socket, nil, 0, Int32(MSG_DONTWAIT | MSG_TRUNC)) }  // not taken: discarded unread
                 wholeWaiting = false
                 endOfBatch()
@@ -276,7 +277,8 @@ final class RingPort: PacketPort {
                 current = (current + 1) % slotCount
                 first = current
             } else {
-                handle(ReceivedFrame(withOffloadHeader: head, isTruncated: info.captured < info.length, vlanTag: vlanTag))
+                let next = frames + 1 < Self.framesPerDispatch ? readyFrame(at: (current + 1) % slotCount) : nil
+                handle(frame(in: slot, status: status), next)
                 current = (current + 1) % slotCount
                 taken += 1
             }
@@ -285,6 +287,27 @@ final class RingPort: PacketPort {
         complete()
         busy = frames > 1
         return frames
+    }
+
+    /// The frame in a slot the kernel has handed over (not a `TP_STATUS_COPY` one), in place.
+    @inline(__always)
+    private func frame(in slot: UnsafeMutableRawPointer, status: UInt32) -> ReceivedFrame {
+        let info = vipfarm_slot_info(slot)
+        return ReceivedFrame(
+            withOffloadHeader: UnsafeRawBufferPointer(
+                start: UnsafeRawPointer(info.frame) - OffloadHeader.size, count: Int(info.captured) + OffloadHeader.size),
+            isTruncated: info.captured < info.length,
+            vlanTag: status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil)
+    }
+
+    /// The frame in slot `index` if the kernel has handed it over and it is not a `TP_STATUS_COPY` one (whose head
+    /// the engine handles on its own).
+    @inline(__always)
+    private func readyFrame(at index: Int) -> ReceivedFrame? {
+        let slot = slot(index)
+        let status = vipfarm_slot_status(slot)
+        guard status & UInt32(TP_STATUS_USER) != 0, status & UInt32(TP_STATUS_COPY) == 0 else { return nil }
+        return frame(in: slot, status: status)
     }
 
     /// The whole frame of the `TP_STATUS_COPY` slot being handled, read from the socket's queue into the copy buffer.

@@ -38,6 +38,10 @@ struct FramesCommand: ParsableCommand {
         table.add(["parse, ns/frame", String(format: "%.1f", report.nanosecondsPerFrameParse)])
         table.add(["parse + decide, ns/frame", String(format: "%.1f", report.nanosecondsPerFrameParseAndDecide)])
         table.add([
+            "the same, one frame at a time (no lookahead), ns/frame",
+            String(format: "%.1f", report.nanosecondsPerFrameOneAtATime),
+        ])
+        table.add([
             "heap allocations in one pass",
             report.allocationsCounted ? "\(report.allocations)" : "not counted (interposer not loaded)",
         ])
