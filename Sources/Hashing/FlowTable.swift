@@ -266,7 +266,8 @@ public struct FlowTable: ~Copyable {
     /// cache miss (the table is larger than the caches), so a caller with other work to do prefetches both first.
     public func sets(of key: FlowKey) -> (first: UnsafeRawPointer, second: UnsafeRawPointer) {
         let (first, second) = sets(of: FlowHash.hash(seed: seed, key.client.high, key.client.low, key.portsWord))
-        return (UnsafeRawPointer(storage + first * Self.bytesPerSet), UnsafeRawPointer(storage + second * Self.bytesPerSet))
+        let base = UnsafeRawPointer(storage)
+        return (base + first * Self.bytesPerSet, base + second * Self.bytesPerSet)
     }
 
     /// Two independent VH1 hashes of a flow: `primary` picks the sets and the tag, `fingerprint` (its top 47 bits)

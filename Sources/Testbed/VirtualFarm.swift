@@ -38,7 +38,8 @@ public final class VirtualFarm {
         public var absentServers: Set<Int> = []
 
         public init(
-            testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1), delivery: DeliverySetting = .fixed(.directed),
+            testbed: VirtualNetwork.Description = .init(servers: 3, clients: 1),
+            delivery: DeliverySetting = .fixed(.directed),
             vip: String = "198.18.0.100", heartbeatIntervalMilliseconds: Int? = nil, deadAfter: Int? = nil,
             extraConfig: [Int: String] = [:], startNodes: Set<Int>? = nil, realApplications: Bool = false
         ) {

@@ -44,10 +44,12 @@ final class ScriptedPort: PacketPort, @unchecked Sendable {
         let ring = UnsafeMutableRawBufferPointer.allocate(byteCount: max(starts.last!, 1), alignment: 16)
         defer { ring.deallocate() }
         for (index, frame) in block.frames.enumerated() {
-            UnsafeMutableRawBufferPointer(rebasing: ring[starts[index]..<starts[index + 1]]).copyBytes(from: frame.bytes)
+            UnsafeMutableRawBufferPointer(rebasing: ring[starts[index]..<starts[index + 1]]).copyBytes(
+                from: frame.bytes)
         }
         func bytes(_ index: Int, count: Int? = nil) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(start: ring.baseAddress! + starts[index], count: count ?? block.frames[index].bytes.count)
+            UnsafeRawBufferPointer(
+                start: ring.baseAddress! + starts[index], count: count ?? block.frames[index].bytes.count)
         }
         func whole(_ index: Int) -> ReceivedFrame? {
             guard index < block.frames.count, !block.headsOnly.contains(index) else { return nil }
@@ -321,7 +323,9 @@ struct EngineTests {
         for (engine, _, _) in engines { _ = engine.runBatch() }
         let (owner, _, sink) = engines.first { !$0.2.written.isEmpty }!
         #expect(sink.written.count + Int(owner.batch.dropped(.echoRateLimited)) == 3000)
-        #expect(sink.written.count >= Int(AnswerBudget.echo.burst) && sink.written.count < Int(AnswerBudget.echo.burst) + 50)
+        #expect(
+            sink.written.count >= Int(AnswerBudget.echo.burst) && sink.written.count < Int(AnswerBudget.echo.burst) + 50
+        )
         #expect(engines.allSatisfy { $0.0.batch.dropped(.notOwner) == 3000 || $0.0 === owner })
     }
 

@@ -16,7 +16,8 @@ struct ScenarioTests {
     @Test func directedWorksBehindARouterAndFloodCannotWorkWithoutFlooding() {
         let routed = ScenariosCommand.check(Self.variant("clients behind a router"), delivery: .fixed(.directed))
         #expect(routed.0, "\(routed.1)")
-        let noFlood = ScenariosCommand.check(Self.variant("bridge, unknown-unicast flooding off"), delivery: .fixed(.flood))
+        let noFlood = ScenariosCommand.check(
+            Self.variant("bridge, unknown-unicast flooding off"), delivery: .fixed(.flood))
         #expect(!noFlood.0, "\(noFlood.1)")
     }
 

@@ -207,7 +207,8 @@ final class RingPort: PacketPort {
     }
 
     /// A filter that takes nothing.
-    private static func withDropAll(_ body: (inout sock_fprog) throws(SystemCallError) -> Void) throws(SystemCallError) {
+    private static func withDropAll(_ body: (inout sock_fprog) throws(SystemCallError) -> Void) throws(SystemCallError)
+    {
         var drop = sock_filter(code: 0x06, jt: 0, jf: 0, k: 0)  // BPF_RET | BPF_K: 0
         try withUnsafeMutablePointer(to: &drop) { (pointer) throws(SystemCallError) in
             var program = sock_fprog(len: 1, filter: pointer)
@@ -232,7 +233,8 @@ final class RingPort: PacketPort {
         }
         if vipfarm_slot_status(slot(current)) & UInt32(TP_STATUS_USER) == 0 {
             var pollers = (
-                pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
+                pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
             )
             let ready = withUnsafeMutablePointer(to: &pollers) {
                 $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, timeoutMilliseconds) }
@@ -295,7 +297,8 @@ final class RingPort: PacketPort {
         let info = vipfarm_slot_info(slot)
         return ReceivedFrame(
             withOffloadHeader: UnsafeRawBufferPointer(
-                start: UnsafeRawPointer(info.frame) - OffloadHeader.size, count: Int(info.captured) + OffloadHeader.size),
+                start: UnsafeRawPointer(info.frame) - OffloadHeader.size, count: Int(info.captured) + OffloadHeader.size
+            ),
             isTruncated: info.captured < info.length,
             vlanTag: status & UInt32(TP_STATUS_VLAN_VALID) != 0 ? info.vlan_tci : nil)
     }

@@ -121,7 +121,8 @@ struct FrameWorkBenchmark {
         }
         return Report(
             frames: frames, nanosecondsPerFrameParse: median(parseTimes),
-            nanosecondsPerFrameParseAndDecide: median(decideTimes), nanosecondsPerFrameOneAtATime: median(oneAtATimeTimes),
+            nanosecondsPerFrameParseAndDecide: median(decideTimes),
+            nanosecondsPerFrameOneAtATime: median(oneAtATimeTimes),
             allocations: Int64(allocations),
             allocationsCounted: Self.interposerIsLoaded, verdicts: verdicts)
     }
@@ -131,7 +132,8 @@ struct FrameWorkBenchmark {
     /// forward and answer. A function of its own, so that the flow table and the counts are plain `inout`: captured
     /// by a closure, they would cost exclusivity checks at run time that are the harness's, not the decision's.
     static func parseAndDecide(
-        _ bytes: UnsafeRawBufferPointer, offsets: [Int], state: EngineState, flows: inout FlowTable, counts: inout [Int],
+        _ bytes: UnsafeRawBufferPointer, offsets: [Int], state: EngineState, flows: inout FlowTable,
+        counts: inout [Int],
         lookahead: Bool
     ) {
         func parse(_ index: Int) -> ParseOutcome {

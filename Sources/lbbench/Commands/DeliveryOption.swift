@@ -7,5 +7,6 @@ extension DeliverySetting: ExpressibleByArgument {
 
     public static var allValueStrings: [String] { all.map(\.description) }
 
-    static let help = "How client frames reach the servers; auto: each lbnode probes the network at start and picks one."
+    static let help =
+        "How client frames reach the servers; auto: each lbnode probes the network at start and picks one."
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
-import TapEngine
 import Foundation
 import Hashing
+import TapEngine
 import Testbed
 
 /// `lbbench scenarios`: does the farm work in networks nobody told us about?
@@ -89,7 +89,8 @@ struct ScenariosCommand: ParsableCommand {
         }
         do {
             var table = TextTable(
-                title: "Scenarios: requests and failover per network", header: ["network"] + Self.deliveries.map(\.description))
+                title: "Scenarios: requests and failover per network",
+                header: ["network"] + Self.deliveries.map(\.description))
             for variant in Self.variants {
                 let cells = Self.deliveries.map(\.description).map { delivery -> String in
                     guard let result = results.first(where: { $0.variant == variant.name && $0.delivery == delivery })

@@ -90,7 +90,8 @@ struct SteadyCommand: ParsableCommand {
             changes[node] = lines.filter { $0.contains(" view ") || $0.contains(" is dead") }.map(String.init)
         }
         let report = Report(
-            seconds: seconds, delivery: delivery.description, deadNode: deadNode, framesSent: sent, framesPerSecond: Double(sent) / seconds,
+            seconds: seconds, delivery: delivery.description, deadNode: deadNode, framesSent: sent,
+            framesPerSecond: Double(sent) / seconds,
             falseFailovers: changes)
         do {
             var table = TextTable(

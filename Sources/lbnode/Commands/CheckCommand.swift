@@ -25,11 +25,11 @@ struct CheckCommand: ParsableCommand {
             let findings = try farm.checkHost()
             for warning in findings.warnings { printError("lbnode: warning: \(warning)") }
         }
-        let delivery = farm.farm.deliverySetting
+        let delivery = farm.farm.deliverySetting == .auto ? "auto (probed at start)" : "\(farm.farm.deliverySetting)"
         print(
             """
             \(config): ok
-              farm \(farm.farm.name): VIP \(farm.farm.vip.address), \(delivery)\(delivery == .auto ? " (probed at start)" : "") delivery, \
+              farm \(farm.farm.name): VIP \(farm.farm.vip.address), \(delivery) delivery, \
             \(farm.farm.buckets) buckets (\(farm.farm.table.rawValue)), heartbeats every \
             \(farm.farm.heartbeatIntervalMilliseconds) ms on port \(farm.farm.heartbeatPort), dead after \
             \(farm.farm.deadAfter) missed

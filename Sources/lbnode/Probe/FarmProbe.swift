@@ -154,7 +154,8 @@ struct FarmProbe {
                 }
             }
             if verdict == nil && elapsed() >= judgeAt() {
-                verdict = report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery?.rawValue ?? "none"
+                verdict =
+                    report(heard: heard, frames: frames, mtu: link.mtu, vipAnswers: []).delivery?.rawValue ?? "none"
                 end = min(end, elapsed() + (heard.isEmpty ? 0 : window))  // wait for the others' verdicts
             }
             if verdict != nil && heard.values.allSatisfy({ $0.verdict != nil }) && running.isEmpty {
@@ -202,7 +203,9 @@ struct FarmProbe {
         func check(_ name: String, _ missing: [String], passed: String, failed: String, ofSwitch: Bool = true)
             -> Report.Check
         {
-            if alone && ofSwitch { return Report.Check(name: name, passed: false, detail: "not judged: no peer is probing") }
+            if alone && ofSwitch {
+                return Report.Check(name: name, passed: false, detail: "not judged: no peer is probing")
+            }
             return Report.Check(
                 name: name, passed: missing.isEmpty,
                 detail: missing.isEmpty ? passed : "\(failed): \(missing.joined(separator: ", "))")
