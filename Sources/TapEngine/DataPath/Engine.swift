@@ -394,7 +394,7 @@ public final class Engine: @unchecked Sendable {
 
     func runBatch() -> Int { workers[0].runBatch() }
     var batch: EngineCounters { workers[0].batch }
-    var flowTableCount: Int { workers[0].flows.count }
+    var flowTableCount: Int { workers[0].flowCount }
 }
 
 /// The prefilter's program on the engine's rings.

@@ -14,7 +14,7 @@ struct EngineCommand: ParsableCommand {
             packets per second, per-server counts, loss, machine CPU and the extra CPU per delivered packet over the \
             baseline, the share of the frames each engine took (and each of its threads), and the engine's drops by \
             reason. Each rate is one trial per path and thread count (--threads). Then the drain, per thread count: \
-            a stopped engine's rings filled, and how fast the engine empties them.
+            a stopped engine's rings filled, and how fast the engine empties them (three drains, their median).
             """
     )
 
@@ -29,7 +29,7 @@ struct EngineCommand: ParsableCommand {
 
     @Option(
         parsing: .upToNextOption,
-        help: "Engine threads per server: the engine paths and the drain run once for each count.")
+        help: "Engine threads per server: the engine paths and the drains run for each count.")
     var threads: [Int] = [1]
 
     @OptionGroup var output: ReportOptions

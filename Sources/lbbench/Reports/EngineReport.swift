@@ -45,6 +45,8 @@ struct EngineReport: Codable {
         /// Frames each thread inspected, and frames on the wrong thread.
         var perThread: [UInt64]
         var wrongThread: UInt64
+        /// Frames inspected per second in each of the drains of this thread count; this one is their median.
+        var runs: [Double] = []
         var inspectedPerSecond: Double { Double(inspected) / seconds }
         var injectedPerSecond: Double { Double(injected) / seconds }
     }
@@ -110,7 +112,9 @@ struct EngineReport: Codable {
             for trial in rows where !trial.engineReceived.isEmpty && trial.sent > 0 {
                 // What each engine's ring took, against its share of the farm's frames (1/servers).
                 let shares = trial.engineReceived.map { f(100 * Double($0) / Double(trial.sent), 1) + " %" }
-                let kept = trial.prefilterDropped.map { " (the prefilter kept \($0.map(String.init).joined(separator: "/")) out)" }
+                let kept = trial.prefilterDropped.map {
+                    " (the prefilter kept \($0.map(String.init).joined(separator: "/")) out)"
+                }
                 result.append(
                     "\(trial.label): each engine took \(shares.joined(separator: ", ")) of the frames sent, "
                         + "a share being \(f(100 / Double(trial.engineReceived.count), 1)) %" + (kept ?? ""))
@@ -121,7 +125,8 @@ struct EngineReport: Codable {
                     }
                     let wrong = (trial.wrongThread ?? []).reduce(0, +)
                     result.append(
-                        "\(trial.label): frames per thread \(split.joined(separator: ", ")), on the wrong thread \(wrong)")
+                        "\(trial.label): frames per thread \(split.joined(separator: ", ")), on the wrong thread \(wrong)"
+                    )
                 }
             }
             if let kernel = rows.first(where: { $0.path == .nftables }), kernel.delivered > 0 {
@@ -140,15 +145,16 @@ struct EngineReport: Codable {
         }
         if !drains.isEmpty {
             var table = TextTable(
-                title: "Drain: full rings emptied by one engine (its ceiling with that many threads)",
+                title: "Drain: full rings emptied by one engine (its ceiling with that many threads; the median drain)",
                 header: [
-                    "threads", "frames in rings", "inspected/s", "injected into TAP/s", "seconds", "ring drops",
-                    "per thread (max/min)", "wrong thread",
+                    "threads", "frames in rings", "inspected/s", "each drain, inspected/s", "injected into TAP/s",
+                    "seconds", "ring drops", "per thread (max/min)", "wrong thread",
                 ])
             for drain in drains {
                 table.add([
                     "\(drain.threads)", "\(drain.inspected)", f(drain.inspectedPerSecond, 0),
-                    f(drain.injectedPerSecond, 0), f(drain.seconds, 3), "\(drain.ringDrops)",
+                    drain.runs.map { f($0, 0) }.joined(separator: " "), f(drain.injectedPerSecond, 0),
+                    f(drain.seconds, 3), "\(drain.ringDrops)",
                     drain.perThread.map(String.init).joined(separator: "/")
                         + (Self.balance(drain.perThread).map { " (\(f($0, 3)))" } ?? ""),
                     "\(drain.wrongThread)",
