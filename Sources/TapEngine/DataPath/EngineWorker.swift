@@ -121,11 +121,14 @@ final class EngineWorker: @unchecked Sendable {
                 lastKernelDrops = drops
             }
             // The whole table every second, a hundredth per 10 ms: `flowCount` then follows connections that ended
-            // within a second (a drain ends when it reaches 0), at a few microseconds per sweep.
-            let sinceSweep = now &- lastSweep
+            // within a second (a drain ends when it reaches 0), at a few microseconds per sweep. With the batch's
+            // clock, read again at its first frame after the wait: flows it saw are younger than the loop's `now`,
+            // whose age against them would wrap round and expire them.
+            let batchNow = work.now
+            let sinceSweep = batchNow &- lastSweep
             if sinceSweep >= 10 {
-                lastSweep = now
-                work.flows.expire(now: now, sets: sweepSets * Int(min(sinceSweep / 10, 100)))
+                lastSweep = batchNow
+                work.flows.expire(now: batchNow, sets: sweepSets * Int(min(sinceSweep / 10, 100)))
             }
             publish()
         }
