@@ -8,9 +8,10 @@ struct FramesCommand: ParsableCommand {
         abstract: "Measure the engine's own work per frame (parse + decide) and count its heap allocations.",
         discussion: """
             Runs the parser and the decision over --frames prebuilt frames (UDP, TCP, ARP, malformed) in memory, \
-            with no system call, and reports nanoseconds per frame (median of --repetitions passes). A final pass \
-            runs with a malloc interposer counting every allocation in the process; lbbench restarts itself with \
-            LD_PRELOAD to load it.
+            with no system call, and reports nanoseconds per frame (median of --repetitions passes): the engine's \
+            way (the next frame parsed and its flow-table sets prefetched while one is decided) and, alternating \
+            with it, one frame at a time. A final pass runs with a malloc interposer counting every allocation in \
+            the process; lbbench restarts itself with LD_PRELOAD to load it.
             """
     )
 
