@@ -51,9 +51,8 @@ public struct EngineThreadStatus: Sendable, Equatable {
 ///
 /// Threads: `run` owns the port, the sink, the flow table and the current `EngineState`; other threads read `status`.
 final class EngineWorker: @unchecked Sendable {
-    /// This thread's number, and how many the engine runs.
+    /// This thread's number.
     let index: Int
-    let threadCount: Int
     let port: any PacketPort
     /// Everything the thread changes frame by frame (the flow table, the state it runs, the batch's counters).
     private var work: WorkerState
@@ -64,7 +63,6 @@ final class EngineWorker: @unchecked Sendable {
         configuration: EngineConfiguration
     ) {
         self.index = index
-        self.threadCount = threadCount
         self.port = port
         work = WorkerState(
             index: index, of: threadCount, port: port, sink: sink, orders: orders, configuration: configuration)

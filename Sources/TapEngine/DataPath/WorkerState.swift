@@ -120,7 +120,7 @@ struct WorkerState: ~Copyable {
             return
         }
         let outcome = FrameParser.parse(next.bytes, wholeLength: next.wholeLength)
-        if case .frame(let frame) = outcome, frame.key.proto == .tcp { flows.prefetch(frame.key) }
+        flows.prefetch(for: outcome)
         lookahead = (next.withOffloadHeader, outcome)
     }
 

@@ -12,4 +12,10 @@ extension FlowTable {
         vipfarm_prefetch(second)
         vipfarm_prefetch(second + 64)
     }
+
+    /// Prefetches the sets of the connection `outcome` is a frame of, when its decision may look it up (TCP).
+    @inline(__always)
+    public func prefetch(for outcome: ParseOutcome) {
+        if case .frame(let frame) = outcome, frame.key.proto == .tcp { prefetch(frame.key) }
+    }
 }

@@ -142,12 +142,12 @@ struct FrameWorkBenchmark {
         let frames = offsets.count - 1
         var next = parse(0)
         for index in 0..<frames {
-            let outcome = next
-            if index + 1 < frames && lookahead {
+            let outcome = lookahead ? next : parse(index)
+            if lookahead && index + 1 < frames {
                 next = parse(index + 1)
-                if case .frame(let ahead) = next, ahead.key.proto == .tcp { flows.prefetch(ahead.key) }
+                flows.prefetch(for: next)
             }
-            switch lookahead ? outcome : parse(index) {
+            switch outcome {
             case .drop(let reason):
                 counts[reason.rawValue] += 1
             case .frame(let parsed):

@@ -1,6 +1,6 @@
 import ArgumentParser
-import TapEngine
 import Foundation
+import TapEngine
 
 /// `lbbench apps`: real applications (nginx under wrk, iperf3) through the VIP against straight to one server.
 struct AppsCommand: ParsableCommand {

@@ -1,6 +1,6 @@
 import ArgumentParser
-import TapEngine
 import Foundation
+import TapEngine
 
 /// `lbbench demo`: the whole product on one machine, in under a minute.
 struct DemoCommand: ParsableCommand {

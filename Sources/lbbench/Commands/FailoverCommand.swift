@@ -1,7 +1,7 @@
 import ArgumentParser
-import TapEngine
 import Foundation
 import Hashing
+import TapEngine
 
 /// `lbbench failover`: how long the clients of a failed server wait, on a testbed.
 struct FailoverCommand: ParsableCommand {
