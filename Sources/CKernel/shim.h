@@ -275,17 +275,16 @@ static inline int vipfarm_interface_mtu(int fd, const char *name) {
     return request.ifr_mtu;
 }
 
-// The interface's flags (SIOCGIFFLAGS: IFF_UP, IFF_RUNNING, ...), or -1 (errno set).
-static inline int vipfarm_interface_flags(const char *name) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
+// The index of interface `name` (SIOCGIFINDEX) and its flags (SIOCGIFFLAGS: IFF_UP, IFF_RUNNING, ...), asked on
+// `fd` (any AF_INET datagram socket, kept open by the caller); -1 (errno set) if there is no such interface.
+static inline int vipfarm_interface_state(int fd, const char *name, int *index, int *flags) {
     struct ifreq request = { 0 };
     strncpy(request.ifr_name, name, IFNAMSIZ - 1);
-    int result = ioctl(fd, SIOCGIFFLAGS, &request);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return result < 0 ? -1 : request.ifr_flags;
+    if (ioctl(fd, SIOCGIFINDEX, &request) < 0) return -1;
+    *index = request.ifr_ifindex;
+    if (ioctl(fd, SIOCGIFFLAGS, &request) < 0) return -1;
+    *flags = request.ifr_flags;
+    return 0;
 }
 
 // Frames the kernel dropped (ring full) since the last call; PACKET_STATISTICS resets on read.

@@ -72,6 +72,9 @@ struct AppsBenchmark {
         // Measured in steady ownership, as a farm runs, not in the handover windows its nodes' joins opened.
         progress("\(delivery): waiting for the joins' handover windows to end (30 s)")
         if !farm.waitForHandoversToEnd(nodes: everyone) { progress("\(delivery): a handover window is still open") }
+        let (_, rest) = measuringCPU(of: farm) { Thread.sleep(forTimeInterval: Self.restSeconds) }
+        report.atRest = (report.atRest ?? []) + [.init(delivery: delivery, seconds: Self.restSeconds, cpu: rest)]
+        progress(String(format: "%@: at rest, the lbnodes used %.3f cores", delivery, rest.lbnodeCores))
         let client = farm.testbed.clients[0].namespace
         let server = farm.testbed.servers[0]
         let targets = [
@@ -83,14 +86,16 @@ struct AppsBenchmark {
                 let label = "\(delivery)-\(path.rawValue)".replacingOccurrences(of: ", ", with: "-")
                     .replacingOccurrences(of: " ", with: "-")
                 let recording = try profileDirectory.flatMap { directory in
-                    repetition == 1 ? try SystemProfile.start(seconds: seconds, directory: directory, label: label) : nil
+                    repetition == 1
+                        ? try SystemProfile.start(seconds: seconds, directory: directory, label: label) : nil
                 }
                 let (web, webCPU) = try measuringCPU(of: farm) {
                     try Wrk.run(in: client, url: Self.url(address), seconds: seconds, connections: connections)
                 }
                 if let recording {
                     let profile = try recording.finish(requests: web.requests)
-                    report.profiles = (report.profiles ?? []) + [.init(delivery: delivery, path: path, profile: profile)]
+                    report.profiles =
+                        (report.profiles ?? []) + [.init(delivery: delivery, path: path, profile: profile)]
                 }
                 report.web.append(
                     .init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: webCPU))
@@ -100,7 +105,8 @@ struct AppsBenchmark {
                     .init(delivery: delivery, path: path, repetition: repetition, result: latency))
                 progress(
                     "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): one request at a time "
-                        + String(format: "median %.0f µs, p99 %.0f µs", latency.medianMicroseconds,
+                        + String(
+                            format: "median %.0f µs, p99 %.0f µs", latency.medianMicroseconds,
                             latency.p99Microseconds))
                 for test in AppsReport.BulkTest.allCases {
                     let (result, cpu) = try measuringCPU(of: farm) {
@@ -114,7 +120,8 @@ struct AppsBenchmark {
                             cpu: cpu))
                     progress(
                         "\(delivery) \(repetition)/\(repetitions) \(path.rawValue): iperf3 \(test.rawValue) "
-                            + String(format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
+                            + String(
+                                format: "%.0f Mbit/s, %.3f %% lost, %d retransmits",
                                 result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
                 }
             }
@@ -126,6 +133,9 @@ struct AppsBenchmark {
         report.kills.append(kill)
         progress("\(delivery): wrk while node \(Self.victim) is killed: \(Self.summary(kill.result))")
     }
+
+    /// How long the farm's CPU is measured at rest, before any traffic.
+    static let restSeconds = 5.0
 
     /// The VIP of the IPv6 runs, in the testbed's IPv6 subnet.
     static let vip6 = "2001:2::100"

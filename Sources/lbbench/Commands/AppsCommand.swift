@@ -9,16 +9,15 @@ struct AppsCommand: ParsableCommand {
         abstract: "Measure nginx under wrk and iperf3 through the VIP against straight to one server (root).",
         discussion: """
             Per delivery mode, a testbed farm of three servers running `lbnode run`, on hosts with the kernel's \
-            offloads (checksum offload and TSO on, GRO on the servers' NICs), with Debian's nginx and an iperf3 \
-            server on every server (a rule with `affinity: single` keeps each iperf3 client's connections on one \
-            node). From the client, through the VIP and straight to server 1's own address, alternating which goes \
-            first: wrk requests/s, latency p99 and errors; iperf3 TCP upload and download; iperf3 UDP at a fixed rate \
-            and its loss. Then wrk through the VIP while server 3's lbnode is restarted (SIGTERM, then started \
-            again, as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): its \
-            connections are \
-            reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratio VIP / \
-            direct. `--ip 4 6` measures each mode with an IPv4 and an IPv6 VIP. Needs nginx-light, iperf3 and wrk \
-            (`make setup`).
+            offloads (checksum offload and TSO on, GRO on the servers' NICs), with Debian's nginx and an iperf3 server \
+            on every server (a rule with `affinity: single` keeps each iperf3 client's connections on one node). First \
+            the lbnodes' CPU at rest (5 s of heartbeats only, no client traffic). From the client, through the VIP and \
+            straight to server 1's own address, alternating which goes first: wrk requests/s, latency p99 and errors; \
+            iperf3 TCP upload and download; iperf3 UDP at a fixed rate and its loss. Then wrk through the VIP while \
+            server 3's lbnode is restarted (SIGTERM, then started again, as `systemctl restart` does: no connection \
+            may be cut), and while it is killed (SIGKILL): its connections are reset when the survivors take its \
+            buckets, and wrk opens new ones. Prints medians and the ratio VIP / direct. `--ip 4 6` measures each mode \
+            with an IPv4 and an IPv6 VIP. Needs nginx-light, iperf3 and wrk (`make setup`).
             """
     )
 
@@ -65,7 +64,9 @@ struct AppsCommand: ParsableCommand {
 
     func validate() throws {
         guard !deliveries.isEmpty else { throw ValidationError("--deliveries takes directed, flood and/or relay") }
-        guard ["on", "off", "both"].contains(prefilter) else { throw ValidationError("--prefilter takes on, off or both") }
+        guard ["on", "off", "both"].contains(prefilter) else {
+            throw ValidationError("--prefilter takes on, off or both")
+        }
         guard ["on", "off", "both"].contains(kernelDelivery) else {
             throw ValidationError("--kernel-delivery takes on, off or both")
         }

@@ -69,8 +69,17 @@ struct AppsReport: Codable {
     var latency: [Latency] = []
     var bulk: [Bulk] = []
     var kills: [Kill] = []
+    /// The farm at rest (no client traffic, heartbeats only), per delivery mode: what the lbnodes cost by themselves
+    /// (nil in reports from before it was measured).
+    var atRest: [AtRest]? = nil
     /// `--profile`: the machine during the first wrk run of each path.
     var profiles: [Profiled]? = nil
+
+    struct AtRest: Codable {
+        var delivery: String
+        var seconds: Double
+        var cpu: CPUUse
+    }
 
     struct Profiled: Codable {
         var delivery: String
@@ -89,13 +98,15 @@ struct AppsReport: Codable {
     }
 
     func bulkMedian(_ delivery: String, _ test: BulkTest, _ path: Path, _ value: (Iperf3.Result) -> Double) -> Double {
-        Self.median(bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map { value($0.result) })
+        Self.median(
+            bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map { value($0.result) })
     }
 
     /// "1.95 (lbnodes 0.41)": median cores the machine and the lbnodes used in the runs of one test and path.
     func cpuText(_ delivery: String, _ test: BulkTest?, _ path: Path) -> String {
         let runs =
-            test.map { test in bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map(\.cpu) }
+            test.map { test in bulk.filter { $0.delivery == delivery && $0.test == test && $0.path == path }.map(\.cpu)
+            }
             ?? web.filter { $0.delivery == delivery && $0.path == path }.map(\.cpu)
         let machine = Self.median(runs.map(\.machineCores))
         return path == .direct
@@ -107,7 +118,10 @@ struct AppsReport: Codable {
     func ratio(_ delivery: String, _ test: BulkTest?) -> Double {
         let (vip, direct) =
             test.map { test in
-                (bulkMedian(delivery, test, .vip, \.bitsPerSecond), bulkMedian(delivery, test, .direct, \.bitsPerSecond))
+                (
+                    bulkMedian(delivery, test, .vip, \.bitsPerSecond),
+                    bulkMedian(delivery, test, .direct, \.bitsPerSecond)
+                )
             } ?? (webMedian(delivery, .vip, \.requestsPerSecond), webMedian(delivery, .direct, \.requestsPerSecond))
         return direct > 0 ? vip / direct : 0
     }
@@ -165,6 +179,12 @@ struct AppsReport: Codable {
                             bulkMedian(delivery, test, .direct, \.lostPercent))
                         : String(format: "%.0f retransmits", retransmits),
                     cpuText(delivery, test, .vip), cpuText(delivery, test, .direct),
+                ])
+            }
+            for rest in atRest ?? [] where rest.delivery == delivery {
+                table.add([
+                    delivery, String(format: "at rest for %.0f s (heartbeats only)", rest.seconds), "-", "-", "-", "-",
+                    String(format: "%.2f (lbnodes %.2f)", rest.cpu.machineCores, rest.cpu.lbnodeCores), "-",
                 ])
             }
             for kill in kills where kill.delivery == delivery {

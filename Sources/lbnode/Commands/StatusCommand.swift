@@ -37,6 +37,11 @@ struct StatusCommand: ParsableCommand {
                 + "of silence" + (status.receiveLoss ? " (this host drops received frames)" : "")
                 + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
         ]
+        if let stale = status.staleMilliseconds {
+            lines.append(
+                "THE HEARTBEAT LOOP DID NOT ANSWER: this is its snapshot of \(Self.age(stale)) ago (the host may be "
+                    + "starved of CPU or memory; see the log)")
+        }
         for member in status.members {
             var line = "  node \(member.id) \(member.address): \(member.state)"
             if member.id == status.node {
@@ -49,7 +54,8 @@ struct StatusCommand: ParsableCommand {
             if member.away { line += "; away: sent one heartbeat a second" }
             if let neighbour = member.neighbour { line += "; \(neighbour)" }
             if member.heartbeatsNotSent > 0 {
-                line += "; \(member.heartbeatsNotSent) heartbeats not sent\(member.lastSendError.map { " (\($0))" } ?? "")"
+                line +=
+                    "; \(member.heartbeatsNotSent) heartbeats not sent\(member.lastSendError.map { " (\($0))" } ?? "")"
             }
             lines.append(line)
         }
@@ -73,7 +79,8 @@ struct StatusCommand: ParsableCommand {
         }
         if status.leaderConflicts > 0 { lines.append("  leader conflicts: \(status.leaderConflicts)") }
         lines.append(
-            "  engine: " + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            "  engine: "
+                + status.engine.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
         if status.threads.count > 1 {
             let queues =
                 status.tapQueues < status.threads.count ? ", sharing the TAP's single queue" : ", a TAP queue each"
@@ -89,9 +96,11 @@ struct StatusCommand: ParsableCommand {
             status.prefilterRunning
                 ? "  prefilter: kept \(status.prefilterDropped) frames of other nodes' buckets out of the ring, let "
                     + "\(status.prefilterPassed) in"
-                    + (status.prefilterEchoDropped > 0 ? "; \(status.prefilterEchoDropped) pings beyond the budget" : "")
+                    + (status.prefilterEchoDropped > 0
+                        ? "; \(status.prefilterEchoDropped) pings beyond the budget" : "")
                     + (status.delivery == "flood" ? "" : " (in \(status.delivery) delivery every bucket passes)")
-                : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")")
+                : "  prefilter: OFF, every frame for the VIP reaches the engine: \(status.prefilterReason ?? "unknown")"
+        )
         lines.append(
             status.kernelDelivery
                 ? "  kernel delivery: delivered \(status.deliveredInKernel) and forwarded \(status.forwardedInKernel) "

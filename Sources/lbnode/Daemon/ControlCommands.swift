@@ -21,7 +21,7 @@ struct ControlCommands: Sendable {
         let words = command.split(separator: " ")
         switch words.first {
         case "status":
-            let snapshot = requests.status.withLock { $0 }
+            let snapshot = requests.status.current()
             return (try? JSONEncoder().encode(snapshot)) ?? Data("{}".utf8)
         case "drain":
             if let refused = refusal(of: peer, for: "drain") { return reply(Reply(error: refused)) }
@@ -37,7 +37,8 @@ struct ControlCommands: Sendable {
         case "undrain":
             if let refused = refusal(of: peer, for: "undrain") { return reply(Reply(error: refused)) }
             guard let state, [MemberState.draining, .drained].map(\.description).contains(state) else {
-                return reply(Reply(error: "node \(config.node.id) is \(state ?? "starting"), not draining: nothing to undo"))
+                return reply(
+                    Reply(error: "node \(config.node.id) is \(state ?? "starting"), not draining: nothing to undo"))
             }
             requests.requestUndrain()
             return reply(Reply(undrained: true))
@@ -47,13 +48,14 @@ struct ControlCommands: Sendable {
     }
 
     /// The node's state in the latest status snapshot.
-    private var state: String? { requests.status.withLock { $0?.state } }
+    private var state: String? { requests.status.current()?.state }
 
     /// Why `peer` may not `command` (only root and `control_group` may change the node), or nil.
     private func refusal(of peer: StreamServer.Peer, for command: String) -> String? {
         guard peer.uid != 0, config.controlGroup.map({ peer.belongs(toGroup: $0.id) }) != true else { return nil }
         let group = config.controlGroup.map { " or a member of group \($0.name)" } ?? ""
-        return "\(command) needs root\(group) (the control socket's peer is uid \(peer.uid.map(String.init) ?? "unknown"))"
+        return
+            "\(command) needs root\(group) (the control socket's peer is uid \(peer.uid.map(String.init) ?? "unknown"))"
     }
 
     private func reply(_ value: Reply) -> Data { (try? JSONEncoder().encode(value)) ?? Data("{}".utf8) }

@@ -24,7 +24,7 @@ final class Daemon: @unchecked Sendable {
     let teardownOnExit: Bool
     /// With `--exit-with-parent`: the parent's PID; the node leaves when it is no longer the parent (it ended).
     let parent: pid_t?
-    let requests = DaemonRequests()
+    let requests: DaemonRequests
     private var signalSources: [DispatchSourceSignal] = []
     let logger: Logger
     /// systemd's readiness and watchdog (`Type=notify`); nil when no service manager listens.
@@ -42,6 +42,7 @@ final class Daemon: @unchecked Sendable {
         self.teardownOnExit = teardownOnExit
         self.parent = parent
         self.logger = logger
+        requests = DaemonRequests(heartbeatIntervalMilliseconds: config.farm.heartbeatIntervalMilliseconds)
     }
 
     func log(_ level: Logger.Level = .info, _ message: String) {
@@ -81,7 +82,10 @@ final class Daemon: @unchecked Sendable {
             interface: config.node.interface, vip: config.farm.vip, tapName: config.node.tap,
             virtualMAC: relay ? interface ?? virtualMAC : virtualMAC, relay: relay)
         let applied = try setup.applySetupUndoably(stateDirectory: stateDirectory)
-        log(.notice, applied.plan.isEmpty ? "setup: \(config.node.tap) is ready" : "setup: \(applied.plan.steps.count) steps applied")
+        log(
+            .notice,
+            applied.plan.isEmpty
+                ? "setup: \(config.node.tap) is ready" : "setup: \(applied.plan.steps.count) steps applied")
         let loop: NodeLoop
         do {
             loop = try NodeLoop(
@@ -135,8 +139,12 @@ final class DaemonRequests: Sendable {
         var undrain = false
     }
     private let pending = Mutex(Pending())
-    /// The latest status snapshot, for `lbnode status` and `/metrics`.
-    let status = Mutex<NodeStatus?>(nil)
+    /// Status snapshots, for `lbnode status` and `/metrics`.
+    let status: StatusExchange
+
+    init(heartbeatIntervalMilliseconds: Int) {
+        status = StatusExchange(heartbeatIntervalMilliseconds: heartbeatIntervalMilliseconds)
+    }
 
     var stop: Bool { pending.withLock { $0.stop } }
     func requestStop() { pending.withLock { $0.stop = true } }

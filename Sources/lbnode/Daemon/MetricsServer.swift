@@ -4,7 +4,7 @@ import RouteSetup
 import TapEngine
 
 /// Serves `GET /metrics` in the Prometheus text format on `metrics_address` (loopback by default), from the status
-/// snapshot the daemon refreshes every loop: the engine's counters, the members, the view, rejected heartbeats.
+/// snapshot the heartbeat loop takes for each scrape (`StatusExchange`): the engine's counters, the members, the view, rejected heartbeats.
 final class MetricsServer: @unchecked Sendable {
     private let server: StreamServer
 
@@ -46,6 +46,10 @@ final class MetricsServer: @unchecked Sendable {
             "vipfarm_view_generation{\(labels)} \(status.generation)",
             "# TYPE vipfarm_flows gauge",
             "vipfarm_flows{\(labels)} \(status.flows)",
+            "# HELP vipfarm_status_stale_milliseconds Age of these figures when the heartbeat loop did not answer the "
+                + "scrape in time (it is stalled); 0 when they are fresh.",
+            "# TYPE vipfarm_status_stale_milliseconds gauge",
+            "vipfarm_status_stale_milliseconds{\(labels)} \(status.staleMilliseconds ?? 0)",
             "# HELP vipfarm_views_agree Whether every configured node (but those that left) is alive with this view.",
             "# TYPE vipfarm_views_agree gauge",
             "vipfarm_views_agree{\(labels)} \(status.agreed ? 1 : 0)",
@@ -117,7 +121,8 @@ final class MetricsServer: @unchecked Sendable {
         for member in status.members {
             lines.append("vipfarm_member_buckets{\(labels),member=\"\(member.id)\"} \(member.buckets)")
         }
-        lines.append("# HELP vipfarm_member_last_heard_seconds Seconds since a peer's last heartbeat (-1: never heard).")
+        lines.append(
+            "# HELP vipfarm_member_last_heard_seconds Seconds since a peer's last heartbeat (-1: never heard).")
         lines.append("# TYPE vipfarm_member_last_heard_seconds gauge")
         for member in status.members where member.id != status.node {
             let seconds = member.lastHeardMillisecondsAgo.map { String(format: "%.3f", Double($0) / 1000) } ?? "-1"
@@ -127,7 +132,8 @@ final class MetricsServer: @unchecked Sendable {
         lines.append("# TYPE vipfarm_member_heartbeats_not_sent_total counter")
         for member in status.members where member.id != status.node {
             lines.append(
-                "vipfarm_member_heartbeats_not_sent_total{\(labels),member=\"\(member.id)\"} \(member.heartbeatsNotSent)")
+                "vipfarm_member_heartbeats_not_sent_total{\(labels),member=\"\(member.id)\"} \(member.heartbeatsNotSent)"
+            )
         }
         if let open = status.drainConnections {
             lines.append("# HELP vipfarm_drain_connections Connections a draining node still serves.")
@@ -150,7 +156,8 @@ final class MetricsServer: @unchecked Sendable {
                 "received": thread.received, "ring_drops": thread.ringDrops, "wrong_thread": thread.wrongThread,
             ]
             for (name, value) in figures {
-                lines.append("vipfarm_engine_thread_frames_total{\(labels),thread=\"\(index)\",counter=\"\(name)\"} \(value)")
+                lines.append(
+                    "vipfarm_engine_thread_frames_total{\(labels),thread=\"\(index)\",counter=\"\(name)\"} \(value)")
             }
         }
         lines.append("# HELP vipfarm_offload_frames_total Received frames by the offload metadata they carried.")

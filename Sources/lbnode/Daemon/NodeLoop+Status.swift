@@ -14,8 +14,15 @@ extension NodeLoop {
         return min(kernel, engine.flowCount)
     }
 
-    /// Refreshes the snapshot that `lbnode status` and `/metrics` read.
-    func publishStatus(now: Int) {
+    /// Publishes a status snapshot when a reader (`lbnode status`, `/metrics`) asked for one, or a second after the
+    /// last: building it reads every counter, too much for each of the loop's hundreds of turns a second.
+    func publishStatus(now: Int, at instant: ContinuousClock.Instant) {
+        guard let asked = daemon.requests.status.due(now: instant) else { return }
+        daemon.requests.status.publish(statusSnapshot(now: now), answering: asked)
+    }
+
+    /// What `lbnode status` and `/metrics` show, as of `now`.
+    private func statusSnapshot(now: Int) -> NodeStatus {
         let membership = controller.membership
         let states = controller.states
         let shares = states.shares
@@ -119,6 +126,6 @@ extension NodeLoop {
             snapshot.deliveredInKernel = prefilter.deliveredInKernel
             snapshot.forwardedInKernel = prefilter.forwardedInKernel
         }
-        daemon.requests.status.withLock { $0 = snapshot }
+        return snapshot
     }
 }

@@ -79,7 +79,8 @@ final class NodeLoop {
 
     /// Starts the engine and the checkers on the setup just applied.
     init(
-        daemon: Daemon, keys: [Data], sockets: NodeSockets, setup: ServerSetup, virtualMAC: UInt64, interfaceMAC: UInt64,
+        daemon: Daemon, keys: [Data], sockets: NodeSockets, setup: ServerSetup, virtualMAC: UInt64,
+        interfaceMAC: UInt64,
         deliveryReason: String?
     ) throws {
         self.daemon = daemon
@@ -112,7 +113,9 @@ final class NodeLoop {
                 + "\(automatic.cpus) CPU(s)"
         }
         self.engineConfiguration = engineConfiguration
-        monitor = DataPathMonitor(interface: config.node.interface, tap: config.node.tap, setup: setup)
+        monitor = try DataPathMonitor(
+            interface: config.node.interface, tap: config.node.tap, setup: setup,
+            intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds)
         receiveDrops = ReceiveDropCounter(
             interface: config.node.interface, intervalMilliseconds: config.farm.heartbeatIntervalMilliseconds)
         engine = try Engine(configuration: engineConfiguration, state: engineState)
@@ -140,7 +143,8 @@ final class NodeLoop {
             log(
                 config.node.prefilter ? .warning : .notice,
                 "prefilter off (\(prefilter.reason ?? "unknown")): every frame for the VIP enters this node's ring"
-                    + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : ""))
+                    + (config.node.prefilter ? "; the engine decides them all, at a higher cost in flood delivery" : "")
+            )
         }
         if let prefilter = engine?.prefilterStatus {
             if prefilter.kernelDelivery {
@@ -203,7 +207,7 @@ final class NodeLoop {
             // peers declare this node dead the failover time after they last heard it, so the engine stops then too,
             // even when only this loop stalled. (A heartbeat is due every interval, whether or not any peer gets it.)
             engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.failoverMilliseconds)
-            publishStatus(now: now)
+            publishStatus(now: now, at: instant)
             noteRescues(now: now)
             if leaving { return }
             receiveHeartbeats()
@@ -461,9 +465,14 @@ final class NodeLoop {
             let open = try TCPConnections.list(localAddress: vip)
             guard !open.isEmpty else { return }
             let learnt = engine.learn(open)
-            log(.notice, "took \(learnt) of \(open.count) open connections of the VIP from the kernel: this node serves them again")
+            log(
+                .notice,
+                "took \(learnt) of \(open.count) open connections of the VIP from the kernel: this node serves them again"
+            )
         } catch {
-            log(.warning, "cannot read the VIP's open connections (\(error)): those left from before are not served again")
+            log(
+                .warning,
+                "cannot read the VIP's open connections (\(error)): those left from before are not served again")
         }
     }
 
@@ -494,8 +503,11 @@ final class NodeLoop {
         DispatchQueue.global(qos: .userInitiated).async { [daemon] in
             do {
                 let netlink = try NetlinkSocket()
-                let removed = try netlink.removeUnresolvedNeighbours(onLink: try netlink.requireLink(named: interface).index)
-                if removed > 0 { daemon.log(.info, "back on the network: \(removed) unresolved neighbours asked again") }
+                let removed = try netlink.removeUnresolvedNeighbours(
+                    onLink: try netlink.requireLink(named: interface).index)
+                if removed > 0 {
+                    daemon.log(.info, "back on the network: \(removed) unresolved neighbours asked again")
+                }
             } catch {
                 daemon.log(.warning, "cannot refresh the neighbours of \(interface): \(error)")
             }

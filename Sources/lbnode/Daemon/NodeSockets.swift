@@ -34,12 +34,13 @@ struct NodeSockets {
             control = try ControlServer(path: config.controlSocket, group: config.controlGroup?.id) { command, peer in
                 commands.answer(command, from: peer)
             }
-            metrics = try MetricsServer(address: config.metricsAddress) { requests.status.withLock { $0 } }
+            metrics = try MetricsServer(address: config.metricsAddress) { requests.status.current() }
         } catch {
             throw CommandFailure("\(error)")
         }
         do {
-            witness = try config.farm.witness.map { target throws(SystemCallError) in try WitnessPinger(target: target) }
+            witness = try config.farm.witness.map { target throws(SystemCallError) in try WitnessPinger(target: target)
+            }
         } catch {
             throw CommandFailure("the witness \(config.farm.witness!): \(error)")
         }

@@ -1,4 +1,4 @@
-/// What `lbnode status` shows: a snapshot the daemon refreshes every loop.
+/// What `lbnode status` shows: a snapshot the heartbeat loop takes when asked (`StatusExchange`).
 struct NodeStatus: Codable, Sendable {
     /// One configured node (this one too), whatever became of it: a node that died, left or never came stays listed,
     /// so an alert can fire on a server that did not come back.
@@ -114,4 +114,6 @@ struct NodeStatus: Codable, Sendable {
     /// Connections admitted to and evicted from the flow table.
     var flowsAdmitted: UInt64 = 0
     var flowsEvicted: UInt64 = 0
+    /// Set when the heartbeat loop did not answer the reader in time (it is stalled): how old this snapshot is.
+    var staleMilliseconds: Int? = nil
 }

@@ -48,14 +48,28 @@ struct ReceiveDropCounter {
 
     /// The second column of `/proc/net/softnet_stat` (hexadecimal, a line per CPU): frames dropped because the
     /// CPU's backlog was full. The kernel keeps one count per CPU for the whole host, whatever the namespace.
-    static func backlogDrops() -> UInt64 {
-        let descriptor = open("/proc/net/softnet_stat", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return 0 }
-        defer { close(descriptor) }
-        var buffer = [UInt8](repeating: 0, count: 16_384)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        guard count > 0 else { return 0 }
-        return backlogDrops(in: buffer[0..<count])
+    static func backlogDrops() -> UInt64 { SoftnetFile.shared?.read().map(backlogDrops(in:)) ?? 0 }
+
+    /// `/proc/net/softnet_stat`, opened once and read again from its start at each look (the kernel formats it anew
+    /// at offset 0): an open and a close at every heartbeat interval cost the loop more than the read.
+    final class SoftnetFile: Sendable {
+        private let descriptor: Int32
+
+        static let shared = SoftnetFile()
+
+        private init?() {
+            descriptor = open("/proc/net/softnet_stat", O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+        }
+
+        deinit { close(descriptor) }
+
+        /// The file's text now (nil if it cannot be read).
+        func read() -> ArraySlice<UInt8>? {
+            var buffer = [UInt8](repeating: 0, count: 16_384)
+            let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+            return count > 0 ? buffer[0..<count] : nil
+        }
     }
 
     static func backlogDrops(in text: ArraySlice<UInt8>) -> UInt64 {
