@@ -121,9 +121,22 @@ extension NetlinkSocket {
 extension NetlinkSocket {
     /// Turns unknown-unicast flooding on or off on the bridge port `name` (`bridge link set dev NAME flood on|off`).
     /// With it off the port receives a unicast frame only when the bridge has learnt its destination there, as on a
-    /// switch that never floods. The corresponding C functions are `rtnl_link_bridge_set_flags` and
-    /// `rtnl_link_change` on an AF_BRIDGE link.
+    /// switch that never floods.
     public func setBridgePortFlooding(_ name: String, enabled: Bool) throws(NetlinkError) {
+        try setBridgePortFlag(UInt32(RTNL_BRIDGE_UNICAST_FLOOD.rawValue), named: "flooding", on: name, enabled: enabled)
+    }
+
+    /// Turns address learning on or off on the bridge port `name` (`bridge link set dev NAME learning on|off`). With
+    /// it off, and the port's learnt addresses forgotten (`forgetBridgeEntry`), the bridge floods every frame to the
+    /// host behind the port to all its ports.
+    public func setBridgePortLearning(_ name: String, enabled: Bool) throws(NetlinkError) {
+        try setBridgePortFlag(UInt32(RTNL_BRIDGE_LEARNING.rawValue), named: "learning", on: name, enabled: enabled)
+    }
+
+    /// The corresponding C functions are `rtnl_link_bridge_set_flags` and `rtnl_link_change` on an AF_BRIDGE link.
+    private func setBridgePortFlag(_ flag: UInt32, named flagName: String, on name: String, enabled: Bool)
+        throws(NetlinkError)
+    {
         // libnl asserts that the original and the change have one family, so the original is an AF_BRIDGE stub.
         let original = rtnl_link_alloc()
         defer { rtnl_link_put(original) }
@@ -132,10 +145,25 @@ extension NetlinkSocket {
         let request = rtnl_link_alloc()
         defer { rtnl_link_put(request) }
         rtnl_link_set_family(request, AF_BRIDGE)
-        let flag = UInt32(RTNL_BRIDGE_UNICAST_FLOOD.rawValue)
+        let operation = "set \(flagName) on bridge port \(name)"
         try check(
-            "set flooding on bridge port \(name)",
-            enabled ? rtnl_link_bridge_set_flags(request, flag) : rtnl_link_bridge_unset_flags(request, flag))
-        try check("set flooding on bridge port \(name)", rtnl_link_change(handle, original, request, 0))
+            operation, enabled ? rtnl_link_bridge_set_flags(request, flag) : rtnl_link_bridge_unset_flags(request, flag)
+        )
+        try check(operation, rtnl_link_change(handle, original, request, 0))
+    }
+
+    /// Makes the bridge forget that `mac` is behind its port `name` (`bridge fdb del MAC dev NAME master`); nothing
+    /// to do when it had not learnt it. The corresponding C function is `rtnl_neigh_delete` on an AF_BRIDGE entry.
+    public func forgetBridgeEntry(_ mac: HardwareAddress, onPort name: String) throws(NetlinkError) {
+        let entry = rtnl_neigh_alloc()
+        defer { rtnl_neigh_put(entry) }
+        rtnl_neigh_set_family(entry, AF_BRIDGE)
+        rtnl_neigh_set_ifindex(entry, try requireLink(named: name).index)
+        let address = NetlinkAddress(mac)
+        rtnl_neigh_set_lladdr(entry, address.handle)
+        rtnl_neigh_set_flags(entry, UInt32(NTF_MASTER))
+        let result = rtnl_neigh_delete(handle, entry, 0)
+        if result == -NLE_OBJ_NOTFOUND { return }
+        try check("forget \(mac) on bridge port \(name)", result)
     }
 }

@@ -178,6 +178,17 @@ public final class VirtualNetwork {
         }
     }
 
+    /// Makes the switch flood every frame sent to `host` to all its ports, as it floods the VIP's frames in flood
+    /// delivery (learning off on the host's port and its MAC forgotten), or learn the host again: straight traffic to
+    /// a server then pays what flooding costs this testbed, without vipfarm in its path.
+    public func setFlooding(toward host: Host, enabled: Bool) throws {
+        try switchNamespace.run { () throws(NetlinkError) in
+            let socket = try NetlinkSocket()
+            try socket.setBridgePortLearning(host.switchPort, enabled: !enabled)
+            if enabled, let mac = host.mac { try socket.forgetBridgeEntry(mac, onPort: host.switchPort) }
+        }
+    }
+
     /// Leaves the testbed running after this object is gone (`lbbench testbed up`).
     public func detach() {
         created = []

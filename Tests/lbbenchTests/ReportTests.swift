@@ -25,6 +25,27 @@ struct ReportTests {
         return record
     }
 
+    /// `lbbench apps` sets the VIP against straight traffic, and in flood delivery also against straight traffic the
+    /// switch floods; a mode measured without that reference shows none.
+    @Test func theAppsTableComparesFloodWithFloodedStraightTraffic() {
+        var report = AppsReport(seconds: 5, connections: 32, udpBitsPerSecond: 200_000_000, victim: 3)
+        let cpu = AppsReport.CPUUse(machineCores: 1.8, lbnodeCores: 0.2)
+        let rates: [(String, AppsReport.Path, Double)] = [
+            ("flood", .vip, 50_000), ("flood", .direct, 80_000), ("flood", .directFlooded, 62_500),
+            ("directed", .vip, 72_000), ("directed", .direct, 80_000),
+        ]
+        for (delivery, path, rate) in rates {
+            let result = Wrk.Result(requests: Int(rate) * 5, requestsPerSecond: rate, p99Milliseconds: 1, errors: 0)
+            report.web.append(.init(delivery: delivery, path: path, repetition: 1, result: result, cpu: cpu))
+        }
+        let rows = report.table.split(separator: "\n").filter { $0.contains("wrk against nginx") }
+        let flood = rows.first { $0.hasPrefix("flood") }.map(String.init) ?? ""
+        let directed = rows.first { $0.hasPrefix("directed") }.map(String.init) ?? ""
+        #expect(
+            flood.contains("0.62x") && flood.contains("0.80x"), "50k against 80k straight and 62.5k flooded: \(flood)")
+        #expect(directed.contains("0.90x") && directed.contains(" - "), "no flooded reference in directed: \(directed)")
+    }
+
     @Test func aFailoverTrialReadsRecoveryGapsLossAndResets() {
         var resetOther = Self.record(tcp: true, server: 3, until: 200)
         resetOther.resetAt = 150_000_000

@@ -53,6 +53,51 @@ struct TestbedTests {
         #expect(received.map { String(decoding: $0, as: UTF8.self) } == "hello")
     }
 
+    /// `lbbench apps`' reference for flood delivery: with flooding toward server 1 on, the switch copies a client's
+    /// datagram to server 1 to server 2 as well (server 1 still gets it); off, the switch learns server 1 again and
+    /// server 2 sees nothing.
+    @Test func floodingTowardAServerCopiesItsFramesToEveryPort() throws {
+        let testbed = try VirtualNetwork(.init(servers: 2, clients: 1))
+        defer { testbed.down() }
+        let (first, second, client) = (testbed.servers[0], testbed.servers[1], testbed.clients[0])
+        let receiver = try first.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in try DatagramSocket(bindTo: first.ip, port: 9000) }
+        }.get()
+        let sniffer = try second.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in
+                try ProbePort(interface: VirtualNetwork.hostInterface, etherType: 0x0800)
+            }
+        }.get()
+        let sender = try client.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in try DatagramSocket(bindTo: client.ip, port: 0) }
+        }.get()
+        /// Sends `text` to server 1 and returns whether server 1 got it and whether server 2 saw it pass.
+        func send(_ text: String) throws -> (delivered: Bool, flooded: Bool) {
+            try sender.send(Array(text.utf8), to: first.ip, port: 9000)
+            let delivered = try receiver.receive(timeoutMilliseconds: 2000) == Array(text.utf8)
+            var flooded = false
+            let deadline = ContinuousClock.now + .milliseconds(300)
+            while !flooded, ContinuousClock.now < deadline {
+                guard let frame = sniffer.receive(timeoutMilliseconds: 50) else { continue }
+                flooded =
+                    Array(frame.payload.dropFirst(16).prefix(4)) == first.ip.bytes
+                    && frame.payload.suffix(text.utf8.count).elementsEqual(text.utf8)
+            }
+            return (delivered, flooded)
+        }
+        #expect(try send("learn").delivered, "server 1 answers ARP: the switch learns where it is")
+        #expect(try send("learnt") == (true, false), "a learnt server's frames go to its port alone")
+        try testbed.setFlooding(toward: first, enabled: true)
+        #expect(try send("flooded") == (true, true), "flooding on: server 2 sees server 1's frames too")
+        try testbed.setFlooding(toward: first, enabled: false)
+        // The switch learns server 1 again from the next frame it sends.
+        try first.namespace.run { () throws(NetlinkError) in
+            Result { () throws(SystemCallError) in try receiver.send(Array("back".utf8), to: client.ip, port: 9) }
+        }.get()
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(try send("learnt again") == (true, false), "flooding off: server 1's frames go to its port alone")
+    }
+
     @Test func aFailedBuildRemovesWhatItMadeAndNothingElse() throws {
         // Another run's switch namespace holds the name this build wants: the build fails, and the other stays.
         let id = VirtualNetwork.randomID()

@@ -77,12 +77,16 @@ struct AppsBenchmark {
         progress(String(format: "%@: at rest, the lbnodes used %.3f cores", delivery, rest.lbnodeCores))
         let client = farm.testbed.clients[0].namespace
         let server = farm.testbed.servers[0]
-        let targets = [
-            (AppsReport.Path.vip, "\(farm.vip)"), (.direct, "\((ipv6 ? server.address6! : server.address).address)"),
-        ]
+        let serverAddress = "\((ipv6 ? server.address6! : server.address).address)"
+        // In flood delivery the switch floods every client frame to every server; straight traffic that the switch
+        // floods too shows what that costs this testbed, apart from what vipfarm costs.
+        let targets =
+            [(AppsReport.Path.vip, "\(farm.vip)"), (.direct, serverAddress)]
+            + (mode == .fixed(.flood) ? [(.directFlooded, serverAddress)] : [])
         for repetition in 1...repetitions {
             // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
             for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
+                try farm.testbed.setFlooding(toward: server, enabled: path == .directFlooded)
                 let label = "\(delivery)-\(path.rawValue)".replacingOccurrences(of: ", ", with: "-")
                     .replacingOccurrences(of: " ", with: "-")
                 let recording = try profileDirectory.flatMap { directory in

@@ -9,6 +9,9 @@ struct AppsReport: Codable {
         case vip = "VIP"
         /// Server 1's own address: no vipfarm in the path, the reference.
         case direct
+        /// Server 1's own address with the switch flooding every frame to it to all ports, as it floods the VIP's in
+        /// flood delivery (measured on flood farms): what flooding itself costs the testbed, without vipfarm.
+        case directFlooded = "direct, flooded"
     }
 
     enum BulkTest: String, Codable, CaseIterable {
@@ -114,17 +117,21 @@ struct AppsReport: Codable {
             : String(format: "%.2f (lbnodes %.2f)", machine, Self.median(runs.map(\.lbnodeCores)))
     }
 
-    /// The ratio VIP / direct of the medians, for each delivery mode and test: what the farm costs.
-    func ratio(_ delivery: String, _ test: BulkTest?) -> Double {
+    /// The ratio VIP / `reference` of the medians, for each delivery mode and test: what the farm costs (0: the
+    /// reference was not measured).
+    func ratio(_ delivery: String, _ test: BulkTest?, against reference: Path = .direct) -> Double {
         let (vip, direct) =
             test.map { test in
                 (
                     bulkMedian(delivery, test, .vip, \.bitsPerSecond),
-                    bulkMedian(delivery, test, .direct, \.bitsPerSecond)
+                    bulkMedian(delivery, test, reference, \.bitsPerSecond)
                 )
-            } ?? (webMedian(delivery, .vip, \.requestsPerSecond), webMedian(delivery, .direct, \.requestsPerSecond))
+            } ?? (webMedian(delivery, .vip, \.requestsPerSecond), webMedian(delivery, reference, \.requestsPerSecond))
         return direct > 0 ? vip / direct : 0
     }
+
+    /// "0.98x" against straight traffic the switch floods, where it was measured; "-" elsewhere.
+    func floodedRatioText(_ ratio: Double) -> String { ratio > 0 ? String(format: "%.2fx", ratio) : "-" }
 
     var deliveries: [String] {
         (web.map(\.delivery) + kills.map(\.delivery)).reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
@@ -137,8 +144,8 @@ struct AppsReport: Codable {
                 + "\(seconds) s; wrk \(connections) connections; iperf3 UDP at "
                 + "\(udpBitsPerSecond / 1_000_000) Mbit/s; CPU: cores busy on the whole machine, the lbnodes' share)",
             header: [
-                "delivery", "test", "through the VIP", "direct", "VIP / direct", "VIP: errors, p99, loss",
-                "CPU cores, VIP", "CPU cores, direct",
+                "delivery", "test", "through the VIP", "direct", "VIP / direct", "VIP / direct, flooded",
+                "VIP: errors, p99, loss", "CPU cores, VIP", "CPU cores, direct",
             ])
         for delivery in deliveries {
             let errors = web.filter { $0.delivery == delivery && $0.path == .vip }.map(\.result.errors).reduce(0, +)
@@ -147,20 +154,23 @@ struct AppsReport: Codable {
                 String(format: "%.0f req/s", webMedian(delivery, .vip, \.requestsPerSecond)),
                 String(format: "%.0f req/s", webMedian(delivery, .direct, \.requestsPerSecond)),
                 String(format: "%.2fx", ratio(delivery, nil)),
+                floodedRatioText(ratio(delivery, nil, against: .directFlooded)),
                 String(
                     format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors,
                     webMedian(delivery, .vip, \.p99Milliseconds), webMedian(delivery, .direct, \.p99Milliseconds)),
                 cpuText(delivery, nil, .vip), cpuText(delivery, nil, .direct),
             ])
             let latencies = { (path: Path) in self.latency.filter { $0.delivery == delivery && $0.path == path } }
-            let (vipLatency, directLatency) = (
+            let (vipLatency, directLatency, floodedLatency) = (
                 Self.median(latencies(.vip).map(\.result.medianMicroseconds)),
-                Self.median(latencies(.direct).map(\.result.medianMicroseconds))
+                Self.median(latencies(.direct).map(\.result.medianMicroseconds)),
+                Self.median(latencies(.directFlooded).map(\.result.medianMicroseconds))
             )
             table.add([
                 delivery, "one request at a time (median)", String(format: "%.0f µs", vipLatency),
                 String(format: "%.0f µs", directLatency),
                 String(format: "%.2fx", directLatency > 0 ? vipLatency / directLatency : 0),
+                floodedRatioText(floodedLatency > 0 ? vipLatency / floodedLatency : 0),
                 String(
                     format: "p99 %.0f µs (direct %.0f µs)", Self.median(latencies(.vip).map(\.result.p99Microseconds)),
                     Self.median(latencies(.direct).map(\.result.p99Microseconds))),
@@ -173,6 +183,7 @@ struct AppsReport: Codable {
                     String(format: "%.0f Mbit/s", bulkMedian(delivery, test, .vip, \.bitsPerSecond) / 1e6),
                     String(format: "%.0f Mbit/s", bulkMedian(delivery, test, .direct, \.bitsPerSecond) / 1e6),
                     String(format: "%.2fx", ratio(delivery, test)),
+                    floodedRatioText(ratio(delivery, test, against: .directFlooded)),
                     test == .udp
                         ? String(
                             format: "%.3f %% lost (direct %.3f %%)", bulkMedian(delivery, test, .vip, \.lostPercent),
@@ -184,6 +195,7 @@ struct AppsReport: Codable {
             for rest in atRest ?? [] where rest.delivery == delivery {
                 table.add([
                     delivery, String(format: "at rest for %.0f s (heartbeats only)", rest.seconds), "-", "-", "-", "-",
+                    "-",
                     String(format: "%.2f (lbnodes %.2f)", rest.cpu.machineCores, rest.cpu.lbnodeCores), "-",
                 ])
             }
@@ -192,7 +204,7 @@ struct AppsReport: Codable {
                     delivery,
                     "wrk, node \(victim) \(kill.restarted == true ? "restarted" : "killed") after "
                         + "\(String(format: "%.1f", kill.killedAfterSeconds)) s of \(kill.seconds)",
-                    String(format: "%.0f req/s", kill.result.requestsPerSecond), "-", "-",
+                    String(format: "%.0f req/s", kill.result.requestsPerSecond), "-", "-", "-",
                     String(format: "%d errors, p99 %.2f ms", kill.result.errors, kill.result.p99Milliseconds)
                         + (kill.survivorsAgreed ? "" : "; the nodes did not agree on a view"), "-", "-",
                 ])
