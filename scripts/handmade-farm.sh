@@ -7,6 +7,8 @@
 #      (SIGKILL) and started again: recovery time, requests lost, resets of connections on servers that stayed up.
 #   2. wrk against nginx through the VIP (requests/s, 0 errors), then straight to server 1 (the reference).
 #   3. iperf3 TCP upload and download through the VIP and straight to server 1, and UDP at a fixed rate.
+#   In flood delivery, wrk and the uploads also straight to server 1 with the switch flooding its frames to every
+#   port, as it floods the VIP's: what flooding costs this machine, apart from what vipfarm costs.
 # Prints the figures and "handmade farm: pass" or "handmade farm: FAIL: <why>" (exit 1). Everything it creates
 # (namespaces, processes, files) is removed when it ends, also on failure or Ctrl-C.
 #
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
         --trials) TRIALS="$2"; shift 2 ;;
         --recovery-limit) RECOVERY_LIMIT="$2"; shift 2 ;;
         --heartbeat) HEARTBEAT="heartbeat_interval_ms: ${2%/*}, dead_after: ${2#*/}"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -167,6 +169,25 @@ direct=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk-direct.out")
 ratio=$(awk -v v="$rate" -v d="$direct" 'BEGIN { if (d > 0) printf "%.2f", v / d; else print "-" }')
 echo "wrk straight to server 1: $direct requests/s (through the VIP: ${ratio}x)"
 
+# In flood delivery the switch floods every client frame to all three servers. The same straight to server 1 with the
+# switch flooding its frames too (learning off on its port, its MAC forgotten) shows what flooding itself costs this
+# machine, where two cores run the switch and every server, apart from what vipfarm costs.
+flooding() {  # on|off
+    local port="p-$ID-s1" mac
+    mac=$(in_ns "$ID-s1" cat /sys/class/net/eth0/address)
+    in_ns "$SWITCH" bridge link set dev "$port" learning "$([ "$1" = on ] && echo off || echo on)"
+    [ "$1" = off ] || in_ns "$SWITCH" bridge fdb del "$mac" dev "$port" master 2>/dev/null || true
+}
+if [ "$DELIVERY" = flood ]; then
+    flooding on
+    in_ns "$CLIENT" wrk -t1 -c32 -d"${SECONDS_PER_RUN}s" --timeout 2s "http://198.18.0.11/" >"$DIR/wrk-flooded.out" 2>&1 ||
+        { flooding off; fail "wrk straight to server 1, flooded"; }
+    flooding off
+    flooded=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk-flooded.out")
+    ratio=$(awk -v v="$rate" -v d="$flooded" 'BEGIN { if (d > 0) printf "%.2f", v / d; else print "-" }')
+    echo "wrk straight to server 1, flooded by the switch: $flooded requests/s (through the VIP: ${ratio}x)"
+fi
+
 # 3. iperf3 through the VIP and straight to server 1.
 iperf() {
     in_ns "$CLIENT" iperf3 -c "$1" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:2}" >"$DIR/iperf.json" &&
@@ -183,6 +204,13 @@ for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
     vip=$(iperf "$VIP" $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name through the VIP"; }
     # shellcheck disable=SC2086
     direct=$(iperf 198.18.0.11 $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name straight to server 1"; }
+    if [ "$DELIVERY" = flood ] && [ "$name" != download ]; then
+        flooding on
+        # shellcheck disable=SC2086
+        flooded=$(iperf 198.18.0.11 $flags) || { flooding off; fail "iperf3 $name straight to server 1, flooded"; }
+        flooding off
+        direct="$direct; flooded by the switch $flooded"
+    fi
     echo "iperf3 $name: through the VIP $vip; straight to server 1 $direct"
 done
 echo "handmade farm: pass"

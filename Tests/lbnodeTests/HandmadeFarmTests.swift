@@ -30,5 +30,8 @@ struct HandmadeFarmTests {
         #expect(text.contains("handmade farm: pass"), "\(summary)")
         #expect(text.contains("wrk through the VIP:") && text.contains(", 0 errors"), "\(summary)")
         #expect(text.contains("wrk straight to server 1:") && !text.contains("(through the VIP: -x)"), "\(summary)")
+        // Flood delivery is also set against straight traffic the switch floods: what flooding itself costs.
+        let flooded = text.split(separator: "\n").filter { $0.contains("flooded by the switch") }
+        #expect(flooded.count == (options.contains("flood") ? 3 : 0), "wrk, upload and UDP: \(summary)")
     }
 }
