@@ -1,6 +1,7 @@
 import Foundation
 import Hashing
 import RouteSetup
+import Synchronization
 
 /// Runs a program to its end in a host's namespace (a process started from a thread inherits the thread's namespace),
 /// or in the caller's with nil, and returns its exit status and its standard output and error; sent `stopSignal` (by
@@ -58,6 +59,31 @@ public enum Wrk {
             throw FarmError("wrk against \(url) failed (exit \(status)): \(output)")
         }
         return result
+    }
+
+    /// One wrk per URL at the same time (a client per server), `connections` each: their requests, rates and errors
+    /// added up, the worst p99.
+    public static func runTogether(
+        in namespace: NetworkNamespace, urls: [String], seconds: Int, connections: Int
+    ) throws -> Result {
+        // A thread each (a dispatch queue would run only as many at once as there are CPUs).
+        let results = Mutex<[Swift.Result<Result, Error>]>([])
+        let done = DispatchGroup()
+        for url in urls {
+            done.enter()
+            Thread {
+                let result = Swift.Result {
+                    try run(in: namespace, url: url, seconds: seconds, connections: connections)
+                }
+                results.withLock { $0.append(result) }
+                done.leave()
+            }.start()
+        }
+        done.wait()
+        let each = try results.withLock { $0 }.map { try $0.get() }
+        return Result(
+            requests: each.map(\.requests).reduce(0, +), requestsPerSecond: each.map(\.requestsPerSecond).reduce(0, +),
+            p99Milliseconds: each.map(\.p99Milliseconds).max() ?? 0, errors: each.map(\.errors).reduce(0, +))
     }
 
     /// Reads wrk's report: "N requests in", "Requests/sec:", the "99%" latency line, "Socket errors:" and
@@ -173,9 +199,13 @@ public enum RequestLatency {
                 for _ in 0..<requests {
                     let start = ContinuousClock.now
                     // nginx's page is "server N\n": the answer is complete at its last newline after the headers.
-                    guard connection.exchange(request, until: { reply in
-                        reply.last == 0x0A && String(decoding: reply, as: UTF8.self).contains("\r\n\r\nserver ")
-                    }) != nil else { throw FarmError("no answer from nginx at \(address)") }
+                    guard
+                        connection.exchange(
+                            request,
+                            until: { reply in
+                                reply.last == 0x0A && String(decoding: reply, as: UTF8.self).contains("\r\n\r\nserver ")
+                            }) != nil
+                    else { throw FarmError("no answer from nginx at \(address)") }
                     let elapsed = (ContinuousClock.now - start).components
                     times.append(Double(elapsed.seconds) * 1e6 + Double(elapsed.attoseconds) / 1e12)
                     Thread.sleep(forTimeInterval: pauseMilliseconds / 1000)

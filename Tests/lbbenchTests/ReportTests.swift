@@ -25,14 +25,16 @@ struct ReportTests {
         return record
     }
 
-    /// `lbbench apps` sets the VIP against straight traffic, and in flood delivery also against straight traffic the
-    /// switch floods; a mode measured without that reference shows none.
+    /// `lbbench apps` sets the VIP against straight traffic, in flood delivery also against straight traffic the
+    /// switch floods, and a client per server through the VIP against a client per server straight; a reference not
+    /// measured shows no row or ratio.
     @Test func theAppsTableComparesFloodWithFloodedStraightTraffic() {
         var report = AppsReport(seconds: 5, connections: 32, udpBitsPerSecond: 200_000_000, victim: 3)
         let cpu = AppsReport.CPUUse(machineCores: 1.8, lbnodeCores: 0.2)
         let rates: [(String, AppsReport.Path, Double)] = [
             ("flood", .vip, 50_000), ("flood", .direct, 80_000), ("flood", .directFlooded, 62_500),
             ("directed", .vip, 72_000), ("directed", .direct, 80_000),
+            ("directed", .vipClientPerServer, 76_000), ("directed", .directClientPerServer, 80_000),
         ]
         for (delivery, path, rate) in rates {
             let result = Wrk.Result(requests: Int(rate) * 5, requestsPerSecond: rate, p99Milliseconds: 1, errors: 0)
@@ -44,6 +46,8 @@ struct ReportTests {
         #expect(
             flood.contains("0.62x") && flood.contains("0.80x"), "50k against 80k straight and 62.5k flooded: \(flood)")
         #expect(directed.contains("0.90x") && directed.contains(" - "), "no flooded reference in directed: \(directed)")
+        let perServer = report.table.split(separator: "\n").filter { $0.contains("a client per server") }
+        #expect(perServer.count == 1 && perServer[0].hasPrefix("directed") && perServer[0].contains("0.95x"))
     }
 
     @Test func aFailoverTrialReadsRecoveryGapsLossAndResets() {

@@ -129,6 +129,8 @@ struct AppsBenchmark {
                                 result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
                 }
             }
+            try farm.testbed.setFlooding(toward: server, enabled: false)
+            try measureClientPerServer(farm, delivery: delivery, repetition: repetition, ipv6: ipv6, into: &report)
         }
         let restart = try restartDuringLoad(farm, delivery: delivery)
         report.kills.append(restart)
@@ -140,6 +142,30 @@ struct AppsBenchmark {
 
     /// How long the farm's CPU is measured at rest, before any traffic.
     static let restSeconds = 5.0
+
+    /// wrk as a farm without a load balancer is used: one wrk per server, the connections split among them, each
+    /// straight to its server's own address; against as many wrk, all through the VIP. One nginx answering every
+    /// connection makes more of each wake-up than three answering a third each, so on two cores the single-server
+    /// reference is worth more per CPU than any farm; this one spreads the work as the VIP does.
+    private func measureClientPerServer(
+        _ farm: VirtualFarm, delivery: String, repetition: Int, ipv6: Bool, into report: inout AppsReport
+    ) throws {
+        let servers = farm.testbed.servers
+        let direct = servers.map { "\((ipv6 ? $0.address6! : $0.address).address)" }
+        let runs: [(AppsReport.Path, [String])] = [
+            (.vipClientPerServer, Array(repeating: "\(farm.vip)", count: servers.count)),
+            (.directClientPerServer, direct),
+        ]
+        for (path, addresses) in repetition % 2 == 1 ? runs : runs.reversed() {
+            let (web, cpu) = try measuringCPU(of: farm) {
+                try Wrk.runTogether(
+                    in: farm.testbed.clients[0].namespace, urls: addresses.map(Self.url), seconds: seconds,
+                    connections: max(1, connections / servers.count))
+            }
+            report.web.append(.init(delivery: delivery, path: path, repetition: repetition, result: web, cpu: cpu))
+            progress("\(delivery) \(repetition)/\(repetitions) \(path.rawValue): wrk \(Self.summary(web))")
+        }
+    }
 
     /// The VIP of the IPv6 runs, in the testbed's IPv6 subnet.
     static let vip6 = "2001:2::100"

@@ -16,11 +16,13 @@ struct AppsCommand: ParsableCommand {
             iperf3 TCP upload and download; iperf3 UDP at a fixed rate and its loss. In flood delivery the same \
             straight to server 1 once more with the switch flooding every frame to it to all ports (`direct, \
             flooded`), as it floods the VIP's: what flooding itself costs this testbed, where one machine's cores run \
-            the switch and every server. Then wrk through the VIP while server 3's lbnode is restarted (SIGTERM, then \
-            started again, as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): \
-            its connections are reset when the survivors take its buckets, and wrk opens new ones. Prints medians and \
-            the ratios VIP / direct (and VIP / direct, flooded). `--ip 4 6` measures each mode with an IPv4 and an \
-            IPv6 VIP. Needs nginx-light, iperf3 and wrk (`make setup`).
+            the switch and every server. Then wrk as a farm without a load balancer is used: a wrk per server, the \
+            connections split among them, each straight to its server, against as many wrk through the VIP (`a client \
+            per server`). Then wrk through the VIP while server 3's lbnode is restarted (SIGTERM, then started again, \
+            as `systemctl restart` does: no connection may be cut), and while it is killed (SIGKILL): its connections \
+            are reset when the survivors take its buckets, and wrk opens new ones. Prints medians and the ratios VIP / \
+            direct (and VIP / direct, flooded). `--ip 4 6` measures each mode with an IPv4 and an IPv6 VIP. Needs \
+            nginx-light, iperf3 and wrk (`make setup`).
             """
     )
 

@@ -12,6 +12,10 @@ struct AppsReport: Codable {
         /// Server 1's own address with the switch flooding every frame to it to all ports, as it floods the VIP's in
         /// flood delivery (measured on flood farms): what flooding itself costs the testbed, without vipfarm.
         case directFlooded = "direct, flooded"
+        /// wrk only: one wrk per server, all through the VIP.
+        case vipClientPerServer = "VIP, a client per server"
+        /// wrk only: one wrk per server, each straight to its server: the farm without a load balancer.
+        case directClientPerServer = "direct, a client per server"
     }
 
     enum BulkTest: String, Codable, CaseIterable {
@@ -112,7 +116,7 @@ struct AppsReport: Codable {
             }
             ?? web.filter { $0.delivery == delivery && $0.path == path }.map(\.cpu)
         let machine = Self.median(runs.map(\.machineCores))
-        return path == .direct
+        return ![.vip, .vipClientPerServer].contains(path)
             ? String(format: "%.2f", machine)
             : String(format: "%.2f (lbnodes %.2f)", machine, Self.median(runs.map(\.lbnodeCores)))
     }
@@ -148,18 +152,12 @@ struct AppsReport: Codable {
                 "VIP: errors, p99, loss", "CPU cores, VIP", "CPU cores, direct",
             ])
         for delivery in deliveries {
-            let errors = web.filter { $0.delivery == delivery && $0.path == .vip }.map(\.result.errors).reduce(0, +)
-            table.add([
-                delivery, "wrk against nginx",
-                String(format: "%.0f req/s", webMedian(delivery, .vip, \.requestsPerSecond)),
-                String(format: "%.0f req/s", webMedian(delivery, .direct, \.requestsPerSecond)),
-                String(format: "%.2fx", ratio(delivery, nil)),
-                floodedRatioText(ratio(delivery, nil, against: .directFlooded)),
-                String(
-                    format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors,
-                    webMedian(delivery, .vip, \.p99Milliseconds), webMedian(delivery, .direct, \.p99Milliseconds)),
-                cpuText(delivery, nil, .vip), cpuText(delivery, nil, .direct),
-            ])
+            table.add(webRow(delivery, "wrk against nginx", vip: .vip, direct: .direct))
+            if webMedian(delivery, .directClientPerServer, \.requestsPerSecond) > 0 {
+                table.add(
+                    webRow(
+                        delivery, "wrk, a client per server", vip: .vipClientPerServer, direct: .directClientPerServer))
+            }
             let latencies = { (path: Path) in self.latency.filter { $0.delivery == delivery && $0.path == path } }
             let (vipLatency, directLatency, floodedLatency) = (
                 Self.median(latencies(.vip).map(\.result.medianMicroseconds)),
@@ -212,6 +210,23 @@ struct AppsReport: Codable {
         }
         guard let profiles, !profiles.isEmpty else { return table.rendered }
         return table.rendered + "\n\n" + Self.profileTable(profiles)
+    }
+
+    /// A table row of wrk: the medians through the VIP (`vip`) and straight (`direct`), errors, p99 and CPU.
+    private func webRow(_ delivery: String, _ test: String, vip: Path, direct: Path) -> [String] {
+        let errors = web.filter { $0.delivery == delivery && $0.path == vip }.map(\.result.errors).reduce(0, +)
+        let (through, straight) = (
+            webMedian(delivery, vip, \.requestsPerSecond), webMedian(delivery, direct, \.requestsPerSecond)
+        )
+        return [
+            delivery, test, String(format: "%.0f req/s", through), String(format: "%.0f req/s", straight),
+            String(format: "%.2fx", straight > 0 ? through / straight : 0),
+            vip == .vip ? floodedRatioText(ratio(delivery, nil, against: .directFlooded)) : "-",
+            String(
+                format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors, webMedian(delivery, vip, \.p99Milliseconds),
+                webMedian(delivery, direct, \.p99Milliseconds)),
+            cpuText(delivery, nil, vip), cpuText(delivery, nil, direct),
+        ]
     }
 
     /// Per path: what a request cost the machine, where its time went, and the engine's heaviest functions.
