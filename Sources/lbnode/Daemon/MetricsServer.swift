@@ -4,7 +4,8 @@ import RouteSetup
 import TapEngine
 
 /// Serves `GET /metrics` in the Prometheus text format on `metrics_address` (loopback by default), from the status
-/// snapshot the heartbeat loop takes for each scrape (`StatusExchange`): the engine's counters, the members, the view, rejected heartbeats.
+/// snapshot the heartbeat loop takes for each scrape (`StatusExchange`): the engine's counters, the members, the view,
+/// rejected heartbeats.
 final class MetricsServer: @unchecked Sendable {
     private let server: StreamServer
 

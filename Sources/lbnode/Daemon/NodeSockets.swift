@@ -39,7 +39,8 @@ struct NodeSockets {
             throw CommandFailure("\(error)")
         }
         do {
-            witness = try config.farm.witness.map { target throws(SystemCallError) in try WitnessPinger(target: target)
+            witness = try config.farm.witness.map { target throws(SystemCallError) in
+                try WitnessPinger(target: target)
             }
         } catch {
             throw CommandFailure("the witness \(config.farm.witness!): \(error)")
