@@ -80,13 +80,14 @@ struct AppsBenchmark {
         let serverAddress = "\((ipv6 ? server.address6! : server.address).address)"
         // In flood delivery the switch floods every client frame to every server; straight traffic that the switch
         // floods too shows what that costs this testbed, apart from what vipfarm costs.
+        let floodedReference = mode == .fixed(.flood)
         let targets =
             [(AppsReport.Path.vip, "\(farm.vip)"), (.direct, serverAddress)]
-            + (mode == .fixed(.flood) ? [(.directFlooded, serverAddress)] : [])
+            + (floodedReference ? [(.directFlooded, serverAddress)] : [])
         for repetition in 1...repetitions {
             // The order alternates, so that neither path always runs on a warmer (or more tired) machine.
             for (path, address) in repetition % 2 == 1 ? targets : targets.reversed() {
-                try farm.testbed.setFlooding(toward: server, enabled: path == .directFlooded)
+                if floodedReference { try farm.testbed.setFlooding(toward: server, enabled: path == .directFlooded) }
                 let label = "\(delivery)-\(path.rawValue)".replacingOccurrences(of: ", ", with: "-")
                     .replacingOccurrences(of: " ", with: "-")
                 let recording = try profileDirectory.flatMap { directory in
@@ -129,7 +130,7 @@ struct AppsBenchmark {
                                 result.bitsPerSecond / 1e6, result.lostPercent, result.retransmits))
                 }
             }
-            try farm.testbed.setFlooding(toward: server, enabled: false)
+            if floodedReference { try farm.testbed.setFlooding(toward: server, enabled: false) }
             try measureClientPerServer(farm, delivery: delivery, repetition: repetition, ipv6: ipv6, into: &report)
         }
         let restart = try restartDuringLoad(farm, delivery: delivery)

@@ -16,6 +16,9 @@ struct AppsReport: Codable {
         case vipClientPerServer = "VIP, a client per server"
         /// wrk only: one wrk per server, each straight to its server: the farm without a load balancer.
         case directClientPerServer = "direct, a client per server"
+
+        /// The frames go through vipfarm (the lbnodes' CPU is part of what the path costs).
+        var isThroughVIP: Bool { self == .vip || self == .vipClientPerServer }
     }
 
     enum BulkTest: String, Codable, CaseIterable {
@@ -116,21 +119,22 @@ struct AppsReport: Codable {
             }
             ?? web.filter { $0.delivery == delivery && $0.path == path }.map(\.cpu)
         let machine = Self.median(runs.map(\.machineCores))
-        return ![.vip, .vipClientPerServer].contains(path)
-            ? String(format: "%.2f", machine)
-            : String(format: "%.2f (lbnodes %.2f)", machine, Self.median(runs.map(\.lbnodeCores)))
+        return path.isThroughVIP
+            ? String(format: "%.2f (lbnodes %.2f)", machine, Self.median(runs.map(\.lbnodeCores)))
+            : String(format: "%.2f", machine)
     }
 
-    /// The ratio VIP / `reference` of the medians, for each delivery mode and test: what the farm costs (0: the
-    /// reference was not measured).
-    func ratio(_ delivery: String, _ test: BulkTest?, against reference: Path = .direct) -> Double {
+    /// The ratio `path` / `reference` of the medians (the VIP against straight to server 1 unless said), for each
+    /// delivery mode and test (nil: wrk): what the farm costs (0: the reference was not measured).
+    func ratio(_ delivery: String, _ test: BulkTest?, of path: Path = .vip, against reference: Path = .direct) -> Double
+    {
         let (vip, direct) =
             test.map { test in
                 (
-                    bulkMedian(delivery, test, .vip, \.bitsPerSecond),
+                    bulkMedian(delivery, test, path, \.bitsPerSecond),
                     bulkMedian(delivery, test, reference, \.bitsPerSecond)
                 )
-            } ?? (webMedian(delivery, .vip, \.requestsPerSecond), webMedian(delivery, reference, \.requestsPerSecond))
+            } ?? (webMedian(delivery, path, \.requestsPerSecond), webMedian(delivery, reference, \.requestsPerSecond))
         return direct > 0 ? vip / direct : 0
     }
 
@@ -215,12 +219,10 @@ struct AppsReport: Codable {
     /// A table row of wrk: the medians through the VIP (`vip`) and straight (`direct`), errors, p99 and CPU.
     private func webRow(_ delivery: String, _ test: String, vip: Path, direct: Path) -> [String] {
         let errors = web.filter { $0.delivery == delivery && $0.path == vip }.map(\.result.errors).reduce(0, +)
-        let (through, straight) = (
-            webMedian(delivery, vip, \.requestsPerSecond), webMedian(delivery, direct, \.requestsPerSecond)
-        )
         return [
-            delivery, test, String(format: "%.0f req/s", through), String(format: "%.0f req/s", straight),
-            String(format: "%.2fx", straight > 0 ? through / straight : 0),
+            delivery, test, String(format: "%.0f req/s", webMedian(delivery, vip, \.requestsPerSecond)),
+            String(format: "%.0f req/s", webMedian(delivery, direct, \.requestsPerSecond)),
+            String(format: "%.2fx", ratio(delivery, nil, of: vip, against: direct)),
             vip == .vip ? floodedRatioText(ratio(delivery, nil, against: .directFlooded)) : "-",
             String(
                 format: "%d errors, p99 %.2f ms (direct %.2f ms)", errors, webMedian(delivery, vip, \.p99Milliseconds),
