@@ -42,7 +42,9 @@ struct BucketPrefilterTests {
     static func randomClient(like vip: IPAddress, _ random: inout SeededGenerator) -> IPAddress {
         vip.isIPv4
             ? IPAddress(ipv4: UInt32.random(in: 0...UInt32.max, using: &random))
-            : IPAddress(high: UInt64.random(in: 0...UInt64.max, using: &random), low: .random(in: 0...UInt64.max, using: &random))
+            : IPAddress(
+                high: UInt64.random(in: 0...UInt64.max, using: &random),
+                low: .random(in: 0...UInt64.max, using: &random))
     }
 
     /// A million random TCP and UDP flows over both families and the three affinities: the filter passes exactly
@@ -91,16 +93,17 @@ struct BucketPrefilterTests {
     static let tapMAC: UInt64 = 0x0200_00AA_BB01
     static let target = KernelDeliveryTarget(tapIndex: 1, interfaceIndex: 1, interfaceMAC: 0x0200_0000_0011)
 
-    /// The classifier over random TCP and UDP flows, in flood delivery and on a director in directed delivery, with
-    /// buckets in handovers each way: a TCP frame of a bucket in steady ownership is delivered (the TAP's MAC as its
-    /// destination) or forwarded (the owner's MAC, from the node's own), exactly as `KernelDeliveryPlan` says, and the
-    /// socket filter then keeps it out of the ring; everything else is left to the stack and the ring. Past the lease,
-    /// the classifier touches nothing.
+    /// The classifier over random TCP and UDP flows, in flood delivery, on a director in directed delivery and in
+    /// relay delivery, with buckets in handovers each way: a TCP frame of a bucket in steady ownership is delivered
+    /// (passed up unchanged as this host's; in relay, redirected with the TAP's MAC as its destination) or forwarded
+    /// (the owner's MAC, from the node's own), exactly as `KernelDeliveryPlan` says, and the socket filter then keeps
+    /// it out of the ring; everything else is left to the stack and the ring. Past the lease, the classifier touches
+    /// nothing.
     @Test func theClassifierTakesExactlyTheBucketsInSteadyOwnership() throws {
         var random = SeededGenerator(seed: 23)
         for vip in [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!] {
-            for delivery in [Delivery.flood, .directed] {
-                var state = Self.state(vip: vip, affinity: .none, random: &random)
+            for delivery in [Delivery.flood, .directed, .relay] {
+                var state = Self.state(vip: vip, affinity: .none, delivery: delivery, random: &random)
                 if delivery == .directed {
                     state = EngineState(
                         generation: 1, node: state.node, seed: state.seed, vip: vip, virtualMAC: Self.vmac,
@@ -114,8 +117,10 @@ struct BucketPrefilterTests {
                 let buckets = BucketPrefilter.buckets(for: state, tapMAC: Self.tapMAC)
                 filter.pass(buckets)
                 let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
-                #expect(actions.contains { $0 >> 48 == BucketFilterProgram.deliverKind })
-                #expect(delivery == .flood || actions.contains { $0 >> 48 == BucketFilterProgram.forwardKind })
+                let deliverKind =
+                    delivery == .relay ? BucketFilterProgram.deliverIntoTAPKind : BucketFilterProgram.deliverInPlaceKind
+                #expect(actions.contains { $0 >> 48 == deliverKind })
+                #expect(delivery != .directed || actions.contains { $0 >> 48 == BucketFilterProgram.forwardKind })
                 var mismatches: [String] = []
                 var taken = 0
                 for _ in 0..<50_000 {
@@ -139,17 +144,21 @@ struct BucketPrefilterTests {
                         return
                     }
                     var expected = bytes
+                    var resultExpected = BucketFilterProgram.next
                     if action != 0 {
                         taken += 1
-                        let kind = action >> 48
-                        let destination =
-                            kind == BucketFilterProgram.deliverKind ? Self.tapMAC : state.bucketMACs[bucket]
-                        expected.replaceSubrange(0..<6, with: Self.macBytes(destination))
-                        if kind == BucketFilterProgram.forwardKind {
+                        switch action >> 48 {
+                        case BucketFilterProgram.deliverInPlaceKind:
+                            resultExpected = BucketFilterProgram.passed
+                        case BucketFilterProgram.deliverIntoTAPKind:
+                            resultExpected = BucketFilterProgram.redirected
+                            expected.replaceSubrange(0..<6, with: Self.macBytes(Self.tapMAC))
+                        default:
+                            resultExpected = BucketFilterProgram.redirected
+                            expected.replaceSubrange(0..<6, with: Self.macBytes(state.bucketMACs[bucket]))
                             expected.replaceSubrange(6..<12, with: Self.macBytes(Self.target.interfaceMAC))
                         }
                     }
-                    let resultExpected = action != 0 ? BucketFilterProgram.redirected : BucketFilterProgram.next
                     let ring = filter.verdict(of: bytes) ?? 1
                     // The ring has a frame of a needed bucket unless the classifier took it.
                     let needed = isTCP ? buckets.tcp[bucket] : buckets.udp[bucket]
@@ -194,7 +203,8 @@ struct BucketPrefilterTests {
         for _ in 0..<3000 where filter.verdict(of: request) != 0 { passed += 1 }
         let elapsed = (ContinuousClock.now - started).components
         let milliseconds = Int(elapsed.seconds) * 1000 + Int(elapsed.attoseconds / 1_000_000_000_000_000) + 1
-        #expect(passed >= Int(BucketFilterProgram.echoBurst) && passed <= Int(BucketFilterProgram.echoBurst) + milliseconds)
+        #expect(
+            passed >= Int(BucketFilterProgram.echoBurst) && passed <= Int(BucketFilterProgram.echoBurst) + milliseconds)
         #expect(filter.counts.echoDropped == UInt64(3000 - passed))
         #expect(filter.verdict(of: icmp(type: vip.isIPv4 ? 0 : 129)) != 0, "an echo reply is the engine's to decide")
         let elsewhere = vip.isIPv4 ? IPAddress("198.18.0.101")! : IPAddress("2001:db8::101")!
@@ -219,7 +229,9 @@ struct BucketPrefilterTests {
         ]
         let state = Self.state(vip: vip, affinity: .none, rules: rules, random: &random)
         let filter = try Self.prefilter(for: state)
-        func tcp(to destination: IPAddress = vip, mac: UInt64 = Self.vmac, port: UInt16, serverPort: UInt16 = 80) -> [UInt8] {
+        func tcp(to destination: IPAddress = vip, mac: UInt64 = Self.vmac, port: UInt16, serverPort: UInt16 = 80)
+            -> [UInt8]
+        {
             PacketBuilder.tcp(
                 destinationMAC: mac, sourceMAC: Self.clientMAC, source: client, destination: destination,
                 sourcePort: port, destinationPort: serverPort, flags: 0x10)
@@ -264,7 +276,8 @@ struct BucketPrefilterTests {
         for serverPort: UInt16 in [440, 445, 450, 8443] {
             let bytes = tcp(port: notMine, serverPort: serverPort)
             let bucket = state.table.bucket(
-                ofHash: Affinity.single.bucketHash(of: DeciderTests.frame(bytes).key, isFragment: false, seed: Self.seed))
+                ofHash: Affinity.single.bucketHash(
+                    of: DeciderTests.frame(bytes).key, isFragment: false, seed: Self.seed))
             let expected = BucketPrefilter.buckets(for: state).tcp[bucket] ? UInt32(KernelFilter.snapshotLength) : 0
             #expect(filter.verdict(of: bytes) == expected, "port \(serverPort)")
         }

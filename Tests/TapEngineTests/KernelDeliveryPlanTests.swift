@@ -49,7 +49,7 @@ struct KernelDeliveryPlanTests {
             guard action != 0 else { continue }
             acted.insert(action >> 48)
             let expected: Verdict =
-                action >> 48 == BucketFilterProgram.deliverKind ? .deliver : .forward(state.bucketMACs[bucket])
+                action >> 48 == BucketFilterProgram.forwardKind ? .forward(state.bucketMACs[bucket]) : .deliver
             let sources = delivery == .relay ? [Self.clientMAC, Self.macs[2]!] : [Self.clientMAC]
             for source in sources {
                 for flags: UInt8 in [0x02, 0x10, 0x11, 0x04] {
@@ -69,13 +69,16 @@ struct KernelDeliveryPlanTests {
                 }
             }
         }
+        // The interface's stack takes the VIP's frames but in relay, where its path is closed.
         switch (delivery, director) {
         case (.directed, false):
             #expect(acted.isEmpty)
         case (.directed, true):
-            #expect(acted == [BucketFilterProgram.deliverKind, BucketFilterProgram.forwardKind])
+            #expect(acted == [BucketFilterProgram.deliverInPlaceKind, BucketFilterProgram.forwardKind])
+        case (.relay, _):
+            #expect(acted == [BucketFilterProgram.deliverIntoTAPKind])
         default:
-            #expect(acted == [BucketFilterProgram.deliverKind])
+            #expect(acted == [BucketFilterProgram.deliverInPlaceKind])
         }
         #expect(delivery == .directed && !director || checked > 5_000)
     }

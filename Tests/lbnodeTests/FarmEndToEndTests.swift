@@ -50,7 +50,9 @@ struct FarmEndToEndTests {
     /// GET `path` from 127.0.0.1:9946 in the calling thread's namespace; the raw response.
     static func httpGet(_ path: String) -> String {
         guard let socket = connectIdle(tcpPort: 9946) else { return "connect failed" }
-        guard socket.sendAll(Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)) else { return "send failed" }
+        guard socket.sendAll(Array("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)) else {
+            return "send failed"
+        }
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while let count = buffer.withUnsafeMutableBytes({ try? socket.receive(into: $0) }) ?? nil, count > 0 {
@@ -77,7 +79,9 @@ struct FarmEndToEndTests {
             guard ip.count >= 28 + 24, ip[9] == 17, Array(ip[12..<16]) == source.bytes,
                 UInt16(ip[22]) << 8 | UInt16(ip[23]) == port
             else { continue }
-            func word(_ offset: Int) -> UInt64 { ip[(28 + offset)..<(28 + offset + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+            func word(_ offset: Int) -> UInt64 {
+                ip[(28 + offset)..<(28 + offset + 8)].reduce(0) { $0 << 8 | UInt64($1) }
+            }
             return (word(16), word(24))
         }
         return nil
@@ -138,7 +142,9 @@ struct FarmEndToEndTests {
         let sender = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 let socket = try DatagramSocket(bindTo: client.ip, port: 7000)
-                for bytes in [beat(2, .left).encoded(key: key), beat(2, .left).encoded(key: SymmetricKey(size: .bits256))] {
+                for bytes in [
+                    beat(2, .left).encoded(key: key), beat(2, .left).encoded(key: SymmetricKey(size: .bits256)),
+                ] {
                     try socket.send(bytes, to: IPAddress("198.18.0.11")!, port: 7946)
                 }
                 return try FrameSender(interface: "eth0")
@@ -192,7 +198,8 @@ struct FarmEndToEndTests {
         // Idle clients on /metrics and on the control socket block nobody; a drain out of range is refused with an
         // error, and the node keeps running.
         let idle = try farm.testbed.servers[0].namespace.run { () throws(NetlinkError) in
-            (0..<3).map { _ in Self.connectIdle(tcpPort: 9946) } + (0..<3).map { _ in Self.connectIdle(unix: farm.socketPath(1)) }
+            (0..<3).map { _ in Self.connectIdle(tcpPort: 9946) }
+                + (0..<3).map { _ in Self.connectIdle(unix: farm.socketPath(1)) }
         }
         #expect(idle.allSatisfy { $0 != nil })
         defer { withExtendedLifetime(idle) {} }
@@ -245,7 +252,8 @@ struct FarmEndToEndTests {
         #expect(drainedMetrics.contains("vipfarm_nodes_configured{farm=\"vfarm\",node=\"1\"} 3"))
         #expect(drainedMetrics.contains("vipfarm_nodes_serving{farm=\"vfarm\",node=\"1\"} 2"))
         #expect(
-            drainedMetrics.contains("vipfarm_member_in_view{farm=\"vfarm\",node=\"1\",member=\"2\",state=\"drained\"} 0"))
+            drainedMetrics.contains(
+                "vipfarm_member_in_view{farm=\"vfarm\",node=\"1\",member=\"2\",state=\"drained\"} 0"))
         // Undrained, it joins again.
         #expect(try farm.control(["undrain"], node: 2, asUser: nobody).contains("undrained"))
         #expect(farm.waitForView("{1:150, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 3), "\(farm.log(2))")
@@ -272,7 +280,8 @@ struct FarmEndToEndTests {
         farm.signal(3, SIGKILL)
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2], seconds: 2))
         #expect(Date().timeIntervalSince(killed) < 0.8)
-        #expect(farm.log(1).contains("node 3 is dead: its host refused our heartbeat (port unreachable"), "\(farm.log(1))")
+        #expect(
+            farm.log(1).contains("node 3 is dead: its host refused our heartbeat (port unreachable"), "\(farm.log(1))")
         Self.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2])
     }
 
@@ -375,7 +384,9 @@ struct FarmEndToEndTests {
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         let connections = try farm.connect(count: 60)
         let owners = Self.requests(connections, "before")
-        #expect(owners.contains(.answered(server: 2)) && owners.allSatisfy { if case .answered = $0 { true } else { false } }, "\(owners)")
+        #expect(
+            owners.contains(.answered(server: 2))
+                && owners.allSatisfy { if case .answered = $0 { true } else { false } }, "\(owners)")
         farm.signal(2, SIGTERM)
         farm.waitForExit(2)
         #expect(farm.waitForView("{1:100, 3:100}", nodes: [1, 3], seconds: 2))
@@ -396,7 +407,8 @@ struct FarmEndToEndTests {
             // What the clients sent while node 2 was away arrives with their retransmissions, and is answered.
             for connection in awayConnections {
                 let late = connection.exchange([], timeoutMilliseconds: 3000) { reply in
-                    EchoServer.parseReply(reply).map { $0.server == 2 && $0.payload.elementsEqual("away".utf8) } ?? false
+                    EchoServer.parseReply(reply).map { $0.server == 2 && $0.payload.elementsEqual("away".utf8) }
+                        ?? false
                 }
                 #expect(late != nil)
             }
@@ -416,11 +428,12 @@ struct FarmEndToEndTests {
             })
     }
 
-    /// The kernel delivers the TCP frames of steady buckets itself (and the director forwards them, in directed
-    /// delivery); datagrams still go through the engines, and every request is answered once either way. The farm
-    /// forms by joins, whose handover windows (30 s) keep the moved buckets with the engines: the buckets the first
-    /// node to start kept are the steady ones here.
-    @Test(arguments: [Delivery.flood, .directed])
+    /// The kernel delivers the TCP frames of steady buckets itself (passed up the interface's stack; in relay, where
+    /// that path is closed, into the TAP), and the director forwards them in directed delivery; datagrams still go
+    /// through the engines, and every request is answered once either way. The farm forms by joins, whose handover
+    /// windows (30 s) keep the moved buckets with the engines: the buckets the first node to start kept are the
+    /// steady ones here.
+    @Test(arguments: [Delivery.flood, .directed, .relay])
     func theKernelDeliversTheConnectionsOfSteadyBuckets(delivery: Delivery) throws {
         let farm = try Self.farm { $0.delivery = .fixed(delivery) }
         defer { farm.stop() }

@@ -43,7 +43,8 @@ public struct EngineConfiguration: Sendable {
     /// The threads `engine_threads: auto` runs on `interface`: one per receive queue (the NIC spreads frames over
     /// its queues, and so over CPUs), at most one per online CPU, at least one.
     public static func automaticThreads(interface: String) -> (threads: Int, receiveQueues: Int, cpus: Int) {
-        let queues = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net/\(interface)/queues"))?
+        let queues =
+            (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/net/\(interface)/queues"))?
             .filter { $0.hasPrefix("rx-") }.count ?? 1
         let cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         return (max(1, min(queues, cpus)), queues, cpus)
@@ -133,7 +134,8 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// An engine of one thread per port and sink (tests drive it through fakes).
-    convenience init(configuration: EngineConfiguration, state: EngineState, port: any PacketPort, sink: any FrameSink) {
+    convenience init(configuration: EngineConfiguration, state: EngineState, port: any PacketPort, sink: any FrameSink)
+    {
         self.init(configuration: configuration, state: state, ports: [(port, sink)])
     }
 
@@ -232,13 +234,14 @@ public final class Engine: @unchecked Sendable {
 
     /// The VIP's open TCP connections whose bucket in `state` is flagged in `buckets`.
     private func connections(in buckets: [Bool], of state: EngineState) -> [FlowKey] {
-        // A SYN the classifier redirected just before its bucket came back to the ring may still wait in the
-        // kernel's backlog: give it time to become a socket.
+        // A SYN the classifier delivered just before its bucket came back to the ring may still be on its way up
+        // the kernel's receive path (in relay, in the backlog): give it time to become a socket.
         usleep(1000)
         guard let open = try? TCPConnections.list(localAddress: state.vip) else { return [] }
         return open.map(\.flowKey).filter { key in
             guard case .balanced(let affinity) = state.mode(for: .tcp, port: key.serverPort) else { return false }
-            return buckets[state.table.bucket(ofHash: affinity.bucketHash(of: key, isFragment: false, seed: state.seed))]
+            return buckets[
+                state.table.bucket(ofHash: affinity.bucketHash(of: key, isFragment: false, seed: state.seed))]
         }
     }
 
@@ -274,7 +277,9 @@ public final class Engine: @unchecked Sendable {
             status.kernelDelivery = attachment.link != nil
             if let current = attachment.current, status.running {
                 let counts = current.counts
-                (status.passed, status.dropped, status.echoDropped) = (counts.passed, counts.dropped, counts.echoDropped)
+                (status.passed, status.dropped, status.echoDropped) = (
+                    counts.passed, counts.dropped, counts.echoDropped
+                )
                 (status.deliveredInKernel, status.forwardedInKernel) = (counts.delivered, counts.forwarded)
             }
             return status

@@ -21,6 +21,10 @@ public struct DeliveryRole: Sendable, Equatable {
     /// After its first announcements, announces once a second instead of every 200 ms (the relay director: clients'
     /// ARP entries name it, not a MAC a switch must keep learning).
     public let announcesSlowlyOnceSettled: Bool
+    /// The interface's own stack may take a frame for the VIP (a local address, which Linux accepts on every
+    /// interface), so kernel delivery passes its frames up there. Not in relay delivery, where an nftables drop closes
+    /// that path (`IngressDrop`) and kernel delivery redirects them into the TAP.
+    public var interfaceTakesVIPFrames: Bool { !usesOwnMAC }
 
     public init(_ delivery: Delivery, isDirector director: Bool) {
         switch delivery {

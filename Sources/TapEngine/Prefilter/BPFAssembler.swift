@@ -46,6 +46,7 @@ struct BPFAssembler {
         case monotonicNanoseconds = 5
         case storeBytes = 9
         case redirect = 23
+        case changeType = 32
         case loadBytesRelative = 68
         case bootTimeNanoseconds = 125
     }

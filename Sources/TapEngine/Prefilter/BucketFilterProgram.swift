@@ -31,8 +31,8 @@ struct BucketFilterShape: Equatable {
     }
 }
 
-/// Where the kernel delivers frames itself (docs/engine.md, "Kernel delivery"): the TAP whose ingress takes a
-/// delivered frame, and the interface (and its MAC) a forwarded one leaves from.
+/// Where the kernel delivers frames itself (docs/engine.md, "Kernel delivery"): the TAP whose ingress takes a frame
+/// delivered into it (relay), and the interface (and its MAC) a forwarded one leaves from.
 struct KernelDeliveryTarget: Equatable {
     var tapIndex: Int32
     var interfaceIndex: Int32
@@ -50,10 +50,12 @@ struct KernelDeliveryTarget: Equatable {
 /// fragments, other protocols, `single` and `drop` rules, frames too short or not linear in the kernel's buffer.
 ///
 /// The classifier runs at the interface's ingress (tcx), after the ring's socket has had its look, and takes the TCP
-/// frames of buckets in steady ownership out of the stack: by the bucket's action in the map it rewrites the
-/// destination MAC and redirects the frame to the TAP's ingress (deliver), or rewrites both MACs and sends it out of
-/// the interface to the bucket's owner (forward, a director). Anything else, and everything once the lease has run
-/// out, it leaves alone (`TCX_NEXT`).
+/// frames of buckets in steady ownership out of the engine's way: by the bucket's action in the map it lets the
+/// interface's own stack receive the frame as addressed to this host (deliver in place: the VIP is a local address),
+/// rewrites the destination MAC and redirects the frame to the TAP's ingress (deliver into the TAP, in relay delivery,
+/// where an nftables drop closes the interface's own path to the VIP), or rewrites both MACs and sends it out of the
+/// interface to the bucket's owner (forward, a director). Anything else, and everything once the lease has run out,
+/// it leaves alone (`TCX_NEXT`).
 ///
 /// The map is one value that both programs read: counters, the lease, one bit per bucket for TCP and one per bucket
 /// for UDP (only TCP needs the buckets in a handover: the flow table decides their connections), then one action per
@@ -81,8 +83,9 @@ enum BucketFilterProgram {
     static let echoBurst: Int32 = 1000
 
     /// An action's kind, in its byte 6.
-    static let deliverKind: UInt64 = 1
+    static let deliverIntoTAPKind: UInt64 = 1
     static let forwardKind: UInt64 = 2
+    static let deliverInPlaceKind: UInt64 = 3
 
     /// Where the actions start: after both protocols' bits, 8-byte aligned.
     static func actionsOffset(_ bucketCount: Int) -> Int { (Int(bitsOffset) + 2 * bitBytes(bucketCount) + 7) / 8 * 8 }
@@ -90,7 +93,7 @@ enum BucketFilterProgram {
     /// Bytes of the whole value.
     static func valueBytes(_ bucketCount: Int) -> Int { actionsOffset(bucketCount) + 8 * bucketCount }
 
-    /// An action: send the frame to `mac` (deliver: the TAP's own MAC).
+    /// An action: send the frame to `mac` (deliver into the TAP: the TAP's own MAC; in place: unused).
     static func action(_ kind: UInt64, mac: UInt64) -> UInt64 { kind << 48 | wireOrder(mac) }
 
     /// A MAC's six bytes in wire order, as the low bytes of a little-endian word.
@@ -100,8 +103,12 @@ enum BucketFilterProgram {
     static let keep = Int32(KernelFilter.snapshotLength)
     /// What the classifier returns for a frame it leaves to the stack and to the programs after it.
     static let next: Int32 = -1
+    /// `TCX_PASS`: the frame goes on up the interface's stack, no program after this one runs.
+    static let passed: Int32 = 0
     /// `TC_ACT_REDIRECT`, which `bpf_redirect` returns.
     static let redirected: Int32 = 7
+    /// `PACKET_HOST`, the packet type of a frame addressed to this host.
+    private static let packetHost: Int32 = 0
 
     /// Frame byte 0 sits at this stack offset: so placed, the IPv4 addresses are 4-byte aligned and the IPv6 ones
     /// 8-byte aligned, as the verifier requires of stack loads.
@@ -315,7 +322,7 @@ enum BucketFilterProgram {
     }
 
     /// The classifier's end (bucket in r7, protocol in r8): a TCP frame whose bucket has an action, within the lease,
-    /// gets its new MACs and is redirected; anything else goes on to `pass`.
+    /// is passed up as this host's, or gets its new MACs and is redirected; anything else goes on to `pass`.
     private static func act(
         _ code: inout BPFAssembler, _ shape: BucketFilterShape, map: Int32, target: KernelDeliveryTarget,
         pass: BPFAssembler.Label
@@ -331,13 +338,26 @@ enum BucketFilterProgram {
         code.call(.bootTimeNanoseconds)
         code.load(.double, .r1, from: .r7, offset: leaseOffset)
         code.jump(if: .r0, .greaterOrEqual, .r1, to: pass)
+        code.alu(.move, .r8, .r9)
+        code.alu(.rightShift, .r8, 48)  // the kind
+        code.alu(.move, .r2, 1)
+        let rewrite = code.newLabel(), forward = code.newLabel()
+        code.jump(if: .r8, .notEqual, Int32(deliverInPlaceKind), to: rewrite)
+        // In place: the frame was for the virtual MAC (PACKET_OTHERHOST, which IP drops); as this host's, the stack
+        // takes it for the VIP, a local address, without the second pass through the receive path a redirect costs.
+        code.atomicAdd(.r2, to: .r7, offset: deliveredOffset)
+        code.alu(.move, .r1, .r6)
+        code.alu(.move, .r2, packetHost)
+        code.call(.changeType)
+        code.alu(.move, .r0, passed)
+        code.exit()
+
+        code.place(rewrite)
         code.store(.double, .r9, to: .frame, offset: destinationSlot)
         storeMAC(&code, at: 0, from: destinationSlot)
         code.jump(if: .r0, .notEqual, 0, to: pass)
-        code.alu(.rightShift, .r9, 48)
         code.alu(.move, .r2, 1)
-        let forward = code.newLabel()
-        code.jump(if: .r9, .equal, Int32(forwardKind), to: forward)
+        code.jump(if: .r8, .equal, Int32(forwardKind), to: forward)
         code.atomicAdd(.r2, to: .r7, offset: deliveredOffset)
         redirect(&code, to: target.tapIndex, ingress: true)
 

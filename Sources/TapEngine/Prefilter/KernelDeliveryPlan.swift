@@ -6,8 +6,9 @@ import Hashing
 /// no previous owner the director must route established connections to. Every other bucket stays with the engine,
 /// whose flow table decides it connection by connection.
 enum KernelDeliveryPlan {
-    /// Per bucket, the classifier's action (`BucketFilterProgram.action`): deliver into the TAP (whose MAC the frame
-    /// is given), forward to the owner (a director in directed delivery), or 0.
+    /// Per bucket, the classifier's action (`BucketFilterProgram.action`): deliver in place (the interface's stack
+    /// takes it) or, in relay delivery, into the TAP (whose MAC the frame is given), forward to the owner (a director
+    /// in directed delivery), or 0.
     static func actions(for state: EngineState, tapMAC: UInt64) -> [UInt64] {
         (0..<state.table.count).map { bucket in
             guard let owner = state.table.owner(ofBucket: bucket) else { return 0 }
@@ -18,7 +19,9 @@ enum KernelDeliveryPlan {
             if state.role.steersHandovers && state.previousOwners[bucket] != 0 { return 0 }
             if owner == state.node {
                 guard !state.handoverBuckets[bucket] else { return 0 }
-                return BucketFilterProgram.action(BucketFilterProgram.deliverKind, mac: tapMAC)
+                return state.role.interfaceTakesVIPFrames
+                    ? BucketFilterProgram.action(BucketFilterProgram.deliverInPlaceKind, mac: 0)
+                    : BucketFilterProgram.action(BucketFilterProgram.deliverIntoTAPKind, mac: tapMAC)
             }
             // Forwarding a bucket it released would cut the connections it still serves there; relay forwards only
             // a client's own frames (not a peer's), which the classifier does not tell apart.
