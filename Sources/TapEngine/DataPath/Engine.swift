@@ -235,7 +235,7 @@ public final class Engine: @unchecked Sendable {
     /// The VIP's open TCP connections whose bucket in `state` is flagged in `buckets`.
     private func connections(in buckets: [Bool], of state: EngineState) -> [FlowKey] {
         // A SYN the classifier delivered just before its bucket came back to the ring may still be on its way up
-        // the kernel's receive path (in relay, in the backlog): give it time to become a socket.
+        // the kernel's receive path: give it time to become a socket.
         usleep(1000)
         guard let open = try? TCPConnections.list(localAddress: state.vip) else { return [] }
         return open.map(\.flowKey).filter { key in
