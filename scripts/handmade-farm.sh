@@ -11,7 +11,8 @@
 #   In flood delivery, wrk and the uploads also straight to server 1 with the switch flooding its frames to every
 #   port, as it floods the VIP's: what flooding costs this machine, apart from what vipfarm costs.
 # Prints the figures and "handmade farm: pass" or "handmade farm: FAIL: <why>" (exit 1). Everything it creates
-# (namespaces, processes, files) is removed when it ends, also on failure or Ctrl-C.
+# (namespaces, processes, files) is removed when it ends, also on failure or Ctrl-C, except after a FAIL the logs of
+# every program (the lbnodes', the failover checks' JSON), whose directory it names.
 #
 # usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
 #                                 [--recovery-limit MS]   (the longest recovery that passes; default 50)
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
         --recovery-limit) RECOVERY_LIMIT="$2"; shift 2 ;;
         --heartbeat) HEARTBEAT="heartbeat_interval_ms: ${2%/*}, dead_after: ${2#*/}"; shift 2 ;;
         --measure-at-once) STEADY_WAIT=off; shift ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -60,15 +61,30 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for namespace in "$CLIENT" "$ID-s1" "$ID-s2" "$ID-s3" "$SWITCH"; do ip netns del "$namespace" 2>/dev/null || true; done
-    rm -rf "$DIR"
+    if [ "$KEEP_LOGS" = yes ]; then
+        rm -rf "$DIR"/state* "$DIR"/*.sock "$DIR/key"
+        echo "handmade farm: the logs are kept in $DIR"
+    else
+        rm -rf "$DIR"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "handmade farm: FAIL: $*"; [ -n "${HOLD:-}" ] && sleep "$HOLD"; for n in 1 2 3; do echo "--- lbnode $n"; tail -n 20 "$DIR/lbnode$n.log"; done; exit 1; }
+KEEP_LOGS=no
+fail() {
+    echo "handmade farm: FAIL: $*"
+    KEEP_LOGS=yes
+    # What each node sees now (buckets, handovers, engine counters), kept beside its log.
+    for n in 1 2 3; do "$BIN/lbnode" status --config "$DIR/n$n.yaml" --json >"$DIR/status$n.json" 2>&1 || true; done
+    [ -n "${HOLD:-}" ] && sleep "$HOLD"
+    for n in 1 2 3; do echo "--- lbnode $n"; tail -n 20 "$DIR/lbnode$n.log"; done
+    exit 1
+}
 in_ns() { local namespace="$1"; shift; ip netns exec "$namespace" "$@"; }
-# Starts a program in a namespace in the background; its PID is ended when the script ends.
-start() { local namespace="$1" log="$2"; shift 2; ip netns exec "$namespace" "$@" >"$log" 2>&1 & PIDS+=("$!"); }
+# Starts a program in a namespace in the background; its PID is ended when the script ends. A restarted program
+# adds to its log.
+start() { local namespace="$1" log="$2"; shift 2; ip netns exec "$namespace" "$@" >>"$log" 2>&1 & PIDS+=("$!"); }
 
 # The switch: a learning bridge, as a rack switch or a hypervisor's vswitch.
 ip netns add "$SWITCH"
@@ -158,6 +174,10 @@ print(f"failover, {len(trials)} kills of server 2's lbnode: recovery median {rec
       f"max {recovery[-1]:.1f} ms; {sum(t['requestsLost'] for t in trials)} requests lost, "
       f"{sum(t['duplicates'] for t in trials)} duplicates, "
       f"{sum(t['tcpResetUnaffected'] for t in trials)} resets of connections on servers that stayed up")
+for number, trial in enumerate(trials, 1):
+    for d in trial.get("duplicateExamples") or []:
+        print(f"  kill {number}: {'TCP' if d['isTCP'] else 'UDP'} flow {d['flow']} request {d['sequence']} answered by "
+              f"server {d['servers'][0]} then {d['servers'][1]}, {d['millisecondsAfterFailure']:+.1f} ms after the kill")
 sys.exit(0 if recovery[-1] < limit and not any(t["duplicates"] or t["tcpResetUnaffected"] for t in trials) else 1)
 PY
 
@@ -215,25 +235,29 @@ if [ "$DELIVERY" = flood ]; then
 fi
 
 # 3. iperf3 through the VIP and straight to server 1.
+# iperf REPORT TARGET [FLAGS]: the report is kept in $DIR/iperf-REPORT.json.
 iperf() {
-    in_ns "$CLIENT" iperf3 -c "$1" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:2}" >"$DIR/iperf.json" &&
-        python3 - "$DIR/iperf.json" <<'PY'
+    local out="$DIR/iperf-$1.json"
+    in_ns "$CLIENT" iperf3 -c "$2" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:3}" >"$out" &&
+        python3 - "$out" <<'PY'
 import json, sys
 end = json.load(open(sys.argv[1]))["end"]
 received = end.get("sum_received", end.get("sum"))
 print(f"{received['bits_per_second'] / 1e6:.0f} Mbit/s, {received.get('lost_percent', 0):.3f} % lost")
+# iperf3 ends well when its data connection stalls: the server received nothing, which is a failure here.
+sys.exit(0 if received["bytes"] > 0 else 1)
 PY
 }
 for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
     name="${test%%:*}"; flags="${test#*:}"
     # shellcheck disable=SC2086
-    vip=$(iperf "$VIP" $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name through the VIP"; }
+    vip=$(iperf "${name%% *}-vip" "$VIP" $flags) || { tail -c 1500 "$DIR/iperf-${name%% *}-vip.json"; fail "iperf3 $name through the VIP"; }
     # shellcheck disable=SC2086
-    direct=$(iperf 198.18.0.11 $flags) || { tail -c 1500 "$DIR/iperf.json"; fail "iperf3 $name straight to server 1"; }
+    direct=$(iperf "${name%% *}-direct" 198.18.0.11 $flags) || { tail -c 1500 "$DIR/iperf-${name%% *}-direct.json"; fail "iperf3 $name straight to server 1"; }
     if [ "$DELIVERY" = flood ] && [ "$name" != download ]; then
         flooding on
         # shellcheck disable=SC2086
-        flooded=$(iperf 198.18.0.11 $flags) || { flooding off; fail "iperf3 $name straight to server 1, flooded"; }
+        flooded=$(iperf "${name%% *}-flooded" 198.18.0.11 $flags) || { flooding off; fail "iperf3 $name straight to server 1, flooded"; }
         flooding off
         direct="$direct; flooded by the switch $flooded"
     fi

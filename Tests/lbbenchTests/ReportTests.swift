@@ -56,7 +56,7 @@ struct ReportTests {
         var resetVictim = Self.record(tcp: true, server: 2, until: 100)
         resetVictim.resetAt = 140_000_000
         var duplicated = Self.record(server: 1, until: 200)
-        duplicated.replies.append((199_000_000, 5, 1))
+        duplicated.replies.append((199_000_000, 5, 3))
         var resetEarly = Self.record(tcp: true, server: 3, until: 0)  // reset before its first answer
         resetEarly.resetAt = 1_000_000
         let records = [
@@ -70,6 +70,9 @@ struct ReportTests {
         #expect(trial.longestInterruptionMilliseconds == 42)  // from the last reply at 98 ms to 140 ms
         #expect(trial.unaffectedLongestGapMilliseconds == 2)
         #expect(trial.duplicates == 1)
+        let example = trial.duplicateExamples?.first
+        #expect(trial.duplicateExamples?.count == 1)
+        #expect(example?.flow == 2 && example?.servers == [1, 3] && example?.millisecondsAfterFailure == 99)
         // 100-138, 100-128, the victim's TCP flow after 100, and the early reset flow's 100 (none was answered)
         #expect(trial.requestsLost == 20 + 15 + 50 + 100)
         #expect(trial.tcpResetAffected == 1 && trial.tcpResetUnaffected == 1 && trial.tcpResetBeforeFailure == 1)
@@ -82,6 +85,7 @@ struct ReportTests {
             trials: [trial, never])
         #expect(report.summaries.map(\.mode) == [.kill, .link])
         #expect(report.summaries[1].unrecovered == 1)
+        #expect(report.table.contains("trial 1: UDP flow 2 request 5, servers 1 then 3, +99.0 ms after the failure"))
         #expect(FailoverReport.percentile([5, 1, 3, 2, 4], 50) == 3)
         #expect(FailoverReport.percentile((1...10).map(Double.init), 99) == 10)
     }

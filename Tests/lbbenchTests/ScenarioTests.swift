@@ -56,11 +56,13 @@ struct ScenarioTests {
 /// `lbbench failover --vip` as on a client of real hosts: the farm is a testbed here, the failure a command.
 @Suite(privileged, .serialized)
 struct RealHostFailoverTests {
+    /// The command takes a second before it cuts the cable (as ssh to a busy host can): that second is not the
+    /// farm's recovery, whose clients were answered throughout it.
     @Test func aFailCommandIsTimedAndTheServerThatStoppedIsFound() throws {
         let farm = try VirtualFarm(VirtualFarm.Options(heartbeatIntervalMilliseconds: 20, deadAfter: 5))
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]))
-        let command = "ip netns exec \(farm.testbed.switchNamespace.name) ip link set s2 down"
+        let command = "sleep 1; ip netns exec \(farm.testbed.switchNamespace.name) ip link set s2 down"
         let result: Result<FailoverReport, Error> = try farm.testbed.clients[0].namespace.run {
             () throws(NetlinkError) in
             Result {
@@ -72,7 +74,8 @@ struct RealHostFailoverTests {
         }
         let report = try result.get()
         #expect(report.victim == 2)
-        #expect(report.trials.first?.recoveryMilliseconds.map { $0 < 1000 } == true, "\(report.trials)")
+        // Detection is 100 ms (20 ms x 5); counted from the command's start, recovery would be 1.1 s or more.
+        #expect(report.trials.first?.recoveryMilliseconds.map { $0 < 800 } == true, "\(report.trials)")
         #expect(report.trials.first?.tcpResetUnaffected == 0)
     }
 }

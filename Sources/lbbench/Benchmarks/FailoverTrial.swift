@@ -36,6 +36,8 @@ struct FailoverTrial: Codable, Sendable {
     var requestsSent: Int
     var requestsLost: Int
     var duplicates: Int
+    /// The first requests answered more than once: where to look in the nodes' logs.
+    var duplicateExamples: [DuplicateAnswer]?
     var tcpResetAffected: Int
     var tcpResetUnaffected: Int
     /// TCP connections reset before the failure (not its doing: the farm had not settled when the probe began).
@@ -63,7 +65,8 @@ struct FailoverTrial: Codable, Sendable {
         var resetAffected = 0
         var resetUnaffected = 0
         var resetBefore = 0
-        for record in records {
+        var examples: [DuplicateAnswer] = []
+        for (flowIndex, record) in records.enumerated() {
             let before = record.replies.last { $0.time < failedAt }
             let isAffected = before?.server == victim
             var gap: Int64 = 0
@@ -72,8 +75,18 @@ struct FailoverTrial: Codable, Sendable {
                 gap = max(gap, reply.time - last)
                 last = reply.time
             }
-            var seen = Set<UInt32>()
-            for reply in record.replies where !seen.insert(reply.sequence).inserted { duplicates += 1 }
+            var seen = [UInt32: UInt16]()
+            for reply in record.replies {
+                guard let first = seen.updateValue(reply.server, forKey: reply.sequence) else { continue }
+                duplicates += 1
+                if examples.count < DuplicateAnswer.kept {
+                    examples.append(
+                        DuplicateAnswer(
+                            flow: flowIndex, isTCP: record.isTCP, sequence: reply.sequence,
+                            servers: [first, reply.server],
+                            millisecondsAfterFailure: Double(reply.time - failedAt) / 1e6))
+                }
+            }
             sent += record.sent
             answered += seen.count
             if isAffected {
@@ -107,8 +120,20 @@ struct FailoverTrial: Codable, Sendable {
         requestsSent = sent
         requestsLost = max(0, sent - answered)
         self.duplicates = duplicates
+        duplicateExamples = examples.isEmpty ? nil : examples
         tcpResetAffected = resetAffected
         tcpResetUnaffected = resetUnaffected
         tcpResetBeforeFailure = resetBefore
     }
+}
+
+/// A request answered twice: the flow, the servers of the first and the second answer, and when the second came
+/// (negative: before the failure).
+struct DuplicateAnswer: Codable, Sendable {
+    static let kept = 10
+    var flow: Int
+    var isTCP: Bool
+    var sequence: UInt32
+    var servers: [UInt16]
+    var millisecondsAfterFailure: Double
 }

@@ -60,7 +60,11 @@ struct FailoverCommand: ParsableCommand {
 
     @OptionGroup var farm: RealFarmOptions
 
-    @Option(help: "With --vip: a shell command that fails one server (else fail one by hand while it records).")
+    @Option(
+        help: """
+            With --vip: a shell command that fails one server (else fail one by hand while it records). The failure is \
+            the victim's last answer, or the command's start if later: the command's own time (ssh) is not recovery.
+            """)
     var failCommand: String?
 
     @Option(help: "With --vip and no --fail-command: seconds to record.")

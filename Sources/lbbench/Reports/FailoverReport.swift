@@ -104,7 +104,23 @@ struct FailoverReport: Codable {
                 "\(summary.tcpResetAffected)", "\(summary.tcpResetUnaffected)", "\(summary.tcpResetBeforeFailure)",
             ])
         }
-        return table.rendered + awayTable
+        return table.rendered + awayTable + duplicateLines
+    }
+
+    /// Where the duplicates were: which servers answered one request twice, and when, to find in the nodes' logs.
+    private var duplicateLines: String {
+        let examples = trials.enumerated().flatMap { (index, trial) in
+            (trial.duplicateExamples ?? []).map { (trial: index + 1, system: trial.system, example: $0) }
+        }
+        guard !examples.isEmpty else { return "" }
+        return "\nRequests answered twice (the first \(DuplicateAnswer.kept) of each trial):\n"
+            + examples.map { item in
+                let example = item.example
+                return
+                    "  \(item.system.rawValue) trial \(item.trial): \(example.isTCP ? "TCP" : "UDP") flow \(example.flow) "
+                    + "request \(example.sequence), servers \(example.servers.map(String.init).joined(separator: " then ")), "
+                    + String(format: "%+.1f ms after the failure", example.millisecondsAfterFailure)
+            }.joined(separator: "\n") + "\n"
     }
 
     /// The long cuts: what the flows saw while the victim was away, after the first failover.
@@ -117,8 +133,10 @@ struct FailoverReport: Codable {
         for (index, trial) in long.enumerated() {
             let away = trial.whileAway!
             table.add([
-                trial.system.rawValue, "\(index + 1)", String(format: "%.0f", away.seconds), trial.viewChangesWhileAway.map(String.init) ?? "-",
-                "\(away.sent)", "\(away.lost)", "\(away.duplicates)", String(format: "%.1f", away.longestSilenceMilliseconds),
+                trial.system.rawValue, "\(index + 1)", String(format: "%.0f", away.seconds),
+                trial.viewChangesWhileAway.map(String.init) ?? "-",
+                "\(away.sent)", "\(away.lost)", "\(away.duplicates)",
+                String(format: "%.1f", away.longestSilenceMilliseconds),
             ])
         }
         return table.rendered
