@@ -1,5 +1,6 @@
 import Foundation
 import RouteSetup
+import Synchronization
 import Testing
 
 @testable import Testbed
@@ -27,6 +28,18 @@ struct HostChurnTests {
         // The kernel unregisters the namespace's devices a moment after `ip netns del` returns, holding RTNL
         // meanwhile: a netlink request waits for it, which is how long the farm had to stay steady.
         _ = try runToEnd(in: nil, "/bin/sh", ["-c", "ip netns del \(name)"], timeout: 60)
+        // Meanwhile clients are served: exchanges of 100 requests, one after the other, until the lock is free.
+        let done = Atomic(false)
+        let exchanges = Mutex<[Result<[Int: [Int]], Error>]>([])
+        // `exchange` reads only the testbed and the VIP, which nothing changes while the thread runs.
+        let shared = UncheckedFarm(farm: farm)
+        let clients = Thread {
+            while !done.load(ordering: .relaxed) {
+                let result = Result { try shared.farm.exchange(count: 100) }
+                exchanges.withLock { $0.append(result) }
+            }
+        }
+        clients.start()
         let netlink = try NetlinkSocket()
         var held = Duration.zero
         let clock = ContinuousClock()
@@ -36,6 +49,13 @@ struct HostChurnTests {
             Thread.sleep(forTimeInterval: 0.005)
         }
         #expect(held >= .milliseconds(300), "RTNL held at most \(held): the test no longer shows anything")
+        done.store(true, ordering: .relaxed)
+        while !clients.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let results = exchanges.withLock { $0 }
+        #expect(!results.isEmpty, "no exchange ran while the lock was held")
+        for result in results {
+            FarmEndToEndTests.expectExactlyOnce(try result.get(), count: 100, by: [1, 2, 3])
+        }
 
         for (index, number) in (1...3).enumerated() {
             let since = String(farm.log(number).dropFirst(logged[index]))
@@ -43,4 +63,8 @@ struct HostChurnTests {
         }
         FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
     }
+}
+
+private struct UncheckedFarm: @unchecked Sendable {
+    let farm: VirtualFarm
 }
