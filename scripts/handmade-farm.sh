@@ -69,10 +69,10 @@ cleanup() {
         rm -rf "$DIR"
     fi
 }
+KEEP_LOGS=no
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-KEEP_LOGS=no
 fail() {
     echo "handmade farm: FAIL: $*"
     KEEP_LOGS=yes
@@ -238,10 +238,10 @@ if [ "$DELIVERY" = flood ]; then
 fi
 
 # 3. iperf3 through the VIP and straight to server 1.
-# iperf REPORT TARGET [FLAGS]: the report is kept in $DIR/iperf-REPORT.json.
+# iperf REPORT TARGET [FLAGS]: the report is kept in $DIR/iperf-REPORT.json, and its end shown when the run fails.
 iperf() {
     local out="$DIR/iperf-$1.json"
-    in_ns "$CLIENT" iperf3 -c "$2" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:3}" >"$out" &&
+    { in_ns "$CLIENT" iperf3 -c "$2" -p 5201 -t "$SECONDS_PER_RUN" -J --connect-timeout 3000 "${@:3}" >"$out" &&
         python3 - "$out" <<'PY'
 import json, sys
 end = json.load(open(sys.argv[1]))["end"]
@@ -250,13 +250,14 @@ print(f"{received['bits_per_second'] / 1e6:.0f} Mbit/s, {received.get('lost_perc
 # iperf3 ends well when its data connection stalls: the server received nothing, which is a failure here.
 sys.exit(0 if received["bytes"] > 0 else 1)
 PY
+    } || { tail -c 1500 "$out" >&2; return 1; }
 }
 for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
     name="${test%%:*}"; flags="${test#*:}"
     # shellcheck disable=SC2086
-    vip=$(iperf "${name%% *}-vip" "$VIP" $flags) || { tail -c 1500 "$DIR/iperf-${name%% *}-vip.json"; fail "iperf3 $name through the VIP"; }
+    vip=$(iperf "${name%% *}-vip" "$VIP" $flags) || fail "iperf3 $name through the VIP"
     # shellcheck disable=SC2086
-    direct=$(iperf "${name%% *}-direct" 198.18.0.11 $flags) || { tail -c 1500 "$DIR/iperf-${name%% *}-direct.json"; fail "iperf3 $name straight to server 1"; }
+    direct=$(iperf "${name%% *}-direct" 198.18.0.11 $flags) || fail "iperf3 $name straight to server 1"
     if [ "$DELIVERY" = flood ] && [ "$name" != download ]; then
         flooding on
         # shellcheck disable=SC2086

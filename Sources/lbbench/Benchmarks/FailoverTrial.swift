@@ -77,7 +77,10 @@ struct FailoverTrial: Codable, Sendable {
             }
             var seen = [UInt32: UInt16]()
             for reply in record.replies {
-                guard let first = seen.updateValue(reply.server, forKey: reply.sequence) else { continue }
+                guard let first = seen[reply.sequence] else {
+                    seen[reply.sequence] = reply.server
+                    continue
+                }
                 duplicates += 1
                 if examples.count < DuplicateAnswer.kept {
                     examples.append(

@@ -38,13 +38,13 @@ struct RealHostFailover {
         var commandStart: Int64?
         if let failCommand {
             progress("running: \(failCommand)")
-            let failedAt = probe.now
-            commandStart = failedAt
+            let started = probe.now
+            commandStart = started
             // ShellCommand (posix_spawn), not Foundation's Process: that one takes tens of ms to start a shell and to
             // see it end, all of which would count as recovery time.
             let succeeded = ShellCommand.succeeds(failCommand, timeoutMilliseconds: 60_000, keepOutput: true)
             progress(
-                String(format: "the command ended after %.1f ms", Double(probe.now - failedAt) / 1e6)
+                String(format: "the command ended after %.1f ms", Double(probe.now - started) / 1e6)
                     + (succeeded ? "" : " (it failed, or ran longer than 60 s)"))
             Thread.sleep(forTimeInterval: 3)
         } else {
