@@ -1,0 +1,81 @@
+import Foundation
+import TapEngine
+import Testing
+
+@testable import Testbed
+
+/// A node that gives buckets away in a handover first learns the connections the kernel delivered in them, by reading
+/// every open TCP socket of its host (sock_diag, as `ss` does). On a busy server that read outlasts a heartbeat
+/// deadline; the heartbeat loop must go on meanwhile, and announce the release only once the read is done.
+@Suite(privileged, .serialized)
+struct BusyServerHandoverTests {
+    /// Holds `pairs` connected TCP pairs on 127.0.0.1 (twice as many sockets) until its parent exits; prints "ready".
+    static let socketHolder = """
+        import os, resource, socket, sys, time
+        parent = os.getppid()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        held = []
+        for _ in range(int(sys.argv[1])):
+            held.append(socket.create_connection(listener.getsockname()))
+            held.append(listener.accept()[0])
+        print("ready", len(held), flush=True)
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        """
+
+    /// Nodes 1 and 2 serve in flood delivery, node 1 beside 118,800 other TCP sockets; node 3 joins, and both give it
+    /// buckets the kernel delivered. At the suites' 20 ms × 5, a loop that waited for node 1's read would fence it
+    /// as stalled and its peers would declare it dead.
+    @Test func aServerWithAHundredThousandSocketsGivesBucketsAwayWithoutStalling() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.startNodes = [1, 2]
+            $0.delivery = .fixed(.flood)
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
+
+        // Six processes: the container allows 20,000 descriptors to one.
+        let holders = ChildProcesses()
+        defer { holders.stopAll(with: SIGKILL) }
+        let namespace = farm.testbed.servers[0].namespace
+        let logs = (1...6).map { "\(farm.directory)/sockets\($0)" }
+        for (index, log) in logs.enumerated() {
+            try holders.start(
+                index, in: namespace, executable: "/usr/bin/python3", arguments: ["-c", Self.socketHolder, "9900"],
+                log: log)
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && !logs.allSatisfy({ Self.contents($0).contains("ready 19800") }) {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        try #require(logs.allSatisfy { Self.contents($0).contains("ready 19800") }, "\(logs.map(Self.contents))")
+        let vip = farm.vip
+        let read = try namespace.run {
+            ContinuousClock().measure { _ = try? TCPConnections.list(localAddress: vip) }
+        }
+        #expect(read >= .milliseconds(150), "the read took \(read): the test no longer shows anything")
+
+        let connections = try farm.connect(count: 60)
+        let owners = FarmEndToEndTests.requests(connections, "before")
+        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
+        let logged = (1...2).map { farm.log($0).count }
+        try farm.start(3)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 10), "\(farm.logs)")
+        #expect(FarmEndToEndTests.requests(connections, "joined") == owners, "\(farm.logs)")
+        FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
+        for (index, number) in (1...2).enumerated() {
+            let since = String(farm.log(number).dropFirst(logged[index]))
+            for word in ["stalled", "is dead", "fenced"] {
+                #expect(!since.contains(word), "node \(number): \(since)")
+            }
+        }
+        #expect(!farm.log(3).contains("is dead"), "\(farm.log(3))")
+    }
+
+    private static func contents(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+}
