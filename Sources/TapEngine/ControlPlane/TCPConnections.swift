@@ -40,7 +40,7 @@ public enum TCPConnections {
         var connections: [Connection] = []
         for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
             let wanted = family == AF_INET ? address.bytes : mapped
-            try dump(family: UInt8(family)) { id in
+            try dump(family: UInt8(family), localAddress: address) { id in
                 guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
                 // An IPv4 client of an IPv6 socket comes IPv4-mapped, which is how IPAddress holds IPv4 anyway.
                 let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0.prefix(family == AF_INET ? 4 : 16)) }
@@ -54,14 +54,21 @@ public enum TCPConnections {
         return connections
     }
 
-    /// Dumps the TCP sockets of `family` in `openStates`, handing each one's addresses and ports to `body`.
-    private static func dump(family: UInt8, _ body: (inet_diag_sockid) -> Void) throws(SystemCallError) {
+    /// Dumps the TCP sockets of `family` in `openStates` whose local address is `address`, handing each one's
+    /// addresses and ports to `body`. The kernel filters by address (a bytecode condition, as `ss src ADDRESS` sends):
+    /// it still walks every socket of the host, but writes out only the VIP's, so a server's other connections (its
+    /// database pools, its back ends) cost the walk and no more.
+    private static func dump(
+        family: UInt8, localAddress address: IPAddress, _ body: (inet_diag_sockid) -> Void
+    ) throws(SystemCallError) {
         let socket = try Socket(family: AF_NETLINK, type: SOCK_DGRAM, protocol: NETLINK_SOCK_DIAG)
         try socket.setTimeouts(milliseconds: 2000)  // a dump that never ends fails instead of hanging its thread
-        var request = [UInt8](repeating: 0, count: MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size)
+        let filter = localAddressCondition(address)
+        let queryEnd = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size
+        var request = [UInt8](repeating: 0, count: queryEnd)
         request.withUnsafeMutableBytes { bytes in
             var header = nlmsghdr()
-            header.nlmsg_len = UInt32(bytes.count)
+            header.nlmsg_len = UInt32(queryEnd + 4 + filter.count)
             header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
             header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
             bytes.storeBytes(of: header, as: nlmsghdr.self)
@@ -71,6 +78,9 @@ public enum TCPConnections {
             query.idiag_states = openStates
             bytes.storeBytes(of: query, toByteOffset: MemoryLayout<nlmsghdr>.size, as: inet_diag_req_v2.self)
         }
+        // The attribute that carries the bytecode: length and type, in host order.
+        let attribute = (UInt16(4 + filter.count), UInt16(INET_DIAG_REQ_BYTECODE))
+        request += withUnsafeBytes(of: attribute) { Array($0) } + filter
         try SystemCall.retrying("send", "ask the kernel for its TCP sockets") {
             request.withUnsafeBytes { Glibc.send(socket.descriptor, $0.baseAddress, $0.count, 0) }
         }
@@ -99,5 +109,17 @@ public enum TCPConnections {
             }
             if done { return }
         }
+    }
+
+    /// The bytecode of one condition, "the local address is `address`" (`INET_DIAG_BC_S_COND`, any port): an op whose
+    /// `yes` jumps to the end (a match) and whose `no` jumps past it (no match), then the host condition. An IPv4
+    /// condition also matches an IPv6 socket's IPv4-mapped address.
+    static func localAddressCondition(_ address: IPAddress) -> [UInt8] {
+        let length = 4 + 8 + address.bytes.count
+        let operation = (UInt8(INET_DIAG_BC_S_COND), UInt8(length), UInt16(length + 4))
+        // family, prefix length, two bytes of padding, the port (-1: any)
+        var condition: [UInt8] = [UInt8(address.isIPv4 ? AF_INET : AF_INET6), UInt8(8 * address.bytes.count), 0, 0]
+        condition += withUnsafeBytes(of: Int32(-1)) { Array($0) }
+        return withUnsafeBytes(of: operation) { Array($0) } + condition + address.bytes
     }
 }
