@@ -240,7 +240,7 @@ public final class Engine: @unchecked Sendable {
         }
         queuedSwaps.add(1, ordering: .relaxed)
         installer.async { [self] in
-            install(newState)
+            install(newState, meanwhileKeeping: true)
             queuedSwaps.subtract(1, ordering: .releasing)
         }
     }
@@ -255,8 +255,12 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    private func install(_ newState: EngineState) {
-        let released = adoptPrefilter(for: newState)
+    /// Installs `newState`. `meanwhileKeeping`: the rings go on receiving what the running state needs too until
+    /// every thread runs the new one (a read of the kernel's sockets comes between, and the node that takes the
+    /// buckets this one gives away waits for this one meanwhile: the frames of new flows there are this node's to
+    /// answer until then); then only what the new state needs.
+    private func install(_ newState: EngineState, meanwhileKeeping: Bool = false) {
+        let released = adoptPrefilter(for: newState, keepingWhatRuns: meanwhileKeeping)
         let connections = released.contains(true) ? connections(in: released, of: newState) : []
         orders.orders.withLock { orders in
             orders.state = newState
@@ -266,6 +270,15 @@ public final class Engine: @unchecked Sendable {
             }
         }
         for worker in workers { worker.port.wake() }
+        guard meanwhileKeeping else { return }
+        // A thread takes a state at its next batch boundary, at once when idle (woken above). One that does not
+        // within a second is stuck, and the new state's filter is as good as any for it.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(1)
+        while clock.now < deadline && threadStatus.contains(where: { $0.generation != newState.generation }) {
+            usleep(200)
+        }
+        _ = adoptPrefilter(for: newState)
     }
 
     /// The VIP's open TCP connections whose bucket in `state` is flagged in `buckets`.
@@ -354,7 +367,9 @@ public final class Engine: @unchecked Sendable {
     /// programs (its rules, seed or bucket count differ), attaches new ones to every ring and to the interface in place
     /// of the old. Where the kernel refuses, every frame for the VIP goes on reaching the engine, which decides them
     /// all. Returns the buckets whose connections the flow tables must learn (`KernelDeliveryPlan.released`).
-    private func adoptPrefilter(for state: EngineState) -> [Bool] {
+    /// `keepingWhatRuns`: the rings keep receiving what they received before too (the classifier's actions are the
+    /// new state's), until a call without it.
+    private func adoptPrefilter(for state: EngineState, keepingWhatRuns: Bool = false) -> [Bool] {
         let shape = BucketFilterShape(state: state, receiveMAC: receiveMAC)
         return prefilter.withLock { attachment in
             let none = Array(repeating: false, count: state.table.count)
@@ -362,7 +377,9 @@ public final class Engine: @unchecked Sendable {
             let tapMAC = attachment.delivery?.tapMAC
             if let current = attachment.current, current.shape == shape {
                 let before = current.actions
-                current.pass(BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC))
+                current.pass(
+                    BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC),
+                    keepingWhatPasses: keepingWhatRuns)
                 return KernelDeliveryPlan.released(from: before, to: state)
             }
             // Everything to the ring, and nothing left to the old classifier, while the programs change.
@@ -376,8 +393,11 @@ public final class Engine: @unchecked Sendable {
                 replacement.leaseRuns(until: attachment.leaseUntil)
                 for socket in attachment.sockets { try replacement.attach(to: socket) }
                 attachClassifier(replacement, &attachment)
-                replacement.pass(
-                    attachment.link == nil ? BucketPrefilter.buckets(for: state, tapMAC: nil) : buckets)
+                // (Keeping what runs, everything goes on reaching the rings, as meanwhile.)
+                if !keepingWhatRuns {
+                    replacement.pass(
+                        attachment.link == nil ? BucketPrefilter.buckets(for: state, tapMAC: nil) : buckets)
+                }
                 attachment.current = replacement
                 attachment.status.running = true
                 attachment.status.reason = nil
