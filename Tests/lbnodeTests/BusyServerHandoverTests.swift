@@ -27,11 +27,11 @@ struct BusyServerHandoverTests {
             time.sleep(0.5)
         """
 
-    /// Nodes 1 and 2 serve in flood delivery, the first to be active with 118,800 sockets of the VIP (connections
+    /// Nodes 1 and 2 serve in flood delivery, the first to be active with 39,600 sockets of the VIP (connections
     /// from the host to itself: the kernel lists them as it lists clients'); node 3 joins, and both give it buckets.
     /// At the suites' 20 ms × 5, a loop that waited for the busy node's read would fence it as stalled and its peers
     /// would declare it dead.
-    @Test func aServerWithAHundredThousandSocketsGivesBucketsAwayWithoutStalling() throws {
+    @Test func aServerWithFortyThousandSocketsGivesBucketsAwayWithoutStalling() throws {
         let farm = try FarmEndToEndTests.farm {
             $0.startNodes = [1, 2]
             $0.delivery = .fixed(.flood)
@@ -44,11 +44,13 @@ struct BusyServerHandoverTests {
         let first = try #require(Self.firstActive(in: farm.log(1)), "\(farm.log(1))")
         let other = 3 - first
 
-        // Six processes: the container allows 20,000 descriptors to one.
+        // Two processes: the container allows 20,000 descriptors to one. (More sockets stall every node in this debug
+        // build, not only the busy one: a node that starts reads its own namespace's connections, and the kernel walks
+        // every socket of the host for it.)
         let holders = ChildProcesses()
         defer { holders.stopAll(with: SIGKILL) }
         let namespace = farm.testbed.servers[first - 1].namespace
-        let logs = (1...6).map { "\(farm.directory)/sockets\($0)" }
+        let logs = (1...2).map { "\(farm.directory)/sockets\($0)" }
         for (index, log) in logs.enumerated() {
             try holders.start(
                 index, in: namespace, executable: "/usr/bin/python3",
@@ -74,12 +76,14 @@ struct BusyServerHandoverTests {
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3], seconds: 10), "\(farm.logs)")
         #expect(FarmEndToEndTests.requests(connections, "joined") == owners, "\(farm.logs)")
         // Node 3 takes what the other node gave it as soon as that node runs the new view and the busy one still
-        // runs the one before; what the busy node gave it waits for its read (over 0.6 s in this debug build), and
-        // the busy node serves it meanwhile. So new flows wait no longer than in any handover.
+        // runs the one before; what the busy node gave it waits for its read (0.2 s or more in this debug build), and
+        // the busy node serves it meanwhile.
         let taken = Date().addingTimeInterval(10)
-        while Date() < taken && !farm.log(3).contains("took the held buckets") { Thread.sleep(forTimeInterval: 0.05) }
-        #expect(
-            farm.log(3).contains("took the held buckets of node(s) \(other): they let them go"), "\(farm.logs)")
+        while Date() < taken && !farm.log(3).contains("every peer agrees") { Thread.sleep(forTimeInterval: 0.05) }
+        let log3 = farm.log(3)
+        let partly = log3.range(of: "took the held buckets of node(s) \(other): they let them go")
+        let wholly = log3.range(of: "took the held buckets: every peer agrees")
+        #expect(partly != nil && wholly != nil && partly!.lowerBound < wholly!.lowerBound, "\(farm.logs)")
         FarmEndToEndTests.expectExactlyOnce(try farm.exchange(count: 300), count: 300, by: [1, 2, 3])
         for (index, number) in (1...2).enumerated() {
             let since = String(farm.log(number).dropFirst(logged[index]))

@@ -83,6 +83,8 @@ public final class Engine: @unchecked Sendable {
     /// Where states are installed, one after the other (`swapWithoutWaiting`), and how many wait on it.
     private let installer = DispatchQueue(label: "vipfarm-engine-swap")
     private let queuedSwaps = Atomic(0)
+    /// Set while a state that serves nothing waits on the queue: the lease stays cut until it is installed.
+    private let leaseCut = Atomic(false)
 
     /// Opens the rings and the TAP queues. Nothing runs until `start`.
     ///
@@ -238,11 +240,29 @@ public final class Engine: @unchecked Sendable {
             swap(newState)
             return
         }
+        // A state that serves nothing is a fence, which the heartbeat says at once: the peers take this node's
+        // buckets as soon as they hear it. So the engine stops serving now, not once the state is installed.
+        let fence = newState.servesNothing
+        if fence { cutLease() }
         queuedSwaps.add(1, ordering: .relaxed)
         installer.async { [self] in
             install(newState, meanwhileKeeping: true)
+            if fence { leaseCut.store(false, ordering: .releasing) }
             queuedSwaps.subtract(1, ordering: .releasing)
         }
+    }
+
+    /// Ends the lease now (the threads serve nothing from their next batch, the classifier from its next frame), and
+    /// keeps it ended until the queued state that serves nothing is installed.
+    private func cutLease() {
+        leaseCut.store(true, ordering: .releasing)
+        let expired = orders.clock() &- 1
+        orders.orders.withLock { $0.leaseUntil = expired }
+        prefilter.withLock { attachment in
+            attachment.leaseUntil = 0
+            attachment.current?.leaseRuns(until: 0)
+        }
+        for worker in workers { worker.port.wake() }
     }
 
     /// Whether installing `state` reads the kernel's sockets or changes the programs (`swapWithoutWaiting`).
@@ -341,6 +361,7 @@ public final class Engine: @unchecked Sendable {
     /// engine must not deliver a frame that waited in the ring meanwhile before the control plane has caught up.
     /// (Counting from the check, not from the call, covers a stall between the two.)
     public func renewLease(checkedAt checked: ContinuousClock.Instant, milliseconds: Int) {
+        guard !leaseCut.load(ordering: .acquiring) else { return }  // a fence waits to be installed
         let until = orders.clock(at: checked) &+ UInt32(clamping: milliseconds)
         orders.orders.withLock { $0.leaseUntil = until }
         // The classifier's clock is CLOCK_BOOTTIME, as ContinuousClock's on Linux.
