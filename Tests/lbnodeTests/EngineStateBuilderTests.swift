@@ -43,20 +43,6 @@ struct EngineStateBuilderTests {
         #expect(closed.previousOwners.allSatisfy { $0 == 0 } && !closed.releasedBuckets.contains(true))
     }
 
-    /// A fenced node's state serves nothing (the engine cuts its lease at once when such a state must wait to be
-    /// installed); a draining node's still serves the connections in the buckets it released.
-    @Test func onlyAFencedStateServesNothing() throws {
-        var builder = try Self.builder(node: 2)
-        let serving = try builder.state(
-            for: Self.view([1, 2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: false)
-        #expect(!serving.servesNothing)
-        let draining = try builder.state(
-            for: Self.view([1, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
-        #expect(draining.releasedBuckets.contains(true) && !draining.servesNothing)
-        let fenced = builder.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false)
-        #expect(fenced.servesNothing)
-    }
-
     @Test func bucketsOfADeadNodeAreTakenAtOnceEvenWithinAWindow() throws {
         var builder = try Self.builder(node: 2)
         let two = try builder.state(

@@ -80,11 +80,6 @@ public final class Engine: @unchecked Sendable {
     private let receiveMAC: UInt64
     private var threads: [Thread] = []
     private let finished = DispatchSemaphore(value: 0)
-    /// Where states are installed, one after the other (`swapWithoutWaiting`), and how many wait on it.
-    private let installer = DispatchQueue(label: "vipfarm-engine-swap")
-    private let queuedSwaps = Atomic(0)
-    /// Set while a state that serves nothing waits on the queue: the lease stays cut until it is installed.
-    private let leaseCut = Atomic(false)
 
     /// Opens the rings and the TAP queues. Nothing runs until `start`.
     ///
@@ -213,7 +208,6 @@ public final class Engine: @unchecked Sendable {
 
     /// Stops the engine threads and waits for them (at most one batch timeout).
     public func stop() {
-        installer.sync {}  // a state still queued is installed before the threads stop, not after
         orders.orders.withLock { $0.stopping = true }
         for worker in workers { worker.port.wake() }
         for _ in threads { finished.wait() }
@@ -225,62 +219,8 @@ public final class Engine: @unchecked Sendable {
     /// Hands the engine a new state; each thread takes it at its next batch boundary. Buckets the kernel delivered and
     /// this node now releases first come back to the ring, and their connections (which the flow tables never saw)
     /// are read from the kernel and given to the threads with the state, so that this node keeps serving them.
-    /// Returns once the state is handed over, after any `swapWithoutWaiting` before it.
     public func swap(_ newState: EngineState) {
-        installer.sync { install(newState) }
-    }
-
-    /// Hands the engine a new state as `swap` does, but returns at once where that would wait for the kernel: a
-    /// release of buckets the kernel delivered reads every TCP socket of the host (sock_diag: 46 ms for 18,000
-    /// sockets), and new programs are loaded and attached. Such a state is installed on a queue of the engine's own,
-    /// in order with every other; until then the threads run the one before, and `stateGeneration` says so, so a
-    /// caller that acknowledges by generation (the heartbeat loop) announces the release only once it is done.
-    public func swapWithoutWaiting(_ newState: EngineState) {
-        guard queuedSwaps.load(ordering: .acquiring) > 0 || waitsForTheKernel(newState) else {
-            swap(newState)
-            return
-        }
-        // A state that serves nothing is a fence, which the heartbeat says at once: the peers take this node's
-        // buckets as soon as they hear it. So the engine stops serving now, not once the state is installed.
-        let fence = newState.servesNothing
-        if fence { cutLease() }
-        queuedSwaps.add(1, ordering: .relaxed)
-        installer.async { [self] in
-            install(newState, meanwhileKeeping: true)
-            if fence { leaseCut.store(false, ordering: .releasing) }
-            queuedSwaps.subtract(1, ordering: .releasing)
-        }
-    }
-
-    /// Ends the lease now (the threads serve nothing from their next batch, the classifier from its next frame), and
-    /// keeps it ended until the queued state that serves nothing is installed.
-    private func cutLease() {
-        leaseCut.store(true, ordering: .releasing)
-        let expired = orders.clock() &- 1
-        orders.orders.withLock { $0.leaseUntil = expired }
-        prefilter.withLock { attachment in
-            attachment.leaseUntil = 0
-            attachment.current?.leaseRuns(until: 0)
-        }
-        for worker in workers { worker.port.wake() }
-    }
-
-    /// Whether installing `state` reads the kernel's sockets or changes the programs (`swapWithoutWaiting`).
-    private func waitsForTheKernel(_ state: EngineState) -> Bool {
-        let shape = BucketFilterShape(state: state, receiveMAC: receiveMAC)
-        return prefilter.withLock { attachment in
-            guard !attachment.sockets.isEmpty else { return false }
-            guard let current = attachment.current, current.shape == shape else { return true }
-            return KernelDeliveryPlan.released(from: current.actions, to: state).contains(true)
-        }
-    }
-
-    /// Installs `newState`. `meanwhileKeeping`: the rings go on receiving what the running state needs too until
-    /// every thread runs the new one (a read of the kernel's sockets comes between, and the node that takes the
-    /// buckets this one gives away waits for this one meanwhile: the frames of new flows there are this node's to
-    /// answer until then); then only what the new state needs.
-    private func install(_ newState: EngineState, meanwhileKeeping: Bool = false) {
-        let released = adoptPrefilter(for: newState, keepingWhatRuns: meanwhileKeeping)
+        let released = adoptPrefilter(for: newState)
         let connections = released.contains(true) ? connections(in: released, of: newState) : []
         orders.orders.withLock { orders in
             orders.state = newState
@@ -290,15 +230,6 @@ public final class Engine: @unchecked Sendable {
             }
         }
         for worker in workers { worker.port.wake() }
-        guard meanwhileKeeping else { return }
-        // A thread takes a state at its next batch boundary, at once when idle (woken above). One that does not
-        // within a second is stuck, and the new state's filter is as good as any for it.
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(1)
-        while clock.now < deadline && threadStatus.contains(where: { $0.generation != newState.generation }) {
-            usleep(200)
-        }
-        _ = adoptPrefilter(for: newState)
     }
 
     /// The VIP's open TCP connections whose bucket in `state` is flagged in `buckets`.
@@ -361,7 +292,6 @@ public final class Engine: @unchecked Sendable {
     /// engine must not deliver a frame that waited in the ring meanwhile before the control plane has caught up.
     /// (Counting from the check, not from the call, covers a stall between the two.)
     public func renewLease(checkedAt checked: ContinuousClock.Instant, milliseconds: Int) {
-        guard !leaseCut.load(ordering: .acquiring) else { return }  // a fence waits to be installed
         let until = orders.clock(at: checked) &+ UInt32(clamping: milliseconds)
         orders.orders.withLock { $0.leaseUntil = until }
         // The classifier's clock is CLOCK_BOOTTIME, as ContinuousClock's on Linux.
@@ -388,9 +318,7 @@ public final class Engine: @unchecked Sendable {
     /// programs (its rules, seed or bucket count differ), attaches new ones to every ring and to the interface in place
     /// of the old. Where the kernel refuses, every frame for the VIP goes on reaching the engine, which decides them
     /// all. Returns the buckets whose connections the flow tables must learn (`KernelDeliveryPlan.released`).
-    /// `keepingWhatRuns`: the rings keep receiving what they received before too (the classifier's actions are the
-    /// new state's), until a call without it.
-    private func adoptPrefilter(for state: EngineState, keepingWhatRuns: Bool = false) -> [Bool] {
+    private func adoptPrefilter(for state: EngineState) -> [Bool] {
         let shape = BucketFilterShape(state: state, receiveMAC: receiveMAC)
         return prefilter.withLock { attachment in
             let none = Array(repeating: false, count: state.table.count)
@@ -398,9 +326,7 @@ public final class Engine: @unchecked Sendable {
             let tapMAC = attachment.delivery?.tapMAC
             if let current = attachment.current, current.shape == shape {
                 let before = current.actions
-                current.pass(
-                    BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC),
-                    keepingWhatPasses: keepingWhatRuns)
+                current.pass(BucketPrefilter.buckets(for: state, tapMAC: attachment.link == nil ? nil : tapMAC))
                 return KernelDeliveryPlan.released(from: before, to: state)
             }
             // Everything to the ring, and nothing left to the old classifier, while the programs change.
@@ -414,11 +340,8 @@ public final class Engine: @unchecked Sendable {
                 replacement.leaseRuns(until: attachment.leaseUntil)
                 for socket in attachment.sockets { try replacement.attach(to: socket) }
                 attachClassifier(replacement, &attachment)
-                // (Keeping what runs, everything goes on reaching the rings, as meanwhile.)
-                if !keepingWhatRuns {
-                    replacement.pass(
-                        attachment.link == nil ? BucketPrefilter.buckets(for: state, tapMAC: nil) : buckets)
-                }
+                replacement.pass(
+                    attachment.link == nil ? BucketPrefilter.buckets(for: state, tapMAC: nil) : buckets)
                 attachment.current = replacement
                 attachment.status.running = true
                 attachment.status.reason = nil

@@ -112,13 +112,6 @@ public struct EngineState: Sendable {
     /// The MAC that ARP replies and announcements for the VIP give: the virtual MAC, or in relay mode this node's own.
     public var answerMAC: UInt64 { role.usesOwnMAC ? ownMAC : virtualMAC }
 
-    /// Whether this state serves no client at all: no bucket owned or released, no director or ARP leader role (a
-    /// fenced node's; a draining one still serves its connections in the buckets it released).
-    public var servesNothing: Bool {
-        !isDirector && !isARPLeader && !releasedBuckets.contains(true)
-            && !(0..<table.count).contains { table.owner(ofBucket: $0) == node }
-    }
-
     /// The mode of the first rule that matches, or the default.
     @inline(__always)
     func mode(for proto: IPProtocol, port: UInt16) -> PortRule.Mode {

@@ -99,9 +99,8 @@ final class BucketPrefilter {
     /// From the next frame on: the ring gets the TCP and UDP frames of the buckets whose flag is set, and the
     /// classifier takes those of the buckets with an action. In two steps, so that no frame is lost between them: first
     /// both the old and the new (a frame may then reach the ring and be delivered by the kernel too, which TCP takes as
-    /// a duplicate segment), then only the new. `keepingWhatPasses`: the ring goes on getting what it got before too
-    /// (the second step sets the actions alone), until a later `pass` without it.
-    func pass(_ buckets: Buckets, keepingWhatPasses: Bool = false) {
+    /// a duplicate segment), then only the new.
+    func pass(_ buckets: Buckets) {
         precondition(
             buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount
                 && buckets.actions.count == shape.bucketCount)
@@ -112,7 +111,7 @@ final class BucketPrefilter {
                 for byte in 0..<bitBytes {
                     var packed: UInt8 = 0
                     for bit in 0..<8 where byte * 8 + bit < flags.count && flags[byte * 8 + bit] { packed |= 1 << bit }
-                    if step == 0 || keepingWhatPasses { packed |= bits.load(fromByteOffset: byte, as: UInt8.self) }
+                    if step == 0 { packed |= bits.load(fromByteOffset: byte, as: UInt8.self) }
                     bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
                 }
             }

@@ -25,8 +25,7 @@ struct EngineStateBuilder {
     /// drain): in flood mode that node may still serve it until it hears the new view. Buckets of a dead node, even
     /// ones with handover marks from an earlier move, have nobody else serving them; buckets this node kept have
     /// nobody else either.
-    /// The value is that node (0: not taken from a live node).
-    private(set) var takenFromLivePeers: [UInt16] = []
+    private(set) var takenFromLivePeers: [Bool] = []
     /// Whether any bucket is.
     private(set) var takesFromLivePeer = false
     /// The handover marks of the last state, carried into the next while the handover window is open.
@@ -99,7 +98,7 @@ struct EngineStateBuilder {
         let carried = self.handover
         self.handover = Handover(count: table.count)
         takesFromLivePeer = false
-        takenFromLivePeers = Array(repeating: 0, count: table.count)
+        takenFromLivePeers = Array(repeating: false, count: table.count)
         if handover {
             let aliveIDs = Set(alive.map(\.rawValue))
             let stoppedIDs = Set(stopped.map(\.rawValue))
@@ -108,7 +107,7 @@ struct EngineStateBuilder {
                 let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
                 if new == me.rawValue && old != new && aliveIDs.contains(old) && !stoppedIDs.contains(old) {
                     takesFromLivePeer = true
-                    takenFromLivePeers[bucket] = old
+                    takenFromLivePeers[bucket] = true
                 }
                 // Taken from a node that died: at once, whatever moved before (DESIGN: after a crash the new owner takes
                 // everything). Marks kept from an earlier move would send the dead node's connections to a first owner

@@ -89,11 +89,6 @@ struct NodeController {
     private var holdUntil: Int?
     /// When the hold began: only heartbeats taken in later can lift it.
     private var holdSince = 0
-    /// Per bucket held, the live peer it was taken from (0: not held); and the view before the change that took them.
-    private var heldFrom: [UInt16] = []
-    private var viewBeforeHold: UInt64 = 0
-    /// The view of the last state handed to the engine.
-    private var swappedDigest: UInt64 = 0
     /// The leader the engine's state was built for, and whether it was built fenced.
     private var builtLeader: NodeID?
     private var builtFenced = false
@@ -129,16 +124,14 @@ struct NodeController {
     /// The state the engine starts with: nothing owned.
     mutating func initialState() -> EngineState {
         let state = states.state(for: .empty, alive: [], leader: nil, macs: [:], handover: false)
-        swappedDigest = membership.view.digest(seed: membership.seed)
-        swappedViews = [(state.generation, swappedDigest)]
+        swappedViews = [(state.generation, membership.view.digest(seed: membership.seed))]
         return state
     }
 
     /// Hands the engine `state`, and notes the view it was built for.
     private mutating func swap(_ state: EngineState, into actions: inout [NodeAction]) {
         actions.append(.swap(state))
-        swappedDigest = membership.view.digest(seed: membership.seed)
-        swappedViews.append((state.generation, swappedDigest))
+        swappedViews.append((state.generation, membership.view.digest(seed: membership.seed)))
     }
 
     /// The view that heartbeats report: the newest one whose state every engine thread runs. A peer that takes a
@@ -208,12 +201,8 @@ struct NodeController {
             swap(nextState(handover: handoverUntil != nil), into: &actions)
             actions.append(
                 now >= until
-                    ? .log(
-                        .warning,
-                        "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
+                    ? .log(.warning, "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
                     : .log(.info, "took the held buckets: every peer agrees (after \(now - holdSince) ms)"))
-        } else if holdUntil != nil {
-            takeWhatWasLetGo(now: now, into: &actions)
         }
         if let until = handoverUntil, now >= until {
             if someoneDraining {
@@ -232,24 +221,6 @@ struct NodeController {
         if inputs.stop { actions.append(.leave) }
         beatIfDue(now: now, into: &actions)
         return actions
-    }
-
-    /// Takes the held buckets of the peers that let them go (`Membership.peersThatLetGo`) before the others agree.
-    private mutating func takeWhatWasLetGo(now: Int, into actions: inout [NodeAction]) {
-        let letGo = Set(membership.peersThatLetGo(since: holdSince, previous: viewBeforeHold).map(\.rawValue))
-        guard heldFrom.contains(where: { letGo.contains($0) }) else { return }
-        heldFrom = heldFrom.map { letGo.contains($0) ? 0 : $0 }
-        var state = nextState(handover: handoverUntil != nil)
-        state.hold(heldFrom.map { $0 != 0 })
-        swap(state, into: &actions)
-        let names = { (nodes: Set<UInt16>) in nodes.sorted().map { "\($0)" }.joined(separator: ", ") }
-        let waiting = Set(heldFrom.filter { $0 != 0 })
-        if waiting.isEmpty { holdUntil = nil }
-        actions.append(
-            .log(
-                .info,
-                "took the held buckets of node(s) \(names(letGo)): they let them go (after \(now - holdSince) ms)"
-                    + (waiting.isEmpty ? "" : "; those of node(s) \(names(waiting)) wait for them")))
     }
 
     /// Whether this node or a live peer is draining, or a peer stopped and is expected back: the handover marks
@@ -472,9 +443,7 @@ struct NodeController {
         // takes only a dead node's buckets holds nothing: nobody else serves them (marks carried from a join within the
         // handover window made every failover shortly after a join wait for the peers' next heartbeat).
         if config.farm.delivery == .flood && !membership.peers.isEmpty && states.takesFromLivePeer {
-            heldFrom = states.takenFromLivePeers
-            viewBeforeHold = swappedDigest
-            state.hold(heldFrom.map { $0 != 0 })
+            state.hold(states.takenFromLivePeers)
             holdSince = now
             holdUntil = now + Self.holdLimitMilliseconds
         } else {
@@ -538,9 +507,7 @@ struct NodeController {
         states.replaceRules(next.rules)
         actions.append(.restartCheckers(next))
         actions.append(
-            .log(
-                .notice,
-                "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
+            .log(.notice, "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
         let events = membership.setLocal(weight: next.node.weight)
         if events.isEmpty {  // same view: the rules still need a new state
             swap(nextState(handover: handoverUntil != nil), into: &actions)

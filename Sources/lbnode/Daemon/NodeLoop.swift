@@ -280,7 +280,7 @@ final class NodeLoop {
             gate.noteSent(sequence: heartbeat.sequence, at: sentAt)
         case .swap(let state):
             engineState = state
-            engine?.swapWithoutWaiting(state)
+            engine?.swap(state)
         case .announce: engine?.announce()
         case .restartCheckers(let next):
             checkers.stop()

@@ -205,25 +205,6 @@ struct Membership {
         }
     }
 
-    /// The live peers whose buckets this node may take before every peer agrees (`peersAgree`): each reports the
-    /// current view, and every other live peer reports it too or reports `previous`, the view in which the buckets
-    /// taken were those peers' (so a node that runs it serves none of another's), each in a heartbeat taken in after
-    /// `since`. Empty while any live peer is not heard so since, or reports a third view. A slow peer (one whose
-    /// engine reads a hundred thousand sockets before it lets its buckets go) then holds back only its own.
-    func peersThatLetGo(since: Int, previous: UInt64) -> Set<NodeID> {
-        let digest = view.digest(seed: seed)
-        var agreeing: Set<NodeID> = []
-        for (id, peer) in peers where peer.state != .stopped {
-            guard peer.lastHeard > since else { return [] }
-            if peer.fenced || peer.viewDigest == digest {
-                agreeing.insert(id)
-            } else if peer.viewDigest != previous {
-                return []
-            }
-        }
-        return agreeing
-    }
-
     /// The nodes that count towards the quorum: every configured one but those that left on purpose.
     var expectedVotes: Int { configured.subtracting(departed).count }
 
@@ -252,8 +233,7 @@ struct Membership {
         let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
-            !witnessVouches(
-                since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
+            !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
         {
             return .isolated
         }
