@@ -38,9 +38,10 @@ public enum TCPConnections {
     public static func list(localAddress address: IPAddress) throws(SystemCallError) -> [Connection] {
         let mapped = address.isIPv4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
         var connections: [Connection] = []
+        let filter = localAddressCondition(address)
         for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
             let wanted = family == AF_INET ? address.bytes : mapped
-            try dump(family: UInt8(family), localAddress: address) { id in
+            try dump(family: UInt8(family), filter: filter) { id in
                 guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
                 // An IPv4 client of an IPv6 socket comes IPv4-mapped, which is how IPAddress holds IPv4 anyway.
                 let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0.prefix(family == AF_INET ? 4 : 16)) }
@@ -54,16 +55,15 @@ public enum TCPConnections {
         return connections
     }
 
-    /// Dumps the TCP sockets of `family` in `openStates` whose local address is `address`, handing each one's
-    /// addresses and ports to `body`. The kernel filters by address (a bytecode condition, as `ss src ADDRESS` sends):
-    /// it still walks every socket of the host, but writes out only the VIP's, so a server's other connections (its
-    /// database pools, its back ends) cost the walk and no more.
+    /// Dumps the TCP sockets of `family` in `openStates` that the bytecode `filter` passes, handing each one's
+    /// addresses and ports to `body`. The kernel filters by address (`localAddressCondition`, as `ss src ADDRESS`
+    /// sends): it still walks every socket of the host, but writes out only the VIP's, so a server's other connections
+    /// (its database pools, its back ends) cost the walk and no more.
     private static func dump(
-        family: UInt8, localAddress address: IPAddress, _ body: (inet_diag_sockid) -> Void
+        family: UInt8, filter: [UInt8], _ body: (inet_diag_sockid) -> Void
     ) throws(SystemCallError) {
         let socket = try Socket(family: AF_NETLINK, type: SOCK_DGRAM, protocol: NETLINK_SOCK_DIAG)
         try socket.setTimeouts(milliseconds: 2000)  // a dump that never ends fails instead of hanging its thread
-        let filter = localAddressCondition(address)
         let queryEnd = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size
         var request = [UInt8](repeating: 0, count: queryEnd)
         request.withUnsafeMutableBytes { bytes in
