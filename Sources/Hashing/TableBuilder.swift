@@ -50,22 +50,30 @@ public struct TableBuilder: Sendable {
         let columns = members.map { member in
             logs.flatMap { $0.bucketCount == bucketCount ? $0.columns[member.id] : nil } ?? column(of: member.id)
         }
+        let weights = members.map { UInt64($0.weight) }
+        let ids = members.map(\.id.rawValue)
         var owners = [UInt16](repeating: 0, count: bucketCount)
-        for bucket in 0..<bucketCount {
+        // Index loops, no tuples: this runs on the heartbeat loop at every view change, in debug builds too.
+        var bucket = 0
+        while bucket < bucketCount {
             var best = -1
             var bestWeight: UInt64 = 0
             var bestLog: UInt64 = 1
-            for (index, member) in members.enumerated() where remaining[index] > 0 {
-                let log = UInt64(columns[index][bucket])
-                let weight = UInt64(member.weight)
-                // weight / log > bestWeight / bestLog, cross-multiplied (both logs are positive). Members are sorted by
-                // ID, so on an exact tie the lower ID, seen first, stays best.
-                if best < 0 || weight * bestLog > bestWeight * log {
-                    (best, bestWeight, bestLog) = (index, weight, log)
+            var index = 0
+            while index < ids.count {
+                if remaining[index] > 0 {
+                    let log = UInt64(columns[index][bucket])
+                    // weight / log > bestWeight / bestLog, cross-multiplied (both logs are positive). Members are
+                    // sorted by ID, so on an exact tie the lower ID, seen first, stays best.
+                    if best < 0 || weights[index] * bestLog > bestWeight * log {
+                        (best, bestWeight, bestLog) = (index, weights[index], log)
+                    }
                 }
+                index += 1
             }
-            owners[bucket] = members[best].id.rawValue
+            owners[bucket] = ids[best]
             remaining[best] -= 1
+            bucket += 1
         }
         return BucketTable(owners: owners, generation: generation)
     }

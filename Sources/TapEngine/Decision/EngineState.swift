@@ -104,9 +104,25 @@ public struct EngineState: Sendable {
         self.releasedBuckets = releasedBuckets ?? Array(repeating: false, count: table.count)
         self.previousOwners = previousOwners ?? Array(repeating: 0, count: table.count)
         self.nodeMACs = nodeMACs
-        bucketMACs = (0..<table.count).map { nodeMACs[table.owner(ofBucket: $0)?.rawValue ?? 0] ?? 0 }
+        bucketMACs = Self.ownerMACs(table, nodeMACs)
         ownMAC = nodeMACs[node.rawValue] ?? 0
         peerMACs = nodeMACs.filter { $0.key != node.rawValue }.map(\.value).filter { $0 != 0 }
+    }
+
+    /// Per bucket, its owner's MAC: looked up in an array by ID in an index loop, not in the dictionary per bucket
+    /// (a state is built on the heartbeat loop, in debug builds too).
+    private static func ownerMACs(_ table: BucketTable, _ nodeMACs: [UInt16: UInt64]) -> [UInt64] {
+        var byID = [UInt64](repeating: 0, count: Int(nodeMACs.keys.max() ?? 0) + 1)
+        for (id, mac) in nodeMACs { byID[Int(id)] = mac }
+        let owners = table.rawOwners
+        var macs = [UInt64](repeating: 0, count: owners.count)
+        var bucket = 0
+        while bucket < owners.count {
+            let owner = Int(owners[bucket])
+            if owner < byID.count { macs[bucket] = byID[owner] }
+            bucket += 1
+        }
+        return macs
     }
 
     /// The MAC that ARP replies and announcements for the VIP give: the virtual MAC, or in relay mode this node's own.

@@ -104,28 +104,50 @@ final class BucketPrefilter {
         precondition(
             buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount
                 && buckets.actions.count == shape.bucketCount)
+        let bits = value + Int(BucketFilterProgram.bitsOffset)
         let actions = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
         for step in 0..<2 {
-            for (index, flags) in [buckets.tcp, buckets.udp].enumerated() {
-                let bits = value + Int(BucketFilterProgram.bitsOffset) + index * bitBytes
-                for byte in 0..<bitBytes {
-                    var packed: UInt8 = 0
-                    for bit in 0..<8 where byte * 8 + bit < flags.count && flags[byte * 8 + bit] { packed |= 1 << bit }
-                    if step == 0 { packed |= bits.load(fromByteOffset: byte, as: UInt8.self) }
-                    bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
+            store(buckets.tcp, at: bits, keepingWhatIsSet: step == 0)
+            store(buckets.udp, at: bits + bitBytes, keepingWhatIsSet: step == 0)
+            buckets.actions.withUnsafeBufferPointer { new in
+                var bucket = 0
+                while bucket < new.count {
+                    if step == 1 || new[bucket] != 0 {
+                        actions.storeBytes(of: new[bucket], toByteOffset: 8 * bucket, as: UInt64.self)
+                    }
+                    bucket += 1
                 }
             }
-            for (bucket, action) in buckets.actions.enumerated() where step == 1 || action != 0 {
-                actions.storeBytes(of: action, toByteOffset: 8 * bucket, as: UInt64.self)
-            }
             atomicMemoryFence(ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Packs `flags` into the bit array at `bits`, one bit per bucket; `keepingWhatIsSet`, or'd into what is there.
+    /// Index loops over buffers: a swap runs on the heartbeat loop, in debug builds too.
+    private func store(_ flags: [Bool], at bits: UnsafeMutableRawPointer, keepingWhatIsSet: Bool) {
+        flags.withUnsafeBufferPointer { flags in
+            var byte = 0
+            while byte < bitBytes {
+                var packed: UInt8 = keepingWhatIsSet ? bits.load(fromByteOffset: byte, as: UInt8.self) : 0
+                var bucket = byte * 8
+                while bucket < min(byte * 8 + 8, flags.count) {
+                    if flags[bucket] { packed |= 1 << (bucket - byte * 8) }
+                    bucket += 1
+                }
+                bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
+                byte += 1
+            }
         }
     }
 
     /// Per bucket, the classifier's action as the map holds it now (`BucketFilterProgram.action`; 0: none).
     var actions: [UInt64] {
         let actions = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
-        return (0..<shape.bucketCount).map { actions.load(fromByteOffset: 8 * $0, as: UInt64.self) }
+        return [UInt64](unsafeUninitializedCapacity: shape.bucketCount) { copy, initialized in
+            UnsafeMutableRawBufferPointer(copy).copyMemory(
+                from: UnsafeRawBufferPointer(start: actions, count: 8 * shape.bucketCount))
+            initialized = shape.bucketCount
+        }
     }
 
     /// The classifier acts until `bootTime` (CLOCK_BOOTTIME, ns), and not after: the engine's lease.
@@ -166,14 +188,26 @@ final class BucketPrefilter {
     static func buckets(for state: EngineState, tapMAC: UInt64? = nil) -> Buckets {
         let count = state.table.count
         var buckets = Buckets.all(count)
-        if !state.role.seesEveryBucket {
-            let owned = (0..<count).map { state.table.owner(ofBucket: $0) == state.node }
-            buckets.tcp = zip(owned, state.releasedBuckets).map { $0 || $1 }
-            buckets.udp = owned
-        }
-        if let tapMAC {
-            buckets.actions = KernelDeliveryPlan.actions(for: state, tapMAC: tapMAC)
-            for bucket in 0..<count where buckets.actions[bucket] != 0 { buckets.tcp[bucket] = false }
+        if let tapMAC { buckets.actions = KernelDeliveryPlan.actions(for: state, tapMAC: tapMAC) }
+        let seesEveryBucket = state.role.seesEveryBucket
+        let node = state.node.rawValue
+        let owners = state.table.rawOwners
+        let released = state.releasedBuckets
+        // Index loops over buffers: a swap runs on the heartbeat loop, in debug builds too.
+        buckets.tcp.withUnsafeMutableBufferPointer { tcp in
+            buckets.udp.withUnsafeMutableBufferPointer { udp in
+                buckets.actions.withUnsafeBufferPointer { actions in
+                    var bucket = 0
+                    while bucket < count {
+                        if !seesEveryBucket {
+                            udp[bucket] = owners[bucket] == node
+                            tcp[bucket] = udp[bucket] || released[bucket]
+                        }
+                        if actions[bucket] != 0 { tcp[bucket] = false }
+                        bucket += 1
+                    }
+                }
+            }
         }
         return buckets
     }

@@ -10,26 +10,38 @@ enum KernelDeliveryPlan {
     /// takes it) or, in relay delivery, into the TAP (whose MAC the frame is given), forward to the owner (a director
     /// in directed delivery), or 0.
     static func actions(for state: EngineState, tapMAC: UInt64) -> [UInt64] {
-        (0..<state.table.count).map { bucket in
-            guard let owner = state.table.owner(ofBucket: bucket) else { return 0 }
-            if state.holdTaking && state.heldBuckets[bucket] { return 0 }
-            // A node that is not the directed director drops what reaches its ring; a director routes a bucket in a
-            // handover by connection.
-            guard state.role.decidesClientFrames else { return 0 }
-            if state.role.steersHandovers && state.previousOwners[bucket] != 0 { return 0 }
-            if owner == state.node {
-                guard !state.handoverBuckets[bucket] else { return 0 }
-                return state.role.interfaceTakesVIPFrames
-                    ? BucketFilterProgram.action(BucketFilterProgram.deliverInPlaceKind, mac: 0)
-                    : BucketFilterProgram.action(BucketFilterProgram.deliverIntoTAPKind, mac: tapMAC)
+        let count = state.table.count
+        // A node that is not the directed director drops what reaches its ring.
+        guard state.role.decidesClientFrames else { return Array(repeating: 0, count: count) }
+        let role = state.role
+        let node = state.node.rawValue
+        let deliver =
+            role.interfaceTakesVIPFrames
+            ? BucketFilterProgram.action(BucketFilterProgram.deliverInPlaceKind, mac: 0)
+            : BucketFilterProgram.action(BucketFilterProgram.deliverIntoTAPKind, mac: tapMAC)
+        let (owners, held, handover) = (state.table.rawOwners, state.heldBuckets, state.handoverBuckets)
+        let (previousOwners, released, macs) = (state.previousOwners, state.releasedBuckets, state.bucketMACs)
+        let holdTaking = state.holdTaking
+        var actions = [UInt64](repeating: 0, count: count)
+        // An index loop: a swap runs on the heartbeat loop, in debug builds too.
+        var bucket = 0
+        while bucket < count {
+            defer { bucket += 1 }
+            let owner = owners[bucket]
+            guard owner != 0 else { continue }
+            if holdTaking && held[bucket] { continue }
+            // A director routes a bucket in a handover by connection.
+            if role.steersHandovers && previousOwners[bucket] != 0 { continue }
+            if owner == node {
+                if !handover[bucket] { actions[bucket] = deliver }
+                continue
             }
             // Forwarding a bucket it released would cut the connections it still serves there; relay forwards only
             // a client's own frames (not a peer's), which the classifier does not tell apart.
-            guard state.role.forwardsWholeBuckets, !state.releasedBuckets[bucket], state.bucketMACs[bucket] != 0 else {
-                return 0
-            }
-            return BucketFilterProgram.action(BucketFilterProgram.forwardKind, mac: state.bucketMACs[bucket])
+            guard role.forwardsWholeBuckets, !released[bucket], macs[bucket] != 0 else { continue }
+            actions[bucket] = BucketFilterProgram.action(BucketFilterProgram.forwardKind, mac: macs[bucket])
         }
+        return actions
     }
 
     /// Buckets this node serves connections in from `new` on that the kernel delivered before, so that its flow
@@ -39,6 +51,12 @@ enum KernelDeliveryPlan {
     static func released(from old: [UInt64]?, to new: EngineState) -> [Bool] {
         guard new.delivery != .directed else { return Array(repeating: false, count: new.table.count) }
         guard let old, old.count == new.table.count else { return new.releasedBuckets }
-        return (0..<old.count).map { old[$0] != 0 && new.releasedBuckets[$0] }
+        var released = new.releasedBuckets
+        var bucket = 0
+        while bucket < old.count {
+            if old[bucket] == 0 { released[bucket] = false }
+            bucket += 1
+        }
+        return released
     }
 }

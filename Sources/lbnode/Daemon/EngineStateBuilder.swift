@@ -99,31 +99,7 @@ struct EngineStateBuilder {
         self.handover = Handover(count: table.count)
         takesFromLivePeer = false
         takenFromLivePeers = Array(repeating: false, count: table.count)
-        if handover {
-            let aliveIDs = Set(alive.map(\.rawValue))
-            let stoppedIDs = Set(stopped.map(\.rawValue))
-            for bucket in 0..<table.count {
-                guard let new = table.owner(ofBucket: bucket)?.rawValue else { continue }
-                let old = previous.owner(ofBucket: bucket)?.rawValue ?? 0
-                if new == me.rawValue && old != new && aliveIDs.contains(old) && !stoppedIDs.contains(old) {
-                    takesFromLivePeer = true
-                    takenFromLivePeers[bucket] = true
-                }
-                // Taken from a node that died: at once, whatever moved before (DESIGN: after a crash the new owner takes
-                // everything). Marks kept from an earlier move would send the dead node's connections to a first owner
-                // that never had them while the new owner takes only SYNs: silent for the rest of the window, not reset.
-                if old != new && !aliveIDs.contains(old) { continue }
-                // The connections that predate the window are on the first owner; if it died, they died with it.
-                var first = carried.firstOwners.indices.contains(bucket) ? carried.firstOwners[bucket] : 0
-                if !aliveIDs.contains(first) { first = 0 }
-                if first == 0 && old != new && aliveIDs.contains(old) { first = old }
-                guard first != 0 else { continue }
-                self.handover.firstOwners[bucket] = first
-                self.handover.taking[bucket] = new == me.rawValue
-                let releasedBefore = carried.releasing.indices.contains(bucket) && carried.releasing[bucket]
-                self.handover.releasing[bucket] = new != me.rawValue && (releasedBefore || old == me.rawValue)
-            }
-        }
+        if handover { markHandovers(from: previous, carried: carried, alive: alive, stopped: stopped) }
         // A `single` rule is served by the lowest ID in the view (priority by ID), with failover.
         let singleOwner = view.members.first?.id
         let resolvedRules = rules.map { rule in
@@ -138,5 +114,41 @@ struct EngineStateBuilder {
             // The director sends the connections it knows where they are and the others to the first owner (which may
             // own the bucket again: the connections opened meanwhile on another node are known).
             previousOwners: leader == me ? self.handover.firstOwners : nil, nodeMACs: macs)
+    }
+
+    /// Marks the buckets of `table` that moved from `previous` between live nodes, and carries `carried`'s marks of
+    /// the window on. An index loop that asks the sets only about buckets that moved or carry a mark: it runs on the
+    /// heartbeat loop at every view change, in debug builds too.
+    private mutating func markHandovers(
+        from previous: BucketTable, carried: Handover, alive: Set<NodeID>, stopped: Set<NodeID>
+    ) {
+        let aliveIDs = Set(alive.map(\.rawValue))
+        let stoppedIDs = Set(stopped.map(\.rawValue))
+        let (newOwners, oldOwners) = (table.rawOwners, previous.rawOwners)
+        let carriedMarks = carried.firstOwners.count == table.count
+        let me = self.me.rawValue
+        var bucket = 0
+        while bucket < newOwners.count {
+            defer { bucket += 1 }
+            let (new, old) = (newOwners[bucket], oldOwners[bucket])
+            guard new != 0 else { continue }
+            let moved = old != new
+            if moved && new == me && aliveIDs.contains(old) && !stoppedIDs.contains(old) {
+                takesFromLivePeer = true
+                takenFromLivePeers[bucket] = true
+            }
+            // Taken from a node that died: at once, whatever moved before (DESIGN: after a crash the new owner takes
+            // everything). Marks kept from an earlier move would send the dead node's connections to a first owner
+            // that never had them while the new owner takes only SYNs: silent for the rest of the window, not reset.
+            if moved && !aliveIDs.contains(old) { continue }
+            // The connections that predate the window are on the first owner; if it died, they died with it.
+            var first = carriedMarks ? carried.firstOwners[bucket] : 0
+            if first != 0 && !aliveIDs.contains(first) { first = 0 }
+            if first == 0 && moved { first = old }
+            guard first != 0 else { continue }
+            handover.firstOwners[bucket] = first
+            handover.taking[bucket] = new == me
+            handover.releasing[bucket] = new != me && ((carriedMarks && carried.releasing[bucket]) || old == me)
+        }
     }
 }
