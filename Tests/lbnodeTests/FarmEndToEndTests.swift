@@ -194,6 +194,12 @@ struct FarmEndToEndTests {
                 == ["duplicate_id": 1, "forged": UInt64(attempts), "wrong_source": 1])
         #expect(status.heartbeatsDroppedByKernel >= 3)
         #expect(status.duplicateIDs == ["198.18.0.13"] && status.fenced == nil && status.quorum)
+        // The heartbeat loop's own cost: the joins swapped states on it, each within half the failover time (100 ms
+        // here, where the node would warn), or a view change would hold the heartbeats long enough to cause the next.
+        #expect(status.loop.stateChanges >= 3 && status.loop.lastStateChangeMilliseconds > 0, "\(status.loop)")
+        #expect(status.loop.longestStateChangeMilliseconds < 50, "\(status.loop)")
+        #expect(
+            try farm.control(["status"], node: 1).contains("heartbeat loop: \(status.loop.stateChanges) state changes"))
 
         // Idle clients on /metrics and on the control socket block nobody; a drain out of range is refused with an
         // error, and the node keeps running.
@@ -212,6 +218,7 @@ struct FarmEndToEndTests {
         #expect(metrics.hasPrefix("HTTP/1.1 200 OK"))
         #expect(metrics.contains("vipfarm_member_in_view{farm=\"vfarm\",node=\"1\",member=\"3\",state=\"active\"} 1"))
         #expect(metrics.contains("vipfarm_heartbeats_rejected_total{farm=\"vfarm\",node=\"1\",reason=\"forged\"} 1"))
+        #expect(metrics.contains("vipfarm_state_change_seconds{farm=\"vfarm\",node=\"1\",which=\"longest\"} "))
 
         // SIGHUP reloads the weight live; a change of the VIP waits for a restart, and the log says so, while a weight
         // changed with it is taken.

@@ -120,6 +120,15 @@ struct StatusCommand: ParsableCommand {
                     .joined(separator: " "))
         }
         lines.append("  heartbeats dropped by the kernel filter: \(status.heartbeatsDroppedByKernel)")
+        let loop = status.loop
+        lines.append(
+            "  heartbeat loop: \(loop.stateChanges) state changes, the last took "
+                + String(
+                    format: "%.1f ms, the longest %.1f ms; ", loop.lastStateChangeMilliseconds,
+                    loop.longestStateChangeMilliseconds)
+                + String(format: "longest turn since start %.1f ms", loop.longestTurnMilliseconds)
+                + (loop.longestTurnMilliseconds * 2 > Double(status.deadAfterMilliseconds)
+                    ? " (OVER HALF THE FAILOVER TIME: see the log)" : ""))
         if let change = status.lastChange { lines.append("  last change: \(change)") }
         if let failover = status.lastFailover { lines.append("  last failover: \(failover)") }
         return lines.joined(separator: "\n") + "\n"

@@ -110,6 +110,17 @@ final class MetricsServer: @unchecked Sendable {
             "# HELP vipfarm_heartbeats_dropped_by_kernel_total Datagrams the heartbeat socket's filter or full queue dropped.",
             "# TYPE vipfarm_heartbeats_dropped_by_kernel_total counter",
             "vipfarm_heartbeats_dropped_by_kernel_total{\(labels)} \(status.heartbeatsDroppedByKernel)",
+            "# HELP vipfarm_state_changes_total Turns of the heartbeat loop that swapped the engine's state.",
+            "# TYPE vipfarm_state_changes_total counter",
+            "vipfarm_state_changes_total{\(labels)} \(status.loop.stateChanges)",
+            "# HELP vipfarm_state_change_seconds What a state change (build and swap) took on the heartbeat loop.",
+            "# TYPE vipfarm_state_change_seconds gauge",
+            "vipfarm_state_change_seconds{\(labels),which=\"last\"} \(status.loop.lastStateChangeMilliseconds / 1000)",
+            "vipfarm_state_change_seconds{\(labels),which=\"longest\"} "
+                + "\(status.loop.longestStateChangeMilliseconds / 1000)",
+            "# HELP vipfarm_loop_turn_longest_seconds The heartbeat loop's longest turn (no heartbeat leaves during one).",
+            "# TYPE vipfarm_loop_turn_longest_seconds gauge",
+            "vipfarm_loop_turn_longest_seconds{\(labels)} \(status.loop.longestTurnMilliseconds / 1000)",
             "# HELP vipfarm_member_in_view Whether a member is in this node's view.",
             "# TYPE vipfarm_member_in_view gauge",
         ]

@@ -115,6 +115,7 @@ extension NodeLoop {
                 flows: thread.flowCount)
         }
         snapshot.tapQueues = engine?.tapQueues ?? 1
+        snapshot.loop = turnCost.figures
         if let prefilter = engine?.prefilterStatus {
             snapshot.prefilterRunning = prefilter.running
             snapshot.prefilterReason = prefilter.reason

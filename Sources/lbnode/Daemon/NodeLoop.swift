@@ -75,6 +75,10 @@ final class NodeLoop {
     private var lastRescueLog = -60_000
     private var floodGuard: HeartbeatFloodGuard
     private let clock = ContinuousClock()
+    /// The loop's own work per turn, and this turn's engine swaps so far.
+    private(set) var turnCost = LoopTurnCost()
+    private var swapTime = Duration.zero
+    private var swaps = 0
     private let start = ContinuousClock.now
 
     /// Starts the engine and the checkers on the setup just applied.
@@ -195,11 +199,15 @@ final class NodeLoop {
         daemon.notifier?.send("READY=1\nSTATUS=node \(config.node.id) of farm \(config.farm.name), joining")
         while true {
             let instant = clock.now
+            let onCPU = LoopTurnCost.threadCPUTime()
             let now = milliseconds(instant)
             daemon.notifier?.feedWatchdog(now: now)  // this loop turns at least every heartbeat interval
             let inputs = gather(now: now)
+            let stepStart = clock.now
+            let actions = controller.step(now: now, inputs)
+            let step = clock.now - stepStart
             var leaving = false
-            for action in controller.step(now: now, inputs) {
+            for action in actions {
                 leaving = perform(action) || leaving
             }
             maintain(now: now)
@@ -209,6 +217,7 @@ final class NodeLoop {
             engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.failoverMilliseconds)
             publishStatus(now: now, at: instant)
             noteRescues(now: now)
+            noteTurn(startedAt: instant, onCPUBefore: onCPU, step: step)
             if leaving { return }
             receiveHeartbeats()
         }
@@ -280,7 +289,10 @@ final class NodeLoop {
             gate.noteSent(sequence: heartbeat.sequence, at: sentAt)
         case .swap(let state):
             engineState = state
+            let began = clock.now
             engine?.swap(state)
+            swapTime += clock.now - began
+            swaps += 1
         case .announce: engine?.announce()
         case .restartCheckers(let next):
             checkers.stop()
@@ -374,6 +386,17 @@ final class NodeLoop {
         let reading = (clock.now - began) / .microseconds(1)
         if let change = floodGuard.noteReading(microseconds: Int(reading), datagrams: count, now: received) {
             noteFlood(change)
+        }
+    }
+
+    /// Notes what this turn's own work took, and says when it held the heartbeats back for long.
+    private func noteTurn(startedAt instant: ContinuousClock.Instant, onCPUBefore onCPU: Duration, step: Duration) {
+        let turn = LoopTurnCost.Turn(
+            wall: clock.now - instant, onCPU: LoopTurnCost.threadCPUTime() - onCPU, step: step, swap: swapTime,
+            swaps: swaps)
+        (swapTime, swaps) = (.zero, 0)
+        if let warning = turnCost.note(turn, now: now, failoverMilliseconds: controller.failoverMilliseconds) {
+            log(.warning, warning)
         }
     }
 

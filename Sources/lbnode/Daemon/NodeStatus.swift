@@ -114,6 +114,8 @@ struct NodeStatus: Codable, Sendable {
     /// Connections admitted to and evicted from the flow table.
     var flowsAdmitted: UInt64 = 0
     var flowsEvicted: UInt64 = 0
+    /// What the heartbeat loop's own turns took: state changes (build and swap) and the longest turn.
+    var loop = LoopTurnCost.Figures()
     /// Set when the heartbeat loop did not answer the reader in time (it is stalled): how old this snapshot is.
     var staleMilliseconds: Int? = nil
 }
