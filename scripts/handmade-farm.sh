@@ -9,6 +9,7 @@
 #   2. once the handover windows of the restarts are over (steady ownership, as a farm runs): wrk against nginx
 #      through the VIP (requests/s, 0 errors), then straight to server 1 (the reference).
 #   3. iperf3 TCP upload and download through the VIP and straight to server 1, and UDP at a fixed rate.
+#   4. what each lbnode's heartbeat loop spent on state changes (a view change's build and swap) and its longest turn.
 #   In flood delivery, wrk and the uploads also straight to server 1 with the switch flooding its frames to every
 #   port, as it floods the VIP's: what flooding costs this machine, apart from what vipfarm costs.
 # Prints the figures and "handmade farm: pass" or "handmade farm: FAIL: <why>" (exit 1). Everything it creates
@@ -18,6 +19,7 @@
 # usage: scripts/handmade-farm.sh [--delivery directed|flood] [--gro] [--bin DIR] [--seconds N] [--trials N]
 #                                 [--recovery-limit MS]   (the longest recovery that passes; default 50)
 #                                 [--heartbeat MS/N]      (heartbeat interval and dead_after; default: lbnode's)
+#                                 [--buckets N]           (the farm's bucket count; default: lbnode's, 4096)
 #                                 [--measure-at-once]     (no wait for steady ownership: checks, not figures)
 # Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
 # HOLD=SECONDS keeps the farm up that long at the end (pass or fail), to look around with `ip netns exec`.
@@ -30,6 +32,7 @@ SECONDS_PER_RUN=3
 TRIALS=5
 RECOVERY_LIMIT=50
 HEARTBEAT=""  # lbnode's defaults
+BUCKETS=""
 STEADY_WAIT=on
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,8 +43,9 @@ while [ $# -gt 0 ]; do
         --trials) TRIALS="$2"; shift 2 ;;
         --recovery-limit) RECOVERY_LIMIT="$2"; shift 2 ;;
         --heartbeat) HEARTBEAT="heartbeat_interval_ms: ${2%/*}, dead_after: ${2#*/}"; shift 2 ;;
+        --buckets) BUCKETS="buckets: $2"; shift 2 ;;
         --measure-at-once) STEADY_WAIT=off; shift ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -113,7 +117,7 @@ attach "$CLIENT" 198.18.0.1
 "$BIN/lbnode" keygen "$DIR/key" >/dev/null
 for n in 1 2 3; do
     {
-        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key${HEARTBEAT:+, $HEARTBEAT} }"
+        echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key${HEARTBEAT:+, $HEARTBEAT}${BUCKETS:+, $BUCKETS} }"
         echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n }"
         echo "control_socket: $DIR/n$n.sock"
         echo "peers:"
@@ -267,6 +271,10 @@ for test in "upload:" "download:-R" "UDP at 200 Mbit/s:-u -b 200M"; do
         direct="$direct; flooded by the switch $flooded"
     fi
     echo "iperf3 $name: through the VIP $vip; straight to server 1 $direct"
+done
+# What the heartbeat loops' own work cost them over the run (state changes: a view change's build and swap).
+for n in 1 2 3; do
+    echo "lbnode $n: $("$BIN/lbnode" status --config "$DIR/n$n.yaml" | sed -n 's/^ *heartbeat loop: //p')"
 done
 echo "handmade farm: pass"
 [ -z "${HOLD:-}" ] || sleep "$HOLD"
