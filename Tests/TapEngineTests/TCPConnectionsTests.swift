@@ -54,6 +54,23 @@ struct TCPConnectionsTests {
         #expect(try TCPConnections.count(localAddress: IPAddress("127.0.0.3")!) == listed.count)
     }
 
+    /// The read walks the kernel's socket table once for an IPv4 address: the original request returns the IPv4
+    /// sockets and the IPv6 ones whose address is IPv4-mapped together, each with its family.
+    @Test func oneWalkReturnsBothFamilies() throws {
+        let address = IPAddress("127.0.0.4")!
+        let (plain, plainPort) = try Self.connectedPair(address)
+        let (dual, dualPort) = try Self.connectedPair(address, dualStack: true)
+        defer { for socket in plain + dual { socket.close() } }
+        var seen: [(family: Int32, port: UInt16)] = []
+        try TCPConnections.dump(.bothFamilies, filter: TCPConnections.localAddressCondition(address)) { message in
+            seen.append((Int32(message.idiag_family), UInt16(bigEndian: message.id.idiag_sport)))
+        }
+        #expect(seen.contains { $0.family == AF_INET && $0.port == plainPort }, "\(seen)")
+        #expect(seen.contains { $0.family == AF_INET6 && $0.port == dualPort }, "\(seen)")
+        let listed = try TCPConnections.list(localAddress: address)
+        #expect(listed.contains { $0.serverPort == plainPort } && listed.contains { $0.serverPort == dualPort })
+    }
+
     /// The bytecode the kernel audits: op (code, yes, no), then family, prefix length, padding, port -1, address.
     @Test func theConditionIsWhatTheKernelExpects() {
         #expect(

@@ -3,8 +3,8 @@ import Glibc
 import Hashing
 
 /// The kernel's TCP connections of one local address, read through sock_diag (`NETLINK_SOCK_DIAG`, the interface of
-/// `ss`): what a draining node still serves. One dump of every TCP socket per family, so it belongs on a thread that
-/// may take a few milliseconds, not on the heartbeat loop.
+/// `ss`): what a draining node still serves. One walk of the host's whole TCP socket table, so it belongs on a thread
+/// that may take a few milliseconds, not on the heartbeat loop.
 public enum TCPConnections {
     /// The TCP states of a connection that may still carry a client's data: established, being opened (SYN_RECV), or
     /// being closed by one side while the other may still send (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING). Not
@@ -39,46 +39,75 @@ public enum TCPConnections {
         let mapped = address.isIPv4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
         var connections: [Connection] = []
         let filter = localAddressCondition(address)
-        for family in address.isIPv4 ? [AF_INET, AF_INET6] : [AF_INET6] {
+        let take = { (message: inet_diag_msg) in
+            let family = Int32(message.idiag_family)
+            let id = message.id
             let wanted = family == AF_INET ? address.bytes : mapped
-            try dump(family: UInt8(family), filter: filter) { id in
-                guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
-                // An IPv4 client of an IPv6 socket comes IPv4-mapped, which is how IPAddress holds IPv4 anyway.
-                let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0.prefix(family == AF_INET ? 4 : 16)) }
-                let client = IPAddress(bytes: remote)!
-                connections.append(
-                    Connection(
-                        client: client, clientPort: UInt16(bigEndian: id.idiag_dport),
-                        serverPort: UInt16(bigEndian: id.idiag_sport)))
-            }
+            guard withUnsafeBytes(of: id.idiag_src, { $0.starts(with: wanted) }) else { return }
+            // An IPv4 client of an IPv6 socket comes IPv4-mapped, which is how IPAddress holds IPv4 anyway.
+            let remote = withUnsafeBytes(of: id.idiag_dst) { Array($0.prefix(family == AF_INET ? 4 : 16)) }
+            connections.append(
+                Connection(
+                    client: IPAddress(bytes: remote)!, clientPort: UInt16(bigEndian: id.idiag_dport),
+                    serverPort: UInt16(bigEndian: id.idiag_sport)))
+        }
+        guard address.isIPv4 else {
+            try dump(.family(UInt8(AF_INET6)), filter: filter, take)
+            return connections
+        }
+        // Both families in one walk of the kernel's socket table, which costs milliseconds however few sockets it
+        // holds (it is the host's, shared by every namespace); a kernel that refuses the old request gets one per
+        // family.
+        do {
+            try dump(.bothFamilies, filter: filter, take)
+        } catch {
+            connections.removeAll()
+            try dump(.family(UInt8(AF_INET)), filter: filter, take)
+            try dump(.family(UInt8(AF_INET6)), filter: filter, take)
         }
         return connections
     }
 
-    /// Dumps the TCP sockets of `family` in `openStates` that the bytecode `filter` passes, handing each one's
-    /// addresses and ports to `body`. The kernel filters by address (`localAddressCondition`, as `ss src ADDRESS`
-    /// sends): it still walks every socket of the host, but writes out only the VIP's, so a server's other connections
-    /// (its database pools, its back ends) cost the walk and no more.
-    private static func dump(
-        family: UInt8, filter: [UInt8], _ body: (inet_diag_sockid) -> Void
+    /// What a dump asks for: one family (`SOCK_DIAG_BY_FAMILY`, `inet_diag_req_v2`), or IPv4 and IPv6 sockets in
+    /// one walk (`TCPDIAG_GETSOCK`, the original request, `inet_diag_req`, which the kernel answers for both).
+    enum Request {
+        case family(UInt8)
+        case bothFamilies
+    }
+
+    /// Dumps the TCP sockets in `openStates` that the bytecode `filter` passes, handing each one's message to `body`.
+    /// The kernel filters by address (`localAddressCondition`, as `ss src ADDRESS` sends): it still walks every socket
+    /// of the host, but writes out only the VIP's, so a server's other connections (its database pools, its back
+    /// ends) cost the walk and no more.
+    ///
+    /// - Throws: `SystemCallError`, also when the kernel answers the request with an error.
+    static func dump(
+        _ kind: Request, filter: [UInt8], _ body: (inet_diag_msg) -> Void
     ) throws(SystemCallError) {
         let socket = try Socket(family: AF_NETLINK, type: SOCK_DGRAM, protocol: NETLINK_SOCK_DIAG)
         try socket.setTimeouts(milliseconds: 2000)  // a dump that never ends fails instead of hanging its thread
-        let queryEnd = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size
-        var request = [UInt8](repeating: 0, count: queryEnd)
-        request.withUnsafeMutableBytes { bytes in
-            var header = nlmsghdr()
-            header.nlmsg_len = UInt32(queryEnd + 4 + filter.count)
+        let queryEnd: Int
+        var request: [UInt8]
+        var header = nlmsghdr()
+        header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+        switch kind {
+        case .family(let family):
+            queryEnd = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req_v2>.size
             header.nlmsg_type = UInt16(SOCK_DIAG_BY_FAMILY)
-            header.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-            bytes.storeBytes(of: header, as: nlmsghdr.self)
             var query = inet_diag_req_v2()
             query.sdiag_family = family
             query.sdiag_protocol = UInt8(IPPROTO_TCP)
             query.idiag_states = openStates
-            bytes.storeBytes(of: query, toByteOffset: MemoryLayout<nlmsghdr>.size, as: inet_diag_req_v2.self)
+            request = withUnsafeBytes(of: header) { Array($0) } + withUnsafeBytes(of: query) { Array($0) }
+        case .bothFamilies:
+            queryEnd = MemoryLayout<nlmsghdr>.size + MemoryLayout<inet_diag_req>.size
+            header.nlmsg_type = UInt16(TCPDIAG_GETSOCK)
+            var query = inet_diag_req()
+            query.idiag_states = openStates
+            request = withUnsafeBytes(of: header) { Array($0) } + withUnsafeBytes(of: query) { Array($0) }
         }
-        // The attribute that carries the bytecode: length and type, in host order.
+        // The length, now that the attribute that carries the bytecode follows (its length and type, in host order).
+        request.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(queryEnd + 4 + filter.count), as: UInt32.self) }
         let attribute = (UInt16(4 + filter.count), UInt16(INET_DIAG_REQ_BYTECODE))
         request += withUnsafeBytes(of: attribute) { Array($0) } + filter
         try SystemCall.retrying("send", "ask the kernel for its TCP sockets") {
@@ -91,21 +120,30 @@ public enum TCPConnections {
                 buffer.withUnsafeMutableBytes { recv(socket.descriptor, $0.baseAddress, $0.count, 0) }
             }
             var offset = 0
+            var refused: Int32 = 0
             let done: Bool = buffer.withUnsafeBytes { bytes in
                 while offset + MemoryLayout<nlmsghdr>.size <= received {
                     let header = bytes.loadUnaligned(fromByteOffset: offset, as: nlmsghdr.self)
                     let length = Int(header.nlmsg_len)
                     guard length >= MemoryLayout<nlmsghdr>.size, offset + length <= received else { return true }
                     switch Int32(header.nlmsg_type) {
-                    case NLMSG_DONE, NLMSG_ERROR: return true
+                    case NLMSG_DONE: return true
+                    case NLMSG_ERROR:
+                        if length >= messageOffset + 4 {
+                            refused = -bytes.loadUnaligned(fromByteOffset: offset + messageOffset, as: Int32.self)
+                        }
+                        return true
                     default:
                         if length >= messageOffset + MemoryLayout<inet_diag_msg>.size {
-                            body(bytes.loadUnaligned(fromByteOffset: offset + messageOffset, as: inet_diag_msg.self).id)
+                            body(bytes.loadUnaligned(fromByteOffset: offset + messageOffset, as: inet_diag_msg.self))
                         }
                     }
                     offset += (length + 3) & ~3  // NLMSG_ALIGN
                 }
                 return received == 0
+            }
+            if refused != 0 {
+                throw SystemCallError("sock_diag", "dump the kernel's TCP sockets", errno: refused)
             }
             if done { return }
         }
