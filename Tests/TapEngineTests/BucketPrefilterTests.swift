@@ -185,6 +185,40 @@ struct BucketPrefilterTests {
         }
     }
 
+    /// A large table: from 131,072 buckets on the actions start past the 16-bit offset a load can carry (lbnode
+    /// crashed at its start), and the classifier still takes exactly the buckets with an action, up to the largest
+    /// table a farm may have (its map's value is 8 MiB). A kernel that cannot allocate the map may refuse it, with
+    /// an error that leaves the engine delivering every frame; never a crash.
+    @Test(arguments: [262_144, 1 << 20])
+    func aLargeTableStillGetsItsActions(bucketCount: Int) throws {
+        var random = SeededGenerator(seed: 29)
+        let vip = IPAddress("198.18.0.100")!
+        let state = Self.state(vip: vip, affinity: .none, bucketCount: bucketCount, random: &random)
+        let filter: BucketPrefilter
+        do {
+            filter = try BucketPrefilter(
+                shape: BucketFilterShape(state: state, receiveMAC: Self.vmac), deliveringTo: Self.target)
+        } catch {
+            #expect(error.errno == E2BIG || error.errno == ENOMEM, "\(error)")
+            return
+        }
+        let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
+        filter.pass(BucketPrefilter.buckets(for: state, tapMAC: Self.tapMAC))
+        var (taken, wrong) = (0, 0)
+        for _ in 0..<5_000 {
+            let frame = PacketBuilder.tcp(
+                destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.randomClient(like: vip, &random),
+                destination: vip, sourcePort: .random(in: 1024...65535, using: &random), destinationPort: 80,
+                flags: 0x10)
+            let bucket = state.table.bucket(
+                ofHash: Affinity.none.bucketHash(of: DeciderTests.frame(frame).key, isFragment: false, seed: Self.seed))
+            let expected = actions[bucket] != 0 ? BucketFilterProgram.passed : BucketFilterProgram.next
+            taken += actions[bucket] != 0 ? 1 : 0
+            if filter.classifierVerdict(of: frame)?.result != expected { wrong += 1 }
+        }
+        #expect(wrong == 0 && taken > 1_000, "\(wrong) of 5000 wrong, \(taken) taken")
+    }
+
     /// A ping flood to the VIP stays out of the ring: the filter lets a burst of pings in, then one a millisecond, and
     /// counts the rest; echo replies and pings to other addresses are not its business.
     @Test(arguments: [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!])

@@ -332,7 +332,9 @@ enum BucketFilterProgram {
         code.alu(.move, .r1, .r7)
         code.alu(.leftShift, .r1, 3)
         code.alu(.add, .r1, .r0)
-        code.load(.double, .r9, from: .r1, offset: Int16(actionsOffset(shape.bucketCount)))
+        // Added, not a load's offset: that is 16 bits, and the actions start past 32 KiB from 131,072 buckets on.
+        code.alu(.add, .r1, Int32(actionsOffset(shape.bucketCount)))
+        code.load(.double, .r9, from: .r1, offset: 0)
         code.jump(if: .r9, .equal, 0, to: pass)
         code.alu(.move, .r7, .r0)  // the value, across the calls
         code.call(.bootTimeNanoseconds)
