@@ -30,12 +30,14 @@ struct LoopTurnCostTests {
         let first = try #require(said)
         #expect(first.contains("took 42.0 ms, over half the 30-ms failover time"), "\(first)")
         #expect(first.contains("the controller's step 10.0 ms, an engine swap 30.0 ms; off the CPU 30.0 ms"))
+        #expect(first.contains("a view change costs this node that much: fewer buckets or longer heartbeats"))
         #expect(!first.contains("more such turns"))
         #expect(cost.note(Self.turn(wall: 20), now: 5_000, failoverMilliseconds: 30) == nil)
         #expect(cost.note(Self.turn(wall: 20), now: 9_000, failoverMilliseconds: 30) == nil)
         let saidAgain = cost.note(Self.turn(wall: 16), now: 10_100, failoverMilliseconds: 30)
         let next = try #require(saidAgain)
         #expect(next.contains("; 2 more such turns since the last of these lines"), "\(next)")
+        #expect(next.contains("the host kept the thread from running"), "\(next)")
         #expect(cost.figures.longestTurnMilliseconds == 42 && cost.figures.stateChanges == 1)
     }
 }

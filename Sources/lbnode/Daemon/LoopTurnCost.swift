@@ -56,10 +56,16 @@ struct LoopTurnCost {
             turn.swaps == 0
             ? "" : ", \(turn.swaps == 1 ? "an engine swap" : "\(turn.swaps) engine swaps") \(Self.text(turn.swap))"
         let offCPU = max(.zero, turn.wall - turn.onCPU)
+        // What to do about it: a state change that costs this much comes back at every view change; a thread the host
+        // did not run is the host's.
+        let advice =
+            (turn.step + turn.swap) * 2 >= turn.wall
+            ? "a view change costs this node that much: fewer buckets or longer heartbeats (docs/configuration.md)"
+            : "the host kept the thread from running: look at its CPU load and steal time"
         return "a turn of the heartbeat loop took \(Self.text(turn.wall)), over half the \(failoverMilliseconds)-ms "
             + "failover time, and no heartbeat left meanwhile: the controller's step \(Self.text(turn.step))\(swaps); "
-            + "off the CPU \(Self.text(offCPU)) (the host did not run the thread, or it waited for a lock or the disk)"
-            + (unsaid > 0 ? "; \(unsaid) more such turns since the last of these lines" : "")
+            + "off the CPU \(Self.text(offCPU)) (the host did not run the thread, or it waited for a lock or the disk); "
+            + advice + (unsaid > 0 ? "; \(unsaid) more such turns since the last of these lines" : "")
     }
 
     /// The calling thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`).
