@@ -127,8 +127,9 @@ struct StatusCommand: ParsableCommand {
                     format: "%.1f ms, the longest %.1f ms; ", loop.lastStateChangeMilliseconds,
                     loop.longestStateChangeMilliseconds)
                 + String(format: "longest turn since start %.1f ms", loop.longestTurnMilliseconds)
-                + (loop.longestTurnMilliseconds * 2 > Double(status.deadAfterMilliseconds)
-                    ? " (OVER HALF THE FAILOVER TIME: see the log)" : ""))
+                // A state change that long comes back at every view change; one long turn may be the host's moment.
+                + (loop.longestStateChangeMilliseconds * 2 > Double(status.deadAfterMilliseconds)
+                    ? " (A STATE CHANGE TOOK OVER HALF THE FAILOVER TIME: fewer buckets or longer heartbeats)" : ""))
         if let change = status.lastChange { lines.append("  last change: \(change)") }
         if let failover = status.lastFailover { lines.append("  last failover: \(failover)") }
         return lines.joined(separator: "\n") + "\n"
