@@ -33,8 +33,23 @@ struct ControlOptions: ParsableArguments {
 
 extension ControlOptions {
     /// The node's status snapshot, or nil when the node answers but has none yet (it is starting).
+    ///
+    /// - Throws: `CommandFailure` when the node does not answer, `UnreadableStatus` when it answers with a status this
+    ///   lbnode cannot read.
     func status() throws -> NodeStatus? {
-        try? JSONDecoder().decode(NodeStatus.self, from: request("status"))
+        try Self.decodeStatus(request("status"))
+    }
+
+    /// A node's answer to `status`: nil while it has no snapshot yet (`null`).
+    static func decodeStatus(_ data: Data) throws(UnreadableStatus) -> NodeStatus? {
+        if String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "null" {
+            return nil
+        }
+        do {
+            return try JSONDecoder().decode(NodeStatus.self, from: data)
+        } catch {
+            throw UnreadableStatus(reason: "\(error)")
+        }
     }
 
     /// Sends a command that changes the node (`drain`, `undrain`) and fails with the node's reason if it refuses.
@@ -43,5 +58,16 @@ extension ControlOptions {
         if let refused = (try? JSONSerialization.jsonObject(with: reply) as? [String: Any])?["error"] as? String {
             throw CommandFailure("\(command.split(separator: " ")[0]) refused: \(refused)")
         }
+    }
+}
+
+/// The node answered with a status this lbnode cannot read: the two are different versions (the package was upgraded
+/// and the node not restarted yet).
+struct UnreadableStatus: Error, CustomStringConvertible {
+    let reason: String
+    var description: String {
+        "cannot read the node's status: it runs another version of lbnode than this one (\(LBNode.versionText)); "
+            + "`lbnode status --json` shows it as it is, and restarting the node (`systemctl restart vipfarm@FARM`) "
+            + "brings it to this version (\(reason))"
     }
 }

@@ -47,6 +47,8 @@ struct DrainCommand: ParsableCommand {
             let status: NodeStatus?
             do {
                 status = try control.status()
+            } catch let unreadable as UnreadableStatus {
+                throw unreadable
             } catch {
                 print("lbnode stopped: the node left the farm")
                 return

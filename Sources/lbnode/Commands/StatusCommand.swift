@@ -19,7 +19,7 @@ struct StatusCommand: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        guard let status = try? JSONDecoder().decode(NodeStatus.self, from: data) else {
+        guard let status = try ControlOptions.decodeStatus(data) else {
             throw CommandFailure("the node has no status yet (still starting?)")
         }
         print(Self.render(status), terminator: "")
