@@ -34,10 +34,14 @@ struct LoopTurnCostTests {
         #expect(!first.contains("more such turns"))
         #expect(cost.note(Self.turn(wall: 20), now: 5_000, failoverMilliseconds: 30) == nil)
         #expect(cost.note(Self.turn(wall: 20), now: 9_000, failoverMilliseconds: 30) == nil)
-        let saidAgain = cost.note(Self.turn(wall: 16), now: 10_100, failoverMilliseconds: 30)
+        let saidAgain = cost.note(Self.turn(wall: 16, onCPU: 2), now: 10_100, failoverMilliseconds: 30)
         let next = try #require(saidAgain)
         #expect(next.contains("; 2 more such turns since the last of these lines"), "\(next)")
         #expect(next.contains("the host kept the thread from running"), "\(next)")
         #expect(cost.figures.longestTurnMilliseconds == 42 && cost.figures.stateChanges == 1)
+        // On the CPU, with no state change: work on the loop's thread, which no turn should take that long.
+        let saidOfOwnWork = cost.note(Self.turn(wall: 20, step: 1), now: 20_200, failoverMilliseconds: 30)
+        let own = try #require(saidOfOwnWork)
+        #expect(own.contains("the loop's own work outside a view change"), "\(own)")
     }
 }

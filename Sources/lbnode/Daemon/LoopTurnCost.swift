@@ -57,11 +57,16 @@ struct LoopTurnCost {
             ? "" : ", \(turn.swaps == 1 ? "an engine swap" : "\(turn.swaps) engine swaps") \(Self.text(turn.swap))"
         let offCPU = max(.zero, turn.wall - turn.onCPU)
         // What to do about it: a state change that costs this much comes back at every view change; a thread the host
-        // did not run is the host's.
+        // did not run is the host's; anything else is work on the loop's thread where none should take that long.
         let advice =
-            (turn.step + turn.swap) * 2 >= turn.wall
-            ? "a view change costs this node that much: fewer buckets or longer heartbeats (docs/configuration.md)"
-            : "the host kept the thread from running: look at its CPU load and steal time"
+            if turn.swaps > 0 && (turn.step + turn.swap) * 2 >= turn.wall {
+                "a view change costs this node that much: fewer buckets or longer heartbeats (docs/configuration.md)"
+            } else if offCPU * 2 >= turn.wall {
+                "the host kept the thread from running: look at its CPU load and steal time"
+            } else {
+                "the loop's own work outside a view change, or the kernel's on its behalf (page faults, memory "
+                    + "reclaim): if it recurs, report this line with the log around it"
+            }
         return "a turn of the heartbeat loop took \(Self.text(turn.wall)), over half the \(failoverMilliseconds)-ms "
             + "failover time, and no heartbeat left meanwhile: the controller's step \(Self.text(turn.step))\(swaps); "
             + "off the CPU \(Self.text(offCPU)) (the host did not run the thread, or it waited for a lock or the disk); "
