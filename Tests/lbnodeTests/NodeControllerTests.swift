@@ -214,7 +214,9 @@ struct NodeControllerTests {
         #expect(controller.membership.state == .draining)
         let actions = Self.step(&controller, at: 2070) { $0.openConnections = (4, 1500) }
         #expect(controller.membership.state == .drained)
-        #expect(actions.contains { if case .log(.warning, let line) = $0 { line.contains("4 connections") } else { false } })
+        #expect(
+            actions.contains { if case .log(.warning, let line) = $0 { line.contains("4 connections") } else { false } }
+        )
     }
 
     @Test func undrainTakesTheNodeBackAsAJoin() throws {

@@ -201,7 +201,9 @@ struct NodeController {
             swap(nextState(handover: handoverUntil != nil), into: &actions)
             actions.append(
                 now >= until
-                    ? .log(.warning, "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
+                    ? .log(
+                        .warning,
+                        "took the buckets held for the peers' agreement after \(now - holdSince) ms without it")
                     : .log(.info, "took the held buckets: every peer agrees (after \(now - holdSince) ms)"))
         }
         if let until = handoverUntil, now >= until {
@@ -507,7 +509,9 @@ struct NodeController {
         states.replaceRules(next.rules)
         actions.append(.restartCheckers(next))
         actions.append(
-            .log(.notice, "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
+            .log(
+                .notice,
+                "reloaded: weight \(next.node.weight), \(next.rules.count) rules, \(next.checkers.count) checkers"))
         let events = membership.setLocal(weight: next.node.weight)
         if events.isEmpty {  // same view: the rules still need a new state
             swap(nextState(handover: handoverUntil != nil), into: &actions)

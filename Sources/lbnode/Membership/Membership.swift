@@ -233,7 +233,8 @@ struct Membership {
         let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
-            !witnessVouches(since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
+            !witnessVouches(
+                since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
         {
             return .isolated
         }
