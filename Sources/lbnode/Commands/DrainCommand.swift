@@ -56,7 +56,8 @@ struct DrainCommand: ParsableCommand {
             switch status?.state {
             case "drained":
                 let seconds = String(format: "%.1f", Date().timeIntervalSince(start))
-                print("drained after \(seconds) s: node \(status!.node) serves nothing (`lbnode undrain` takes it back)")
+                print(
+                    "drained after \(seconds) s: node \(status!.node) serves nothing (`lbnode undrain` takes it back)")
                 return
             case "draining":
                 seenDraining = true
