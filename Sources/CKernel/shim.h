@@ -90,6 +90,15 @@ static inline int vipfarm_interface_mac(const char *name, unsigned char mac[6]) 
     return 0;
 }
 
+// When the last datagram read from `fd` reached the socket (CLOCK_REALTIME, ns): 0, or -1 with errno set (ENOENT:
+// none yet). SIOCGSTAMPNS is a variadic ioctl.
+static inline int vipfarm_socket_arrival(int fd, long long *nanoseconds) {
+    struct timespec stamp;
+    if (ioctl(fd, SIOCGSTAMPNS, &stamp) != 0) return -1;
+    *nanoseconds = (long long)stamp.tv_sec * 1000000000LL + stamp.tv_nsec;
+    return 0;
+}
+
 // --- TUN/TAP: TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ and TUNSETOFFLOAD are function-like macros. ---
 
 // Attaches a descriptor of /dev/net/tun to the TAP device `name`, creating it if it does not exist. With

@@ -54,7 +54,8 @@ extension FarmChaos {
         if steady.longestSilenceMilliseconds > Self.steadySilenceMilliseconds {
             outcome.failures.append(
                 "a flow went \(Int(steady.longestSilenceMilliseconds)) ms without an answer \(away) "
-                    + "(at most \(Int(Self.steadySilenceMilliseconds)) ms)")
+                    + "(at most \(Int(Self.steadySilenceMilliseconds)) ms): "
+                    + steady.silences(over: Self.steadySilenceMilliseconds, since: faultAt))
         }
         if outcome.tally.duplicates != 0 { outcome.failures.append("\(outcome.tally.duplicates) duplicate answers") }
         if let victim {

@@ -5,8 +5,8 @@ import Synchronization
 import TapEngine
 
 /// A steady stream of requests from many client flows to the echo application behind the VIP, UDP and TCP, that
-/// records every reply: which server answered which request when, and when a TCP connection was reset. The failover
-/// benchmark turns the record into interruptions, losses and resets.
+/// records every reply: which server answered which request when (a UDP reply by the kernel's arrival stamp), and
+/// when a TCP connection was reset. The failover benchmark turns the record into interruptions, losses and resets.
 ///
 /// A request is 6 bytes: the sequence number (4) and the flow index (2); the echo server puts its ID in front. A TCP
 /// connection has one request outstanding at a time (the echo server answers per read, so two requests in one
@@ -75,6 +75,7 @@ public final class FlowProbe: @unchecked Sendable {
             try socket.bind(local, port: firstPort + UInt16(index))
             try socket.connect(to: vip, port: port)
             try socket.setBlocking(false)
+            _ = socket.lastArrivalRealtime  // switches the kernel's arrival stamps on
             sockets.append(socket)
             records.append(Record(isTCP: false))
         }
@@ -205,7 +206,7 @@ public final class FlowProbe: @unchecked Sendable {
                             outstanding.withLock { $0[index] = false }
                         }
                     } else if count >= 8 {
-                        record(Array(chunk[0..<8]), flow: index, time: time)
+                        record(Array(chunk[0..<8]), flow: index, time: arrival(at: sockets[index], readAt: time))
                     }
                 }
             }
@@ -213,6 +214,17 @@ public final class FlowProbe: @unchecked Sendable {
         for index in records.indices {
             records[index].sent = sentCounts.indices.contains(index) ? sentCounts[index] : 0
         }
+    }
+
+    /// When the datagram just read from `socket` reached it, on the probe's clock: the reader may have run late (a
+    /// loaded machine), and a reply is as early as the kernel saw it. Its age comes from the kernel's stamp, so the
+    /// two clocks only need to agree on a few milliseconds' difference.
+    private func arrival(at socket: Socket, readAt time: Int64) -> Int64 {
+        guard let stamp = socket.lastArrivalRealtime else { return time }
+        var realtime = timespec()
+        clock_gettime(CLOCK_REALTIME, &realtime)
+        let age = Int64(realtime.tv_sec) * 1_000_000_000 + Int64(realtime.tv_nsec) - stamp
+        return time - min(max(0, age), time)
     }
 
     private func record(_ reply: [UInt8], flow: Int, time: Int64) {

@@ -310,6 +310,7 @@ public final class VirtualFarm {
     public func exchange(count: Int, client number: Int = 1, firstPort: UInt16 = 20000) throws -> [Int: [Int]] {
         let client = testbed.clients[number - 1]
         let source = IPAddress(bytes: (vip.isIPv4 ? client.address : client.address6 ?? client.address).bytes)!
+        let queueDropsBefore = try udpQueueDrops()
         let sockets = try client.namespace.run { () throws(NetlinkError) in
             Result { () throws(SystemCallError) in
                 // One request first, answered, so that the client has resolved the VIP by ARP: until it has, the
@@ -342,7 +343,26 @@ public final class VirtualFarm {
             if pass > 0 && (total >= count || Date() >= deadline) { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
+        if total < count {
+            let queueDrops = try udpQueueDrops().map { ($0.key, $0.value - (queueDropsBefore[$0.key] ?? 0)) }
+            print(
+                "exchange: \(count - total) of \(count) unanswered; dropped at a server's full UDP socket queue: "
+                    + "\(queueDrops.sorted { $0.0 < $1.0 }.map { "node \($0.0): \($0.1)" }.joined(separator: ", "))")
+        }
         return answered
+    }
+
+    /// Per server: the datagrams its kernel dropped because a UDP socket's queue was full (`RcvbufErrors` in its
+    /// namespace's /proc/net/snmp): requests the farm delivered and the application never read.
+    public func udpQueueDrops() throws -> [Int: Int] {
+        var drops: [Int: Int] = [:]
+        for server in testbed.servers {
+            let text = try server.namespace.run { () throws(NetlinkError) in procFile("/proc/thread-self/net/snmp") }
+            let lines = text.split(separator: "\n").filter { $0.hasPrefix("Udp: ") }.map { $0.split(separator: " ") }
+            guard lines.count == 2, let column = lines[0].firstIndex(of: "RcvbufErrors") else { continue }
+            drops[server.number] = Int(lines[1][column])
+        }
+        return drops
     }
 
     /// Opens `count` TCP connections from client `number` to the VIP's echo port.

@@ -52,6 +52,34 @@ struct SocketTests {
         #expect(try listener.accept() != nil)
     }
 
+    /// The kernel's arrival stamp of a datagram is the moment it reached the socket, not the later moment of the read.
+    @Test func aDatagramsArrivalStampIsWhenItArrivedNotWhenItWasRead() throws {
+        let receiver = try Socket(family: AF_INET, type: SOCK_DGRAM, nonBlocking: true)
+        try receiver.bind(IPAddress("127.0.0.1")!, port: 0)
+        #expect(receiver.lastArrivalRealtime == nil)  // nothing read yet; the call switches the stamps on
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(receiver.descriptor, $0, &length) }
+        }
+        let sender = try Socket(family: AF_INET, type: SOCK_DGRAM)
+        try sender.connect(to: IPAddress("127.0.0.1")!, port: UInt16(bigEndian: address.sin_port))
+        func realtime() -> Int64 {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        }
+        let sentAt = realtime()
+        _ = try [UInt8](repeating: 7, count: 8).withUnsafeBytes { try sender.send($0) }
+        usleep(50_000)
+        let readAt = realtime()
+        var buffer = [UInt8](repeating: 0, count: 16)
+        #expect(try buffer.withUnsafeMutableBytes { try receiver.receive(into: $0) } == 8)
+        let arrival = try #require(receiver.lastArrivalRealtime)
+        #expect(
+            arrival >= sentAt && arrival < readAt - 40_000_000, "sent \(sentAt), arrived \(arrival), read \(readAt)")
+    }
+
     @Test(privileged) func theWitnessPingerHearsLoopbackAnswerAPingSentAtItsStamp() throws {
         let pinger = try WitnessPinger(target: IPAddress("127.0.0.1")!)
         #expect(pinger.answered() == nil)

@@ -178,6 +178,14 @@ public final class Socket: @unchecked Sendable {
         }
     }
 
+    /// When the datagram last read from this socket reached it, on CLOCK_REALTIME in ns: the kernel's time, not the
+    /// reader's, so a reader that ran late still sees when the reply came. Nil on a socket that has no such time (the
+    /// first call switches the stamps on; TCP keeps none).
+    public var lastArrivalRealtime: Int64? {
+        var nanoseconds: Int64 = 0
+        return vipfarm_socket_arrival(descriptor, &nanoseconds) == 0 ? nanoseconds : nil
+    }
+
     /// Receives a datagram into `buffer`: its size and its sender, or nil when nothing waits on a non-blocking socket.
     public func receiveFrom(into buffer: UnsafeMutableRawBufferPointer) throws(SystemCallError) -> (
         count: Int, source: IPAddress

@@ -17,8 +17,9 @@ struct FailoverCommand: ParsableCommand {
             longest interruption of a flow the victim served, the time until each was answered again, requests \
             lost, duplicates, and TCP connections reset, of the victim's and of the others. Per mode: p50, p99 and \
             max over the trials. A long cut also reports, from a second after the cut until the cable came back, \
-            the view changes the survivors logged, the requests lost and the longest silence of any flow (a farm \
-            must be as steady while a server is away as before). With --compare, the same trials for keepalived (VRRPv3, Debian package) as an \
+            the view changes the survivors logged, the requests lost and the longest silence of any flow (while it \
+            had a request out, by the kernel's arrival time of the reply; a farm must be as steady while a server \
+            is away as before). With --compare, the same trials for keepalived (VRRPv3, Debian package) as an \
             active/passive pair on the same kind of testbed, with its fastest advertisement interval (10 ms) and \
             with its default (1 s); the master fails (drain: keepalived's graceful stop).
             """

@@ -1,0 +1,50 @@
+import Testing
+
+@testable import Testbed
+
+/// A flow's silence is the farm's only while the flow has a request out: the probe's own pauses are not the farm's.
+struct WindowTallyTests {
+    static let millisecond: Int64 = 1_000_000
+
+    /// A UDP flow that sends every 10 ms; `replies` are (sequence, arrival in ms) from server 2.
+    static func tally(sendTimes: [Int64], replies: [(UInt32, Int64)], windowMilliseconds: Int64) -> WindowTally {
+        var record = FlowProbe.Record(isTCP: false)
+        record.replies = replies.map { (time: $0.1 * millisecond, sequence: $0.0, server: 2) }
+        return WindowTally([record], sendTimes: sendTimes, window: 0...windowMilliseconds * millisecond)
+    }
+
+    @Test func aProbeThatSentNothingForAWhileIsNoSilenceOfTheFarms() {
+        // Rounds every 10 ms, then the sender pauses 150 ms; every reply comes 1 ms after its request.
+        let sendTimes =
+            (0..<10).map { Int64($0) * 10 * Self.millisecond }
+            + (0..<5).map { (250 + Int64($0) * 10) * Self.millisecond }
+        let replies = sendTimes.indices.map { (UInt32($0), sendTimes[$0] / Self.millisecond + 1) }
+        let tally = Self.tally(sendTimes: sendTimes, replies: replies, windowMilliseconds: 300)
+        #expect(abs(tally.longestSilenceMilliseconds - 1) < 0.001, "\(tally)")
+        #expect(tally.lost == 0)
+    }
+
+    @Test func aFarmThatHoldsRepliesBackIsSilentFromTheFirstRequestItOwes() {
+        // Requests 5...14 (sent at 50...140 ms) are all answered at 160 ms: the flow waited from 50 ms.
+        let sendTimes = (0..<20).map { Int64($0) * 10 * Self.millisecond }
+        var replies: [(UInt32, Int64)] = (0..<5).map { (UInt32($0), Int64($0) * 10 + 1) }
+        replies += (5..<15).map { (UInt32($0), 160) }
+        replies += (15..<20).map { (UInt32($0), Int64($0) * 10 + 1) }
+        let tally = Self.tally(sendTimes: sendTimes, replies: replies, windowMilliseconds: 200)
+        #expect(abs(tally.longestSilenceMilliseconds - 110) < 0.001, "\(tally)")
+        let silence = WindowTally.Silence(milliseconds: 110, endedAt: 160 * Self.millisecond, server: 2)
+        #expect(tally.silences == [silence])
+        #expect(tally.silences(over: 100, since: 0).hasPrefix("1 of 1 flows, ended by replies of node 2"))
+    }
+
+    @Test func aLostRequestAndAnUnansweredEndCountFromTheRequest() {
+        // Request 5 is lost: the wait runs from its send (50 ms) to the reply to 6 (61 ms). Requests 10...14 are
+        // never answered: the wait runs from 100 ms to the window's end (150 ms).
+        let sendTimes = (0..<15).map { Int64($0) * 10 * Self.millisecond }
+        let replies = (0..<10).filter { $0 != 5 }.map { (UInt32($0), Int64($0) * 10 + 1) }
+        let tally = Self.tally(sendTimes: sendTimes, replies: replies, windowMilliseconds: 150)
+        let silence = WindowTally.Silence(milliseconds: 50, endedAt: 150 * Self.millisecond, server: 0)
+        #expect(tally.silences == [silence], "\(tally)")
+        #expect(tally.lost == 6)
+    }
+}
