@@ -39,12 +39,24 @@ extension FarmChaos {
 }
 
 extension FarmChaos {
+    /// The p99 latency under wrk through restarts: below Linux's least retransmission timeout (200 ms).
+    public static let restartP99Milliseconds = 200.0
+
     /// wrk through the VIP (32 keep-alive connections to nginx on every server) while node `node` is restarted `times`
     /// times as `systemctl restart` does, each time back in the view before the next. Held when wrk saw no socket
-    /// error and no failed answer, and every restart happened while it ran.
+    /// error and no failed answer, its p99 stayed under `restartP99Milliseconds`, and every restart happened while it
+    /// ran.
+
     func restartsUnderWrk(node: Int, times: Int) throws -> ChaosOutcome {
         let seconds = 3 * times + 3
         let everyone = farm.testbed.servers.map(\.number)
+        // A restart in a farm that has run for a while, as most are: the joins' handover window over. (Within it, a
+        // flood farm lets a stopped node's connections wait for its return: `EngineStateBuilder.previousOwners`.)
+        guard farm.waitForHandoversToEnd(nodes: everyone) else {
+            var outcome = ChaosOutcome(scenario: .restartsUnderWrk, passed: false, tally: ProbeTally([]))
+            outcome.failures.append("the joins' handover window did not end within 40 s")
+            return outcome
+        }
         let box = UncheckedBox(farm)  // the calling thread only runs wrk meanwhile
         let restarts = RestartTally()
         let done = DispatchSemaphore(value: 0)
@@ -70,6 +82,12 @@ extension FarmChaos {
             "wrk_p99_ms": result.p99Milliseconds,
         ]
         if result.errors != 0 { outcome.failures.append("wrk saw \(result.errors) socket errors or failed answers") }
+        // The least TCP retransmission timeout is 200 ms: a p99 above it is requests that waited for one.
+        if result.p99Milliseconds >= Self.restartP99Milliseconds {
+            outcome.failures.append(
+                "wrk's p99 was \(result.p99Milliseconds) ms (under \(Int(Self.restartP99Milliseconds)) ms: no "
+                    + "request waits for a retransmission)")
+        }
         if restarts.rejoined < times {
             outcome.failures.append("node \(node) rejoined \(restarts.rejoined) of \(times) times")
         }

@@ -130,7 +130,9 @@ struct DeciderTests {
     /// its first went, on every node; decided alone they would follow the default rule and the addresses' bucket.
     @Test func laterFragmentsFollowTheirFirstFragmentsPortRule() {
         func fragment(port: UInt16, offset: UInt16, identification: UInt16) -> Frame {
-            let udp = [0x9C, 0x40] + [UInt8(port >> 8), UInt8(port & 0xFF)] + [0, 100, 0, 0] + [UInt8](repeating: 7, count: 16)
+            let udp =
+                [0x9C, 0x40] + [UInt8(port >> 8), UInt8(port & 0xFF)] + [0, 100, 0, 0]
+                + [UInt8](repeating: 7, count: 16)
             return Self.frame(
                 PacketBuilder.ip(
                     destinationMAC: Self.vmac, sourceMAC: 0x0200_0000_0107, source: IPAddress("198.18.1.7")!,
@@ -138,7 +140,8 @@ struct DeciderTests {
                     fragment: offset == 0 ? 0x2000 : offset / 8, identification: identification))
         }
         let first = fragment(port: 5000, offset: 0, identification: 1)
-        let alone = Self.table.owner(ofHash: Affinity.none.bucketHash(of: first.key, isFragment: true, seed: Self.seed))!
+        let alone = Self.table.owner(
+            ofHash: Affinity.none.bucketHash(of: first.key, isFragment: true, seed: Self.seed))!
         let other: UInt16 = alone.rawValue == 1 ? 2 : 1
         let rules = [
             PortRule(proto: .udp, ports: [53...53], mode: .drop),
@@ -159,7 +162,9 @@ struct DeciderTests {
             // Another datagram (another identification) whose first fragment was not seen: decided alone.
             #expect(decide(fragment(port: 5000, offset: 24, identification: 2)) == notOwner)
             // A first fragment's verdict holds for the lifetime only.
-            #expect(decide(fragment(port: 5000, offset: 72, identification: 1), now: 10 + FragmentTable.lifetime) == notOwner)
+            #expect(
+                decide(fragment(port: 5000, offset: 72, identification: 1), now: 10 + FragmentTable.lifetime)
+                    == notOwner)
             // A dropped port: every fragment dropped.
             #expect(decide(fragment(port: 53, offset: 0, identification: 3)) == .drop(.ruleDrop))
             #expect(decide(fragment(port: 53, offset: 24, identification: 3)) == .drop(.ruleDrop))
@@ -180,6 +185,29 @@ struct DeciderTests {
         #expect(flows.count == 1)
     }
 
+    /// Flood delivery, a bucket taken from node 2 while it restarts: its established connections go to its MAC (its
+    /// kernel answers them), new ones are this node's; the same bucket taken from a live node (no previous owner set)
+    /// drops them, as that node serves them itself. (`other`: another connection in the same bucket.)
+    @Test func aConnectionOfANodeStoppedForARestartGoesToItsMAC() {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 1)
+        let syn = Self.tcp(port: port, flags: 0x02)
+        let ack = Self.tcp(port: port, flags: 0x10)
+        let other = Self.tcp(
+            port: (1000...60000).map(UInt16.init).first {
+                $0 != port && Self.bucket(of: Self.tcp(port: $0, flags: 0x10)) == Self.bucket(of: syn)
+            }!, flags: 0x10)
+        var state = Self.state(node: 1, handover: [Self.bucket(of: syn)])
+        #expect(Decider.decide(ack, state: state, flows: &flows, now: 0) == .drop(.handoverEstablished))
+        state.previousOwners[Self.bucket(of: syn)] = 2
+        #expect(Decider.decide(ack, state: state, flows: &flows, now: 0) == .forward(Self.macs[2]!))
+        #expect(Decider.decide(syn, state: state, flows: &flows, now: 1) == .deliver)
+        #expect(Decider.decide(ack, state: state, flows: &flows, now: 2) == .deliver)
+        // A first owner whose MAC is not known: dropped, as before.
+        state.nodeMACs[2] = nil
+        #expect(Decider.decide(other, state: state, flows: &flows, now: 3) == .drop(.handoverEstablished))
+    }
+
     /// Release before acquire holds only what this change takes from a live node, and never the connections this node
     /// already has: a bucket it kept (marked from an earlier move) is served, and its own connection in a bucket it
     /// takes back is delivered while the new ones wait.
@@ -192,8 +220,9 @@ struct DeciderTests {
                 Self.owner(of: Self.udp(port: $0)) == 1 && Self.bucket(of: Self.udp(port: $0)) != Self.bucket(of: syn)
             }!)
         // This node took the connection's bucket earlier (a join) and the connection started here.
-        #expect(Decider.decide(syn, state: Self.state(node: 1, handover: [Self.bucket(of: syn)]), flows: &flows, now: 0)
-            == .deliver)
+        #expect(
+            Decider.decide(syn, state: Self.state(node: 1, handover: [Self.bucket(of: syn)]), flows: &flows, now: 0)
+                == .deliver)
         // A new change holds the connection's bucket (taken again) but not the UDP flow's (marked, not taken now).
         var held = Self.state(node: 1, handover: [Self.bucket(of: syn), Self.bucket(of: kept)])
         var taken = Array(repeating: false, count: Self.table.count)
@@ -204,7 +233,9 @@ struct DeciderTests {
         #expect(Decider.decide(kept, state: held, flows: &flows, now: 1) == .deliver)
         // What is new in the held bucket waits: another connection's SYN, a UDP flow.
         let sameBucket = (1000...60000).map(UInt16.init).filter { $0 != port }
-        let newSyn = Self.tcp(port: sameBucket.first { Self.bucket(of: Self.tcp(port: $0, flags: 0x02)) == Self.bucket(of: syn) }!, flags: 0x02)
+        let newSyn = Self.tcp(
+            port: sameBucket.first { Self.bucket(of: Self.tcp(port: $0, flags: 0x02)) == Self.bucket(of: syn) }!,
+            flags: 0x02)
         let newUDP = Self.udp(port: sameBucket.first { Self.bucket(of: Self.udp(port: $0)) == Self.bucket(of: syn) }!)
         #expect(Decider.decide(newSyn, state: held, flows: &flows, now: 1) == .drop(.handoverPending))
         #expect(Decider.decide(newUDP, state: held, flows: &flows, now: 1) == .drop(.handoverPending))

@@ -6,10 +6,11 @@ import Testing
 
 /// The handover marks that keep established connections through planned moves.
 struct EngineStateBuilderTests {
-    static func builder(node: UInt16) throws -> EngineStateBuilder {
+    static func builder(node: UInt16, delivery: String = "directed") throws -> EngineStateBuilder {
         let config = try FarmConfig.parse(
             FarmConfigTests.example.replacingOccurrences(of: "  id: 1\n", with: "  id: \(node)\n")
-                .replacingOccurrences(of: "{ id: \(node),", with: "{ id: 1,"), file: "web.yaml")
+                .replacingOccurrences(of: "{ id: \(node),", with: "{ id: 1,")
+                .replacingOccurrences(of: "delivery: directed", with: "delivery: \(delivery)"), file: "web.yaml")
         return try EngineStateBuilder(config: config, virtualMAC: 0x02_00_00_00_00_01)
     }
 
@@ -41,6 +42,31 @@ struct EngineStateBuilderTests {
         let closed = try director.state(
             for: Self.view([2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: false)
         #expect(closed.previousOwners.allSatisfy { $0 == 0 } && !closed.releasedBuckets.contains(true))
+    }
+
+    /// Flood delivery: node 2 stops for a restart. Each survivor takes its buckets at once (no hold) and sends their
+    /// established connections to node 2, the first owner, and only while node 2 is stopped; a live first owner (a
+    /// join's) serves its connections itself, and is named nowhere.
+    @Test func inFloodTheNewOwnerSendsAStoppedNodesConnectionsBackToIt() throws {
+        for node: UInt16 in [1, 3] {
+            var builder = try Self.builder(node: node, delivery: "flood")
+            let three = try builder.state(
+                for: Self.view([1, 2, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+            #expect(three.previousOwners.allSatisfy { $0 == 0 })
+            let stopped = try builder.state(
+                for: Self.view([1, 3]), alive: Self.all, stopped: [NodeID(2)!], leader: NodeID(1), macs: [:],
+                handover: true)
+            let taken = (0..<three.table.count).filter {
+                three.table.owner(ofBucket: $0) == NodeID(2) && stopped.table.owner(ofBucket: $0)?.rawValue == node
+            }
+            #expect(taken.count > 500)
+            #expect(taken.allSatisfy { stopped.previousOwners[$0] == 2 && stopped.handoverBuckets[$0] })
+            #expect(stopped.previousOwners.enumerated().allSatisfy { $0.element == 0 || taken.contains($0.offset) })
+            // Node 2 is back (alive, not stopped): it serves its connections again, and nothing is sent to it.
+            let back = try builder.state(
+                for: Self.view([1, 3]), alive: Self.all, leader: NodeID(1), macs: [:], handover: true)
+            #expect(back.previousOwners.allSatisfy { $0 == 0 })
+        }
     }
 
     @Test func bucketsOfADeadNodeAreTakenAtOnceEvenWithinAWindow() throws {
@@ -86,7 +112,8 @@ struct EngineStateBuilderTests {
             #expect(joinersBuckets.allSatisfy { !state.handoverBuckets[$0] && !state.releasedBuckets[$0] })
             #expect(joinersBuckets.allSatisfy { state.previousOwners[$0] == 0 })
             // The table is back to what it was before the join: the survivors own what they owned then.
-            #expect((0..<state.table.count).allSatisfy { two.table.owner(ofBucket: $0) == state.table.owner(ofBucket: $0) })
+            #expect(
+                (0..<state.table.count).allSatisfy { two.table.owner(ofBucket: $0) == state.table.owner(ofBucket: $0) })
         }
     }
 }

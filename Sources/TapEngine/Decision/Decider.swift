@@ -93,12 +93,23 @@ public enum Decider {
         if state.holdTaking && state.heldBuckets[bucket] { return .drop(.handoverPending) }
         guard tracked else { return .deliver }
         if state.handoverBuckets[bucket] {
-            guard frame.isTCPSyn else { return .drop(.handoverEstablished) }
+            guard frame.isTCPSyn else { return establishedInTakenBucket(bucket, state: state) }
             flows.insert(frame.key, now: now, value: me)
             return .deliver
         }
         track(frame, flows: &flows, now: now, value: me)
         return .deliver
+    }
+
+    /// A segment of a connection this node does not know, in a bucket it is taking over: the connection predates the
+    /// move and is its first owner's. In flood delivery a first owner stopped for a restart cannot see it (its engine
+    /// is gone), but its kernel has the connection and answers by itself: the segment goes to its MAC. Otherwise the
+    /// first owner serves it (or died with it), and this node drops it.
+    static func establishedInTakenBucket(_ bucket: Int, state: EngineState) -> Verdict {
+        let previous = state.previousOwners[bucket]
+        guard state.role.sendsStoppedOwnersTheirConnections, previous != 0, let mac = state.nodeMACs[previous], mac != 0
+        else { return .drop(.handoverEstablished) }
+        return .forward(mac)
     }
 
     /// Records a new connection (unconfirmed) or refreshes a known one (confirmed by a segment that is not a SYN);

@@ -14,6 +14,9 @@ public struct DeliveryRole: Sendable, Equatable {
     public let forwardsWholeBuckets: Bool
     /// Routes the TCP connections of a bucket in a planned handover by connection, between its old and new owner.
     public let steersHandovers: Bool
+    /// Sends a node stopped for a restart the segments of its connections in the buckets this node took from it
+    /// (flood: nobody else would, and they would wait for the node's return).
+    public let sendsStoppedOwnersTheirConnections: Bool
     /// Receives the frames of every bucket; in flood delivery a node needs only those it serves.
     public let seesEveryBucket: Bool
     /// Announces the VIP from the virtual MAC, so that switches learn it on this node's port (the directed director).
@@ -31,30 +34,32 @@ public struct DeliveryRole: Sendable, Equatable {
         case .flood:
             self.init(
                 decidesClientFrames: true, usesOwnMAC: false, forwards: false, forwardsWholeBuckets: false,
-                steersHandovers: false, seesEveryBucket: false, announcesVirtualMAC: false,
-                announcesSlowlyOnceSettled: false)
+                steersHandovers: false, sendsStoppedOwnersTheirConnections: true, seesEveryBucket: false,
+                announcesVirtualMAC: false, announcesSlowlyOnceSettled: false)
         case .directed:
             self.init(
                 decidesClientFrames: director, usesOwnMAC: false, forwards: director, forwardsWholeBuckets: director,
-                steersHandovers: director, seesEveryBucket: true, announcesVirtualMAC: director,
-                announcesSlowlyOnceSettled: false)
+                steersHandovers: director, sendsStoppedOwnersTheirConnections: false, seesEveryBucket: true,
+                announcesVirtualMAC: director, announcesSlowlyOnceSettled: false)
         case .relay:
             self.init(
                 decidesClientFrames: true, usesOwnMAC: true, forwards: true, forwardsWholeBuckets: false,
-                steersHandovers: director, seesEveryBucket: true, announcesVirtualMAC: false,
-                announcesSlowlyOnceSettled: true)
+                steersHandovers: director, sendsStoppedOwnersTheirConnections: false, seesEveryBucket: true,
+                announcesVirtualMAC: false, announcesSlowlyOnceSettled: true)
         }
     }
 
     private init(
         decidesClientFrames: Bool, usesOwnMAC: Bool, forwards: Bool, forwardsWholeBuckets: Bool, steersHandovers: Bool,
-        seesEveryBucket: Bool, announcesVirtualMAC: Bool, announcesSlowlyOnceSettled: Bool
+        sendsStoppedOwnersTheirConnections: Bool, seesEveryBucket: Bool, announcesVirtualMAC: Bool,
+        announcesSlowlyOnceSettled: Bool
     ) {
         self.decidesClientFrames = decidesClientFrames
         self.usesOwnMAC = usesOwnMAC
         self.forwards = forwards
         self.forwardsWholeBuckets = forwardsWholeBuckets
         self.steersHandovers = steersHandovers
+        self.sendsStoppedOwnersTheirConnections = sendsStoppedOwnersTheirConnections
         self.seesEveryBucket = seesEveryBucket
         self.announcesVirtualMAC = announcesVirtualMAC
         self.announcesSlowlyOnceSettled = announcesSlowlyOnceSettled

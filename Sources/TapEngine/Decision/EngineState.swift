@@ -59,7 +59,9 @@ public struct EngineState: Sendable {
     public var releasedBuckets: [Bool]
     /// Per bucket, for the director in `directed` mode: the node that owned it before the planned handovers still in
     /// progress (0 = none; it may own the bucket again). While it is set the director remembers the connections that
-    /// start (SYN) and sends the established ones it does not know to that node.
+    /// start (SYN) and sends the established ones it does not know to that node. In `flood` mode, on the node taking
+    /// the bucket: the node it was taken from while that node is stopped for a restart, which gets the established
+    /// connections this node does not know (its kernel still has them).
     public var previousOwners: [UInt16]
     /// Each node's real MAC by raw ID, for directed forwarding.
     public var nodeMACs: [UInt16: UInt64]

@@ -111,9 +111,28 @@ struct EngineStateBuilder {
             rules: resolvedRules, delivery: delivery, isARPLeader: leader == me,
             isDirector: delivery != .flood && leader == me, handoverBuckets: self.handover.taking,
             releasedBuckets: self.handover.releasing,
-            // The director sends the connections it knows where they are and the others to the first owner (which may
-            // own the bucket again: the connections opened meanwhile on another node are known).
-            previousOwners: leader == me ? self.handover.firstOwners : nil, nodeMACs: macs)
+            previousOwners: previousOwners(leader: leader, stopped: stopped), nodeMACs: macs)
+    }
+
+    /// Where the connections that predate a handover go. The director (directed, relay) sends the connections it knows
+    /// where they are and the others to the first owner (which may own the bucket again: the connections opened
+    /// meanwhile on another node are known). In flood delivery every node sees its buckets' frames, and a live first
+    /// owner serves its connections itself; one stopped for a restart does not, but its kernel still has them and
+    /// answers them by itself: the bucket's new owner sends it their segments. Only where the stopped node is the
+    /// window's first owner (in a farm steady for the handover window, every bucket it had): had another node owned
+    /// the bucket first, a connection this node does not know may be that one's, which would be reset.
+    private func previousOwners(leader: NodeID?, stopped: Set<NodeID>) -> [UInt16]? {
+        guard delivery == .flood else { return leader == me ? handover.firstOwners : nil }
+        guard !stopped.isEmpty else { return nil }
+        let stoppedIDs = Set(stopped.map(\.rawValue))
+        let (firstOwners, taking) = (handover.firstOwners, handover.taking)
+        var owners = [UInt16](repeating: 0, count: firstOwners.count)
+        var bucket = 0
+        while bucket < owners.count {
+            if taking[bucket] && stoppedIDs.contains(firstOwners[bucket]) { owners[bucket] = firstOwners[bucket] }
+            bucket += 1
+        }
+        return owners
     }
 
     /// Marks the buckets of `table` that moved from `previous` between live nodes, and carries `carried`'s marks of
