@@ -46,7 +46,6 @@ extension FarmChaos {
     /// times as `systemctl restart` does, each time back in the view before the next. Held when wrk saw no socket
     /// error and no failed answer, its p99 stayed under `restartP99Milliseconds`, and every restart happened while it
     /// ran.
-
     func restartsUnderWrk(node: Int, times: Int) throws -> ChaosOutcome {
         let seconds = 3 * times + 3
         let everyone = farm.testbed.servers.map(\.number)
