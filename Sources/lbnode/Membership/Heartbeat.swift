@@ -17,9 +17,10 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// vote) until `lbnode undrain` takes it back or it stops.
     case drained = 5
     /// Stopped (SIGTERM: `systemctl stop`, `restart`, a package upgrade), expected back. The others take its buckets
-    /// at once, as from a drain, but leave its established connections alone (their frames are dropped, never reset)
-    /// for `Membership.restartWindowMilliseconds`; started again within that time, it learns them from the kernel and
-    /// serves them on. Not back by then, it is taken for gone, as with `left`.
+    /// at once, as from a drain, for new connections, and for `Membership.restartWindowMilliseconds` send its
+    /// established ones on to its kernel, which answers them (or, in flood delivery within a handover window, let them
+    /// wait: never reset); started again within that time, it learns them from the kernel and serves them on. Not
+    /// back by then, it is taken for gone, as with `left`.
     case stopped = 6
 
     var description: String {
