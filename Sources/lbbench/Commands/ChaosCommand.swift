@@ -18,7 +18,8 @@ struct ChaosCommand: ParsableCommand {
             deleted and re-created; a NIC down and up; 100 idle TCP connections, a random-source SYN flood, then a \
             drain; node 2's cable cut for a minute (long-cut); node 2 powered off for a minute (powered-off); node 3 \
             configured but never started (never-started); node 2 restarted ten times (restarts), and again under wrk \
-            through the VIP to nginx once the joins' handover window is over (restarts-wrk: p99 under 200 ms); \
+            through the VIP to nginx, in flood once the joins' handover window is over (restarts-wrk: p99 under \
+            200 ms); \
             node 2 deaf to node \
             1's heartbeats for the long-fault time, then node 1 deaf to node 2's, on three nodes (one-way) and on two \
             (one-way-pair); nodes 1 and 2 deaf to each other while node 3 hears both, then nodes 2 and 3 \
