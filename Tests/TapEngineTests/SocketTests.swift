@@ -57,6 +57,9 @@ struct SocketTests {
         let receiver = try Socket(family: AF_INET, type: SOCK_DGRAM, nonBlocking: true)
         try receiver.bind(IPAddress("127.0.0.1")!, port: 0)
         #expect(receiver.lastArrivalRealtime == nil)  // nothing read yet; the call switches the stamps on
+        // The first socket on a host to ask switches the kernel's receive stamps on from a work queue
+        // (net_enable_timestamp); a datagram that arrives before that is stamped when it is read.
+        usleep(100_000)
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {

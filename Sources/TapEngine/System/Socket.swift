@@ -180,7 +180,8 @@ public final class Socket: @unchecked Sendable {
 
     /// When the datagram last read from this socket reached it, on CLOCK_REALTIME in ns: the kernel's time, not the
     /// reader's, so a reader that ran late still sees when the reply came. Nil on a socket that has no such time (the
-    /// first call switches the stamps on; TCP keeps none).
+    /// first call switches the stamps on; TCP keeps none). The first socket on a host to ask switches the kernel's
+    /// stamps on from a work queue, moments later; a datagram that arrives before that gets the time of its read.
     public var lastArrivalRealtime: Int64? {
         var nanoseconds: Int64 = 0
         return vipfarm_socket_arrival(descriptor, &nanoseconds) == 0 ? nanoseconds : nil
