@@ -380,6 +380,23 @@ struct MembershipTests {
         #expect(membership.fence == .isolated && membership.leader == nil)
     }
 
+    /// The phases of two heartbeat schedules: node 2's last heartbeat before a cut left 5 ms after it last heard
+    /// node 1, and reached node 1 at 10; it declares node 1 dead 30 ms after its own hearing, at 35. Node 1 fences by
+    /// then, counting from when node 2 heard it (at 31), not only from when it heard node 2 (at 36, after the takeover:
+    /// 14 requests answered twice in a CI run).
+    @Test func withAWitnessANodeFencesBeforeAPeerThatHeardItEarlierCanDeclareItDead() {
+        var membership = Membership(
+            me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed, now: 0,
+            peers: [NodeID(2)!], quorum: .none, witness: true)
+        _ = membership.receive(Self.beat(2), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(2, sequence: 2, age: 5), now: 10)
+        #expect(membership.heardMe(membership.peers[NodeID(2)!]!) == 5)
+        #expect(membership.nextExpiry == 31)
+        #expect(membership.tick(now: 30).isEmpty)
+        #expect(membership.tick(now: 31).contains(.fenced(.isolated)))
+    }
+
     @Test func aStalledNodeFencesUntilItHearsItsPeersAgain() {
         var membership = Self.farmOfThree()
         _ = membership.receive(Self.beat(1, to: 3), now: 0)

@@ -228,9 +228,12 @@ struct Membership {
 
     /// Why this side may not serve (`noQuorum`, or `isolated`: some peers silent and the witness too), or nil.
     /// `early`: the peers that vote for the majority are those of the early check (`votesEarly`), not all heard within
-    /// `window`.
+    /// `window`; and a peer that may soon declare this node dead (`stillHearsMe`) counts as silent, for the witness to
+    /// vouch for.
     private func quorumFailure(heardWithin window: Int, now: Int, early: Bool = false) -> FenceReason? {
-        let live = peers.filter { $0.value.state != .stopped && now - $0.value.lastHeard <= window }.map(\.key)
+        let live = peers.filter { id, peer in
+            peer.state != .stopped && now - peer.lastHeard <= window && (!early || stillHearsMe(id, peer, now: now))
+        }.map(\.key)
         let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
         if hasWitness && !silent.isEmpty,
             !witnessVouches(
@@ -242,6 +245,14 @@ struct Membership {
         let voters = early ? earlyVoters(now: now) : live
         guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
+    }
+
+    /// For the early checks: whether `peer` heard this node recently enough not to declare it dead before this node
+    /// stops (`heardMe` within the peer's early window), or could not take its buckets anyway (`servesWithout`). A
+    /// peer this node heard a moment ago may have last heard this node most of an interval earlier: were the two cut
+    /// apart, the peer's deadline runs from that earlier moment.
+    private func stillHearsMe(_ id: NodeID, _ peer: Peer, now: Int) -> Bool {
+        !servesWithout(id, peer) || now - heardMe(peer) <= earlyWindow(of: peer)
     }
 
     /// The peers that vote for this node's majority in the early check (`votesEarly`).
@@ -256,7 +267,7 @@ struct Membership {
     /// until it is dead, so a peer stalled for most of the deadline (a busy host) fences nobody.
     private func votesEarly(_ id: NodeID, _ peer: Peer, now: Int) -> Bool {
         guard servesWithout(id, peer) else { return now - peer.lastHeard <= appliedDeadline(now: now) }
-        return now - peer.lastHeard <= earlyWindow(now: now) && now - heardMe(peer) <= earlyWindow(of: peer)
+        return now - peer.lastHeard <= earlyWindow(now: now) && stillHearsMe(id, peer, now: now)
     }
 
     /// The witness answered a ping sent after `since` and within the last `witnessTimeoutMilliseconds`. `since` is an
