@@ -353,14 +353,16 @@ struct Membership {
     /// The deaf-pair rule (`deafTo`) is checked only once a turn's heartbeats are all in (`tick`): one of them may
     /// show that this node hears the node another one vouches for.
     private mutating func checkQuorum(now: Int, turnDone: Bool = false) -> [MembershipEvent] {
-        guard fence == nil, state != .joining,
-            let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
-                ?? (unheardBy(now: now) != nil ? .unheard : nil)
-                ?? (turnDone && deafTo(now: now) != nil ? .deafPair : nil)
-        else {
-            return []
-        }
+        guard let reason = earlyFenceReason(now: now, turnDone: turnDone) else { return [] }
         return fence(reason, now: now)
+    }
+
+    /// Why the early checks stand this node down at `now`, or nil (also when it serves nothing already).
+    func earlyFenceReason(now: Int, turnDone: Bool) -> FenceReason? {
+        guard fence == nil, state != .joining else { return nil }
+        return quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
+            ?? (unheardBy(now: now) != nil ? .unheard : nil)
+            ?? (turnDone && deafTo(now: now) != nil ? .deafPair : nil)
     }
 
     /// Takes in the host's count of received frames it dropped; true when it grew enough to be a sign of loss (this
