@@ -18,6 +18,13 @@ extension Membership {
             ]
         }
         if let answered = witnessAnsweredAt { moments.append(answered + witnessTimeoutMilliseconds + 1) }
-        return moments.filter { $0 > latest }.sorted().first { earlyFenceReason(now: $0, turnDone: false) != nil }
+        // With nothing heard the checks only tighten as time passes: the first moment that fails, by bisection.
+        let sorted = Set(moments.filter { $0 > latest }).sorted()
+        var (low, high) = (0, sorted.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if earlyFenceReason(now: sorted[middle], turnDone: false) != nil { high = middle } else { low = middle + 1 }
+        }
+        return low < sorted.count ? sorted[low] : nil
     }
 }

@@ -231,18 +231,23 @@ struct Membership {
     /// `window`; and a peer that may soon declare this node dead (`stillHearsMe`) counts as silent, for the witness to
     /// vouch for.
     private func quorumFailure(heardWithin window: Int, now: Int, early: Bool = false) -> FenceReason? {
-        let live = peers.filter { id, peer in
-            peer.state != .stopped && now - peer.lastHeard <= window && (!early || stillHearsMe(id, peer, now: now))
-        }.map(\.key)
-        let silent = configured.subtracting(departed).subtracting(live).subtracting([me])
-        if hasWitness && !silent.isEmpty,
-            !witnessVouches(
-                since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
-        {
-            return .isolated
+        // Built only where used: this runs at every heartbeat, and for the engine's lease at a few moments more.
+        func live() -> [NodeID] {
+            peers.filter { id, peer in
+                peer.state != .stopped && now - peer.lastHeard <= window && (!early || stillHearsMe(id, peer, now: now))
+            }.map(\.key)
+        }
+        if hasWitness {
+            let silent = configured.subtracting(departed).subtracting(live()).subtracting([me])
+            if !silent.isEmpty,
+                !witnessVouches(
+                    since: silent.compactMap { lastHeardEver[$0] }.max().map { $0 + intervalMilliseconds }, now: now)
+            {
+                return .isolated
+            }
         }
         guard quorum == .majority else { return nil }
-        let voters = early ? earlyVoters(now: now) : live
+        let voters = early ? earlyVoters(now: now) : live()
         guard !isMajority(Set(voters).union([me])) else { return nil }
         return .noQuorum
     }
