@@ -26,12 +26,7 @@ struct MembershipLeaseTests {
     /// Three nodes, `quorum: majority`, node 3 cut off after its peers' heartbeats at 20 (they heard it 9 ms before):
     /// it must stop at 41, before they may declare it dead at 42.
     @Test func aNodeCutOffFromTheMajorityStopsWhenItsEarlyCheckWould() {
-        var membership = M.farmOfThree()
-        _ = membership.receive(M.beat(1, to: 3), now: 0)
-        _ = membership.receive(M.beat(2, to: 3), now: 0)
-        _ = membership.setLocal(state: .active)
-        _ = membership.receive(M.beat(1, sequence: 2, age: 9, hears: [2], to: 3), now: 20)
-        _ = membership.receive(M.beat(2, sequence: 2, age: 9, hears: [1], to: 3), now: 20)
+        var membership = M.node3HeardLastAt20()
         #expect(membership.servingEnds == 41)
         Self.expectTheLoopFencesAtTheLeasesEnd(membership)
         // Node 1 heard again at 30: one peer is a majority of three with this node, so node 2's silence alone does

@@ -185,16 +185,22 @@ struct MembershipTests {
         #expect(!membership.mayActivate(now: 89) && membership.mayActivate(now: 90))
     }
 
+    /// Node 3 of three, active, its peers heard at 0 and last at 20, each saying it heard node 3 9 ms before.
+    static func node3HeardLastAt20() -> Membership {
+        var membership = farmOfThree()
+        _ = membership.receive(beat(1, to: 3), now: 0)
+        _ = membership.receive(beat(2, to: 3), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(beat(1, sequence: 2, age: 9, hears: [2], to: 3), now: 20)
+        _ = membership.receive(beat(2, sequence: 2, age: 9, hears: [1], to: 3), now: 20)
+        return membership
+    }
+
     /// A partition cuts node 3 off just after its peers' last heartbeats, which say they heard it 9 ms before they
     /// left: they declare it dead 30 ms after that (at 42), so it fences before (at 41, counting from half an
     /// interval before it heard them), not half an interval after its own hearing (at 46, after they took over).
     @Test func aNodeCutOffFencesBeforeItsPeersCanDeclareItDead() {
-        var membership = Self.farmOfThree()
-        _ = membership.receive(Self.beat(1, to: 3), now: 0)
-        _ = membership.receive(Self.beat(2, to: 3), now: 0)
-        _ = membership.setLocal(state: .active)
-        _ = membership.receive(Self.beat(1, sequence: 2, age: 9, hears: [2], to: 3), now: 20)
-        _ = membership.receive(Self.beat(2, sequence: 2, age: 9, hears: [1], to: 3), now: 20)
+        var membership = Self.node3HeardLastAt20()
         #expect(membership.heardMe(membership.peers[NodeID(1)!]!) == 15)
         #expect(membership.nextExpiry == 41)  // the loop turns then to check
         #expect(membership.tick(now: 40).isEmpty)
@@ -327,15 +333,16 @@ struct MembershipTests {
         #expect(three.expectedVotes == 3 && three.hasQuorum)
     }
 
-    /// Two nodes, `quorum: none`, a witness; node 2 heard at 0 and 10, node 1 active.
-    static func pairWithWitness() -> Membership {
+    /// Two nodes, `quorum: none`, a witness; node 2 heard at 0 and 10 (then saying it heard node 1 `echoAge` ms
+    /// before), node 1 active.
+    static func pairWithWitness(echoAge: UInt32 = 0) -> Membership {
         var membership = Membership(
             me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: seed, now: 0,
             peers: [NodeID(2)!], quorum: .none, witness: true)
         _ = membership.receive(beat(2), now: 0)
         #expect(membership.mayActivate(now: 30))  // every peer heard: the witness is not needed
         _ = membership.setLocal(state: .active)
-        _ = membership.receive(beat(2, sequence: 2), now: 10)
+        _ = membership.receive(beat(2, sequence: 2, age: echoAge), now: 10)
         return membership
     }
 
@@ -385,12 +392,7 @@ struct MembershipTests {
     /// then, counting from when node 2 heard it (at 31), not only from when it heard node 2 (at 36, after the takeover:
     /// 14 requests answered twice in a CI run).
     @Test func withAWitnessANodeFencesBeforeAPeerThatHeardItEarlierCanDeclareItDead() {
-        var membership = Membership(
-            me: NodeID(1)!, weight: 100, intervalMilliseconds: 10, deadAfter: 3, seed: Self.seed, now: 0,
-            peers: [NodeID(2)!], quorum: .none, witness: true)
-        _ = membership.receive(Self.beat(2), now: 0)
-        _ = membership.setLocal(state: .active)
-        _ = membership.receive(Self.beat(2, sequence: 2, age: 5), now: 10)
+        var membership = Self.pairWithWitness(echoAge: 5)
         #expect(membership.heardMe(membership.peers[NodeID(2)!]!) == 5)
         #expect(membership.nextExpiry == 31)
         #expect(membership.tick(now: 30).isEmpty)
