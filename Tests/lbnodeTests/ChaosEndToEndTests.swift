@@ -77,8 +77,8 @@ struct ChaosEndToEndTests {
 
     @Test func aFrozenDirectorAnswersNothingTwice() throws { try Self.run(.freezeDirector) }
 
-    /// Node 2 of three (flood, `quorum: majority`) is cut off from its peers' heartbeats, and 50 ms later, 50 ms before
-    /// they may declare it dead, its heartbeat loop stops for 600 ms (that one thread held with ptrace; the engine
+    /// Node 2 of three (flood, `quorum: majority`) is cut off from its peers' heartbeats, and 50 ms later, before they
+    /// may declare it dead (100 ms after they last heard it), its heartbeat loop stops for 600 ms (that one thread held with ptrace; the engine
     /// runs on), as a loop that waits for a lock or that the host does not run would. The loop cannot fence on time,
     /// so the engine's lease must: it ends when the early checks would have stood the node down, before the peers
     /// take over. Before the lease followed them, it ran to the node's last heartbeat plus the failover time, and both
