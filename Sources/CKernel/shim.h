@@ -28,8 +28,6 @@
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/ptrace.h>
-#include <sys/wait.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -405,13 +403,4 @@ static inline int vipfarm_enter_network(int fd) { return setns(fd, CLONE_NEWNET)
 // Asks the CPU to bring the cache line at `address` in, for writing, while the caller works on something else (the
 // flow table's sets are larger than the caches). Swift has no prefetch of its own.
 static inline void vipfarm_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
-// One thread of another process stopped (ptrace: seize, interrupt, wait for the stop) while its other threads run on,
-// and let go again; both from the same thread (a tracer is a thread). Test tooling: a late heartbeat loop.
-static inline int vipfarm_thread_stop(pid_t tid) {
-    if (ptrace(PTRACE_SEIZE, tid, 0, 0) != 0 || ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0) return -1;
-    int status = 0;
-    return waitpid(tid, &status, __WALL) == tid ? 0 : -1;
-}
-static inline int vipfarm_thread_resume(pid_t tid) { return (int)ptrace(PTRACE_DETACH, tid, 0, 0); }
-
 #endif

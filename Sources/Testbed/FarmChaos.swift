@@ -294,41 +294,31 @@ public struct FarmChaos {
 
     // MARK: - Partition
 
-    /// Drops what `blocking` matches (nftables statements) in and out of `node` until `heal`.
-    func cut(node: Int, blocking: String) throws {
-        try farm.testbed.servers[node - 1].namespace.run { () throws(NetlinkError) in
-            Result {
-                try NFTables.apply(
-                    """
-                    table inet \(Self.cutTable) {
-                      chain in { type filter hook input priority 0; \(blocking) }
-                      chain out { type filter hook output priority 0; \(blocking) }
-                    }
-                    """)
-            }
-        }.get()
-    }
-
-    /// Ends `cut`.
-    func heal(node: Int) throws {
-        try farm.testbed.servers[node - 1].namespace.run { () throws(NetlinkError) in
-            Result { try NFTables.apply("delete table inet \(Self.cutTable)") }
-        }.get()
-    }
-
-    static let cutTable = "vfchaos"
-
     /// Blocks what `blocking` drops (nftables statements) in and out of `node` for 2 s, then heals.
     func partition(node: Int, blocking: String) throws -> ChaosOutcome {
+        let isolated = farm.testbed.servers[node - 1]
+        let table = "vfchaos"
         var blockedAt: Int64 = 0
         var healedAt: Int64 = 0
         var healed = false
         let records = try whileRequestsFlow { probe in
             blockedAt = probe.now
-            try cut(node: node, blocking: blocking)
+            try isolated.namespace.run { () throws(NetlinkError) in
+                Result {
+                    try NFTables.apply(
+                        """
+                        table inet \(table) {
+                          chain in { type filter hook input priority 0; \(blocking) }
+                          chain out { type filter hook output priority 0; \(blocking) }
+                        }
+                        """)
+                }
+            }.get()
             Thread.sleep(forTimeInterval: 2)
             healedAt = probe.now
-            try heal(node: node)
+            try isolated.namespace.run { () throws(NetlinkError) in
+                Result { try NFTables.apply("delete table inet \(table)") }
+            }.get()
             healed = farm.waitForView(
                 farm.fullView, nodes: farm.testbed.servers.map(\.number), seconds: 5)
             Thread.sleep(forTimeInterval: 0.5)

@@ -287,9 +287,9 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// The control plane vouches for the state until `until`. Once a lease has been given, the engine serves nothing
-    /// after it runs out: a control plane that stalled (a stopped process, a frozen VM) or runs late (a starved
-    /// thread) may have been declared dead by its peers, who took its buckets, so the engine must not deliver a frame
-    /// (one that waited in the ring meanwhile among them) before the control plane has caught up.
+    /// after it runs out: a control plane that stalled (a stopped process, a frozen VM) may have been declared dead by
+    /// its peers, who took its buckets, so the engine must not deliver a frame that waited in the ring meanwhile
+    /// before the control plane has caught up.
     public func renewLease(until: ContinuousClock.Instant) {
         let leaseUntil = orders.clock(at: until)
         orders.orders.withLock { $0.leaseUntil = leaseUntil }

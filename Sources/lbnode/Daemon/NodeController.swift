@@ -150,9 +150,6 @@ struct NodeController {
     /// Milliseconds of silence after which a peer is dead (and after which this node, stalled, fences itself).
     var failoverMilliseconds: Int { membership.deadline }
 
-    /// When this node must have stopped serving if it hears nothing more (`Membership.servingEnds`), or nil.
-    var servingEnds: Int? { membership.servingEnds }
-
     /// One step at `now` (monotonic ms).
     mutating func step(now: Int, _ inputs: NodeInputs) -> [NodeAction] {
         var actions: [NodeAction] = []

@@ -214,11 +214,7 @@ final class NodeLoop {
             // From this node's last heartbeat, however often the loop turns (it turns at every peer's heartbeat): the
             // peers declare this node dead the failover time after they last heard it, so the engine stops then too,
             // even when only this loop stalled. (A heartbeat is due every interval, whether or not any peer gets it.)
-            // And no later than the early checks would stand this node down if it heard nothing more: a node cut off
-            // stops on time even when this loop turns late.
-            var lease = (lastBeatInstant ?? instant) + .milliseconds(controller.failoverMilliseconds)
-            if let ends = controller.servingEnds { lease = min(lease, start + .milliseconds(ends)) }
-            engine?.renewLease(until: lease)
+            engine?.renewLease(until: (lastBeatInstant ?? instant) + .milliseconds(controller.failoverMilliseconds))
             publishStatus(now: now, at: instant)
             noteRescues(now: now)
             noteTurn(startedAt: instant, onCPUBefore: onCPU, step: step)

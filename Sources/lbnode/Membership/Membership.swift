@@ -231,7 +231,7 @@ struct Membership {
     /// `window`; and a peer that may soon declare this node dead (`stillHearsMe`) counts as silent, for the witness to
     /// vouch for.
     private func quorumFailure(heardWithin window: Int, now: Int, early: Bool = false) -> FenceReason? {
-        // Built only where used: this runs at every heartbeat, and for the engine's lease at a few moments more.
+        // Built only where used: this runs at every heartbeat.
         func live() -> [NodeID] {
             peers.filter { id, peer in
                 peer.state != .stopped && now - peer.lastHeard <= window && (!early || stillHearsMe(id, peer, now: now))
@@ -358,16 +358,14 @@ struct Membership {
     /// The deaf-pair rule (`deafTo`) is checked only once a turn's heartbeats are all in (`tick`): one of them may
     /// show that this node hears the node another one vouches for.
     private mutating func checkQuorum(now: Int, turnDone: Bool = false) -> [MembershipEvent] {
-        guard let reason = earlyFenceReason(now: now, turnDone: turnDone) else { return [] }
+        guard fence == nil, state != .joining,
+            let reason = quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
+                ?? (unheardBy(now: now) != nil ? .unheard : nil)
+                ?? (turnDone && deafTo(now: now) != nil ? .deafPair : nil)
+        else {
+            return []
+        }
         return fence(reason, now: now)
-    }
-
-    /// Why the early checks stand this node down at `now`, or nil (also when it serves nothing already).
-    func earlyFenceReason(now: Int, turnDone: Bool) -> FenceReason? {
-        guard fence == nil, state != .joining else { return nil }
-        return quorumFailure(heardWithin: earlyWindow(now: now), now: now, early: true)
-            ?? (unheardBy(now: now) != nil ? .unheard : nil)
-            ?? (turnDone && deafTo(now: now) != nil ? .deafPair : nil)
     }
 
     /// Takes in the host's count of received frames it dropped; true when it grew enough to be a sign of loss (this
