@@ -204,10 +204,10 @@ struct EngineTests {
     @Test func theFirstFrameAfterAWaitIsJudgedByTheLeaseAsItIsThen() {
         let mine = D.port(ownedBy: 1)
         let (engine, port, sink) = Self.engine(node: 1, blocks: [Self.block(Self.tcp(port: mine, flags: 0x02))])
-        engine.renewLease(until: .now - .seconds(1) + .milliseconds(30))  // ran out while the engine waited
+        engine.renewLease(checkedAt: .now - .seconds(1), milliseconds: 30)  // ran out while the engine waited
         #expect(engine.runBatch() == 1)
         #expect(engine.batch.dropped(.fenced) == 1 && sink.written.isEmpty)
-        engine.renewLease(until: .now + .milliseconds(30))  // renewed while it waited
+        engine.renewLease(checkedAt: .now, milliseconds: 30)  // renewed while it waited
         port.add(Self.block(Self.tcp(port: mine, flags: 0x02)))
         #expect(engine.runBatch() == 1)
         #expect(engine.batch.delivered == 1 && sink.written.count == 1)

@@ -286,20 +286,21 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// The control plane vouches for the state until `until`. Once a lease has been given, the engine serves nothing
-    /// after it runs out: a control plane that stalled (a stopped process, a frozen VM) may have been declared dead by
-    /// its peers, who took its buckets, so the engine must not deliver a frame that waited in the ring meanwhile
-    /// before the control plane has caught up.
-    public func renewLease(until: ContinuousClock.Instant) {
-        let leaseUntil = orders.clock(at: until)
-        orders.orders.withLock { $0.leaseUntil = leaseUntil }
+    /// The control plane, having checked at `checked` that it is current, vouches for the state for `milliseconds`
+    /// from then. Once a lease has been given, the engine serves nothing after it runs out: a control plane that
+    /// stalled (a stopped process, a frozen VM) may have been declared dead by its peers, who took its buckets, so the
+    /// engine must not deliver a frame that waited in the ring meanwhile before the control plane has caught up.
+    /// (Counting from the check, not from the call, covers a stall between the two.)
+    public func renewLease(checkedAt checked: ContinuousClock.Instant, milliseconds: Int) {
+        let until = orders.clock(at: checked) &+ UInt32(clamping: milliseconds)
+        orders.orders.withLock { $0.leaseUntil = until }
         // The classifier's clock is CLOCK_BOOTTIME, as ContinuousClock's on Linux.
         var boot = timespec()
         clock_gettime(CLOCK_BOOTTIME, &boot)
-        let ahead = (until - ContinuousClock.now).components
+        let sinceCheck = (ContinuousClock.now - checked).components
         let nanoseconds =
-            Int64(boot.tv_sec) * 1_000_000_000 + Int64(boot.tv_nsec) + ahead.seconds * 1_000_000_000
-            + ahead.attoseconds / 1_000_000_000
+            Int64(boot.tv_sec) * 1_000_000_000 + Int64(boot.tv_nsec) - sinceCheck.seconds * 1_000_000_000
+            - sinceCheck.attoseconds / 1_000_000_000 + Int64(milliseconds) * 1_000_000
         prefilter.withLock { attachment in
             attachment.leaseUntil = UInt64(max(0, nanoseconds))
             attachment.current?.leaseRuns(until: attachment.leaseUntil)

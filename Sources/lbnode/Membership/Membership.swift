@@ -253,9 +253,9 @@ struct Membership {
     }
 
     /// For the early checks: whether `peer` heard this node recently enough not to declare it dead before this node
-    /// stops (`heardMe` within the peer's early window), or could not take its buckets anyway (`servesWithout`). A
-    /// peer this node heard a moment ago may have last heard this node most of an interval earlier: were the two cut
-    /// apart, the peer's deadline runs from that earlier moment.
+    /// stops (`heardMe` within the peer's early window, as `votesEarly` asks of a voter), or could not take its buckets
+    /// anyway (`servesWithout`). A peer this node heard a moment ago may have last heard this node most of an interval
+    /// earlier: were the two cut apart, the peer's deadline runs from that earlier moment.
     private func stillHearsMe(_ id: NodeID, _ peer: Peer, now: Int) -> Bool {
         !servesWithout(id, peer) || now - heardMe(peer) <= earlyWindow(of: peer)
     }
@@ -272,7 +272,7 @@ struct Membership {
     /// until it is dead, so a peer stalled for most of the deadline (a busy host) fences nobody.
     private func votesEarly(_ id: NodeID, _ peer: Peer, now: Int) -> Bool {
         guard servesWithout(id, peer) else { return now - peer.lastHeard <= appliedDeadline(now: now) }
-        return now - peer.lastHeard <= earlyWindow(now: now) && stillHearsMe(id, peer, now: now)
+        return now - peer.lastHeard <= earlyWindow(now: now) && now - heardMe(peer) <= earlyWindow(of: peer)
     }
 
     /// The witness answered a ping sent after `since` and within the last `witnessTimeoutMilliseconds`. `since` is an
