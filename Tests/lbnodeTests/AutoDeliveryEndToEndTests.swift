@@ -79,13 +79,20 @@ struct AutoDeliveryEndToEndTests {
         #expect(Self.status(farm, 2)?.deliveryProblem == nil, "\(farm.log(2))")
 
         try farm.testbed.setUnknownUnicastFlooding(false)
-        let deadline = Date().addingTimeInterval(Double(DeliveryWatch.windowMilliseconds) / 1000 + 4)
+        let switched = Date()
+        let deadline = switched.addingTimeInterval(Double(DeliveryWatch.windowMilliseconds) / 1000 + 4)
         while Date() < deadline && [1, 2, 3].contains(where: { Self.status(farm, $0)?.deliveryProblem == nil }) {
             Thread.sleep(forTimeInterval: 0.2)
         }
         for node in [1, 2, 3] {
             let problem = Self.status(farm, node)?.deliveryProblem
-            #expect(problem?.contains("no longer floods unknown unicast") == true, "node \(node): \(problem ?? "none")")
+            // A late report says when the switch changed, so its log shows whether the node was slow or restarted
+            // its watch (a view change, a data path re-opened).
+            let after = Date().timeIntervalSince(switched)
+            let log = farm.log(node).suffix(3000)
+            #expect(
+                problem?.contains("no longer floods unknown unicast") == true,
+                "node \(node), \(after) s after the switch stopped flooding: \(problem ?? "none"); its log: \(log)")
             #expect(farm.log(node).contains("delivery check FAILING"))
         }
 
