@@ -94,11 +94,11 @@ struct BucketPrefilterTests {
     static let target = KernelDeliveryTarget(tapIndex: 1, interfaceIndex: 1, interfaceMAC: 0x0200_0000_0011)
 
     /// The classifier over random TCP and UDP flows, in flood delivery, on a director in directed delivery and in
-    /// relay delivery, with buckets in handovers each way: a TCP frame of a bucket in steady ownership is delivered
-    /// (passed up unchanged as this host's; in relay, redirected with the TAP's MAC as its destination) or forwarded
-    /// (the owner's MAC, from the node's own), exactly as `KernelDeliveryPlan` says, and the socket filter then keeps
-    /// it out of the ring; everything else is left to the stack and the ring. Past the lease, the classifier touches
-    /// nothing.
+    /// relay delivery, with buckets in handovers each way: a TCP frame of a bucket in steady ownership, and a UDP
+    /// frame but in relay delivery, is delivered (passed up unchanged as this host's; in relay, redirected with the
+    /// TAP's MAC as its destination), forwarded (the owner's MAC, from the node's own) or dropped (UDP), exactly as
+    /// `KernelDeliveryPlan` says, and the socket filter then keeps it out of the ring; everything else is left to the
+    /// stack and the ring. Past the lease, the classifier touches nothing.
     @Test func theClassifierTakesExactlyTheBucketsInSteadyOwnership() throws {
         var random = SeededGenerator(seed: 23)
         for vip in [IPAddress("198.18.0.100")!, IPAddress("2001:db8::100")!] {
@@ -119,8 +119,10 @@ struct BucketPrefilterTests {
                 let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
                 let deliverKind =
                     delivery == .relay ? BucketFilterProgram.deliverIntoTAPKind : BucketFilterProgram.deliverInPlaceKind
-                #expect(actions.contains { $0 >> 48 == deliverKind })
-                #expect(delivery != .directed || actions.contains { $0 >> 48 == BucketFilterProgram.forwardKind })
+                #expect(actions.contains { BucketFilterProgram.tcpKind($0) == deliverKind })
+                #expect(
+                    delivery != .directed
+                        || actions.contains { BucketFilterProgram.tcpKind($0) == BucketFilterProgram.forwardKind })
                 var mismatches: [String] = []
                 var taken = 0
                 for _ in 0..<50_000 {
@@ -138,7 +140,8 @@ struct BucketPrefilterTests {
                     let key = DeciderTests.frame(bytes).key
                     let bucket = state.table.bucket(
                         ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed))
-                    let action = isTCP ? actions[bucket] : 0
+                    let action =
+                        isTCP ? BucketFilterProgram.tcpKind(actions[bucket]) : BucketFilterProgram.udpKind(actions[bucket])
                     guard let (result, out) = filter.classifierVerdict(of: bytes) else {
                         Issue.record("the classifier did not run")
                         return
@@ -147,7 +150,9 @@ struct BucketPrefilterTests {
                     var resultExpected = BucketFilterProgram.next
                     if action != 0 {
                         taken += 1
-                        switch action >> 48 {
+                        switch action {
+                        case BucketFilterProgram.dropKind:
+                            resultExpected = BucketFilterProgram.shot
                         case BucketFilterProgram.deliverInPlaceKind:
                             resultExpected = BucketFilterProgram.passed
                         case BucketFilterProgram.deliverIntoTAPKind:
@@ -171,15 +176,20 @@ struct BucketPrefilterTests {
                 #expect(mismatches.isEmpty, "\(vip) \(delivery): \(mismatches)")
                 #expect(taken > 10_000)
                 let counts = filter.counts
-                #expect(counts.delivered + counts.forwarded == UInt64(taken))
+                #expect(counts.delivered + counts.forwarded + counts.classifierDropped == UInt64(taken))
+                #expect(delivery != .flood || counts.classifierDropped > 0)  // other nodes' datagrams
                 #expect(delivery == .directed || counts.forwarded == 0)
 
                 filter.leaseRuns(until: 1)
                 let late = PacketBuilder.tcp(
                     destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.randomClient(like: vip, &random),
                     destination: vip, sourcePort: 1000, destinationPort: 80, flags: 0x10)
+                let lateDatagram = PacketBuilder.udp(
+                    destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.randomClient(like: vip, &random),
+                    destination: vip, sourcePort: 1000, destinationPort: 53, payload: [1])
                 for _ in 0..<200 {
                     #expect(filter.classifierVerdict(of: late)?.result == BucketFilterProgram.next)
+                    #expect(filter.classifierVerdict(of: lateDatagram)?.result == BucketFilterProgram.next)
                 }
             }
         }
@@ -212,8 +222,9 @@ struct BucketPrefilterTests {
                 flags: 0x10)
             let bucket = state.table.bucket(
                 ofHash: Affinity.none.bucketHash(of: DeciderTests.frame(frame).key, isFragment: false, seed: Self.seed))
-            let expected = actions[bucket] != 0 ? BucketFilterProgram.passed : BucketFilterProgram.next
-            taken += actions[bucket] != 0 ? 1 : 0
+            let acts = BucketFilterProgram.tcpKind(actions[bucket]) != 0
+            let expected = acts ? BucketFilterProgram.passed : BucketFilterProgram.next
+            taken += acts ? 1 : 0
             if filter.classifierVerdict(of: frame)?.result != expected { wrong += 1 }
         }
         #expect(wrong == 0 && taken > 1_000, "\(wrong) of 5000 wrong, \(taken) taken")

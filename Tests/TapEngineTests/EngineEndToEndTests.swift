@@ -32,7 +32,7 @@ struct EngineEndToEndTests {
 
         init(
             delivery: Delivery, switchFloods: Bool = true, vip: IPAddress = EngineEndToEndTests.vip,
-            injection: EngineConfiguration.Injection = .ioUring
+            injection: EngineConfiguration.Injection = .ioUring, kernelDelivery: Bool = false
         ) throws {
             self.vip = vip
             testbed = try VirtualNetwork(
@@ -60,6 +60,8 @@ struct EngineEndToEndTests {
                         interface: "eth0", interfaceMAC: server.macValue,
                         tapName: "lb0")
                     configuration.injection = injection
+                    // The engine's own path, unless the test is about the kernel's: it would take the UDP frames.
+                    configuration.kernelDelivery = kernelDelivery
                     let directory = stateDirectory + "/\(index)"
                     let made: Result<(Engine, DatagramSocket), Error> = try server.namespace.run {
                         () throws(NetlinkError) in
@@ -198,6 +200,36 @@ struct EngineEndToEndTests {
         #expect(counters[0].forwarded == UInt64(expected[1].count) + (received[1].contains(.max) ? 1 : 0))
         #expect(counters[1].delivered == 0)
         #expect(counters[0].dropped(.badIPv4Header) == UInt64(count / 100))
+    }
+
+    /// With kernel delivery (lbnode's default) the classifier decides every UDP frame itself: each datagram reaches
+    /// its owner's socket once, the other node's kernel drops it (flood) or the director's forwards it to its owner
+    /// (directed), and no datagram the classifier can decide enters an engine's ring; garbage still goes to the
+    /// engine, which counts it.
+    @Test(arguments: [Delivery.flood, .directed])
+    func theKernelDeliversEveryDatagramOnceWithoutTheEngine(delivery: Delivery) throws {
+        let farm = try Farm(delivery: delivery, kernelDelivery: true)
+        defer { farm.stop() }
+        #expect(farm.engines.allSatisfy { $0.prefilterStatus.kernelDelivery })
+        let count = 3000
+        let (received, expected) = try Self.exchange(farm, count: count)
+        Self.expectExactlyOnce(received, expected, count: count)
+
+        let counters = farm.engines.map(\.counters)
+        let kernel = farm.engines.map(\.prefilterStatus)
+        #expect(counters.allSatisfy { $0.delivered + $0.forwarded == 0 }, "\(counters)")
+        let deliveredInKernel = kernel.map(\.deliveredInKernel).reduce(0, +)
+        #expect(deliveredInKernel == UInt64(count + 1) - (delivery == .directed ? kernel[0].forwardedInKernel : 0))
+        if delivery == .flood {
+            // Each node's kernel dropped the other's share.
+            #expect(kernel[0].droppedInKernel == UInt64(expected[1].count) + (received[1].contains(.max) ? 1 : 0))
+            #expect(kernel[1].droppedInKernel == UInt64(expected[0].count) + (received[0].contains(.max) ? 1 : 0))
+            #expect(counters.allSatisfy { $0.dropped(.badIPv4Header) == UInt64(count / 100) })
+        } else {
+            #expect(kernel[0].forwardedInKernel == UInt64(expected[1].count) + (received[1].contains(.max) ? 1 : 0))
+            #expect(kernel.allSatisfy { $0.droppedInKernel == 0 })
+            #expect(counters[0].dropped(.badIPv4Header) == UInt64(count / 100))
+        }
     }
 
     @Test func floodCannotWorkOnASwitchThatNeverFloods() throws {

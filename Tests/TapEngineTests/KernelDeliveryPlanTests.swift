@@ -1,4 +1,4 @@
-import Hashing
+@testable import Hashing
 import Testing
 
 @testable import TapEngine
@@ -45,11 +45,11 @@ struct KernelDeliveryPlanTests {
             let key = DeciderTests.frame(syn).key
             let bucket = state.table.bucket(
                 ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: state.seed))
-            let action = actions[bucket]
+            let action = BucketFilterProgram.tcpKind(actions[bucket])
             guard action != 0 else { continue }
-            acted.insert(action >> 48)
+            acted.insert(action)
             let expected: Verdict =
-                action >> 48 == BucketFilterProgram.forwardKind ? .forward(state.bucketMACs[bucket]) : .deliver
+                action == BucketFilterProgram.forwardKind ? .forward(state.bucketMACs[bucket]) : .deliver
             let sources = delivery == .relay ? [Self.clientMAC, Self.macs[2]!] : [Self.clientMAC]
             for source in sources {
                 for flags: UInt8 in [0x02, 0x10, 0x11, 0x04] {
@@ -81,5 +81,61 @@ struct KernelDeliveryPlanTests {
             #expect(acted == [BucketFilterProgram.deliverInPlaceKind])
         }
         #expect(delivery == .directed && !director || checked > 5_000)
+    }
+
+    /// UDP: where the interface's stack takes the VIP's frames (flood, the directed director) every bucket has a UDP
+    /// action, and it is the engine's verdict on every datagram of the bucket (held, in a handover, released, or not
+    /// this node's); so no bucket's UDP moves between the kernel and the ring when a state changes. In relay delivery
+    /// and on a node that is not the director, none.
+    @Test(arguments: [(Delivery.flood, false), (.directed, true), (.directed, false), (.relay, true), (.relay, false)])
+    func everyBucketsDatagramsGetTheEnginesVerdictInTheKernel(delivery: Delivery, director: Bool) {
+        var random = SeededGenerator(seed: 37)
+        var state = Self.state(delivery, director: director, random: &random)
+        // A bucket with no owner (a node that left, its table not rebuilt yet): dropped.
+        var owners = state.table.rawOwners
+        owners[0] = 0
+        state = EngineState(
+            generation: 1, node: state.node, seed: state.seed, vip: state.vip, virtualMAC: state.virtualMAC,
+            table: BucketTable(owners: owners, generation: 1), delivery: delivery, isARPLeader: director,
+            isDirector: director, handoverBuckets: state.handoverBuckets, releasedBuckets: state.releasedBuckets,
+            previousOwners: state.previousOwners, nodeMACs: Self.macs)
+        state.hold(state.handoverBuckets)
+        let actions = KernelDeliveryPlan.actions(for: state, tapMAC: Self.tapMAC)
+        let kinds = actions.map(BucketFilterProgram.udpKind)
+        guard delivery == .flood || delivery == .directed && director else {
+            #expect(kinds.allSatisfy { $0 == 0 })
+            return
+        }
+        #expect(kinds.allSatisfy { $0 != 0 })
+        var seen = Set<UInt64>()
+        var flows = DeciderTests.flows()
+        for _ in 0..<20_000 {
+            let client = IPAddress(ipv4: UInt32.random(in: 0...UInt32.max, using: &random))
+            let port = UInt16.random(in: 1024...65535, using: &random)
+            let frame = DeciderTests.frame(
+                PacketBuilder.udp(
+                    destinationMAC: state.virtualMAC, sourceMAC: Self.clientMAC, source: client,
+                    destination: state.vip, sourcePort: port, destinationPort: 53, payload: [1]))
+            let bucket = state.table.bucket(
+                ofHash: Affinity.none.bucketHash(of: frame.key, isFragment: false, seed: state.seed))
+            let kind = kinds[bucket]
+            seen.insert(kind)
+            let verdict = Decider.decide(frame, state: state, flows: &flows, now: 1)
+            switch kind {
+            case BucketFilterProgram.deliverInPlaceKind:
+                #expect(verdict == .deliver, "bucket \(bucket)")
+            case BucketFilterProgram.forwardKind:
+                #expect(verdict == .forward(state.bucketMACs[bucket]), "bucket \(bucket)")
+                #expect(actions[bucket] & 0xFFFF_FFFF_FFFF == BucketFilterProgram.wireOrder(state.bucketMACs[bucket]))
+            default:
+                #expect(kind == BucketFilterProgram.dropKind)
+                if case .drop = verdict {} else { Issue.record("bucket \(bucket): \(verdict), the kernel drops it") }
+            }
+        }
+        let expected: Set<UInt64> =
+            delivery == .flood
+            ? [BucketFilterProgram.deliverInPlaceKind, BucketFilterProgram.dropKind]
+            : [BucketFilterProgram.deliverInPlaceKind, BucketFilterProgram.forwardKind, BucketFilterProgram.dropKind]
+        #expect(seen == expected)
     }
 }

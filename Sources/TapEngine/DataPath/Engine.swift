@@ -280,7 +280,9 @@ public final class Engine: @unchecked Sendable {
                 (status.passed, status.dropped, status.echoDropped) = (
                     counts.passed, counts.dropped, counts.echoDropped
                 )
-                (status.deliveredInKernel, status.forwardedInKernel) = (counts.delivered, counts.forwarded)
+                (status.deliveredInKernel, status.forwardedInKernel, status.droppedInKernel) = (
+                    counts.delivered, counts.forwarded, counts.classifierDropped
+                )
             }
             return status
         }
@@ -426,10 +428,13 @@ public struct PrefilterStatus: Sendable, Equatable {
     public var dropped: UInt64
     /// Pings to the VIP beyond the echo budget, kept out of the ring.
     public var echoDropped: UInt64 = 0
-    /// The kernel delivers (and forwards) the TCP frames of buckets in steady ownership itself; if not, why.
+    /// The kernel delivers (and forwards) the TCP frames of buckets in steady ownership and UDP frames itself; if
+    /// not, why.
     public var kernelDelivery = false
     public var kernelDeliveryReason: String? = nil
-    /// Frames the classifier delivered into the TAP, and forwarded to their owners, since it was attached.
+    /// Frames the classifier delivered, forwarded to their owners, and dropped (UDP of buckets this node does not
+    /// serve), since it was attached.
     public var deliveredInKernel: UInt64 = 0
     public var forwardedInKernel: UInt64 = 0
+    public var droppedInKernel: UInt64 = 0
 }

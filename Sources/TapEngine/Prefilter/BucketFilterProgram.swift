@@ -50,16 +50,17 @@ struct KernelDeliveryTarget: Equatable {
 /// fragments, other protocols, `single` and `drop` rules, frames too short or not linear in the kernel's buffer.
 ///
 /// The classifier runs at the interface's ingress (tcx), after the ring's socket has had its look, and takes the TCP
-/// frames of buckets in steady ownership out of the engine's way: by the bucket's action in the map it lets the
-/// interface's own stack receive the frame as addressed to this host (deliver in place: the VIP is a local address),
-/// rewrites the destination MAC and redirects the frame to the TAP's ingress (deliver into the TAP, in relay delivery,
-/// where an nftables drop closes the interface's own path to the VIP), or rewrites both MACs and sends it out of the
-/// interface to the bucket's owner (forward, a director). Anything else, and everything once the lease has run out,
-/// it leaves alone (`TCX_NEXT`).
+/// frames of buckets in steady ownership, and UDP frames, out of the engine's way: by the bucket's action in the map
+/// it lets the interface's own stack receive the frame as addressed to this host (deliver in place: the VIP is a
+/// local address), rewrites the destination MAC and redirects the frame to the TAP's ingress (deliver into the TAP,
+/// in relay delivery, where an nftables drop closes the interface's own path to the VIP), rewrites both MACs and
+/// sends it out of the interface to the bucket's owner (forward, a director), or drops it (UDP of a bucket this node
+/// does not serve). Anything else, and everything once the lease has run out, it leaves alone (`TCX_NEXT`).
 ///
 /// The map is one value that both programs read: counters, the lease, one bit per bucket for TCP and one per bucket
 /// for UDP (only TCP needs the buckets in a handover: the flow table decides their connections), then one action per
-/// bucket (8 bytes: the destination MAC in wire order, then the kind; 0 = the engine decides).
+/// bucket (8 bytes: the destination MAC in wire order, then the TCP kind, then the UDP kind; 0 = the engine
+/// decides). One word for both protocols, so that a bucket's action changes with one store.
 enum BucketFilterProgram {
     enum Kind: Equatable {
         case socketFilter
@@ -76,16 +77,20 @@ enum BucketFilterProgram {
     static let echoTokensOffset: Int16 = 40
     static let echoRefilledOffset: Int16 = 48
     static let echoDroppedOffset: Int16 = 56
-    static let bitsOffset: Int16 = 64
+    /// UDP frames the classifier dropped (of buckets this node does not serve).
+    static let classifierDroppedOffset: Int16 = 64
+    static let bitsOffset: Int16 = 72
 
     /// Pings to the VIP the socket filter lets into the ring: `echoBurst` at once, then one a millisecond (the
     /// engine's own budget, `AnswerBudget.echo`, is the same per thread): a ping flood stays out of the ring.
     static let echoBurst: Int32 = 1000
 
-    /// An action's kind, in its byte 6.
+    /// An action's kind: for TCP frames in its byte 6, for UDP frames in its byte 7.
     static let deliverIntoTAPKind: UInt64 = 1
     static let forwardKind: UInt64 = 2
     static let deliverInPlaceKind: UInt64 = 3
+    /// UDP only: a frame of a bucket this node neither serves nor forwards (`TC_ACT_SHOT`).
+    static let dropKind: UInt64 = 4
 
     /// Where the actions start: after both protocols' bits, 8-byte aligned.
     static func actionsOffset(_ bucketCount: Int) -> Int { (Int(bitsOffset) + 2 * bitBytes(bucketCount) + 7) / 8 * 8 }
@@ -93,8 +98,15 @@ enum BucketFilterProgram {
     /// Bytes of the whole value.
     static func valueBytes(_ bucketCount: Int) -> Int { actionsOffset(bucketCount) + 8 * bucketCount }
 
-    /// An action: send the frame to `mac` (deliver into the TAP: the TAP's own MAC; in place: unused).
-    static func action(_ kind: UInt64, mac: UInt64) -> UInt64 { kind << 48 | wireOrder(mac) }
+    /// An action: send the frame to `mac` (deliver into the TAP: the TAP's own MAC; in place and drop: unused), by
+    /// the kind of its protocol.
+    static func action(tcp: UInt64, udp: UInt64, mac: UInt64) -> UInt64 { udp << 56 | tcp << 48 | wireOrder(mac) }
+
+    /// What an action does with a TCP frame.
+    static func tcpKind(_ action: UInt64) -> UInt64 { action >> 48 & 0xFF }
+
+    /// What an action does with a UDP frame.
+    static func udpKind(_ action: UInt64) -> UInt64 { action >> 56 }
 
     /// A MAC's six bytes in wire order, as the low bytes of a little-endian word.
     static func wireOrder(_ mac: UInt64) -> UInt64 { (mac & 0xFFFF_FFFF_FFFF).byteSwapped >> 16 }
@@ -107,6 +119,8 @@ enum BucketFilterProgram {
     static let passed: Int32 = 0
     /// `TC_ACT_REDIRECT`, which `bpf_redirect` returns.
     static let redirected: Int32 = 7
+    /// `TC_ACT_SHOT`: the frame is dropped.
+    static let shot: Int32 = 2
     /// `PACKET_HOST`, the packet type of a frame addressed to this host.
     private static let packetHost: Int32 = 0
 
@@ -321,13 +335,13 @@ enum BucketFilterProgram {
         code.jump(if: .r0, .equal, 0, to: missing)
     }
 
-    /// The classifier's end (bucket in r7, protocol in r8): a TCP frame whose bucket has an action, within the lease,
-    /// is passed up as this host's, or gets its new MACs and is redirected; anything else goes on to `pass`.
+    /// The classifier's end (bucket in r7, protocol in r8, TCP or UDP): a frame whose bucket has an action for its
+    /// protocol, within the lease, is passed up as this host's, gets its new MACs and is redirected, or is dropped;
+    /// anything else goes on to `pass`.
     private static func act(
         _ code: inout BPFAssembler, _ shape: BucketFilterShape, map: Int32, target: KernelDeliveryTarget,
         pass: BPFAssembler.Label
     ) {
-        code.jump(if: .r8, .notEqual, Int32(IPProtocol.tcp.rawValue), to: pass)
         lookUp(&code, map: map, else: pass)
         code.alu(.move, .r1, .r7)
         code.alu(.leftShift, .r1, 3)
@@ -335,15 +349,30 @@ enum BucketFilterProgram {
         // Added, not a load's offset: that is 16 bits, and the actions start past 32 KiB from 131,072 buckets on.
         code.alu(.add, .r1, Int32(actionsOffset(shape.bucketCount)))
         code.load(.double, .r9, from: .r1, offset: 0)
-        code.jump(if: .r9, .equal, 0, to: pass)
+        // The kind for the frame's protocol, into r8: UDP's in byte 7, TCP's in byte 6.
+        let udp = code.newLabel(), kind = code.newLabel()
+        code.jump(if: .r8, .notEqual, Int32(IPProtocol.tcp.rawValue), to: udp)
+        code.alu(.move, .r8, .r9)
+        code.alu(.rightShift, .r8, 48)
+        code.alu(.and, .r8, 0xFF)
+        code.jump(to: kind)
+        code.place(udp)
+        code.alu(.move, .r8, .r9)
+        code.alu(.rightShift, .r8, 56)
+        code.place(kind)
+        code.jump(if: .r8, .equal, 0, to: pass)
         code.alu(.move, .r7, .r0)  // the value, across the calls
         code.call(.bootTimeNanoseconds)
         code.load(.double, .r1, from: .r7, offset: leaseOffset)
         code.jump(if: .r0, .greaterOrEqual, .r1, to: pass)
-        code.alu(.move, .r8, .r9)
-        code.alu(.rightShift, .r8, 48)  // the kind
         code.alu(.move, .r2, 1)
         let rewrite = code.newLabel(), forward = code.newLabel()
+        let keep = code.newLabel()
+        code.jump(if: .r8, .notEqual, Int32(dropKind), to: keep)
+        code.atomicAdd(.r2, to: .r7, offset: classifierDroppedOffset)
+        code.alu(.move, .r0, shot)
+        code.exit()
+        code.place(keep)
         code.jump(if: .r8, .notEqual, Int32(deliverInPlaceKind), to: rewrite)
         // In place: the frame was for the virtual MAC (PACKET_OTHERHOST, which IP drops); as this host's, the stack
         // takes it for the VIP, a local address, without the second pass through the receive path a redirect costs.

@@ -156,7 +156,7 @@ final class BucketPrefilter {
     }
 
     /// Per protocol, per bucket: the node needs its frames in the ring; and per bucket, what the classifier does with
-    /// its TCP frames (`BucketFilterProgram.action`; 0: nothing, the ring has them).
+    /// its TCP and UDP frames (`BucketFilterProgram.action`; 0: nothing, the ring has them).
     struct Buckets: Equatable {
         var tcp: [Bool]
         var udp: [Bool]
@@ -170,21 +170,26 @@ final class BucketPrefilter {
     }
 
     /// What the programs counted since they were loaded: frames whose bucket the socket filter passed and dropped,
-    /// pings beyond its echo budget, and frames the classifier delivered and forwarded.
-    var counts: (passed: UInt64, dropped: UInt64, echoDropped: UInt64, delivered: UInt64, forwarded: UInt64) {
+    /// pings beyond its echo budget, and frames the classifier delivered, forwarded and dropped.
+    var counts:
+        (
+            passed: UInt64, dropped: UInt64, echoDropped: UInt64, delivered: UInt64, forwarded: UInt64,
+            classifierDropped: UInt64
+        )
+    {
         func counter(_ offset: Int16) -> UInt64 { value.load(fromByteOffset: Int(offset), as: UInt64.self) }
         return (
             counter(BucketFilterProgram.passedOffset), counter(BucketFilterProgram.droppedOffset),
             counter(BucketFilterProgram.echoDroppedOffset), counter(BucketFilterProgram.deliveredOffset),
-            counter(BucketFilterProgram.forwardedOffset)
+            counter(BucketFilterProgram.forwardedOffset), counter(BucketFilterProgram.classifierDroppedOffset)
         )
     }
 
     /// The buckets a node needs to see in `state`: in flood mode the ones it owns, and for TCP those it released in
     /// a handover too (it still serves the connections it has there: its flow table decides); in the other modes
     /// every bucket (a director forwards them all, a relay target sees only what was relayed to it). With `tapMAC`
-    /// (the kernel delivers), the TCP frames of buckets in steady ownership are the classifier's, and out of the
-    /// ring (`KernelDeliveryPlan`).
+    /// (the kernel delivers), the TCP frames of buckets in steady ownership and, but in relay delivery, every UDP
+    /// frame are the classifier's, and out of the ring (`KernelDeliveryPlan`).
     static func buckets(for state: EngineState, tapMAC: UInt64? = nil) -> Buckets {
         let count = state.table.count
         var buckets = Buckets.all(count)
@@ -203,7 +208,8 @@ final class BucketPrefilter {
                             udp[bucket] = owners[bucket] == node
                             tcp[bucket] = udp[bucket] || released[bucket]
                         }
-                        if actions[bucket] != 0 { tcp[bucket] = false }
+                        if BucketFilterProgram.tcpKind(actions[bucket]) != 0 { tcp[bucket] = false }
+                        if BucketFilterProgram.udpKind(actions[bucket]) != 0 { udp[bucket] = false }
                         bucket += 1
                     }
                 }

@@ -12,12 +12,16 @@ final class KernelDeliveryLink {
     ///
     /// - Throws: `SystemCallError`: no tcx in this kernel (`EINVAL`), no CAP_NET_ADMIN or CAP_BPF (`EPERM`).
     init(program: Int32, interfaceIndex: Int32, interface: String) throws(SystemCallError) {
-        link = vipfarm_bpf_tcx_ingress_attach(program, interfaceIndex)
-        guard link >= 0 else {
+        let attached = vipfarm_bpf_tcx_ingress_attach(program, interfaceIndex)
+        guard attached >= 0 else {
             throw SystemCallError(
                 "bpf(BPF_LINK_CREATE)",
                 "attach the kernel delivery classifier to \(interface)'s ingress (tcx, Linux 6.6)")
         }
+        // Released first of all when lbnode dies, before the heartbeat socket (the slot below): the peers take this
+        // node's buckets as soon as that socket refuses their heartbeats, and the classifier must have stopped by
+        // then, or both would deliver a datagram (a killed node's rings and TAP take tens of milliseconds to go).
+        link = SystemCall.movedToTopOfTable(attached)
         self.interfaceIndex = interfaceIndex
     }
 

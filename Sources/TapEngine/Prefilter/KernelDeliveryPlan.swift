@@ -1,24 +1,29 @@
 import Hashing
 
-/// Which buckets' TCP frames the kernel delivers or forwards itself (docs/engine.md, "Kernel delivery"): those whose
-/// every frame the engine would decide the same way whatever the flow table holds and whether or not it is a SYN.
-/// That is a bucket in steady ownership: no handover into or out of it, not held, and in directed or relay delivery
-/// no previous owner the director must route established connections to. Every other bucket stays with the engine,
-/// whose flow table decides it connection by connection.
+/// Which buckets' frames the kernel delivers, forwards or drops itself (docs/engine.md, "Kernel delivery").
+///
+/// TCP: the buckets whose every frame the engine would decide the same way whatever the flow table holds and whether
+/// or not it is a SYN. That is a bucket in steady ownership: no handover into or out of it, not held, and in directed
+/// or relay delivery no previous owner the director must route established connections to. Every other bucket stays
+/// with the engine, whose flow table decides it connection by connection.
+///
+/// UDP: the engine decides a datagram by its bucket's owner alone, so where the interface's stack takes the VIP's
+/// frames (flood delivery, the directed director) the kernel decides every bucket: deliver, forward or drop. No
+/// bucket's UDP then moves between the kernel and the ring at a handover, where the two could both take a datagram
+/// for a moment (TCP takes that as a duplicate segment; a UDP application would see it twice). In relay delivery the
+/// classifier cannot tell a client's frame from one a peer relayed, and UDP stays with the engine.
 enum KernelDeliveryPlan {
-    /// Per bucket, the classifier's action (`BucketFilterProgram.action`): deliver in place (the interface's stack
-    /// takes it) or, in relay delivery, into the TAP (whose MAC the frame is given), forward to the owner (a director
-    /// in directed delivery), or 0.
+    /// Per bucket, the classifier's action (`BucketFilterProgram.action`): for TCP and for UDP, deliver in place (the
+    /// interface's stack takes it) or, in relay delivery, into the TAP (whose MAC the frame is given), forward to the
+    /// owner (a director in directed delivery), drop (UDP), or 0.
     static func actions(for state: EngineState, tapMAC: UInt64) -> [UInt64] {
         let count = state.table.count
         // A node that is not the directed director drops what reaches its ring.
         guard state.role.decidesClientFrames else { return Array(repeating: 0, count: count) }
         let role = state.role
         let node = state.node.rawValue
-        let deliver =
-            role.interfaceTakesVIPFrames
-            ? BucketFilterProgram.action(BucketFilterProgram.deliverInPlaceKind, mac: 0)
-            : BucketFilterProgram.action(BucketFilterProgram.deliverIntoTAPKind, mac: tapMAC)
+        let inPlace = role.interfaceTakesVIPFrames
+        let deliver = inPlace ? BucketFilterProgram.deliverInPlaceKind : BucketFilterProgram.deliverIntoTAPKind
         let (owners, held, handover) = (state.table.rawOwners, state.heldBuckets, state.handoverBuckets)
         let (previousOwners, released, macs) = (state.previousOwners, state.releasedBuckets, state.bucketMACs)
         let holdTaking = state.holdTaking
@@ -28,18 +33,26 @@ enum KernelDeliveryPlan {
         while bucket < count {
             defer { bucket += 1 }
             let owner = owners[bucket]
-            guard owner != 0 else { continue }
-            if holdTaking && held[bucket] { continue }
-            // A director routes a bucket in a handover by connection.
-            if role.steersHandovers && previousOwners[bucket] != 0 { continue }
+            let isHeld = holdTaking && held[bucket]
+            var tcp: UInt64 = 0, udp: UInt64 = 0, mac: UInt64 = 0
             if owner == node {
-                if !handover[bucket] { actions[bucket] = deliver }
-                continue
+                udp = isHeld ? BucketFilterProgram.dropKind : deliver
+                // A director routes a bucket in a handover by connection.
+                if !isHeld && !handover[bucket] && !(role.steersHandovers && previousOwners[bucket] != 0) {
+                    tcp = deliver
+                }
+                if !inPlace { mac = tapMAC }
+            } else if role.forwardsWholeBuckets && owner != 0 && macs[bucket] != 0 {
+                udp = BucketFilterProgram.forwardKind
+                mac = macs[bucket]
+                // Forwarding a bucket it released would cut the connections it still serves there.
+                if !released[bucket] && previousOwners[bucket] == 0 && !isHeld { tcp = BucketFilterProgram.forwardKind }
+            } else {
+                udp = BucketFilterProgram.dropKind
             }
-            // Forwarding a bucket it released would cut the connections it still serves there; relay forwards only
-            // a client's own frames (not a peer's), which the classifier does not tell apart.
-            guard role.forwardsWholeBuckets, !released[bucket], macs[bucket] != 0 else { continue }
-            actions[bucket] = BucketFilterProgram.action(BucketFilterProgram.forwardKind, mac: macs[bucket])
+            // Relay forwards only a client's own frames (not a peer's), which the classifier does not tell apart.
+            if !inPlace { udp = 0 }
+            if tcp != 0 || udp != 0 { actions[bucket] = BucketFilterProgram.action(tcp: tcp, udp: udp, mac: mac) }
         }
         return actions
     }
@@ -54,7 +67,7 @@ enum KernelDeliveryPlan {
         var released = new.releasedBuckets
         var bucket = 0
         while bucket < old.count {
-            if old[bucket] == 0 { released[bucket] = false }
+            if BucketFilterProgram.tcpKind(old[bucket]) == 0 { released[bucket] = false }
             bucket += 1
         }
         return released

@@ -12,7 +12,10 @@ import Testbed
 struct EngineBenchmark {
     enum Path: String, CaseIterable, Codable {
         case baseline
-        /// The default engine: the bucket prefilter, the TPACKET_V2 ring read directly, TAP writes batched through
+        /// As lbnode runs by default: the kernel's classifier decides every UDP frame (docs/engine.md, "Kernel
+        /// delivery"), and the engine only what it cannot decide.
+        case kernelDelivery = "kernel delivery"
+        /// The engine's own path: the bucket prefilter, the TPACKET_V2 ring read directly, TAP writes batched through
         /// io_uring.
         case engine = "engine ring+io_uring"
         /// The same without the prefilter: every engine's ring takes every frame.
@@ -22,7 +25,7 @@ struct EngineBenchmark {
 
         var engineInjection: EngineConfiguration.Injection? {
             switch self {
-            case .engine, .enginePrefilterOff: .ioUring
+            case .kernelDelivery, .engine, .enginePrefilterOff: .ioUring
             case .engineRingWrite: .write
             case .baseline, .nftables: nil
             }
@@ -104,6 +107,7 @@ struct EngineBenchmark {
                 configuration.threads = threads
                 // Every frame in the ring, the engine's and the other node's: the ceiling of inspecting them.
                 configuration.prefilter = false
+                configuration.kernelDelivery = false
                 let state = EngineState(
                     generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip,
                     virtualMAC: Self.virtualMACValue, table: table)
@@ -168,7 +172,7 @@ struct EngineBenchmark {
                     switch path {
                     case .baseline:
                         return (nil, nil)
-                    case .engine, .enginePrefilterOff, .engineRingWrite:
+                    case .kernelDelivery, .engine, .enginePrefilterOff, .engineRingWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
                         let state = EngineState(
@@ -179,6 +183,7 @@ struct EngineBenchmark {
                             interfaceMAC: server.macValue, tapName: "lb0")
                         configuration.injection = path.engineInjection!
                         configuration.prefilter = path != .enginePrefilterOff
+                        configuration.kernelDelivery = path == .kernelDelivery
                         configuration.threads = threads
                         return (try Engine(configuration: configuration, state: state), try Self.sink())
                     case .nftables:
@@ -230,6 +235,8 @@ struct EngineBenchmark {
             engineReceived: engineCounters.map(\.received),
             prefilterDropped: engines.map(\.prefilterStatus.dropped),
             engineAccepted: engineCounters.map(\.delivered),
+            kernelDelivered: engines.map(\.prefilterStatus.deliveredInKernel),
+            kernelDropped: engines.map(\.prefilterStatus.droppedInKernel),
             engineRingDrops: engineCounters.map(\.ringDrops),
             threadReceived: engines.map { $0.threadStatus.map(\.counters.received) },
             wrongThread: engineCounters.map(\.wrongThread),

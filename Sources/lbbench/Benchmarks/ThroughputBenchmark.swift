@@ -13,7 +13,7 @@ struct ThroughputBenchmark {
     var flows = 4096
     var progress: (String) -> Void
 
-    static let paths: [EngineBenchmark.Path] = [.engine, .nftables]
+    static let paths: [EngineBenchmark.Path] = [.kernelDelivery, .engine, .nftables]
     /// RFC 2544 asks for zero loss; a virtual switch drops the odd frame at any rate, so the criterion is < 0.001 %.
     static let lossLimit = 0.00001
 

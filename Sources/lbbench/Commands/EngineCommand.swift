@@ -9,7 +9,8 @@ struct EngineCommand: ParsableCommand {
         discussion: """
             Builds a fresh testbed per path (a client, a switch, two servers with a UDP sink each) and sends 64-byte \
             UDP frames from many client flows to the VIP's MAC with sendmmsg: first with nothing accepting them \
-            (baseline), then through vipfarm's engine (with its bucket prefilter, without it, and with one TAP \
+            (baseline), then as lbnode runs by default (kernel delivery: the kernel's classifier decides every \
+            datagram), then through vipfarm's engine alone (with its bucket prefilter, without it, and with one TAP \
             write per frame), then through an nftables netdev ingress jhash split. Prints offered and delivered \
             packets per second, per-server counts, loss, machine CPU and the extra CPU per delivered packet over the \
             baseline, the share of the frames each engine took (and each of its threads), and the engine's drops by \

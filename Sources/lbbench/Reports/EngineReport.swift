@@ -20,6 +20,10 @@ struct EngineReport: Codable {
         var prefilterDropped: [UInt64]?
         /// Engine path only: frames each engine accepted and wrote into its TAP.
         var engineAccepted: [UInt64]
+        /// Engine paths: frames each server's kernel delivered and dropped without the engine (kernel delivery; nil
+        /// in reports from before it).
+        var kernelDelivered: [UInt64]? = nil
+        var kernelDropped: [UInt64]? = nil
         var engineRingDrops: [UInt64]
         /// Engine paths: frames each engine's threads read, and frames that reached a thread other than their
         /// client's.
@@ -118,6 +122,13 @@ struct EngineReport: Codable {
                 result.append(
                     "\(trial.label): each engine took \(shares.joined(separator: ", ")) of the frames sent, "
                         + "a share being \(f(100 / Double(trial.engineReceived.count), 1)) %" + (kept ?? ""))
+                if let delivered = trial.kernelDelivered, let dropped = trial.kernelDropped,
+                    delivered.contains(where: { $0 > 0 })
+                {
+                    result.append(
+                        "\(trial.label): each server's kernel delivered \(delivered.map(String.init).joined(separator: "/"))"
+                            + " and dropped \(dropped.map(String.init).joined(separator: "/")) frames without the engine")
+                }
                 if let perThread = trial.threadReceived, perThread.contains(where: { $0.count > 1 }) {
                     let split = perThread.map { threads in
                         threads.map(String.init).joined(separator: "/")

@@ -103,8 +103,9 @@ struct StatusCommand: ParsableCommand {
         )
         lines.append(
             status.kernelDelivery
-                ? "  kernel delivery: delivered \(status.deliveredInKernel) and forwarded \(status.forwardedInKernel) "
-                    + "TCP frames of buckets in steady ownership without the engine"
+                ? "  kernel delivery: delivered \(status.deliveredInKernel), forwarded \(status.forwardedInKernel) "
+                    + "and dropped \(status.droppedInKernel) frames without the engine (TCP of buckets in steady "
+                    + "ownership, UDP\(status.delivery == "relay" ? " but in relay delivery" : ""))"
                 : "  kernel delivery: OFF, the engine delivers every frame: "
                     + (status.kernelDeliveryReason ?? status.prefilterReason ?? "unknown"))
         lines.append(

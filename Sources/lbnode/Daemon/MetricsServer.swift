@@ -187,13 +187,14 @@ final class MetricsServer: @unchecked Sendable {
         lines.append(
             "vipfarm_prefilter_frames_total{\(labels),verdict=\"echo_rate_limited\"} \(status.prefilterEchoDropped)")
         lines.append(
-            "# HELP vipfarm_kernel_delivery_running Whether the kernel delivers steady buckets' TCP frames itself.")
+            "# HELP vipfarm_kernel_delivery_running Whether the kernel delivers steady buckets' TCP frames and UDP itself.")
         lines.append("# TYPE vipfarm_kernel_delivery_running gauge")
         lines.append("vipfarm_kernel_delivery_running{\(labels)} \(status.kernelDelivery ? 1 : 0)")
-        lines.append("# HELP vipfarm_kernel_delivery_frames_total TCP frames the kernel delivered or forwarded itself.")
+        lines.append("# HELP vipfarm_kernel_delivery_frames_total Frames the kernel delivered, forwarded or dropped itself.")
         lines.append("# TYPE vipfarm_kernel_delivery_frames_total counter")
         lines.append("vipfarm_kernel_delivery_frames_total{\(labels),action=\"delivered\"} \(status.deliveredInKernel)")
         lines.append("vipfarm_kernel_delivery_frames_total{\(labels),action=\"forwarded\"} \(status.forwardedInKernel)")
+        lines.append("vipfarm_kernel_delivery_frames_total{\(labels),action=\"dropped\"} \(status.droppedInKernel)")
         lines.append("# TYPE vipfarm_heartbeats_rejected_total counter")
         for (reason, value) in status.heartbeatsRejected.sorted(by: { $0.key < $1.key }) {
             lines.append("vipfarm_heartbeats_rejected_total{\(labels),reason=\"\(reason)\"} \(value)")

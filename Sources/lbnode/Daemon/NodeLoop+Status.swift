@@ -126,6 +126,7 @@ extension NodeLoop {
             snapshot.kernelDeliveryReason = prefilter.kernelDeliveryReason
             snapshot.deliveredInKernel = prefilter.deliveredInKernel
             snapshot.forwardedInKernel = prefilter.forwardedInKernel
+            snapshot.droppedInKernel = prefilter.droppedInKernel
         }
         return snapshot
     }

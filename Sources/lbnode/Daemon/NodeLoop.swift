@@ -152,7 +152,10 @@ final class NodeLoop {
         }
         if let prefilter = engine?.prefilterStatus {
             if prefilter.kernelDelivery {
-                log(.info, "kernel delivery on: the kernel delivers the TCP frames of buckets in steady ownership")
+                log(
+                    .info,
+                    "kernel delivery on: the kernel delivers the TCP frames of buckets in steady ownership"
+                        + (config.farm.delivery == .relay ? "" : " and decides every UDP frame"))
             } else if config.node.prefilter {
                 log(
                     config.node.kernelDelivery ? .warning : .notice,

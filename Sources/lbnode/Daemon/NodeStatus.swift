@@ -59,12 +59,13 @@ struct NodeStatus: Codable, Sendable {
     var prefilterDropped: UInt64 = 0
     /// Pings to the VIP beyond the echo budget that the prefilter kept out of the ring.
     var prefilterEchoDropped: UInt64 = 0
-    /// Kernel delivery: running, or why not; TCP frames the kernel delivered into the TAP and forwarded to their
-    /// owners itself.
+    /// Kernel delivery: running, or why not; frames the kernel delivered, forwarded to their owners and dropped (UDP
+    /// of other nodes' buckets) itself.
     var kernelDelivery = false
     var kernelDeliveryReason: String? = nil
     var deliveredInKernel: UInt64 = 0
     var forwardedInKernel: UInt64 = 0
+    var droppedInKernel: UInt64 = 0
     /// Datagrams the kernel dropped on the heartbeat socket (its filter refused them, or its queue was full).
     var heartbeatsDroppedByKernel: UInt64 = 0
     var lastChange: String?
