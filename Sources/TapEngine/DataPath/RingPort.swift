@@ -247,6 +247,15 @@ final class RingPort: PacketPort {
             }
             if ready > 0 && pollers.1.revents != 0 { vipfarm_wake_clear(wakeFD) }
         }
+        // The frames in the ring now, and no more: the engine checks its lease at a batch's first frame, after this
+        // count, so a frame that arrives later (while the engine was stopped mid-batch: a SIGSTOP, a paused VM, a
+        // long preemption) waits for the next batch's check instead of being delivered on a lease that ran out
+        // meanwhile, when the peers may have taken its bucket.
+        var ready = 0
+        let most = min(Self.framesPerDispatch, slotCount)
+        while ready < most, vipfarm_slot_status(slot((current + ready) % slotCount)) & UInt32(TP_STATUS_USER) != 0 {
+            ready += 1
+        }
         var frames = 0
         var first = current
         var taken = 0
@@ -258,7 +267,7 @@ final class RingPort: PacketPort {
             first = current
             taken = 0
         }
-        while frames < Self.framesPerDispatch {
+        while frames < ready {
             let slot = slot(current)
             let status = vipfarm_slot_status(slot)
             guard status & UInt32(TP_STATUS_USER) != 0 else { break }
@@ -279,7 +288,7 @@ final class RingPort: PacketPort {
                 current = (current + 1) % slotCount
                 first = current
             } else {
-                let next = frames + 1 < Self.framesPerDispatch ? readyFrame(at: (current + 1) % slotCount) : nil
+                let next = frames + 1 < ready ? readyFrame(at: (current + 1) % slotCount) : nil
                 handle(frame(in: slot, status: status), next)
                 current = (current + 1) % slotCount
                 taken += 1

@@ -5,7 +5,7 @@ import Glibc
 /// runs while this object lives, and the kernel detaches it when the link's descriptor closes, also when the process
 /// dies, so a node that is gone never leaves a program redirecting its clients' frames.
 final class KernelDeliveryLink {
-    private let link: Int32
+    let link: Int32
     let interfaceIndex: Int32
 
     /// Attaches `program` (a loaded classifier) after the programs already there.

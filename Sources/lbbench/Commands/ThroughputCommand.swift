@@ -9,10 +9,11 @@ struct ThroughputCommand: ParsableCommand {
         abstract: "Find the highest loss-free packet rate, engine against nftables jhash (RFC 2544 style; root).",
         discussion: """
             For each frame size and path (vipfarm as lbnode runs by default, with kernel delivery; vipfarm's engine \
-            alone, ring + io_uring; the in-kernel nftables jhash split), on fresh testbeds of one client, a switch and N servers with a UDP sink each: a \
-            trial at the generator's full speed (the delivered rate at overload), then a binary search for the \
-            highest offered rate with loss under 0.001 %, then the baseline (nothing accepting) at that rate to \
-            subtract the generator's and switch's CPU. Repeated; min / median / max, and the ratio to nftables \
+            alone, ring + io_uring; the in-kernel nftables jhash split), on fresh testbeds of one client, a switch \
+            and N servers with a UDP sink each: a trial at the generator's full speed (the delivered rate at \
+            overload), then a binary search for the highest offered rate with loss under 0.001 %, then the \
+            baseline (nothing accepting) at that rate to subtract the generator's and switch's CPU. Repeated; min / \
+            median / max, and the ratio to nftables \
             measured in the same run. With --vip, on a client of a real farm (servers running `lbnode run` and \
             `lbbench serve`): the same search with UDP requests from many flows, answers counted per server.
             """

@@ -125,9 +125,10 @@ struct EngineReport: Codable {
                 if let delivered = trial.kernelDelivered, let dropped = trial.kernelDropped,
                     delivered.contains(where: { $0 > 0 })
                 {
+                    let counts = [delivered, dropped].map { $0.map(String.init).joined(separator: "/") }
                     result.append(
-                        "\(trial.label): each server's kernel delivered \(delivered.map(String.init).joined(separator: "/"))"
-                            + " and dropped \(dropped.map(String.init).joined(separator: "/")) frames without the engine")
+                        "\(trial.label): each server's kernel delivered \(counts[0]) and dropped \(counts[1]) frames "
+                            + "without the engine")
                 }
                 if let perThread = trial.threadReceived, perThread.contains(where: { $0.count > 1 }) {
                     let split = perThread.map { threads in
