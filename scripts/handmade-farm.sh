@@ -23,6 +23,7 @@
 #                                 [--measure-at-once]     (no wait for steady ownership: checks, not figures)
 # Needs root, lbnode and lbbench built (default .build/release), and `make setup`'s packages.
 # HOLD=SECONDS keeps the farm up that long at the end (pass or fail), to look around with `ip netns exec`.
+# KERNEL_DELIVERY=off runs the nodes with `kernel_delivery: off` (the engine delivers every frame).
 set -euo pipefail
 
 DELIVERY=directed
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
         --heartbeat) HEARTBEAT="heartbeat_interval_ms: ${2%/*}, dead_after: ${2#*/}"; shift 2 ;;
         --buckets) BUCKETS="buckets: $2"; shift 2 ;;
         --measure-at-once) STEADY_WAIT=off; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "handmade-farm: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -118,7 +119,7 @@ attach "$CLIENT" 198.18.0.1
 for n in 1 2 3; do
     {
         echo "farm: { name: handmade, vip: $VIP, delivery: $DELIVERY, key_file: $DIR/key${HEARTBEAT:+, $HEARTBEAT}${BUCKETS:+, $BUCKETS} }"
-        echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n }"
+        echo "node: { id: $n, interface: eth0, address: 198.18.0.1$n${KERNEL_DELIVERY:+, kernel_delivery: $KERNEL_DELIVERY} }"
         echo "control_socket: $DIR/n$n.sock"
         echo "peers:"
         for m in 1 2 3; do [ "$m" = "$n" ] || echo "  - { id: $m, address: 198.18.0.1$m }"; done
