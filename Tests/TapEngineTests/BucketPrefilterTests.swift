@@ -195,6 +195,42 @@ struct BucketPrefilterTests {
         }
     }
 
+    /// A killed lbnode's peers take its buckets when its heartbeat socket refuses their heartbeats, and its
+    /// descriptors are released in an order of the kernel's: the classifier acts only while a UDP socket is bound to
+    /// the heartbeat address, so it stops the moment the peers can hear the node is gone. On loopback, in this
+    /// process's namespace (where the test run looks the socket up), both families.
+    @Test(arguments: [IPAddress("127.0.0.1")!, IPAddress("::1")!])
+    func theClassifierActsOnlyWhileTheHeartbeatSocketIsThere(heartbeatAddress: IPAddress) throws {
+        var random = SeededGenerator(seed: 43)
+        let vip = IPAddress("198.18.0.100")!
+        let state = Self.state(vip: vip, affinity: .none, random: &random)
+        let port = UInt16.random(in: 40000...60000)
+        var target = Self.target
+        target.heartbeat = (heartbeatAddress, port)
+        let filter = try BucketPrefilter(
+            shape: BucketFilterShape(state: state, receiveMAC: Self.vmac), deliveringTo: target)
+        let buckets = BucketPrefilter.buckets(for: state, tapMAC: Self.tapMAC)
+        filter.pass(buckets)
+        // A datagram of a bucket this node serves: delivered in place while the socket is there, left alone after.
+        let datagram = try #require(
+            (0..<1000).lazy.map { _ in
+                PacketBuilder.udp(
+                    destinationMAC: Self.vmac, sourceMAC: Self.clientMAC, source: Self.randomClient(like: vip, &random),
+                    destination: vip, sourcePort: .random(in: 1024...65535, using: &random), destinationPort: 53,
+                    payload: [1])
+            }.first { frame in
+                let key = DeciderTests.frame(frame).key
+                return state.table.owner(
+                    ofHash: Affinity.none.bucketHash(of: key, isFragment: false, seed: Self.seed)) == state.node
+            })
+        #expect(filter.classifierVerdict(of: datagram)?.result == BucketFilterProgram.next, "no socket yet")
+        var socket: DatagramSocket? = try DatagramSocket(bindTo: heartbeatAddress, port: port)
+        #expect(socket != nil)
+        #expect(filter.classifierVerdict(of: datagram)?.result == BucketFilterProgram.passed)
+        socket = nil
+        #expect(filter.classifierVerdict(of: datagram)?.result == BucketFilterProgram.next, "the socket closed")
+    }
+
     /// A large table: from 131,072 buckets on the actions start past the 16-bit offset a load can carry (lbnode
     /// crashed at its start), and the classifier still takes exactly the buckets with an action, up to the largest
     /// table a farm may have (its map's value is 8 MiB). A kernel that cannot allocate the map may refuse it, with

@@ -232,35 +232,6 @@ struct EngineEndToEndTests {
         }
     }
 
-    /// A killed lbnode's descriptors are released from the highest number down. The kernel delivery link must go
-    /// before the heartbeat socket, whose refusal of the peers' next heartbeat makes them take the node's buckets:
-    /// else its kernel would go on delivering datagrams they deliver too.
-    @Test func theKernelDeliveryLinkIsReleasedBeforeTheHeartbeatSocket() throws {
-        let farm = try Farm(delivery: .flood)  // no kernel delivery of its own: the link below is the only one
-        defer { farm.stop() }
-        let server = farm.testbed.servers[0]
-        let state = EngineState(
-            generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip, virtualMAC: farm.vmac, table: farm.table)
-        let descriptors: Result<(link: Int32, heartbeat: Int32), Error> = try server.namespace.run {
-            () throws(NetlinkError) in
-            Result {
-                let heartbeat = try HeartbeatSocket(
-                    bindTo: server.ip, port: 7000,
-                    filter: DatagramFilter(
-                        payloadSizes: 80...80, magic: 0x5646_4842, sources: [server.ip], pinnedOffset: 16))
-                let index = Int32(if_nametoindex("eth0"))
-                let target = KernelDeliveryTarget(tapIndex: index, interfaceIndex: index, interfaceMAC: server.macValue)
-                let programs = try BucketPrefilter(
-                    shape: BucketFilterShape(state: state, receiveMAC: farm.vmac), deliveringTo: target)
-                let link = try KernelDeliveryLink(
-                    program: programs.classifier!, interfaceIndex: index, interface: "eth0")
-                return (link.link, heartbeat.fd)
-            }
-        }
-        let (link, heartbeat) = try descriptors.get()
-        #expect(link > heartbeat, "link \(link), heartbeat socket \(heartbeat)")
-    }
-
     @Test func floodCannotWorkOnASwitchThatNeverFloods() throws {
         let farm = try Farm(delivery: .flood, switchFloods: false)
         defer { farm.stop() }

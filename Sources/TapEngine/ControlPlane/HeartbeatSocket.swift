@@ -38,10 +38,9 @@ public final class HeartbeatSocket {
         let opened = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard opened >= 0 else { throw SystemCallError("socket", "open the heartbeat socket") }
         // Released first when lbnode dies, so the peers' next heartbeat meets port unreachable (`takeRefusals`)
-        // within milliseconds, before the rings and the TAP have waited out their grace periods. Only the kernel
-        // delivery classifier's link goes before it (the slot above): the peers take this node's buckets on that
-        // refusal, so its kernel must have stopped delivering by then.
-        fd = SystemCall.movedToTopOfTable(opened, slotsAbove: 1)
+        // within milliseconds, before the rings and the TAP have waited out their grace periods. (The kernel delivery
+        // classifier stops as this socket goes: it acts only while the socket exists.)
+        fd = SystemCall.movedToTopOfTable(opened)
         do throws(SystemCallError) {
             try option(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, "set a \(receiveBufferBytes)-byte queue")
             try option(SOL_SOCKET, SO_SNDBUFFORCE, sendBufferBytes, "set a \(sendBufferBytes)-byte send buffer")

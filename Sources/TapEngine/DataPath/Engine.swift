@@ -34,6 +34,9 @@ public struct EngineConfiguration: Sendable {
     /// classifier at the interface's ingress that the prefilter's map steers (docs/engine.md, "Kernel delivery"),
     /// where the kernel allows it. Needs the prefilter.
     public var kernelDelivery = true
+    /// Where lbnode's heartbeat socket is bound: the kernel delivery classifier acts only while that socket exists,
+    /// so a killed lbnode's kernel stops when its peers can first hear it is gone. Nil: no such check (lbbench, tests).
+    public var heartbeatSocket: (address: IPAddress, port: UInt16)? = nil
     /// Engine threads: each has a ring, a TAP queue and a flow table of its own, and the clients whose addresses the
     /// fanout program gives it. The rings share `ringBytes` and the threads `flowCapacity`.
     public var threads = 1
@@ -186,7 +189,8 @@ public final class Engine: @unchecked Sendable {
         }
         return (
             KernelDeliveryTarget(
-                tapIndex: tapIndex, interfaceIndex: interfaceIndex, interfaceMAC: configuration.interfaceMAC),
+                tapIndex: tapIndex, interfaceIndex: interfaceIndex, interfaceMAC: configuration.interfaceMAC,
+                heartbeat: configuration.heartbeatSocket),
             mac.reduce(0) { $0 << 8 | UInt64($1) }
         )
     }

@@ -48,6 +48,8 @@ struct BPFAssembler {
         case redirect = 23
         case changeType = 32
         case loadBytesRelative = 68
+        case skLookupUDP = 85
+        case skRelease = 86
         case bootTimeNanoseconds = 125
     }
 

@@ -32,11 +32,21 @@ struct BucketFilterShape: Equatable {
 }
 
 /// Where the kernel delivers frames itself (docs/engine.md, "Kernel delivery"): the TAP whose ingress takes a frame
-/// delivered into it (relay), and the interface (and its MAC) a forwarded one leaves from.
+/// delivered into it (relay), the interface (and its MAC) a forwarded one leaves from, and the heartbeat socket
+/// whose existence says that lbnode runs.
 struct KernelDeliveryTarget: Equatable {
     var tapIndex: Int32
     var interfaceIndex: Int32
     var interfaceMAC: UInt64
+    /// The address and port lbnode's heartbeat socket is bound to: the classifier acts only while that socket
+    /// exists, so a killed lbnode's kernel stops delivering the moment its peers can hear it is gone (the socket
+    /// refuses their heartbeats), whatever order its descriptors are released in. Nil: no such check.
+    var heartbeat: (address: IPAddress, port: UInt16)? = nil
+
+    static func == (lhs: Self, rhs: Self) -> Bool {
+        (lhs.tapIndex, lhs.interfaceIndex, lhs.interfaceMAC) == (rhs.tapIndex, rhs.interfaceIndex, rhs.interfaceMAC)
+            && lhs.heartbeat?.address == rhs.heartbeat?.address && lhs.heartbeat?.port == rhs.heartbeat?.port
+    }
 }
 
 /// The eBPF programs that place a frame in its bucket in the kernel (docs/engine.md, "The prefilter" and "Kernel
@@ -132,6 +142,8 @@ enum BucketFilterProgram {
     /// The classifier's new MACs are written from here (over the frame's copy, no longer needed by then).
     private static let destinationSlot: Int16 = -24
     private static let sourceSlot: Int16 = -32
+    /// The heartbeat socket's `struct bpf_sock_tuple` (40 bytes, below the frame's copy).
+    private static let tupleSlot: Int16 = -128
 
     static func instructions(for shape: BucketFilterShape, map: Int32, kind: Kind = .socketFilter) -> [BPFInstruction] {
         var code = BPFAssembler()
@@ -365,6 +377,7 @@ enum BucketFilterProgram {
         code.call(.bootTimeNanoseconds)
         code.load(.double, .r1, from: .r7, offset: leaseOffset)
         code.jump(if: .r0, .greaterOrEqual, .r1, to: pass)
+        if let heartbeat = target.heartbeat { requireSocket(&code, heartbeat, else: pass) }
         code.alu(.move, .r2, 1)
         let rewrite = code.newLabel(), forward = code.newLabel()
         let keep = code.newLabel()
@@ -398,6 +411,35 @@ enum BucketFilterProgram {
         code.store(.double, .r1, to: .frame, offset: sourceSlot)
         storeMAC(&code, at: 6, from: sourceSlot)
         redirect(&code, to: target.interfaceIndex, ingress: false)
+    }
+
+    /// Goes on only while a UDP socket is bound to `heartbeat` in the frame's network namespace (`bpf_sk_lookup_udp`,
+    /// then `bpf_sk_release`), else to `missing`. Clobbers r0-r5.
+    private static func requireSocket(
+        _ code: inout BPFAssembler, _ heartbeat: (address: IPAddress, port: UInt16), else missing: BPFAssembler.Label
+    ) {
+        // struct bpf_sock_tuple: the source address and port 0 (any peer), the socket's address and port; IPv4 in
+        // 12 bytes, IPv6 in 36. Written in 8-byte words, zero-padded to 40.
+        let address = heartbeat.address.ipv4Value.map { withUnsafeBytes(of: $0.bigEndian) { Array($0) } }
+            ?? heartbeat.address.bytes
+        let port = withUnsafeBytes(of: heartbeat.port.bigEndian) { Array($0) }
+        let tuple = [UInt8](repeating: 0, count: address.count) + address + [0, 0] + port
+        let padded = tuple + [UInt8](repeating: 0, count: 40 - tuple.count)
+        for word in 0..<5 {
+            let value = padded[word * 8..<word * 8 + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            code.load(.r1, value)
+            code.store(.double, .r1, to: .frame, offset: tupleSlot + Int16(word * 8))
+        }
+        code.alu(.move, .r1, .r6)
+        code.alu(.move, .r2, .frame)
+        code.alu(.add, .r2, Int32(tupleSlot))
+        code.alu(.move, .r3, Int32(tuple.count))
+        code.alu(.move, .r4, -1)  // BPF_F_CURRENT_NETNS
+        code.alu(.move, .r5, 0)
+        code.call(.skLookupUDP)
+        code.jump(if: .r0, .equal, 0, to: missing)
+        code.alu(.move, .r1, .r0)
+        code.call(.skRelease)
     }
 
     /// `bpf_skb_store_bytes(skb, offset, fp + slot, 6, 0)`: r0 is 0 when it wrote them.

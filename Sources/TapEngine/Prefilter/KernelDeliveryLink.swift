@@ -5,7 +5,7 @@ import Glibc
 /// runs while this object lives, and the kernel detaches it when the link's descriptor closes, also when the process
 /// dies, so a node that is gone never leaves a program redirecting its clients' frames.
 final class KernelDeliveryLink {
-    let link: Int32
+    private let link: Int32
     let interfaceIndex: Int32
 
     /// Attaches `program` (a loaded classifier) after the programs already there.
@@ -18,10 +18,7 @@ final class KernelDeliveryLink {
                 "bpf(BPF_LINK_CREATE)",
                 "attach the kernel delivery classifier to \(interface)'s ingress (tcx, Linux 6.6)")
         }
-        // Released first of all when lbnode dies, before the heartbeat socket (the slot below): the peers take this
-        // node's buckets as soon as that socket refuses their heartbeats, and the classifier must have stopped by
-        // then, or both would deliver a datagram (a killed node's rings and TAP take tens of milliseconds to go).
-        link = SystemCall.movedToTopOfTable(attached)
+        link = attached
         self.interfaceIndex = interfaceIndex
     }
 

@@ -101,13 +101,12 @@ extension SystemCall {
     /// one is free. A process that dies has its descriptors released from the highest down (the kernel defers each
     /// release and runs the last one queued first), and packet sockets, tcx links and the TAP each wait there for an
     /// RCU grace period: 60 ms in all on a 2-core VM. A descriptor on top is released before any of them.
-    /// `slotsAbove` leaves that many numbers above it for descriptors that must go even earlier.
     ///
     /// The corresponding C functions are `getrlimit(RLIMIT_NOFILE)` and `fcntl(F_DUPFD_CLOEXEC)`.
-    public static func movedToTopOfTable(_ fd: Int32, slotsAbove: Int32 = 0) -> Int32 {
+    public static func movedToTopOfTable(_ fd: Int32) -> Int32 {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return fd }
-        let top = Int32(clamping: min(limit.rlim_cur, 1024)) - 1 - slotsAbove
+        let top = Int32(clamping: min(limit.rlim_cur, 1024)) - 1
         guard top > fd else { return fd }
         let moved = fcntl(fd, F_DUPFD_CLOEXEC, top)
         guard moved >= 0 else { return fd }

@@ -105,6 +105,7 @@ final class NodeLoop {
             interface: config.node.interface, interfaceMAC: interfaceMAC, tapName: config.node.tap)
         engineConfiguration.prefilter = config.node.prefilter
         engineConfiguration.kernelDelivery = config.node.kernelDelivery
+        engineConfiguration.heartbeatSocket = (config.node.ip, config.farm.heartbeatPort)
         let threadsReason: String
         if let threads = config.node.engineThreads {
             engineConfiguration.threads = threads
