@@ -269,8 +269,7 @@ final class RingPort: PacketPort {
         }
         while frames < ready {
             let slot = slot(current)
-            let status = vipfarm_slot_status(slot)
-            guard status & UInt32(TP_STATUS_USER) != 0 else { break }
+            let status = vipfarm_slot_status(slot)  // counted ready: it stays so until this port releases it
             if status & UInt32(TP_STATUS_COPY) != 0 {
                 let info = vipfarm_slot_info(slot)
                 let head = UnsafeRawBufferPointer(

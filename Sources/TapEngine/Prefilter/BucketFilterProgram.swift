@@ -34,7 +34,7 @@ struct BucketFilterShape: Equatable {
 /// Where the kernel delivers frames itself (docs/engine.md, "Kernel delivery"): the TAP whose ingress takes a frame
 /// delivered into it (relay), the interface (and its MAC) a forwarded one leaves from, and the heartbeat socket
 /// whose existence says that lbnode runs.
-struct KernelDeliveryTarget: Equatable {
+struct KernelDeliveryTarget {
     var tapIndex: Int32
     var interfaceIndex: Int32
     var interfaceMAC: UInt64
@@ -42,11 +42,6 @@ struct KernelDeliveryTarget: Equatable {
     /// exists, so a killed lbnode's kernel stops delivering the moment its peers can hear it is gone (the socket
     /// refuses their heartbeats), whatever order its descriptors are released in. Nil: no such check.
     var heartbeat: (address: IPAddress, port: UInt16)? = nil
-
-    static func == (lhs: Self, rhs: Self) -> Bool {
-        (lhs.tapIndex, lhs.interfaceIndex, lhs.interfaceMAC) == (rhs.tapIndex, rhs.interfaceIndex, rhs.interfaceMAC)
-            && lhs.heartbeat?.address == rhs.heartbeat?.address && lhs.heartbeat?.port == rhs.heartbeat?.port
-    }
 }
 
 /// The eBPF programs that place a frame in its bucket in the kernel (docs/engine.md, "The prefilter" and "Kernel
@@ -72,9 +67,11 @@ struct KernelDeliveryTarget: Equatable {
 /// bucket (8 bytes: the destination MAC in wire order, then the TCP kind, then the UDP kind; 0 = the engine
 /// decides). One word for both protocols, so that a bucket's action changes with one store.
 enum BucketFilterProgram {
-    enum Kind: Equatable {
+    enum Kind {
         case socketFilter
         case classifier(KernelDeliveryTarget)
+
+        var isSocketFilter: Bool { if case .socketFilter = self { true } else { false } }
     }
 
     /// Value layout: the counters, the lease (CLOCK_BOOTTIME ns; past it the classifier touches nothing), the bits.
@@ -183,7 +180,7 @@ enum BucketFilterProgram {
             code.alu(.and, .r1, 0x3FFF)
             code.jump(if: .r1, .notEqual, 0, to: pass)  // a fragment
             code.load(.byte, .r8, from: .frame, offset: frameBase + 23)
-            if kind == .socketFilter { checkEcho(&code, type: 8, at: frameBase + 34, protocol: 1, echo: echo) }
+            if kind.isSocketFilter { checkEcho(&code, type: 8, at: frameBase + 34, protocol: 1, echo: echo) }
             code.load(.half, .r9, from: .frame, offset: frameBase + 36)
             code.fromBigEndian(.r9, bits: 16)
             matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
@@ -224,7 +221,7 @@ enum BucketFilterProgram {
                 code.load(.r2, word.bigEndian)
                 code.jump(if: .r1, .notEqual, .r2, to: drop)
             }
-            if kind == .socketFilter { checkEcho(&code, type: 128, at: frameBase + 54, protocol: 58, echo: echo) }
+            if kind.isSocketFilter { checkEcho(&code, type: 128, at: frameBase + 54, protocol: 58, echo: echo) }
             code.load(.half, .r9, from: .frame, offset: frameBase + 56)
             code.fromBigEndian(.r9, bits: 16)
             matchRules(&code, shape, pass: pass, labels: affinityLabels, reached: &reached)
@@ -420,8 +417,7 @@ enum BucketFilterProgram {
     ) {
         // struct bpf_sock_tuple: the source address and port 0 (any peer), the socket's address and port; IPv4 in
         // 12 bytes, IPv6 in 36. Written in 8-byte words, zero-padded to 40.
-        let address = heartbeat.address.ipv4Value.map { withUnsafeBytes(of: $0.bigEndian) { Array($0) } }
-            ?? heartbeat.address.bytes
+        let address = heartbeat.address.bytes
         let port = withUnsafeBytes(of: heartbeat.port.bigEndian) { Array($0) }
         let tuple = [UInt8](repeating: 0, count: address.count) + address + [0, 0] + port
         let padded = tuple + [UInt8](repeating: 0, count: 40 - tuple.count)

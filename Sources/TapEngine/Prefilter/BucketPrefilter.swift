@@ -66,7 +66,7 @@ final class BucketPrefilter {
         let instructions = BucketFilterProgram.instructions(for: shape, map: map, kind: kind)
         var log = [CChar](repeating: 0, count: 1 << 16)
         let program = instructions.withUnsafeBytes { code in
-            kind == .socketFilter
+            kind.isSocketFilter
                 ? vipfarm_bpf_socket_filter_load(code.baseAddress, UInt32(instructions.count), &log, UInt32(log.count))
                 : vipfarm_bpf_classifier_load(code.baseAddress, UInt32(instructions.count), &log, UInt32(log.count))
         }

@@ -12,13 +12,12 @@ final class KernelDeliveryLink {
     ///
     /// - Throws: `SystemCallError`: no tcx in this kernel (`EINVAL`), no CAP_NET_ADMIN or CAP_BPF (`EPERM`).
     init(program: Int32, interfaceIndex: Int32, interface: String) throws(SystemCallError) {
-        let attached = vipfarm_bpf_tcx_ingress_attach(program, interfaceIndex)
-        guard attached >= 0 else {
+        link = vipfarm_bpf_tcx_ingress_attach(program, interfaceIndex)
+        guard link >= 0 else {
             throw SystemCallError(
                 "bpf(BPF_LINK_CREATE)",
                 "attach the kernel delivery classifier to \(interface)'s ingress (tcx, Linux 6.6)")
         }
-        link = attached
         self.interfaceIndex = interfaceIndex
     }
 
