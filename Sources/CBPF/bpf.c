@@ -75,3 +75,16 @@ long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *o
     if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
     return (long)attribute.test.retval;
 }
+
+long vipfarm_bpf_test_run_repeated(int program, const void *frame, unsigned size, unsigned repeat,
+                                   unsigned *nanoseconds) {
+    union bpf_attr attribute;
+    memset(&attribute, 0, sizeof attribute);
+    attribute.test.prog_fd = (unsigned)program;
+    attribute.test.data_in = (unsigned long)frame;
+    attribute.test.data_size_in = size;
+    attribute.test.repeat = repeat;
+    if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
+    *nanoseconds = attribute.test.duration;
+    return (long)attribute.test.retval;
+}

@@ -9,10 +9,13 @@ extension FarmChaos {
     func restarts(node: Int, times: Int) throws -> ChaosOutcome {
         var rejoined = 0
         var lastStart: Int64 = 0
+        var starts: [Int64] = []
         let probe = try probing(tcp: 40) { probe in
             for _ in 0..<times {
+                let stopped = probe.now
                 try farm.restart(node)
                 lastStart = probe.now
+                starts.append(stopped)
                 let everyone = farm.testbed.servers.map(\.number)
                 if farm.waitForView(VirtualFarm.view(everyone), nodes: everyone, seconds: 5) { rejoined += 1 }
                 Thread.sleep(forTimeInterval: 0.5)
@@ -27,7 +30,10 @@ extension FarmChaos {
             "restarts": Double(times), "rejoined": Double(rejoined), "tcp_resets": Double(outcome.tally.resets),
             "udp_longest_gap_ms": datagrams.longestGapMilliseconds, "answered_by_node_after_last": Double(servedAgain),
         ]
-        if outcome.tally.resets > 0 { outcome.failures.append("\(outcome.tally.resets) TCP connections were reset") }
+        if outcome.tally.resets > 0 {
+            outcome.failures.append("\(outcome.tally.resets) TCP connections were reset")
+            outcome.failures += Self.resets(in: records, restarts: starts)
+        }
         if rejoined < times { outcome.failures.append("node \(node) rejoined \(rejoined) of \(times) times") }
         if datagrams.longestGapMilliseconds > recoveryBudgetMilliseconds {
             outcome.failures.append("a UDP flow went \(Int(datagrams.longestGapMilliseconds)) ms without an answer")
@@ -36,6 +42,19 @@ extension FarmChaos {
         if servedAgain == 0 { outcome.failures.append("node \(node) did not serve again after its last start") }
         outcome.passed = outcome.failures.isEmpty
         return outcome
+    }
+}
+
+extension FarmChaos {
+    /// Each reset connection: when, why, and who answered it last, against the restarts' times (for the logs).
+    static func resets(in records: [FlowProbe.Record], restarts: [Int64]) -> [String] {
+        records.enumerated().compactMap { flow, record in
+            guard let at = record.resetAt else { return nil }
+            let restart = restarts.lastIndex { $0 <= at }
+            let since = restart.map { "\((at - restarts[$0]) / 1_000_000) ms after restart \($0 + 1)'s SIGTERM" }
+            return "flow \(flow) (last answered by node \(record.replies.last?.server ?? 0)) ended at "
+                + "\(at / 1_000_000) ms, \(since ?? "before the first restart"): \(record.resetReason ?? "?")"
+        }
     }
 }
 

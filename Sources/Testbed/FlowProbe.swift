@@ -21,6 +21,8 @@ public final class FlowProbe: @unchecked Sendable {
         public var replies: [(time: Int64, sequence: UInt32, server: UInt16)] = []
         /// When the connection was reset or closed (TCP), in ns since the probe started.
         public var resetAt: Int64?
+        /// How it ended: the receive's error (`Connection reset by peer`), or `closed` for an orderly close.
+        public var resetReason: String?
     }
 
     public let intervalNanoseconds: Int64
@@ -180,6 +182,7 @@ public final class FlowProbe: @unchecked Sendable {
             for index in polled.indices where polled[index].revents != 0 {
                 while true {
                     let count: Int
+                    var failure = "closed"
                     do {
                         let taken = try chunk.withUnsafeMutableBytes {
                             try sockets[index].receive(into: $0, flags: Int32(MSG_DONTWAIT))
@@ -188,10 +191,12 @@ public final class FlowProbe: @unchecked Sendable {
                         count = taken
                     } catch {
                         count = -1  // reset
+                        failure = (error as? SystemCallError).map { String(cString: strerror($0.errno)) } ?? "\(error)"
                     }
                     if count <= 0 {
                         if records[index].isTCP, records[index].resetAt == nil {
                             records[index].resetAt = now
+                            records[index].resetReason = failure
                             live.withLock { $0.reset[index] = true }
                         }
                         polled[index].fd = -1  // poll ignores negative descriptors

@@ -225,6 +225,17 @@ final class BucketPrefilter {
         return result < 0 ? nil : UInt32(result)
     }
 
+    /// What the classifier returns for `frame`, and the kernel's mean time per run over `repetitions` runs; nil if it
+    /// could not run.
+    func classifierTime(of frame: [UInt8], repetitions: UInt32) -> (result: Int32, nanoseconds: UInt32)? {
+        guard let classifier else { return nil }
+        var nanoseconds: UInt32 = 0
+        let result = frame.withUnsafeBytes {
+            vipfarm_bpf_test_run_repeated(classifier, $0.baseAddress, UInt32($0.count), repetitions, &nanoseconds)
+        }
+        return result < 0 ? nil : (Int32(truncatingIfNeeded: result), nanoseconds)
+    }
+
     /// What the classifier returns for `frame`, and the frame as it left it; nil if it could not run.
     func classifierVerdict(of frame: [UInt8]) -> (result: Int32, frame: [UInt8])? {
         guard let classifier else { return nil }

@@ -47,6 +47,7 @@ struct EngineBenchmark {
     static let vip = IPAddress("198.18.0.100")!
     static let vipPrefix = IPPrefix("198.18.0.100")!
     static let port: UInt16 = 9000
+    static let heartbeatPort: UInt16 = 7946
     /// Drains per thread count; the report gives their median.
     static let drains = 3
     static let seed = FarmSeed(farmName: "lbbench")
@@ -164,14 +165,19 @@ struct EngineBenchmark {
         var engines: [Engine] = []
         defer { for engine in engines { engine.stop() } }
         var sinks: [DatagramSocket] = []
+        // lbnode's heartbeat sockets: the classifier acts only while one is bound (docs/engine.md, "When lbnode
+        // dies"), and looks it up at every frame it decides.
+        var heartbeatSockets: [DatagramSocket] = []
+        defer { withExtendedLifetime(heartbeatSockets) {} }
         let table = try TableBuilder(seed: Self.seed).build(
             MembershipView(equalWeights: (1...servers).map { NodeID($0)! }), generation: 1)
         for (index, server) in testbed.servers.enumerated() {
-            let made: Result<(Engine?, DatagramSocket?), Error> = try server.namespace.run { () throws(NetlinkError) in
+            let made: Result<(Engine?, DatagramSocket?, DatagramSocket?), Error> = try server.namespace.run {
+                () throws(NetlinkError) in
                 Result {
                     switch path {
                     case .baseline:
-                        return (nil, nil)
+                        return (nil, nil, nil)
                     case .kernelDelivery, .engine, .enginePrefilterOff, .engineRingWrite:
                         try ServerSetup(interface: "eth0", vip: Self.vipPrefix, virtualMAC: Self.virtualMAC)
                             .applySetup(stateDirectory: stateDirectory + "/\(index)")
@@ -185,18 +191,24 @@ struct EngineBenchmark {
                         configuration.prefilter = path != .enginePrefilterOff
                         configuration.kernelDelivery = path == .kernelDelivery
                         configuration.threads = threads
-                        return (try Engine(configuration: configuration, state: state), try Self.sink())
+                        var heartbeat: DatagramSocket?
+                        if path == .kernelDelivery {
+                            heartbeat = try DatagramSocket(bindTo: server.ip, port: Self.heartbeatPort)
+                            configuration.heartbeatSocket = (server.ip, Self.heartbeatPort)
+                        }
+                        return (try Engine(configuration: configuration, state: state), try Self.sink(), heartbeat)
                     case .nftables:
                         let socket = try NetlinkSocket()
                         try socket.addAddress(Self.vipPrefix, toLink: try socket.requireLink(named: "eth0").index)
                         try NFTables.apply(Self.nftRuleset(keep: index, of: servers))
-                        return (nil, try Self.sink())
+                        return (nil, try Self.sink(), nil)
                     }
                 }
             }
-            let (engine, sink) = try made.get()
+            let (engine, sink, heartbeat) = try made.get()
             if let engine { engines.append(engine) }
             if let sink { sinks.append(sink) }
+            if let heartbeat { heartbeatSockets.append(heartbeat) }
         }
         for engine in engines { engine.start() }
 

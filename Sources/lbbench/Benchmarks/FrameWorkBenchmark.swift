@@ -20,7 +20,15 @@ struct FrameWorkBenchmark {
         var allocations: Int64
         var allocationsCounted: Bool
         var verdicts: [String: Int]
+        /// The kernel delivery classifier over the first frames of the mix, in the kernel (needs root).
+        var classifier: ClassifierTiming.Result?
+        /// Why the classifier was not timed.
+        var classifierNotTimed: String?
     }
+
+    /// Frames of the mix the classifier is timed over, each run this many times per pass.
+    static let classifierFrames = 2000
+    static let classifierRepetitions: UInt32 = 1000
 
     /// A mix like a busy VIP: UDP and TCP from many clients (a third SYNs), ARP requests and malformed frames.
     func buildFrames() -> (data: [UInt8], offsets: [Int]) {
@@ -119,12 +127,20 @@ struct FrameWorkBenchmark {
         for (offset, name) in ["deliver", "forward", "answer"].enumerated() {
             verdicts[name] = verdictCounts[DropReason.allCases.count + offset] / (2 * repetitions + 2)
         }
-        return Report(
+        var report = Report(
             frames: frames, nanosecondsPerFrameParse: median(parseTimes),
             nanosecondsPerFrameParseAndDecide: median(decideTimes),
             nanosecondsPerFrameOneAtATime: median(oneAtATimeTimes),
             allocations: Int64(allocations),
             allocationsCounted: Self.interposerIsLoaded, verdicts: verdicts)
+        let sample = (0..<min(frames, Self.classifierFrames)).map { Array(data[offsets[$0]..<offsets[$0 + 1]]) }
+        do {
+            report.classifier = try ClassifierTiming.measure(
+                state: state, frames: sample, repetitions: Self.classifierRepetitions, passes: repetitions)
+        } catch {
+            report.classifierNotTimed = "\(error)"
+        }
+        return report
     }
 
     /// Parses and decides every frame, with `lookahead` the next frame parsed (and its flow's sets prefetched) before

@@ -11,7 +11,9 @@ struct FramesCommand: ParsableCommand {
             with no system call, and reports nanoseconds per frame (median of --repetitions passes): the engine's \
             way (the next frame parsed and its flow-table sets prefetched while one is decided) and, alternating \
             with it, one frame at a time. A final pass runs with a malloc interposer counting every allocation in \
-            the process; lbbench restarts itself with LD_PRELOAD to load it.
+            the process; lbbench restarts itself with LD_PRELOAD to load it. As root, it also times the kernel \
+            delivery classifier over the first 2000 frames in the kernel (BPF_PROG_TEST_RUN), with and without \
+            its check of lbnode's heartbeat socket, the two alternating.
             """
     )
 
@@ -46,6 +48,18 @@ struct FramesCommand: ParsableCommand {
             "heap allocations in one pass",
             report.allocationsCounted ? "\(report.allocations)" : "not counted (interposer not loaded)",
         ])
+        if let classifier = report.classifier {
+            table.add([
+                "kernel classifier, ns/frame (acted on \(classifier.actedOn) of \(classifier.frames))",
+                String(format: "%.1f", classifier.nanosecondsWithHeartbeatCheck),
+            ])
+            table.add([
+                "the same without its heartbeat-socket check, ns/frame",
+                String(format: "%.1f", classifier.nanosecondsWithoutHeartbeatCheck),
+            ])
+        } else {
+            table.add(["kernel classifier", "not timed: \(report.classifierNotTimed ?? "?")"])
+        }
         let verdicts =
             "verdicts per pass: "
             + report.verdicts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
