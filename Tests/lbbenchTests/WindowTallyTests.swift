@@ -48,3 +48,21 @@ struct WindowTallyTests {
         #expect(tally.lost == 6)
     }
 }
+
+/// A connection the restarts cost is reported with when and why it ended, against the restart before it.
+struct RestartResetReportTests {
+    @Test func aResetConnectionIsPlacedAfterItsRestart() {
+        var reset = FlowProbe.Record(isTCP: true)
+        reset.replies = [(time: 900_000_000, sequence: 1, server: 2)]
+        reset.resetAt = 2_350_000_000
+        reset.resetReason = "Connection reset by peer"
+        let report = FarmChaos.resets(
+            in: [FlowProbe.Record(isTCP: false), reset, FlowProbe.Record(isTCP: true)],
+            restarts: [1_000_000_000, 2_000_000_000, 3_000_000_000])
+        #expect(
+            report == [
+                "flow 1 (last answered by node 2) ended at 2350 ms, 350 ms after restart 2's SIGTERM: "
+                    + "Connection reset by peer"
+            ])
+    }
+}

@@ -90,4 +90,26 @@ struct ApplicationsEndToEndTests {
         #expect(offloads.map { $0["merged_tcp4"] ?? 0 }.reduce(0, +) > 0, "\(offloads)")
         #expect(offloads.map { $0["partial_checksum"] ?? 0 }.reduce(0, +) > 0, "\(offloads)")
     }
+
+    /// iperf3 over UDP through the VIP once every bucket is in steady ownership (the kernel decides the datagrams and
+    /// the control connection's segments): its control connection and its datagrams share a port rule with
+    /// `affinity: single`, so they reach one server. A datagram that reaches another is refused there (no socket),
+    /// and iperf3 fails with "Connection refused".
+    @Test(arguments: [Delivery.directed, .flood])
+    func iperf3DatagramsReachTheServerOfTheirControlConnection(delivery: Delivery) throws {
+        let farm = try Self.farm(delivery: delivery)
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
+        #expect(farm.waitForHandoversToEnd(nodes: [1, 2, 3]), "\(farm.logs)")
+        let client = farm.testbed.clients[0].namespace
+        for run in 1...20 {
+            do {
+                let result = try Iperf3.run(in: client, server: "\(farm.vip)", seconds: 1, udpBitsPerSecond: 50_000_000)
+                #expect(result.bytes > 0, "run \(run): \(result)")
+            } catch {
+                Issue.record("run \(run): \(error)\n\(farm.logs)")
+                break
+            }
+        }
+    }
 }

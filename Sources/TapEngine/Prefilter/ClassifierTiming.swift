@@ -22,7 +22,7 @@ public struct ClassifierTiming {
     public static func measure(
         state: EngineState, frames: [[UInt8]], repetitions: UInt32, passes: Int
     ) throws(SystemCallError) -> Result {
-        let loopback = IPAddress(bytes: [127, 0, 0, 1])!
+        let loopback = IPAddress(ipv4: 0x7F00_0001)
         let (socket, port) = try boundHeartbeatSocket(on: loopback)
         defer { withExtendedLifetime(socket) {} }
         let shape = BucketFilterShape(state: state, receiveMAC: state.virtualMAC)

@@ -65,6 +65,17 @@ struct AppsBenchmark {
         options.engineThreads = engineThreads
         let farm = try VirtualFarm(options)
         defer { farm.stop() }
+        do {
+            try measure(on: farm, mode: mode, delivery: delivery, ipv6: ipv6, into: &report)
+        } catch {
+            // What the nodes saw (a view change, a fence) is gone with the farm: say it with the failure.
+            throw FarmError("\(delivery): \(error)\nthe nodes' logs:\n\(farm.logs)")
+        }
+    }
+
+    private func measure(
+        on farm: VirtualFarm, mode: DeliverySetting, delivery: String, ipv6: Bool, into report: inout AppsReport
+    ) throws {
         let everyone = farm.testbed.servers.map(\.number)
         guard farm.waitForView(VirtualFarm.view(everyone), nodes: everyone) else {
             throw FarmError("the farm did not form: node 1 logged:\n\(farm.log(1))")
