@@ -102,7 +102,7 @@ struct ApplicationsEndToEndTests {
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(1))")
         #expect(farm.waitForHandoversToEnd(nodes: [1, 2, 3]), "\(farm.logs)")
         let client = farm.testbed.clients[0].namespace
-        for run in 1...20 {
+        for run in 1...10 {
             do {
                 let result = try Iperf3.run(in: client, server: "\(farm.vip)", seconds: 1, udpBitsPerSecond: 50_000_000)
                 #expect(result.bytes > 0, "run \(run): \(result)")

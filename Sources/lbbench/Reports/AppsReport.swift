@@ -84,6 +84,9 @@ struct AppsReport: Codable {
     var atRest: [AtRest]? = nil
     /// `--profile`: the machine during the first wrk run of each path.
     var profiles: [Profiled]? = nil
+    /// Per delivery mode, what the nodes logged at warning level or about their views while the clients measured
+    /// (before the restart and the kill): a farm that flapped under the load says so beside its figures.
+    var farmEvents: [String: [String]]? = nil
 
     struct AtRest: Codable {
         var delivery: String
