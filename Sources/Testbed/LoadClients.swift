@@ -45,6 +45,8 @@ public enum Wrk {
         public var p99Milliseconds: Double
         /// Socket errors (connect, read, write, timeout) and answers that were not 2xx or 3xx.
         public var errors: Int
+        /// Which errors, as wrk says them ("connect 0, read 8, write 0, timeout 0"); nil when there were none.
+        public var errorKinds: String? = nil
     }
 
     /// Runs wrk from `namespace` against `url` for `seconds`.
@@ -83,7 +85,9 @@ public enum Wrk {
         let each = try results.withLock { $0 }.map { try $0.get() }
         return Result(
             requests: each.map(\.requests).reduce(0, +), requestsPerSecond: each.map(\.requestsPerSecond).reduce(0, +),
-            p99Milliseconds: each.map(\.p99Milliseconds).max() ?? 0, errors: each.map(\.errors).reduce(0, +))
+            p99Milliseconds: each.map(\.p99Milliseconds).max() ?? 0, errors: each.map(\.errors).reduce(0, +),
+            errorKinds: each.contains { $0.errorKinds != nil }
+                ? each.compactMap(\.errorKinds).joined(separator: "; ") : nil)
     }
 
     /// Reads wrk's report: "N requests in", "Requests/sec:", the "99%" latency line, "Socket errors:" and
@@ -103,8 +107,11 @@ public enum Wrk {
             } else if line.hasPrefix("Socket errors:") {
                 result.errors += words.compactMap { Int($0.trimmingCharacters(in: .punctuationCharacters)) }
                     .reduce(0, +)
+                result.errorKinds = String(line.dropFirst("Socket errors:".count)).trimmingCharacters(in: .whitespaces)
             } else if line.hasPrefix("Non-2xx or 3xx responses:"), let count = Int(words.last ?? "") {
                 result.errors += count
+                result.errorKinds = [result.errorKinds, "non-2xx or 3xx \(count)"].compactMap { $0 }
+                    .joined(separator: ", ")
             }
         }
         return sawRate ? result : nil

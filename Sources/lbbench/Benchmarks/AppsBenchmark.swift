@@ -201,7 +201,7 @@ struct AppsBenchmark {
     static func summary(_ result: Wrk.Result) -> String {
         String(
             format: "%.0f req/s, p99 %.2f ms, %d errors", result.requestsPerSecond, result.p99Milliseconds,
-            result.errors)
+            result.errors) + (result.errors > 0 ? " (\(result.errorKinds ?? "?"))" : "")
     }
 
     /// Runs `body` and measures the CPU the machine and the farm's lbnodes used meanwhile.
