@@ -114,7 +114,7 @@ public struct FarmChaos {
     /// direction), in seconds.
     public var longFaultSeconds: Double
 
-    /// The share of requests a flood may cost (0: none, as `lbbench chaos` holds; the end-to-end tests allow 0.1 %
+    /// The share of requests a flood may cost (0: none, as `lbbench chaos` holds; the end-to-end tests allow 0.5 %
     /// for the shared kernel's backlog, their debug builds beside the attacker on two cores). A view change is never
     /// allowed.
     public var floodLossAllowance: Double = 0

@@ -37,11 +37,15 @@ struct EngineStateBuilder {
         var firstOwners: [UInt16]
         var taking: [Bool]
         var releasing: [Bool]
+        /// A node other than the first owner and this one owned the bucket within the window: connections this node
+        /// does not know there may be that node's.
+        var ownedByAnother: [Bool]
 
         init(count: Int) {
             firstOwners = [UInt16](repeating: 0, count: count)
             taking = [Bool](repeating: false, count: count)
             releasing = [Bool](repeating: false, count: count)
+            ownedByAnother = [Bool](repeating: false, count: count)
         }
     }
 
@@ -119,17 +123,21 @@ struct EngineStateBuilder {
     /// meanwhile on another node are known). In flood delivery every node sees its buckets' frames, and a live first
     /// owner serves its connections itself; one stopped for a restart does not, but its kernel still has them and
     /// answers them by itself: the bucket's new owner sends it their segments. Only where the stopped node is the
-    /// window's first owner (in a farm steady for the handover window, every bucket it had): had another node owned
-    /// the bucket first, a connection this node does not know may be that one's, which would be reset.
+    /// window's first owner (in a farm steady for the handover window, every bucket it had) and no other node has owned
+    /// the bucket since: had another node owned it, first or in between, a connection this node does not know may be
+    /// that one's, and the stopped node's kernel would reset it (a table reshuffled by the stop moves a few buckets
+    /// between the survivors too).
     private func previousOwners(leader: NodeID?, stopped: Set<NodeID>) -> [UInt16]? {
         guard delivery == .flood else { return leader == me ? handover.firstOwners : nil }
         guard !stopped.isEmpty else { return nil }
         let stoppedIDs = Set(stopped.map(\.rawValue))
-        let (firstOwners, taking) = (handover.firstOwners, handover.taking)
+        let (firstOwners, taking, another) = (handover.firstOwners, handover.taking, handover.ownedByAnother)
         var owners = [UInt16](repeating: 0, count: firstOwners.count)
         var bucket = 0
         while bucket < owners.count {
-            if taking[bucket] && stoppedIDs.contains(firstOwners[bucket]) { owners[bucket] = firstOwners[bucket] }
+            if taking[bucket] && !another[bucket] && stoppedIDs.contains(firstOwners[bucket]) {
+                owners[bucket] = firstOwners[bucket]
+            }
             bucket += 1
         }
         return owners
@@ -162,10 +170,13 @@ struct EngineStateBuilder {
             if moved && !aliveIDs.contains(old) { continue }
             // The connections that predate the window are on the first owner; if it died, they died with it.
             var first = carriedMarks ? carried.firstOwners[bucket] : 0
-            if first != 0 && !aliveIDs.contains(first) { first = 0 }
+            var another = first != 0 && carried.ownedByAnother[bucket]
+            if first != 0 && !aliveIDs.contains(first) { (first, another) = (0, false) }
             if first == 0 && moved { first = old }
             guard first != 0 else { continue }
+            another = another || (old != 0 && old != first && old != me) || (new != first && new != me)
             handover.firstOwners[bucket] = first
+            handover.ownedByAnother[bucket] = another
             handover.taking[bucket] = new == me
             handover.releasing[bucket] = new != me && ((carriedMarks && carried.releasing[bucket]) || old == me)
         }
