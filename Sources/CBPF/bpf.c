@@ -63,7 +63,8 @@ int vipfarm_bpf_link_update(int link, int program) {
     return (int)bpf(BPF_LINK_UPDATE, &attribute);
 }
 
-long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *out, unsigned out_size) {
+long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *out, unsigned out_size,
+                          unsigned repeat, unsigned *nanoseconds) {
     union bpf_attr attribute;
     memset(&attribute, 0, sizeof attribute);
     attribute.test.prog_fd = (unsigned)program;
@@ -71,20 +72,8 @@ long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *o
     attribute.test.data_size_in = size;
     attribute.test.data_out = (unsigned long)out;
     attribute.test.data_size_out = out ? out_size : 0;
-    attribute.test.repeat = 1;
-    if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
-    return (long)attribute.test.retval;
-}
-
-long vipfarm_bpf_test_run_repeated(int program, const void *frame, unsigned size, unsigned repeat,
-                                   unsigned *nanoseconds) {
-    union bpf_attr attribute;
-    memset(&attribute, 0, sizeof attribute);
-    attribute.test.prog_fd = (unsigned)program;
-    attribute.test.data_in = (unsigned long)frame;
-    attribute.test.data_size_in = size;
     attribute.test.repeat = repeat;
     if (bpf(BPF_PROG_TEST_RUN, &attribute) != 0) return -1;
-    *nanoseconds = attribute.test.duration;
+    if (nanoseconds) *nanoseconds = attribute.test.duration;
     return (long)attribute.test.retval;
 }

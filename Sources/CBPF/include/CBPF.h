@@ -23,12 +23,9 @@ int vipfarm_bpf_tcx_ingress_attach(int program, int ifindex);
 // Replaces the program of `link` with `program`, atomically.
 int vipfarm_bpf_link_update(int link, int program);
 
-// Runs a loaded program once over `frame` (BPF_PROG_TEST_RUN): its return value, or -1 with errno set. When `out`
-// is not NULL, the frame as the program left it is copied there (at most `out_size` bytes).
-long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *out, unsigned out_size);
-
-// Runs a loaded program `repeat` times over `frame`: its return value (or -1 with errno set), and in `nanoseconds`
-// the kernel's mean time per run, the system call itself left out.
-long vipfarm_bpf_test_run_repeated(int program, const void *frame, unsigned size, unsigned repeat,
-                                   unsigned *nanoseconds);
+// Runs a loaded program `repeat` times over `frame` (BPF_PROG_TEST_RUN): its return value, or -1 with errno set.
+// When `out` is not NULL, the frame as the program left it is copied there (at most `out_size` bytes); when
+// `nanoseconds` is not NULL, the kernel's mean time per run goes there, the system call itself left out.
+long vipfarm_bpf_test_run(int program, const void *frame, unsigned size, void *out, unsigned out_size,
+                          unsigned repeat, unsigned *nanoseconds);
 #endif

@@ -221,7 +221,9 @@ final class BucketPrefilter {
     /// What the socket filter returns for `frame` (Ethernet header first): 0 dropped, else the bytes kept. The kernel
     /// runs it as it would for the socket (`BPF_PROG_TEST_RUN`); nil if it could not.
     func verdict(of frame: [UInt8]) -> UInt32? {
-        let result = frame.withUnsafeBytes { vipfarm_bpf_test_run(program, $0.baseAddress, UInt32($0.count), nil, 0) }
+        let result = frame.withUnsafeBytes {
+            vipfarm_bpf_test_run(program, $0.baseAddress, UInt32($0.count), nil, 0, 1, nil)
+        }
         return result < 0 ? nil : UInt32(result)
     }
 
@@ -231,7 +233,7 @@ final class BucketPrefilter {
         guard let classifier else { return nil }
         var nanoseconds: UInt32 = 0
         let result = frame.withUnsafeBytes {
-            vipfarm_bpf_test_run_repeated(classifier, $0.baseAddress, UInt32($0.count), repetitions, &nanoseconds)
+            vipfarm_bpf_test_run(classifier, $0.baseAddress, UInt32($0.count), nil, 0, repetitions, &nanoseconds)
         }
         return result < 0 ? nil : (Int32(truncatingIfNeeded: result), nanoseconds)
     }
@@ -243,7 +245,8 @@ final class BucketPrefilter {
         let result = frame.withUnsafeBytes { input in
             out.withUnsafeMutableBytes { output in
                 vipfarm_bpf_test_run(
-                    classifier, input.baseAddress, UInt32(input.count), output.baseAddress, UInt32(output.count))
+                    classifier, input.baseAddress, UInt32(input.count), output.baseAddress, UInt32(output.count), 1,
+                    nil)
             }
         }
         guard result >= 0 else { return nil }
