@@ -61,6 +61,10 @@ public enum ChaosScenario: String, CaseIterable, Codable, Sendable {
     case deafPair = "deaf-pair"
     /// Node 3's heartbeats captured for 2 s; node 3 killed, started, killed again; the capture replayed as node 3.
     case replay
+    /// Node 2's lbnode stopped (SIGSTOP) for an interval to 1.5 deadlines (at most 40 ms) at random, every 50 to 250
+    /// ms, for the long-fault time: a host whose CPU is taken away for milliseconds at a time. After the first 5 s no
+    /// view may change and nothing be lost.
+    case stalls
 }
 
 /// What a scenario measured, and whether it held.
@@ -170,6 +174,7 @@ public struct FarmChaos {
         case .restartsUnderWrk: return try restartsUnderWrk(node: 2, times: 10)
         case .oneWay, .oneWayPair, .deafPair: return try hearingLoss(scenario, seconds: longFaultSeconds)
         case .replay: return try replay()
+        case .stalls: return try stalls(node: 2)
         }
     }
 

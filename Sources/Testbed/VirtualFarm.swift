@@ -14,6 +14,11 @@ public final class VirtualFarm {
         /// `farm.heartbeat_interval_ms` and `farm.dead_after` of every node (nil: left out, so lbnode's defaults).
         public var heartbeatIntervalMilliseconds: Int?
         public var deadAfter: Int?
+        /// The farm's heartbeat interval and deadline in ms, lbnode's defaults (4 ms × 4) where left out.
+        public var heartbeat: (intervalMilliseconds: Int, deadlineMilliseconds: Int) {
+            let interval = heartbeatIntervalMilliseconds ?? 4
+            return (interval, interval * (deadAfter ?? 4))
+        }
         /// `node.prefilter` of every node.
         public var prefilter = true
         /// `node.kernel_delivery` of every node.

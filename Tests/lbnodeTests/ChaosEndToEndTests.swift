@@ -38,6 +38,26 @@ struct ChaosEndToEndTests {
 
     @Test func junkOnTheHeartbeatPortChangesNothing() throws { try Self.run(.junkFlood) }
 
+    /// Node 2's lbnode stopped for 10 to 40 ms, every 50 to 250 ms, for 15 s, at 10 ms × 3 (the shortest heartbeats
+    /// these suites run): a stall reaches past the farm's 30-ms deadline. The farm learns from the first stalls how
+    /// late its heartbeats come and lengthens its deadline: after 5 s, no view changes and nothing is lost.
+    @Test func aNodeThatStallsAgainAndAgainLeavesTheFarmSteady() throws {
+        let farm = try FarmEndToEndTests.farm {
+            $0.delivery = .fixed(.flood)
+            $0.heartbeatIntervalMilliseconds = 10
+            $0.deadAfter = 3
+        }
+        defer { farm.stop() }
+        let chaos = FarmChaos(farm: farm, floodSeconds: 5, recoveryBudgetMilliseconds: 800, longFaultSeconds: 15)
+        #expect(
+            chaos.waitUntilSteady(seconds: 60) && farm.waitForView(farm.fullView, nodes: [1, 2, 3], seconds: 5),
+            "the farm did not settle after its start\n\(farm.logs)")
+        let outcome = try chaos.run(.stalls)
+        print("chaos stalls at 10 ms x 3: \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
+        #expect(outcome.passed, "\(outcome.failures) \(outcome.figures) \(outcome.tally)\n\(farm.logs)")
+        #expect(outcome.figures["deadline_lengthenings", default: 0] > 0, "\(farm.logs)")
+    }
+
     @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: .flood) }
 
     /// A flood spoofing a dead peer (whose incarnation is not pinned) at full speed changes no view among the live.

@@ -210,7 +210,7 @@ struct MembershipTests {
 
     /// Node 3 of a farm of three, node 2 not running: node 1, silent for most of the deadline (a busy host), hears
     /// nobody but node 3, so it cannot take node 3's buckets without it: node 3 does not fence early, only once node 1
-    /// is dead and the quorum with it.
+    /// is dead and the quorum with it. (Its heartbeat 30 ms late lengthens node 3's deadline to 60 ms.)
     @Test func aPeerThatCannotServeWithoutThisNodeFencesNobodyEarly() {
         var membership = Self.farmOfThree()
         _ = membership.receive(Self.beat(1, to: 3), now: 0)
@@ -218,9 +218,10 @@ struct MembershipTests {
         _ = membership.receive(Self.beat(1, sequence: 2, age: 9, to: 3), now: 20)
         #expect(membership.tick(now: 41).isEmpty && membership.tick(now: 50).isEmpty)
         _ = membership.receive(Self.beat(1, sequence: 3, age: 1, to: 3), now: 50)  // its late heartbeat
-        #expect(membership.tick(now: 79).isEmpty && membership.fence == nil)
-        let dead = membership.tick(now: 81)
-        #expect(dead.contains(.peerDied(NodeID(1)!, silentMilliseconds: 31)) && dead.contains(.fenced(.noQuorum)))
+        #expect(membership.appliedDeadline(now: 50) == 60)
+        #expect(membership.tick(now: 109).isEmpty && membership.fence == nil)
+        let dead = membership.tick(now: 111)
+        #expect(dead.contains(.peerDied(NodeID(1)!, silentMilliseconds: 61)) && dead.contains(.fenced(.noQuorum)))
     }
 
     /// Node 3 of three. Node 2's lbnode is killed and its kernel refuses node 3's heartbeat; node 1's last heartbeat,
@@ -250,7 +251,7 @@ struct MembershipTests {
     // MARK: - Receive loss
 
     @Test func receiveLossLengthensTheDeadlineForAsLongAsAPeerMayGoByIt() {
-        var tolerance = LossTolerance(baseMilliseconds: 30)
+        var tolerance = DeadlineTolerance(intervalMilliseconds: 10, deadAfter: 3)
         var grew = tolerance.note(drops: 500, now: 0)
         #expect(!grew)  // the first reading is the baseline
         var said = tolerance.announce(now: 0)
@@ -270,7 +271,89 @@ struct MembershipTests {
         grew = tolerance.note(drops: 3, now: 30_200)
         #expect(!grew)  // a re-created interface starts from zero: a new baseline
         #expect(tolerance.applied(now: 30_200) == 30)
-        #expect(LossTolerance(baseMilliseconds: 250).longMilliseconds == 250)  // never shorter than the farm's
+        // Never shorter than the farm's.
+        #expect(DeadlineTolerance(intervalMilliseconds: 50, deadAfter: 5).longMilliseconds == 250)
+    }
+
+    @Test func lateHeartbeatsLengthenTheDeadlineToTwiceTheLongestSilence() {
+        var tolerance = DeadlineTolerance(intervalMilliseconds: 4, deadAfter: 4)
+        /// Notes a silence at `now`: whether it lengthened the deadline, and what a heartbeat sent then says.
+        func heard(after silence: Int, at now: Int) -> (lengthened: Bool, said: Int) {
+            let lengthened = tolerance.note(silence: silence, now: now)
+            return (lengthened, tolerance.announce(now: now))
+        }
+        var result = heard(after: 4, at: 0)
+        #expect(result == (false, 16) && tolerance.applied(now: 0) == 16)  // on time
+        result = heard(after: 8, at: 10)
+        #expect(result == (false, 16) && tolerance.longestSilence(now: 10) == nil)  // one heartbeat lost: not noted
+        result = heard(after: 9, at: 15)
+        #expect(result == (true, 18))  // late: twice that
+        result = heard(after: 14, at: 20)
+        #expect(result == (true, 28) && tolerance.applied(now: 20) == 28 && tolerance.late(now: 20))
+        result = heard(after: 9, at: 1_000)
+        #expect(result == (false, 28))  // shorter: the longest is kept
+        result = heard(after: 80, at: 2_000)
+        #expect(result == (true, 100) && tolerance.longestSilence(now: 2_000) == 80)  // at most 100
+        result = heard(after: 9, at: 3_000)
+        #expect(result == (false, 100))
+        // 30 s after the 80 ms (and the 14 before it), the 9 ms noted later is the longest: 18.
+        var said = tolerance.announce(now: 33_000)
+        #expect(said == 18 && tolerance.longestSilence(now: 33_000) == 9 && tolerance.applied(now: 33_000) == 18)
+        said = tolerance.announce(now: 33_001)
+        // Every silence forgotten: the farm's deadline, once no peer goes by 18.
+        #expect(said == 16 && !tolerance.late(now: 33_001))
+        #expect(tolerance.applied(now: 33_100) == 18 && tolerance.applied(now: 33_101) == 16)
+    }
+
+    @Test func recentMaximumForgetsWhatAgedOutOfItsWindow() {
+        var recent = RecentMaximum(windowMilliseconds: 100)
+        #expect(recent.maximum(now: 0) == nil)
+        recent.note(5, now: 0)
+        recent.note(9, now: 10)
+        recent.note(3, now: 50)
+        recent.note(7, now: 60)
+        #expect(recent.maximum(now: 60) == 9 && recent.maximum(now: 110) == 9)
+        #expect(recent.maximum(now: 111) == 7 && recent.maximum(now: 160) == 7 && recent.maximum(now: 161) == nil)
+        recent.note(1, now: 200)
+        #expect(recent.maximum(now: 200) == 1)
+    }
+
+    /// At 4 ms × 4, node 1 is heard again after 14 ms of silence, 2 ms short of its death: node 3 gives its peers 28
+    /// ms now, says so, and its engine's lease follows the shortest deadline its live peers say they apply. A peer
+    /// declared dead and heard again a moment later was late too. A silence past the long deadline (a peer away, or
+    /// one that sends only once a second because it does not hear this node) and a stopped peer's say nothing.
+    @Test func aPeerHeardLateLengthensTheDeadlineAndTheLease() {
+        var membership = Membership(
+            me: NodeID(3)!, weight: 100, intervalMilliseconds: 4, deadAfter: 4, seed: Self.seed, now: 0,
+            peers: [NodeID(1)!, NodeID(2)!], quorum: .majority)
+        _ = membership.receive(Self.beat(1, to: 3), now: 0)
+        _ = membership.receive(Self.beat(2, to: 3), now: 0)
+        _ = membership.setLocal(state: .active)
+        _ = membership.receive(Self.beat(1, sequence: 2, to: 3), now: 4)
+        _ = membership.receive(Self.beat(2, sequence: 2, to: 3), now: 4)
+        #expect(membership.appliedDeadline(now: 4) == 16 && membership.leaseMilliseconds == 16)
+        _ = membership.receive(Self.beat(2, sequence: 3, to: 3), now: 8)
+        _ = membership.receive(Self.beat(1, sequence: 3, to: 3), now: 18)
+        #expect(membership.lengthenedBy?.peer == NodeID(1)! && membership.lengthenedBy?.silence == 14)
+        let said = membership.announceDeadline(now: 18)
+        #expect(membership.appliedDeadline(now: 18) == 28 && said == 28)
+        // Node 2 dies: 17 ms of silence no longer kill it; 29 do.
+        #expect(membership.tick(now: 25).isEmpty && Self.ids(membership.view) == [1, 2, 3])
+        #expect(membership.tick(now: 37).contains(.peerDied(NodeID(2)!, silentMilliseconds: 29)))
+        // The lease: the live peer says 16 (the farm's); once it says 28 too, 24 (an interval less).
+        #expect(membership.leaseMilliseconds == 16)
+        _ = membership.receive(Self.beat(1, sequence: 4, to: 3, deadline: 28), now: 38)
+        #expect(membership.leaseMilliseconds == 24)
+        // Node 2, dead at 37, heard again at 45: 37 ms of silence, a deadline of 74.
+        _ = membership.receive(Self.beat(2, sequence: 4, to: 3), now: 45)
+        #expect(membership.lengthenedBy?.peer == NodeID(2)! && membership.appliedDeadline(now: 45) == 74)
+        // A silence past the long deadline is not lateness; nor is a stopped peer's.
+        var paced = Self.farmOfThree()
+        _ = paced.receive(Self.beat(1, to: 3), now: 0)
+        _ = paced.receive(Self.beat(1, sequence: 2, to: 3), now: 1_000)
+        _ = paced.receive(Self.beat(2, .stopped, to: 3), now: 1_000)
+        _ = paced.receive(Self.beat(2, .stopped, sequence: 2, to: 3), now: 1_050)
+        #expect(paced.lengthenedBy == nil && paced.appliedDeadline(now: 1_050) == 30)
     }
 
     /// Node 3's host drops received frames: a peer silent for 31 ms is not dead yet, at 101 ms it is; node 1, which

@@ -393,6 +393,32 @@ struct NodeControllerTests {
         #expect(controller.membership.appliedDeadline(now: 30_190) == 30)
     }
 
+    /// Node 2 is heard again after 25 ms of silence, 5 ms short of its death (its heartbeats late on a busy host): the
+    /// node says so, its heartbeats announce twice that, 50 ms, and a silence of 35 ms no longer kills node 2. Thirty
+    /// seconds after the last late heartbeat, the node is back to the farm's 30 ms and says so.
+    @Test func aPeerHeardLateLengthensTheDeadlineAndTheHeartbeatsSaySo() throws {
+        func lines(_ actions: [NodeAction]) -> [String] {
+            actions.compactMap { if case .log(_, let line) = $0 { line } else { nil } }
+        }
+        var controller = try Self.controller()
+        Self.run(&controller, from: 0, to: 60)
+        Self.run(&controller, from: 70, to: 80, peers: [3])  // node 2, last heard at 60, is late
+        let late = lines(Self.step(&controller, at: 85) { _ in })
+        #expect(
+            late.contains {
+                $0.hasPrefix("node 2 heard again after 25 ms of silence (heartbeats every 10 ms; ")
+                    && $0.contains("peers now get 50 ms of silence before they are declared dead")
+            }, "\(late)")
+        let silent = Self.run(&controller, from: 90, to: 120, peers: [3])  // node 2 silent again, 35 ms at 120
+        #expect(Self.sent(silent).last?.deadlineMilliseconds == 50)
+        #expect(controller.membership.peers[NodeID(2)!] != nil && controller.membership.fence == nil)
+        Self.run(&controller, from: 130, to: 30_130)  // node 2 back after 45 ms (the deadline is 90 ms now)
+        #expect(controller.membership.appliedDeadline(now: 30_130) == 90)
+        let back = lines(Self.run(&controller, from: 30_140, to: 30_140))
+        #expect(back.contains("no peer heard late for 30 s: back to the 30-ms deadline"), "\(back)")
+        #expect(controller.membership.appliedDeadline(now: 30_240) == 30)
+    }
+
     /// A reload applies the weight (and rules, checkers) and names the keys that wait for a restart, which keep their
     /// running values.
     @Test func aReloadAppliesWhatItCanAndNamesWhatWaitsForARestart() throws {

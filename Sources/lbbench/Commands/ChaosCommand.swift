@@ -23,7 +23,9 @@ struct ChaosCommand: ParsableCommand {
             node 2 deaf to node \
             1's heartbeats for the long-fault time, then node 1 deaf to node 2's, on three nodes (one-way) and on two \
             (one-way-pair); nodes 1 and 2 deaf to each other while node 3 hears both, then nodes 2 and 3 \
-            (deaf-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay). \
+            (deaf-pair); a capture of node 3's heartbeats replayed after it was restarted and killed (replay); node \
+            2's lbnode stopped for an interval to 1.5 deadlines (at most 40 ms) every 50-250 ms for the long-fault \
+            time (stalls: after 5 s, no view change, nothing lost). \
             Each scenario passes or fails on what a user relies on (no view change under a flood or a replay, no \
             duplicate answer, exactly one side of a partition serving, exactly one node of a pair that does not \
             hear the other standing down, clients \
@@ -37,7 +39,9 @@ struct ChaosCommand: ParsableCommand {
     var floodSeconds = 30.0
 
     @Option(
-        help: "Seconds a long fault lasts (long-cut, powered-off, never-started; one-way(-pair), deaf-pair: a round).")
+        help: ArgumentHelp(
+            "Seconds a long fault lasts (long-cut, powered-off, never-started, stalls; one-way(-pair), deaf-pair: "
+                + "a round)."))
     var longFaultSeconds = 60.0
 
     @Option(help: ArgumentHelp(DeliverySetting.help))

@@ -35,6 +35,8 @@ struct StatusCommand: ParsableCommand {
             "nodes: \(status.servingNodes) of \(status.configuredNodes) serving; quorum \(status.quorum ? "yes" : "NO") "
                 + "(\(status.liveNodes) of \(status.expectedNodes) alive); dead after \(status.deadAfterMilliseconds) ms "
                 + "of silence" + (status.receiveLoss ? " (this host drops received frames)" : "")
+                + (status.longestPeerSilenceMilliseconds.map { " (longest silence of a live peer in 30 s: \($0) ms)" }
+                    ?? "")
                 + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
         ]
         if let stale = status.staleMilliseconds {

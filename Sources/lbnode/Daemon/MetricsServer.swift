@@ -58,12 +58,16 @@ final class MetricsServer: @unchecked Sendable {
             "# TYPE vipfarm_quorum gauge",
             "vipfarm_quorum{\(labels)} \(status.quorum ? 1 : 0)",
             "# HELP vipfarm_dead_after_milliseconds Silence after which this node declares a peer dead (longer while "
-                + "its host drops received frames).",
+                + "its host drops received frames or its peers are heard late).",
             "# TYPE vipfarm_dead_after_milliseconds gauge",
             "vipfarm_dead_after_milliseconds{\(labels)} \(status.deadAfterMilliseconds)",
             "# HELP vipfarm_receive_loss Whether this host dropped received frames within 30 s (the long deadline).",
             "# TYPE vipfarm_receive_loss gauge",
             "vipfarm_receive_loss{\(labels)} \(status.receiveLoss ? 1 : 0)",
+            "# HELP vipfarm_peer_silence_longest_milliseconds The longest silence of a live peer heard again within 30 s "
+                + "(twice that is the deadline while peers are heard late).",
+            "# TYPE vipfarm_peer_silence_longest_milliseconds gauge",
+            "vipfarm_peer_silence_longest_milliseconds{\(labels)} \(status.longestPeerSilenceMilliseconds ?? 0)",
             "# TYPE vipfarm_nodes_live gauge",
             "vipfarm_nodes_live{\(labels)} \(status.liveNodes)",
             "# TYPE vipfarm_nodes_expected gauge",

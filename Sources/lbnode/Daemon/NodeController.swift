@@ -73,6 +73,8 @@ struct NodeController {
     private var lastStep: Int?
     /// The start of receive loss was logged, its end not yet.
     private var lossLogged = false
+    /// A lengthening under lateness was logged, the return to the farm's deadline not yet.
+    private var lateLogged = false
     private var lastDrops = ReceiveDrops()
     private var handoverUntil: Int?
     /// When the drain began and when it gives up waiting for the connections to end.
@@ -150,6 +152,10 @@ struct NodeController {
     /// Milliseconds of silence after which a peer is dead (and after which this node, stalled, fences itself).
     var failoverMilliseconds: Int { membership.deadline }
 
+    /// How long the engine may serve after this node's last heartbeat (`Engine.renewLease`): until the first live
+    /// peer may declare this node dead (`Membership.leaseMilliseconds`).
+    var leaseMilliseconds: Int { membership.leaseMilliseconds }
+
     /// One step at `now` (monotonic ms).
     mutating func step(now: Int, _ inputs: NodeInputs) -> [NodeAction] {
         var actions: [NodeAction] = []
@@ -190,6 +196,7 @@ struct NodeController {
             apply(membership.receive(heartbeat, now: now), now: now, into: &actions)
             beatIfDue(now: now, into: &actions)
         }
+        noteLateness(now: now, into: &actions)
         for (peer, sentAt) in inputs.refusedBy.sorted(by: { $0.key < $1.key }) {
             apply(membership.refused(by: peer, heartbeatSentAt: sentAt, now: now), now: now, into: &actions)
         }
@@ -289,7 +296,7 @@ struct NodeController {
     }
 
     /// A growing count of dropped received frames: a flood may be dropping heartbeats with the rest, so this node
-    /// gives silent peers the long deadline (`LossTolerance`) and says so; logged as the loss starts and once it has
+    /// gives silent peers the long deadline (`DeadlineTolerance`) and says so; logged as the loss starts and once it has
     /// ended.
     private mutating func noteReceiveDrops(_ drops: ReceiveDrops, now: Int, into actions: inout [NodeAction]) {
         let wasUnderLoss = membership.tolerance.underLoss(now: now)
@@ -307,7 +314,30 @@ struct NodeController {
             actions.append(
                 .log(
                     .notice,
-                    "no received frame dropped for \(LossTolerance.memoryMilliseconds / 1000) s: back to the "
+                    "no received frame dropped for \(DeadlineTolerance.memoryMilliseconds / 1000) s: back to the "
+                        + "\(membership.deadline)-ms deadline"))
+        }
+    }
+
+    /// A live peer heard again after a silence that lengthened the deadline (`DeadlineTolerance`): logged at each
+    /// lengthening, and once the deadline is the farm's again.
+    private mutating func noteLateness(now: Int, into actions: inout [NodeAction]) {
+        if let (peer, silence) = membership.lengthenedBy {
+            membership.lengthenedBy = nil
+            lateLogged = true
+            actions.append(
+                .log(
+                    .warning,
+                    "node \(peer) heard again after \(silence) ms of silence (heartbeats every "
+                        + "\(membership.intervalMilliseconds) ms; this host or the network delays them): peers now "
+                        + "get \(membership.tolerance.lateDeadline(now: now)) ms of silence before they are declared "
+                        + "dead, and are told"))
+        } else if lateLogged, !membership.tolerance.late(now: now) {
+            lateLogged = false
+            actions.append(
+                .log(
+                    .notice,
+                    "no peer heard late for \(DeadlineTolerance.memoryMilliseconds / 1000) s: back to the "
                         + "\(membership.deadline)-ms deadline"))
         }
     }

@@ -81,6 +81,7 @@ extension NodeLoop {
         snapshot.quorum = membership.hasQuorum
         snapshot.deadAfterMilliseconds = membership.appliedDeadline(now: now)
         snapshot.receiveLoss = membership.tolerance.underLoss(now: now)
+        snapshot.longestPeerSilenceMilliseconds = membership.tolerance.longestSilence(now: now)
         snapshot.configuredNodes = config.peers.count + 1
         snapshot.servingNodes = membership.view.members.count
         snapshot.vip = config.farm.vip.address

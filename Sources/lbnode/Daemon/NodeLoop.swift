@@ -218,7 +218,7 @@ final class NodeLoop {
             // From this node's last heartbeat, however often the loop turns (it turns at every peer's heartbeat): the
             // peers declare this node dead the failover time after they last heard it, so the engine stops then too,
             // even when only this loop stalled. (A heartbeat is due every interval, whether or not any peer gets it.)
-            engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.failoverMilliseconds)
+            engine?.renewLease(checkedAt: lastBeatInstant ?? instant, milliseconds: controller.leaseMilliseconds)
             publishStatus(now: now, at: instant)
             noteRescues(now: now)
             noteTurn(startedAt: instant, onCPUBefore: onCPU, step: step)

@@ -77,10 +77,12 @@ struct NodeStatus: Codable, Sendable {
     var liveNodes: Int = 1
     var expectedNodes: Int = 1
     var quorum: Bool = true
-    /// How long a silent peer may stay silent before this node declares it dead, and whether that is the long
-    /// deadline of a host that drops received frames (`LossTolerance`).
+    /// How long a silent peer may stay silent before this node declares it dead, whether that is the long deadline
+    /// of a host that drops received frames, and the longest silence of a live peer heard again within 30 s (twice
+    /// that is the deadline under lateness: `DeadlineTolerance`).
     var deadAfterMilliseconds: Int = 0
     var receiveLoss = false
+    var longestPeerSilenceMilliseconds: Int?
     /// Nodes configured (this one included), and nodes serving (in this node's view).
     var configuredNodes: Int = 1
     var servingNodes: Int = 0

@@ -24,7 +24,7 @@ struct ReceiveDrops: Equatable {
 }
 
 /// Reads the farm interface's drops and the kernel's backlog drops, at most once per interval. A flood that fills
-/// either drops heartbeats with it, so growing counts make silent peers' deadlines longer (`LossTolerance`).
+/// either drops heartbeats with it, so growing counts make silent peers' deadlines longer (`DeadlineTolerance`).
 ///
 /// Both come from files in `/proc`, which the kernel formats under RCU: the heartbeat loop reads them, and a netlink
 /// request (`RTM_GETLINK`) waits for the host-wide RTNL lock, which anything that creates or deletes an interface on

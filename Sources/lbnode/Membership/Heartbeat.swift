@@ -47,7 +47,7 @@ enum MemberState: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 ///     24 sequence (8: +1 per heartbeat within an incarnation)
 ///     32 view digest (8: `MembershipView.digest` of the sender's view)
 ///     40 the sender's MAC on the farm interface (6)
-///     46 the deadline the sender applies to its peers, in ms (2: 0, not said, is the farm's; `LossTolerance`)
+///     46 the deadline the sender applies to its peers, in ms (2: 0, not said, is the farm's; `DeadlineTolerance`)
 ///     48 n echoes of 24 bytes (`Echo`): what the sender last heard of each node
 ///     48 + 24 n  HMAC-SHA256 of everything before it, with the farm key (32)
 ///
@@ -97,7 +97,7 @@ struct Heartbeat: Equatable, Sendable {
     /// What the sender hears: an echo per live peer, and per authentic heartbeat it has not taken in yet.
     var echoes: [Echo] = []
     /// How long the sender lets a peer stay silent before it declares it dead (0: the farm's deadline). Longer while
-    /// its host drops received frames (`LossTolerance`); a node counts its early checks against the sender from it.
+    /// its host drops received frames (`DeadlineTolerance`); a node counts its early checks against the sender from it.
     var deadlineMilliseconds: UInt16 = 0
 
     static let deliveryCodes: [Delivery: UInt8] = [.flood: 1, .directed: 2, .relay: 3]

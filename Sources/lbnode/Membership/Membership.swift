@@ -96,7 +96,7 @@ struct Membership {
         var knowsMe = false
         /// Since when this incarnation of the peer is heard without a break.
         var since: Int = 0
-        /// The deadline the peer applies to a silent node, as its last heartbeat said (`LossTolerance`; 0: not said,
+        /// The deadline the peer applies to a silent node, as its last heartbeat said (`DeadlineTolerance`; 0: not said,
         /// the farm's).
         var deadline: Int = 0
     }
@@ -138,8 +138,11 @@ struct Membership {
     /// When this node started joining: it may become active once every live peer has had time to see it.
     private(set) var joinedAt: Int
     private(set) var view: MembershipView = .empty
-    /// The deadline this node applies, longer while its host drops received frames.
-    private(set) var tolerance: LossTolerance
+    /// The deadline this node applies, longer while its host drops received frames or its peers are heard late.
+    private(set) var tolerance: DeadlineTolerance
+    /// The peer and its silence that last lengthened the deadline under lateness, for the log (`NodeController` takes
+    /// it).
+    var lengthenedBy: (peer: NodeID, silence: Int)?
 
     init(
         me: NodeID, incarnation: UInt64 = 1, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed,
@@ -156,7 +159,7 @@ struct Membership {
         self.deadAfter = deadAfter
         self.seed = seed
         joinedAt = now
-        tolerance = LossTolerance(baseMilliseconds: intervalMilliseconds * deadAfter)
+        tolerance = DeadlineTolerance(intervalMilliseconds: intervalMilliseconds, deadAfter: deadAfter)
         lastHeardEver = Dictionary(uniqueKeysWithValues: peers.map { ($0, now) })
     }
 
@@ -167,6 +170,16 @@ struct Membership {
 
     /// Milliseconds of silence after which a peer is dead, the farm's: `appliedDeadline` may be longer.
     var deadline: Int { intervalMilliseconds * deadAfter }
+
+    /// How long after this node's last heartbeat no live peer can have declared it dead yet: the shortest deadline
+    /// the live peers say they apply, less an interval, at least the farm's. A peer applies what it announced for
+    /// `DeadlineTolerance.longMilliseconds` after it said so, and this node's last heartbeat may have left up to about
+    /// an interval after the peer's announcement. While the peers hear this node late, a stall of it then costs no
+    /// frame its engine received meanwhile.
+    var leaseMilliseconds: Int {
+        let said = peers.values.filter { $0.state != .stopped }.map { $0.deadline - intervalMilliseconds }
+        return max(deadline, said.min() ?? deadline)
+    }
 
     /// The lowest ID in the view or draining: it answers ARP for the VIP and, in directed mode, directs. Should a
     /// peer with a lower ID claim the role while the views differ, it keeps it (nobody directs twice).
@@ -369,7 +382,7 @@ struct Membership {
     }
 
     /// Takes in the host's count of received frames it dropped; true when it grew enough to be a sign of loss (this
-    /// node then applies, and announces, the long deadline: `LossTolerance`).
+    /// node then applies, and announces, the long deadline: `DeadlineTolerance`).
     mutating func noteReceiveDrops(_ count: UInt64, now: Int) -> Bool { tolerance.note(drops: count, now: now) }
 
     /// The deadline a heartbeat sent now says (`Heartbeat.deadlineMilliseconds`).
@@ -379,6 +392,7 @@ struct Membership {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
         let previous = peers[heartbeat.sender]
+        noteSilence(of: heartbeat, endedBy: previous, now: now)
         var record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
@@ -415,6 +429,19 @@ struct Membership {
         }
         events += rebuildView()
         return events + checkQuorum(now: now)
+    }
+
+    /// How long a peer was silent before `heartbeat`, for the deadline under lateness (`DeadlineTolerance`): the same
+    /// incarnation, live or declared dead a moment ago (the clearest sign that a silence was lateness), neither
+    /// stopped nor leaving, silent up to the long deadline (longer, it was away, or paced as away).
+    private mutating func noteSilence(of heartbeat: Heartbeat, endedBy previous: Peer?, now: Int) {
+        guard let last = previous ?? lastKnown[heartbeat.sender], last.incarnation == heartbeat.incarnation,
+            ![.stopped, .left].contains(last.state), ![.stopped, .left].contains(heartbeat.state)
+        else { return }
+        let silence = now - last.lastHeard
+        if silence <= tolerance.longMilliseconds, tolerance.note(silence: silence, now: now) {
+            lengthenedBy = (heartbeat.sender, silence)
+        }
     }
 
     /// Takes out the peers that have been silent too long.
