@@ -311,12 +311,16 @@ struct NodeController {
             lossLogged = true
         } else if lossLogged, !membership.tolerance.underLoss(now: now) {
             lossLogged = false
-            actions.append(
-                .log(
-                    .notice,
-                    "no received frame dropped for \(DeadlineTolerance.memoryMilliseconds / 1000) s: back to the "
-                        + "\(membership.deadline)-ms deadline"))
+            actions.append(backToTheFarmsDeadline(after: "no received frame dropped"))
         }
+    }
+
+    /// The notice that a longer deadline has ended: `calm` for the tolerance's memory, back to the farm's.
+    private func backToTheFarmsDeadline(after calm: String) -> NodeAction {
+        .log(
+            .notice,
+            "\(calm) for \(DeadlineTolerance.memoryMilliseconds / 1000) s: back to the \(membership.deadline)-ms deadline"
+        )
     }
 
     /// A live peer heard again after a silence that lengthened the deadline (`DeadlineTolerance`): logged at each
@@ -334,11 +338,7 @@ struct NodeController {
                         + "dead, and are told"))
         } else if lateLogged, !membership.tolerance.late(now: now) {
             lateLogged = false
-            actions.append(
-                .log(
-                    .notice,
-                    "no peer heard late for \(DeadlineTolerance.memoryMilliseconds / 1000) s: back to the "
-                        + "\(membership.deadline)-ms deadline"))
+            actions.append(backToTheFarmsDeadline(after: "no peer heard late"))
         }
     }
 
