@@ -56,6 +56,13 @@ struct ChaosEndToEndTests {
         print("chaos stalls at 10 ms x 3: \(outcome.figures.sorted { $0.key < $1.key }) \(outcome.tally)")
         #expect(outcome.passed, "\(outcome.failures) \(outcome.figures) \(outcome.tally)\n\(farm.logs)")
         #expect(outcome.figures["deadline_lengthenings", default: 0] > 0, "\(farm.logs)")
+        // What an operator sees: a lengthened deadline, and the silence that asked for it.
+        let status = try farm.control(["status", "--json"], node: 1)
+        let fields = try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [String: Any] ?? [:]
+        let silence = fields["longestPeerSilenceMilliseconds"] as? Int ?? 0
+        #expect(silence > 20 && fields["deadAfterMilliseconds"] as? Int ?? 0 >= min(100, 2 * silence), "\(status)")
+        let text = try farm.control(["status"], node: 1)
+        #expect(text.contains("ms of silence (peers heard late: up to \(silence) ms of silence in 30 s)"), "\(text)")
     }
 
     @Test func forgedHeartbeatsFromASpoofedPeerChangeNothing() throws { try Self.run(.forgedFlood, delivery: .flood) }

@@ -35,7 +35,7 @@ struct StatusCommand: ParsableCommand {
             "nodes: \(status.servingNodes) of \(status.configuredNodes) serving; quorum \(status.quorum ? "yes" : "NO") "
                 + "(\(status.liveNodes) of \(status.expectedNodes) alive); dead after \(status.deadAfterMilliseconds) ms "
                 + "of silence" + (status.receiveLoss ? " (this host drops received frames)" : "")
-                + (status.longestPeerSilenceMilliseconds.map { " (longest silence of a live peer in 30 s: \($0) ms)" }
+                + (status.longestPeerSilenceMilliseconds.map { " (peers heard late: up to \($0) ms of silence in 30 s)" }
                     ?? "")
                 + (status.fenced.map { ", FENCED: \($0)" } ?? ""),
         ]

@@ -64,8 +64,8 @@ final class MetricsServer: @unchecked Sendable {
             "# HELP vipfarm_receive_loss Whether this host dropped received frames within 30 s (the long deadline).",
             "# TYPE vipfarm_receive_loss gauge",
             "vipfarm_receive_loss{\(labels)} \(status.receiveLoss ? 1 : 0)",
-            "# HELP vipfarm_peer_silence_longest_milliseconds The longest silence of a live peer heard again within 30 s "
-                + "(twice that is the deadline while peers are heard late).",
+            "# HELP vipfarm_peer_silence_longest_milliseconds The longest silence of a peer heard late within 30 s "
+                + "(over two intervals; twice that is the deadline while peers are heard late), or 0.",
             "# TYPE vipfarm_peer_silence_longest_milliseconds gauge",
             "vipfarm_peer_silence_longest_milliseconds{\(labels)} \(status.longestPeerSilenceMilliseconds ?? 0)",
             "# TYPE vipfarm_nodes_live gauge",

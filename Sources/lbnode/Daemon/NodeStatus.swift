@@ -78,8 +78,8 @@ struct NodeStatus: Codable, Sendable {
     var expectedNodes: Int = 1
     var quorum: Bool = true
     /// How long a silent peer may stay silent before this node declares it dead, whether that is the long deadline
-    /// of a host that drops received frames, and the longest silence of a live peer heard again within 30 s (twice
-    /// that is the deadline under lateness: `DeadlineTolerance`).
+    /// of a host that drops received frames, and the longest silence of a peer heard late within 30 s (over two
+    /// intervals; twice that is the deadline under lateness: `DeadlineTolerance`), or nil.
     var deadAfterMilliseconds: Int = 0
     var receiveLoss = false
     var longestPeerSilenceMilliseconds: Int?

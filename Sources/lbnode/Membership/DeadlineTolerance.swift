@@ -37,7 +37,7 @@ struct DeadlineTolerance: Equatable {
     private var drops: UInt64?
     /// When the count last grew.
     private(set) var lossSeenAt: Int?
-    /// The longest silences of live peers heard again (`note(silence:)`).
+    /// The silences of peers heard late (`note(silence:)`).
     private var silences: RecentMaximum
     /// The deadlines heartbeats announced within the last `longMilliseconds`.
     private var announced: RecentMaximum
@@ -67,7 +67,7 @@ struct DeadlineTolerance: Equatable {
     /// Whether this host dropped received frames within `memoryMilliseconds`.
     func underLoss(now: Int) -> Bool { lossSeenAt.map { now - $0 <= Self.memoryMilliseconds } ?? false }
 
-    /// The longest silence of a live peer within `memoryMilliseconds` (nil: none heard again yet).
+    /// The longest silence noted within `memoryMilliseconds` (nil: no peer heard late).
     func longestSilence(now: Int) -> Int? { silences.maximum(now: now) }
 
     /// What lateness asks for: twice the longest silence, between the farm's deadline and the long one.
