@@ -77,6 +77,8 @@ public struct ChaosOutcome: Codable, Sendable {
     public var tally: ProbeTally
     /// Figures of the scenario (view changes, frames sent by the attacker, recovery times in ms, resets, ...).
     public var figures: [String: Double] = [:]
+    /// When it failed, the view changes, warnings and errors the nodes logged meanwhile (`VirtualFarm.events`).
+    public var events: [String] = []
 }
 
 extension ChaosScenario {

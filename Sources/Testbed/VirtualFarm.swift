@@ -241,6 +241,22 @@ public final class VirtualFarm {
         (try? String(contentsOfFile: logPath(number), encoding: .utf8)) ?? ""
     }
 
+    /// How many lines each server's node has logged so far, for `events(since:)`.
+    public func logLengths() -> [Int: Int] {
+        Dictionary(
+            uniqueKeysWithValues: testbed.servers.map { ($0.number, log($0.number).split(separator: "\n").count) })
+    }
+
+    /// The view changes, warnings and errors the nodes logged after `lengths` (`logLengths`), each as "node N: line":
+    /// what a benchmark shows when a measurement went wrong.
+    public func events(since lengths: [Int: Int]) -> [String] {
+        testbed.servers.map(\.number).flatMap { node in
+            log(node).split(separator: "\n").dropFirst(lengths[node] ?? 0)
+                .filter { $0.contains(" view ") || $0.contains(" warning ") || $0.contains(" error ") }
+                .map { "node \(node): \($0)" }
+        }
+    }
+
     /// Every node's log, each under a "--- node N" line: what a failed test shows.
     public var logs: String {
         testbed.servers.map { "--- node \($0.number)\n\(log($0.number))" }.joined(separator: "\n")

@@ -83,7 +83,7 @@ struct AppsBenchmark {
         // Measured in steady ownership, as a farm runs, not in the handover windows its nodes' joins opened.
         progress("\(delivery): waiting for the joins' handover windows to end (30 s)")
         if !farm.waitForHandoversToEnd(nodes: everyone) { progress("\(delivery): a handover window is still open") }
-        let logged = everyone.map { farm.log($0).split(separator: "\n").count }
+        let logged = farm.logLengths()
         let (_, rest) = measuringCPU(of: farm) { Thread.sleep(forTimeInterval: Self.restSeconds) }
         report.atRest = (report.atRest ?? []) + [.init(delivery: delivery, seconds: Self.restSeconds, cpu: rest)]
         progress(String(format: "%@: at rest, the lbnodes used %.3f cores", delivery, rest.lbnodeCores))
@@ -145,11 +145,7 @@ struct AppsBenchmark {
             if floodedReference { try farm.testbed.setFlooding(toward: server, enabled: false) }
             try measureClientPerServer(farm, delivery: delivery, repetition: repetition, ipv6: ipv6, into: &report)
         }
-        let events = zip(everyone, logged).flatMap { node, before in
-            farm.log(node).split(separator: "\n").dropFirst(before)
-                .filter { $0.contains(" view ") || $0.contains(" warning ") || $0.contains(" error ") }
-                .map { "node \(node): \($0)" }
-        }
+        let events = farm.events(since: logged)
         report.farmEvents = (report.farmEvents ?? [:]).merging([delivery: events]) { $1 }
         progress(
             "\(delivery): \(events.count) view changes, warnings and errors logged while measuring"

@@ -97,7 +97,16 @@ struct ChaosCommand: ParsableCommand {
             let chaos = FarmChaos(
                 farm: farm, floodSeconds: floodSeconds, recoveryBudgetMilliseconds: recoveryBudget,
                 longFaultSeconds: longFaultSeconds)
-            outcomes.append(try chaos.run(scenario))
+            let logged = farm.logLengths()
+            var outcome = try chaos.run(scenario)
+            if !outcome.passed {
+                // What the nodes said about their views while it failed: the farm and its logs go with it.
+                outcome.events = farm.events(since: logged)
+                let lines = outcome.events.map { "  \($0)\n" }.joined()
+                let message = "lbbench chaos: \(scenario.rawValue) failed; the nodes logged:\n\(lines)"
+                FileHandle.standardError.write(Data(message.utf8))
+            }
+            outcomes.append(outcome)
             farm.stop()
         }
         let report = Report(
@@ -112,7 +121,8 @@ struct ChaosCommand: ParsableCommand {
                 "\($0.key)=\($0.value.rounded() == $0.value ? String(Int($0.value)) : String(format: "%.1f", $0.value))"
             }
             table.add([
-                outcome.scenario.rawValue, outcome.passed ? "pass" : "FAIL: " + outcome.failures.joined(separator: "; "),
+                outcome.scenario.rawValue,
+                outcome.passed ? "pass" : "FAIL: " + outcome.failures.joined(separator: "; "),
                 "\(outcome.tally.sent)", "\(outcome.tally.lost)", "\(outcome.tally.duplicates)",
                 String(format: "%.1f", outcome.tally.longestGapMilliseconds), figures.joined(separator: " "),
             ])
