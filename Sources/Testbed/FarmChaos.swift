@@ -135,10 +135,10 @@ public struct FarmChaos {
         self.longFaultSeconds = longFaultSeconds
     }
 
-    /// Lines with " view " in the logs of `nodes` (default: every node): each is a change of some node's view.
+    /// The view changes in the logs of `nodes` (default: every node; `VirtualFarm.isViewChange`).
     public func viewChanges(of nodes: [Int]? = nil) -> Int {
         (nodes ?? Array(1...farm.testbed.servers.count))
-            .map { farm.log($0).components(separatedBy: " view ").count - 1 }.reduce(0, +)
+            .map { farm.log($0).split(separator: "\n").filter(VirtualFarm.isViewChange).count }.reduce(0, +)
     }
 
     /// Waits until no node's view changed for `quietSeconds` (at most `seconds`); whether it did: a farm still settling

@@ -252,7 +252,7 @@ public final class VirtualFarm {
     public func events(since lengths: [Int: Int]) -> [String] {
         testbed.servers.map(\.number).flatMap { node in
             log(node).split(separator: "\n").dropFirst(lengths[node] ?? 0)
-                .filter { $0.contains(" view ") || $0.contains(" warning ") || $0.contains(" error ") }
+                .filter { Self.isViewChange($0) || $0.contains(" warning ") || $0.contains(" error ") }
                 .map { "node \(node): \($0)" }
         }
     }
@@ -262,9 +262,13 @@ public final class VirtualFarm {
         testbed.servers.map { "--- node \($0.number)\n\(log($0.number))" }.joined(separator: "\n")
     }
 
+    /// Whether a log line is a node's view change (`lbnode[farm/1]: view {1:100} -> {1:100, 2:100}`). Other lines
+    /// may speak of views too (a slow turn's warning says "outside a view change"): they are not one.
+    public static func isViewChange(_ line: some StringProtocol) -> Bool { line.contains("]: view ") }
+
     /// The view in node `number`'s last view line, e.g. "{1:100, 2:100}".
     public func lastView(_ number: Int) -> String? {
-        guard let line = log(number).split(separator: "\n").last(where: { $0.contains(" view ") }),
+        guard let line = log(number).split(separator: "\n").last(where: Self.isViewChange),
             let arrow = line.range(of: "-> ", options: .backwards)
         else { return nil }
         return String(line[arrow.upperBound...])
@@ -294,7 +298,7 @@ public final class VirtualFarm {
             let steady = nodes.allSatisfy { number in
                 let lines = log(number).split(separator: "\n")
                 guard let over = lines.lastIndex(where: { $0.contains("handover window over") }) else { return false }
-                return over > (lines.lastIndex(where: { $0.contains(" view ") }) ?? -1)
+                return over > (lines.lastIndex(where: Self.isViewChange) ?? -1)
             }
             if steady {
                 Thread.sleep(forTimeInterval: 0.1)  // the engines take the state at their next batch

@@ -66,3 +66,19 @@ struct RestartResetReportTests {
             ])
     }
 }
+
+/// The chaos scenarios and the benchmarks count view changes in the nodes' logs: only a view line is one. A slow
+/// turn's warning that speaks of "a view change" counted as one, and failed an ICMP flood that changed no view.
+struct ViewChangeLineTests {
+    @Test func onlyAViewLineIsAViewChange() {
+        #expect(
+            VirtualFarm.isViewChange(
+                "2026-12-07T20:59:32.641Z info lbnode[vfarm/1]: view {1:100, 2:100, 3:100} -> {1:100, 3:100}"))
+        #expect(
+            !VirtualFarm.isViewChange(
+                "2026-12-07T21:41:26.960Z warning lbnode[vfarm/1]: a turn of the heartbeat loop took 8.5 ms, over half "
+                    + "the 16-ms failover time, and no heartbeat left meanwhile: ...; the loop's own work outside a "
+                    + "view change, or the kernel's on its behalf"))
+        #expect(!VirtualFarm.isViewChange("2026-12-07T21:41:26.960Z notice lbnode[vfarm/2]: views agree"))
+    }
+}

@@ -87,7 +87,7 @@ struct SteadyCommand: ParsableCommand {
         var changes: [Int: [String]] = [:]
         for (index, node) in nodes.enumerated() {
             let lines = farm.log(node).split(separator: "\n").dropFirst(before[index])
-            changes[node] = lines.filter { $0.contains(" view ") || $0.contains(" is dead") }.map(String.init)
+            changes[node] = lines.filter { VirtualFarm.isViewChange($0) || $0.contains(" is dead") }.map(String.init)
         }
         let report = Report(
             seconds: seconds, delivery: delivery.description, deadNode: deadNode, framesSent: sent,
