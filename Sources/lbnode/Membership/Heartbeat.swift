@@ -97,7 +97,8 @@ struct Heartbeat: Equatable, Sendable {
     /// What the sender hears: an echo per live peer, and per authentic heartbeat it has not taken in yet.
     var echoes: [Echo] = []
     /// How long the sender lets a peer stay silent before it declares it dead (0: the farm's deadline). Longer while
-    /// its host drops received frames (`DeadlineTolerance`); a node counts its early checks against the sender from it.
+    /// its host drops received frames or hears its peers late (`DeadlineTolerance`); a node counts its early checks
+    /// against the sender from it.
     var deadlineMilliseconds: UInt16 = 0
 
     static let deliveryCodes: [Delivery: UInt8] = [.flood: 1, .directed: 2, .relay: 3]

@@ -118,7 +118,7 @@ extension Membership {
     }
 }
 
-/// Deadlines under receive loss (`DeadlineTolerance`).
+/// Deadlines under receive loss or late heartbeats (`DeadlineTolerance`).
 extension Membership {
     /// How long a silent peer may stay silent now before this node declares it dead.
     func appliedDeadline(now: Int) -> Int { tolerance.applied(now: now) }

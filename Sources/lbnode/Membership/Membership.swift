@@ -96,8 +96,8 @@ struct Membership {
         var knowsMe = false
         /// Since when this incarnation of the peer is heard without a break.
         var since: Int = 0
-        /// The deadline the peer applies to a silent node, as its last heartbeat said (`DeadlineTolerance`; 0: not said,
-        /// the farm's).
+        /// The deadline the peer applies to a silent node, as its last heartbeat said (`DeadlineTolerance`; 0: not
+        /// said, the farm's).
         var deadline: Int = 0
     }
 
@@ -392,7 +392,7 @@ struct Membership {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
         let previous = peers[heartbeat.sender]
-        noteSilence(of: heartbeat, endedBy: previous, now: now)
+        noteSilence(of: heartbeat, now: now)
         var record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
@@ -432,10 +432,10 @@ struct Membership {
     }
 
     /// How long a peer was silent before `heartbeat`, for the deadline under lateness (`DeadlineTolerance`): the same
-    /// incarnation, live or declared dead a moment ago (the clearest sign that a silence was lateness), neither
-    /// stopped nor leaving, silent up to the long deadline (longer, it was away, or paced as away).
-    private mutating func noteSilence(of heartbeat: Heartbeat, endedBy previous: Peer?, now: Int) {
-        guard let last = previous ?? lastKnown[heartbeat.sender], last.incarnation == heartbeat.incarnation,
+    /// incarnation, live or declared dead a moment ago (the clearest sign that a silence was lateness; `lastKnown`
+    /// keeps both), neither stopped nor leaving, silent up to the long deadline (longer: away, or paced as away).
+    private mutating func noteSilence(of heartbeat: Heartbeat, now: Int) {
+        guard let last = lastKnown[heartbeat.sender], last.incarnation == heartbeat.incarnation,
             ![.stopped, .left].contains(last.state), ![.stopped, .left].contains(heartbeat.state)
         else { return }
         let silence = now - last.lastHeard
