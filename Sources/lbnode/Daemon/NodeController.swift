@@ -323,23 +323,12 @@ struct NodeController {
         )
     }
 
-    /// A live peer heard again after a silence that lengthened the deadline (`DeadlineTolerance`): logged at each
-    /// lengthening, and once the deadline is the farm's again.
+    /// Once no peer has been heard late for the tolerance's memory, the deadline is the farm's again: said once
+    /// (each lengthening is logged as its `MembershipEvent.heardLate`).
     private mutating func noteLateness(now: Int, into actions: inout [NodeAction]) {
-        if let (peer, silence) = membership.lengthenedBy {
-            membership.lengthenedBy = nil
-            lateLogged = true
-            actions.append(
-                .log(
-                    .warning,
-                    "node \(peer) heard again after \(silence) ms of silence (heartbeats every "
-                        + "\(membership.intervalMilliseconds) ms; this host or the network delays them): peers now "
-                        + "get \(membership.tolerance.lateDeadline(now: now)) ms of silence before they are declared "
-                        + "dead, and are told"))
-        } else if lateLogged, !membership.tolerance.late(now: now) {
-            lateLogged = false
-            actions.append(backToTheFarmsDeadline(after: "no peer heard late"))
-        }
+        guard lateLogged, !membership.tolerance.late(now: now) else { return }
+        lateLogged = false
+        actions.append(backToTheFarmsDeadline(after: "no peer heard late"))
     }
 
     /// The heartbeat that says this node leaves (sent three times by the I/O loop).
@@ -458,6 +447,10 @@ struct NodeController {
             // A stopped peer gone for good (its restart window ended): its connections' marks go.
             case .viewChanged, .fenced, .peerLeft: rebuild = true
             case .peerDied, .peerRefused: lastFailover = (now, event.description)
+            // Not a change of the farm: the status says it in its own line.
+            case .heardLate:
+                lateLogged = true
+                continue
             default: break
             }
             // A fence is said at once: the peers take this node's buckets as soon as they hear it.

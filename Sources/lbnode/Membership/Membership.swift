@@ -13,6 +13,8 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
     case peerDied(NodeID, silentMilliseconds: Int)
     /// A peer's kernel refused this node's heartbeat (port unreachable): its host runs, its lbnode does not.
     case peerRefused(NodeID)
+    /// A peer was heard again after a silence that lengthened the deadline (`DeadlineTolerance`) to `deadline`.
+    case heardLate(NodeID, silentMilliseconds: Int, intervalMilliseconds: Int, deadline: Int)
     /// The view (active, healthy members) changed.
     case viewChanged(from: MembershipView, to: MembershipView)
     /// This node stopped serving (`Membership.FenceReason`) until it hears the current view.
@@ -27,17 +29,21 @@ enum MembershipEvent: Equatable, Sendable, CustomStringConvertible {
         case .peerLeft(let id): "node \(id) left"
         case .peerDied(let id, let silent): "node \(id) is dead: silent for \(silent) ms"
         case .peerRefused(let id): "node \(id) is dead: its host refused our heartbeat (port unreachable: no lbnode)"
+        case .heardLate(let id, let silent, let interval, let deadline):
+            "node \(id) heard again after \(silent) ms of silence (heartbeats every \(interval) ms; this host or the "
+                + "network delays them): peers now get \(deadline) ms of silence before they are declared dead, and "
+                + "are told"
         case .viewChanged(let old, let new): "view \(old) -> \(new)"
         case .fenced(let reason): "fenced (\(reason)): serving nothing until this node hears the current view"
         case .unfenced: "heard the current view with quorum: rejoining"
         }
     }
 
-    /// How loud the log says it: a death, a fence or an unhealthy peer is a warning (something broke), a peer that
-    /// leaves or a fence lifted a notice, the rest information.
+    /// How loud the log says it: a death, a fence, a peer heard late or an unhealthy peer is a warning (something
+    /// broke or is about to), a peer that leaves or a fence lifted a notice, the rest information.
     var level: Logger.Level {
         switch self {
-        case .peerDied, .peerRefused, .fenced: .warning
+        case .peerDied, .peerRefused, .fenced, .heardLate: .warning
         case .peerChanged(_, _, let healthy): healthy ? .info : .warning
         case .peerLeft, .unfenced: .notice
         case .peerUp, .viewChanged: .info
@@ -140,9 +146,6 @@ struct Membership {
     private(set) var view: MembershipView = .empty
     /// The deadline this node applies, longer while its host drops received frames or its peers are heard late.
     private(set) var tolerance: DeadlineTolerance
-    /// The peer and its silence that last lengthened the deadline under lateness, for the log (`NodeController` takes
-    /// it).
-    var lengthenedBy: (peer: NodeID, silence: Int)?
 
     init(
         me: NodeID, incarnation: UInt64 = 1, weight: UInt32, intervalMilliseconds: Int, deadAfter: Int, seed: FarmSeed,
@@ -392,7 +395,7 @@ struct Membership {
         latest = max(latest, now)
         lastHeardEver[heartbeat.sender] = now
         let previous = peers[heartbeat.sender]
-        noteSilence(of: heartbeat, now: now)
+        var events = noteSilence(of: heartbeat, now: now).map { [$0] } ?? []
         var record = Peer(
             state: heartbeat.state, healthy: heartbeat.healthy, fenced: heartbeat.fenced, leader: heartbeat.leader,
             weight: heartbeat.weight, viewDigest: heartbeat.viewDigest, mac: heartbeat.mac, lastHeard: now,
@@ -403,7 +406,6 @@ struct Membership {
         let known = lastKnown[heartbeat.sender]  // kept while it was dead: it still knows this node when heard again
         record.knowsMe = echoesMe || (known?.incarnation == heartbeat.incarnation && known?.knowsMe == true)
         lastKnown[heartbeat.sender] = record
-        var events: [MembershipEvent] = []
         unheardSinceFence.remove(heartbeat.sender)
         if heartbeat.state == .left {
             departed.insert(heartbeat.sender)
@@ -434,14 +436,16 @@ struct Membership {
     /// How long a peer was silent before `heartbeat`, for the deadline under lateness (`DeadlineTolerance`): the same
     /// incarnation, live or declared dead a moment ago (the clearest sign that a silence was lateness; `lastKnown`
     /// keeps both), neither stopped nor leaving, silent up to the long deadline (longer: away, or paced as away).
-    private mutating func noteSilence(of heartbeat: Heartbeat, now: Int) {
+    /// Returns the event when the silence lengthened the deadline.
+    private mutating func noteSilence(of heartbeat: Heartbeat, now: Int) -> MembershipEvent? {
         guard let last = lastKnown[heartbeat.sender], last.incarnation == heartbeat.incarnation,
             ![.stopped, .left].contains(last.state), ![.stopped, .left].contains(heartbeat.state)
-        else { return }
+        else { return nil }
         let silence = now - last.lastHeard
-        if silence <= tolerance.longMilliseconds, tolerance.note(silence: silence, now: now) {
-            lengthenedBy = (heartbeat.sender, silence)
-        }
+        guard silence <= tolerance.longMilliseconds, tolerance.note(silence: silence, now: now) else { return nil }
+        return .heardLate(
+            heartbeat.sender, silentMilliseconds: silence, intervalMilliseconds: intervalMilliseconds,
+            deadline: tolerance.lateDeadline(now: now))
     }
 
     /// Takes out the peers that have been silent too long.
