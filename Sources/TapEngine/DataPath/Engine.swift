@@ -340,8 +340,11 @@ public final class Engine: @unchecked Sendable {
             do throws(SystemCallError) {
                 let replacement = try newPrefilter(shape, &attachment)
                 let buckets = BucketPrefilter.buckets(for: state, tapMAC: replacement.classifier == nil ? nil : tapMAC)
+                // Until the new classifier runs, the ring takes every TCP frame (the old classifier has none),
+                // and the datagrams of the buckets the new one will not decide: never one that it will.
                 var meanwhile = Buckets.all(shape.bucketCount)
                 meanwhile.actions = buckets.actions
+                meanwhile.udp = buckets.actions.map { BucketFilterProgram.udpKind($0) == 0 }
                 replacement.pass(meanwhile)
                 replacement.leaseRuns(until: attachment.leaseUntil)
                 for socket in attachment.sockets { try replacement.attach(to: socket) }

@@ -97,38 +97,48 @@ final class BucketPrefilter {
     }
 
     /// From the next frame on: the ring gets the TCP and UDP frames of the buckets whose flag is set, and the
-    /// classifier takes those of the buckets with an action. In two steps, so that no frame is lost between them: first
-    /// both the old and the new (a frame may then reach the ring and be delivered by the kernel too, which TCP takes as
-    /// a duplicate segment), then only the new.
+    /// classifier takes those of the buckets with an action. The map goes through `Buckets.steps(to:)`, each step
+    /// written before the next: no TCP frame is lost on the way, and no datagram is taken twice.
     func pass(_ buckets: Buckets) {
         precondition(
             buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount
                 && buckets.actions.count == shape.bucketCount)
-        let bits = value + Int(BucketFilterProgram.bitsOffset)
-        let actions = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
-        for step in 0..<2 {
-            store(buckets.tcp, at: bits, keepingWhatIsSet: step == 0)
-            store(buckets.udp, at: bits + bitBytes, keepingWhatIsSet: step == 0)
-            buckets.actions.withUnsafeBufferPointer { new in
-                var bucket = 0
-                while bucket < new.count {
-                    if step == 1 || new[bucket] != 0 {
-                        actions.storeBytes(of: new[bucket], toByteOffset: 8 * bucket, as: UInt64.self)
-                    }
-                    bucket += 1
-                }
-            }
+        var written = passed
+        for step in written.steps(to: buckets) {
+            let bits = value + Int(BucketFilterProgram.bitsOffset)
+            if step.tcp != written.tcp { store(step.tcp, at: bits) }
+            if step.udp != written.udp { store(step.udp, at: bits + bitBytes) }
+            if step.actions != written.actions { store(step.actions, over: written.actions) }
             atomicMemoryFence(ordering: .sequentiallyConsistent)
+            // A datagram the ring took just before this step may not have met the classifier yet (the ring's
+            // packet socket sees a frame first, in the same softirq): give it those microseconds before its bucket
+            // gets an action, or it could be taken by both.
+            let toTheKernel = written.udp.indices.contains {
+                written.udp[$0] && !step.udp[$0] && BucketFilterProgram.udpKind(buckets.actions[$0]) != 0
+            }
+            if toTheKernel { usleep(100) }
+            written = step
         }
     }
 
-    /// Packs `flags` into the bit array at `bits`, one bit per bucket; `keepingWhatIsSet`, or'd into what is there.
-    /// Index loops over buffers: a swap runs on the heartbeat loop, in debug builds too.
-    private func store(_ flags: [Bool], at bits: UnsafeMutableRawPointer, keepingWhatIsSet: Bool) {
+    /// The map's bits and actions as they are now (a new map: nothing to the ring, no action).
+    private var passed: Buckets {
+        let bits = value + Int(BucketFilterProgram.bitsOffset)
+        func flags(at offset: Int) -> [Bool] {
+            (0..<shape.bucketCount).map { bucket in
+                bits.load(fromByteOffset: offset + bucket / 8, as: UInt8.self) >> (bucket % 8) & 1 != 0
+            }
+        }
+        return Buckets(tcp: flags(at: 0), udp: flags(at: bitBytes), actions: actions)
+    }
+
+    /// Packs `flags` into the bit array at `bits`, one bit per bucket. Index loops over buffers: a swap runs on the
+    /// heartbeat loop, in debug builds too.
+    private func store(_ flags: [Bool], at bits: UnsafeMutableRawPointer) {
         flags.withUnsafeBufferPointer { flags in
             var byte = 0
             while byte < bitBytes {
-                var packed: UInt8 = keepingWhatIsSet ? bits.load(fromByteOffset: byte, as: UInt8.self) : 0
+                var packed: UInt8 = 0
                 var bucket = byte * 8
                 while bucket < min(byte * 8 + 8, flags.count) {
                     if flags[bucket] { packed |= 1 << (bucket - byte * 8) }
@@ -136,6 +146,22 @@ final class BucketPrefilter {
                 }
                 bits.storeBytes(of: packed, toByteOffset: byte, as: UInt8.self)
                 byte += 1
+            }
+        }
+    }
+
+    /// Stores the actions that differ from `old`, each in one 8-byte store (the classifier reads a bucket's once).
+    private func store(_ actions: [UInt64], over old: [UInt64]) {
+        let base = value + BucketFilterProgram.actionsOffset(shape.bucketCount)
+        actions.withUnsafeBufferPointer { new in
+            old.withUnsafeBufferPointer { old in
+                var bucket = 0
+                while bucket < new.count {
+                    if new[bucket] != old[bucket] {
+                        base.storeBytes(of: new[bucket], toByteOffset: 8 * bucket, as: UInt64.self)
+                    }
+                    bucket += 1
+                }
             }
         }
     }
@@ -166,6 +192,23 @@ final class BucketPrefilter {
             Buckets(
                 tcp: Array(repeating: true, count: count), udp: Array(repeating: true, count: count),
                 actions: Array(repeating: 0, count: count))
+        }
+
+        /// The map's contents on the way from these buckets to `new`, in the order they are written. Each step
+        /// changes the bits or the actions, not both. While the actions change, the ring takes the TCP frames of the
+        /// old buckets and the new (no frame is lost; one may be taken by both, which TCP takes as a duplicate
+        /// segment), and the UDP frames only of the buckets it keeps: a datagram of a bucket moving between the ring
+        /// and the kernel (a node becomes or stops being the director) may meet neither for a moment, and is lost as
+        /// a datagram may be, but never both, which an application would answer twice.
+        func steps(to new: Buckets) -> [Buckets] {
+            var bits = self
+            bits.tcp = zip(tcp, new.tcp).map { $0 || $1 }
+            bits.udp = zip(udp, new.udp).map { $0 && $1 }
+            var adding = bits
+            adding.actions = zip(actions, new.actions).map { $1 != 0 ? $1 : $0 }
+            var actions = bits
+            actions.actions = new.actions
+            return [bits, adding, actions, new]
         }
     }
 
