@@ -20,6 +20,8 @@ final class BucketPrefilter {
     private let value: UnsafeMutableRawPointer
     private let mappedBytes: Int
     private let bitBytes: Int
+    /// What the map holds (only `pass` writes it; a new map sends nothing to the ring and has no action).
+    private var written: Buckets
 
     /// Creates the map and loads the programs (the verifier checks them here).
     ///
@@ -27,6 +29,7 @@ final class BucketPrefilter {
     init(shape: BucketFilterShape, deliveringTo target: KernelDeliveryTarget? = nil) throws(SystemCallError) {
         self.shape = shape
         bitBytes = BucketFilterProgram.bitBytes(shape.bucketCount)
+        written = .none(shape.bucketCount)
         let valueBytes = BucketFilterProgram.valueBytes(shape.bucketCount)
         map = vipfarm_bpf_map_create(UInt32(valueBytes))
         guard map >= 0 else {
@@ -103,33 +106,20 @@ final class BucketPrefilter {
         precondition(
             buckets.tcp.count == shape.bucketCount && buckets.udp.count == shape.bucketCount
                 && buckets.actions.count == shape.bucketCount)
-        var written = passed
-        for step in written.steps(to: buckets) {
-            let bits = value + Int(BucketFilterProgram.bitsOffset)
-            if step.tcp != written.tcp { store(step.tcp, at: bits) }
-            if step.udp != written.udp { store(step.udp, at: bits + bitBytes) }
-            if step.actions != written.actions { store(step.actions, over: written.actions) }
-            atomicMemoryFence(ordering: .sequentiallyConsistent)
-            // A datagram the ring took just before this step may not have met the classifier yet (the ring's
-            // packet socket sees a frame first, in the same softirq): give it those microseconds before its bucket
-            // gets an action, or it could be taken by both.
-            let toTheKernel = written.udp.indices.contains {
-                written.udp[$0] && !step.udp[$0] && BucketFilterProgram.udpKind(buckets.actions[$0]) != 0
-            }
-            if toTheKernel { usleep(100) }
-            written = step
-        }
-    }
-
-    /// The map's bits and actions as they are now (a new map: nothing to the ring, no action).
-    private var passed: Buckets {
         let bits = value + Int(BucketFilterProgram.bitsOffset)
-        func flags(at offset: Int) -> [Bool] {
-            (0..<shape.bucketCount).map { bucket in
-                bits.load(fromByteOffset: offset + bucket / 8, as: UInt8.self) >> (bucket % 8) & 1 != 0
-            }
+        let toTheKernel = written.handsDatagramsToTheKernel(buckets)
+        for (index, step) in written.steps(to: buckets).enumerated() {
+            // A step changes either the bits or the actions: storing the others again changes nothing.
+            store(step.tcp, at: bits)
+            store(step.udp, at: bits + bitBytes)
+            store(step.actions, over: written.actions)
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            written = step
+            // The first step took out of the ring the datagrams the classifier is about to take. One the ring took
+            // just before may not have met the classifier yet (the ring's packet socket sees a frame first, in the
+            // same softirq): give it those microseconds before its bucket gets an action, or both could take it.
+            if index == 0 && toTheKernel { usleep(100) }
         }
-        return Buckets(tcp: flags(at: 0), udp: flags(at: bitBytes), actions: actions)
     }
 
     /// Packs `flags` into the bit array at `bits`, one bit per bucket. Index loops over buffers: a swap runs on the
@@ -194,21 +184,70 @@ final class BucketPrefilter {
                 actions: Array(repeating: 0, count: count))
         }
 
+        /// Nothing to the ring, no action: a new map.
+        static func none(_ count: Int) -> Buckets {
+            Buckets(
+                tcp: Array(repeating: false, count: count), udp: Array(repeating: false, count: count),
+                actions: Array(repeating: 0, count: count))
+        }
+
         /// The map's contents on the way from these buckets to `new`, in the order they are written. Each step
-        /// changes the bits or the actions, not both. While the actions change, the ring takes the TCP frames of the
+        /// changes the bits or the actions, not both; the first, the bits. While the actions change, the ring takes the TCP frames of the
         /// old buckets and the new (no frame is lost; one may be taken by both, which TCP takes as a duplicate
         /// segment), and the UDP frames only of the buckets it keeps: a datagram of a bucket moving between the ring
         /// and the kernel (a node becomes or stops being the director) may meet neither for a moment, and is lost as
         /// a datagram may be, but never both, which an application would answer twice.
         func steps(to new: Buckets) -> [Buckets] {
             var bits = self
-            bits.tcp = zip(tcp, new.tcp).map { $0 || $1 }
-            bits.udp = zip(udp, new.udp).map { $0 && $1 }
+            bits.tcp = Self.merged(tcp, new.tcp, union: true)
+            bits.udp = Self.merged(udp, new.udp, union: false)
             var adding = bits
-            adding.actions = zip(actions, new.actions).map { $1 != 0 ? $1 : $0 }
+            adding.actions = actions.withUnsafeBufferPointer { old in
+                new.actions.withUnsafeBufferPointer { new in
+                    [UInt64](unsafeUninitializedCapacity: old.count) { adding, initialized in
+                        var bucket = 0
+                        while bucket < old.count {
+                            adding[bucket] = new[bucket] != 0 ? new[bucket] : old[bucket]
+                            bucket += 1
+                        }
+                        initialized = old.count
+                    }
+                }
+            }
             var actions = bits
             actions.actions = new.actions
             return [bits, adding, actions, new]
+        }
+
+        /// Whether going to `new` gives the classifier the datagrams of a bucket the ring takes now.
+        func handsDatagramsToTheKernel(_ new: Buckets) -> Bool {
+            udp.withUnsafeBufferPointer { udp in
+                new.actions.withUnsafeBufferPointer { actions in
+                    var bucket = 0
+                    while bucket < udp.count {
+                        if udp[bucket] && BucketFilterProgram.udpKind(actions[bucket]) != 0 { return true }
+                        bucket += 1
+                    }
+                    return false
+                }
+            }
+        }
+
+        /// Per bucket, both flags (`union`: either). Index loops over buffers: a swap runs on the heartbeat loop, in
+        /// debug builds too.
+        private static func merged(_ a: [Bool], _ b: [Bool], union: Bool) -> [Bool] {
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    [Bool](unsafeUninitializedCapacity: a.count) { merged, initialized in
+                        var bucket = 0
+                        while bucket < a.count {
+                            merged[bucket] = union ? a[bucket] || b[bucket] : a[bucket] && b[bucket]
+                            bucket += 1
+                        }
+                        initialized = a.count
+                    }
+                }
+            }
         }
     }
 
