@@ -314,6 +314,25 @@ struct DeciderTests {
         #expect(Decider.decide(Self.udp(port: port), state: state, flows: &flows, now: 4) == .forward(Self.macs[2]!))
     }
 
+    /// Node 1 directs after the director before it died, within the handover window of a join that moved a bucket
+    /// from node 1 to node 2. Its own connections there it learnt from its kernel; one it does not know was opened on
+    /// node 2 while the other director directed, and goes there, not to node 1's kernel, which would reset it.
+    @Test func aNewDirectorSendsAConnectionItDoesNotHaveInABucketItReleasedToTheOwner() throws {
+        var flows = Self.flows()
+        let port = Self.port(ownedBy: 2)
+        let bucket = Self.bucket(of: Self.tcp(port: port, flags: 0x02))
+        var previous = [UInt16](repeating: 0, count: 64)
+        previous[bucket] = 1
+        let state = EngineState(
+            generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip, virtualMAC: Self.vmac,
+            table: Self.table, delivery: .directed, isARPLeader: true, isDirector: true, previousOwners: previous,
+            nodeMACs: Self.macs)
+        let segment = Self.tcp(port: port, flags: 0x10)
+        #expect(Decider.decide(segment, state: state, flows: &flows, now: 0) == .forward(Self.macs[2]!))
+        flows.insert(segment.key, now: 0, value: 1, confirm: true)
+        #expect(Decider.decide(segment, state: state, flows: &flows, now: 1) == .deliver)
+    }
+
     /// A TCP segment sent from `sourceMAC` to `destinationMAC` (relay mode: clients send to a node's own MAC).
     static func relayTCP(port: UInt16, flags: UInt8, from sourceMAC: UInt64, to destinationMAC: UInt64) -> Frame {
         frame(

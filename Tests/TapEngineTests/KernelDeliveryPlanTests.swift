@@ -138,4 +138,33 @@ struct KernelDeliveryPlanTests {
             : [BucketFilterProgram.deliverInPlaceKind, BucketFilterProgram.forwardKind, BucketFilterProgram.dropKind]
         #expect(seen == expected)
     }
+
+    /// The directed director learns its own connections from its kernel in the buckets with a handover mark it owned
+    /// first, or owns and owned before: all of them when it becomes the director, only the new marks while it stays
+    /// it, none elsewhere.
+    @Test func theDirectorLearnsItsOwnConnectionsInTheBucketsOfAHandover() {
+        var random = SeededGenerator(seed: 41)
+        var director = Self.state(.directed, director: true, random: &random)
+        let me = director.node.rawValue
+        // Buckets it released in the window, beside those node 2 served first.
+        for bucket in stride(from: 0, to: director.table.count, by: 16) where director.table.rawOwners[bucket] != me {
+            director.previousOwners[bucket] = me
+        }
+        let (marks, owners) = (director.previousOwners, director.table.rawOwners)
+        let mine = (0..<director.table.count).map { marks[$0] != 0 && (marks[$0] == me || owners[$0] == me) }
+        #expect(mine.contains(true) && mine.contains(false))
+        let other = Self.state(.directed, director: false, random: &random)
+        #expect(KernelDeliveryPlan.ownConnectionsToLearn(from: other, to: director) == mine)
+        #expect(KernelDeliveryPlan.ownConnectionsToLearn(from: nil, to: director) == mine)
+        #expect(!KernelDeliveryPlan.ownConnectionsToLearn(from: director, to: director).contains(true))
+        #expect(!KernelDeliveryPlan.ownConnectionsToLearn(from: director, to: other).contains(true))
+        let flood = Self.state(.flood, director: false, random: &random)
+        #expect(!KernelDeliveryPlan.ownConnectionsToLearn(from: nil, to: flood).contains(true))
+        // Buckets it takes only now (a restarted director's) have none of its connections.
+        var before = other
+        before.table = try! BucketTable.unowned(count: director.table.count)
+        let onlyFirst = (0..<director.table.count).map { marks[$0] != 0 && marks[$0] == me }
+        #expect(onlyFirst.contains(true))
+        #expect(KernelDeliveryPlan.ownConnectionsToLearn(from: before, to: director) == onlyFirst)
+    }
 }

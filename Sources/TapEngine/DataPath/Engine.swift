@@ -224,8 +224,11 @@ public final class Engine: @unchecked Sendable {
     /// this node now releases first come back to the ring, and their connections (which the flow tables never saw)
     /// are read from the kernel and given to the threads with the state, so that this node keeps serving them.
     public func swap(_ newState: EngineState) {
-        let released = adoptPrefilter(for: newState)
-        let connections = released.contains(true) ? connections(in: released, of: newState) : []
+        var learn = adoptPrefilter(for: newState)
+        let directorsOwn = KernelDeliveryPlan.ownConnectionsToLearn(
+            from: orders.orders.withLock { $0.state }, to: newState)
+        if directorsOwn.contains(true) { learn = zip(learn, directorsOwn).map { $0 || $1 } }
+        let connections = learn.contains(true) ? connections(in: learn, of: newState) : []
         orders.orders.withLock { orders in
             orders.state = newState
             orders.serial &+= 1

@@ -173,10 +173,11 @@ public enum Decider {
         } else if frame.isTCPSyn {
             target = owner
             flows.insert(frame.key, now: now, value: owner)
-        } else if state.role.usesOwnMAC && previous == state.node.rawValue && owner != previous {
-            // Relay: this node would have the connection had it started here before the handover (the flow table
-            // holds the connections a node serves); it started while a client's ARP entry still named another node,
-            // which sent its SYN to the owner.
+        } else if previous == state.node.rawValue && owner != previous {
+            // This node would know the connection had it started here before the handover (relay: the flow table
+            // holds the connections a node serves; directed: the director learns its own from its kernel,
+            // `KernelDeliveryPlan.ownConnectionsToLearn`). It started on the owner while another node directed: the
+            // director before this one, which died or left, or (relay) the node a client's ARP entry still named.
             target = owner
         } else {
             target = previous

@@ -72,4 +72,30 @@ enum KernelDeliveryPlan {
         }
         return released
     }
+
+    /// Buckets in which the directed director must learn its own connections from its kernel (`Engine.swap`), so that
+    /// it routes a handover by connection (`Decider.directDuringHandover`): those with a handover mark that this node
+    /// owned first, or owns and owned already. Its flow table knows only the connections whose SYN it saw as the
+    /// director; the kernel took its own others (forwarded by the director before it, or delivered by the
+    /// classifier). Not a bucket it takes only now (it has no connection there: a restarted director's buckets), nor
+    /// again a mark the state before had too, as the director: what it learnt then, and the SYNs it saw since, are
+    /// known.
+    static func ownConnectionsToLearn(from old: EngineState?, to new: EngineState) -> [Bool] {
+        let count = new.table.count
+        guard new.delivery == .directed, new.role.steersHandovers else { return Array(repeating: false, count: count) }
+        let old = old.flatMap { $0.table.count == count ? $0 : nil }
+        let oldMarks = old.flatMap { $0.delivery == .directed && $0.role.steersHandovers ? $0.previousOwners : nil }
+        let oldOwners = old?.table.rawOwners
+        let (marks, owners, me) = (new.previousOwners, new.table.rawOwners, new.node.rawValue)
+        var learn = [Bool](repeating: false, count: count)
+        // An index loop: a swap runs on the heartbeat loop, in debug builds too.
+        var bucket = 0
+        while bucket < count {
+            defer { bucket += 1 }
+            let first = marks[bucket]
+            guard first != 0, oldMarks?[bucket] != first else { continue }
+            learn[bucket] = first == me || (owners[bucket] == me && (oldOwners.map { $0[bucket] == me } ?? true))
+        }
+        return learn
+    }
 }
