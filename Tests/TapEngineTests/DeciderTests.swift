@@ -287,18 +287,22 @@ struct DeciderTests {
                 == .drop(.noOwner))
     }
 
+    /// Node 1 directing (directed delivery), with the bucket of `port` in a handover from node `previous` (node 3's
+    /// MAC known too).
+    static func directorInAHandover(of port: UInt16, from previous: UInt16) -> EngineState {
+        var previousOwners = [UInt16](repeating: 0, count: 64)
+        previousOwners[bucket(of: tcp(port: port, flags: 0x02))] = previous
+        return EngineState(
+            generation: 1, node: NodeID(1)!, seed: seed, vip: vip, virtualMAC: vmac, table: table, delivery: .directed,
+            isARPLeader: true, isDirector: true, previousOwners: previousOwners,
+            nodeMACs: macs.merging([3: 0x0200_0000_0003]) { $1 })
+    }
+
     @Test func directorSendsEstablishedConnectionsToThePreviousOwnerDuringAHandover() throws {
         var flows = Self.flows()
         // Node 1 directs; the bucket of `port` now belongs to node 2 and is being handed over from node 3.
         let port = Self.port(ownedBy: 2)
-        let bucket = Self.bucket(of: Self.tcp(port: port, flags: 0x02))
-        var previous = [UInt16](repeating: 0, count: 64)
-        previous[bucket] = 3
-        let macs = Self.macs.merging([3: 0x0200_0000_0003]) { $1 }
-        let state = EngineState(
-            generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip, virtualMAC: Self.vmac,
-            table: Self.table, delivery: .directed, isARPLeader: true, isDirector: true, previousOwners: previous,
-            nodeMACs: macs)
+        let state = Self.directorInAHandover(of: port, from: 3)
         // A connection that started before the handover: its segments go to the previous owner.
         #expect(
             Decider.decide(Self.tcp(port: port, flags: 0x10), state: state, flows: &flows, now: 0)
@@ -320,13 +324,7 @@ struct DeciderTests {
     @Test func aNewDirectorSendsAConnectionItDoesNotHaveInABucketItReleasedToTheOwner() throws {
         var flows = Self.flows()
         let port = Self.port(ownedBy: 2)
-        let bucket = Self.bucket(of: Self.tcp(port: port, flags: 0x02))
-        var previous = [UInt16](repeating: 0, count: 64)
-        previous[bucket] = 1
-        let state = EngineState(
-            generation: 1, node: NodeID(1)!, seed: Self.seed, vip: Self.vip, virtualMAC: Self.vmac,
-            table: Self.table, delivery: .directed, isARPLeader: true, isDirector: true, previousOwners: previous,
-            nodeMACs: Self.macs)
+        let state = Self.directorInAHandover(of: port, from: 1)
         let segment = Self.tcp(port: port, flags: 0x10)
         #expect(Decider.decide(segment, state: state, flows: &flows, now: 0) == .forward(Self.macs[2]!))
         flows.insert(segment.key, now: 0, value: 1, confirm: true)

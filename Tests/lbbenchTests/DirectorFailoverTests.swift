@@ -18,15 +18,8 @@ struct DirectorFailoverTests {
         let farm = try VirtualFarm(options)
         defer { farm.stop() }
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.logs)")
-        let probe = try farm.openProbe(udp: 12, tcp: 36, intervalMilliseconds: 5)
-        probe.start()
-        Thread.sleep(forTimeInterval: 0.5)
-        let failedAt = probe.now
-        try farm.fail(1, .kill)
-        Thread.sleep(forTimeInterval: 1.5)
-        probe.stop()
-        let trial = FailoverTrial(
-            system: .vipfarm, mode: .kill, records: probe.records, victim: 1, failedAt: failedAt)
+        let trial = try farm.trial(
+            of: 1, .kill, system: .vipfarm, udp: 12, tcp: 36, intervalMilliseconds: 5, before: 0.5)
         #expect(trial.tcpResetUnaffected == 0, "\(trial)\n\(farm.logs)")
         #expect(trial.duplicates == 0, "\(trial)")
         #expect(trial.recoveryMilliseconds != nil, "\(trial)")

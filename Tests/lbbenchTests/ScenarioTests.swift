@@ -39,15 +39,8 @@ struct ScenarioTests {
         let pair = try KeepalivedPair(advertisementSeconds: 0.05)
         defer { pair.stop() }
         #expect(pair.waitUntilServing(seconds: 5))
-        let probe = try pair.openProbe(udp: 8, tcp: 0, intervalMilliseconds: 5)
-        probe.start()
-        Thread.sleep(forTimeInterval: 0.3)
-        let failedAt = probe.now
-        try pair.fail(1, .link)
-        Thread.sleep(forTimeInterval: 1.5)
-        probe.stop()
-        let trial = FailoverTrial(
-            system: .keepalivedFast, mode: .link, records: probe.records, victim: 1, failedAt: failedAt)
+        let trial = try pair.trial(
+            of: 1, .link, system: .keepalivedFast, udp: 8, tcp: 0, intervalMilliseconds: 5, before: 0.3)
         #expect(trial.affectedFlows == 8)
         #expect(trial.recoveryMilliseconds.map { $0 > 100 && $0 < 1000 } == true, "\(trial)")  // 3 x 50 ms + skew
     }
