@@ -222,7 +222,9 @@ public final class Engine: @unchecked Sendable {
 
     /// Hands the engine a new state; each thread takes it at its next batch boundary. Buckets the kernel delivered and
     /// this node now releases first come back to the ring, and their connections (which the flow tables never saw)
-    /// are read from the kernel and given to the threads with the state, so that this node keeps serving them.
+    /// are read from the kernel and given to the threads with the state, so that this node keeps serving them. A
+    /// directed director learns its own connections the same way in the buckets of a handover it owns or owned first
+    /// (`KernelDeliveryPlan.ownConnectionsToLearn`).
     public func swap(_ newState: EngineState) {
         var learn = adoptPrefilter(for: newState)
         let directorsOwn = KernelDeliveryPlan.ownConnectionsToLearn(

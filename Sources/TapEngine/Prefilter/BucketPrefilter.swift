@@ -192,11 +192,11 @@ final class BucketPrefilter {
         }
 
         /// The map's contents on the way from these buckets to `new`, in the order they are written. Each step
-        /// changes the bits or the actions, not both; the first, the bits. While the actions change, the ring takes the TCP frames of the
-        /// old buckets and the new (no frame is lost; one may be taken by both, which TCP takes as a duplicate
-        /// segment), and the UDP frames only of the buckets it keeps: a datagram of a bucket moving between the ring
-        /// and the kernel (a node becomes or stops being the director) may meet neither for a moment, and is lost as
-        /// a datagram may be, but never both, which an application would answer twice.
+        /// changes the bits or the actions, not both; the first, the bits. While the actions change, the ring takes
+        /// the TCP frames of the old buckets and the new (no frame is lost; one may be taken by both, which TCP takes
+        /// as a duplicate segment), and the UDP frames only of the buckets it keeps: a datagram of a bucket moving
+        /// between the ring and the kernel (a node becomes or stops being the director) may meet neither for a
+        /// moment, and is lost as a datagram may be, but never both, which an application would answer twice.
         func steps(to new: Buckets) -> [Buckets] {
             var bits = self
             bits.tcp = Self.merged(tcp, new.tcp, union: true)
