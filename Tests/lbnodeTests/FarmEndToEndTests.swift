@@ -196,7 +196,9 @@ struct FarmEndToEndTests {
         #expect(status.duplicateIDs == ["198.18.0.13"] && status.fenced == nil && status.quorum)
         // The heartbeat loop's own cost: the joins swapped states on it, each within half the failover time (100 ms
         // here, where the node would warn), or a view change would hold the heartbeats long enough to cause the next.
-        #expect(status.loop.stateChanges >= 3 && status.loop.lastStateChangeMilliseconds > 0, "\(status.loop)")
+        // Two or three: the second and third nodes' joins are one view change when both are heard in one turn (the
+        // director's state change at a join includes reading its connections from the kernel: 5-19 ms here).
+        #expect(status.loop.stateChanges >= 2 && status.loop.lastStateChangeMilliseconds > 0, "\(status.loop)")
         #expect(status.loop.longestStateChangeMilliseconds < 50, "\(status.loop)")
         #expect(
             try farm.control(["status"], node: 1).contains("heartbeat loop: \(status.loop.stateChanges) state changes"))
