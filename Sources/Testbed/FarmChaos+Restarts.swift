@@ -76,7 +76,8 @@ extension FarmChaos {
         let director = [DeliverySetting.fixed(.directed), .fixed(.relay)].contains(farm.options.delivery)
         guard director || farm.waitForHandoversToEnd(nodes: everyone) else {
             var outcome = ChaosOutcome(scenario: .restartsUnderWrk, passed: false, tally: ProbeTally([]))
-            outcome.failures.append("the joins' handover window did not end within 40 s")
+            outcome.failures.append(
+                "the joins' handover window (\(farm.options.handoverSeconds ?? 30) s) did not end 10 s after it should")
             return outcome
         }
         let box = UncheckedBox(farm)  // the calling thread only runs wrk meanwhile

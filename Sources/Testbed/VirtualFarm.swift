@@ -38,6 +38,8 @@ public final class VirtualFarm {
         public var realApplications = false
         /// `farm.witness`: an address every node pings while it does not hear every peer.
         public var witness: String? = nil
+        /// `farm.handover_seconds` of every node (nil: left out, so lbnode's default, 30 s).
+        public var handoverSeconds: Int? = nil
         /// Servers configured on every peer but absent from the network from the start (not installed yet, powered
         /// off for good): their cable is cut before any node starts, so nothing ever answers ARP for them.
         public var absentServers: Set<Int> = []
@@ -141,6 +143,7 @@ public final class VirtualFarm {
         let farmOptions = [
             options.heartbeatIntervalMilliseconds.map { "heartbeat_interval_ms: \($0)" },
             options.deadAfter.map { "dead_after: \($0)" }, options.witness.map { "witness: \($0)" },
+            options.handoverSeconds.map { "handover_seconds: \($0)" },
         ].compactMap { $0.map { "\n  \($0)" } }.joined()
         return """
             farm:
@@ -288,12 +291,13 @@ public final class VirtualFarm {
         return false
     }
 
-    /// Waits until no node of `nodes` is in a handover window any more: a join leaves one of 30 s, during which the
+    /// Waits until no node of `nodes` is in a handover window any more: a join leaves one (`handoverSeconds`, by
+    /// default 30 s), during which the
     /// moved buckets' connections go through the engines, and only after it are they all in steady ownership, which
-    /// the kernel delivers. False after `seconds` (a failover opens no window, so a farm that has had one waits
-    /// out the time).
-    public func waitForHandoversToEnd(nodes: [Int], seconds: Double = 40) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
+    /// the kernel delivers. False after `seconds` (default: the window and 10 s; a failover opens no window, so a
+    /// farm that has had one waits out the time).
+    public func waitForHandoversToEnd(nodes: [Int], seconds: Double? = nil) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds ?? Double((options.handoverSeconds ?? 30) + 10))
         while Date() < deadline {
             let steady = nodes.allSatisfy { number in
                 let lines = log(number).split(separator: "\n")

@@ -14,6 +14,8 @@ struct ChaosEndToEndTests {
         let farm = try FarmEndToEndTests.farm {
             $0.delivery = .fixed(delivery)
             scenario.shape(&$0)
+            // Restarts meet a farm past its joins' handover window: one of 5 s is past sooner than the default 30 s.
+            if scenario == .restartsUnderWrk { $0.handoverSeconds = 5 }
         }
         defer { farm.stop() }
         #expect(farm.waitForView(farm.startedView, nodes: farm.startedNodes), "\(farm.log(1))")

@@ -66,6 +66,7 @@ struct FarmConfigTests {
         #expect(config.farm.table == .balanced)
         #expect(config.node.weight == 100)
         #expect(config.node.prefilter)
+        #expect(config.farm.handoverSeconds == 30)
         #expect(config.peers.isEmpty && config.rules.isEmpty && config.checkers.isEmpty)
     }
 
@@ -106,6 +107,15 @@ struct FarmConfigTests {
         }
     }
 
+    /// `farm.handover_seconds` is read, and a change of it waits for a restart (every node must apply the same).
+    @Test func theHandoverWindowIsConfigured() throws {
+        let config = try FarmConfig.parse(Self.replacing(with: "  handover_seconds: 3600"), file: "web.yaml")
+        #expect(config.farm.handoverSeconds == 3600)
+        let example = try FarmConfig.parse(Self.example, file: "web.yaml")
+        #expect(example.restartOnlyChanges(to: config) == ["farm.handover_seconds"])
+        #expect(example.reloaded(from: config).farm.handoverSeconds == 30)
+    }
+
     @Test func autoDeliveryIsProbedAtStart() throws {
         let config = try FarmConfig.parse(
             Self.example.replacingOccurrences(of: "delivery: directed", with: "delivery: auto"), file: "web.yaml")
@@ -129,6 +139,7 @@ struct FarmConfigTests {
         ("  - { type: http, port: 80 }", "checkers[0].type: 'http' is not one of tcp, command"),
         ("  witness: 198.18.0.100", "web.yaml:2: farm.witness: must be one unicast address other than the VIP"),
         ("  witness: 2001:db8::1", "web.yaml:2: farm.witness: must be of the same family as node.address"),
+        ("  handover_seconds: 0", "web.yaml:2: farm.handover_seconds: '0' must be a whole number from 1 to 86400"),
     ])
     func badValuesNameTheirLineAndKey(replacement: String, expected: String) throws {
         let config = Self.replacing(with: replacement)

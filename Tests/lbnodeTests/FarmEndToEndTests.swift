@@ -432,6 +432,47 @@ struct FarmEndToEndTests {
         #expect(Self.requests(meanwhile, "after") == meanwhileOwners)
     }
 
+    /// `farm.handover_seconds` is how long the connections that predate a join stay on their node: through the
+    /// window every one is answered where it was, the window closes at the configured time (not the default 30 s),
+    /// and after it the buckets that moved belong to the new node alone, so the connections left in them are no
+    /// longer their old node's (the operator sets the window to the longest connection life to keep).
+    @Test(arguments: [Delivery.flood, .directed])
+    func aJoinKeepsOlderConnectionsForTheConfiguredHandoverSeconds(delivery: Delivery) throws {
+        let farm = try Self.farm {
+            $0.startNodes = [1, 2]
+            $0.delivery = .fixed(delivery)
+            $0.handoverSeconds = 6
+        }
+        defer { farm.stop() }
+        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
+        let connections = try farm.connect(count: 60)
+        let owners = Self.requests(connections, "before")
+        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
+
+        try farm.start(3)
+        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
+        let joined = Date()
+        let status = try farm.control(["status"], node: 1)
+        #expect(status.contains("handover window: open, "), "\(status)")
+        #expect(status.contains(" s left of 6 "), "\(status)")
+        for round in 1...4 {
+            #expect(Self.requests(connections, "round \(round)") == owners, "\(farm.logs)")
+            Thread.sleep(forTimeInterval: 1)
+        }
+        #expect(farm.waitForHandoversToEnd(nodes: [1, 2, 3], seconds: 15), "\(farm.logs)")
+        let window = Date().timeIntervalSince(joined)
+        #expect(window > 4.5 && window < 12, "the window closed \(window) s after the join")
+        #expect(!(try farm.control(["status"], node: 1)).contains("handover window: open"))
+
+        // The window is closed: a connection whose bucket moved now reaches node 3, which never had it.
+        let after = Self.requests(connections, "after")
+        let kept = zip(owners, after).filter { $0.0 == $0.1 }.count
+        let moved = Set(after.enumerated().filter { owners[$0.offset] != $0.element }.map(\.element))
+        print("handover_seconds 6 (\(delivery)): closed \(window) s after the join; then \(kept) of 60 kept, \(moved)")
+        #expect(kept >= 20 && kept < 60, "\(after)")
+        #expect(!after.contains(.answered(server: 3)), "\(after)")
+    }
+
     /// In flood delivery the kernel delivers the connections of steady buckets, so the flow tables never saw them: a
     /// node that gives buckets to a joining one learns them from the kernel first (`KernelDeliveryPlan.released`).
     @Test(arguments: [Delivery.flood, .directed])

@@ -232,12 +232,34 @@ struct NodeControllerTests {
         #expect(controller.membership.view.ids.contains(NodeID(1)!))
     }
 
+    /// The buckets a node takes from live peers at its join keep their handover marks for `farm.handover_seconds`
+    /// from the join, then the node runs them as its own.
+    @Test func theHandoverWindowLastsTheConfiguredSeconds() throws {
+        var config = try Self.config()
+        config.farm.handoverSeconds = 2
+        var controller = try NodeController(
+            config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011, incarnation: 7, now: 0)
+        var marked: [Int: Bool] = [:]
+        for now in stride(from: 0, through: 3000, by: 10) {
+            let digest = controller.membership.view.digest(seed: controller.membership.seed)
+            var inputs = NodeInputs()
+            inputs.heartbeats = [2, 3].map { Self.beat($0, sequence: UInt64(now + 1), digest: digest) }
+            for state in Self.states(controller.step(now: now, inputs)) {
+                marked[now] = state.handoverBuckets.contains(true)
+            }
+        }
+        let opened = try #require(marked.filter(\.value).keys.min())
+        let closed = try #require(marked.filter { !$0.value && $0.key > opened }.keys.min())
+        #expect((2000...2010).contains(closed - opened), "\(marked.sorted { $0.key < $1.key })")
+    }
+
     /// While a peer drains, the handover window stays open: this node takes only new connections in the buckets it
     /// took, however long the drain lasts.
     @Test func theHandoverWindowStaysOpenWhileAPeerDrains() throws {
+        var config = try Self.config()
+        config.farm.handoverSeconds = 1
         var controller = try NodeController(
-            config: try Self.config(), virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
-            incarnation: 7, now: 0, handoverMilliseconds: 1000)
+            config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011, incarnation: 7, now: 0)
         Self.run(&controller, from: 0, to: 60)
         func beats(_ now: Int, draining: Bool) -> NodeInputs {
             var inputs = NodeInputs()

@@ -133,6 +133,11 @@ struct StatusCommand: ParsableCommand {
                 // A state change that long comes back at every view change; one long turn may be the host's moment.
                 + (loop.longestStateChangeMilliseconds * 2 > Double(status.deadAfterMilliseconds)
                     ? " (A STATE CHANGE TOOK OVER HALF THE FAILOVER TIME: fewer buckets or longer heartbeats)" : ""))
+        if let left = status.handoverSecondsLeft {
+            lines.append(
+                "  handover window: open, \(left) s left of \(status.handoverSeconds) (connections older than the last "
+                    + "move of their bucket stay on the node that had them until it closes)")
+        }
         if let change = status.lastChange { lines.append("  last change: \(change)") }
         if let failover = status.lastFailover { lines.append("  last failover: \(failover)") }
         return lines.joined(separator: "\n") + "\n"

@@ -76,7 +76,7 @@ extension FarmConfig {
             section,
             known: [
                 "name", "vip", "delivery", "key_file", "heartbeat_port",
-                "heartbeat_interval_ms", "dead_after", "buckets", "table", "quorum", "witness",
+                "heartbeat_interval_ms", "dead_after", "buckets", "table", "quorum", "witness", "handover_seconds",
             ])
         let name = try reader.string(section, "name")
         guard name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
@@ -110,7 +110,9 @@ extension FarmConfig {
             buckets: buckets, table: try reader.choice(section, "table", default: TableAlgorithm.balanced),
             quorum: section.value("quorum") == nil
                 ? nil : try reader.choice(section, "quorum", default: Membership.Quorum.majority),
-            witness: try readWitness(reader, section, vip: vip))
+            witness: try readWitness(reader, section, vip: vip),
+            handoverSeconds: try reader.integer(
+                section, "handover_seconds", in: 1...86_400, default: FarmConfig.defaultHandoverSeconds))
     }
 
     /// One unicast address that is not the VIP.

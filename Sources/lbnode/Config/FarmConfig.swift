@@ -25,6 +25,8 @@ struct FarmConfig: Equatable {
         var quorum: Membership.Quorum? = nil
         /// An address this node pings while it does not hear every peer (a gateway): cut off from it, it serves nothing.
         var witness: IPAddress? = nil
+        /// How long a planned move of buckets keeps the connections that predate it on the node that had them.
+        var handoverSeconds = FarmConfig.defaultHandoverSeconds
     }
 
     struct Node: Equatable {
@@ -116,6 +118,9 @@ struct FarmConfig: Equatable {
     /// "The default: 4 ms × 4"). A host that drops received frames gives silent peers 100 ms while it does.
     static let defaultHeartbeatIntervalMilliseconds = 4
     static let defaultDeadAfter = 4
+    /// Long enough for the requests of an HTTP keep-alive connection; longer-lived connections need more
+    /// (docs/configuration.md).
+    static let defaultHandoverSeconds = 30
     static let defaultMetricsAddress = "127.0.0.1:9946"
 }
 
@@ -138,6 +143,7 @@ extension FarmConfig {
         note("farm.table", farm.table, new.farm.table)
         note("farm.quorum", farm.quorum, new.farm.quorum)
         note("farm.witness", farm.witness, new.farm.witness)
+        note("farm.handover_seconds", farm.handoverSeconds, new.farm.handoverSeconds)
         note("node.id", node.id, new.node.id)
         note("node.interface", node.interface, new.node.interface)
         note("node.address", node.address, new.node.address)

@@ -68,6 +68,10 @@ final class MetricsServer: @unchecked Sendable {
                 + "(over two intervals; twice that is the deadline while peers are heard late), or 0.",
             "# TYPE vipfarm_peer_silence_longest_milliseconds gauge",
             "vipfarm_peer_silence_longest_milliseconds{\(labels)} \(status.longestPeerSilenceMilliseconds ?? 0)",
+            "# HELP vipfarm_handover_seconds_left Seconds until the open handover window closes (the connections that "
+                + "predate a move stay on their node until then), or 0.",
+            "# TYPE vipfarm_handover_seconds_left gauge",
+            "vipfarm_handover_seconds_left{\(labels)} \(status.handoverSecondsLeft ?? 0)",
             "# TYPE vipfarm_nodes_live gauge",
             "vipfarm_nodes_live{\(labels)} \(status.liveNodes)",
             "# TYPE vipfarm_nodes_expected gauge",

@@ -63,8 +63,8 @@ struct NodeController {
     private(set) var membership: Membership
     private(set) var states: EngineStateBuilder
     let interfaceMAC: UInt64
-    /// How long the moved buckets of a planned change keep their handover marks.
-    let handoverMilliseconds: Int
+    /// How long the moved buckets of a planned change keep their handover marks (`farm.handover_seconds`).
+    var handoverMilliseconds: Int { config.farm.handoverSeconds * 1000 }
     private var beat: Heartbeat
     private var nextBeat: Int
     /// When the last heartbeat was sent (ms).
@@ -76,7 +76,8 @@ struct NodeController {
     /// A lengthening under lateness was logged, the return to the farm's deadline not yet.
     private var lateLogged = false
     private var lastDrops = ReceiveDrops()
-    private var handoverUntil: Int?
+    /// When the handover window closes (ms), while one is open.
+    private(set) var handoverUntil: Int?
     /// When the drain began and when it gives up waiting for the connections to end.
     private var drainStartedAt: Int?
     private var drainUntil: Int?
@@ -105,12 +106,10 @@ struct NodeController {
     private(set) var deliveryDisagreements: [NodeID: Delivery] = [:]
 
     init(
-        config: FarmConfig, virtualMAC: UInt64, interfaceMAC: UInt64, incarnation: UInt64, now: Int,
-        handoverMilliseconds: Int = 30_000
+        config: FarmConfig, virtualMAC: UInt64, interfaceMAC: UInt64, incarnation: UInt64, now: Int
     ) throws {
         self.config = config
         self.interfaceMAC = interfaceMAC
-        self.handoverMilliseconds = handoverMilliseconds
         states = try EngineStateBuilder(config: config, virtualMAC: virtualMAC)
         membership = Membership(
             me: config.node.id, incarnation: incarnation, weight: config.node.weight,

@@ -91,6 +91,8 @@ extension NodeLoop {
         if membership.state == .draining, let open = vipConnections.latest?.value {
             snapshot.drainConnections = reachableConnections(kernel: open)
         }
+        snapshot.handoverSecondsLeft = controller.handoverUntil.map { max(0, $0 - now + 999) / 1000 }
+        snapshot.handoverSeconds = config.farm.handoverSeconds
         snapshot.witness = config.farm.witness?.description
         snapshot.witnessReachable = membership.witnessAnsweredAt.map {
             now - $0 <= membership.witnessTimeoutMilliseconds

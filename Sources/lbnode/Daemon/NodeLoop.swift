@@ -106,6 +106,9 @@ final class NodeLoop {
         engineConfiguration.prefilter = config.node.prefilter
         engineConfiguration.kernelDelivery = config.node.kernelDelivery
         engineConfiguration.heartbeatSocket = (config.node.ip, config.farm.heartbeatPort)
+        // A connection kept through a handover window must not be forgotten for being idle before the window closes.
+        engineConfiguration.flowIdleTimeout = max(
+            engineConfiguration.flowIdleTimeout, UInt32(config.farm.handoverSeconds) * 1000)
         let threadsReason: String
         if let threads = config.node.engineThreads {
             engineConfiguration.threads = threads
