@@ -444,13 +444,7 @@ struct FarmEndToEndTests {
             $0.handoverSeconds = 6
         }
         defer { farm.stop() }
-        #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
-        let connections = try farm.connect(count: 60)
-        let owners = Self.requests(connections, "before")
-        #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
-
-        try farm.start(3)
-        #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
+        let (connections, owners) = try Self.connectThenJoinTheThird(farm)
         let joined = Date()
         let status = try farm.control(["status"], node: 1)
         #expect(status.contains("handover window: open, "), "\(status)")
@@ -516,17 +510,24 @@ struct FarmEndToEndTests {
         #expect(try farm.control(["status"], node: 1).contains("kernel delivery: delivered"))
     }
 
-    /// Nodes 1 and 2 serve connections; node 3 joins, then node 1 (the director) drains: no connection moves.
-    static func connectionsSurviveAJoinAndTheDirectorsDrain(_ farm: VirtualFarm) throws {
-        defer { farm.stop() }
+    /// 60 connections through the VIP of a farm of nodes 1 and 2 (their answering servers: both), then node 3 joins.
+    static func connectThenJoinTheThird(_ farm: VirtualFarm) throws
+        -> ([StreamConnection], [StreamConnection.Outcome])
+    {
         #expect(farm.waitForView("{1:100, 2:100}", nodes: [1, 2]), "\(farm.log(1))")
         let connections = try farm.connect(count: 60)
         let owners = Self.requests(connections, "before")
         #expect(Set(owners) == [.answered(server: 1), .answered(server: 2)], "\(owners)")
-
-        // Node 3 joins: a third of the buckets move to it, but the connections stay where they are.
         try farm.start(3)
         #expect(farm.waitForView("{1:100, 2:100, 3:100}", nodes: [1, 2, 3]), "\(farm.log(3))")
+        return (connections, owners)
+    }
+
+    /// Nodes 1 and 2 serve connections; node 3 joins, then node 1 (the director) drains: no connection moves.
+    static func connectionsSurviveAJoinAndTheDirectorsDrain(_ farm: VirtualFarm) throws {
+        defer { farm.stop() }
+        // Node 3 joins: a third of the buckets move to it, but the connections stay where they are.
+        let (connections, owners) = try Self.connectThenJoinTheThird(farm)
         #expect(Self.requests(connections, "joined") == owners, "\(farm.logs)")
         let newer = try farm.connect(count: 60)
         let newOwners = Self.requests(newer, "new")
