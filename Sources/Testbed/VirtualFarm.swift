@@ -292,10 +292,9 @@ public final class VirtualFarm {
     }
 
     /// Waits until no node of `nodes` is in a handover window any more: a join leaves one (`handoverSeconds`, by
-    /// default 30 s), during which the
-    /// moved buckets' connections go through the engines, and only after it are they all in steady ownership, which
-    /// the kernel delivers. False after `seconds` (default: the window and 10 s; a failover opens no window, so a
-    /// farm that has had one waits out the time).
+    /// default 30 s), during which the moved buckets' connections go through the engines, and only after it are they
+    /// all in steady ownership, which the kernel delivers. False after `seconds` (default: the window and 10 s; a
+    /// failover opens no window, so a farm that has had one waits out the time).
     public func waitForHandoversToEnd(nodes: [Int], seconds: Double? = nil) -> Bool {
         let deadline = Date().addingTimeInterval(seconds ?? Double((options.handoverSeconds ?? 30) + 10))
         while Date() < deadline {
