@@ -91,7 +91,9 @@ extension NodeLoop {
         if membership.state == .draining, let open = vipConnections.latest?.value {
             snapshot.drainConnections = reachableConnections(kernel: open)
         }
-        snapshot.handoverSecondsLeft = controller.handoverUntil.map { max(0, $0 - now + 999) / 1000 }
+        // The window's timer also runs after a failover; the status speaks of it only while a bucket carries a mark.
+        let marked = engineState.handoverBuckets.contains(true) || engineState.releasedBuckets.contains(true)
+        snapshot.handoverSecondsLeft = controller.handoverUntil.flatMap { marked ? max(0, $0 - now + 999) / 1000 : nil }
         snapshot.handoverSeconds = config.farm.handoverSeconds
         snapshot.witness = config.farm.witness?.description
         snapshot.witnessReachable = membership.witnessAnsweredAt.map {

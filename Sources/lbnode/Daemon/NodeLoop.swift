@@ -22,7 +22,7 @@ final class NodeLoop {
     var config: FarmConfig { daemon.config }
     private var keys: [Data]
     private(set) var controller: NodeController
-    private var engineState: EngineState
+    private(set) var engineState: EngineState
     private(set) var engine: Engine?
     private let engineConfiguration: EngineConfiguration
     private var monitor: DataPathMonitor

@@ -94,8 +94,8 @@ struct NodeStatus: Codable, Sendable {
     var checkersFailing: [String] = []
     /// While draining: the VIP's TCP connections in the kernel, and the engine's tracked ones.
     var drainConnections: Int? = nil
-    /// While a handover window is open: seconds until it closes (longer while a node drains), and its length
-    /// (`farm.handover_seconds`).
+    /// While a handover window is open and a bucket carries its marks: seconds until it closes (longer while a node
+    /// drains), and its length (`farm.handover_seconds`).
     var handoverSecondsLeft: Int? = nil
     var handoverSeconds: Int = 30
     /// The witness's address and whether it answers (nil without one).
