@@ -36,7 +36,7 @@ struct CPUSampleTests {
             let busyUntil = clock.now + .microseconds(100)
             while clock.now < busyUntil {}
             next = next + .milliseconds(4)
-            Thread.sleep(forTimeInterval: max(0, Self.seconds(next - clock.now)))
+            Thread.sleep(forTimeInterval: max(0, (next - clock.now).inSeconds))
         }
         let machine = CPUSample.busySeconds(from: before, to: CPUSample.now())
         let own = Self.threadCPUSeconds() - ownBefore
@@ -44,10 +44,6 @@ struct CPUSampleTests {
         // this thread's time, and not much more. `/proc/stat`'s tick-sampled fields gave 0.01 s or 0.36 s for 0.08 s.
         #expect(machine >= own * 0.8, "machine \(machine) s, this thread \(own) s")
         #expect(machine < own + 0.5, "machine \(machine) s, this thread \(own) s")
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     static func threadCPUSeconds() -> Double {

@@ -24,8 +24,10 @@ struct NodeControllerTests {
             """, file: "test")
     }
 
-    static func controller() throws -> NodeController {
-        let config = try Self.config()
+    /// Node 1's controller (with `handoverSeconds`, that window instead of the default).
+    static func controller(handoverSeconds: Int? = nil) throws -> NodeController {
+        var config = try Self.config()
+        if let handoverSeconds { config.farm.handoverSeconds = handoverSeconds }
         return try NodeController(
             config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011,
             incarnation: 7, now: 0)
@@ -235,10 +237,7 @@ struct NodeControllerTests {
     /// The buckets a node takes from live peers at its join keep their handover marks for `farm.handover_seconds`
     /// from the join, then the node runs them as its own.
     @Test func theHandoverWindowLastsTheConfiguredSeconds() throws {
-        var config = try Self.config()
-        config.farm.handoverSeconds = 2
-        var controller = try NodeController(
-            config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011, incarnation: 7, now: 0)
+        var controller = try Self.controller(handoverSeconds: 2)
         var marked: [Int: Bool] = [:]
         for now in stride(from: 0, through: 3000, by: 10) {
             let digest = controller.membership.view.digest(seed: controller.membership.seed)
@@ -256,10 +255,7 @@ struct NodeControllerTests {
     /// While a peer drains, the handover window stays open: this node takes only new connections in the buckets it
     /// took, however long the drain lasts.
     @Test func theHandoverWindowStaysOpenWhileAPeerDrains() throws {
-        var config = try Self.config()
-        config.farm.handoverSeconds = 1
-        var controller = try NodeController(
-            config: config, virtualMAC: 0x0200_0000_0064, interfaceMAC: 0x0200_0000_0011, incarnation: 7, now: 0)
+        var controller = try Self.controller(handoverSeconds: 1)
         Self.run(&controller, from: 0, to: 60)
         func beats(_ now: Int, draining: Bool) -> NodeInputs {
             var inputs = NodeInputs()

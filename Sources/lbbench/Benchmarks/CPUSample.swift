@@ -35,8 +35,7 @@ struct CPUSample {
 
     /// Busy CPU seconds between two samples.
     static func busySeconds(from start: CPUSample, to end: CPUSample) -> Double {
-        let elapsed = (end.at - start.at).components
-        let wall = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        let wall = (end.at - start.at).inSeconds
         let idle = Double(end.idle &- start.idle) / ticksPerSecond
         return max(0, wall * Double(end.cpus) - idle)
     }

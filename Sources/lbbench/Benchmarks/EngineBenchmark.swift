@@ -137,8 +137,7 @@ struct EngineBenchmark {
             if received != last.received { last = (received, clock.now) }
         }
         let counters = engine.counters
-        let elapsed = (last.at - start).components
-        let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        let seconds = (last.at - start).inSeconds
         return EngineReport.Drain(
             threads: threads, sent: sent, inspected: counters.received, injected: counters.delivered,
             ringDrops: counters.ringDrops, seconds: seconds,
@@ -238,7 +237,7 @@ struct EngineBenchmark {
         group.wait()
         let perServer = counts.withLock { $0 }
         let engineCounters = engines.map(\.counters)
-        let duration = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let duration = elapsed.inSeconds
         return EngineReport.Trial(
             path: path, threads: path.engineInjection == nil ? nil : threads, offeredRate: rate, sent: sent,
             seconds: duration,
